@@ -1,0 +1,128 @@
+/**
+ * Typed errors. Every error peft-edge raises on bad input is a
+ * {@linkcode PeftEdgeError} subclass whose message names the file, key or
+ * field at fault, so callers can `instanceof`-match and users can fix input.
+ *
+ * @example
+ * ```ts
+ * import { SafetensorsError } from "./errors.ts";
+ * try {
+ *   throw new SafetensorsError("header length 9e9 exceeds file size", { file: "adapter_model.safetensors" });
+ * } catch (e) {
+ *   if (e instanceof SafetensorsError) console.error(e.file, e.message);
+ * }
+ * ```
+ * @module
+ */
+
+/** Where an error came from: the file and, within it, the key or field. */
+export interface ErrorContext {
+  /** File name or path the bad input came from. */
+  file?: string;
+  /** Tensor key, config field or module name at fault. */
+  key?: string;
+  /** The underlying error, if any. */
+  cause?: unknown;
+}
+
+/**
+ * Base class of every error peft-edge raises deliberately.
+ *
+ * @example
+ * ```ts
+ * import { PeftEdgeError } from "./errors.ts";
+ * const e = new PeftEdgeError("boom", { file: "a.json", key: "r" });
+ * console.log(e.message); // "a.json: r: boom"
+ * ```
+ */
+export class PeftEdgeError extends Error {
+  /** File the bad input came from, when known. */
+  readonly file?: string;
+  /** Key, field or module name at fault, when known. */
+  readonly key?: string;
+
+  constructor(message: string, context: ErrorContext = {}) {
+    const where = [context.file, context.key].filter(Boolean).join(": ");
+    super(where ? `${where}: ${message}` : message, { cause: context.cause });
+    this.name = new.target.name;
+    this.file = context.file;
+    this.key = context.key;
+  }
+}
+
+/**
+ * A safetensors file is malformed (header, dtype, offsets, sizes).
+ *
+ * @example
+ * ```ts
+ * import { SafetensorsError } from "./errors.ts";
+ * new SafetensorsError("unknown dtype F8", { file: "x.safetensors", key: "w" });
+ * ```
+ */
+export class SafetensorsError extends PeftEdgeError {}
+
+/**
+ * An `adapter_config.json` (or config object) is invalid for PEFT.
+ *
+ * @example
+ * ```ts
+ * import { AdapterConfigError } from "./errors.ts";
+ * new AdapterConfigError("must be a positive integer", { file: "adapter_config.json", key: "r" });
+ * ```
+ */
+export class AdapterConfigError extends PeftEdgeError {}
+
+/**
+ * An adapter does not fit the base model: no module matches, or shapes differ.
+ *
+ * @example
+ * ```ts
+ * import { AdapterMismatchError } from "./errors.ts";
+ * new AdapterMismatchError("lora_B is [64, 8] but the base weight needs [32, 8]", { key: "model.layers.0.self_attn.q_proj" });
+ * ```
+ */
+export class AdapterMismatchError extends PeftEdgeError {}
+
+/**
+ * An ONNX model file is malformed or uses a layout peft-edge cannot patch.
+ *
+ * @example
+ * ```ts
+ * import { OnnxModelError } from "./errors.ts";
+ * new OnnxModelError("not a valid ModelProto", { file: "onnx/model.onnx" });
+ * ```
+ */
+export class OnnxModelError extends PeftEdgeError {}
+
+/**
+ * A file could not be found or read (local disk or Hub).
+ *
+ * @example
+ * ```ts
+ * import { FileNotFoundError } from "./errors.ts";
+ * new FileNotFoundError("no such file", { file: "adapters/x/adapter_config.json" });
+ * ```
+ */
+export class FileNotFoundError extends PeftEdgeError {}
+
+/**
+ * A kernel was called with arguments it cannot use (lengths, scale, rank).
+ *
+ * @example
+ * ```ts
+ * import { KernelError } from "./errors.ts";
+ * new KernelError("scale must be finite, got NaN", { key: "mergeLora" });
+ * ```
+ */
+export class KernelError extends PeftEdgeError {}
+
+/**
+ * A feature PEFT has that peft-edge does not support (yet).
+ *
+ * @example
+ * ```ts
+ * import { UnsupportedError } from "./errors.ts";
+ * new UnsupportedError("isTrainable: true is not supported yet");
+ * ```
+ */
+export class UnsupportedError extends PeftEdgeError {}
