@@ -1,0 +1,436 @@
+/**
+ * The `"wasm-simd"` kernel backend: the Rust crate in `wasm/lora-kernel`,
+ * compiled to SIMD128 WebAssembly and embedded as base64, behind the
+ * {@linkcode LoraKernels} interface.
+ *
+ * Memory: each call allocates its operands in the instance's own linear
+ * memory (a stack-like arena that resets when the call frees them), copies
+ * inputs in, runs, copies results out, frees. The weight `W` is never copied
+ * whole: it streams through a 256 KiB window, a block of rows at a time
+ * (which also keeps the block in cache while it is merged); `A`, `B` (and
+ * `B^T` for "in_out") are copied once per call. Conversions stream through
+ * 1 Mi-element chunks. The memory, which WebAssembly cannot shrink, grows to
+ * the largest call served and is reused after that.
+ *
+ * @module
+ */
+
+import { KernelError } from "../errors.ts";
+import { decodeBase64 } from "./base64.ts";
+import type { LoraKernels } from "./kernels.ts";
+import { LORA_KERNEL_WASM_BASE64 } from "./lora_kernel_wasm.ts";
+import type { LoraDims, WeightLayout } from "./types.ts";
+import {
+  checkForwardArgs,
+  checkLoraArgs,
+  checkScaleOutputsArgs,
+  checkTypedArray,
+} from "./validate.ts";
+
+/** A conversion entry point: `(src, dst, n)`. */
+type ConvertFn = (src: number, dst: number, n: number) => void;
+
+/** What the wasm module exports (see `wasm/lora-kernel/src/lib.rs`); pointers are byte offsets. */
+interface KernelExports {
+  memory: WebAssembly.Memory;
+  alloc(bytes: number): number;
+  dealloc(ptr: number, bytes: number): void;
+  transpose(src: number, rows: number, cols: number, dst: number): void;
+  merge_out_in(
+    w: number,
+    a: number,
+    b: number,
+    rows: number,
+    inf: number,
+    rank: number,
+    scale: number,
+  ): void;
+  merge_in_out(
+    w: number,
+    rows: number,
+    a: number,
+    aStride: number,
+    bt: number,
+    out: number,
+    rank: number,
+    scale: number,
+  ): void;
+  dora_squares_out_in(
+    w: number,
+    a: number,
+    b: number,
+    rows: number,
+    inf: number,
+    rank: number,
+    scale: number,
+    acc: number,
+  ): void;
+  dora_squares_in_out(
+    w: number,
+    rows: number,
+    a: number,
+    aStride: number,
+    bt: number,
+    out: number,
+    rank: number,
+    scale: number,
+    acc: number,
+  ): void;
+  scale_rows(w: number, rows: number, cols: number, f: number): void;
+  scale_cols(w: number, rows: number, cols: number, f: number): void;
+  lora_forward(
+    x: number,
+    rows: number,
+    a: number,
+    b: number,
+    out: number,
+    inf: number,
+    rank: number,
+    scale: number,
+    y: number,
+  ): number;
+  f16_to_f32: ConvertFn;
+  bf16_to_f32: ConvertFn;
+  f32_to_f16: ConvertFn;
+}
+
+const EXPORTED_FUNCTIONS = [
+  "alloc",
+  "dealloc",
+  "transpose",
+  "merge_out_in",
+  "merge_in_out",
+  "dora_squares_out_in",
+  "dora_squares_in_out",
+  "scale_rows",
+  "scale_cols",
+  "lora_forward",
+  "f16_to_f32",
+  "bf16_to_f32",
+  "f32_to_f16",
+] as const;
+
+/** Floats of `W` per streamed block (256 KiB: stays in L2 while it is merged). */
+const WINDOW_FLOATS = 1 << 16;
+/** Elements per conversion chunk (4 MiB of float32). */
+const CONVERT_CHUNK = 1 << 20;
+/** Largest total allocation one call may ask for (wasm32 memory is at most 4 GiB). */
+const MAX_CALL_BYTES = 2 ** 32 - 2 ** 26;
+
+/**
+ * Compiles and instantiates the embedded kernel module and wraps it.
+ *
+ * @throws {KernelError} when the module does not export what the wrapper needs.
+ * @example
+ * ```ts
+ * import { createWasmKernels } from "./wasm_backend.ts";
+ * const k = await createWasmKernels();
+ * console.log(k.bf16ToF32(new Uint16Array([0x3f80]))); // [1]
+ * ```
+ */
+export async function createWasmKernels(): Promise<LoraKernels> {
+  const bytes = decodeBase64(LORA_KERNEL_WASM_BASE64);
+  const module = await WebAssembly.compile(bytes);
+  const instance = await WebAssembly.instantiate(module, {});
+  const exports = instance.exports as Record<string, unknown>;
+  for (const name of EXPORTED_FUNCTIONS) {
+    if (typeof exports[name] !== "function") {
+      throw new KernelError(`embedded wasm module lacks export ${name}`, {
+        key: "loadKernels",
+      });
+    }
+  }
+  if (!(exports.memory instanceof WebAssembly.Memory)) {
+    throw new KernelError("embedded wasm module exports no memory", {
+      key: "loadKernels",
+    });
+  }
+  return new WasmSimdKernels(exports as unknown as KernelExports);
+}
+
+class WasmSimdKernels implements LoraKernels {
+  readonly backend = "wasm-simd" as const;
+  readonly #wasm: KernelExports;
+
+  constructor(wasm: KernelExports) {
+    this.#wasm = wasm;
+  }
+
+  mergeLora(
+    w: Float32Array,
+    a: Float32Array,
+    b: Float32Array,
+    dims: LoraDims,
+    scale: number,
+    layout: WeightLayout,
+  ): void {
+    checkLoraArgs("mergeLora", w, a, b, dims, scale, layout);
+    this.#streamMerge("mergeLora", w, a, b, dims, scale, layout, false);
+  }
+
+  doraNorms(
+    w: Float32Array,
+    a: Float32Array,
+    b: Float32Array,
+    dims: LoraDims,
+    scale: number,
+    layout: WeightLayout,
+  ): Float32Array {
+    checkLoraArgs("doraNorms", w, a, b, dims, scale, layout);
+    const squares = this.#streamMerge(
+      "doraNorms",
+      w,
+      a,
+      b,
+      dims,
+      scale,
+      layout,
+      true,
+    );
+    return Float32Array.from(squares, Math.sqrt);
+  }
+
+  scaleOutputs(
+    w: Float32Array,
+    factors: Float32Array,
+    dims: LoraDims,
+    layout: WeightLayout,
+  ): void {
+    checkScaleOutputsArgs("scaleOutputs", w, factors, dims, layout);
+    const { outFeatures: out, inFeatures: inf } = dims;
+    const [rowLen, rowCount] = layout === "out_in" ? [inf, out] : [out, inf];
+    const blockRows = Math.max(
+      1,
+      Math.min(rowCount, Math.floor(WINDOW_FLOATS / rowLen)),
+    );
+    const sizes = [factors.byteLength, blockRows * rowLen * 4];
+    this.#withBlocks("scaleOutputs", sizes, ([pf, pw]) => {
+      this.#f32(pf, factors.length).set(factors);
+      for (let r0 = 0; r0 < rowCount; r0 += blockRows) {
+        const block = w.subarray(
+          r0 * rowLen,
+          Math.min(rowCount, r0 + blockRows) * rowLen,
+        );
+        const rows = block.length / rowLen;
+        this.#f32(pw, block.length).set(block);
+        if (layout === "out_in") {
+          this.#wasm.scale_rows(pw, rows, inf, pf + 4 * r0);
+        } else this.#wasm.scale_cols(pw, rows, out, pf);
+        block.set(this.#f32(pw, block.length));
+      }
+    });
+  }
+
+  /**
+   * Streams `W` through a window of wasm memory, a block of its rows at a
+   * time (rows are output features for "out_in", input features for
+   * "in_out"). Merges each block; then either copies it back (`squares`
+   * false) or adds its squares to per-output-feature sums, which it returns.
+   */
+  #streamMerge(
+    fn: string,
+    w: Float32Array,
+    a: Float32Array,
+    b: Float32Array,
+    dims: LoraDims,
+    scale: number,
+    layout: WeightLayout,
+    squares: boolean,
+  ): Float64Array {
+    const { outFeatures: out, inFeatures: inf, rank } = dims;
+    const [rowLen, rowCount] = layout === "out_in" ? [inf, out] : [out, inf];
+    const blockRows = Math.max(
+      1,
+      Math.min(rowCount, Math.floor(WINDOW_FLOATS / rowLen)),
+    );
+    const sizes = [
+      a.byteLength,
+      b.byteLength,
+      layout === "in_out" ? b.byteLength : 0, // B^T
+      blockRows * rowLen * 4,
+      squares ? out * 8 : 0,
+    ];
+    return this.#withBlocks(fn, sizes, ([pa, pb, pbt, pw, pacc]) => {
+      const ex = this.#wasm;
+      this.#f32(pa, a.length).set(a);
+      this.#f32(pb, b.length).set(b);
+      if (layout === "in_out") ex.transpose(pb, out, rank, pbt);
+      if (squares) new Float64Array(ex.memory.buffer, pacc, out).fill(0);
+      for (let r0 = 0; r0 < rowCount; r0 += blockRows) {
+        const block = w.subarray(
+          r0 * rowLen,
+          Math.min(rowCount, r0 + blockRows) * rowLen,
+        );
+        const rows = block.length / rowLen;
+        this.#f32(pw, block.length).set(block);
+        if (layout === "out_in") {
+          const pbr = pb + 4 * r0 * rank;
+          if (squares) {
+            ex.dora_squares_out_in(
+              pw,
+              pa,
+              pbr,
+              rows,
+              inf,
+              rank,
+              scale,
+              pacc + 8 * r0,
+            );
+          } else ex.merge_out_in(pw, pa, pbr, rows, inf, rank, scale);
+        } else {
+          const pac = pa + 4 * r0;
+          if (squares) {
+            ex.dora_squares_in_out(
+              pw,
+              rows,
+              pac,
+              inf,
+              pbt,
+              out,
+              rank,
+              scale,
+              pacc,
+            );
+          } else ex.merge_in_out(pw, rows, pac, inf, pbt, out, rank, scale);
+        }
+        if (!squares) block.set(this.#f32(pw, block.length));
+      }
+      return squares
+        ? new Float64Array(ex.memory.buffer, pacc, out).slice()
+        : new Float64Array(0);
+    });
+  }
+
+  loraForward(
+    x: Float32Array,
+    rows: number,
+    a: Float32Array,
+    b: Float32Array,
+    dims: LoraDims,
+    scale: number,
+    y: Float32Array,
+  ): void {
+    checkForwardArgs("loraForward", x, rows, a, b, dims, scale, y);
+    const { outFeatures, inFeatures, rank } = dims;
+    const sizes = [x.byteLength, a.byteLength, b.byteLength, y.byteLength];
+    this.#withBlocks("loraForward", sizes, ([px, pa, pb, py]) => {
+      this.#f32(px, x.length).set(x);
+      this.#f32(pa, a.length).set(a);
+      this.#f32(pb, b.length).set(b);
+      this.#f32(py, y.length).set(y);
+      this.#status(
+        "loraForward",
+        this.#wasm.lora_forward(
+          px,
+          rows,
+          pa,
+          pb,
+          outFeatures,
+          inFeatures,
+          rank,
+          scale,
+          py,
+        ),
+      );
+      y.set(this.#f32(py, y.length));
+    });
+  }
+
+  f16ToF32(src: Uint16Array): Float32Array {
+    checkTypedArray("f16ToF32", "src", src, Uint16Array);
+    const dst = new Float32Array(src.length);
+    this.#widen("f16ToF32", src, dst, this.#wasm.f16_to_f32);
+    return dst;
+  }
+
+  bf16ToF32(src: Uint16Array): Float32Array {
+    checkTypedArray("bf16ToF32", "src", src, Uint16Array);
+    const dst = new Float32Array(src.length);
+    this.#widen("bf16ToF32", src, dst, this.#wasm.bf16_to_f32);
+    return dst;
+  }
+
+  f32ToF16(src: Float32Array): Uint16Array {
+    checkTypedArray("f32ToF16", "src", src, Float32Array);
+    const dst = new Uint16Array(src.length);
+    const n = Math.min(src.length, CONVERT_CHUNK);
+    if (n === 0) return dst;
+    this.#withBlocks("f32ToF16", [n * 4, n * 2], ([ps, pd]) => {
+      for (let i = 0; i < src.length; i += n) {
+        const m = Math.min(n, src.length - i);
+        this.#f32(ps, m).set(src.subarray(i, i + m));
+        this.#wasm.f32_to_f16(ps, pd, m);
+        dst.set(new Uint16Array(this.#wasm.memory.buffer, pd, m), i);
+      }
+    });
+    return dst;
+  }
+
+  /** Chunked 16-bit -> float32 conversion through wasm memory. */
+  #widen(
+    fn: string,
+    src: Uint16Array,
+    dst: Float32Array,
+    convert: ConvertFn,
+  ): void {
+    const n = Math.min(src.length, CONVERT_CHUNK);
+    if (n === 0) return;
+    this.#withBlocks(fn, [n * 2, n * 4], ([ps, pd]) => {
+      for (let i = 0; i < src.length; i += n) {
+        const m = Math.min(n, src.length - i);
+        new Uint16Array(this.#wasm.memory.buffer, ps, m).set(
+          src.subarray(i, i + m),
+        );
+        convert(ps, pd, m);
+        dst.set(this.#f32(pd, m), i);
+      }
+    });
+  }
+
+  /** A float32 view of wasm memory (made fresh: growth detaches old views). */
+  #f32(ptr: number, length: number): Float32Array {
+    return new Float32Array(this.#wasm.memory.buffer, ptr, length);
+  }
+
+  #status(fn: string, status: number): void {
+    if (status !== 0) {
+      throw new KernelError(
+        "WebAssembly memory could not grow for the kernel's scratch space",
+        {
+          key: fn,
+        },
+      );
+    }
+  }
+
+  /** Allocates one block per size, runs `body`, frees them in reverse order. */
+  #withBlocks<T>(fn: string, sizes: number[], body: (ptrs: number[]) => T): T {
+    const total = sizes.reduce((sum, n) => sum + n + 16, 0);
+    if (total > MAX_CALL_BYTES) {
+      throw new KernelError(
+        `needs ${total} bytes of WebAssembly memory, more than wasm32 can address`,
+        { key: fn },
+      );
+    }
+    const ptrs: number[] = [];
+    try {
+      for (const size of sizes) {
+        const ptr = this.#wasm.alloc(size) >>> 0;
+        if (ptr === 0) {
+          throw new KernelError(
+            `WebAssembly memory could not grow to hold ${total} bytes`,
+            {
+              key: fn,
+            },
+          );
+        }
+        ptrs.push(ptr);
+      }
+      return body(ptrs);
+    } finally {
+      for (let i = ptrs.length - 1; i >= 0; i--) {
+        this.#wasm.dealloc(ptrs[i], sizes[i]);
+      }
+    }
+  }
+}

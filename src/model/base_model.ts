@@ -1,0 +1,144 @@
+/**
+ * The base model: an ONNX decoder (plus its `config.json`) loaded once and
+ * shared, read-only, by every adapter applied to it.
+ * @module
+ */
+import type { ModelProto } from "../deps/onnx_proto.ts";
+import type { InferenceSession, Tensor } from "../deps/ort.ts";
+import { OnnxModelError } from "../errors.ts";
+import { externalBytes, externalDataFiles } from "../onnx/external_data.ts";
+import { decodeModel } from "../onnx/model_file.ts";
+import { elementCount, floatElementType, readFloatTensor } from "../onnx/tensor_data.ts";
+import { indexWeights, type WeightIndex } from "../onnx/weight_index.ts";
+import type { FileSource } from "../storage/file_source.ts";
+import { type PathOrSource, type ResolveOptions, resolveSource } from "../storage/resolve.ts";
+import { createSession, type SessionSettings } from "./session.ts";
+
+/** Options of {@linkcode loadBaseModel}. */
+export interface LoadBaseModelOptions extends ResolveOptions, SessionSettings {
+  /** ONNX file inside the folder or repo; default `onnx/model.onnx`, else `model.onnx`. */
+  file?: string;
+}
+
+/** Feeds as onnxruntime-web's `InferenceSession.run` takes them: input name to tensor. */
+export type Feeds = Record<string, Tensor>;
+/** Outputs of a run, by output name. */
+export type Outputs = InferenceSession.ReturnType;
+
+/**
+ * A loaded ONNX base model. Create it with {@linkcode loadBaseModel}.
+ *
+ * @example
+ * ```ts
+ * import { loadBaseModel } from "./base_model.ts";
+ * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+ * console.log(base.inputNames, base.config.model_type);
+ * base.release();
+ * ```
+ */
+export class BaseModel {
+  /** @internal Use {@linkcode loadBaseModel}. */
+  constructor(
+    /** Where the model's files come from (also tokenizer files). */
+    readonly source: FileSource,
+    /** The parsed `config.json`. */
+    readonly config: Readonly<Record<string, unknown>>,
+    /** ONNX file name inside the source. */
+    readonly file: string,
+    /** The decoded ONNX model; never mutated. */
+    readonly onnx: ModelProto,
+    /** External data files by their location relative to the ONNX file. */
+    readonly externalData: ReadonlyMap<string, Uint8Array>,
+    /** Patchable weights by PyTorch module name. */
+    readonly weights: WeightIndex,
+    /** Session settings, reused for adapter sessions. */
+    readonly settings: SessionSettings,
+    /** The session running the unmodified base. */
+    readonly session: InferenceSession,
+  ) {}
+
+  /** Names of the model's inputs. */
+  get inputNames(): readonly string[] {
+    return this.session.inputNames;
+  }
+
+  /** Names of the model's outputs. */
+  get outputNames(): readonly string[] {
+    return this.session.outputNames;
+  }
+
+  /** Runs the base model, exactly like `InferenceSession.run`. */
+  run(feeds: Feeds, options?: InferenceSession.RunOptions): Promise<Outputs> {
+    return this.session.run(feeds, options);
+  }
+
+  /** A fresh float32 copy of an initializer's values (inline or external). */
+  readWeight(initializer: string): Float32Array {
+    const tensor = this.onnx.graph!.initializer.find((t) => t.name === initializer);
+    if (!tensor) throw new OnnxModelError(`no initializer named ${initializer}`, { file: this.file });
+    return readFloatTensor(tensor, this.file, externalBytes(tensor, this.externalData, this.file));
+  }
+
+  /** Number of float parameters in the graph's initializers (PEFT's "all params" of the base). */
+  numParameters(): number {
+    return this.onnx.graph!.initializer
+      .filter((t) => floatElementType(t.dataType))
+      .reduce((n, t) => n + elementCount(t), 0);
+  }
+
+  /** Frees the base session. Models built from this base keep their own sessions. */
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+async function readJson(source: FileSource, file: string): Promise<Record<string, unknown>> {
+  const text = new TextDecoder().decode(await source.read(file));
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (cause) {
+    throw new OnnxModelError(`not valid JSON (${(cause as Error).message})`, { file, cause });
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new OnnxModelError("must be a JSON object", { file });
+  }
+  return value as Record<string, unknown>;
+}
+
+async function chooseOnnxFile(source: FileSource, file: string | undefined): Promise<string> {
+  if (file) return file;
+  for (const candidate of ["onnx/model.onnx", "model.onnx"]) {
+    if (await source.exists(candidate)) return candidate;
+  }
+  return "onnx/model.onnx"; // reading it raises the missing-file error
+}
+
+/**
+ * Loads an ONNX base model from a folder, `file:` URL or Hub repo: its
+ * `config.json`, the ONNX file and any external data files.
+ *
+ * @example
+ * ```ts
+ * import { loadBaseModel } from "./base_model.ts";
+ * import { Tensor } from "../deps/ort.ts";
+ * const base = await loadBaseModel("tests/fixtures/gpt2-tiny");
+ * console.log(base.weights.modules.length, base.numParameters());
+ * ```
+ */
+export async function loadBaseModel(pathOrId: PathOrSource, options: LoadBaseModelOptions = {}): Promise<BaseModel> {
+  const source = await resolveSource(pathOrId, options);
+  const config = await readJson(source, "config.json");
+  const file = await chooseOnnxFile(source, options.file);
+  const bytes = await source.read(file);
+  const onnx = decodeModel(bytes, file);
+  const folder = file.includes("/") ? file.slice(0, file.lastIndexOf("/") + 1) : "";
+  const externalData = new Map<string, Uint8Array>();
+  for (const location of externalDataFiles(onnx, file)) {
+    externalData.set(location, await source.read(folder + location));
+  }
+  const weights = indexWeights(onnx.graph!);
+  const settings: SessionSettings = { executionProviders: options.executionProviders, sessionOptions: options.sessionOptions };
+  const session = await createSession(bytes, externalData, settings, file);
+  return new BaseModel(source, config, file, onnx, externalData, weights, settings, session);
+}

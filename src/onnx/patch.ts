@@ -1,0 +1,62 @@
+/**
+ * Producing a patched copy of a model: replaced initializers, and copies
+ * for initializers that other nodes also read (tied embeddings), so an
+ * adapter never changes a weight it does not target. The input model is
+ * never mutated; unchanged parts are shared, not copied.
+ * @module
+ */
+import type { ModelProto, NodeProto, TensorProto } from "../deps/onnx_proto.ts";
+import { writeFloatTensor } from "./tensor_data.ts";
+import type { InitializerUse, WeightIndex } from "./weight_index.ts";
+
+/** New float values for an initializer as read by one node input. */
+export interface WeightUpdate extends InitializerUse {
+  /** Module the update belongs to (names the copy of a shared initializer). */
+  module: string;
+  values: Float32Array;
+}
+
+/**
+ * Returns a new model with the updates applied.
+ *
+ * @example
+ * ```ts
+ * import { patchModel } from "./patch.ts";
+ * // const patched = patchModel(base.onnx, base.weights, merged);
+ * ```
+ */
+export function patchModel(model: ModelProto, weights: WeightIndex, updates: readonly WeightUpdate[]): ModelProto {
+  const graph = model.graph!;
+  const byName = new Map(graph.initializer.map((t) => [t.name, t]));
+  const updatesPer = new Map<string, number>();
+  for (const u of updates) updatesPer.set(u.initializer, (updatesPer.get(u.initializer) ?? 0) + 1);
+
+  const replaced = new Map<string, TensorProto>();
+  const added: TensorProto[] = [];
+  const nodes: NodeProto[] = graph.node.slice();
+  for (const u of updates) {
+    const original = byName.get(u.initializer)!;
+    const readers = weights.consumers(u.initializer);
+    const exclusive = updatesPer.get(u.initializer) === 1 && readers.every((r) => r === u.readerIndex);
+    if (exclusive) {
+      replaced.set(u.initializer, writeFloatTensor(original, u.initializer, u.values));
+      continue;
+    }
+    // Shared: give this reader its own patched copy, leave the others on the original.
+    const name = `${u.initializer}::peft_edge::${u.module}`;
+    added.push(writeFloatTensor(original, name, u.values));
+    const node = nodes[u.readerIndex];
+    const input = node.input.slice();
+    input[u.inputIndex] = name;
+    nodes[u.readerIndex] = { ...node, input };
+  }
+
+  // An original whose every reader moved to copies is dead weight; drop it.
+  // Only updated initializers are considered, so subgraph references are safe.
+  const stillRead = new Set(nodes.flatMap((n) => n.input).concat(graph.output.map((o) => o.name)));
+  const initializer = graph.initializer
+    .filter((t) => !updatesPer.has(t.name) || replaced.has(t.name) || stillRead.has(t.name))
+    .map((t) => replaced.get(t.name) ?? t)
+    .concat(added);
+  return { ...model, graph: { ...graph, node: nodes, initializer } };
+}

@@ -1,0 +1,95 @@
+/**
+ * Resolution: a user's "path or id" string (or a ready FileSource) becomes a
+ * {@linkcode FileSource}. PEFT's rule: a string is a local folder when it
+ * exists on disk; otherwise it names a Hub repository.
+ * @module
+ */
+import { FileNotFoundError } from "../errors.ts";
+import type { HubCache } from "../hub/cache.ts";
+import { isValidRepoId } from "../hub/repo_id.ts";
+import type { FileSource } from "./file_source.ts";
+import { isLocalFolder, localSource } from "./local.ts";
+
+/**
+ * Where to find files: the options PEFT's `from_pretrained` takes for
+ * locating an adapter or model, in camelCase.
+ */
+export interface ResolveOptions {
+  /** Branch, tag or commit on the Hub (default `main`). */
+  revision?: string;
+  /** Folder inside the repository or local folder holding the files. */
+  subfolder?: string;
+  /** Hub access token; defaults to the `HF_TOKEN` environment variable. */
+  token?: string;
+  /** Cache folder; defaults to `HF_HUB_CACHE` or `HF_HOME/hub`. */
+  cacheDir?: string;
+  /** Hub endpoint; defaults to `HF_ENDPOINT` or the public Hub. */
+  hubUrl?: string;
+  /** Use only the cache, never the network (also `HF_HUB_OFFLINE=1`). */
+  localFilesOnly?: boolean;
+  /** Called as bytes of a file arrive. */
+  onProgress?: (progress: { file: string; loaded: number; total?: number }) => void;
+  /** The fetch to use (tests, proxies); defaults to the global fetch. */
+  fetch?: typeof fetch;
+  /**
+   * Hub cache storage (e.g. one shared `memoryHubCache()` on edge runtimes);
+   * defaults to the disk cache at `cacheDir`.
+   */
+  cache?: HubCache;
+}
+
+/** A path, `file:` URL, Hub repo id, or an already opened source. */
+export type PathOrSource = string | FileSource;
+
+/**
+ * Whether a string is meant as a local path regardless of whether it exists:
+ * it starts with `.`, `/` or `file:`.
+ *
+ * @example
+ * ```ts
+ * import { looksLocal } from "./resolve.ts";
+ * looksLocal("./adapters/x"); // true
+ * looksLocal("org/name");     // false
+ * ```
+ */
+export function looksLocal(pathOrId: string): boolean {
+  return pathOrId.startsWith(".") || pathOrId.startsWith("/") || pathOrId.startsWith("file:");
+}
+
+/**
+ * Opens the files behind a path, `file:` URL, Hub repo id or FileSource. A
+ * string that is not an existing folder (and does not start with `.`, `/` or
+ * `file:`) must be a valid Hub repo id (`name` or `org/name`); it is opened
+ * lazily with `hubSource` (src/hub).
+ *
+ * @example
+ * ```ts
+ * import { resolveSource } from "./resolve.ts";
+ * const src = await resolveSource("tests/fixtures/llama-tiny-lora-qv");
+ * await src.read("adapter_config.json");
+ * const fromHub = await resolveSource("org/my-lora", { revision: "main", token: "hf_..." });
+ * ```
+ */
+export async function resolveSource(
+  pathOrId: PathOrSource,
+  options: ResolveOptions = {},
+): Promise<FileSource> {
+  if (typeof pathOrId !== "string") return pathOrId;
+  if (looksLocal(pathOrId) || await isLocalFolder(pathOrId)) {
+    const folder = options.subfolder ? `${pathOrId.replace(/\/+$/, "")}/${options.subfolder}` : pathOrId;
+    if (!await isLocalFolder(folder)) {
+      throw new FileNotFoundError(`no such folder: ${folder}`, { file: folder });
+    }
+    return localSource(folder);
+  }
+  if (isValidRepoId(pathOrId)) {
+    // Loaded on first use: local-only users never load the Hub client.
+    const { hubSource } = await import("../hub/source.ts");
+    return await hubSource(pathOrId, options);
+  }
+  throw new FileNotFoundError(
+    `${pathOrId} is neither an existing local folder nor a valid Hub repo id ` +
+      "(`name` or `org/name`: letters, digits, '-', '_', '.'; no '--' or '..'; name at most 96 characters)",
+    { file: pathOrId },
+  );
+}

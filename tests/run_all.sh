@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The whole test suite: type check, lint, the wasm reproducibility check,
+# the Deno suite and the Bun suite. Prints one closing line
+# "N passed, N failed" summing every suite and exits non-zero on any failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/node_modules/.bin:$PATH" NO_COLOR=1
+passed=0
+failed=0
+log=$(mktemp -d)
+
+step() { # step NAME COMMAND...: a check that counts as one test
+  local name=$1; shift
+  if "$@" >"$log/$name.out" 2>&1; then
+    passed=$((passed + 1)); echo "ok   $name"
+  else
+    failed=$((failed + 1)); echo "FAIL $name"; tail -n 40 "$log/$name.out"
+  fi
+}
+
+step deno-check deno check mod.ts src/ tests/ examples/ bench/
+step deno-lint deno lint
+if [ -x wasm/build.sh ]; then step wasm-reproducible wasm/build.sh --check; fi
+
+# Deno suite: "ok | 12 passed | 0 failed" (or "FAILED | ...").
+deno test -A --no-check tests/ 2>&1 | tee "$log/deno.out" | grep -E "^(ok|FAILED) \||\.\.\. FAILED|^error" || true
+d_pass=$(grep -oE "[0-9]+ passed" "$log/deno.out" | tail -n 1 | grep -oE "[0-9]+" || echo 0)
+d_fail=$(grep -oE "[0-9]+ failed" "$log/deno.out" | tail -n 1 | grep -oE "[0-9]+" || echo 0)
+if [ "${d_pass:-0}" = 0 ] && [ "${d_fail:-0}" = 0 ]; then d_fail=1; tail -n 40 "$log/deno.out"; fi
+echo "deno: $d_pass passed, $d_fail failed"
+
+# Bun suite: " 12 pass" / " 0 fail".
+bun test --timeout 300000 tests/ 2>&1 | tee "$log/bun.out" | grep -E "^\(fail\)|^ *[0-9]+ (pass|fail)$|error:" || true
+b_pass=$(grep -oE "^ *[0-9]+ pass$" "$log/bun.out" | tail -n 1 | grep -oE "[0-9]+" || echo 0)
+b_fail=$(grep -oE "^ *[0-9]+ fail$" "$log/bun.out" | tail -n 1 | grep -oE "[0-9]+" || echo 0)
+if [ "${b_pass:-0}" = 0 ] && [ "${b_fail:-0}" = 0 ]; then b_fail=1; tail -n 40 "$log/bun.out"; fi
+echo "bun: $b_pass passed, $b_fail failed"
+
+passed=$((passed + d_pass + b_pass))
+failed=$((failed + d_fail + b_fail))
+rm -rf "$log"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
