@@ -126,3 +126,64 @@ export class KernelError extends PeftEdgeError {}
  * ```
  */
 export class UnsupportedError extends PeftEdgeError {}
+
+/**
+ * Text generation was asked for something it cannot do: an empty prompt, a
+ * prompt longer than the model's context, an invalid sampling value, or a
+ * model whose inputs and outputs are not a decoder with a KV cache.
+ *
+ * @example
+ * ```ts
+ * import { GenerationError } from "./errors.ts";
+ * new GenerationError("must be a number in (0, 1], got 1.5", { key: "topP" });
+ * ```
+ */
+export class GenerationError extends PeftEdgeError {}
+
+/** Why a Hub download failed; see {@linkcode HubError}. */
+export type HubErrorReason =
+  | "invalid" // bad repo id, revision, file name or token format
+  | "not-found" // repository, revision or file does not exist (404)
+  | "unauthorized" // 401: private or missing repo, no valid token
+  | "gated" // 403 (or 401) on a gated repo: access not granted
+  | "forbidden" // 403 for another reason
+  | "server" // 5xx or another unexpected status
+  | "network" // connection refused, DNS, reset
+  | "truncated" // body shorter or different than announced
+  | "offline"; // offline mode and the file is not in the cache
+
+/**
+ * A file could not be fetched from the Hugging Face Hub (or a compatible
+ * server). Extends {@linkcode FileNotFoundError}; the message names the repo,
+ * revision and file, and never the token.
+ *
+ * @example
+ * ```ts
+ * import { HubError } from "./errors.ts";
+ * const e = new HubError("401 Unauthorized", {
+ *   repo: "org/adapter", revision: "main", file: "adapter_config.json", status: 401, reason: "unauthorized",
+ * });
+ * console.log(e.repo, e.revision, e.status, e.reason);
+ * ```
+ */
+export class HubError extends FileNotFoundError {
+  /** Repo id, `org/name`. */
+  readonly repo: string;
+  /** Revision asked for (branch, tag or commit). */
+  readonly revision: string;
+  /** HTTP status, when there was a response. */
+  readonly status?: number;
+  /** What kind of failure this is. */
+  readonly reason: HubErrorReason;
+
+  constructor(
+    message: string,
+    context: ErrorContext & { repo: string; revision: string; status?: number; reason: HubErrorReason },
+  ) {
+    super(`Hub repo ${context.repo} at revision ${context.revision}: ${message}`, context);
+    this.repo = context.repo;
+    this.revision = context.revision;
+    this.status = context.status;
+    this.reason = context.reason;
+  }
+}

@@ -1,0 +1,19 @@
+/**
+ * Hugging Face Hub access: open a repo as a lazy FileSource with a
+ * Python-compatible cache, offline mode and typed errors.
+ *
+ * @example
+ * ```ts
+ * import { hubSource } from "./mod.ts";
+ * const adapter = await hubSource("org/my-lora", { revision: "main", cacheDir: "/tmp/hf" });
+ * const weights = await adapter.read("adapter_model.safetensors");
+ * ```
+ * @module
+ */
+export { hubSource, type HubFileSource, type HubSourceOptions } from "./source.ts";
+export { type BlobWriter, type HubCache, memoryHubCache } from "./cache.ts";
+export { diskHubCache } from "./disk_cache.ts";
+export { isCommitHash, isValidRepoId, repoFolderName } from "./repo_id.ts";
+export { DEFAULT_HUB_URL, defaultCacheDir, hubSettings, type HubSettings } from "./settings.ts";
+export { pickleCounterpart, safetensorsOnlyError } from "./bin_only.ts";
+export type { FileProgress } from "./download.ts";

@@ -1,0 +1,254 @@
+/**
+ * {@linkcode hubSource}: a Hub repository as a lazy {@linkcode FileSource}.
+ * Files are downloaded on first read through `@huggingface/hub` and kept in
+ * a Python-compatible cache; a pinned commit already in the cache costs no
+ * request at all.
+ * @module
+ */
+import { HubError } from "../errors.ts";
+import { localFs } from "../runtime/fs.ts";
+import type { FileSource } from "../storage/file_source.ts";
+import { safetensorsOnlyError } from "./bin_only.ts";
+import { type HubCache, memoryHubCache } from "./cache.ts";
+import { diskHubCache } from "./disk_cache.ts";
+import { blobName, downloadBlob, type FileInfo, fileInfo, type FileProgress, type RequestContext } from "./download.ts";
+import { isValidRepoId, unsafeRepoPath } from "./repo_id.ts";
+import { type HubSettingsInput, hubSettings } from "./settings.ts";
+import { resolveRevision, type Resolution, RevisionFailure } from "./revision.ts";
+
+/**
+ * Options of {@linkcode hubSource}: PEFT's `from_pretrained` Hub options.
+ *
+ * @example
+ * ```ts
+ * import type { HubSourceOptions } from "./source.ts";
+ * const options: HubSourceOptions = { revision: "v1.0", subfolder: "adapters/qv", onProgress: (p) => console.log(p) };
+ * ```
+ */
+export interface HubSourceOptions extends HubSettingsInput {
+  /** Branch, tag or 40-hex commit (default `main`). */
+  revision?: string;
+  /** Folder inside the repo that holds the files. */
+  subfolder?: string;
+  /** Called as bytes of each downloaded file arrive. */
+  onProgress?: (progress: FileProgress) => void;
+  /** The fetch to use (tests, proxies); defaults to the global fetch. */
+  fetch?: typeof fetch;
+  /**
+   * Cache storage; default: the disk cache at `cacheDir` (or its
+   * environment default), or a fresh in-memory cache where there is no
+   * file system. Pass one `memoryHubCache()` to share it between loads.
+   */
+  cache?: HubCache;
+}
+
+/**
+ * A Hub repo opened as a {@linkcode FileSource}.
+ *
+ * @example
+ * ```ts
+ * import { hubSource } from "./source.ts";
+ * const src = await hubSource("org/my-lora");
+ * console.log(src.repo, src.revision, await src.commit());
+ * ```
+ */
+export interface HubFileSource extends FileSource {
+  /** Repo id, `org/name`. */
+  readonly repo: string;
+  /** Revision asked for. */
+  readonly revision: string;
+  /** Folder inside the repo (`""` for the root). */
+  readonly subfolder: string;
+  /** Where files are cached. */
+  readonly cache: HubCache;
+  /** The commit the revision resolves to (asks the server unless pinned or offline). */
+  commit(): Promise<string>;
+}
+
+/** The default cache: disk where there is a file system, else memory. */
+async function defaultCache(cacheDir: string | undefined): Promise<HubCache> {
+  if (cacheDir === undefined) return memoryHubCache();
+  try {
+    await localFs();
+    return diskHubCache(cacheDir);
+  } catch {
+    return memoryHubCache();
+  }
+}
+
+/** An error about the arguments themselves, before any request. */
+function invalid(message: string, repo: string, revision: string, file?: string): HubError {
+  return new HubError(message, { repo, revision, file, reason: "invalid" });
+}
+
+/**
+ * Opens a Hub model repo (adapter or base model) as a {@linkcode FileSource}.
+ * Makes no request until a file is read. Endpoint: `hubUrl`, else
+ * `HF_ENDPOINT`, else https://huggingface.co; token: `token`, else
+ * `HF_TOKEN`; cache: `cacheDir`, else `HF_HUB_CACHE` / `HF_HOME/hub` /
+ * `~/.cache/huggingface/hub`; cache only with `localFilesOnly` or
+ * `HF_HUB_OFFLINE=1`. Failures are {@linkcode HubError}s naming repo,
+ * revision and file.
+ *
+ * @example
+ * ```ts
+ * import { hubSource } from "./source.ts";
+ * const adapter = await hubSource("peft-internal-testing/tiny-lora", { revision: "main" });
+ * const config = JSON.parse(new TextDecoder().decode(await adapter.read("adapter_config.json")));
+ * ```
+ */
+export async function hubSource(repoId: string, options: HubSourceOptions = {}): Promise<HubFileSource> {
+  const revision = options.revision || "main";
+  if (!isValidRepoId(repoId)) {
+    throw invalid(
+      "not a valid repo id (expected `name` or `org/name`: letters, digits, '-', '_', '.'; no '--' or '..'; at most 96 characters)",
+      repoId,
+      revision,
+    );
+  }
+  const badRevision = unsafeRepoPath(revision);
+  if (badRevision) throw invalid(`the revision ${badRevision}`, repoId, revision);
+  const subfolder = (options.subfolder ?? "").replace(/^\/+|\/+$/g, "");
+  const badSubfolder = subfolder === "" ? undefined : unsafeRepoPath(subfolder);
+  if (badSubfolder) throw invalid(`the subfolder ${badSubfolder}`, repoId, revision, subfolder);
+
+  const settings = hubSettings(options);
+  if (settings.token !== undefined && !settings.token.startsWith("hf_")) {
+    throw invalid("the token is not a Hugging Face access token (they start with hf_)", repoId, revision);
+  }
+  const baseFetch = options.fetch ?? ((input, init) => fetch(input, init));
+  const ctx: RequestContext = {
+    repo: repoId,
+    revision,
+    endpoint: settings.endpoint,
+    token: settings.token,
+    fetch: baseFetch as typeof fetch,
+  };
+  const cache = options.cache ?? await defaultCache(settings.cacheDir);
+
+  let resolving: Promise<Resolution> | undefined;
+  /** The revision's commit; memoized unless it came from a network fallback. */
+  const resolved = (): Promise<Resolution> => {
+    if (resolving) return resolving;
+    const attempt = resolveRevision(ctx, cache, settings.offline);
+    resolving = attempt;
+    attempt.then(
+      (r) => {
+        if (r.networkError && resolving === attempt) resolving = undefined;
+      },
+      () => {
+        if (resolving === attempt) resolving = undefined;
+      },
+    );
+    return attempt;
+  };
+  const known = new Map<string, FileInfo>();
+  const inFlight = new Map<string, Promise<Uint8Array>>();
+
+  const repoPath = (file: string): string => {
+    const bad = unsafeRepoPath(file);
+    if (bad) throw invalid(`the file name ${bad}`, repoId, revision, file);
+    return subfolder ? `${subfolder}/${file}` : file;
+  };
+
+  /** Resolution, with failures reported against `path`. */
+  const commitFor = async (path: string): Promise<Resolution> => {
+    try {
+      return await resolved();
+    } catch (failure) {
+      throw failure instanceof RevisionFailure ? failure.forFile(path) : failure;
+    }
+  };
+
+  /** The error for a file the repo does not have. */
+  const notFound = async (file: string, path: string, commit: string): Promise<Error> =>
+    await safetensorsOnlyError(source, file) ??
+      new HubError(`404: file not found in the repo (commit ${commit})`, {
+        repo: repoId,
+        revision,
+        file: path,
+        status: 404,
+        reason: "not-found",
+      });
+
+  const fetchFile = async (file: string, path: string): Promise<Uint8Array> => {
+    const { commit, networkError } = await commitFor(path);
+    const cached = await cache.readFile(repoId, commit, path);
+    if (cached) return cached;
+    if (await cache.isMissing(repoId, commit, path)) throw await notFound(file, path, commit);
+    if (networkError) throw networkError.forFile(path, "the file is not in the cache");
+    if (settings.offline) {
+      throw new HubError(
+        `offline mode (localFilesOnly or HF_HUB_OFFLINE=1) and the file is not in the cache at ${cache.location} (commit ${commit})`,
+        { repo: repoId, revision, file: path, reason: "offline" },
+      );
+    }
+    const info = known.get(path) ?? await fileInfo(ctx, path, commit);
+    if (!info) {
+      await cache.markMissing(repoId, commit, path);
+      throw await notFound(file, path, commit);
+    }
+    const etag = blobName(info.etag);
+    if (!etag) {
+      throw new HubError(`the server sent an unusable ETag ${JSON.stringify(info.etag)}`, {
+        repo: repoId,
+        revision,
+        file: path,
+        reason: "server",
+      });
+    }
+    // Same content under another path or commit: link the blob, no download.
+    const downloaded = await cache.hasBlob(repoId, etag)
+      ? undefined
+      : await downloadBlob(ctx, cache, path, commit, info, etag, options.onProgress);
+    await cache.link(repoId, commit, path, etag);
+    known.delete(path);
+    const bytes = downloaded ?? await cache.readFile(repoId, commit, path);
+    if (!bytes) {
+      throw new HubError(`the cache at ${cache.location} lost the file while it was being linked; try again`, {
+        repo: repoId,
+        revision,
+        file: path,
+        reason: "server",
+      });
+    }
+    return bytes;
+  };
+
+  const source: HubFileSource = {
+    location: `${repoId}@${revision}${subfolder ? `/${subfolder}` : ""}`,
+    repo: repoId,
+    revision,
+    subfolder,
+    cache,
+    commit: async () => (await commitFor("")).commit,
+    read(file) {
+      let path: string;
+      try {
+        path = repoPath(file);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      const running = inFlight.get(path);
+      if (running) return running;
+      const job = fetchFile(file, path).finally(() => inFlight.delete(path));
+      inFlight.set(path, job);
+      return job;
+    },
+    async exists(file) {
+      const path = repoPath(file);
+      const { commit, networkError } = await commitFor(path);
+      if (await cache.hasFile(repoId, commit, path)) return true;
+      if (await cache.isMissing(repoId, commit, path)) return false;
+      if (settings.offline || networkError) return false;
+      const info = await fileInfo(ctx, path, commit);
+      if (!info) {
+        await cache.markMissing(repoId, commit, path);
+        return false;
+      }
+      known.set(path, info);
+      return true;
+    },
+  };
+  return source;
+}
