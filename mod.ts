@@ -30,3 +30,11 @@ export type { FileSource } from "./src/storage/file_source.ts";
 export { memorySource } from "./src/storage/memory.ts";
 export type { ResolveOptions } from "./src/storage/resolve.ts";
 export * from "./src/errors.ts";
+export type {
+  ChatMessage,
+  FinishReason,
+  GenerateOptions,
+  GenerationConfig,
+  GenerationResult,
+  Prompt,
+} from "./src/generate/mod.ts";

@@ -13,6 +13,8 @@ import { indexWeights, type WeightIndex } from "../onnx/weight_index.ts";
 import type { FileSource } from "../storage/file_source.ts";
 import { type PathOrSource, type ResolveOptions, resolveSource } from "../storage/resolve.ts";
 import { createSession, type SessionSettings } from "./session.ts";
+import type { GenerateOptions, GenerationResult, Prompt } from "../generate/mod.ts";
+import { generateText, loadTextSide, streamText, type TextSide } from "./text.ts";
 
 /** Options of {@linkcode loadBaseModel}. */
 export interface LoadBaseModelOptions extends ResolveOptions, SessionSettings {
@@ -55,6 +57,8 @@ export class BaseModel {
     readonly settings: SessionSettings,
     /** The session running the unmodified base. */
     readonly session: InferenceSession,
+    /** Tokenizer and generation defaults (from the same folder or repo). */
+    readonly text: TextSide,
   ) {}
 
   /** Names of the model's inputs. */
@@ -70,6 +74,25 @@ export class BaseModel {
   /** Runs the base model, exactly like `InferenceSession.run`. */
   run(feeds: Feeds, options?: InferenceSession.RunOptions): Promise<Outputs> {
     return this.session.run(feeds, options);
+  }
+
+  /**
+   * Generates text with the base model (greedy unless `temperature` > 0).
+   *
+   * @example
+   * ```ts
+   * import { loadBaseModel } from "./base_model.ts";
+   * const base = await loadBaseModel("examples/demo/byte-llama");
+   * const { text } = await base.generate("The ", { maxNewTokens: 20 });
+   * ```
+   */
+  generate(prompt: Prompt, options?: GenerateOptions): Promise<GenerationResult> {
+    return generateText(this, this.text, prompt, options);
+  }
+
+  /** Streams generated text in pieces that never split a character. */
+  stream(prompt: Prompt, options?: GenerateOptions): AsyncGenerator<string, GenerationResult, undefined> {
+    return streamText(this, this.text, prompt, options);
   }
 
   /** A fresh float32 copy of an initializer's values (inline or external). */
@@ -139,6 +162,7 @@ export async function loadBaseModel(pathOrId: PathOrSource, options: LoadBaseMod
   }
   const weights = indexWeights(onnx.graph!);
   const settings: SessionSettings = { executionProviders: options.executionProviders, sessionOptions: options.sessionOptions };
+  const text = await loadTextSide(source);
   const session = await createSession(bytes, externalData, settings, file);
-  return new BaseModel(source, config, file, onnx, externalData, weights, settings, session);
+  return new BaseModel(source, config, file, onnx, externalData, weights, settings, session, text);
 }

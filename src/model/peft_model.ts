@@ -5,7 +5,9 @@
  */
 import type { LoraConfig } from "../config/mod.ts";
 import type { InferenceSession } from "../deps/ort.ts";
+import type { GenerateOptions, GenerationResult, Prompt } from "../generate/mod.ts";
 import type { BaseModel, Feeds, Outputs } from "./base_model.ts";
+import { generateText, streamText } from "./text.ts";
 
 /** How an adapter is applied: merged into the weights of its own session. */
 export type AdapterMode = "merged";
@@ -67,6 +69,27 @@ export class PeftModel {
   /** The base's parsed `config.json`. */
   get config(): Readonly<Record<string, unknown>> {
     return this.base.config;
+  }
+
+  /**
+   * Generates text with the adapter applied, using the base's tokenizer and
+   * generation defaults (greedy unless `temperature` > 0).
+   *
+   * @example
+   * ```ts
+   * import { fromPretrained, loadBaseModel } from "../../mod.ts";
+   * const base = await loadBaseModel("examples/demo/byte-llama");
+   * const model = await fromPretrained(base, "examples/demo/byte-llama-python-lora");
+   * const { text } = await model.generate("def ", { maxNewTokens: 40 });
+   * ```
+   */
+  generate(prompt: Prompt, options?: GenerateOptions): Promise<GenerationResult> {
+    return generateText(this, this.base.text, prompt, options);
+  }
+
+  /** Streams generated text in pieces that never split a character. */
+  stream(prompt: Prompt, options?: GenerateOptions): AsyncGenerator<string, GenerationResult, undefined> {
+    return streamText(this, this.base.text, prompt, options);
   }
 
   /** Runs the adapted model, exactly like `InferenceSession.run`. */
