@@ -7,8 +7,8 @@ import type { InferenceSession, Tensor } from "../deps/ort.ts";
 
 /** Options passed through to {@linkcode CausalLm.run}: ORT's run options plus the adapter. */
 export interface LmRunOptions extends InferenceSession.RunOptions {
-  /** Which loaded adapter to apply (dynamic mode); omitted when the caller gave none. */
-  adapter?: string;
+  /** Which loaded adapter(s) to apply, `null` for none; omitted when the caller gave none. */
+  adapter?: string | readonly string[] | null;
 }
 
 /**

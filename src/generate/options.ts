@@ -32,8 +32,8 @@ export interface GenerateOptions {
    * `[]` disables.
    */
   eosTokenId?: number | readonly number[];
-  /** Adapter to run with, passed to the model's `run` (dynamic mode). */
-  adapter?: string;
+  /** Adapter(s) to run with, passed to the model's `run`; `null` for the base alone. */
+  adapter?: string | readonly string[] | null;
   /** Aborts generation: checked before and after every model run. */
   signal?: AbortSignal;
   /** Defaults from `generation_config.json` (see `loadGenerationConfig`). */

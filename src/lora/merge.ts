@@ -5,13 +5,17 @@
  */
 import type { LoraKernels } from "../kernels/kernels.ts";
 import type { WeightLayout } from "../kernels/reference.ts";
+import { UnsupportedError } from "../errors.ts";
 import type { InitializerUse } from "../onnx/weight_index.ts";
 import type { LoraPatch, ReplacePatch } from "./plan.ts";
 
-/** Read access to the base model's float weights. */
+/** Read access to the weights being merged into. */
 export interface BaseWeights {
-  /** A fresh float32 copy of an initializer's values. */
-  read(initializer: string): Float32Array;
+  /**
+   * A fresh float32 copy of the values a node input reads: the base's, or
+   * those an earlier adapter already merged, so several adapters add up.
+   */
+  read(use: InitializerUse): Float32Array;
 }
 
 /** Read access to the adapter's tensors as float32. */
@@ -31,8 +35,9 @@ function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
 }
 
 /** W += s·B@A in W's layout; DoRA rescales rows to m / ||W + s·B@A||. */
-function mergeWeight(patch: LoraPatch, w: Float32Array, adapter: AdapterTensor, kernels: LoraKernels) {
-  const { target, rank, scale } = patch;
+function mergeWeight(patch: LoraPatch, w: Float32Array, adapter: AdapterTensor, kernels: LoraKernels, weight: number) {
+  const { target, rank } = patch;
+  const scale = patch.scale * weight;
   const dims = { outFeatures: target.outFeatures, inFeatures: target.inFeatures, rank };
   const layout: WeightLayout = target.layout;
   const a = adapter(patch.a);
@@ -56,7 +61,7 @@ function mergeWeight(patch: LoraPatch, w: Float32Array, adapter: AdapterTensor, 
  * @example
  * ```ts
  * import { mergePatches } from "./merge.ts";
- * // const merged = mergePatches(plan.patches, baseWeights, (k) => file.toFloat32(k), await loadKernels(), config.fanInFanOut);
+ * // const merged = mergePatches(plan.patches, baseWeights, (k) => file.toFloat32(k), await loadKernels(), { fanInFanOut: false });
  * ```
  */
 export function mergePatches(
@@ -64,20 +69,28 @@ export function mergePatches(
   base: BaseWeights,
   adapter: AdapterTensor,
   kernels: LoraKernels,
-  fanInFanOut: boolean,
+  options: { fanInFanOut: boolean; weight?: number },
 ): MergedWeight[] {
+  const { fanInFanOut } = options;
+  const weight = options.weight ?? 1;
   const merged: MergedWeight[] = [];
   const use = (u: InitializerUse) => ({ initializer: u.initializer, readerIndex: u.readerIndex, inputIndex: u.inputIndex });
   for (const patch of patches) {
     const { target } = patch;
     if (patch.kind === "lora") {
-      const w = base.read(target.initializer);
-      mergeWeight(patch, w, adapter, kernels);
+      if (target.quantized) {
+        throw new UnsupportedError(
+          `cannot merge into a quantized weight (${target.nodeName}); use mode "dynamic", which adds the adapter beside it`,
+          { key: patch.module },
+        );
+      }
+      const w = base.read(use(target));
+      mergeWeight(patch, w, adapter, kernels, weight);
       merged.push({ module: patch.module, ...use(target), values: w });
       if (patch.bias && target.bias) {
-        const bias = base.read(target.bias.initializer);
+        const bias = base.read(use(target.bias));
         const delta = adapter(patch.bias);
-        for (let o = 0; o < bias.length; o++) bias[o] += patch.scale * delta[o];
+        for (let o = 0; o < bias.length; o++) bias[o] += patch.scale * weight * delta[o];
         merged.push({ module: patch.module, ...use(target.bias), values: bias });
       }
     } else if (patch.param === "weight") {

@@ -1,26 +1,59 @@
 /**
- * `PeftModel`: a base model with a LoRA adapter applied, the edge
- * counterpart of PEFT's `PeftModel`.
+ * `PeftModel`: a base model with LoRA adapters, the edge counterpart of
+ * PEFT's `PeftModel`. Holds any number of adapters, runs with the active
+ * ones (or the ones a run names), and merges on request.
  * @module
  */
 import type { LoraConfig } from "../config/mod.ts";
 import type { InferenceSession } from "../deps/ort.ts";
+import { AdapterConfigError, UnsupportedError } from "../errors.ts";
 import type { GenerateOptions, GenerationResult, Prompt } from "../generate/mod.ts";
+import type { LoraKernels } from "../kernels/kernels.ts";
+import type { FileSource } from "../storage/file_source.ts";
+import { type AdapterOptions, checkAdapterName, type LoadedAdapter, readAdapter } from "./adapter.ts";
 import type { BaseModel, Feeds, Outputs } from "./base_model.ts";
+import type { ActiveAdapter, AdapterEngine } from "./engine.ts";
+import { mergedBase } from "./merged.ts";
 import { generateText, streamText } from "./text.ts";
 
-/** How an adapter is applied: merged into the weights of its own session. */
-export type AdapterMode = "merged";
+/**
+ * How adapters are applied. `"dynamic"` (the default, as in PEFT) keeps them
+ * unmerged beside the base weights, so many adapters share one session and a
+ * run picks any of them; `"merged"` merges each adapter into a session of its own.
+ */
+export type AdapterMode = "merged" | "dynamic";
+
+/** A run's options: onnxruntime's `RunOptions` plus the adapter(s) to use. */
+export interface PeftRunOptions extends InferenceSession.RunOptions {
+  /**
+   * Adapter name, names (their deltas add up), or `null` for the base alone.
+   * Default: the active adapters (none while `disableAdapter()` is in effect).
+   */
+  adapter?: string | readonly string[] | null;
+}
+
+/** Options of `mergeAndUnload` (PEFT's `merge_and_unload`). */
+export interface MergeOptions {
+  /** Adapters to merge; default the active ones. */
+  adapterNames?: readonly string[];
+  /** Check merged weights for NaN/infinity before returning (PEFT's `safe_merge`). */
+  safeMerge?: boolean;
+}
+
+/** Loaded adapters and the combinations made of them, by name. */
+type Registry = ReadonlyMap<string, readonly ActiveAdapter[]>;
 
 /**
- * A base model with an adapter applied. Create it with `fromPretrained`
- * (or its alias `PeftModel.fromPretrained`).
+ * A base model with adapters. Create it with `fromPretrained` (or its alias
+ * `PeftModel.fromPretrained`).
  *
  * @example
  * ```ts
  * import { fromPretrained, loadBaseModel } from "../../mod.ts";
  * const base = await loadBaseModel("tests/fixtures/llama-tiny");
  * const model = await fromPretrained(base, "tests/fixtures/llama-tiny-lora-qv");
+ * await model.loadAdapter("tests/fixtures/llama-tiny-lora-mlp-b", "mlp");
+ * model.setAdapter(["default", "mlp"]);
  * model.printTrainableParameters();
  * await model.release();
  * ```
@@ -32,38 +65,40 @@ export class PeftModel {
    */
   static fromPretrained: (
     base: BaseModel,
-    adapter: string | import("../storage/file_source.ts").FileSource,
+    adapter: string | FileSource,
     options?: import("./from_pretrained.ts").FromPretrainedOptions,
   ) => Promise<PeftModel>;
 
+  #engine: AdapterEngine;
+  #registry: Registry;
+  #active: readonly string[];
+  #disabled = 0;
+  readonly #kernels: LoraKernels;
+
   /** @internal Use `fromPretrained`. */
   constructor(
-    /** The base model the adapter was applied to; unchanged by it. */
+    /** The base model; adapters never change it. */
     readonly base: BaseModel,
-    /** How the adapter is applied. */
+    /** How adapters are applied. */
     readonly mode: AdapterMode,
-    /** Parsed PEFT config of each adapter, by adapter name. */
-    readonly peftConfig: Readonly<Record<string, LoraConfig>>,
-    /** Name of the adapter in use. */
-    readonly activeAdapter: string,
-    /** Number of parameters in the adapter's tensors. */
-    readonly adapterParameters: number,
-    /** Adapter keys that matched no module of the base (PEFT's unexpected keys). */
-    readonly unmatchedKeys: readonly string[],
-    /** Warnings raised while loading (also passed to `onWarning`). */
-    readonly warnings: readonly string[],
-    /** @internal The session running the merged weights. */
-    readonly session: InferenceSession,
-  ) {}
-
-  /** Names of the model's inputs. */
-  get inputNames(): readonly string[] {
-    return this.session.inputNames;
+    engine: AdapterEngine,
+    first: LoadedAdapter,
+    kernels: LoraKernels,
+  ) {
+    this.#engine = engine;
+    this.#registry = new Map([[first.name, [{ adapter: first, weight: 1 }]]]);
+    this.#active = [first.name];
+    this.#kernels = kernels;
   }
 
-  /** Names of the model's outputs. */
+  /** Names of the model's inputs (the base's). */
+  get inputNames(): readonly string[] {
+    return this.base.inputNames;
+  }
+
+  /** Names of the model's outputs (the base's). */
   get outputNames(): readonly string[] {
-    return this.session.outputNames;
+    return this.base.outputNames;
   }
 
   /** The base's parsed `config.json`. */
@@ -71,9 +106,50 @@ export class PeftModel {
     return this.base.config;
   }
 
+  /** Parsed PEFT config of each loaded adapter, by name. */
+  get peftConfig(): Readonly<Record<string, LoraConfig>> {
+    return Object.fromEntries([...this.#loaded()].map((a) => [a.name, a.config]));
+  }
+
+  /** The first active adapter's name (PEFT's `active_adapter`). */
+  get activeAdapter(): string {
+    return this.#active[0];
+  }
+
+  /** Every active adapter's name (PEFT's `active_adapters`). */
+  get activeAdapters(): readonly string[] {
+    return this.#active;
+  }
+
+  /** Adapter keys that matched no module of the base, over all loaded adapters (PEFT's unexpected keys). */
+  get unmatchedKeys(): readonly string[] {
+    return [...this.#loaded()].flatMap((a) => a.plan.unmatchedKeys);
+  }
+
+  /** Warnings raised while loading adapters (also passed to `onWarning`). */
+  get warnings(): readonly string[] {
+    return [...this.#loaded()].flatMap((a) => a.warnings);
+  }
+
+  /** Names of loaded adapters and weighted combinations. */
+  listAdapters(): string[] {
+    return [...this.#registry.keys()];
+  }
+
   /**
-   * Generates text with the adapter applied, using the base's tokenizer and
-   * generation defaults (greedy unless `temperature` > 0).
+   * Runs the model exactly like `InferenceSession.run`, with the active
+   * adapters or those named in `options.adapter`. Each run reads the model's
+   * state once, so concurrent runs with different adapters do not interfere.
+   */
+  run(feeds: Feeds, options: PeftRunOptions = {}): Promise<Outputs> {
+    const { adapter, ...runOptions } = options;
+    const { session, feeds: extra } = this.#engine.runnable(this.#resolve(adapter));
+    return session.run({ ...feeds, ...extra }, runOptions);
+  }
+
+  /**
+   * Generates text with the active adapters (or `options.adapter`), using the
+   * base's tokenizer and generation defaults.
    *
    * @example
    * ```ts
@@ -84,39 +160,164 @@ export class PeftModel {
    * ```
    */
   generate(prompt: Prompt, options?: GenerateOptions): Promise<GenerationResult> {
-    return generateText(this, this.base.text, prompt, options);
+    return generateText(this, this.base.text, prompt, this.#pinAdapter(options));
   }
 
   /** Streams generated text in pieces that never split a character. */
   stream(prompt: Prompt, options?: GenerateOptions): AsyncGenerator<string, GenerationResult, undefined> {
-    return streamText(this, this.base.text, prompt, options);
+    return streamText(this, this.base.text, prompt, this.#pinAdapter(options));
   }
 
-  /** Runs the adapted model, exactly like `InferenceSession.run`. */
-  run(feeds: Feeds, options?: InferenceSession.RunOptions): Promise<Outputs> {
-    return this.session.run(feeds, options);
+  /**
+   * Loads another adapter under `adapterName` without activating it (as in
+   * PEFT). A failed load leaves the model exactly as it was.
+   */
+  async loadAdapter(adapter: string | FileSource, adapterName: string, options: AdapterOptions = {}): Promise<void> {
+    checkAdapterName(adapterName);
+    if (this.#registry.has(adapterName)) {
+      throw new AdapterConfigError(`an adapter named ${adapterName} is already loaded; delete it first`, { key: "adapterName" });
+    }
+    if (options.isTrainable) throw new UnsupportedError("isTrainable: true is not supported yet: adapters load for inference only");
+    const loaded = await readAdapter(this.base.weights, adapter, adapterName, options);
+    const engine = await this.#engine.add(loaded);
+    // Commit only after everything succeeded.
+    this.#engine = engine;
+    this.#registry = new Map([...this.#registry, [adapterName, [{ adapter: loaded, weight: 1 }]]]);
+  }
+
+  /** Makes these adapters the active ones (PEFT's `set_adapter`); several add up. */
+  setAdapter(names: string | readonly string[]): void {
+    const list = typeof names === "string" ? [names] : [...names];
+    if (list.length === 0) throw new AdapterConfigError("setAdapter needs at least one adapter name", { key: "adapter" });
+    this.#engine.runnable(this.#components(list)); // validates (e.g. merged mode takes one) before committing
+    this.#active = list;
+  }
+
+  /**
+   * Turns adapters off until the returned handle is disposed (PEFT's
+   * `disable_adapter()` context manager); usable with `using`.
+   *
+   * @example
+   * ```ts
+   * // { using _off = model.disableAdapter(); await model.run(feeds); } // base outputs
+   * ```
+   */
+  disableAdapter(): Disposable & { enable(): void } {
+    this.#disabled++;
+    let done = false;
+    const enable = () => {
+      if (!done) {
+        done = true;
+        this.#disabled--;
+      }
+    };
+    return { enable, [Symbol.dispose]: enable };
+  }
+
+  /** Removes an adapter (PEFT's `delete_adapter`). The active one cannot be deleted. */
+  async deleteAdapter(name: string): Promise<void> {
+    if (!this.#registry.has(name)) throw new AdapterConfigError(`no adapter named ${name}; loaded: ${this.listAdapters().join(", ")}`, { key: name });
+    if (this.#active.includes(name)) {
+      throw new AdapterConfigError(`adapter ${name} is active; call setAdapter with another adapter first`, { key: name });
+    }
+    const registry = new Map(this.#registry);
+    registry.delete(name);
+    const stillUsed = new Set([...registry.values()].flat().map((c) => c.adapter.name));
+    if (stillUsed.has(name)) {
+      throw new AdapterConfigError(`adapter ${name} is part of a weighted adapter; delete that first`, { key: name });
+    }
+    const { engine, retired } = this.#engine.remove(name);
+    this.#engine = engine;
+    this.#registry = registry;
+    await Promise.all(retired.map((s) => s.release()));
+  }
+
+  /**
+   * Registers a weighted combination of loaded adapters under a new name
+   * (PEFT's `add_weighted_adapter` with `combination_type="cat"`: the deltas
+   * `w_i * s_i * B_i @ A_i` add up). Needs mode `"dynamic"` to run.
+   */
+  addWeightedAdapter(adapters: readonly string[], weights: readonly number[], adapterName: string, combinationType = "cat"): void {
+    checkAdapterName(adapterName);
+    if (combinationType !== "cat") {
+      throw new UnsupportedError(`combination_type ${combinationType} is not supported; supported: "cat"`, { key: "combinationType" });
+    }
+    if (adapters.length === 0 || adapters.length !== weights.length || !weights.every(Number.isFinite)) {
+      throw new AdapterConfigError("adapters and weights must be non-empty lists of equal length with finite weights", { key: "weights" });
+    }
+    if (this.#registry.has(adapterName)) throw new AdapterConfigError(`an adapter named ${adapterName} is already loaded`, { key: "adapterName" });
+    const parts = adapters.flatMap((name, i) => this.#components([name]).map((c) => ({ ...c, weight: c.weight * weights[i] })));
+    this.#registry = new Map([...this.#registry, [adapterName, parts]]);
+  }
+
+  /**
+   * Merges adapters into a new base model (PEFT's `merge_and_unload`); this
+   * model and its base stay usable. Quantized bases refuse with a clear error.
+   */
+  async mergeAndUnload(options: MergeOptions = {}): Promise<BaseModel> {
+    const components = this.#components(options.adapterNames ?? this.#active);
+    return await mergedBase(this.base, components, this.#kernels, { safeMerge: options.safeMerge });
+  }
+
+  /** The base model without adapters (PEFT's `unload`); this model stays usable. */
+  unload(): BaseModel {
+    return this.base;
   }
 
   /**
    * PEFT's `get_nb_trainable_parameters()`: `[trainable, all]`. As in PEFT,
-   * an adapter loaded for inference (`isTrainable: false`) is frozen, so
-   * trainable is 0; all counts the base's float parameters plus the adapter's.
+   * adapters loaded for inference are frozen, so trainable is 0; all counts
+   * the base's float parameters plus every loaded adapter's.
    */
   getNbTrainableParameters(): [trainable: number, all: number] {
-    return [0, this.base.numParameters() + this.adapterParameters];
+    const adapters = [...this.#loaded()].reduce((n, a) => n + a.parameters, 0);
+    return [0, this.base.numParameters() + adapters];
   }
 
   /** PEFT's `print_trainable_parameters()`, same numbers and format. */
   printTrainableParameters(): void {
     const [trainable, all] = this.getNbTrainableParameters();
     const n = (v: number) => v.toLocaleString("en-US");
-    console.log(
-      `trainable params: ${n(trainable)} || all params: ${n(all)} || trainable%: ${(100 * trainable / all).toFixed(4)}`,
-    );
+    console.log(`trainable params: ${n(trainable)} || all params: ${n(all)} || trainable%: ${(100 * trainable / all).toFixed(4)}`);
   }
 
-  /** Frees this model's session. The base stays usable. */
+  /** Frees the sessions this model made. The base stays usable. */
   async release(): Promise<void> {
-    await this.session.release();
+    await Promise.all(this.#engine.sessions().map((s) => s.release()));
+  }
+
+  /** Distinct loaded adapters. */
+  *#loaded(): Iterable<LoadedAdapter> {
+    const seen = new Set<string>();
+    for (const parts of this.#registry.values()) {
+      for (const { adapter } of parts) {
+        if (!seen.has(adapter.name)) {
+          seen.add(adapter.name);
+          yield adapter;
+        }
+      }
+    }
+  }
+
+  #components(names: readonly string[]): ActiveAdapter[] {
+    return names.flatMap((name) => {
+      const parts = this.#registry.get(name);
+      if (!parts) {
+        throw new AdapterConfigError(`no adapter named ${name}; loaded: ${this.listAdapters().join(", ")}`, { key: "adapter" });
+      }
+      return parts;
+    });
+  }
+
+  #resolve(adapter: PeftRunOptions["adapter"]): ActiveAdapter[] {
+    if (adapter === null) return [];
+    if (adapter !== undefined) return this.#components(typeof adapter === "string" ? [adapter] : adapter);
+    return this.#disabled > 0 ? [] : this.#components(this.#active);
+  }
+
+  /** Generation runs many steps: fix the adapters at the start so a concurrent setAdapter cannot change them midway. */
+  #pinAdapter(options: GenerateOptions = {}): GenerateOptions {
+    if (options.adapter !== undefined) return options;
+    return { ...options, adapter: this.#disabled > 0 ? null : [...this.#active] };
   }
 }

@@ -33,6 +33,8 @@ export interface WeightTarget {
   outFeatures: number;
   /** Float initializer holding the bias, when the module has one, and the node input reading it. */
   bias?: InitializerUse;
+  /** Set for quantized projections (their weight cannot be merged, only branched). */
+  quantized?: string;
 }
 
 /** An initializer as read by one input of one node. */

@@ -1,0 +1,143 @@
+/**
+ * Reading one adapter for a base: resolve its files, parse the config and
+ * weights, and plan it against the base's weights. Shared by
+ * `fromPretrained` and `PeftModel.loadAdapter`; nothing here changes a model.
+ * @module
+ */
+import { type LoraConfig, parseLoraConfig } from "../config/mod.ts";
+import { AdapterConfigError, AdapterMismatchError, FileNotFoundError } from "../errors.ts";
+import { groupAdapterKeys } from "../lora/adapter_weights.ts";
+import { type AdapterPlan, planAdapter } from "../lora/plan.ts";
+import { parseSafetensors, type Safetensors } from "../safetensors/mod.ts";
+import type { FileSource } from "../storage/file_source.ts";
+import { type PathOrSource, type ResolveOptions, resolveSource } from "../storage/resolve.ts";
+import type { WeightIndex } from "../onnx/weight_index.ts";
+
+/** Options for reading an adapter (PEFT's `load_adapter` arguments, camelCase). */
+export interface AdapterOptions extends ResolveOptions {
+  /** A PEFT config (snake_case JSON as in `adapter_config.json`) used instead of the file. */
+  config?: Record<string, unknown>;
+  /**
+   * PEFT upcasts F16/BF16 adapter weights to F32 when true (the default).
+   * peft-edge always computes in float32, which is what `true` means; `false`
+   * is accepted and gives the same float32 result.
+   */
+  autocastAdapterDtype?: boolean;
+  /** Accepted for PEFT compatibility; adapters are always read once, without extra copies. */
+  lowCpuMemUsage?: boolean;
+  /** Training is not supported: `true` raises. Default `false`. */
+  isTrainable?: boolean;
+  /** Receives warnings (missing/unexpected keys, unknown config fields). Default `console.warn`. */
+  onWarning?: (message: string) => void;
+}
+
+/** An adapter read and planned against one base. Immutable. */
+export interface LoadedAdapter {
+  name: string;
+  /** Where it came from, for messages. */
+  location: string;
+  config: LoraConfig;
+  plan: AdapterPlan;
+  weights: Safetensors;
+  /** Number of parameters in its tensors. */
+  parameters: number;
+  warnings: readonly string[];
+}
+
+const ADAPTER_WEIGHTS = "adapter_model.safetensors";
+const ADAPTER_CONFIG = "adapter_config.json";
+const FLOAT_DTYPES = new Set(["F64", "F32", "F16", "BF16"]);
+
+/**
+ * Checks an adapter name (PEFT uses it as a module key, so it must be a
+ * plain non-empty string).
+ *
+ * @example
+ * ```ts
+ * import { checkAdapterName } from "./adapter.ts";
+ * checkAdapterName("python"); // "python"
+ * ```
+ */
+export function checkAdapterName(name: unknown): string {
+  if (typeof name !== "string" || !/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(name)) {
+    throw new AdapterConfigError(
+      `adapter name ${JSON.stringify(name)} must be 1-128 letters, digits, "_", "-" or ".", not starting with "." or "-"`,
+      { key: "adapterName" },
+    );
+  }
+  return name;
+}
+
+async function readConfig(source: FileSource, options: AdapterOptions, warn: (m: string) => void): Promise<LoraConfig> {
+  if (options.config) return parseLoraConfig(options.config, { file: "config option", onWarning: warn });
+  // The text, not parsed JSON: rank/alpha pattern keys keep their file order (first match wins in PEFT).
+  const text = new TextDecoder().decode(await source.read(ADAPTER_CONFIG));
+  return parseLoraConfig(text, { file: ADAPTER_CONFIG, onWarning: warn });
+}
+
+async function readWeights(source: FileSource): Promise<Safetensors> {
+  if (!await source.exists(ADAPTER_WEIGHTS) && await source.exists("adapter_model.bin")) {
+    throw new FileNotFoundError(
+      `${source.location} has only adapter_model.bin (a pickle file); peft-edge loads only adapter_model.safetensors and never runs pickle. ` +
+        "Convert it with PEFT: PeftModel.from_pretrained(...).save_pretrained(dir, safe_serialization=True)",
+      { file: ADAPTER_WEIGHTS },
+    );
+  }
+  const weights = parseSafetensors(await source.read(ADAPTER_WEIGHTS), ADAPTER_WEIGHTS);
+  for (const name of weights.names()) {
+    const { dtype } = weights.info(name);
+    if (!FLOAT_DTYPES.has(dtype)) {
+      throw new AdapterMismatchError(`adapter tensor has dtype ${dtype}; LoRA weights must be F32, F16, BF16 or F64`, {
+        file: ADAPTER_WEIGHTS,
+        key: name,
+      });
+    }
+  }
+  return weights;
+}
+
+/**
+ * Resolves, parses and plans an adapter against a base's weights.
+ *
+ * @example
+ * ```ts
+ * import { readAdapter } from "./adapter.ts";
+ * import { loadBaseModel } from "./base_model.ts";
+ * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+ * const adapter = await readAdapter(base.weights, "tests/fixtures/llama-tiny-lora-qv", "default");
+ * adapter.plan.patches.length; // 4
+ * ```
+ */
+export async function readAdapter(
+  weightsOfBase: WeightIndex,
+  pathOrSource: PathOrSource,
+  name: string,
+  options: AdapterOptions = {},
+): Promise<LoadedAdapter> {
+  checkAdapterName(name);
+  const warnings: string[] = [];
+  const warn = (message: string) => {
+    warnings.push(message);
+    (options.onWarning ?? console.warn)(message);
+  };
+  const source = await resolveSource(pathOrSource, options);
+  const config = await readConfig(source, options, warn);
+  const weights = await readWeights(source);
+  const plan = planAdapter(config, groupAdapterKeys(weights.names()), (k) => weights.info(k).shape, weightsOfBase);
+  if (plan.unmatchedKeys.length > 0) {
+    warn(
+      `${source.location}: ${plan.unmatchedKeys.length} adapter key(s) match no module of the base and were not applied: ${
+        plan.unmatchedKeys.slice(0, 5).join(", ")
+      }`,
+    );
+  }
+  if (plan.missingModules.length > 0) {
+    warn(
+      `${source.location}: the config targets ${plan.missingModules.length} base module(s) that have no adapter weights (missing keys): ${
+        plan.missingModules.slice(0, 5).join(", ")
+      }`,
+    );
+  }
+  const parameters = weights.names().reduce((n, k) => n + weights.info(k).shape.reduce((a, b) => a * b, 1), 0);
+  return { name, location: source.location, config, plan, weights, parameters, warnings };
+}

@@ -1,0 +1,33 @@
+/**
+ * How adapters are executed. An engine is an immutable snapshot: adding or
+ * removing an adapter returns a new engine, so a run that started on the old
+ * one finishes on it undisturbed (no shared mutable state between runs).
+ * @module
+ */
+import type { InferenceSession } from "../deps/ort.ts";
+import type { LoadedAdapter } from "./adapter.ts";
+import type { Feeds } from "./base_model.ts";
+
+/** What a run needs: the session, and extra feeds (adapter tensors in dynamic mode). */
+export interface Runnable {
+  session: InferenceSession;
+  feeds: Feeds;
+}
+
+/** One active adapter and its weight in the sum of deltas. */
+export interface ActiveAdapter {
+  adapter: LoadedAdapter;
+  weight: number;
+}
+
+/** Executes a base model with any set of its loaded adapters. */
+export interface AdapterEngine {
+  /** The session and extra feeds for running with these adapters (none: the base). */
+  runnable(active: readonly ActiveAdapter[]): Runnable;
+  /** A new engine that can also run `adapter`. */
+  add(adapter: LoadedAdapter): Promise<AdapterEngine>;
+  /** A new engine without `name`, and the sessions that only the old one used (to release once idle). */
+  remove(name: string): { engine: AdapterEngine; retired: InferenceSession[] };
+  /** Sessions this engine owns (not the base's). */
+  sessions(): InferenceSession[];
+}
