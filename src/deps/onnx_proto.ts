@@ -6,7 +6,9 @@
  */
 export { create, fromBinary, toBinary } from "npm:@bufbuild/protobuf@2.17.0";
 export {
+  GraphProtoSchema,
   ModelProtoSchema,
+  NodeProtoSchema,
   TensorProto_DataLocation,
   TensorProto_DataType,
   TensorProtoSchema,

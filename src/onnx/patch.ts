@@ -5,7 +5,15 @@
  * never mutated; unchanged parts are shared, not copied.
  * @module
  */
-import type { ModelProto, NodeProto, TensorProto } from "../deps/onnx_proto.ts";
+import {
+  GraphProtoSchema,
+  type ModelProto,
+  ModelProtoSchema,
+  type NodeProto,
+  NodeProtoSchema,
+  type TensorProto,
+} from "../deps/onnx_proto.ts";
+import { edited } from "./proto_edit.ts";
 import { writeFloatTensor } from "./tensor_data.ts";
 import type { InitializerUse, WeightIndex } from "./weight_index.ts";
 
@@ -48,7 +56,7 @@ export function patchModel(model: ModelProto, weights: WeightIndex, updates: rea
     const node = nodes[u.readerIndex];
     const input = node.input.slice();
     input[u.inputIndex] = name;
-    nodes[u.readerIndex] = { ...node, input };
+    nodes[u.readerIndex] = edited(NodeProtoSchema, node, { input });
   }
 
   // An original whose every reader moved to copies is dead weight; drop it.
@@ -58,5 +66,5 @@ export function patchModel(model: ModelProto, weights: WeightIndex, updates: rea
     .filter((t) => !updatesPer.has(t.name) || replaced.has(t.name) || stillRead.has(t.name))
     .map((t) => replaced.get(t.name) ?? t)
     .concat(added);
-  return { ...model, graph: { ...graph, node: nodes, initializer } };
+  return edited(ModelProtoSchema, model, { graph: edited(GraphProtoSchema, graph, { node: nodes, initializer }) });
 }

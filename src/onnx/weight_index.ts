@@ -117,7 +117,7 @@ export function indexWeights(graph: GraphProto): WeightIndex {
 
   const transposedInitializer = (input: string | undefined) => {
     const producer = input === undefined ? undefined : producers.get(input);
-    if (!producer || producer.opType !== "Transpose" || producer.domain !== "") return undefined;
+    if (!producer || producer.opType !== "Transpose" || (producer.domain ?? "") !== "") return undefined;
     const perm = producer.attribute.find((a) => a.name === "perm")?.ints.map(Number);
     if (perm && !(perm[0] === 1 && perm[1] === 0)) return undefined;
     const tensor = float2d(producer.input[0]);
@@ -127,7 +127,7 @@ export function indexWeights(graph: GraphProto): WeightIndex {
   const targets = new Map<string, WeightTarget>();
   graph.node.forEach((node, nodeIndex) => {
     let target: Omit<WeightTarget, "module"> | undefined;
-    if (node.opType === "MatMul" && node.domain === "") {
+    if (node.opType === "MatMul" && (node.domain ?? "") === "") {
       const w = float2d(node.input[1]);
       const transposed = w ? undefined : transposedInitializer(node.input[1]);
       if (w) {
@@ -145,7 +145,7 @@ export function indexWeights(graph: GraphProto): WeightIndex {
           bias: addBias(node.output[0], outF),
         };
       }
-    } else if (node.opType === "Gemm" && node.domain === "") {
+    } else if (node.opType === "Gemm" && (node.domain ?? "") === "") {
       const w = float2d(node.input[1]);
       // Only plain `y = x W (+ b)` Gemms are linear layers we can patch.
       if (w && intAttribute(node, "transA", 0) === 0 && floatAttribute(node, "alpha", 1) === 1) {
@@ -158,7 +158,7 @@ export function indexWeights(graph: GraphProto): WeightIndex {
           bias: floatAttribute(node, "beta", 1) === 1 ? bias1d(nodeIndex, 2, outF) : undefined,
         };
       }
-    } else if (node.opType === "Gather" && node.domain === "" && intAttribute(node, "axis", 0) === 0) {
+    } else if (node.opType === "Gather" && (node.domain ?? "") === "" && intAttribute(node, "axis", 0) === 0) {
       const w = float2d(node.input[0]);
       if (w) {
         const [num, dim] = w.dims.map(Number);
