@@ -187,3 +187,16 @@ export class HubError extends FileNotFoundError {
     this.reason = context.reason;
   }
 }
+
+/**
+ * The device asked for is not available: `device: "webgpu"` where the runtime
+ * has no `navigator.gpu` (Bun, Node) or WebGPU yields no adapter (no driver).
+ * Extends {@linkcode UnsupportedError}.
+ *
+ * @example
+ * ```ts
+ * import { DeviceUnavailableError } from "./errors.ts";
+ * new DeviceUnavailableError("this runtime has no navigator.gpu", { key: "device" });
+ * ```
+ */
+export class DeviceUnavailableError extends UnsupportedError {}

@@ -2,6 +2,10 @@
  * One generation's run of a decoder: the prompt is prefilled once with an
  * empty cache, then each new token is fed alone with the previous step's
  * `present.*` as `past_key_values.*`.
+ *
+ * On WebGPU sessions the `present.*` outputs are GPU tensors: they are fed
+ * back as they are (the cache never leaves the GPU), and each step's
+ * previous cache is disposed once the run that read it is done.
  * @module
  */
 import { Tensor } from "../deps/ort.ts";
@@ -11,6 +15,11 @@ import type { DecoderLayout } from "./decoder_layout.ts";
 /** An int64 `[1, n]` tensor. */
 function int64Row(values: readonly number[]): Tensor {
   return new Tensor("int64", BigInt64Array.from(values, (v) => BigInt(v)), [1, values.length]);
+}
+
+/** Frees the GPU buffers of tensors that live on the GPU; CPU tensors are left to the GC. */
+function disposeGpu(tensors: Iterable<Tensor>): void {
+  for (const tensor of tensors) if (tensor.location === "gpu-buffer") tensor.dispose();
 }
 
 /** `[from, from + 1, ..., from + count - 1]`. */
@@ -70,6 +79,8 @@ export class DecoderSession {
     for (const { input } of this.#layout.cache) {
       empty[input] = new Tensor("float32", new Float32Array(0), [...this.#layout.emptyPastDims]);
     }
+    disposeGpu(Object.values(this.#past));
+    this.#past = {};
     return this.#run(ids, 0, empty, false);
   }
 
@@ -78,6 +89,12 @@ export class DecoderSession {
     this.#ids.push(id);
     if (this.#layout.cache.length === 0) return this.#run(this.#ids, 0, {}, false);
     return this.#run([id], this.#ids.length - 1, this.#past, true);
+  }
+
+  /** Frees the KV cache held between steps (GPU buffers on WebGPU); the session can prefill again. */
+  dispose(): void {
+    disposeGpu(Object.values(this.#past));
+    this.#past = {};
   }
 
   async #run(
@@ -97,7 +114,13 @@ export class DecoderSession {
     const outputs = await this.#lm.run(feeds, this.#runOptions);
     const next: Record<string, Tensor> = {};
     for (const { input, output } of layout.cache) next[input] = outputs[output];
+    const used = new Set(Object.values(next));
+    disposeGpu(Object.values(past).filter((t) => !used.has(t)));
     this.#past = next;
-    return outputs.logits;
+    // Any other GPU-resident output (only when the caller asked for it) is not kept.
+    disposeGpu(Object.entries(outputs).filter(([name, t]) => name !== "logits" && !used.has(t)).map(([, t]) => t));
+    const logits = outputs.logits;
+    if (logits.location !== "gpu-buffer") return logits;
+    return new Tensor(logits.type, await logits.getData(true), logits.dims);
   }
 }

@@ -67,26 +67,31 @@ export async function* tokenLoop(input: TokenLoopInput): AsyncGenerator<number, 
   const rng = createRng(settings.seed);
   const seen = new Set(promptIds);
 
-  signal?.throwIfAborted();
-  let started = performance.now();
-  let logits = await session.prefill(promptIds);
-  signal?.throwIfAborted();
-  for (let produced = 0;;) {
-    const scores = lastLogits(logits);
-    applyRepetitionPenalty(scores, seen, settings.repetitionPenalty);
-    const id = chooseToken(scores, settings, rng);
-    const now = performance.now();
-    if (produced === 0) timings.prefillMs += now - started;
-    else timings.decodeMs += now - started;
-    if (settings.eosTokenIds.has(id)) return "eos";
-    seen.add(id);
-    produced++;
-    yield id;
-    if (produced >= limit) return "length";
+  try {
     signal?.throwIfAborted();
-    started = performance.now();
-    logits = await session.step(id);
-    timings.decodeRuns++;
+    let started = performance.now();
+    let logits = await session.prefill(promptIds);
     signal?.throwIfAborted();
+    for (let produced = 0;;) {
+      const scores = lastLogits(logits);
+      applyRepetitionPenalty(scores, seen, settings.repetitionPenalty);
+      const id = chooseToken(scores, settings, rng);
+      const now = performance.now();
+      if (produced === 0) timings.prefillMs += now - started;
+      else timings.decodeMs += now - started;
+      if (settings.eosTokenIds.has(id)) return "eos";
+      seen.add(id);
+      produced++;
+      yield id;
+      if (produced >= limit) return "length";
+      signal?.throwIfAborted();
+      started = performance.now();
+      logits = await session.step(id);
+      timings.decodeRuns++;
+      signal?.throwIfAborted();
+    }
+  } finally {
+    // Ended, aborted, failed or abandoned through return(): free the cache (GPU memory on WebGPU).
+    session.dispose();
   }
 }

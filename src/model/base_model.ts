@@ -12,12 +12,17 @@ import { elementCount, floatElementType, readFloatTensor } from "../onnx/tensor_
 import { indexWeights, type WeightIndex } from "../onnx/weight_index.ts";
 import type { FileSource } from "../storage/file_source.ts";
 import { type PathOrSource, type ResolveOptions, resolveSource } from "../storage/resolve.ts";
-import { createSession, type SessionSettings } from "./session.ts";
+import { createSession, type SessionChoice, sessionSettings, type SessionSettings } from "./session.ts";
+import type { Device } from "../webgpu/device.ts";
 import type { GenerateOptions, GenerationResult, Prompt } from "../generate/mod.ts";
 import { generateText, loadTextSide, streamText, type TextSide } from "./text.ts";
 
-/** Options of {@linkcode loadBaseModel}. */
-export interface LoadBaseModelOptions extends ResolveOptions, SessionSettings {
+/**
+ * Options of {@linkcode loadBaseModel}. `device` (`"auto"` default,
+ * `"webgpu"`, `"wasm"`) picks where sessions run; explicit
+ * `executionProviders` win over it (see {@linkcode SessionChoice}).
+ */
+export interface LoadBaseModelOptions extends ResolveOptions, SessionChoice {
   /** ONNX file inside the folder or repo; default `onnx/model.onnx`, else `model.onnx`. */
   file?: string;
 }
@@ -64,6 +69,11 @@ export class BaseModel {
   /** Names of the model's inputs. */
   get inputNames(): readonly string[] {
     return this.session.inputNames;
+  }
+
+  /** Where this model's sessions (and those of adapters applied to it) run. */
+  get device(): Device {
+    return this.settings.device ?? "wasm";
   }
 
   /** Names of the model's outputs. */
@@ -161,7 +171,7 @@ export async function loadBaseModel(pathOrId: PathOrSource, options: LoadBaseMod
     externalData.set(location, await source.read(folder + location));
   }
   const weights = indexWeights(onnx.graph!);
-  const settings: SessionSettings = { executionProviders: options.executionProviders, sessionOptions: options.sessionOptions };
+  const settings = await sessionSettings(options, onnx.graph!.output.map((o) => o.name));
   const text = await loadTextSide(source);
   const session = await createSession(bytes, externalData, settings, file);
   return new BaseModel(source, config, file, onnx, externalData, weights, settings, session, text);

@@ -1,27 +1,108 @@
 /**
- * Creating onnxruntime-web sessions from (possibly patched) ONNX models.
- * onnxruntime-web cannot swap a session's weights, so every merged adapter
- * gets a session of its own built from the patched model bytes.
+ * Creating onnxruntime-web sessions from (possibly patched) ONNX models, on
+ * the device chosen at load. onnxruntime-web cannot swap a session's
+ * weights, so every merged adapter gets a session of its own built from the
+ * patched model bytes.
+ *
+ * On `"webgpu"` the sessions come from onnxruntime-web's WebGPU build
+ * (imported on first use only) and keep the KV cache on the GPU: their
+ * `present.*` outputs are GPU tensors (`location: "gpu-buffer"`) that the
+ * generation loop feeds back as `past_key_values.*` without a copy; `logits`
+ * stay on the CPU.
  * @module
  */
 import type { ModelProto } from "../deps/onnx_proto.ts";
 import { type InferenceSession, ort } from "../deps/ort.ts";
+import { loadOrtWebGpu } from "../deps/ort_webgpu.ts";
 import { OnnxModelError } from "../errors.ts";
 import { encodeModel } from "../onnx/model_file.ts";
+import { chooseDevice, type Device, type DeviceOption } from "../webgpu/device.ts";
 
-/** Session settings a model was loaded with, reused for its adapters. */
-export interface SessionSettings {
-  executionProviders?: InferenceSession.SessionOptions["executionProviders"];
+type ExecutionProviders = InferenceSession.SessionOptions["executionProviders"];
+
+/**
+ * Where a caller wants sessions to run (the options of `loadBaseModel`).
+ *
+ * Precedence: explicit `executionProviders` (or
+ * `sessionOptions.executionProviders`) win and are passed to onnxruntime
+ * unchanged; then `device` is not probed but follows them (`"webgpu"` when
+ * they name `"webgpu"`, which loads the WebGPU build, else `"wasm"`).
+ * Without them, `device` decides (default `"auto"`).
+ *
+ * @example
+ * ```ts
+ * import type { SessionChoice } from "./session.ts";
+ * const choice: SessionChoice = { device: "webgpu" };
+ * ```
+ */
+export interface SessionChoice {
+  /**
+   * `"auto"` (default): WebGPU when `navigator.gpu` gives a hardware
+   * (non-fallback) adapter, else WASM. `"webgpu"`: any adapter, software
+   * ones included; `DeviceUnavailableError` when there is none. `"wasm"`:
+   * onnxruntime's WASM SIMD build.
+   */
+  device?: DeviceOption;
+  /** onnxruntime execution providers; when given they win over `device`. */
+  executionProviders?: ExecutionProviders;
+  /** Further onnxruntime session options. */
   sessionOptions?: InferenceSession.SessionOptions;
 }
 
+/** Session settings a model was loaded with, reused for its adapters. */
+export interface SessionSettings {
+  executionProviders?: ExecutionProviders;
+  sessionOptions?: InferenceSession.SessionOptions;
+  /** Where sessions run (default `"wasm"`); `"webgpu"` uses onnxruntime-web's WebGPU build. */
+  device?: Device;
+}
+
+function namesWebGpu(providers: ExecutionProviders): boolean {
+  return (providers ?? []).some((ep) => (typeof ep === "string" ? ep : ep.name) === "webgpu");
+}
+
 /**
- * Builds a session from a decoded model and its external data files.
+ * Resolves a {@linkcode SessionChoice} into settings: picks the device and,
+ * on WebGPU, keeps `present.*` outputs on the GPU (unless
+ * `sessionOptions.preferredOutputLocation` is given) and quiets onnxruntime's
+ * per-session node-placement warning (unless `logSeverityLevel` is given).
+ *
+ * @param outputNames The model's output names (from its graph).
+ * @throws {DeviceUnavailableError} for `device: "webgpu"` without an adapter.
+ * @example
+ * ```ts
+ * import { sessionSettings } from "./session.ts";
+ * const settings = await sessionSettings({ device: "auto" }, ["logits", "present.0.key"]);
+ * console.log(settings.device); // "wasm" unless a hardware GPU adapter is present
+ * ```
+ */
+export async function sessionSettings(choice: SessionChoice, outputNames: readonly string[]): Promise<SessionSettings> {
+  const { executionProviders, sessionOptions } = choice;
+  const explicit = executionProviders ?? sessionOptions?.executionProviders;
+  const device: Device = explicit ? (namesWebGpu(explicit) ? "webgpu" : "wasm") : await chooseDevice(choice.device ?? "auto");
+  if (device !== "webgpu") return { executionProviders, sessionOptions, device };
+  const kvOnGpu = Object.fromEntries(
+    outputNames.filter((name) => name.startsWith("present")).map((name) => [name, "gpu-buffer" as const]),
+  );
+  return {
+    executionProviders,
+    device,
+    sessionOptions: {
+      logSeverityLevel: 3,
+      ...sessionOptions,
+      preferredOutputLocation: sessionOptions?.preferredOutputLocation ?? kvOnGpu,
+    },
+  };
+}
+
+/**
+ * Builds a session from a decoded model and its external data files, on
+ * `settings.device`.
  *
  * @example
  * ```ts
  * import { createSession } from "./session.ts";
- * // const session = await createSession(model, new Map(), {}, "onnx/model.onnx");
+ * // const session = await createSession(model, new Map(), { device: "wasm" }, "onnx/model.onnx");
  * ```
  */
 export async function createSession(
@@ -31,15 +112,17 @@ export async function createSession(
   file: string,
 ): Promise<InferenceSession> {
   const bytes = model instanceof Uint8Array ? model : encodeModel(model);
+  const device = settings.device ?? "wasm";
   const options: InferenceSession.SessionOptions = {
     ...settings.sessionOptions,
-    executionProviders: settings.executionProviders ?? settings.sessionOptions?.executionProviders ?? ["wasm"],
+    executionProviders: settings.executionProviders ?? settings.sessionOptions?.executionProviders ?? [device],
   };
   if (externalData.size > 0) {
     options.externalData = [...externalData].map(([path, data]) => ({ path, data }));
   }
   try {
-    return await ort.InferenceSession.create(bytes, options);
+    const runtime = device === "webgpu" ? await loadOrtWebGpu() : ort;
+    return await runtime.InferenceSession.create(bytes, options);
   } catch (cause) {
     throw new OnnxModelError(`onnxruntime could not create a session: ${(cause as Error).message ?? cause}`, { file, cause });
   }
