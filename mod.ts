@@ -25,6 +25,7 @@ export { Tensor } from "./src/deps/ort.ts";
 export { BaseModel, type Feeds, loadBaseModel, type LoadBaseModelOptions, type Outputs } from "./src/model/base_model.ts";
 export { type AdapterMode, type MergeOptions, PeftModel, type PeftRunOptions } from "./src/model/peft_model.ts";
 export type { AdapterOptions } from "./src/model/adapter.ts";
+export type { Device, DeviceOption } from "./src/webgpu/device.ts";
 export { fromPretrained, type FromPretrainedOptions } from "./src/model/from_pretrained.ts";
 export type { LoraConfig } from "./src/config/mod.ts";
 export type { FileSource } from "./src/storage/file_source.ts";

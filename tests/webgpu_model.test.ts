@@ -99,6 +99,8 @@ for (const mode of ["merged", "dynamic"] as const) {
           }
           throw error;
         }
+        // Merging on a WebGPU device runs the WGSL kernels.
+        assert.equal(model.mergeBackend, "webgpu");
         const e = await expected(adapterName);
         const out = await prefillAndStep(model, e);
         assert.ok(maxAbsDiff(out.logits, e.logits) < ATOL, `prefill max diff ${maxAbsDiff(out.logits, e.logits)}`);

@@ -3,8 +3,7 @@
  * LoRA kernels. Produces new tensors only; the base model is never mutated.
  * @module
  */
-import type { LoraKernels } from "../kernels/kernels.ts";
-import type { WeightLayout } from "../kernels/reference.ts";
+import type { WeightMerger } from "./merger.ts";
 import { UnsupportedError } from "../errors.ts";
 import type { InitializerUse } from "../onnx/weight_index.ts";
 import type { LoraPatch, ReplacePatch } from "./plan.ts";
@@ -34,25 +33,6 @@ function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
   return out;
 }
 
-/** W += s·B@A in W's layout; DoRA rescales rows to m / ||W + s·B@A||. */
-function mergeWeight(patch: LoraPatch, w: Float32Array, adapter: AdapterTensor, kernels: LoraKernels, weight: number) {
-  const { target, rank } = patch;
-  const scale = patch.scale * weight;
-  const dims = { outFeatures: target.outFeatures, inFeatures: target.inFeatures, rank };
-  const layout: WeightLayout = target.layout;
-  const a = adapter(patch.a);
-  const b = adapter(patch.b);
-  // PEFT's DoRA merge: the norm is taken of the merged weight, per output feature.
-  const norms = patch.magnitude ? kernels.doraNorms(w, a, b, dims, scale, layout) : undefined;
-  kernels.mergeLora(w, a, b, dims, scale, layout);
-  if (norms && patch.magnitude) {
-    const m = adapter(patch.magnitude);
-    const factors = new Float32Array(m.length);
-    for (let o = 0; o < m.length; o++) factors[o] = m[o] / norms[o];
-    kernels.scaleOutputs(w, factors, dims, layout);
-  }
-}
-
 /**
  * Computes the merged values of every weight and bias a plan touches.
  * Several patches on one initializer (e.g. LoRA plus a trained bias on
@@ -61,16 +41,16 @@ function mergeWeight(patch: LoraPatch, w: Float32Array, adapter: AdapterTensor, 
  * @example
  * ```ts
  * import { mergePatches } from "./merge.ts";
- * // const merged = mergePatches(plan.patches, baseWeights, (k) => file.toFloat32(k), await loadKernels(), { fanInFanOut: false });
+ * // const merged = await mergePatches(plan.patches, baseWeights, (k) => file.toFloat32(k), cpuMerger(await loadKernels()), { fanInFanOut: false });
  * ```
  */
-export function mergePatches(
+export async function mergePatches(
   patches: ReadonlyArray<LoraPatch | ReplacePatch>,
   base: BaseWeights,
   adapter: AdapterTensor,
-  kernels: LoraKernels,
+  merger: WeightMerger,
   options: { fanInFanOut: boolean; weight?: number },
-): MergedWeight[] {
+): Promise<MergedWeight[]> {
   const { fanInFanOut } = options;
   const weight = options.weight ?? 1;
   const merged: MergedWeight[] = [];
@@ -85,7 +65,9 @@ export function mergePatches(
         );
       }
       const w = base.read(use(target));
-      mergeWeight(patch, w, adapter, kernels, weight);
+      const dims = { outFeatures: target.outFeatures, inFeatures: target.inFeatures, rank: patch.rank };
+      const magnitude = patch.magnitude ? adapter(patch.magnitude) : undefined;
+      await merger.mergeWeight(w, adapter(patch.a), adapter(patch.b), dims, patch.scale * weight, target.layout, magnitude);
       merged.push({ module: patch.module, ...use(target), values: w });
       if (patch.bias && target.bias) {
         const bias = base.read(use(target.bias));

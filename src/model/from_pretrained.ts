@@ -6,10 +6,10 @@
  * @module
  */
 import { UnsupportedError } from "../errors.ts";
-import { loadKernels } from "../kernels/kernels.ts";
 import type { PathOrSource } from "../storage/resolve.ts";
 import { type AdapterOptions, readAdapter } from "./adapter.ts";
 import type { BaseModel } from "./base_model.ts";
+import { kernelsFor } from "./kernel_choice.ts";
 import { mergedEngine } from "./merged_engine.ts";
 import { type AdapterMode, PeftModel } from "./peft_model.ts";
 
@@ -49,9 +49,14 @@ export async function fromPretrained(
     throw new UnsupportedError(`mode ${JSON.stringify(mode)} is not supported; supported modes: ${MODES.map((m) => `"${m}"`).join(", ")}`);
   }
   const loaded = await readAdapter(base.weights, adapter, options.adapterName ?? "default", options);
-  const kernels = await loadKernels();
-  const engine = await mergedEngine(base, kernels).add(loaded);
-  return new PeftModel(base, mode, engine, loaded, kernels);
+  const kernels = await kernelsFor(base);
+  try {
+    const engine = await mergedEngine(base, kernels.merger).add(loaded);
+    return new PeftModel(base, mode, engine, loaded, kernels);
+  } catch (error) {
+    kernels.release();
+    throw error;
+  }
 }
 
 PeftModel.fromPretrained = fromPretrained;

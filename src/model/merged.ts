@@ -5,8 +5,8 @@
  */
 import type { ModelProto } from "../deps/onnx_proto.ts";
 import { UnsupportedError } from "../errors.ts";
-import type { LoraKernels } from "../kernels/kernels.ts";
 import { mergePatches } from "../lora/merge.ts";
+import type { WeightMerger } from "../lora/merger.ts";
 import { patchModel, type WeightUpdate } from "../onnx/patch.ts";
 import { indexWeights, type InitializerUse } from "../onnx/weight_index.ts";
 import type { LoadedAdapter } from "./adapter.ts";
@@ -29,21 +29,21 @@ const useKey = (u: InitializerUse) => `${u.initializer}\u0000${u.readerIndex}\u0
  * @example
  * ```ts
  * import { mergeAdapters } from "./merged.ts";
- * // const onnx = mergeAdapters(base, [{ adapter }], await loadKernels());
+ * // const onnx = await mergeAdapters(base, [{ adapter }], cpuMerger(await loadKernels()));
  * ```
  */
-export function mergeAdapters(
+export async function mergeAdapters(
   base: BaseModel,
   adapters: readonly WeightedAdapter[],
-  kernels: LoraKernels,
+  merger: WeightMerger,
   options: { safeMerge?: boolean } = {},
-): ModelProto {
+): Promise<ModelProto> {
   const merged = new Map<string, WeightUpdate>();
   for (const { adapter, weight } of adapters) {
     const reader = {
       read: (use: InitializerUse) => merged.get(useKey(use))?.values.slice() ?? base.readWeight(use.initializer),
     };
-    const updates = mergePatches(adapter.plan.patches, reader, (k) => adapter.weights.toFloat32(k), kernels, {
+    const updates = await mergePatches(adapter.plan.patches, reader, (k) => adapter.weights.toFloat32(k), merger, {
       fanInFanOut: adapter.config.fanInFanOut,
       weight,
     });
@@ -67,16 +67,16 @@ export function mergeAdapters(
  * @example
  * ```ts
  * import { mergedBase } from "./merged.ts";
- * // const merged = await mergedBase(base, [{ adapter }], await loadKernels());
+ * // const merged = await mergedBase(base, [{ adapter }], cpuMerger(await loadKernels()));
  * ```
  */
 export async function mergedBase(
   base: BaseModel,
   adapters: readonly WeightedAdapter[],
-  kernels: LoraKernels,
+  merger: WeightMerger,
   options: { safeMerge?: boolean } = {},
 ): Promise<BaseModel> {
-  const onnx = mergeAdapters(base, adapters, kernels, options);
+  const onnx = await mergeAdapters(base, adapters, merger, options);
   const session = await createSession(onnx, base.externalData, base.settings, base.file);
   return new BaseModel(
     base.source,

@@ -5,7 +5,7 @@
  */
 import type { InferenceSession } from "../deps/ort.ts";
 import { UnsupportedError } from "../errors.ts";
-import type { LoraKernels } from "../kernels/kernels.ts";
+import type { WeightMerger } from "../lora/merger.ts";
 import type { LoadedAdapter } from "./adapter.ts";
 import type { BaseModel } from "./base_model.ts";
 import type { ActiveAdapter, AdapterEngine } from "./engine.ts";
@@ -18,13 +18,13 @@ import { createSession } from "./session.ts";
  * @example
  * ```ts
  * import { mergedEngine } from "./merged_engine.ts";
- * // const engine = await mergedEngine(base, kernels).add(adapter);
+ * // const engine = await mergedEngine(base, cpuMerger(await loadKernels())).add(adapter);
  * // const { session } = engine.runnable([{ adapter, weight: 1 }]);
  * ```
  */
 export function mergedEngine(
   base: BaseModel,
-  kernels: LoraKernels,
+  merger: WeightMerger,
   sessions: ReadonlyMap<string, InferenceSession> = new Map(),
 ): AdapterEngine {
   return {
@@ -41,15 +41,15 @@ export function mergedEngine(
       return { session, feeds: {} };
     },
     async add(adapter: LoadedAdapter) {
-      const onnx = mergeAdapters(base, [{ adapter }], kernels);
+      const onnx = await mergeAdapters(base, [{ adapter }], merger);
       const session = await createSession(onnx, base.externalData, base.settings, base.file);
-      return mergedEngine(base, kernels, new Map([...sessions, [adapter.name, session]]));
+      return mergedEngine(base, merger, new Map([...sessions, [adapter.name, session]]));
     },
     remove(name: string) {
       const rest = new Map(sessions);
       const retired = rest.get(name);
       rest.delete(name);
-      return { engine: mergedEngine(base, kernels, rest), retired: retired ? [retired] : [] };
+      return { engine: mergedEngine(base, merger, rest), retired: retired ? [retired] : [] };
     },
     sessions: () => [...sessions.values()],
   };

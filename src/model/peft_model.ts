@@ -8,13 +8,14 @@ import type { LoraConfig } from "../config/mod.ts";
 import type { InferenceSession } from "../deps/ort.ts";
 import { AdapterConfigError, UnsupportedError } from "../errors.ts";
 import type { GenerateOptions, GenerationResult, Prompt } from "../generate/mod.ts";
-import type { LoraKernels } from "../kernels/kernels.ts";
 import type { FileSource } from "../storage/file_source.ts";
 import { type AdapterOptions, checkAdapterName, type LoadedAdapter, readAdapter } from "./adapter.ts";
 import type { BaseModel, Feeds, Outputs } from "./base_model.ts";
 import type { ActiveAdapter, AdapterEngine } from "./engine.ts";
+import type { ModelKernels } from "./kernel_choice.ts";
 import { mergedBase } from "./merged.ts";
 import { generateText, streamText } from "./text.ts";
+import type { Device } from "../webgpu/device.ts";
 
 /**
  * How adapters are applied. `"dynamic"` (the default, as in PEFT) keeps them
@@ -73,7 +74,7 @@ export class PeftModel {
   #registry: Registry;
   #active: readonly string[];
   #disabled = 0;
-  readonly #kernels: LoraKernels;
+  readonly #kernels: ModelKernels;
 
   /** @internal Use `fromPretrained`. */
   constructor(
@@ -83,7 +84,7 @@ export class PeftModel {
     readonly mode: AdapterMode,
     engine: AdapterEngine,
     first: LoadedAdapter,
-    kernels: LoraKernels,
+    kernels: ModelKernels,
   ) {
     this.#engine = engine;
     this.#registry = new Map([[first.name, [{ adapter: first, weight: 1 }]]]);
@@ -94,6 +95,16 @@ export class PeftModel {
   /** Names of the model's inputs (the base's). */
   get inputNames(): readonly string[] {
     return this.base.inputNames;
+  }
+
+  /** Where this model runs (the base's device). */
+  get device(): Device {
+    return this.base.device;
+  }
+
+  /** Which kernels merge this model's weights: `"wasm-simd"`, `"js"` or `"webgpu"`. */
+  get mergeBackend(): string {
+    return this.#kernels.merger.backend;
   }
 
   /** Names of the model's outputs (the base's). */
@@ -256,7 +267,7 @@ export class PeftModel {
    */
   async mergeAndUnload(options: MergeOptions = {}): Promise<BaseModel> {
     const components = this.#components(options.adapterNames ?? this.#active);
-    return await mergedBase(this.base, components, this.#kernels, { safeMerge: options.safeMerge });
+    return await mergedBase(this.base, components, this.#kernels.merger, { safeMerge: options.safeMerge });
   }
 
   /** The base model without adapters (PEFT's `unload`); this model stays usable. */
@@ -281,9 +292,10 @@ export class PeftModel {
     console.log(`trainable params: ${n(trainable)} || all params: ${n(all)} || trainable%: ${(100 * trainable / all).toFixed(4)}`);
   }
 
-  /** Frees the sessions this model made. The base stays usable. */
+  /** Frees the sessions (and GPU device) this model made. The base stays usable. */
   async release(): Promise<void> {
     await Promise.all(this.#engine.sessions().map((s) => s.release()));
+    this.#kernels.release();
   }
 
   /** Distinct loaded adapters. */
