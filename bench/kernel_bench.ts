@@ -109,7 +109,9 @@ async function mergeGroup(dims: LoraDims, scale: number): Promise<void> {
     ...(big ? { n: 20, warmup: 3 } : {}),
     fn: async () => {
       const result = await session.run(feeds);
-      if ((result.Y.data as Float32Array).length !== out * inf) throw new Error("bad Y");
+      if ((result.Y.data as Float32Array).length !== out * inf) {
+        throw new Error("bad Y");
+      }
     },
   });
 }
@@ -120,7 +122,9 @@ await mergeGroup({ outFeatures: 4096, inFeatures: 4096, rank: 64 }, 0.25);
 {
   const n = 16 * 2 ** 20;
   const halves = new Uint16Array(n);
-  for (let i = 0; i < n; i++) halves[i] = (Math.imul(i, 2654435761) >>> 16) & 0xfbff;
+  for (let i = 0; i < n; i++) {
+    halves[i] = (Math.imul(i, 2654435761) >>> 16) & 0xfbff;
+  }
   const group = "f16-to-f32 16M";
   Deno.bench({
     name: "wasm-simd",

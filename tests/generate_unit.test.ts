@@ -34,7 +34,7 @@ interface RunRecord {
   positionIds?: number[];
   useCacheBranch?: boolean;
   pastLength?: number;
-  adapter?: string;
+  adapter?: string | readonly string[] | null;
 }
 
 interface FakeOptions {

@@ -25,6 +25,11 @@ import {
   LORA_KERNEL_WASM_SHA256,
 } from "../src/kernels/lora_kernel_wasm.ts";
 
+/** A deliberately ill-typed argument, for the validation tests. */
+function bad<T>(value: unknown): T {
+  return value as T;
+}
+
 const wasm = await loadKernels({ backend: "wasm-simd" });
 const js = await loadKernels({ backend: "js" });
 const BACKENDS: LoraKernels[] = [wasm, js];
@@ -128,8 +133,7 @@ test("SIMD128 feature detection is true here and auto picks wasm-simd", async ()
 
 test("loadKernels rejects an unknown backend with KernelError", async () => {
   await assert.rejects(
-    // deno-lint-ignore no-explicit-any
-    () => loadKernels({ backend: "gpu" as any }),
+    () => loadKernels({ backend: bad("gpu") }),
     KernelError,
   );
 });
@@ -452,6 +456,36 @@ for (const kernels of BACKENDS) {
     }
   });
 
+  test(`${name} conversions write into a given dst (also a view) and check it`, () => {
+    const src = ALL_16.subarray(0x3c00, 0x3c00 + 1001);
+    const big = new Float32Array(1200).fill(-7);
+    const view = big.subarray(50, 1051);
+    assert.equal(kernels.f16ToF32(src, view), view);
+    assertSameBits(bits(view), bits(f16ToF32(src)), "f16 into view");
+    assert.ok(big.subarray(0, 50).every((x) => x === -7));
+    assert.ok(big.subarray(1051).every((x) => x === -7));
+    const halves = new Uint16Array(1001);
+    assert.equal(kernels.f32ToF16(view, halves), halves);
+    assertSameBits(halves, src, "f32 into dst");
+    assert.equal(kernels.bf16ToF32(src, view), view);
+    assertSameBits(bits(view), bits(bf16ToF32(src)), "bf16 into view");
+    // Wrong length or type: KernelError, dst untouched.
+    const short = new Float32Array(1000).fill(3);
+    assertRejects(() => kernels.f16ToF32(src, short), [short], "short dst");
+    assertRejects(() => kernels.bf16ToF32(src, short), [short], "short dst");
+    const shortHalves = new Uint16Array(3).fill(9);
+    assertRejects(
+      () => kernels.f32ToF16(view, shortHalves),
+      [shortHalves],
+      "short dst",
+    );
+    assertRejects(
+      () => kernels.f16ToF32(src, bad(halves)),
+      [halves],
+      "dst type",
+    );
+  });
+
   test(`${name} conversions handle empty, ragged and multi-chunk inputs`, () => {
     assert.equal(kernels.f16ToF32(new Uint16Array(0)).length, 0);
     assert.equal(kernels.bf16ToF32(new Uint16Array(0)).length, 0);
@@ -516,10 +550,8 @@ for (const kernels of BACKENDS) {
     ["out 0", { ...dims, outFeatures: 0 }],
     ["in 2.5", { ...dims, inFeatures: 2.5 }],
     ["in NaN", { ...dims, inFeatures: NaN }],
-    // deno-lint-ignore no-explicit-any
-    ["rank as string", { ...dims, rank: "2" as any }],
-    // deno-lint-ignore no-explicit-any
-    ["dims null", null as any],
+    ["rank as string", { ...dims, rank: bad("2") }],
+    ["dims null", bad(null)],
   ];
 
   test(`${name} merge and doraNorms reject bad input before touching memory`, () => {
@@ -563,15 +595,13 @@ for (const kernels of BACKENDS) {
           all,
           "transposed dims",
         );
-        // deno-lint-ignore no-explicit-any
         assertRejects(
-          call(w, a, b, dims, 1, "oi" as any),
+          call(w, a, b, dims, 1, bad("oi")),
           all,
           "unknown layout",
         );
-        // deno-lint-ignore no-explicit-any
         assertRejects(
-          call(new Float64Array(15) as any, a, b, dims, 1, layout),
+          call(bad(new Float64Array(15)), a, b, dims, 1, layout),
           all,
           "f64 w",
         );
@@ -605,9 +635,8 @@ for (const kernels of BACKENDS) {
       scaleAll,
       "short w",
     );
-    // deno-lint-ignore no-explicit-any
     assertRejects(
-      () => kernels.scaleOutputs(w, f, dims, undefined as any),
+      () => kernels.scaleOutputs(w, f, dims, bad(undefined)),
       scaleAll,
       "no layout",
     );
@@ -644,14 +673,12 @@ for (const kernels of BACKENDS) {
   });
 
   test(`${name} conversions reject the wrong array types`, () => {
-    // deno-lint-ignore no-explicit-any
-    const any = (v: unknown) => v as any;
     assert.throws(
-      () => kernels.f16ToF32(any(new Float32Array(2))),
+      () => kernels.f16ToF32(bad(new Float32Array(2))),
       KernelError,
     );
-    assert.throws(() => kernels.bf16ToF32(any([1, 2])), KernelError);
-    assert.throws(() => kernels.f32ToF16(any(new Uint16Array(2))), KernelError);
+    assert.throws(() => kernels.bf16ToF32(bad([1, 2])), KernelError);
+    assert.throws(() => kernels.f32ToF16(bad(new Uint16Array(2))), KernelError);
   });
 }
 

@@ -15,10 +15,10 @@ import {
   scaleOutputsReference,
 } from "./reference.ts";
 import {
+  checkConversion,
   checkForwardArgs,
   checkLoraArgs,
   checkScaleOutputsArgs,
-  checkTypedArray,
 } from "./validate.ts";
 
 /**
@@ -51,17 +51,23 @@ export function createJsKernels(): LoraKernels {
         checkForwardArgs("loraForward", x, rows, a, b, dims, scale, y);
         loraForwardReference(x, rows, a, b, dims, scale, y);
       },
-      f16ToF32(src) {
-        checkTypedArray("f16ToF32", "src", src, Uint16Array);
-        return f16ToF32(src);
+      f16ToF32(src, dst) {
+        return f16ToF32(
+          src,
+          checkConversion("f16ToF32", src, Uint16Array, dst, Float32Array),
+        );
       },
-      bf16ToF32(src) {
-        checkTypedArray("bf16ToF32", "src", src, Uint16Array);
-        return bf16ToF32(src);
+      bf16ToF32(src, dst) {
+        return bf16ToF32(
+          src,
+          checkConversion("bf16ToF32", src, Uint16Array, dst, Float32Array),
+        );
       },
-      f32ToF16(src) {
-        checkTypedArray("f32ToF16", "src", src, Float32Array);
-        return f32ToF16(src);
+      f32ToF16(src, dst) {
+        return f32ToF16(
+          src,
+          checkConversion("f32ToF16", src, Float32Array, dst, Uint16Array),
+        );
       },
     } satisfies LoraKernels,
   );

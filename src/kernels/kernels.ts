@@ -69,12 +69,19 @@ export interface LoraKernels {
     scale: number,
     y: Float32Array,
   ): void;
-  /** IEEE binary16 bit patterns to `float32`, exactly (NaN payloads kept). */
-  f16ToF32(src: Uint16Array): Float32Array;
-  /** bfloat16 bit patterns to `float32`, exactly. */
-  bf16ToF32(src: Uint16Array): Float32Array;
-  /** `float32` to binary16 bit patterns, round to nearest, ties to even. */
-  f32ToF16(src: Float32Array): Uint16Array;
+  /**
+   * IEEE binary16 bit patterns to `float32`, exactly (NaN payloads kept).
+   * Writes into `dst` (same length as `src`) when given, else a new array.
+   */
+  f16ToF32(src: Uint16Array, dst?: Float32Array): Float32Array;
+  /** bfloat16 bit patterns to `float32`, exactly; `dst` as for `f16ToF32`. */
+  bf16ToF32(src: Uint16Array, dst?: Float32Array): Float32Array;
+  /**
+   * `float32` to binary16 bit patterns, round to nearest, ties to even;
+   * magnitudes from 65520 become infinity; NaN stays (quiet) NaN.
+   * `dst` as for `f16ToF32`.
+   */
+  f32ToF16(src: Float32Array, dst?: Uint16Array): Uint16Array;
 }
 
 /**

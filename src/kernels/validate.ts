@@ -268,3 +268,30 @@ export function checkForwardArgs(
     `[rows, out] = [${rows}, ${out}]`,
   );
 }
+
+/**
+ * Checks a conversion's `src` type and, when given, that `dst` has the
+ * right type and `src.length` elements; returns `dst` or a new array.
+ *
+ * @example
+ * ```ts
+ * import { checkConversion } from "./validate.ts";
+ * const dst = checkConversion("f16ToF32", new Uint16Array(4), Uint16Array, undefined, Float32Array);
+ * console.log(dst.length); // 4
+ * ```
+ */
+export function checkConversion<
+  S extends Float32ArrayConstructor | Uint16ArrayConstructor,
+  D extends Float32ArrayConstructor | Uint16ArrayConstructor,
+>(
+  fn: string,
+  src: unknown,
+  srcType: S,
+  dst: unknown,
+  dstType: D,
+): InstanceType<D> {
+  checkTypedArray(fn, "src", src, srcType);
+  if (dst === undefined) return new dstType(src.length) as InstanceType<D>;
+  checkArray(fn, "dst", dst, dstType, src.length, "src's length");
+  return dst as InstanceType<D>;
+}

@@ -9,7 +9,7 @@
  * whole: it streams through a 256 KiB window, a block of rows at a time
  * (which also keeps the block in cache while it is merged); `A`, `B` (and
  * `B^T` for "in_out") are copied once per call. Conversions stream through
- * 1 Mi-element chunks. The memory, which WebAssembly cannot shrink, grows to
+ * 256 Ki-element chunks. The memory, which WebAssembly cannot shrink, grows to
  * the largest call served and is reused after that.
  *
  * @module
@@ -21,10 +21,10 @@ import type { LoraKernels } from "./kernels.ts";
 import { LORA_KERNEL_WASM_BASE64 } from "./lora_kernel_wasm.ts";
 import type { LoraDims, WeightLayout } from "./types.ts";
 import {
+  checkConversion,
   checkForwardArgs,
   checkLoraArgs,
   checkScaleOutputsArgs,
-  checkTypedArray,
 } from "./validate.ts";
 
 /** A conversion entry point: `(src, dst, n)`. */
@@ -112,8 +112,22 @@ const EXPORTED_FUNCTIONS = [
 
 /** Floats of `W` per streamed block (256 KiB: stays in L2 while it is merged). */
 const WINDOW_FLOATS = 1 << 16;
-/** Elements per conversion chunk (4 MiB of float32). */
-const CONVERT_CHUNK = 1 << 20;
+/**
+ * Slack bytes in the `W` window so its start can sit half a 4 KiB page away
+ * from the rows it reads (`A` or `B^T`): the kernel stores to `W` and then
+ * loads those rows, and x86 stalls a load whose address equals a recent
+ * store's modulo 4 KiB ("4K aliasing"), which costs about 20% when rows are
+ * a multiple of 4 KiB long.
+ */
+const ALIAS_PAD = 4096;
+
+/** The address in `[block, block + 4096)` that is 2 KiB past `other` modulo 4 KiB. */
+function offsetFrom(block: number, other: number): number {
+  return block + ((((other + 2048 - block) % 4096) + 4096) % 4096);
+}
+
+/** Elements per conversion chunk (1 MiB of float32). */
+const CONVERT_CHUNK = 1 << 18;
 /** Largest total allocation one call may ask for (wasm32 memory is at most 4 GiB). */
 const MAX_CALL_BYTES = 2 ** 32 - 2 ** 26;
 
@@ -247,11 +261,12 @@ class WasmSimdKernels implements LoraKernels {
       a.byteLength,
       b.byteLength,
       layout === "in_out" ? b.byteLength : 0, // B^T
-      blockRows * rowLen * 4,
+      blockRows * rowLen * 4 + ALIAS_PAD,
       squares ? out * 8 : 0,
     ];
-    return this.#withBlocks(fn, sizes, ([pa, pb, pbt, pw, pacc]) => {
+    return this.#withBlocks(fn, sizes, ([pa, pb, pbt, window, pacc]) => {
       const ex = this.#wasm;
+      const pw = offsetFrom(window, layout === "out_in" ? pa : pbt);
       this.#f32(pa, a.length).set(a);
       this.#f32(pb, b.length).set(b);
       if (layout === "in_out") ex.transpose(pb, out, rank, pbt);
@@ -336,53 +351,61 @@ class WasmSimdKernels implements LoraKernels {
     });
   }
 
-  f16ToF32(src: Uint16Array): Float32Array {
-    checkTypedArray("f16ToF32", "src", src, Uint16Array);
-    const dst = new Float32Array(src.length);
-    this.#widen("f16ToF32", src, dst, this.#wasm.f16_to_f32);
-    return dst;
+  f16ToF32(src: Uint16Array, dst?: Float32Array): Float32Array {
+    const out = checkConversion(
+      "f16ToF32",
+      src,
+      Uint16Array,
+      dst,
+      Float32Array,
+    );
+    this.#convert("f16ToF32", src, out, this.#wasm.f16_to_f32);
+    return out;
   }
 
-  bf16ToF32(src: Uint16Array): Float32Array {
-    checkTypedArray("bf16ToF32", "src", src, Uint16Array);
-    const dst = new Float32Array(src.length);
-    this.#widen("bf16ToF32", src, dst, this.#wasm.bf16_to_f32);
-    return dst;
+  bf16ToF32(src: Uint16Array, dst?: Float32Array): Float32Array {
+    const out = checkConversion(
+      "bf16ToF32",
+      src,
+      Uint16Array,
+      dst,
+      Float32Array,
+    );
+    this.#convert("bf16ToF32", src, out, this.#wasm.bf16_to_f32);
+    return out;
   }
 
-  f32ToF16(src: Float32Array): Uint16Array {
-    checkTypedArray("f32ToF16", "src", src, Float32Array);
-    const dst = new Uint16Array(src.length);
-    const n = Math.min(src.length, CONVERT_CHUNK);
-    if (n === 0) return dst;
-    this.#withBlocks("f32ToF16", [n * 4, n * 2], ([ps, pd]) => {
-      for (let i = 0; i < src.length; i += n) {
-        const m = Math.min(n, src.length - i);
-        this.#f32(ps, m).set(src.subarray(i, i + m));
-        this.#wasm.f32_to_f16(ps, pd, m);
-        dst.set(new Uint16Array(this.#wasm.memory.buffer, pd, m), i);
-      }
-    });
-    return dst;
+  f32ToF16(src: Float32Array, dst?: Uint16Array): Uint16Array {
+    const out = checkConversion(
+      "f32ToF16",
+      src,
+      Float32Array,
+      dst,
+      Uint16Array,
+    );
+    this.#convert("f32ToF16", src, out, this.#wasm.f32_to_f16);
+    return out;
   }
 
-  /** Chunked 16-bit -> float32 conversion through wasm memory. */
-  #widen(
+  /** Chunked element-wise conversion through wasm memory (copies are byte copies). */
+  #convert(
     fn: string,
-    src: Uint16Array,
-    dst: Float32Array,
+    src: Uint16Array | Float32Array,
+    dst: Uint16Array | Float32Array,
     convert: ConvertFn,
   ): void {
     const n = Math.min(src.length, CONVERT_CHUNK);
     if (n === 0) return;
-    this.#withBlocks(fn, [n * 2, n * 4], ([ps, pd]) => {
+    const [sb, db] = [src.BYTES_PER_ELEMENT, dst.BYTES_PER_ELEMENT];
+    this.#withBlocks(fn, [n * sb, n * db], ([ps, pd]) => {
+      const memory = this.#wasm.memory;
       for (let i = 0; i < src.length; i += n) {
         const m = Math.min(n, src.length - i);
-        new Uint16Array(this.#wasm.memory.buffer, ps, m).set(
-          src.subarray(i, i + m),
-        );
+        new Uint8Array(memory.buffer, ps, m * sb)
+          .set(new Uint8Array(src.buffer, src.byteOffset + i * sb, m * sb));
         convert(ps, pd, m);
-        dst.set(this.#f32(pd, m), i);
+        new Uint8Array(dst.buffer, dst.byteOffset + i * db, m * db)
+          .set(new Uint8Array(memory.buffer, pd, m * db));
       }
     });
   }

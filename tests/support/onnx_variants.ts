@@ -35,7 +35,7 @@ function tensor(name: string, dims: number[], values: Float32Array): TensorProto
     name,
     dims: dims.map(BigInt),
     dataType: 1,
-    rawData: new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength)),
+    rawData: new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength) as ArrayBuffer),
   });
 }
 

@@ -138,3 +138,4 @@ pub unsafe extern "C" fn bf16_to_f32(src: *const u16, dst: *mut f32, n: usize) {
 pub unsafe extern "C" fn f32_to_f16(src: *const f32, dst: *mut u16, n: usize) {
     convert::f32_to_f16(src, dst, n)
 }
+
