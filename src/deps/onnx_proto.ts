@@ -6,16 +6,22 @@
  */
 export { create, fromBinary, toBinary } from "npm:@bufbuild/protobuf@2.17.0";
 export {
+  AttributeProto_AttributeType,
+  AttributeProtoSchema,
   GraphProtoSchema,
   ModelProtoSchema,
   NodeProtoSchema,
+  OperatorSetIdProtoSchema,
   TensorProto_DataLocation,
   TensorProto_DataType,
   TensorProtoSchema,
+  ValueInfoProtoSchema,
 } from "npm:onnx-buf@1.20.0-1";
 export type {
+  AttributeProto,
   GraphProto,
   ModelProto,
   NodeProto,
   TensorProto,
+  ValueInfoProto,
 } from "npm:onnx-buf@1.20.0-1";

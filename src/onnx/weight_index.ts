@@ -8,6 +8,7 @@
  */
 import type { GraphProto, NodeProto, TensorProto } from "../deps/onnx_proto.ts";
 import type { WeightLayout } from "../kernels/reference.ts";
+import { matchQuantizedProjection, type QuantizedProjection } from "./quantized_weights.ts";
 import { floatElementType } from "./tensor_data.ts";
 
 /** What kind of PyTorch module an ONNX weight belongs to. */
@@ -33,8 +34,13 @@ export interface WeightTarget {
   outFeatures: number;
   /** Float initializer holding the bias, when the module has one, and the node input reading it. */
   bias?: InitializerUse;
-  /** Set for quantized projections (their weight cannot be merged, only branched). */
-  quantized?: string;
+  /**
+   * Set for quantized projections (`MatMulNBits`, or `MatMulInteger` after
+   * `DynamicQuantizeLinear`): `initializer` then holds integer codes, so the
+   * weight cannot be merged into, only branched; this names the projection's
+   * float input and output. Read its values with `readTargetWeight`.
+   */
+  quantized?: QuantizedProjection;
 }
 
 /** An initializer as read by one input of one node. */
@@ -76,7 +82,9 @@ function floatAttribute(node: NodeProto, name: string, fallback: number): number
 }
 
 /**
- * Indexes a graph's MatMul, Gemm and Gather weights by PyTorch module name.
+ * Indexes a graph's MatMul, Gemm and Gather weights by PyTorch module name,
+ * and the quantized projections ONNX Runtime's tools produce (`MatMulNBits`,
+ * `MatMulInteger` after `DynamicQuantizeLinear`) as `quantized` linear targets.
  *
  * @example
  * ```ts
@@ -167,6 +175,8 @@ export function indexWeights(graph: GraphProto): WeightIndex {
           layout: "in_out", inFeatures: num, outFeatures: dim,
         };
       }
+    } else {
+      target = matchQuantizedProjection(graph, nodeIndex, { initializers, producers, addBias });
     }
     if (!target) return;
     // The node's scope names the module even when the weight is shared (tied

@@ -1,0 +1,273 @@
+/**
+ * Feeds for a graph with LoRA branches (see `addLoraBranches`): which
+ * adapters are active is decided per run by the tensors fed to each branch.
+ *
+ * Several active adapters sum their deltas, as PEFT does for a list of
+ * active adapters, by concatenating along the rank:
+ * `A = [A1; A2]` (`[r1 + r2, in]`) and `B = [w1 s1 B1, w2 s2 B2]`
+ * (`[out, r1 + r2]`), so `x A^T B^T = w1 s1 x A1^T B1^T + w2 s2 x A2^T B2^T`.
+ * With weights this is PEFT's `add_weighted_adapter(..., combination_type="cat")`.
+ * A branch no active adapter touches gets rank 0.
+ * @module
+ */
+import { Tensor } from "../deps/ort.ts";
+import { OnnxModelError, UnsupportedError } from "../errors.ts";
+import type { LoraKernels } from "../kernels/kernels.ts";
+import type { LoraBranch } from "../onnx/lora_branches.ts";
+import type { WeightTarget } from "../onnx/weight_index.ts";
+import type { AdapterPlan, LoraPatch } from "./plan.ts";
+
+/**
+ * Read access to an adapter's tensors as float32, by key.
+ *
+ * @example
+ * ```ts
+ * import type { AdapterTensorReader } from "./dynamic_feeds.ts";
+ * // const tensor: AdapterTensorReader = (key) => safetensors.toFloat32(key);
+ * ```
+ */
+export type AdapterTensorReader = (key: string) => Float32Array;
+
+/**
+ * One active adapter of a run.
+ *
+ * @example
+ * ```ts
+ * import type { ActiveAdapter } from "./dynamic_feeds.ts";
+ * // const active: ActiveAdapter = { plan, tensor: (k) => file.toFloat32(k), weight: 0.5 };
+ * ```
+ */
+export interface ActiveAdapter {
+  plan: AdapterPlan;
+  tensor: AdapterTensorReader;
+  /** Multiplies this adapter's delta (PEFT's `add_weighted_adapter` weight). Default 1. */
+  weight?: number;
+  /** DoRA scales per module from {@linkcode doraScales}; required for every DoRA patch. */
+  doraScales?: ReadonlyMap<string, Float32Array>;
+}
+
+/**
+ * Feeds for the branch inputs, by input name.
+ *
+ * @example
+ * ```ts
+ * import type { BranchFeeds } from "./dynamic_feeds.ts";
+ * // await session.run({ ...inputs, ...(feeds satisfies BranchFeeds) });
+ * ```
+ */
+export type BranchFeeds = Record<string, Tensor>;
+
+/**
+ * A base weight, in `target.layout`, as float32 (dequantized for quantized targets).
+ *
+ * @example
+ * ```ts
+ * import type { BaseWeightReader } from "./dynamic_feeds.ts";
+ * // const read: BaseWeightReader = (t) => readTargetWeight(base.onnx.graph!, t, base.file);
+ * ```
+ */
+export type BaseWeightReader = (target: WeightTarget) => Float32Array;
+
+function loraPatches(plan: AdapterPlan): LoraPatch[] {
+  return plan.patches.filter((p): p is LoraPatch => p.kind === "lora");
+}
+
+/**
+ * DoRA's per-output factors `m / ||W + s B A||` (norms over the input dim,
+ * PEFT's `get_weight_norm`) for every DoRA patch of a plan: what a DoRA
+ * branch's `scale` input takes. Computed once, when the adapter is loaded.
+ *
+ * @example
+ * ```ts
+ * import { doraScales } from "./dynamic_feeds.ts";
+ * import { loadKernels } from "../kernels/kernels.ts";
+ * // const scales = doraScales(plan, (t) => base.readWeight(t.initializer), (k) => file.toFloat32(k), await loadKernels());
+ * ```
+ */
+export function doraScales(
+  plan: AdapterPlan,
+  baseWeight: BaseWeightReader,
+  tensor: AdapterTensorReader,
+  kernels: LoraKernels,
+): Map<string, Float32Array> {
+  const scales = new Map<string, Float32Array>();
+  for (const p of loraPatches(plan)) {
+    if (!p.magnitude) continue;
+    const dims = { outFeatures: p.target.outFeatures, inFeatures: p.target.inFeatures, rank: p.rank };
+    const norms = kernels.doraNorms(baseWeight(p.target), tensor(p.a), tensor(p.b), dims, p.scale, p.target.layout);
+    const m = tensor(p.magnitude);
+    const factors = new Float32Array(m.length);
+    for (let o = 0; o < m.length; o++) factors[o] = m[o] / norms[o];
+    scales.set(p.module, factors);
+  }
+  return scales;
+}
+
+/** Checks that every patch of every active adapter can be fed to the branches. */
+function checkPlans(branches: ReadonlyMap<string, LoraBranch>, active: readonly ActiveAdapter[]) {
+  const perModule = new Map<string, number>();
+  for (const { plan, weight = 1, doraScales } of active) {
+    if (!Number.isFinite(weight)) throw new UnsupportedError(`adapter weight must be a finite number, got ${weight}`);
+    for (const p of plan.patches) {
+      if (p.kind === "replace") {
+        throw new UnsupportedError(
+          `replaces the module's ${p.param} (modules_to_save / trained bias), which cannot be switched per run; merge this adapter instead`,
+          { key: p.module },
+        );
+      }
+      const branch = branches.get(p.module);
+      if (!branch) {
+        throw new OnnxModelError("the graph has no LoRA branch for this module; add branches for every module the adapters touch", {
+          key: p.module,
+        });
+      }
+      if (p.bias) throw new UnsupportedError("lora_B.bias (lora_bias) cannot be applied unmerged; merge this adapter instead", { key: p.module });
+      if (p.magnitude) {
+        if (!branch.scale) throw new OnnxModelError("the adapter uses DoRA here but the branch has no DoRA scale input", { key: p.module });
+        if (!doraScales?.has(p.module)) throw new UnsupportedError("DoRA patch without its doraScales entry", { key: p.module });
+        if (weight !== 1) throw new UnsupportedError("a DoRA adapter cannot be weighted", { key: p.module });
+      }
+      perModule.set(p.module, (perModule.get(p.module) ?? 0) + 1);
+    }
+  }
+  for (const { plan } of active) {
+    for (const p of loraPatches(plan)) {
+      if (p.magnitude && perModule.get(p.module)! > 1) {
+        throw new UnsupportedError(
+          "several active adapters touch a module where one of them uses DoRA; PEFT's result then depends on their order. Activate one adapter on this module",
+          { key: p.module },
+        );
+      }
+    }
+  }
+}
+
+/**
+ * Builds the branch feeds for one set of active adapters (empty: every
+ * branch off, the base model). Validates everything first.
+ *
+ * @throws {OnnxModelError} when an adapter touches a module without a branch (or a DoRA module without a scale input).
+ * @throws {UnsupportedError} for replaced parameters, `lora_bias`, weighted DoRA, or DoRA mixed with another adapter on one module.
+ * @example
+ * ```ts
+ * import { adapterFeeds } from "./dynamic_feeds.ts";
+ * // const feeds = { ...inputs, ...adapterFeeds(branches, [{ plan, tensor: (k) => file.toFloat32(k) }]) };
+ * // await session.run(feeds);
+ * ```
+ */
+export function adapterFeeds(branches: ReadonlyMap<string, LoraBranch>, active: readonly ActiveAdapter[]): BranchFeeds {
+  checkPlans(branches, active);
+  const byModule = new Map<string, Array<{ patch: LoraPatch; adapter: ActiveAdapter }>>();
+  for (const adapter of active) {
+    for (const patch of loraPatches(adapter.plan)) {
+      byModule.set(patch.module, [...(byModule.get(patch.module) ?? []), { patch, adapter }]);
+    }
+  }
+  const feeds: BranchFeeds = {};
+  for (const branch of branches.values()) {
+    const parts = byModule.get(branch.module) ?? [];
+    const { inFeatures: inF, outFeatures: outF } = branch;
+    const rank = parts.reduce((r, { patch }) => r + patch.rank, 0);
+    const a = new Float32Array(rank * inF);
+    const b = new Float32Array(outF * rank);
+    let offset = 0;
+    for (const { patch, adapter } of parts) {
+      const pa = adapter.tensor(patch.a);
+      const pb = adapter.tensor(patch.b);
+      const r = patch.rank;
+      const factor = patch.scale * (adapter.weight ?? 1);
+      a.set(pa, offset * inF);
+      for (let o = 0; o < outF; o++) {
+        for (let k = 0; k < r; k++) b[o * rank + offset + k] = factor * pb[o * r + k];
+      }
+      offset += r;
+    }
+    feeds[branch.a] = new Tensor("float32", a, [rank, inF]);
+    feeds[branch.b] = new Tensor("float32", b, [outF, rank]);
+    if (branch.scale) {
+      const dora = parts.find(({ patch }) => patch.magnitude)?.adapter.doraScales?.get(branch.module);
+      feeds[branch.scale] = new Tensor("float32", dora ?? new Float32Array(outF).fill(1), [outF]);
+    }
+  }
+  return feeds;
+}
+
+/**
+ * Caches {@linkcode adapterFeeds} per set of active adapters (same plans, in
+ * the same order, with the same weights), so switching back and forth costs
+ * nothing after the first run. The cache belongs to the instance; plans are
+ * recognised by identity and their `tensor`/`doraScales` must not change.
+ *
+ * @example
+ * ```ts
+ * import { AdapterFeedCache } from "./dynamic_feeds.ts";
+ * // const cache = new AdapterFeedCache(branches);
+ * // await session.run({ ...inputs, ...cache.feeds([{ plan: qv, tensor }]) });
+ * // await session.run({ ...inputs, ...cache.feeds([]) }); // the base
+ * ```
+ */
+export class AdapterFeedCache {
+  readonly #branches: ReadonlyMap<string, LoraBranch>;
+  readonly #limit: number;
+  readonly #ids = new WeakMap<AdapterPlan, number>();
+  readonly #entries = new Map<string, BranchFeeds>();
+  #nextId = 0;
+
+  /**
+   * `limit`: how many adapter sets to keep (least recently used dropped first).
+   *
+   * @example
+   * ```ts
+   * import { AdapterFeedCache } from "./dynamic_feeds.ts";
+   * const cache = new AdapterFeedCache(new Map(), 8);
+   * ```
+   */
+  constructor(branches: ReadonlyMap<string, LoraBranch>, limit = 32) {
+    this.#branches = branches;
+    this.#limit = limit;
+  }
+
+  /**
+   * The feeds for these active adapters, built once per set.
+   *
+   * @example
+   * ```ts
+   * import { AdapterFeedCache } from "./dynamic_feeds.ts";
+   * console.log(new AdapterFeedCache(new Map()).feeds([])); // {}
+   * ```
+   */
+  feeds(active: readonly ActiveAdapter[]): BranchFeeds {
+    const key = active.map((a) => {
+      let id = this.#ids.get(a.plan);
+      if (id === undefined) this.#ids.set(a.plan, id = this.#nextId++);
+      return `${id}*${a.weight ?? 1}`;
+    }).join(",");
+    let feeds = this.#entries.get(key);
+    if (feeds) {
+      this.#entries.delete(key); // re-inserted below: most recently used last
+    } else {
+      feeds = adapterFeeds(this.#branches, active);
+    }
+    this.#entries.set(key, feeds);
+    if (this.#entries.size > this.#limit) this.#entries.delete(this.#entries.keys().next().value!);
+    return feeds;
+  }
+
+  /**
+   * Drops every cached set that uses this plan (after deleting an adapter).
+   *
+   * @example
+   * ```ts
+   * import { AdapterFeedCache } from "./dynamic_feeds.ts";
+   * new AdapterFeedCache(new Map()).forget({ patches: [], unmatchedKeys: [], missingModules: [] });
+   * ```
+   */
+  forget(plan: AdapterPlan): void {
+    const id = this.#ids.get(plan);
+    if (id === undefined) return;
+    for (const key of [...this.#entries.keys()]) {
+      if (key.split(",").some((part) => part.startsWith(`${id}*`))) this.#entries.delete(key);
+    }
+    this.#ids.delete(plan);
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * Small builders for the ONNX parts graph rewrites add: nodes with
+ * attributes, typed graph inputs with symbolic dims, raw-data initializers,
+ * and fresh tensor names that cannot collide with the graph's own.
+ * @module
+ */
+import {
+  AttributeProto_AttributeType,
+  AttributeProtoSchema,
+  create,
+  type GraphProto,
+  type NodeProto,
+  NodeProtoSchema,
+  type TensorProto,
+  TensorProto_DataLocation,
+  TensorProtoSchema,
+  type ValueInfoProto,
+  ValueInfoProtoSchema,
+} from "../deps/onnx_proto.ts";
+
+/**
+ * An attribute value: an integer, a float (`{ f }`) or a list of integers.
+ *
+ * @example
+ * ```ts
+ * import type { AttributeValue } from "./graph_parts.ts";
+ * const attrs: Record<string, AttributeValue> = { axis: 0, alpha: { f: 1 }, perm: [1, 0] };
+ * ```
+ */
+export type AttributeValue = number | { f: number } | number[];
+
+/**
+ * Builds a node. Integers become INT attributes, `{ f }` FLOAT, arrays INTS.
+ *
+ * @example
+ * ```ts
+ * import { makeNode } from "./graph_parts.ts";
+ * const t = makeNode("Transpose", ["A"], ["At"], "/lora/Transpose", { perm: [1, 0] });
+ * console.log(t.attribute[0].name); // "perm"
+ * ```
+ */
+export function makeNode(
+  opType: string,
+  input: string[],
+  output: string[],
+  name: string,
+  attributes: Record<string, AttributeValue> = {},
+  domain = "",
+): NodeProto {
+  const attribute = Object.entries(attributes).map(([key, value]) => {
+    if (Array.isArray(value)) {
+      return create(AttributeProtoSchema, { name: key, type: AttributeProto_AttributeType.INTS, ints: value.map(BigInt) });
+    }
+    if (typeof value === "object") {
+      return create(AttributeProtoSchema, { name: key, type: AttributeProto_AttributeType.FLOAT, f: value.f });
+    }
+    return create(AttributeProtoSchema, { name: key, type: AttributeProto_AttributeType.INT, i: BigInt(value) });
+  });
+  return create(NodeProtoSchema, { opType, input, output, name, domain, attribute });
+}
+
+/**
+ * A tensor-typed graph input or output; string dims are symbolic (`dim_param`).
+ *
+ * @example
+ * ```ts
+ * import { tensorValueInfo } from "./graph_parts.ts";
+ * const a = tensorValueInfo("lora.q.A", 1, ["lora.q.rank", 64]); // float32 [r, 64]
+ * ```
+ */
+export function tensorValueInfo(name: string, elemType: number, dims: ReadonlyArray<number | string>): ValueInfoProto {
+  const dim = dims.map((d) => ({
+    value: typeof d === "string" ? { case: "dimParam" as const, value: d } : { case: "dimValue" as const, value: BigInt(d) },
+  }));
+  return create(ValueInfoProtoSchema, {
+    name,
+    type: { value: { case: "tensorType", value: { elemType, shape: { dim } } } },
+  });
+}
+
+/**
+ * An initializer holding `bytes` (little-endian) inline as raw data.
+ *
+ * @example
+ * ```ts
+ * import { rawTensor } from "./graph_parts.ts";
+ * const zp = rawTensor("w_zero_point", 3, [4], new Uint8Array(4)); // int8 zeros
+ * ```
+ */
+export function rawTensor(name: string, dataType: number, dims: readonly number[], bytes: Uint8Array): TensorProto {
+  return create(TensorProtoSchema, {
+    name,
+    dataType,
+    dims: dims.map(BigInt),
+    rawData: bytes as Uint8Array<ArrayBuffer>,
+    dataLocation: TensorProto_DataLocation.DEFAULT,
+  });
+}
+
+/**
+ * Every tensor name a graph uses (inputs, outputs, initializers, node outputs).
+ *
+ * @example
+ * ```ts
+ * import { usedNames } from "./graph_parts.ts";
+ * // usedNames(model.graph!).has("logits") // true
+ * ```
+ */
+export function usedNames(graph: GraphProto): Set<string> {
+  const names = new Set<string>();
+  for (const v of graph.input) names.add(v.name);
+  for (const v of graph.output) names.add(v.name);
+  for (const t of graph.initializer) names.add(t.name);
+  for (const n of graph.node) for (const o of n.output) names.add(o);
+  return names;
+}
+
+/**
+ * Returns a function giving fresh names: the wanted name if free, else the
+ * wanted name with the first free `_<n>` suffix. Names it gives are taken.
+ *
+ * @example
+ * ```ts
+ * import { nameAllocator } from "./graph_parts.ts";
+ * const fresh = nameAllocator(new Set(["x"]));
+ * console.log(fresh("x"), fresh("x"), fresh("y")); // "x_1" "x_2" "y"
+ * ```
+ */
+export function nameAllocator(taken: Set<string>): (wanted: string) => string {
+  return (wanted) => {
+    let name = wanted;
+    for (let i = 1; taken.has(name); i++) name = `${wanted}_${i}`;
+    taken.add(name);
+    return name;
+  };
+}

@@ -1,0 +1,241 @@
+/**
+ * Unmerged ("dynamic") LoRA in the ONNX graph: each targeted projection gets
+ * a side branch whose LoRA matrices are graph inputs, so one session serves
+ * any adapter (or several, or none) chosen per run by its feeds:
+ *
+ *     y = base(x) + (x @ A^T) @ B^T              A: [rank, in], B: [out, rank]
+ *
+ * The LoRA scale is folded into `B` by the feeder. `rank` is a symbolic
+ * dimension; rank 0 (A `[0, in]`, B `[out, 0]`) makes the branch add zeros,
+ * which onnxruntime computes correctly (an empty inner dimension sums to 0).
+ *
+ * Embeddings (`Gather`) get `A^T` gathered by the ids, then `@ B^T`, as
+ * PEFT's `Embedding` LoRA computes it. Quantized projections (`MatMulNBits`,
+ * the `MatMulInteger` pattern) get the branch on their float input and output.
+ *
+ * DoRA modules get a third input `scale` `[out]`, fed with
+ * `m / ||W + s B A||` (or ones when the active adapter has no DoRA there):
+ *
+ *     y = scale * (x W + (x @ A^T) @ B^T) + bias
+ *
+ * which is PEFT's DoRA forward, `result + (m/n - 1) * (result - bias) +
+ * (m/n) * lora(x) * s`, rearranged: the bias is not scaled. A `Gemm` (or
+ * `MatMulNBits`) carrying its bias inside gets the bias split off into its
+ * own `Add` after the scale.
+ * @module
+ */
+import {
+  GraphProtoSchema,
+  type ModelProto,
+  ModelProtoSchema,
+  type NodeProto,
+  NodeProtoSchema,
+  TensorProto_DataType,
+  type ValueInfoProto,
+} from "../deps/onnx_proto.ts";
+import { OnnxModelError, UnsupportedError } from "../errors.ts";
+import { makeNode, nameAllocator, tensorValueInfo, usedNames } from "./graph_parts.ts";
+import { edited } from "./proto_edit.ts";
+import type { ModuleKind, WeightIndex, WeightTarget } from "./weight_index.ts";
+
+/**
+ * The graph inputs of one module's LoRA branch.
+ *
+ * @example
+ * ```ts
+ * import type { LoraBranch } from "./lora_branches.ts";
+ * // feeds[branch.a] = new Tensor("float32", a, [rank, branch.inFeatures]);
+ * const shapeOfB = (branch: LoraBranch, rank: number) => [branch.outFeatures, rank];
+ * ```
+ */
+export interface LoraBranch {
+  module: string;
+  kind: ModuleKind;
+  /** Input name of A: float32 `[rank, inFeatures]` (`[rank, num_embeddings]` for embeddings). */
+  a: string;
+  /** Input name of B: float32 `[outFeatures, rank]`, the LoRA scale folded in. */
+  b: string;
+  /** Input name of the DoRA scale, float32 `[outFeatures]` (DoRA branches only). */
+  scale?: string;
+  inFeatures: number;
+  outFeatures: number;
+  /** The symbolic dimension name of this branch's rank. */
+  rankDim: string;
+}
+
+/**
+ * Options of {@linkcode addLoraBranches}.
+ *
+ * @example
+ * ```ts
+ * import type { LoraBranchOptions } from "./lora_branches.ts";
+ * const options: LoraBranchOptions = { dora: ["model.layers.0.self_attn.q_proj"] };
+ * ```
+ */
+export interface LoraBranchOptions {
+  /** Modules (among those branched) that get the DoRA form with a `scale` input. */
+  dora?: Iterable<string>;
+}
+
+/** Where a branch attaches: the node producing the module's float output. */
+interface Site {
+  producer: number;
+  /** Float input the branch reads (ids for embeddings). */
+  x: string;
+  /** Float output the branch adds to. */
+  y: string;
+  /** Input index of a bias folded into the producer (Gemm C, MatMulNBits bias). */
+  innerBias?: number;
+}
+
+function siteOf(model: ModelProto, target: WeightTarget): Site {
+  const nodes = model.graph!.node;
+  const fail = (why: string) => new OnnxModelError(why, { key: target.module });
+  const q = target.quantized;
+  if (q) {
+    const producer = nodes[q.outputIndex];
+    const bias = q.op === "MatMulNBits" && (producer.input[5] ?? "") !== "" ? 5 : undefined;
+    return { producer: q.outputIndex, x: q.input, y: q.output, innerBias: bias };
+  }
+  let producer = target.readerIndex;
+  const reader = nodes[producer];
+  if (reader.opType === "Transpose") {
+    // Weight stored [out, in] and transposed before the MatMul.
+    const out = reader.output[0];
+    const users = nodes.map((n, i) => [n, i] as const).filter(([n]) => n.opType === "MatMul" && n.input[1] === out);
+    const match = users.find(([n]) => n.name === target.nodeName) ?? users[0];
+    if (!match) throw fail(`no MatMul reads the transposed weight ${target.initializer}`);
+    producer = match[1];
+  }
+  const node = nodes[producer];
+  if (target.kind === "embedding") {
+    if (node.opType !== "Gather") throw fail(`embedding node ${node.name} is a ${node.opType}, not a Gather`);
+    return { producer, x: node.input[1], y: node.output[0] };
+  }
+  if (node.opType === "Gemm") {
+    return { producer, x: node.input[0], y: node.output[0], innerBias: (node.input[2] ?? "") !== "" ? 2 : undefined };
+  }
+  if (node.opType !== "MatMul") throw fail(`node ${node.name} is a ${node.opType}; cannot add a LoRA branch`);
+  return { producer, x: node.input[0], y: node.output[0] };
+}
+
+/**
+ * Returns a new model in which every listed module's output gets a LoRA side
+ * branch fed by graph inputs, and the names of those inputs per module. The
+ * input model is not mutated (untouched nodes and initializers are shared).
+ * Call it on the base graph with every module any adapter may need (or all
+ * of `weights.modules` to prepare once), and the `weights` index of that graph.
+ *
+ * @throws {OnnxModelError} for a module the index does not know, or input names already taken.
+ * @throws {UnsupportedError} for DoRA on an embedding, or on a Gemm whose C is not a plain bias.
+ * @example
+ * ```ts
+ * import { addLoraBranches } from "./lora_branches.ts";
+ * import { decodeModel } from "./model_file.ts";
+ * import { indexWeights } from "./weight_index.ts";
+ * import { readFile } from "node:fs/promises";
+ * const base = decodeModel(await readFile("tests/fixtures/llama-tiny/onnx/model.onnx"), "model.onnx");
+ * const q = "model.layers.0.self_attn.q_proj";
+ * const { model, branches } = addLoraBranches(base, indexWeights(base.graph!), [q], { dora: [q] });
+ * console.log(branches.get(q)); // { a: "lora.model.layers.0.self_attn.q_proj.A", b: "...B", scale: "...scale", ... }
+ * ```
+ */
+export function addLoraBranches(
+  model: ModelProto,
+  weights: WeightIndex,
+  modules: Iterable<string>,
+  options: LoraBranchOptions = {},
+): { model: ModelProto; branches: Map<string, LoraBranch> } {
+  const graph = model.graph!;
+  const wanted = [...new Set(modules)];
+  const dora = new Set(options.dora ?? []);
+  for (const m of dora) {
+    if (!wanted.includes(m)) throw new OnnxModelError("DoRA module is not among the modules to branch", { key: m });
+  }
+  const taken = usedNames(graph);
+  const fresh = nameAllocator(taken);
+  const inputName = (name: string, module: string) => {
+    if (taken.has(name)) {
+      throw new OnnxModelError(`the graph already has a tensor named ${name} (branches added twice?); branch the base graph`, { key: module });
+    }
+    taken.add(name);
+    return name;
+  };
+
+  const replaced = new Map<number, NodeProto>();
+  const after = new Map<number, NodeProto[]>();
+  const inputs: ValueInfoProto[] = [];
+  const branches = new Map<string, LoraBranch>();
+  const F = TensorProto_DataType.FLOAT;
+
+  for (const module of wanted) {
+    const target = weights.get(module);
+    if (!target) throw new OnnxModelError("the base graph has no patchable weight for this module", { key: module });
+    const site = siteOf(model, target);
+    if (replaced.has(site.producer)) throw new OnnxModelError(`module shares its node with another branched module`, { key: module });
+    const isDora = dora.has(module);
+    if (isDora && target.kind === "embedding") throw new UnsupportedError("DoRA on embeddings is not supported", { key: module });
+    if (isDora && site.innerBias !== undefined && !target.bias) {
+      throw new UnsupportedError(`DoRA needs the bias of ${target.nodeName} apart, but its C input is not a plain [out] bias`, { key: module });
+    }
+
+    const prefix = `lora.${module}`;
+    const rankDim = `${prefix}.rank`;
+    const a = inputName(`${prefix}.A`, module);
+    const b = inputName(`${prefix}.B`, module);
+    const scale = isDora ? inputName(`${prefix}.scale`, module) : undefined;
+    inputs.push(tensorValueInfo(a, F, [rankDim, target.inFeatures]), tensorValueInfo(b, F, [target.outFeatures, rankDim]));
+    if (scale) inputs.push(tensorValueInfo(scale, F, [target.outFeatures]));
+
+    // The producer now writes `base`; the branch writes the original output name.
+    const producer = graph.node[site.producer];
+    const scope = producer.name.includes("/") ? producer.name.slice(0, producer.name.lastIndexOf("/") + 1) : `/${prefix}/`;
+    const base = fresh(`${site.y}_lora_base`);
+    const input = producer.input.slice();
+    const splitBias = isDora && site.innerBias !== undefined ? input[site.innerBias] : undefined;
+    if (splitBias !== undefined) input[site.innerBias!] = "";
+    while (input.length > 0 && input[input.length - 1] === "") input.pop();
+    const output = producer.output.slice();
+    output[0] = base;
+    replaced.set(site.producer, edited(NodeProtoSchema, producer, { input, output }));
+
+    const at = fresh(`${prefix}/A_t`);
+    const bt = fresh(`${prefix}/B_t`);
+    const xa = fresh(`${prefix}/xA`);
+    const delta = fresh(`${prefix}/delta`);
+    const added: NodeProto[] = [
+      makeNode("Transpose", [a], [at], `${scope}lora_A_Transpose`, { perm: [1, 0] }),
+      makeNode("Transpose", [b], [bt], `${scope}lora_B_Transpose`, { perm: [1, 0] }),
+      target.kind === "embedding"
+        ? makeNode("Gather", [at, site.x], [xa], `${scope}lora_A_Gather`, { axis: 0 })
+        : makeNode("MatMul", [site.x, at], [xa], `${scope}lora_A_MatMul`),
+      makeNode("MatMul", [xa, bt], [delta], `${scope}lora_B_MatMul`),
+    ];
+    if (!scale) {
+      added.push(makeNode("Add", [base, delta], [site.y], `${scope}lora_Add`));
+    } else {
+      const sum = fresh(`${prefix}/sum`);
+      const scaled = splitBias !== undefined ? fresh(`${prefix}/scaled`) : site.y;
+      added.push(
+        makeNode("Add", [base, delta], [sum], `${scope}lora_Add`),
+        makeNode("Mul", [sum, scale], [scaled], `${scope}lora_dora_Mul`),
+      );
+      if (splitBias !== undefined) added.push(makeNode("Add", [scaled, splitBias], [site.y], `${scope}lora_bias_Add`));
+    }
+    after.set(site.producer, added);
+    branches.set(module, {
+      module,
+      kind: target.kind,
+      a,
+      b,
+      scale,
+      inFeatures: target.inFeatures,
+      outFeatures: target.outFeatures,
+      rankDim,
+    });
+  }
+
+  const node = graph.node.flatMap((n, i) => [replaced.get(i) ?? n, ...(after.get(i) ?? [])]);
+  const branched = edited(GraphProtoSchema, graph, { node, input: [...graph.input, ...inputs] });
+  return { model: edited(ModelProtoSchema, model, { graph: branched }), branches };
+}

@@ -1,0 +1,286 @@
+/**
+ * Quantized projections in ONNX graphs, as ONNX Runtime's tools write them:
+ *
+ * - 4-bit (`q4` exports): one `com.microsoft.MatMulNBits` node,
+ *   `y = x @ dequant(B)^T (+ bias)`, named `<scope>/MatMul_Q4`;
+ * - 8-bit dynamic (`q8` / `_quantized` exports): `DynamicQuantizeLinear(x)`
+ *   feeding `MatMulInteger` (`<scope>/MatMul_quant`), then `Cast` to float
+ *   and `Mul` by `x_scale * w_scale`.
+ *
+ * Recognising them lets the weight index name them by module (`kind:
+ * "linear"` with a `quantized` marker), lets LoRA branches attach to their
+ * float input and output, and lets callers read the dequantized weight
+ * (for DoRA norms, or an explicit dequantize-and-merge).
+ * @module
+ */
+import { type GraphProto, type NodeProto, type TensorProto, TensorProto_DataType } from "../deps/onnx_proto.ts";
+import { OnnxModelError, UnsupportedError } from "../errors.ts";
+import { dequantizeNBits, dequantizeQ8 } from "./quant_math.ts";
+import { elementCount, floatElementType, readFloatTensor } from "./tensor_data.ts";
+import type { InitializerUse, WeightTarget } from "./weight_index.ts";
+
+/**
+ * How a quantized projection is computed, and where its float ends are.
+ *
+ * @example
+ * ```ts
+ * import type { QuantizedProjection } from "./quantized_weights.ts";
+ * // index.get("model.layers.0.self_attn.q_proj")?.quantized -> { op: "MatMulNBits", bits: 4, blockSize: 32, input, output, ... }
+ * const q: QuantizedProjection = { op: "MatMulInteger", bits: 8, input: "x", output: "y", outputIndex: 4, scales: "w_scale" };
+ * ```
+ */
+export interface QuantizedProjection {
+  op: "MatMulNBits" | "MatMulInteger";
+  /** Bits per weight code (MatMulNBits: 2-8; MatMulInteger: 8). */
+  bits: number;
+  /** MatMulNBits block size along K. */
+  blockSize?: number;
+  /** The float tensor the projection reads (`x`). */
+  input: string;
+  /** The float tensor it produces (`x W`, plus the MatMulNBits bias input when used). */
+  output: string;
+  /** Index in `graph.node` of the node producing `output`. */
+  outputIndex: number;
+  /** Initializer holding the weight scales. */
+  scales: string;
+  /** Initializer holding the weight zero points, when present. */
+  zeroPoints?: string;
+}
+
+/**
+ * What the weight index knows that recognising a quantized projection needs.
+ *
+ * @example
+ * ```ts
+ * import type { QuantizedMatchContext } from "./quantized_weights.ts";
+ * const ctx: QuantizedMatchContext = { initializers: new Map(), producers: new Map(), addBias: () => undefined };
+ * ```
+ */
+export interface QuantizedMatchContext {
+  initializers: ReadonlyMap<string, TensorProto>;
+  /** Node producing each tensor. */
+  producers: ReadonlyMap<string, NodeProto>;
+  /** The bias of a `MatMul + Add` linear: a float `[outFeatures]` initializer added to `output`. */
+  addBias(output: string, outFeatures: number): InitializerUse | undefined;
+}
+
+/**
+ * A quantized projection as a weight target, before it is named by module.
+ *
+ * @example
+ * ```ts
+ * import type { QuantizedTarget } from "./quantized_weights.ts";
+ * const isNBits = (t: QuantizedTarget) => t.quantized.op === "MatMulNBits";
+ * ```
+ */
+export type QuantizedTarget = Omit<WeightTarget, "module"> & { quantized: QuantizedProjection };
+
+const MS_DOMAIN = "com.microsoft";
+
+function intAttr(node: NodeProto, name: string): number | undefined {
+  const attr = node.attribute.find((a) => a.name === name);
+  return attr ? Number(attr.i) : undefined;
+}
+
+function dims(t: TensorProto | undefined): number[] | undefined {
+  return t?.dims.map(Number);
+}
+
+/** The index of the first node reading `tensor` with the given op. */
+function readerOf(graph: GraphProto, tensor: string, opType: string): number {
+  return graph.node.findIndex((n) => n.opType === opType && (n.domain ?? "") === "" && n.input.includes(tensor));
+}
+
+function matchNBits(graph: GraphProto, nodeIndex: number, ctx: QuantizedMatchContext): QuantizedTarget | undefined {
+  const node = graph.node[nodeIndex];
+  const k = intAttr(node, "K");
+  const n = intAttr(node, "N");
+  const bits = intAttr(node, "bits") ?? 4;
+  const blockSize = intAttr(node, "block_size");
+  const b = ctx.initializers.get(node.input[1] ?? "");
+  const scales = ctx.initializers.get(node.input[2] ?? "");
+  if (k === undefined || n === undefined || blockSize === undefined || !b || !scales) return undefined;
+  if (b.dataType !== TensorProto_DataType.UINT8 || !floatElementType(scales.dataType)) return undefined;
+  const blocks = Math.ceil(k / blockSize);
+  const shape = dims(b)!;
+  if (shape.length !== 3 || shape[0] !== n || shape[1] !== blocks || shape[2] !== (blockSize * bits) / 8) return undefined;
+  // g_idx (deprecated) reorders K; such weights are not read back here.
+  if ((node.input[4] ?? "") !== "") return undefined;
+  const zp = node.input[3] ?? "";
+  const biasName = node.input[5] ?? "";
+  const biasTensor = ctx.initializers.get(biasName);
+  const biasOk = biasTensor && floatElementType(biasTensor.dataType) && dims(biasTensor)!.join() === `${n}`;
+  return {
+    kind: "linear",
+    nodeName: node.name,
+    readerIndex: nodeIndex,
+    inputIndex: 1,
+    initializer: b.name,
+    layout: "out_in",
+    inFeatures: k,
+    outFeatures: n,
+    bias: biasName !== ""
+      ? (biasOk ? { initializer: biasName, readerIndex: nodeIndex, inputIndex: 5 } : undefined)
+      : ctx.addBias(node.output[0], n),
+    quantized: {
+      op: "MatMulNBits",
+      bits,
+      blockSize,
+      input: node.input[0],
+      output: node.output[0],
+      outputIndex: nodeIndex,
+      scales: scales.name,
+      zeroPoints: zp !== "" ? zp : undefined,
+    },
+  };
+}
+
+function matchInteger(graph: GraphProto, nodeIndex: number, ctx: QuantizedMatchContext): QuantizedTarget | undefined {
+  const node = graph.node[nodeIndex];
+  const b = ctx.initializers.get(node.input[1] ?? "");
+  const shape = dims(b);
+  const int8 = b && (b.dataType === TensorProto_DataType.INT8 || b.dataType === TensorProto_DataType.UINT8);
+  if (!b || !int8 || shape!.length !== 2) return undefined;
+  const dql = ctx.producers.get(node.input[0]);
+  if (!dql || dql.opType !== "DynamicQuantizeLinear" || (dql.domain ?? "") !== "" || dql.output[0] !== node.input[0]) return undefined;
+  // MatMulInteger -> Cast(float) -> Mul(., x_scale * w_scale)
+  const castIndex = readerOf(graph, node.output[0], "Cast");
+  if (castIndex < 0 || intAttr(graph.node[castIndex], "to") !== TensorProto_DataType.FLOAT) return undefined;
+  const castOut = graph.node[castIndex].output[0];
+  const mulIndex = readerOf(graph, castOut, "Mul");
+  if (mulIndex < 0) return undefined;
+  const mul = graph.node[mulIndex];
+  const scalesMul = ctx.producers.get(mul.input[mul.input[0] === castOut ? 1 : 0]);
+  if (!scalesMul || scalesMul.opType !== "Mul" || (scalesMul.domain ?? "") !== "" || !scalesMul.input.includes(dql.output[1])) {
+    return undefined;
+  }
+  const wScale = ctx.initializers.get(scalesMul.input[scalesMul.input[0] === dql.output[1] ? 1 : 0]);
+  if (!wScale || !floatElementType(wScale.dataType)) return undefined;
+  const [k, n] = shape!;
+  const zp = node.input[3] ?? "";
+  return {
+    kind: "linear",
+    nodeName: node.name,
+    readerIndex: nodeIndex,
+    inputIndex: 1,
+    initializer: b.name,
+    layout: "in_out",
+    inFeatures: k,
+    outFeatures: n,
+    bias: ctx.addBias(mul.output[0], n),
+    quantized: {
+      op: "MatMulInteger",
+      bits: 8,
+      input: dql.input[0],
+      output: mul.output[0],
+      outputIndex: mulIndex,
+      scales: wScale.name,
+      zeroPoints: zp !== "" ? zp : undefined,
+    },
+  };
+}
+
+/**
+ * Recognises the quantized projection computed by `graph.node[nodeIndex]`
+ * (a `MatMulNBits`, or the `MatMulInteger` of a dynamic quantization
+ * pattern), or returns undefined.
+ *
+ * @example
+ * ```ts
+ * import { matchQuantizedProjection } from "./quantized_weights.ts";
+ * // Called by indexWeights for every node:
+ * // const target = matchQuantizedProjection(graph, i, { initializers, producers, addBias });
+ * // target?.quantized.op === "MatMulNBits"
+ * ```
+ */
+export function matchQuantizedProjection(
+  graph: GraphProto,
+  nodeIndex: number,
+  ctx: QuantizedMatchContext,
+): QuantizedTarget | undefined {
+  const node = graph.node[nodeIndex];
+  const domain = node.domain ?? "";
+  if (node.opType === "MatMulNBits" && domain === MS_DOMAIN) return matchNBits(graph, nodeIndex, ctx);
+  if (node.opType === "MatMulInteger" && domain === "") return matchInteger(graph, nodeIndex, ctx);
+  return undefined;
+}
+
+/** Bytes of a 1-byte integer tensor (uint8/int8), from raw data or int32_data. */
+function byteData(tensor: TensorProto, file: string, raw?: Uint8Array): Uint8Array {
+  const n = elementCount(tensor);
+  const bytes = raw ?? (tensor.rawData.length > 0 ? tensor.rawData : Uint8Array.from(tensor.int32Data, (v) => v & 0xff));
+  if (bytes.length !== n) {
+    throw new OnnxModelError(`has ${bytes.length} bytes but dims ${tensor.dims.join("x")} need ${n}`, { file, key: tensor.name });
+  }
+  return bytes;
+}
+
+/**
+ * External data of an initializer, when it has any (see `externalBytes`).
+ *
+ * @example
+ * ```ts
+ * import type { ExternalBytes } from "./quantized_weights.ts";
+ * // const external: ExternalBytes = (t) => externalBytes(t, base.externalData, base.file);
+ * const none: ExternalBytes = () => undefined;
+ * ```
+ */
+export type ExternalBytes = (tensor: TensorProto) => Uint8Array | undefined;
+
+/**
+ * Reads a target's weight as float32 in `target.layout`: the float
+ * initializer itself, or, for a quantized projection, its dequantized
+ * values (exactly what the quantized operator multiplies by).
+ *
+ * @example
+ * ```ts
+ * import { readTargetWeight } from "./quantized_weights.ts";
+ * // const w = readTargetWeight(model.graph!, index.get("model.layers.0.self_attn.q_proj")!, "model.onnx");
+ * ```
+ */
+export function readTargetWeight(graph: GraphProto, target: WeightTarget, file: string, external?: ExternalBytes): Float32Array {
+  const initializer = (name: string) => {
+    const t = graph.initializer.find((i) => i.name === name);
+    if (!t) throw new OnnxModelError(`no initializer named ${name}`, { file, key: target.module });
+    return t;
+  };
+  const float = (name: string) => {
+    const t = initializer(name);
+    return readFloatTensor(t, file, external?.(t));
+  };
+  const bytes = (name: string) => {
+    const t = initializer(name);
+    return { tensor: t, data: byteData(t, file, external?.(t)) };
+  };
+  const q = target.quantized;
+  if (!q) return float(target.initializer);
+  const k = target.inFeatures;
+  const n = target.outFeatures;
+  if (q.op === "MatMulNBits") {
+    let zeroPoints: Uint8Array | undefined;
+    if (q.zeroPoints) {
+      const zp = bytes(q.zeroPoints);
+      if (zp.tensor.dataType !== TensorProto_DataType.UINT8) {
+        throw new UnsupportedError(`MatMulNBits zero points of element type ${zp.tensor.dataType} (not packed uint8) are not supported`, {
+          file,
+          key: target.module,
+        });
+      }
+      zeroPoints = zp.data;
+    }
+    const packed = bytes(target.initializer).data;
+    return dequantizeNBits({ k, n, bits: q.bits, blockSize: q.blockSize!, packed, scales: float(q.scales), zeroPoints }, target.layout);
+  }
+  const values = bytes(target.initializer);
+  const signed = values.tensor.dataType === TensorProto_DataType.INT8;
+  const view = (d: Uint8Array) => signed ? new Int8Array(d.buffer, d.byteOffset, d.length) : d;
+  const scales = float(q.scales);
+  const zeroPoints = q.zeroPoints ? view(bytes(q.zeroPoints).data) : new Uint8Array(scales.length);
+  if ((scales.length !== 1 && scales.length !== n) || zeroPoints.length !== scales.length) {
+    throw new UnsupportedError(`MatMulInteger weight scale/zero point of ${scales.length}/${zeroPoints.length} values (need 1 or ${n})`, {
+      file,
+      key: target.module,
+    });
+  }
+  return dequantizeQ8({ k, n, values: view(values.data), scales, zeroPoints }, target.layout);
+}
