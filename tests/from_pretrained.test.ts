@@ -16,11 +16,12 @@ for (const base of ["llama-tiny", "gpt2-tiny"]) {
   });
 }
 
-for (const [adapter, baseName] of ADAPTERS) {
-  test(`adapter ${adapter} gives its expected prefill and decode logits (merged)`, async () => {
+for (const mode of ["dynamic", "merged"] as const) for (const [adapter, baseName] of ADAPTERS) {
+  test(`adapter ${adapter} gives its expected prefill and decode logits (${mode})`, async () => {
     const base = await loadBaseModel(fixture(baseName));
     const warnings: string[] = [];
-    const model = await fromPretrained(base, fixture(adapter), { onWarning: (m) => warnings.push(m) });
+    const model = await fromPretrained(base, fixture(adapter), { mode, onWarning: (m) => warnings.push(m) });
+    assert.equal(model.mode, mode);
     const e = await expected(adapter);
     const out = await prefillAndStep(model, e);
     assert.ok(maxAbsDiff(out.logits, e.logits) < ATOL, `prefill max diff ${maxAbsDiff(out.logits, e.logits)}`);
@@ -41,7 +42,7 @@ test("PeftModel.fromPretrained is the same loader and adapterName names the adap
   assert.equal(model.activeAdapter, "qv");
   assert.equal(model.peftConfig.qv.r, 8);
   assert.equal(model.peftConfig.qv.loraAlpha, 16);
-  assert.equal(model.mode, "merged");
+  assert.equal(model.mode, "dynamic"); // PEFT's default: unmerged
   assert.deepEqual([...model.inputNames], [...base.inputNames]);
   assert.deepEqual([...model.outputNames], [...base.outputNames]);
   await model.release();

@@ -1,10 +1,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { type AdapterMode, AdapterConfigError, fromPretrained, loadBaseModel, SafetensorsError, UnsupportedError, memorySource } from "../mod.ts";
+import { readFile } from "node:fs/promises";
+import { parseSafetensors, serializeSafetensors } from "../src/safetensors/mod.ts";
 import { expected, fixture, maxAbsDiff, prefillAndStep } from "./support/fixtures.ts";
 
 const ATOL = 1e-4;
-const MODES: AdapterMode[] = ["merged"];
+const MODES: AdapterMode[] = ["dynamic", "merged"];
 
 /** Prefill logits of a model (or of a run with options) against a fixture's expected ones. */
 async function distance(model: Parameters<typeof prefillAndStep>[0], name: string): Promise<number> {
@@ -104,5 +106,80 @@ test("merged mode runs one adapter at a time and says so", async () => {
   assert.throws(() => model.setAdapter(["qv", "mlp"]), UnsupportedError);
   assert.equal(model.activeAdapter, "qv");
   await model.release();
+  await base.release();
+});
+
+test("dynamic: several active adapters add up, weights scale them, and mergeAndUnload merges them all", async () => {
+  const base = await loadBaseModel(fixture("llama-tiny"));
+  const model = await fromPretrained(base, fixture("llama-tiny-lora-qv"), { adapterName: "qv" });
+  await model.loadAdapter(fixture("llama-tiny-lora-mlp-b"), "mlp");
+  const e = await expected("llama-tiny");
+  const logits = async (m: Parameters<typeof prefillAndStep>[0]) => (await prefillAndStep(m, e)).logits;
+
+  // Reference: both adapters merged, in merged mode, one after the other.
+  model.setAdapter(["qv", "mlp"]);
+  assert.deepEqual(model.activeAdapters, ["qv", "mlp"]);
+  const both = await logits(model);
+  const merged = await model.mergeAndUnload({ adapterNames: ["qv", "mlp"] });
+  assert.ok(maxAbsDiff(both, await logits(merged)) < ATOL);
+  // Not the same as either adapter alone.
+  assert.ok(maxAbsDiff(both, await logits(withAdapter(model, "qv"))) > 0.01);
+  assert.ok(maxAbsDiff(both, await logits(withAdapter(model, "mlp"))) > 0.01);
+
+  // A weighted combination ("cat"): weight 1 each equals the sum; weight 0 for one equals the other alone.
+  model.addWeightedAdapter(["qv", "mlp"], [1, 0], "qv_only");
+  assert.ok(maxAbsDiff(await logits(withAdapter(model, "qv_only")), await logits(withAdapter(model, "qv"))) < ATOL);
+  model.addWeightedAdapter(["qv", "mlp"], [0.5, 2], "mix");
+  const mergedMix = await model.mergeAndUnload({ adapterNames: ["mix"] });
+  assert.ok(maxAbsDiff(await logits(withAdapter(model, "mix")), await logits(mergedMix)) < ATOL);
+  await assert.rejects(() => model.deleteAdapter("mlp"), AdapterConfigError); // part of "mix"
+  assert.throws(() => model.addWeightedAdapter(["qv"], [1, 2], "bad"), AdapterConfigError);
+  assert.throws(() => model.addWeightedAdapter(["qv"], [1], "bad", "svd"), UnsupportedError);
+
+  await merged.release();
+  await mergedMix.release();
+  await model.release();
+  await base.release();
+});
+
+test("dynamic: a graph prepared for all linear modules serves adapters without a rewrite; new modules trigger one", async () => {
+  const base = await loadBaseModel(fixture("llama-tiny"));
+  const prepared = await fromPretrained(base, fixture("llama-tiny-lora-qv"), { prepareModules: "all-linear" });
+  await prepared.loadAdapter(fixture("llama-tiny-lora-all-rslora-f16"), "all");
+  prepared.setAdapter("all");
+  assert.ok(await distance(prepared, "llama-tiny-lora-all-rslora-f16") < ATOL);
+
+  const lazy = await fromPretrained(base, fixture("llama-tiny-lora-qv"));
+  await lazy.loadAdapter(fixture("llama-tiny-lora-embed"), "embed"); // embed_tokens: not branched yet
+  assert.ok(await distance(withAdapter(lazy, "embed"), "llama-tiny-lora-embed") < ATOL);
+  assert.ok(await distance(lazy, "llama-tiny-lora-qv") < ATOL);
+  await prepared.release();
+  await lazy.release();
+  await base.release();
+});
+
+test("dynamic: adapters that replace parameters are refused with advice to merge", async () => {
+  const base = await loadBaseModel(fixture("gpt2-tiny"));
+  const files = {
+    "adapter_config.json": await readFile(`${fixture("gpt2-tiny-lora-c_attn")}/adapter_config.json`),
+    "adapter_model.safetensors": await readFile(`${fixture("gpt2-tiny-lora-c_attn")}/adapter_model.safetensors`),
+  };
+  const st = parseSafetensors(new Uint8Array(files["adapter_model.safetensors"]));
+  const tensors = Object.fromEntries(st.names().map((n) => [n, { dtype: st.get(n).dtype, shape: st.get(n).shape, data: st.get(n).bytes }]));
+  // bias: "all" saves the trained biases of the base.
+  tensors["base_model.model.transformer.h.0.attn.c_attn.bias"] = { dtype: "F32", shape: [192], data: new Uint8Array(192 * 4) };
+  const source = memorySource("with-bias", {
+    "adapter_config.json": new Uint8Array(files["adapter_config.json"]),
+    "adapter_model.safetensors": serializeSafetensors(tensors),
+  });
+  await assert.rejects(() => fromPretrained(base, source, { mode: "dynamic" }), (e) => {
+    assert.ok(e instanceof UnsupportedError);
+    assert.match((e as Error).message, /merge/);
+    return true;
+  });
+  // Merged mode applies it: the c_attn bias of layer 0 is replaced by zeros.
+  const merged = await fromPretrained(base, source, { mode: "merged" });
+  assert.ok(await distance(merged, "gpt2-tiny-lora-c_attn") > 1e-3);
+  await merged.release();
   await base.release();
 });

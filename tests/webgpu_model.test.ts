@@ -13,7 +13,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
-import { fromPretrained, type FromPretrainedOptions, loadBaseModel, Tensor, UnsupportedError } from "../mod.ts";
+import { fromPretrained, loadBaseModel, Tensor } from "../mod.ts";
 import { probeWebGpu, uploadToOrtGpu } from "../src/webgpu/mod.ts";
 import { ADAPTERS, expected, fixture, maxAbsDiff, prefillAndStep } from "./support/fixtures.ts";
 
@@ -88,17 +88,7 @@ for (const mode of ["merged", "dynamic"] as const) {
     test(`adapter ${adapterName} on WebGPU gives its expected logits (${mode})`, { skip }, async () => {
       const base = await loadBaseModel(fixture(baseName), { device: "webgpu" });
       try {
-        let model;
-        try {
-          model = await fromPretrained(base, fixture(adapterName), { mode } as unknown as FromPretrainedOptions);
-        } catch (error) {
-          // Until fromPretrained has mode "dynamic", it refuses the mode itself; anything else fails the test.
-          if (mode === "dynamic" && error instanceof UnsupportedError && /mode "dynamic" is not supported/.test(error.message)) {
-            console.log(`mode "dynamic" is not available yet; ${adapterName} not checked in it`);
-            return;
-          }
-          throw error;
-        }
+        const model = await fromPretrained(base, fixture(adapterName), { mode });
         // Merging on a WebGPU device runs the WGSL kernels.
         assert.equal(model.mergeBackend, "webgpu");
         const e = await expected(adapterName);

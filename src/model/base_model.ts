@@ -5,6 +5,7 @@
  */
 import type { ModelProto } from "../deps/onnx_proto.ts";
 import type { InferenceSession, Tensor } from "../deps/ort.ts";
+import type { ModelSession } from "./model_session.ts";
 import { OnnxModelError } from "../errors.ts";
 import { externalBytes, externalDataFiles } from "../onnx/external_data.ts";
 import { decodeModel } from "../onnx/model_file.ts";
@@ -61,7 +62,7 @@ export class BaseModel {
     /** Session settings, reused for adapter sessions. */
     readonly settings: SessionSettings,
     /** The session running the unmodified base. */
-    readonly session: InferenceSession,
+    readonly session: ModelSession,
     /** Tokenizer and generation defaults (from the same folder or repo). */
     readonly text: TextSide,
   ) {}

@@ -4,14 +4,14 @@
  * one finishes on it undisturbed (no shared mutable state between runs).
  * @module
  */
-import type { InferenceSession } from "../deps/ort.ts";
+import type { ModelSession } from "./model_session.ts";
 import type { LoadedAdapter } from "./adapter.ts";
 import type { Feeds } from "./base_model.ts";
 
-/** What a run needs: the session, and extra feeds (adapter tensors in dynamic mode). */
+/** What a run needs: the session, and extra feeds (adapter tensors in dynamic mode; a promise while they upload to a GPU). */
 export interface Runnable {
-  session: InferenceSession;
-  feeds: Feeds;
+  session: ModelSession;
+  feeds: Feeds | Promise<Feeds>;
 }
 
 /** One active adapter and its weight in the sum of deltas. */
@@ -27,7 +27,7 @@ export interface AdapterEngine {
   /** A new engine that can also run `adapter`. */
   add(adapter: LoadedAdapter): Promise<AdapterEngine>;
   /** A new engine without `name`, and the sessions that only the old one used (to release once idle). */
-  remove(name: string): { engine: AdapterEngine; retired: InferenceSession[] };
+  remove(name: string): { engine: AdapterEngine; retired: ModelSession[] };
   /** Sessions this engine owns (not the base's). */
-  sessions(): InferenceSession[];
+  sessions(): ModelSession[];
 }

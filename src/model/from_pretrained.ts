@@ -10,6 +10,7 @@ import type { PathOrSource } from "../storage/resolve.ts";
 import { type AdapterOptions, readAdapter } from "./adapter.ts";
 import type { BaseModel } from "./base_model.ts";
 import { kernelsFor } from "./kernel_choice.ts";
+import { dynamicEngine } from "./dynamic_engine.ts";
 import { mergedEngine } from "./merged_engine.ts";
 import { type AdapterMode, PeftModel } from "./peft_model.ts";
 
@@ -17,11 +18,23 @@ import { type AdapterMode, PeftModel } from "./peft_model.ts";
 export interface FromPretrainedOptions extends AdapterOptions {
   /** Name the adapter is registered under (PEFT's `adapter_name`). Default `"default"`. */
   adapterName?: string;
-  /** `"merged"`: merge each adapter into a session of its own. */
+  /**
+   * `"dynamic"` (default, as PEFT keeps adapters unmerged): one session with
+   * LoRA side branches serves every adapter, chosen per run. `"merged"`:
+   * each adapter merged into a session of its own (exact, fastest to run,
+   * a full weight copy per adapter; needed for `modules_to_save`, trained
+   * biases and `lora_bias`).
+   */
   mode?: AdapterMode;
+  /**
+   * Dynamic mode: modules to give LoRA branches up front (e.g. every linear
+   * module, so a server never rewrites the graph when new adapters arrive).
+   * `"all-linear"` means every linear module except the output layer.
+   */
+  prepareModules?: readonly string[] | "all-linear";
 }
 
-const MODES: readonly AdapterMode[] = ["merged"];
+const MODES: readonly AdapterMode[] = ["dynamic", "merged"];
 
 /**
  * Applies a PEFT LoRA adapter (a folder, `file:` URL or Hub repo with
@@ -44,19 +57,28 @@ export async function fromPretrained(
   if (options.isTrainable) {
     throw new UnsupportedError("isTrainable: true is not supported yet: peft-edge loads adapters for inference only");
   }
-  const mode = options.mode ?? "merged";
+  const mode = options.mode ?? "dynamic";
   if (!MODES.includes(mode)) {
     throw new UnsupportedError(`mode ${JSON.stringify(mode)} is not supported; supported modes: ${MODES.map((m) => `"${m}"`).join(", ")}`);
   }
   const loaded = await readAdapter(base.weights, adapter, options.adapterName ?? "default", options);
   const kernels = await kernelsFor(base);
   try {
-    const engine = await mergedEngine(base, kernels.merger).add(loaded);
+    const empty = mode === "merged"
+      ? mergedEngine(base, kernels.merger)
+      : await dynamicEngine(base, kernels.cpu, { prepareModules: preparedModules(base, options.prepareModules) });
+    const engine = await empty.add(loaded);
     return new PeftModel(base, mode, engine, loaded, kernels);
   } catch (error) {
     kernels.release();
     throw error;
   }
+}
+
+function preparedModules(base: BaseModel, wanted: FromPretrainedOptions["prepareModules"]): readonly string[] {
+  if (wanted !== "all-linear") return wanted ?? [];
+  // PEFT's "all-linear" leaves out the output layer.
+  return base.weights.modules.filter((m) => base.weights.get(m)!.kind === "linear" && m !== "lm_head" && !m.endsWith(".lm_head"));
 }
 
 PeftModel.fromPretrained = fromPretrained;

@@ -3,7 +3,7 @@
  * as fast to run as the base, at the cost of a full weight copy per adapter.
  * @module
  */
-import type { InferenceSession } from "../deps/ort.ts";
+import type { ModelSession } from "./model_session.ts";
 import { UnsupportedError } from "../errors.ts";
 import type { WeightMerger } from "../lora/merger.ts";
 import type { LoadedAdapter } from "./adapter.ts";
@@ -25,7 +25,7 @@ import { createSession } from "./session.ts";
 export function mergedEngine(
   base: BaseModel,
   merger: WeightMerger,
-  sessions: ReadonlyMap<string, InferenceSession> = new Map(),
+  sessions: ReadonlyMap<string, ModelSession> = new Map(),
 ): AdapterEngine {
   return {
     runnable(active: readonly ActiveAdapter[]) {

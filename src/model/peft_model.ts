@@ -152,10 +152,10 @@ export class PeftModel {
    * adapters or those named in `options.adapter`. Each run reads the model's
    * state once, so concurrent runs with different adapters do not interfere.
    */
-  run(feeds: Feeds, options: PeftRunOptions = {}): Promise<Outputs> {
+  async run(feeds: Feeds, options: PeftRunOptions = {}): Promise<Outputs> {
     const { adapter, ...runOptions } = options;
     const { session, feeds: extra } = this.#engine.runnable(this.#resolve(adapter));
-    return session.run({ ...feeds, ...extra }, runOptions);
+    return await session.run({ ...feeds, ...await extra }, runOptions);
   }
 
   /**
@@ -190,10 +190,14 @@ export class PeftModel {
     }
     if (options.isTrainable) throw new UnsupportedError("isTrainable: true is not supported yet: adapters load for inference only");
     const loaded = await readAdapter(this.base.weights, adapter, adapterName, options);
-    const engine = await this.#engine.add(loaded);
+    const previous = this.#engine;
+    const engine = await previous.add(loaded);
     // Commit only after everything succeeded.
     this.#engine = engine;
     this.#registry = new Map([...this.#registry, [adapterName, [{ adapter: loaded, weight: 1 }]]]);
+    // A session the new engine dropped (graph rewritten) is freed once its queued runs finish.
+    const kept = new Set(engine.sessions());
+    await Promise.all(previous.sessions().filter((s) => !kept.has(s)).map((s) => s.release()));
   }
 
   /** Makes these adapters the active ones (PEFT's `set_adapter`); several add up. */

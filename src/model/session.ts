@@ -16,6 +16,7 @@ import { type InferenceSession, ort } from "../deps/ort.ts";
 import { loadOrtWebGpu } from "../deps/ort_webgpu.ts";
 import { OnnxModelError } from "../errors.ts";
 import { encodeModel } from "../onnx/model_file.ts";
+import { type ModelSession, queueFor, serialSession } from "./model_session.ts";
 import { chooseDevice, type Device, type DeviceOption } from "../webgpu/device.ts";
 
 type ExecutionProviders = InferenceSession.SessionOptions["executionProviders"];
@@ -110,7 +111,7 @@ export async function createSession(
   externalData: ReadonlyMap<string, Uint8Array>,
   settings: SessionSettings,
   file: string,
-): Promise<InferenceSession> {
+): Promise<ModelSession> {
   const bytes = model instanceof Uint8Array ? model : encodeModel(model);
   const device = settings.device ?? "wasm";
   const options: InferenceSession.SessionOptions = {
@@ -122,7 +123,7 @@ export async function createSession(
   }
   try {
     const runtime = device === "webgpu" ? await loadOrtWebGpu() : ort;
-    return await runtime.InferenceSession.create(bytes, options);
+    return serialSession(await runtime.InferenceSession.create(bytes, options), queueFor(runtime));
   } catch (cause) {
     throw new OnnxModelError(`onnxruntime could not create a session: ${(cause as Error).message ?? cause}`, { file, cause });
   }

@@ -1,0 +1,142 @@
+/**
+ * Dynamic mode's engine: the base graph rewritten once so each targeted
+ * projection has a LoRA side branch whose A/B matrices are graph inputs,
+ * then every run feeds the tensors of the adapters it uses (rank 0: off).
+ * One session serves every adapter; switching adapters uploads only small
+ * matrices. The graph is rewritten again only when a new adapter targets
+ * modules it lacks.
+ * @module
+ */
+import type { ModelSession } from "./model_session.ts";
+import type { LoraKernels } from "../kernels/kernels.ts";
+import { AdapterFeedCache, doraScales } from "../lora/dynamic_feeds.ts";
+import type { LoraPatch } from "../lora/plan.ts";
+import { addLoraBranches } from "../onnx/lora_branches.ts";
+import { externalBytes } from "../onnx/external_data.ts";
+import { readTargetWeight } from "../onnx/quantized_weights.ts";
+import { uploadToOrtGpu } from "../webgpu/ort_tensors.ts";
+import type { LoadedAdapter } from "./adapter.ts";
+import type { Feeds } from "./base_model.ts";
+import type { BaseModel } from "./base_model.ts";
+import type { ActiveAdapter, AdapterEngine } from "./engine.ts";
+import { createSession } from "./session.ts";
+
+/** The rewritten graph's session and what it has branches for. */
+interface BranchGraph {
+  session: ModelSession;
+  modules: ReadonlySet<string>;
+  dora: ReadonlySet<string>;
+  feeds: AdapterFeedCache;
+  /** On WebGPU: each cached feed set's tensors uploaded once, so switching adapters uploads nothing. */
+  onGpu?: WeakMap<Feeds, Promise<Feeds>>;
+}
+
+/** Uploads the non-empty tensors of a feed set to onnxruntime's GPU device (empty ones, rank 0, stay). */
+async function uploaded(feeds: Feeds): Promise<Feeds> {
+  const entries = await Promise.all(
+    Object.entries(feeds).map(async ([name, t]) => [name, t.size > 0 ? await uploadToOrtGpu(t) : t] as const),
+  );
+  return Object.fromEntries(entries);
+}
+
+/** A loaded adapter with what dynamic runs need precomputed. */
+interface Prepared {
+  adapter: LoadedAdapter;
+  tensor: (key: string) => Float32Array;
+  doraScales: ReadonlyMap<string, Float32Array>;
+}
+
+/** Options of {@linkcode dynamicEngine}. */
+export interface DynamicEngineOptions {
+  /** Modules to give branches up front (a server can prepare every linear module once). */
+  prepareModules?: Iterable<string>;
+}
+
+function loraPatches(adapter: LoadedAdapter): LoraPatch[] {
+  return adapter.plan.patches.filter((p): p is LoraPatch => p.kind === "lora");
+}
+
+async function buildGraph(base: BaseModel, modules: ReadonlySet<string>, dora: ReadonlySet<string>): Promise<BranchGraph> {
+  const { model, branches } = addLoraBranches(base.onnx, base.weights, modules, { dora });
+  const session = await createSession(model, base.externalData, base.settings, base.file);
+  const onGpu = base.device === "webgpu" ? new WeakMap<Feeds, Promise<Feeds>>() : undefined;
+  return { session, modules, dora, feeds: new AdapterFeedCache(branches), onGpu };
+}
+
+/** Float32 adapter tensors, converted once per key. */
+function tensorReader(adapter: LoadedAdapter): (key: string) => Float32Array {
+  const cache = new Map<string, Float32Array>();
+  return (key) => {
+    let t = cache.get(key);
+    if (!t) cache.set(key, t = adapter.weights.toFloat32(key));
+    return t;
+  };
+}
+
+function engine(
+  base: BaseModel,
+  kernels: LoraKernels,
+  graph: BranchGraph | undefined,
+  adapters: ReadonlyMap<string, Prepared>,
+): AdapterEngine {
+  return {
+    runnable(active: readonly ActiveAdapter[]) {
+      if (active.length === 0 || !graph) return { session: base.session, feeds: {} };
+      const feeds = graph.feeds.feeds(active.map(({ adapter, weight }) => {
+        const prepared = adapters.get(adapter.name)!;
+        return { plan: adapter.plan, tensor: prepared.tensor, weight, doraScales: prepared.doraScales };
+      }));
+      if (!graph.onGpu) return { session: graph.session, feeds };
+      let gpu = graph.onGpu.get(feeds);
+      if (!gpu) graph.onGpu.set(feeds, gpu = uploaded(feeds));
+      return { session: graph.session, feeds: gpu };
+    },
+    async add(adapter: LoadedAdapter) {
+      const patches = loraPatches(adapter);
+      const tensor = tensorReader(adapter);
+      const graphOf = (t: LoraPatch["target"]) =>
+        readTargetWeight(base.onnx.graph!, t, base.file, (tp) => externalBytes(tp, base.externalData, base.file));
+      const prepared: Prepared = { adapter, tensor, doraScales: doraScales(adapter.plan, graphOf, tensor, kernels) };
+      const modules = new Set([...(graph?.modules ?? []), ...patches.map((p) => p.module)]);
+      const dora = new Set([...(graph?.dora ?? []), ...patches.filter((p) => p.magnitude).map((p) => p.module)]);
+      const covers = graph && modules.size === graph.modules.size && dora.size === graph.dora.size;
+      const next = covers ? graph : await buildGraph(base, modules, dora);
+      try {
+        // Validates the adapter against the branches (replaced parameters, lora_bias, ... cannot run unmerged).
+        next.feeds.feeds([{ plan: adapter.plan, tensor, doraScales: prepared.doraScales }]);
+      } catch (error) {
+        if (next !== graph) await next.session.release();
+        throw error;
+      }
+      return engine(base, kernels, next, new Map([...adapters, [adapter.name, prepared]]));
+    },
+    remove(name: string) {
+      const rest = new Map(adapters);
+      const gone = rest.get(name);
+      rest.delete(name);
+      if (gone && graph) graph.feeds.forget(gone.adapter.plan);
+      return { engine: engine(base, kernels, graph, rest), retired: [] };
+    },
+    sessions: () => (graph ? [graph.session] : []),
+  };
+}
+
+/**
+ * An engine that runs adapters unmerged beside the base weights.
+ *
+ * @example
+ * ```ts
+ * import { dynamicEngine } from "./dynamic_engine.ts";
+ * // const engine = await (await dynamicEngine(base, kernels)).add(adapter);
+ * // const { session, feeds } = engine.runnable([{ adapter, weight: 1 }]);
+ * ```
+ */
+export async function dynamicEngine(
+  base: BaseModel,
+  kernels: LoraKernels,
+  options: DynamicEngineOptions = {},
+): Promise<AdapterEngine> {
+  const modules = new Set(options.prepareModules ?? []);
+  const graph = modules.size > 0 ? await buildGraph(base, modules, new Set()) : undefined;
+  return engine(base, kernels, graph, new Map());
+}
