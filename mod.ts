@@ -40,3 +40,13 @@ export type {
   GenerationResult,
   Prompt,
 } from "./src/generate/mod.ts";
+export {
+  AdapterPool,
+  type AppOptions,
+  createAdapterPool,
+  createApp,
+  type CreatePoolOptions,
+  HttpError,
+  PoolError,
+} from "./src/server/mod.ts";
+export { memoryHubCache } from "./src/hub/cache.ts";

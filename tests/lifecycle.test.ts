@@ -45,12 +45,18 @@ for (const mode of MODES) {
     }
     assert.ok(await distance(model, "llama-tiny-dora-qv") < ATOL);
 
-    await assert.rejects(() => model.deleteAdapter("dora"), AdapterConfigError); // active
+    model.setAdapter(["dora"]);
+    await model.deleteAdapter("dora"); // active: as in PEFT, the remaining active adapters stay (none here: the base)
+    assert.equal(model.activeAdapter, undefined);
+    assert.ok(await distance(model, "llama-tiny") < ATOL);
     model.setAdapter("qv");
-    await model.deleteAdapter("dora");
     assert.deepEqual(model.listAdapters(), ["qv"]);
     assert.throws(() => model.setAdapter("dora"), AdapterConfigError);
     await assert.rejects(() => model.deleteAdapter("nope"), AdapterConfigError);
+    // Concurrent loads both land (each builds on the engine the previous one committed).
+    await Promise.all([model.loadAdapter(fixture("llama-tiny-lora-mlp-b"), "mlp"), model.loadAdapter(fixture("llama-tiny-lora-embed"), "embed")]);
+    assert.ok(await distance(withAdapter(model, "mlp"), "llama-tiny-lora-mlp-b") < ATOL);
+    assert.ok(await distance(withAdapter(model, "embed"), "llama-tiny-lora-embed") < ATOL);
     assert.ok(await distance(model, "llama-tiny-lora-qv") < ATOL);
     await model.release();
     await base.release();

@@ -14,6 +14,7 @@ import type { BaseModel, Feeds, Outputs } from "./base_model.ts";
 import type { ActiveAdapter, AdapterEngine } from "./engine.ts";
 import type { ModelKernels } from "./kernel_choice.ts";
 import { mergedBase } from "./merged.ts";
+import { runQueue } from "./model_session.ts";
 import { generateText, streamText } from "./text.ts";
 import type { Device } from "../webgpu/device.ts";
 
@@ -75,6 +76,8 @@ export class PeftModel {
   #active: readonly string[];
   #disabled = 0;
   readonly #kernels: ModelKernels;
+  /** Loads and deletes run one at a time: each builds on the engine the previous one committed. */
+  readonly #changes = runQueue();
 
   /** @internal Use `fromPretrained`. */
   constructor(
@@ -122,8 +125,8 @@ export class PeftModel {
     return Object.fromEntries([...this.#loaded()].map((a) => [a.name, a.config]));
   }
 
-  /** The first active adapter's name (PEFT's `active_adapter`). */
-  get activeAdapter(): string {
+  /** The first active adapter's name (PEFT's `active_adapter`); undefined once every active adapter was deleted. */
+  get activeAdapter(): string | undefined {
     return this.#active[0];
   }
 
@@ -140,6 +143,13 @@ export class PeftModel {
   /** Warnings raised while loading adapters (also passed to `onWarning`). */
   get warnings(): readonly string[] {
     return [...this.#loaded()].flatMap((a) => a.warnings);
+  }
+
+  /** Number of parameters in a loaded adapter's tensors. */
+  adapterParameters(name: string): number {
+    const parts = this.#registry.get(name);
+    if (!parts) throw new AdapterConfigError(`no adapter named ${name}; loaded: ${this.listAdapters().join(", ")}`, { key: name });
+    return parts.reduce((n, p) => n + p.adapter.parameters, 0);
   }
 
   /** Names of loaded adapters and weighted combinations. */
@@ -183,7 +193,11 @@ export class PeftModel {
    * Loads another adapter under `adapterName` without activating it (as in
    * PEFT). A failed load leaves the model exactly as it was.
    */
-  async loadAdapter(adapter: string | FileSource, adapterName: string, options: AdapterOptions = {}): Promise<void> {
+  loadAdapter(adapter: string | FileSource, adapterName: string, options: AdapterOptions = {}): Promise<void> {
+    return this.#changes.push(() => this.#loadAdapter(adapter, adapterName, options));
+  }
+
+  async #loadAdapter(adapter: string | FileSource, adapterName: string, options: AdapterOptions): Promise<void> {
     checkAdapterName(adapterName);
     if (this.#registry.has(adapterName)) {
       throw new AdapterConfigError(`an adapter named ${adapterName} is already loaded; delete it first`, { key: "adapterName" });
@@ -229,22 +243,28 @@ export class PeftModel {
     return { enable, [Symbol.dispose]: enable };
   }
 
-  /** Removes an adapter (PEFT's `delete_adapter`). The active one cannot be deleted. */
-  async deleteAdapter(name: string): Promise<void> {
-    if (!this.#registry.has(name)) throw new AdapterConfigError(`no adapter named ${name}; loaded: ${this.listAdapters().join(", ")}`, { key: name });
-    if (this.#active.includes(name)) {
-      throw new AdapterConfigError(`adapter ${name} is active; call setAdapter with another adapter first`, { key: name });
-    }
-    const registry = new Map(this.#registry);
-    registry.delete(name);
-    const stillUsed = new Set([...registry.values()].flat().map((c) => c.adapter.name));
-    if (stillUsed.has(name)) {
-      throw new AdapterConfigError(`adapter ${name} is part of a weighted adapter; delete that first`, { key: name });
-    }
-    const { engine, retired } = this.#engine.remove(name);
-    this.#engine = engine;
-    this.#registry = registry;
-    await Promise.all(retired.map((s) => s.release()));
+  /**
+   * Removes an adapter (PEFT's `delete_adapter`). As in PEFT, deleting an
+   * active adapter leaves the remaining active ones (possibly none: the base).
+   */
+  deleteAdapter(name: string): Promise<void> {
+    return this.#changes.push(async () => {
+      if (!this.#registry.has(name)) {
+        throw new AdapterConfigError(`no adapter named ${name}; loaded: ${this.listAdapters().join(", ")}`, { key: name });
+      }
+      const registry = new Map(this.#registry);
+      registry.delete(name);
+      const stillUsed = new Set([...registry.values()].flat().map((c) => c.adapter.name));
+      if (stillUsed.has(name)) {
+        throw new AdapterConfigError(`adapter ${name} is part of a weighted adapter; delete that first`, { key: name });
+      }
+      const isLoaded = [...this.#loaded()].some((a) => a.name === name);
+      const { engine, retired } = isLoaded ? this.#engine.remove(name) : { engine: this.#engine, retired: [] };
+      this.#engine = engine;
+      this.#registry = registry;
+      this.#active = this.#active.filter((a) => a !== name);
+      await Promise.all(retired.map((s) => s.release()));
+    });
   }
 
   /**
@@ -271,6 +291,7 @@ export class PeftModel {
    */
   async mergeAndUnload(options: MergeOptions = {}): Promise<BaseModel> {
     const components = this.#components(options.adapterNames ?? this.#active);
+    if (components.length === 0) throw new AdapterConfigError("no adapter to merge: none is active and none was named", { key: "adapterNames" });
     return await mergedBase(this.base, components, this.#kernels.merger, { safeMerge: options.safeMerge });
   }
 

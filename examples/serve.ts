@@ -1,0 +1,183 @@
+/**
+ * Serve a base model and LoRA adapters over an OpenAI-compatible HTTP API
+ * (see src/server): `Deno.serve` under Deno, `Bun.serve` under Bun.
+ *
+ * ```sh
+ * export PEFT_EDGE_ADMIN_TOKEN=$(openssl rand -hex 24)   # enables /v1/adapters
+ * deno run -A examples/serve.ts --base examples/demo/byte-llama \
+ *   --adapter python=examples/demo/byte-llama-python-lora --adapter-root examples/demo --port 8000
+ * bun examples/serve.ts --base examples/demo/byte-llama --adapter python=examples/demo/byte-llama-python-lora
+ * curl -s localhost:8000/v1/completions -H 'content-type: application/json' \
+ *   -d '{"model":"python","prompt":"def ","max_tokens":40,"temperature":0}'
+ * ```
+ *
+ * Options: `--base <path|id>` (required), `--adapter NAME=<path|id>`
+ * (repeatable; loaded before serving), `--port N` (default 8000; 0 picks a
+ * free port), `--host ADDRESS` (default 127.0.0.1), `--adapter-root DIR`
+ * (repeatable: folders `POST /v1/adapters` may load from by name),
+ * `--no-hub` (`POST /v1/adapters` may not load Hub ids), `--max-adapters N`,
+ * `--max-adapter-bytes N`, `--max-tokens N`, `--name NAME` (the base's model
+ * name; default the last part of `--base`), `--chat-template FILE` (a Jinja
+ * chat template for bases without one). Prints the URL it listens on.
+ * @module
+ */
+import { readFile } from "node:fs/promises";
+import process from "node:process";
+import { loadBaseModel, PeftEdgeError } from "../mod.ts";
+import { isValidRepoId } from "../src/hub/repo_id.ts";
+import { type AdapterLocation, createAdapterPool, createApp } from "../src/server/mod.ts";
+import { isLocalFolder } from "../src/storage/local.ts";
+import { looksLocal } from "../src/storage/resolve.ts";
+
+const USAGE = `usage: serve.ts --base <path|id> [--adapter NAME=<path|id>]... [--port N] [--host 127.0.0.1]
+       [--adapter-root DIR]... [--no-hub] [--max-adapters N] [--max-adapter-bytes N] [--max-tokens N] [--name NAME]
+       [--chat-template FILE]
+environment: PEFT_EDGE_ADMIN_TOKEN enables the adapter-management routes (/v1/adapters)`;
+
+/** Parsed command line. */
+interface Args {
+  base: string;
+  name?: string;
+  adapters: Array<[name: string, pathOrId: string]>;
+  roots: string[];
+  port: number;
+  host: string;
+  allowHub: boolean;
+  maxAdapters?: number;
+  maxBytes?: number;
+  maxTokens?: number;
+  chatTemplate?: string;
+}
+
+/** Exits with the usage text and a reason. */
+function usage(reason: string): never {
+  process.stderr.write(`${reason}\n${USAGE}\n`);
+  process.exit(2);
+}
+
+/** A non-negative integer flag value. */
+function integer(flag: string, value: string): number {
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isSafeInteger(n) || n < 0) usage(`${flag} needs a whole number, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+/** Parses `--flag value` pairs (also `--flag=value`). */
+function parseArgs(argv: readonly string[]): Args {
+  const args: Args = { base: "", adapters: [], roots: [], port: 8000, host: "127.0.0.1", allowHub: true };
+  for (let i = 0; i < argv.length; i++) {
+    let flag = argv[i];
+    if (flag === "--help" || flag === "-h") {
+      process.stdout.write(`${USAGE}\n`);
+      process.exit(0);
+    }
+    if (flag === "--no-hub") {
+      args.allowHub = false;
+      continue;
+    }
+    let value: string | undefined;
+    const eq = flag.indexOf("=");
+    if (flag.startsWith("--") && eq > 0) {
+      value = flag.slice(eq + 1);
+      flag = flag.slice(0, eq);
+    } else {
+      value = argv[++i];
+    }
+    if (value === undefined) usage(`${flag} needs a value`);
+    switch (flag) {
+      case "--base":
+        args.base = value;
+        break;
+      case "--name":
+        args.name = value;
+        break;
+      case "--adapter": {
+        const at = value.indexOf("=");
+        if (at <= 0 || at === value.length - 1) usage(`--adapter needs NAME=<path|id>, got ${JSON.stringify(value)}`);
+        args.adapters.push([value.slice(0, at), value.slice(at + 1)]);
+        break;
+      }
+      case "--adapter-root":
+        args.roots.push(value);
+        break;
+      case "--port":
+        args.port = integer(flag, value);
+        if (args.port > 65535) usage(`--port must be at most 65535`);
+        break;
+      case "--host":
+        args.host = value;
+        break;
+      case "--max-adapters":
+        args.maxAdapters = integer(flag, value);
+        break;
+      case "--max-adapter-bytes":
+        args.maxBytes = integer(flag, value);
+        break;
+      case "--chat-template":
+        args.chatTemplate = value;
+        break;
+      case "--max-tokens":
+        args.maxTokens = integer(flag, value);
+        break;
+      default:
+        usage(`unknown option ${flag}`);
+    }
+  }
+  if (!args.base) usage("--base is required");
+  return args;
+}
+
+/** Where a command-line adapter is: a local folder (the operator's, any path) or a Hub repo. */
+async function locate(pathOrId: string): Promise<AdapterLocation> {
+  if (looksLocal(pathOrId) || await isLocalFolder(pathOrId)) return { kind: "local", path: pathOrId };
+  if (isValidRepoId(pathOrId)) return { kind: "hub", repo: pathOrId };
+  throw new Error(`${pathOrId} is neither a local folder nor a Hub repo id`);
+}
+
+/** Serves with the runtime's own HTTP server and resolves to the URL it listens on. */
+function serve(fetch: (request: Request) => Response | Promise<Response>, hostname: string, port: number): Promise<string> {
+  const url = (host: string, p: number) => `http://${host.includes(":") ? `[${host}]` : host}:${p}`;
+  const bun = (globalThis as {
+    Bun?: { serve(o: { hostname: string; port: number; idleTimeout: number; fetch: typeof fetch }): { port: number } };
+  }).Bun;
+  if (bun) {
+    // idleTimeout 255 s (Bun's maximum): long non-streamed generations must not be cut at 10 s.
+    const server = bun.serve({ hostname, port, idleTimeout: 255, fetch });
+    return Promise.resolve(url(hostname, server.port));
+  }
+  const deno = (globalThis as { Deno?: typeof Deno }).Deno;
+  if (!deno) throw new Error("serve.ts runs under Deno or Bun; on other platforms export `app.fetch`");
+  return new Promise((resolve) => {
+    deno.serve({ hostname, port, onListen: (addr) => resolve(url(hostname, addr.port)) }, fetch);
+  });
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const adminToken = process.env.PEFT_EDGE_ADMIN_TOKEN || undefined;
+  const started = performance.now();
+  const base = await loadBaseModel(args.base);
+  const baseName = args.name ?? args.base.replace(/\/+$/, "").split("/").pop()!;
+  const pool = await createAdapterPool(base, {
+    baseName,
+    maxAdapters: args.maxAdapters,
+    maxBytes: args.maxBytes,
+    chatTemplate: args.chatTemplate === undefined ? undefined : await readFile(args.chatTemplate, "utf8"),
+    onWarning: (message) => process.stderr.write(`warning: ${message}\n`),
+  });
+  for (const [name, pathOrId] of args.adapters) {
+    await pool.load(name, await locate(pathOrId));
+    process.stderr.write(`loaded adapter ${name} from ${pathOrId}\n`);
+  }
+  const app = createApp({ pool, adminToken, localRoots: args.roots, allowHub: args.allowHub, maxTokens: args.maxTokens });
+  const url = await serve(app.fetch, args.host, args.port);
+  process.stderr.write(`ready in ${((performance.now() - started) / 1000).toFixed(1)} s; models: ${[baseName, ...args.adapters.map(([n]) => n)].join(", ")}\n`);
+  if (!adminToken) process.stderr.write("PEFT_EDGE_ADMIN_TOKEN is not set: /v1/adapters is disabled\n");
+  process.stdout.write(`listening on ${url}\n`);
+}
+
+main().catch((error) => {
+  const known = error instanceof PeftEdgeError || error instanceof RangeError;
+  process.stderr.write(`error: ${known ? error.message : error?.stack ?? error}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,86 @@
+/**
+ * `POST /v1/completions` and `POST /v1/chat/completions`: validated, capped,
+ * run on the base or an adapter, answered as one JSON body or as
+ * server-sent events ending with `data: [DONE]`.
+ * @module
+ */
+import type { Hono } from "../deps/hono.ts";
+import type { ServerContext } from "./app_options.ts";
+import { readJsonBody, validate } from "./body.ts";
+import { toHttpError } from "./error_status.ts";
+import {
+  chatBody,
+  chatChunk,
+  completionBody,
+  finishReason,
+  responseHead,
+  usageChunk,
+} from "./openai_shapes.ts";
+import { chatOptions, chatPrompt, completionPrompt, generationOptions } from "./request_options.ts";
+import { collect, startGeneration, streamEvents } from "./run_generation.ts";
+import { chatSchema, completionSchema } from "./schemas.ts";
+import { sseResponse } from "./sse.ts";
+
+/**
+ * Adds the two generation routes.
+ *
+ * @example
+ * ```ts
+ * import { Hono } from "../deps/hono.ts";
+ * import { completionRoutes } from "./routes_completions.ts";
+ * import type { ServerContext } from "./app_options.ts";
+ * declare const context: ServerContext;
+ * completionRoutes(new Hono(), context);
+ * ```
+ */
+export function completionRoutes(app: Hono, context: ServerContext): void {
+  const { pool, limits } = context;
+  const reportError = (error: unknown) => {
+    const http = toHttpError(error);
+    if (http.status === 500) context.onError(error);
+    return http;
+  };
+
+  app.post("/v1/completions", async (c) => {
+    const request = validate(completionSchema, await readJsonBody(c.req.raw, context.maxBodyBytes));
+    const options = generationOptions(request, limits);
+    const head = responseHead("cmpl", request.model);
+    const run = await startGeneration(pool, request.model, completionPrompt(request), options, c.req.raw.signal);
+    if (!request.stream) {
+      const result = await collect(run);
+      return c.json(completionBody(head, result.text, finishReason(result.finishReason), result));
+    }
+    const withUsage = request.stream_options?.include_usage === true;
+    const events = streamEvents(
+      run,
+      [],
+      (text) => completionBody(head, text, null),
+      (result) => [
+        completionBody(head, "", finishReason(result.finishReason)),
+        ...(withUsage ? [usageChunk(head, "text_completion", result)] : []),
+      ],
+    );
+    run.detach(); // from now on the body's cancellation tells that the client left
+    return sseResponse(events, reportError, (reason) => run.stop(reason));
+  });
+
+  app.post("/v1/chat/completions", async (c) => {
+    const request = validate(chatSchema, await readJsonBody(c.req.raw, context.maxBodyBytes));
+    const options = chatOptions(request, limits);
+    const head = responseHead("chatcmpl", request.model);
+    const run = await startGeneration(pool, request.model, chatPrompt(request), options, c.req.raw.signal);
+    if (!request.stream) return c.json(chatBody(head, await collect(run)));
+    const withUsage = request.stream_options?.include_usage === true;
+    const events = streamEvents(
+      run,
+      [chatChunk(head, { role: "assistant", content: "" }, null)],
+      (text) => chatChunk(head, { content: text }, null),
+      (result) => [
+        chatChunk(head, {}, finishReason(result.finishReason)),
+        ...(withUsage ? [usageChunk(head, "chat.completion.chunk", result)] : []),
+      ],
+    );
+    run.detach(); // from now on the body's cancellation tells that the client left
+    return sseResponse(events, reportError, (reason) => run.stop(reason));
+  });
+}

@@ -1,0 +1,123 @@
+/**
+ * One generation for one request: started (so that bad input, an unknown
+ * model or a busy server fail before any response is sent), tied to the
+ * request's signal (a client that disconnects stops it), then either
+ * collected or turned into stream events.
+ * @module
+ */
+import type { GenerateOptions, GenerationResult, Prompt } from "../generate/mod.ts";
+import type { AdapterPool } from "./pool.ts";
+
+/**
+ * A generation whose first step has run.
+ *
+ * @example
+ * ```ts
+ * import type { StartedGeneration } from "./run_generation.ts";
+ * declare const run: StartedGeneration;
+ * run.stop(); // aborts it
+ * ```
+ */
+export interface StartedGeneration {
+  /** The first piece, or the result when there was none. */
+  readonly first: IteratorResult<string, GenerationResult>;
+  /** The rest of the pieces. */
+  readonly pieces: AsyncGenerator<string, GenerationResult, undefined>;
+  /** Aborts the generation. */
+  stop(reason?: unknown): void;
+  /**
+   * Stops watching the request's signal. A streamed response calls it when
+   * it hands its body over: from then on the body's cancellation tells that
+   * the client went away (Deno aborts `request.signal` once a response is
+   * returned, even while its body is still streaming).
+   */
+  detach(): void;
+}
+
+/**
+ * Starts generating with a model of the pool and runs up to the first piece.
+ *
+ * @example
+ * ```ts
+ * import { startGeneration } from "./run_generation.ts";
+ * import type { AdapterPool } from "./pool.ts";
+ * declare const pool: AdapterPool;
+ * declare const request: Request;
+ * const run = await startGeneration(pool, "base", "The ", { maxNewTokens: 8 }, request.signal);
+ * ```
+ */
+export async function startGeneration(
+  pool: AdapterPool,
+  model: string,
+  prompt: Prompt,
+  options: GenerateOptions,
+  requestSignal: AbortSignal,
+): Promise<StartedGeneration> {
+  const controller = new AbortController();
+  const stop = (reason?: unknown) => controller.abort(reason);
+  const onAbort = () => stop(requestSignal.reason);
+  const detach = () => requestSignal.removeEventListener("abort", onAbort);
+  if (requestSignal.aborted) onAbort();
+  else requestSignal.addEventListener("abort", onAbort, { once: true });
+  const pieces = pool.stream(model, prompt, { ...options, signal: controller.signal });
+  try {
+    return { first: await pieces.next(), pieces, stop, detach };
+  } catch (error) {
+    detach();
+    throw error;
+  }
+}
+
+/**
+ * Runs a started generation to its end.
+ *
+ * @example
+ * ```ts
+ * import { collect, type StartedGeneration } from "./run_generation.ts";
+ * declare const run: StartedGeneration;
+ * const { text, finishReason } = await collect(run);
+ * ```
+ */
+export async function collect(run: StartedGeneration): Promise<GenerationResult> {
+  try {
+    let next = run.first;
+    while (!next.done) next = await run.pieces.next();
+    return next.value;
+  } finally {
+    run.detach();
+  }
+}
+
+/**
+ * Events of a streamed response: `start`, one per piece, then `end(result)`.
+ * Ending the events early (client gone) ends the generation too. Call
+ * `run.detach()` before handing the events to a response.
+ *
+ * @example
+ * ```ts
+ * import { streamEvents, type StartedGeneration } from "./run_generation.ts";
+ * declare const run: StartedGeneration;
+ * const events = streamEvents(run, [], (text) => ({ text }), (result) => [{ done: result.finishReason }]);
+ * ```
+ */
+export async function* streamEvents<T>(
+  run: StartedGeneration,
+  start: readonly T[],
+  piece: (text: string) => T,
+  end: (result: GenerationResult) => readonly T[],
+): AsyncGenerator<T, void, undefined> {
+  let next = run.first;
+  try {
+    yield* start;
+    while (!next.done) {
+      yield piece(next.value);
+      next = await run.pieces.next();
+    }
+    yield* end(next.value);
+  } finally {
+    if (!next.done) {
+      run.stop();
+      await run.pieces.return(undefined as unknown as GenerationResult).catch(() => {});
+    }
+  }
+}
