@@ -1,6 +1,7 @@
 /**
- * fromPretrained (merge + new session) against plain session creation of the
- * same base, in one run: `deno bench -A bench/from_pretrained_bench.ts`.
+ * fromPretrained (merged: merge + new session; dynamic: graph rewrite + new
+ * session) against plain session creation of the same base, in one run:
+ * `deno bench -A bench/from_pretrained_bench.ts`.
  * Deno prints each bench's time relative to the baseline.
  * @module
  */
@@ -25,9 +26,11 @@ for (const baseName of ["llama-tiny", "gpt2-tiny"]) {
     ? ["llama-tiny-lora-qv", "llama-tiny-lora-all-rslora-f16", "llama-tiny-dora-qv", "llama-tiny-lora-embed"]
     : ["gpt2-tiny-lora-c_attn"];
   for (const adapter of adapters) {
-    Deno.bench({ name: `fromPretrained ${adapter}`, group }, async () => {
-      const model = await fromPretrained(base, path(adapter));
-      await model.release();
-    });
+    for (const mode of ["merged", "dynamic"] as const) {
+      Deno.bench({ name: `fromPretrained ${mode} ${adapter}`, group }, async () => {
+        const model = await fromPretrained(base, path(adapter), { mode });
+        await model.release();
+      });
+    }
   }
 }

@@ -8,11 +8,11 @@
  *   run with the KV cache, token choice and detokenizing), so decode
  *   tokens/s = iter/s. The past length cycles through 5..123.
  *
- * Variants: the base alone, the adapter merged (`fromPretrained`), and the
- * adapter in dynamic mode when `fromPretrained` supports `mode: "dynamic"`.
+ * Variants: the base alone, the adapter merged (`mode: "merged"`), and the
+ * adapter unmerged in dynamic mode (the default).
  * @module
  */
-import { fromPretrained, type FromPretrainedOptions, loadBaseModel, UnsupportedError } from "../mod.ts";
+import { fromPretrained, loadBaseModel } from "../mod.ts";
 import { type CausalLm, generate, stream } from "../src/generate/mod.ts";
 import { loadTokenizer } from "../src/tokenizer/mod.ts";
 
@@ -23,15 +23,9 @@ const tokenizer = await loadTokenizer(base.source);
 
 const variants: [string, CausalLm][] = [
   ["base", base],
-  ["adapter merged", await fromPretrained(base, adapterPath)],
+  ["adapter merged", await fromPretrained(base, adapterPath, { mode: "merged" })],
+  ["adapter dynamic", await fromPretrained(base, adapterPath, { mode: "dynamic" })],
 ];
-try {
-  // "dynamic" is not an AdapterMode until the dynamic mode lands; then this bench picks it up.
-  const dynamic = { mode: "dynamic" } as unknown as FromPretrainedOptions;
-  variants.push(["adapter dynamic", await fromPretrained(base, adapterPath, dynamic)]);
-} catch (error) {
-  if (!(error instanceof UnsupportedError)) throw error;
-}
 
 const PREFILL_PROMPT = "It is a truth universally acknowledged, that a single man in possession".slice(0, 64);
 if (tokenizer.encode(PREFILL_PROMPT).length !== 64) throw new Error("the prefill prompt must be 64 tokens");

@@ -51,7 +51,7 @@ const references: Reference[] = JSON.parse(await readFile(referencePath, "utf8")
 const prompts = [...new Set(references.map((r) => r.prompt))];
 
 console.log(`peft-edge demo: ${base.source.location} + LoRA ${adapterPath}`);
-console.log(`loaded base in ${ms(baseLoad)}; applied the adapter (merged) in ${ms(adapterLoad)}`);
+console.log(`loaded base in ${ms(baseLoad)}; applied the adapter (${adapted.mode} mode) in ${ms(adapterLoad)}`);
 console.log(`greedy, ${maxNewTokens} new tokens per prompt; continuations shown JSON-escaped\n`);
 
 const totals = {
