@@ -5,6 +5,7 @@
  */
 import { GenerationError } from "../errors.ts";
 import type { FileSource } from "../storage/file_source.ts";
+import { readJsonObject } from "../storage/json_file.ts";
 
 /**
  * The `generation_config.json` fields peft-edge uses. Every field is optional;
@@ -107,15 +108,5 @@ export function parseGenerationConfig(json: Record<string, unknown>): Generation
  */
 export async function loadGenerationConfig(source: FileSource): Promise<GenerationConfig> {
   if (!await source.exists(FILE)) return {};
-  const text = new TextDecoder().decode(await source.read(FILE));
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (cause) {
-    throw new GenerationError(`not valid JSON: ${(cause as Error).message}`, { file: FILE, cause });
-  }
-  if (!json || typeof json !== "object" || Array.isArray(json)) {
-    throw new GenerationError("must hold a JSON object", { file: FILE });
-  }
-  return parseGenerationConfig(json as Record<string, unknown>);
+  return parseGenerationConfig(await readJsonObject(source, FILE, GenerationError));
 }

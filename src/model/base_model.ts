@@ -12,6 +12,7 @@ import { decodeModel } from "../onnx/model_file.ts";
 import { elementCount, floatElementType, readFloatTensor } from "../onnx/tensor_data.ts";
 import { indexWeights, type WeightIndex } from "../onnx/weight_index.ts";
 import type { FileSource } from "../storage/file_source.ts";
+import { readJsonObject } from "../storage/json_file.ts";
 import { type PathOrSource, type ResolveOptions, resolveSource } from "../storage/resolve.ts";
 import { createSession, type SessionChoice, sessionSettings, type SessionSettings } from "./session.ts";
 import type { Device } from "../webgpu/device.ts";
@@ -126,20 +127,6 @@ export class BaseModel {
   }
 }
 
-async function readJson(source: FileSource, file: string): Promise<Record<string, unknown>> {
-  const text = new TextDecoder().decode(await source.read(file));
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (cause) {
-    throw new OnnxModelError(`not valid JSON (${(cause as Error).message})`, { file, cause });
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new OnnxModelError("must be a JSON object", { file });
-  }
-  return value as Record<string, unknown>;
-}
-
 async function chooseOnnxFile(source: FileSource, file: string | undefined): Promise<string> {
   if (file) return file;
   for (const candidate of ["onnx/model.onnx", "model.onnx"]) {
@@ -162,7 +149,7 @@ async function chooseOnnxFile(source: FileSource, file: string | undefined): Pro
  */
 export async function loadBaseModel(pathOrId: PathOrSource, options: LoadBaseModelOptions = {}): Promise<BaseModel> {
   const source = await resolveSource(pathOrId, options);
-  const config = await readJson(source, "config.json");
+  const config = await readJsonObject(source, "config.json", OnnxModelError);
   const file = await chooseOnnxFile(source, options.file);
   const bytes = await source.read(file);
   const onnx = decodeModel(bytes, file);

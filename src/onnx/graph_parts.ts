@@ -134,3 +134,31 @@ export function nameAllocator(taken: Set<string>): (wanted: string) => string {
     return name;
   };
 }
+
+/**
+ * An integer attribute of a node, or `fallback` when absent.
+ *
+ * @example
+ * ```ts
+ * import { intAttribute } from "./graph_parts.ts";
+ * // intAttribute(gemm, "transB", 0)
+ * ```
+ */
+export function intAttribute(node: NodeProto, name: string, fallback: number): number {
+  const attr = node.attribute.find((a) => a.name === name);
+  return attr ? Number(attr.i) : fallback;
+}
+
+/**
+ * A float attribute of a node, or `fallback` when absent.
+ *
+ * @example
+ * ```ts
+ * import { floatAttribute } from "./graph_parts.ts";
+ * // floatAttribute(gemm, "alpha", 1)
+ * ```
+ */
+export function floatAttribute(node: NodeProto, name: string, fallback: number): number {
+  const attr = node.attribute.find((a) => a.name === name);
+  return attr ? attr.f : fallback;
+}

@@ -36,7 +36,7 @@ import {
 } from "../deps/onnx_proto.ts";
 import { UnsupportedError } from "../errors.ts";
 import type { WeightLayout } from "../kernels/types.ts";
-import { makeNode, nameAllocator, rawTensor, usedNames } from "./graph_parts.ts";
+import { floatAttribute, intAttribute, makeNode, nameAllocator, rawTensor, usedNames } from "./graph_parts.ts";
 import { patchModel, type WeightUpdate } from "./patch.ts";
 import { edited } from "./proto_edit.ts";
 import { blockCount, dequantizeNBits, dequantizeQ8, quantizeQ4, quantizeQ8 } from "./quant_math.ts";
@@ -110,15 +110,6 @@ interface Projection {
 
 const FILE = "quantizeModel";
 
-function intAttr(node: NodeProto, name: string, fallback: number): number {
-  const a = node.attribute.find((x) => x.name === name);
-  return a ? Number(a.i) : fallback;
-}
-
-function floatAttr(node: NodeProto, name: string, fallback: number): number {
-  const a = node.attribute.find((x) => x.name === name);
-  return a ? a.f : fallback;
-}
 
 function f32Bytes(values: Float32Array): Uint8Array {
   return new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
@@ -186,15 +177,15 @@ export function quantizeModel(model: ModelProto, options: QuantizeOptions): Quan
     }
     if (node.opType === "Gemm" && gemm) {
       const w = float2d(node.input[1]);
-      const plain = intAttr(node, "transA", 0) === 0 && floatAttr(node, "alpha", 1) === 1;
+      const plain = intAttribute(node, "transA", 0) === 0 && floatAttribute(node, "alpha", 1) === 1;
       if (!w || !plain) return undefined;
-      const transB = intAttr(node, "transB", 0) === 1;
+      const transB = intAttribute(node, "transB", 0) === 1;
       const [d0, d1] = w.dims.map(Number);
       const [k, n] = transB ? [d1, d0] : [d0, d1];
       const c = node.input[2] ?? "";
       if (c !== "") {
         const bias = initializers.get(c);
-        const ok = bias && bias.dims.length === 1 && Number(bias.dims[0]) === n && floatAttr(node, "beta", 1) === 1;
+        const ok = bias && bias.dims.length === 1 && Number(bias.dims[0]) === n && floatAttribute(node, "beta", 1) === 1;
         if (!ok) return undefined;
       }
       return {

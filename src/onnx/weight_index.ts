@@ -9,6 +9,7 @@
 import type { GraphProto, NodeProto, TensorProto } from "../deps/onnx_proto.ts";
 import type { WeightLayout } from "../kernels/reference.ts";
 import { matchQuantizedProjection, type QuantizedProjection } from "./quantized_weights.ts";
+import { floatAttribute, intAttribute } from "./graph_parts.ts";
 import { floatElementType } from "./tensor_data.ts";
 
 /** What kind of PyTorch module an ONNX weight belongs to. */
@@ -71,15 +72,6 @@ function moduleFromParamName(name: string): string | undefined {
   return /^[A-Za-z_][\w.]*\.weight$/.test(name) ? name.slice(0, -".weight".length) : undefined;
 }
 
-function intAttribute(node: NodeProto, name: string, fallback: number): number {
-  const attr = node.attribute.find((a) => a.name === name);
-  return attr ? Number(attr.i) : fallback;
-}
-
-function floatAttribute(node: NodeProto, name: string, fallback: number): number {
-  const attr = node.attribute.find((a) => a.name === name);
-  return attr ? attr.f : fallback;
-}
 
 /**
  * Indexes a graph's MatMul, Gemm and Gather weights by PyTorch module name,

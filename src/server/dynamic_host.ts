@@ -9,9 +9,8 @@ import type { BaseModel } from "../model/base_model.ts";
 import { fromPretrained } from "../model/from_pretrained.ts";
 import type { PeftModel } from "../model/peft_model.ts";
 import { runQueue } from "../model/model_session.ts";
-import type { FileSource } from "../storage/file_source.ts";
-import { localSource } from "../storage/local.ts";
-import type { AdapterHost, AdapterLocation, HostedAdapter, HostLoadOptions } from "./host.ts";
+import type { AdapterHost, HostedAdapter } from "./host.ts";
+import { openLocation } from "./open_location.ts";
 
 /** An adapter loaded into the shared model under a host-chosen key. */
 class DynamicAdapter implements HostedAdapter {
@@ -20,13 +19,6 @@ class DynamicAdapter implements HostedAdapter {
   release(): Promise<void> {
     return this.model.deleteAdapter(this.key);
   }
-}
-
-/** Opens the files of a location. Hub ids never fall back to a local folder of the same name. */
-async function open(location: AdapterLocation, options: HostLoadOptions): Promise<FileSource> {
-  if (location.kind === "local") return localSource(location.path);
-  const { hubSource } = await import("../hub/mod.ts");
-  return await hubSource(location.repo, { ...options.hub, revision: location.revision });
 }
 
 /** Options of {@linkcode dynamicHost}. */
@@ -62,7 +54,7 @@ export function dynamicHost(base: BaseModel, tokenizer: TokenizerLike, options: 
     tokenizer,
     load(location, loadOptions) {
       return loads.push(async () => {
-        const files = await open(location, loadOptions);
+        const files = await openLocation(location, loadOptions);
         const key = `adapter-${next++}`;
         const common = { onWarning: loadOptions.onWarning ?? (() => {}) };
         if (model) {

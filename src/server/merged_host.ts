@@ -9,9 +9,8 @@ import { type GenerateOptions, type GenerationConfig, stream, type TokenizerLike
 import type { BaseModel } from "../model/base_model.ts";
 import { fromPretrained } from "../model/from_pretrained.ts";
 import type { PeftModel } from "../model/peft_model.ts";
-import type { FileSource } from "../storage/file_source.ts";
-import { localSource } from "../storage/local.ts";
-import type { AdapterHost, AdapterLocation, HostedAdapter, HostLoadOptions } from "./host.ts";
+import type { AdapterHost, HostedAdapter } from "./host.ts";
+import { openLocation } from "./open_location.ts";
 
 /** An adapter merged into its own session. */
 class MergedAdapter implements HostedAdapter {
@@ -20,13 +19,6 @@ class MergedAdapter implements HostedAdapter {
   release(): Promise<void> {
     return this.model.release();
   }
-}
-
-/** Opens the files of a location. Hub ids never fall back to a local folder of the same name. */
-async function open(location: AdapterLocation, options: HostLoadOptions): Promise<FileSource> {
-  if (location.kind === "local") return localSource(location.path);
-  const { hubSource } = await import("../hub/mod.ts");
-  return await hubSource(location.repo, { ...options.hub, revision: location.revision });
 }
 
 /**
@@ -62,7 +54,7 @@ export function mergedHost(base: BaseModel, tokenizer: TokenizerLike, options: M
   return {
     tokenizer,
     async load(location, loadOptions) {
-      const files = await open(location, loadOptions);
+      const files = await openLocation(location, loadOptions);
       const model = await fromPretrained(base, files, {
         adapterName: loadOptions.name,
         mode: "merged",
