@@ -1,7 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { type AdapterMode, AdapterConfigError, fromPretrained, loadBaseModel, SafetensorsError, UnsupportedError, memorySource } from "../mod.ts";
+import { type AdapterMode, AdapterConfigError, AdapterMismatchError, fromPretrained, loadBaseModel, SafetensorsError, UnsupportedError, memorySource } from "../mod.ts";
 import { readFile } from "node:fs/promises";
+import { ort } from "../src/deps/ort.ts";
 import { parseSafetensors, serializeSafetensors } from "../src/safetensors/mod.ts";
 import { expected, fixture, maxAbsDiff, prefillAndStep } from "./support/fixtures.ts";
 
@@ -45,11 +46,10 @@ for (const mode of MODES) {
     }
     assert.ok(await distance(model, "llama-tiny-dora-qv") < ATOL);
 
-    model.setAdapter(["dora"]);
-    await model.deleteAdapter("dora"); // active: as in PEFT, the remaining active adapters stay (none here: the base)
-    assert.equal(model.activeAdapter, undefined);
-    assert.ok(await distance(model, "llama-tiny") < ATOL);
+    await assert.rejects(() => model.deleteAdapter("dora"), AdapterConfigError); // active
+    assert.deepEqual(model.listAdapters(), ["qv", "dora"]);
     model.setAdapter("qv");
+    await model.deleteAdapter("dora");
     assert.deepEqual(model.listAdapters(), ["qv"]);
     assert.throws(() => model.setAdapter("dora"), AdapterConfigError);
     await assert.rejects(() => model.deleteAdapter("nope"), AdapterConfigError);
@@ -187,5 +187,57 @@ test("dynamic: adapters that replace parameters are refused with advice to merge
   const merged = await fromPretrained(base, source, { mode: "merged" });
   assert.ok(await distance(merged, "gpt2-tiny-lora-c_attn") > 1e-3);
   await merged.release();
+  await base.release();
+});
+
+test("dynamic: switching adapters and disabling create no session; 50 concurrent runs over 3 adapters and the base", async () => {
+  const base = await loadBaseModel(fixture("llama-tiny"));
+  const model = await fromPretrained(base, fixture("llama-tiny-lora-qv"), { adapterName: "qv", prepareModules: "all-linear" });
+  await model.loadAdapter(fixture("llama-tiny-dora-qv"), "dora");
+  await model.loadAdapter(fixture("llama-tiny-lora-mlp-b"), "mlp");
+  // Count onnxruntime sessions created from here on.
+  const create = ort.InferenceSession.create;
+  let created = 0;
+  ort.InferenceSession.create = ((...args: Parameters<typeof create>) => {
+    created++;
+    return create.apply(ort.InferenceSession, args);
+  }) as typeof create;
+  try {
+    for (const [name, fixtureName] of [["dora", "llama-tiny-dora-qv"], ["qv", "llama-tiny-lora-qv"], ["mlp", "llama-tiny-lora-mlp-b"], ["qv", "llama-tiny-lora-qv"]]) {
+      model.setAdapter(name);
+      assert.ok(await distance(model, fixtureName) < ATOL, name);
+    }
+    {
+      using _off = model.disableAdapter();
+      assert.ok(await distance(model, "llama-tiny") < ATOL);
+    }
+    const cases: Array<[string | null, string]> = [
+      ["qv", "llama-tiny-lora-qv"],
+      ["dora", "llama-tiny-dora-qv"],
+      ["mlp", "llama-tiny-lora-mlp-b"],
+      [null, "llama-tiny"],
+    ];
+    const results = await Promise.all(Array.from({ length: 50 }, (_, i) => cases[i % 4]).map(([a, n]) => distance(withAdapter(model, a), n)));
+    assert.equal(results.filter((d) => d < ATOL).length, 50);
+    assert.equal(created, 0);
+  } finally {
+    ort.InferenceSession.create = create;
+  }
+  await model.release();
+  await base.release();
+});
+
+test("errors leave the model unchanged: unknown adapter, adapter for another base, name taken, active adapter", async () => {
+  const base = await loadBaseModel(fixture("llama-tiny"));
+  const model = await fromPretrained(base, fixture("llama-tiny-lora-qv"), { adapterName: "qv" });
+  await assert.rejects(() => model.run({}, { adapter: "nope" }), AdapterConfigError);
+  assert.throws(() => model.setAdapter("nope"), AdapterConfigError);
+  await assert.rejects(() => model.loadAdapter(fixture("gpt2-tiny-lora-c_attn"), "gpt2"), AdapterMismatchError);
+  await assert.rejects(() => model.loadAdapter(fixture("llama-tiny-lora-mlp-b"), "qv"), AdapterConfigError);
+  await assert.rejects(() => model.deleteAdapter("qv"), AdapterConfigError);
+  assert.deepEqual(model.listAdapters(), ["qv"]);
+  assert.equal(model.activeAdapter, "qv");
+  assert.ok(await distance(model, "llama-tiny-lora-qv") < ATOL);
+  await model.release();
   await base.release();
 });

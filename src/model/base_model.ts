@@ -8,7 +8,8 @@ import type { InferenceSession, Tensor } from "../deps/ort.ts";
 import type { ModelSession } from "./model_session.ts";
 import { OnnxModelError } from "../errors.ts";
 import { externalBytes, externalDataFiles } from "../onnx/external_data.ts";
-import { decodeModel } from "../onnx/model_file.ts";
+import { decodeModel, encodeModel } from "../onnx/model_file.ts";
+import { localFs } from "../runtime/fs.ts";
 import { elementCount, floatElementType, readFloatTensor } from "../onnx/tensor_data.ts";
 import { indexWeights, type WeightIndex } from "../onnx/weight_index.ts";
 import type { FileSource } from "../storage/file_source.ts";
@@ -105,6 +106,42 @@ export class BaseModel {
   /** Streams generated text in pieces that never split a character. */
   stream(prompt: Prompt, options?: GenerateOptions): AsyncGenerator<string, GenerationResult, undefined> {
     return streamText(this, this.text, prompt, options);
+  }
+
+  /**
+   * The model as ONNX bytes, with the external data files it refers to (by
+   * their location relative to the ONNX file). For a base returned by
+   * `mergeAndUnload`, the adapter is merged into these weights.
+   *
+   * @example
+   * ```ts
+   * import { loadBaseModel } from "./base_model.ts";
+   * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+   * const { model, externalData } = base.toOnnx();
+   * ```
+   */
+  toOnnx(): { model: Uint8Array; externalData: ReadonlyMap<string, Uint8Array> } {
+    return { model: encodeModel(this.onnx), externalData: this.externalData };
+  }
+
+  /**
+   * Writes the model to an ONNX file that onnxruntime loads (external data
+   * files, if any, next to it under their own names).
+   *
+   * @example
+   * ```ts
+   * import { loadBaseModel } from "./base_model.ts";
+   * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+   * await base.saveOnnx("/tmp/llama-tiny.onnx");
+   * ```
+   */
+  async saveOnnx(path: string): Promise<void> {
+    const fs = await localFs();
+    const { model, externalData } = this.toOnnx();
+    const folder = path.includes("/") ? path.slice(0, path.lastIndexOf("/") + 1) : "";
+    if (folder) await fs.mkdirp(folder);
+    for (const [location, bytes] of externalData) await fs.writeFile(folder + location, bytes);
+    await fs.writeFile(path, model);
   }
 
   /** A fresh float32 copy of an initializer's values (inline or external). */

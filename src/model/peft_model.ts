@@ -125,8 +125,8 @@ export class PeftModel {
     return Object.fromEntries([...this.#loaded()].map((a) => [a.name, a.config]));
   }
 
-  /** The first active adapter's name (PEFT's `active_adapter`); undefined once every active adapter was deleted. */
-  get activeAdapter(): string | undefined {
+  /** The first active adapter's name (PEFT's `active_adapter`). */
+  get activeAdapter(): string {
     return this.#active[0];
   }
 
@@ -244,13 +244,19 @@ export class PeftModel {
   }
 
   /**
-   * Removes an adapter (PEFT's `delete_adapter`). As in PEFT, deleting an
-   * active adapter leaves the remaining active ones (possibly none: the base).
+   * Removes an adapter (PEFT's `delete_adapter`). An active adapter cannot
+   * be deleted: activate another one first (`setAdapter`), so a model never
+   * silently falls back to the base.
    */
   deleteAdapter(name: string): Promise<void> {
     return this.#changes.push(async () => {
       if (!this.#registry.has(name)) {
         throw new AdapterConfigError(`no adapter named ${name}; loaded: ${this.listAdapters().join(", ")}`, { key: name });
+      }
+      if (this.#active.includes(name)) {
+        throw new AdapterConfigError(`adapter ${name} is active; call setAdapter with another adapter before deleting it`, {
+          key: name,
+        });
       }
       const registry = new Map(this.#registry);
       registry.delete(name);
@@ -262,7 +268,6 @@ export class PeftModel {
       const { engine, retired } = isLoaded ? this.#engine.remove(name) : { engine: this.#engine, retired: [] };
       this.#engine = engine;
       this.#registry = registry;
-      this.#active = this.#active.filter((a) => a !== name);
       await Promise.all(retired.map((s) => s.release()));
     });
   }

@@ -14,11 +14,7 @@ import { openLocation } from "./open_location.ts";
 
 /** An adapter loaded into the shared model under a host-chosen key. */
 class DynamicAdapter implements HostedAdapter {
-  constructor(readonly model: PeftModel, readonly key: string, readonly bytes: number) {}
-
-  release(): Promise<void> {
-    return this.model.deleteAdapter(this.key);
-  }
+  constructor(readonly model: PeftModel, readonly key: string, readonly bytes: number, readonly release: () => Promise<void>) {}
 }
 
 /** Options of {@linkcode dynamicHost}. */
@@ -50,6 +46,19 @@ export function dynamicHost(base: BaseModel, tokenizer: TokenizerLike, options: 
   let model: PeftModel | undefined;
   let next = 0;
   const loads = runQueue();
+  // Requests name their adapter on every run, so which one is "active" never matters; but the model
+  // refuses to delete its active adapter, so hand that role to another first. The last one frees the
+  // whole model; the next load builds a new one.
+  const unload = async (owner: PeftModel, key: string) => {
+    const others = owner.listAdapters().filter((name) => name !== key);
+    if (others.length === 0) {
+      if (model === owner) model = undefined;
+      await owner.release();
+      return;
+    }
+    if (owner.activeAdapter === key) owner.setAdapter(others[0]);
+    await owner.deleteAdapter(key);
+  };
   return {
     tokenizer,
     load(location, loadOptions) {
@@ -68,8 +77,9 @@ export function dynamicHost(base: BaseModel, tokenizer: TokenizerLike, options: 
           });
         }
         // float32 adapter tensors, plus their concatenated feed copies.
-        const parameters = model.adapterParameters(key);
-        return new DynamicAdapter(model, key, 2 * 4 * parameters);
+        const bytes = 2 * 4 * model.adapterParameters(key);
+        const owner = model;
+        return new DynamicAdapter(owner, key, bytes, () => loads.push(() => unload(owner, key)));
       });
     },
     stream(adapter, prompt, generateOptions: GenerateOptions) {
