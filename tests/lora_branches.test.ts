@@ -44,8 +44,8 @@ for (const baseName of ["llama-tiny", "gpt2-tiny"]) {
       assert.equal(branches.size, all.length);
       const feeds = adapterFeeds(branches, []);
       for (const branch of branches.values()) {
-        assert.deepEqual(feeds[branch.a].dims, [0, branch.inFeatures]);
-        assert.deepEqual(feeds[branch.b].dims, [branch.outFeatures, 0]);
+        assert.deepEqual(feeds[branch.a].dims, [branch.inFeatures, 0]);
+        assert.deepEqual(feeds[branch.b].dims, [0, branch.outFeatures]);
         if (branch.scale) assert.ok((feeds[branch.scale].data as Float32Array).every((v) => v === 1));
       }
       const r = await runner(model, base.config, feeds);
@@ -116,7 +116,7 @@ test("several active adapters sum their deltas, with weights per adapter (PEFT's
     // Ranks concatenate: the q_proj branch gets the sum of the adapters' ranks there.
     const q0 = branches.get("model.layers.0.self_attn.q_proj")!;
     const rank = set.flatMap((a) => a.plan.patches).reduce((n, p) => n + (p.kind === "lora" && p.module === q0.module ? p.rank : 0), 0);
-    assert.equal(feeds[q0.a].dims[0], rank);
+    assert.equal(feeds[q0.a].dims[1], rank);
     r.extra = feeds;
     const out = await prefillAndStep(r, e);
     const ref = await runner(mergedReference(base.model, base.weights, set), base.config);

@@ -168,22 +168,23 @@ export function adapterFeeds(branches: ReadonlyMap<string, LoraBranch>, active: 
     const parts = byModule.get(branch.module) ?? [];
     const { inFeatures: inF, outFeatures: outF } = branch;
     const rank = parts.reduce((r, { patch }) => r + patch.rank, 0);
-    const a = new Float32Array(rank * inF);
-    const b = new Float32Array(outF * rank);
+    // Transposed once here, per adapter set: A^T [in, rank] and (s·B)^T [rank, out].
+    const a = new Float32Array(inF * rank);
+    const b = new Float32Array(rank * outF);
     let offset = 0;
     for (const { patch, adapter } of parts) {
       const pa = adapter.tensor(patch.a);
       const pb = adapter.tensor(patch.b);
       const r = patch.rank;
       const factor = patch.scale * (adapter.weight ?? 1);
-      a.set(pa, offset * inF);
-      for (let o = 0; o < outF; o++) {
-        for (let k = 0; k < r; k++) b[o * rank + offset + k] = factor * pb[o * r + k];
+      for (let k = 0; k < r; k++) {
+        for (let i = 0; i < inF; i++) a[i * rank + offset + k] = pa[k * inF + i];
+        for (let o = 0; o < outF; o++) b[(offset + k) * outF + o] = factor * pb[o * r + k];
       }
       offset += r;
     }
-    feeds[branch.a] = new Tensor("float32", a, [rank, inF]);
-    feeds[branch.b] = new Tensor("float32", b, [outF, rank]);
+    feeds[branch.a] = new Tensor("float32", a, [inF, rank]);
+    feeds[branch.b] = new Tensor("float32", b, [rank, outF]);
     if (branch.scale) {
       const dora = parts.find(({ patch }) => patch.magnitude)?.adapter.doraScales?.get(branch.module);
       feeds[branch.scale] = new Tensor("float32", dora ?? new Float32Array(outF).fill(1), [outF]);
