@@ -20,9 +20,25 @@ step() { # step NAME COMMAND...: a check that counts as one test
   fi
 }
 
+# Debian packages the suite uses: Rust's wasm toolchain for the kernel's
+# reproducibility check, Mesa's software Vulkan driver for Deno's WebGPU path.
+# Installed when missing and possible (root with apt); otherwise the checks
+# that need them are skipped, and said so.
+packages=(rustc cargo libstd-rust-dev-wasm32 lld mesa-vulkan-drivers libvulkan1)
+missing=()
+for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
 step deno-check deno check mod.ts src/ tests/ examples/ bench/
 step deno-lint deno lint
-if [ -x wasm/build.sh ]; then step wasm-reproducible wasm/build.sh --check; fi
+if [ -x /usr/bin/cargo ] && command -v wasm-ld >/dev/null; then
+  step wasm-reproducible wasm/build.sh --check
+else
+  echo "skip wasm-reproducible: Debian's rustc/cargo/libstd-rust-dev-wasm32/lld are not installed"
+fi
 
 # Deno suite: "ok | 12 passed | 0 failed" (or "FAILED | ...").
 deno test -A --no-check tests/ 2>&1 | tee "$log/deno.out" | grep -E "^(ok|FAILED) \||\.\.\. FAILED|^error" || true
