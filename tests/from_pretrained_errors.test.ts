@@ -193,3 +193,25 @@ test("malformed ONNX base: OnnxModelError naming the file", async () => {
     return true;
   });
 });
+
+test('target_modules "all-linear" is expanded against the base; null target_modules skips the missing-keys check', async () => {
+  const { config, weights } = await qvFiles();
+  const base = await loadBaseModel(fixture("llama-tiny"));
+  const e = await expected(QV);
+  for (const target_modules of ["all-linear", null]) {
+    const warnings: string[] = [];
+    const model = await fromPretrained(base, adapterSource("variant", { ...config, target_modules }, weights), {
+      onWarning: (m) => warnings.push(m),
+    });
+    assert.ok(maxAbsDiff((await prefillAndStep(model, e)).logits, e.logits) < 1e-4);
+    if (target_modules === "all-linear") {
+      // The qv adapter covers only q/v: every other linear module is reported missing, lm_head is not.
+      assert.ok(warnings.some((w) => w.includes("missing") && w.includes("mlp.down_proj")));
+      assert.ok(!warnings.some((w) => w.includes("lm_head")));
+    } else {
+      assert.deepEqual(warnings, []);
+    }
+    await model.release();
+  }
+  await base.release();
+});

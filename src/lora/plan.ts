@@ -161,8 +161,21 @@ export function planAdapter(config: LoraConfig, layout: AdapterLayout, shapeOf: 
         `base modules: ${sample(weights.modules)}`,
     );
   }
-  const adapted = new Set(patches.map((p) => p.module));
-  const targeted = createTargetMatcher(config);
-  const missingModules = weights.modules.filter((m) => !adapted.has(m) && targeted(m));
-  return { patches, unmatchedKeys, missingModules };
+  return { patches, unmatchedKeys, missingModules: missing(config, weights, new Set(patches.map((p) => p.module))) };
+}
+
+/**
+ * Base modules the config targets that got no weights. Without explicit
+ * `target_modules` (PEFT then picks them per architecture) this cannot be
+ * known, and nothing is reported.
+ */
+function missing(config: LoraConfig, weights: WeightIndex, adapted: ReadonlySet<string>): string[] {
+  let targeted: (name: string) => boolean;
+  try {
+    targeted = createTargetMatcher(config);
+  } catch (error) {
+    if (error instanceof UnsupportedError) return [];
+    throw error;
+  }
+  return weights.modules.filter((m) => !adapted.has(m) && targeted(m));
 }

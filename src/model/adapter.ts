@@ -4,7 +4,7 @@
  * `fromPretrained` and `PeftModel.loadAdapter`; nothing here changes a model.
  * @module
  */
-import { type LoraConfig, parseLoraConfig } from "../config/mod.ts";
+import { expandAllLinear, type LoraConfig, parseLoraConfig } from "../config/mod.ts";
 import { AdapterConfigError, AdapterMismatchError, FileNotFoundError } from "../errors.ts";
 import { groupAdapterKeys } from "../lora/adapter_weights.ts";
 import { type AdapterPlan, planAdapter } from "../lora/plan.ts";
@@ -121,7 +121,9 @@ export async function readAdapter(
     (options.onWarning ?? console.warn)(message);
   };
   const source = await resolveSource(pathOrSource, options);
-  const config = await readConfig(source, options, warn);
+  // "all-linear" is expanded against this base, as PEFT expands it against the model.
+  const linear = weightsOfBase.modules.filter((m) => weightsOfBase.get(m)!.kind === "linear");
+  const config = expandAllLinear(await readConfig(source, options, warn), linear);
   const weights = await readWeights(source);
   const plan = planAdapter(config, groupAdapterKeys(weights.names()), (k) => weights.info(k).shape, weightsOfBase);
   if (plan.unmatchedKeys.length > 0) {
