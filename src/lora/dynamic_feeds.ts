@@ -13,6 +13,7 @@
 import { Tensor } from "../deps/ort.ts";
 import { OnnxModelError, UnsupportedError } from "../errors.ts";
 import type { LoraKernels } from "../kernels/kernels.ts";
+import { f32ToF16 } from "../safetensors/float16.ts";
 import type { LoraBranch } from "../onnx/lora_branches.ts";
 import type { WeightTarget } from "../onnx/weight_index.ts";
 import type { AdapterPlan, LoraPatch } from "./plan.ts";
@@ -183,11 +184,13 @@ export function adapterFeeds(branches: ReadonlyMap<string, LoraBranch>, active: 
       }
       offset += r;
     }
-    feeds[branch.a] = new Tensor("float32", a, [inF, rank]);
-    feeds[branch.b] = new Tensor("float32", b, [rank, outF]);
+    const tensor = (values: Float32Array, dims: number[]) =>
+      branch.elementType === "float16" ? new Tensor("float16", f32ToF16(values), dims) : new Tensor("float32", values, dims);
+    feeds[branch.a] = tensor(a, [inF, rank]);
+    feeds[branch.b] = tensor(b, [rank, outF]);
     if (branch.scale) {
       const dora = parts.find(({ patch }) => patch.magnitude)?.adapter.doraScales?.get(branch.module);
-      feeds[branch.scale] = new Tensor("float32", dora ?? new Float32Array(outF).fill(1), [outF]);
+      feeds[branch.scale] = tensor(dora ?? new Float32Array(outF).fill(1), [outF]);
     }
   }
   return feeds;

@@ -63,6 +63,21 @@ export interface LoraBranch {
   outFeatures: number;
   /** The symbolic dimension name of this branch's rank. */
   rankDim: string;
+  /** Element type of the branch inputs: the projection's own float type, so a float16 base stays float16. */
+  elementType: "float32" | "float16";
+}
+
+/** The float type a projection computes in: its weight's, or for quantized ones, their scales'. */
+function branchElementType(model: ModelProto, target: WeightTarget): "float32" | "float16" {
+  const name = target.quantized ? target.quantized.scales : target.initializer;
+  const tensor = model.graph!.initializer.find((t) => t.name === name);
+  if (tensor?.dataType === TensorProto_DataType.FLOAT16) return "float16";
+  if (tensor && tensor.dataType !== TensorProto_DataType.FLOAT) {
+    throw new UnsupportedError(`LoRA branches support float32 and float16 projections; ${name} has element type ${tensor.dataType}`, {
+      key: target.module,
+    });
+  }
+  return "float32";
 }
 
 /**
@@ -168,7 +183,6 @@ export function addLoraBranches(
   const after = new Map<number, NodeProto[]>();
   const inputs: ValueInfoProto[] = [];
   const branches = new Map<string, LoraBranch>();
-  const F = TensorProto_DataType.FLOAT;
 
   for (const module of wanted) {
     const target = weights.get(module);
@@ -186,6 +200,8 @@ export function addLoraBranches(
     const a = inputName(`${prefix}.A`, module);
     const b = inputName(`${prefix}.B`, module);
     const scale = isDora ? inputName(`${prefix}.scale`, module) : undefined;
+    const elementType = branchElementType(model, target);
+    const F = elementType === "float16" ? TensorProto_DataType.FLOAT16 : TensorProto_DataType.FLOAT;
     // Fed pre-transposed ([in, rank], [rank, out]) so a run does no Transpose of its own.
     inputs.push(tensorValueInfo(a, F, [target.inFeatures, rankDim]), tensorValueInfo(b, F, [rankDim, target.outFeatures]));
     if (scale) inputs.push(tensorValueInfo(scale, F, [target.outFeatures]));
@@ -231,6 +247,7 @@ export function addLoraBranches(
       inFeatures: target.inFeatures,
       outFeatures: target.outFeatures,
       rankDim,
+      elementType,
     });
   }
 
