@@ -173,6 +173,7 @@ test("addLoraBranches leaves its input untouched and names inputs lora.<module>.
     inFeatures: 64,
     outFeatures: 64,
     rankDim: `lora.${q}.rank`,
+    elementType: "float32",
   });
   assert.equal(branches.get("model.embed_tokens")!.kind, "embedding");
   assert.equal(branches.get("model.embed_tokens")!.inFeatures, 256);
