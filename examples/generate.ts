@@ -17,6 +17,7 @@
  * @module
  */
 import process from "node:process";
+import { parseArgs } from "node:util";
 import { type BaseModel, fromPretrained, type GenerateOptions, loadBaseModel, PeftEdgeError, type PeftModel } from "../mod.ts";
 
 const USAGE = `usage: generate.ts --base <path|id> [--adapter <path|id>] --prompt TEXT
@@ -44,67 +45,52 @@ function number(flag: string, value: string): number {
   return n;
 }
 
-/** Parses `--flag value` pairs (also `--flag=value`). */
-function parseArgs(argv: readonly string[]): Args {
-  const options: GenerateOptions = {};
-  const stop: string[] = [];
-  let base: string | undefined;
-  let adapter: string | undefined;
-  let prompt: string | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    let flag = argv[i];
-    let value: string | undefined;
-    if (flag === "--help" || flag === "-h") {
-      process.stdout.write(`${USAGE}\n`);
-      process.exit(0);
-    }
-    const eq = flag.indexOf("=");
-    if (flag.startsWith("--") && eq > 0) {
-      value = flag.slice(eq + 1);
-      flag = flag.slice(0, eq);
-    } else {
-      value = argv[++i];
-    }
-    if (value === undefined) usage(`${flag} needs a value`);
-    switch (flag) {
-      case "--base":
-        base = value;
-        break;
-      case "--adapter":
-        adapter = value;
-        break;
-      case "--prompt":
-        prompt = value;
-        break;
-      case "--max-new-tokens":
-        options.maxNewTokens = number(flag, value);
-        break;
-      case "--temperature":
-        options.temperature = number(flag, value);
-        break;
-      case "--seed":
-        options.seed = number(flag, value);
-        break;
-      case "--top-k":
-        options.topK = number(flag, value);
-        break;
-      case "--top-p":
-        options.topP = number(flag, value);
-        break;
-      case "--repetition-penalty":
-        options.repetitionPenalty = number(flag, value);
-        break;
-      case "--stop":
-        stop.push(value);
-        break;
-      default:
-        usage(`unknown option ${flag}`);
-    }
+/** Parses the command line with `node:util`'s parser; bad input exits 2 with the usage text. */
+function readArgs(argv: string[]): Args {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      options: {
+        help: { type: "boolean", short: "h" },
+        base: { type: "string" },
+        adapter: { type: "string" },
+        prompt: { type: "string" },
+        "max-new-tokens": { type: "string" },
+        temperature: { type: "string" },
+        seed: { type: "string" },
+        "top-k": { type: "string" },
+        "top-p": { type: "string" },
+        "repetition-penalty": { type: "string" },
+        stop: { type: "string", multiple: true },
+      },
+    }));
+  } catch (error) {
+    usage((error as Error).message);
   }
-  if (base === undefined) usage("--base is required");
-  if (prompt === undefined) usage("--prompt is required");
-  if (stop.length > 0) options.stop = stop;
-  return { base, adapter, prompt, options };
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  if (values.base === undefined) usage("--base is required");
+  if (values.prompt === undefined) usage("--prompt is required");
+  const numeric = (flag: keyof typeof values) => {
+    const value = values[flag] as string | undefined;
+    return value === undefined ? undefined : number(`--${flag}`, value);
+  };
+  const options: GenerateOptions = {
+    maxNewTokens: numeric("max-new-tokens"),
+    temperature: numeric("temperature"),
+    seed: numeric("seed"),
+    topK: numeric("top-k"),
+    topP: numeric("top-p"),
+    repetitionPenalty: numeric("repetition-penalty"),
+    stop: values.stop,
+  };
+  // Leave unset options out, so the model's generation_config.json defaults apply.
+  for (const key of Object.keys(options) as (keyof GenerateOptions)[]) if (options[key] === undefined) delete options[key];
+  return { base: values.base, adapter: values.adapter, prompt: values.prompt, options };
 }
 
 /** Writes a diagnostic line to stderr. */
@@ -113,7 +99,7 @@ function note(line: string): void {
 }
 
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+  const args = readArgs(process.argv.slice(2));
   let started = performance.now();
   const base = await loadBaseModel(args.base);
   note(`loaded base ${base.source.location} in ${(performance.now() - started).toFixed(0)} ms`);

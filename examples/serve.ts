@@ -23,6 +23,7 @@
  */
 import { readFile } from "node:fs/promises";
 import process from "node:process";
+import { parseArgs } from "node:util";
 import { loadBaseModel, PeftEdgeError } from "../mod.ts";
 import { isValidRepoId } from "../src/hub/repo_id.ts";
 import { type AdapterLocation, createAdapterPool, createApp } from "../src/server/mod.ts";
@@ -62,69 +63,60 @@ function integer(flag: string, value: string): number {
   return n;
 }
 
-/** Parses `--flag value` pairs (also `--flag=value`). */
-function parseArgs(argv: readonly string[]): Args {
-  const args: Args = { base: "", adapters: [], roots: [], port: 8000, host: "127.0.0.1", allowHub: true };
-  for (let i = 0; i < argv.length; i++) {
-    let flag = argv[i];
-    if (flag === "--help" || flag === "-h") {
-      process.stdout.write(`${USAGE}\n`);
-      process.exit(0);
-    }
-    if (flag === "--no-hub") {
-      args.allowHub = false;
-      continue;
-    }
-    let value: string | undefined;
-    const eq = flag.indexOf("=");
-    if (flag.startsWith("--") && eq > 0) {
-      value = flag.slice(eq + 1);
-      flag = flag.slice(0, eq);
-    } else {
-      value = argv[++i];
-    }
-    if (value === undefined) usage(`${flag} needs a value`);
-    switch (flag) {
-      case "--base":
-        args.base = value;
-        break;
-      case "--name":
-        args.name = value;
-        break;
-      case "--adapter": {
-        const at = value.indexOf("=");
-        if (at <= 0 || at === value.length - 1) usage(`--adapter needs NAME=<path|id>, got ${JSON.stringify(value)}`);
-        args.adapters.push([value.slice(0, at), value.slice(at + 1)]);
-        break;
-      }
-      case "--adapter-root":
-        args.roots.push(value);
-        break;
-      case "--port":
-        args.port = integer(flag, value);
-        if (args.port > 65535) usage(`--port must be at most 65535`);
-        break;
-      case "--host":
-        args.host = value;
-        break;
-      case "--max-adapters":
-        args.maxAdapters = integer(flag, value);
-        break;
-      case "--max-adapter-bytes":
-        args.maxBytes = integer(flag, value);
-        break;
-      case "--chat-template":
-        args.chatTemplate = value;
-        break;
-      case "--max-tokens":
-        args.maxTokens = integer(flag, value);
-        break;
-      default:
-        usage(`unknown option ${flag}`);
-    }
+/** Parses the command line with `node:util`'s parser; bad input exits 2 with the usage text. */
+function readArgs(argv: string[]): Args {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      options: {
+        help: { type: "boolean", short: "h" },
+        base: { type: "string" },
+        name: { type: "string" },
+        adapter: { type: "string", multiple: true },
+        "adapter-root": { type: "string", multiple: true },
+        port: { type: "string" },
+        host: { type: "string" },
+        "no-hub": { type: "boolean" },
+        "max-adapters": { type: "string" },
+        "max-adapter-bytes": { type: "string" },
+        "max-tokens": { type: "string" },
+        "chat-template": { type: "string" },
+      },
+    }));
+  } catch (error) {
+    usage((error as Error).message);
   }
-  if (!args.base) usage("--base is required");
-  return args;
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  if (!values.base) usage("--base is required");
+  const whole = (flag: "port" | "max-adapters" | "max-adapter-bytes" | "max-tokens") => {
+    const value = values[flag];
+    return value === undefined ? undefined : integer(`--${flag}`, value);
+  };
+  const adapters = (values.adapter ?? []).map((value): [string, string] => {
+    const at = value.indexOf("=");
+    if (at <= 0 || at === value.length - 1) usage(`--adapter needs NAME=<path|id>, got ${JSON.stringify(value)}`);
+    return [value.slice(0, at), value.slice(at + 1)];
+  });
+  const port = whole("port") ?? 8000;
+  if (port > 65535) usage("--port must be at most 65535");
+  return {
+    base: values.base,
+    name: values.name,
+    adapters,
+    roots: values["adapter-root"] ?? [],
+    port,
+    host: values.host ?? "127.0.0.1",
+    allowHub: !values["no-hub"],
+    maxAdapters: whole("max-adapters"),
+    maxBytes: whole("max-adapter-bytes"),
+    maxTokens: whole("max-tokens"),
+    chatTemplate: values["chat-template"],
+  };
 }
 
 /** Where a command-line adapter is: a local folder (the operator's, any path) or a Hub repo. */
@@ -153,7 +145,7 @@ function serve(fetch: (request: Request) => Response | Promise<Response>, hostna
 }
 
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+  const args = readArgs(process.argv.slice(2));
   const adminToken = process.env.PEFT_EDGE_ADMIN_TOKEN || undefined;
   const started = performance.now();
   const base = await loadBaseModel(args.base);
