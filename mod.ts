@@ -22,7 +22,13 @@
  * @module
  */
 export { Tensor } from "./src/deps/ort.ts";
-export { BaseModel, type Feeds, loadBaseModel, type LoadBaseModelOptions, type Outputs } from "./src/model/base_model.ts";
+export {
+  BaseModel,
+  type Feeds,
+  loadBaseModel,
+  type LoadBaseModelOptions,
+  type Outputs,
+} from "./src/model/base_model.ts";
 export { type AdapterMode, type MergeOptions, PeftModel, type PeftRunOptions } from "./src/model/peft_model.ts";
 export type { AdapterOptions } from "./src/model/adapter.ts";
 export type { Device, DeviceOption } from "./src/webgpu/device.ts";

@@ -37,8 +37,13 @@ const feeds = { input_ids: new Tensor("int64", new BigInt64Array([42n]), [1, 1])
 const logits = async (run: Promise<Record<string, Tensor>>) => (await run).logits.data as Float32Array;
 const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
 const viaMerged = await logits(merged.run(feeds));
-const [offBy, baseOffBy] = [maxDiff(await logits(dynamic.run(feeds, { adapter: "one" })), viaMerged), maxDiff(await logits(base.run(feeds)), viaMerged)];
-if (offBy > 1e-3 || baseOffBy < 1e-2) throw new Error(`adapter outputs look wrong: dynamic vs merged ${offBy}, base vs merged ${baseOffBy}`);
+const [offBy, baseOffBy] = [
+  maxDiff(await logits(dynamic.run(feeds, { adapter: "one" })), viaMerged),
+  maxDiff(await logits(base.run(feeds)), viaMerged),
+];
+if (offBy > 1e-3 || baseOffBy < 1e-2) {
+  throw new Error(`adapter outputs look wrong: dynamic vs merged ${offBy}, base vs merged ${baseOffBy}`);
+}
 // Untimed warm-up, so the first bench does not pay for the runtime's wasm tier-up alone.
 for (let i = 0; i < 40; i++) {
   await merged.run(feeds);

@@ -9,12 +9,7 @@
 // 2 * out * in * rank + out * in.
 import { loadKernels } from "../src/kernels/mod.ts";
 import type { LoraDims } from "../src/kernels/mod.ts";
-import {
-  create,
-  ModelProtoSchema,
-  TensorProto_DataType,
-  toBinary,
-} from "../src/deps/onnx_proto.ts";
+import { create, ModelProtoSchema, TensorProto_DataType, toBinary } from "../src/deps/onnx_proto.ts";
 import { ort, Tensor } from "../src/deps/ort.ts";
 
 const wasm = await loadKernels({ backend: "wasm-simd" });

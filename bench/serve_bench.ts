@@ -94,7 +94,9 @@ function row(name: string, r: WorkloadResult): string[] {
 /** Prints rows as a table with aligned columns. */
 function printTable(rows: string[][]): void {
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-  for (const r of rows) console.log(r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join("  "));
+  for (const r of rows) {
+    console.log(r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join("  "));
+  }
 }
 
 /** Sums the rounds of one workload: counts and seconds added, latencies pooled. */

@@ -26,7 +26,11 @@ import { createWebGpuKernels, probeWebGpu, WebGpuContext } from "../src/webgpu/m
 const demo = (path: string) => decodeURIComponent(new URL(`../examples/demo/${path}`, import.meta.url).pathname);
 const probe = await probeWebGpu();
 const devices = probe.adapter ? (["wasm", "webgpu"] as const) : (["wasm"] as const);
-console.log(`WebGPU adapter: ${probe.adapter ? `${probe.description} (fallback: ${probe.isFallbackAdapter})` : `none (${probe.description})`}`);
+console.log(
+  `WebGPU adapter: ${
+    probe.adapter ? `${probe.description} (fallback: ${probe.isFallbackAdapter})` : `none (${probe.description})`
+  }`,
+);
 
 /** Timed work per bench: what the summary reports. */
 const measured = new Map<string, { ms: number; count: number; unit: "tokens" | "flops"; work: number }>();
@@ -44,7 +48,10 @@ for (const device of devices) {
   const base = await loadBaseModel(demo("byte-llama"), { device });
   bases.push(base);
   const tokenizer = await loadTokenizer(base.source);
-  const variants: [string, CausalLm][] = [["base", base], ["adapter merged", await fromPretrained(base, demo("byte-llama-python-lora"))]];
+  const variants: [string, CausalLm][] = [["base", base], [
+    "adapter merged",
+    await fromPretrained(base, demo("byte-llama-python-lora")),
+  ]];
   for (const [variant, lm] of variants) {
     const name = `${device}: ${variant} decode 1 token`;
     let pieces: AsyncGenerator<string, unknown> | undefined;
@@ -100,7 +107,11 @@ globalThis.addEventListener("unload", () => {
   console.log("\nsummary (mean over every timed iteration, warmup included):");
   for (const [name, { ms, count, unit, work }] of measured) {
     const perSecond = (count * work) / (ms / 1000);
-    console.log(unit === "tokens" ? `  ${name}: ${perSecond.toFixed(1)} tokens/s` : `  ${name}: ${(perSecond / 1e9).toFixed(2)} GFLOP/s`);
+    console.log(
+      unit === "tokens"
+        ? `  ${name}: ${perSecond.toFixed(1)} tokens/s`
+        : `  ${name}: ${(perSecond / 1e9).toFixed(2)} GFLOP/s`,
+    );
   }
   gpu?.destroy();
 });

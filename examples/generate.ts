@@ -18,7 +18,14 @@
  */
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { type BaseModel, fromPretrained, type GenerateOptions, loadBaseModel, PeftEdgeError, type PeftModel } from "../mod.ts";
+import {
+  type BaseModel,
+  fromPretrained,
+  type GenerateOptions,
+  loadBaseModel,
+  PeftEdgeError,
+  type PeftModel,
+} from "../mod.ts";
 
 const USAGE = `usage: generate.ts --base <path|id> [--adapter <path|id>] --prompt TEXT
        [--max-new-tokens N] [--temperature T] [--seed S] [--top-k K] [--top-p P]
@@ -89,7 +96,9 @@ function readArgs(argv: string[]): Args {
     stop: values.stop,
   };
   // Leave unset options out, so the model's generation_config.json defaults apply.
-  for (const key of Object.keys(options) as (keyof GenerateOptions)[]) if (options[key] === undefined) delete options[key];
+  for (const key of Object.keys(options) as (keyof GenerateOptions)[]) {
+    if (options[key] === undefined) delete options[key];
+  }
   return { base: values.base, adapter: values.adapter, prompt: values.prompt, options };
 }
 

@@ -43,7 +43,9 @@ try {
   const model = await fromPretrained(base, args.adapter, { onWarning: (m) => process.stderr.write(`warning: ${m}\n`) });
   const merged = await model.mergeAndUnload({ safeMerge: args.safeMerge });
   await merged.saveOnnx(args.out);
-  process.stderr.write(`merged ${args.adapter} into ${args.base}: wrote ${args.out} in ${(performance.now() - started).toFixed(0)} ms\n`);
+  process.stderr.write(
+    `merged ${args.adapter} into ${args.base}: wrote ${args.out} in ${(performance.now() - started).toFixed(0)} ms\n`,
+  );
   await Promise.all([merged.release(), model.release(), base.release()]);
 } catch (error) {
   if (!(error instanceof PeftEdgeError)) throw error;

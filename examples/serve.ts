@@ -59,7 +59,9 @@ function usage(reason: string): never {
 /** A non-negative integer flag value. */
 function integer(flag: string, value: string): number {
   const n = Number(value);
-  if (value.trim() === "" || !Number.isSafeInteger(n) || n < 0) usage(`${flag} needs a whole number, got ${JSON.stringify(value)}`);
+  if (value.trim() === "" || !Number.isSafeInteger(n) || n < 0) {
+    usage(`${flag} needs a whole number, got ${JSON.stringify(value)}`);
+  }
   return n;
 }
 
@@ -127,7 +129,11 @@ async function locate(pathOrId: string): Promise<AdapterLocation> {
 }
 
 /** Serves with the runtime's own HTTP server and resolves to the URL it listens on. */
-function serve(fetch: (request: Request) => Response | Promise<Response>, hostname: string, port: number): Promise<string> {
+function serve(
+  fetch: (request: Request) => Response | Promise<Response>,
+  hostname: string,
+  port: number,
+): Promise<string> {
   const url = (host: string, p: number) => `http://${host.includes(":") ? `[${host}]` : host}:${p}`;
   const bun = (globalThis as {
     Bun?: { serve(o: { hostname: string; port: number; idleTimeout: number; fetch: typeof fetch }): { port: number } };
@@ -161,9 +167,22 @@ async function main(): Promise<void> {
     await pool.load(name, await locate(pathOrId));
     process.stderr.write(`loaded adapter ${name} from ${pathOrId}\n`);
   }
-  const app = createApp({ pool, adminToken, localRoots: args.roots, allowHub: args.allowHub, maxTokens: args.maxTokens });
+  const app = createApp({
+    pool,
+    adminToken,
+    localRoots: args.roots,
+    allowHub: args.allowHub,
+    maxTokens: args.maxTokens,
+  });
   const url = await serve(app.fetch, args.host, args.port);
-  process.stderr.write(`ready in ${((performance.now() - started) / 1000).toFixed(1)} s; models: ${[baseName, ...args.adapters.map(([n]) => n)].join(", ")}\n`);
+  process.stderr.write(
+    `ready in ${((performance.now() - started) / 1000).toFixed(1)} s; models: ${
+      [
+        baseName,
+        ...args.adapters.map(([n]) => n),
+      ].join(", ")
+    }\n`,
+  );
   if (!adminToken) process.stderr.write("PEFT_EDGE_ADMIN_TOKEN is not set: /v1/adapters is disabled\n");
   process.stdout.write(`listening on ${url}\n`);
 }

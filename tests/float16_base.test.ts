@@ -20,7 +20,9 @@ function values(n: number, seed: number): Float32Array {
 }
 const bytesOf = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 /** float16 tensor data as float32: onnxruntime gives a Float16Array where the runtime has one, else raw bits. */
-const f16Data = (data: unknown) => (data instanceof Uint16Array ? f16ToF32(data) : Float32Array.from(data as ArrayLike<number>));
+const f16Data = (
+  data: unknown,
+) => (data instanceof Uint16Array ? f16ToF32(data) : Float32Array.from(data as ArrayLike<number>));
 /** Rounds float32 values to what float16 can hold. */
 const asF16 = (v: Float32Array) => f16ToF32(f32ToF16(v));
 
@@ -38,7 +40,10 @@ function f16Model(): Uint8Array {
         makeNode("MatMul", ["x", "w1"], ["h"], "/model/layers.0/mlp/up_proj/MatMul"),
         makeNode("MatMul", ["h", "w2"], ["y"], "/model/layers.0/mlp/down_proj/MatMul"),
       ],
-      initializer: [rawTensor("w1", F16, [IN, MID], bytesOf(f32ToF16(w1))), rawTensor("w2", F16, [MID, OUT], bytesOf(f32ToF16(w2)))],
+      initializer: [
+        rawTensor("w1", F16, [IN, MID], bytesOf(f32ToF16(w1))),
+        rawTensor("w2", F16, [MID, OUT], bytesOf(f32ToF16(w2))),
+      ],
       input: [tensorValueInfo("x", F16, ["batch", IN])],
       output: [tensorValueInfo("y", F16, ["batch", OUT])],
     },
@@ -47,7 +52,9 @@ function f16Model(): Uint8Array {
 
 const a1 = values(R * IN, 3), b1 = values(MID * R, 4), a2 = values(R * MID, 5), b2 = values(OUT * R, 6);
 const adapter = memorySource("f16-adapter", {
-  "adapter_config.json": new TextEncoder().encode(JSON.stringify({ peft_type: "LORA", r: R, lora_alpha: ALPHA, target_modules: ["up_proj", "down_proj"] })),
+  "adapter_config.json": new TextEncoder().encode(
+    JSON.stringify({ peft_type: "LORA", r: R, lora_alpha: ALPHA, target_modules: ["up_proj", "down_proj"] }),
+  ),
   "adapter_model.safetensors": serializeSafetensors({
     "base_model.model.model.layers.0.mlp.up_proj.lora_A.weight": { dtype: "F32", shape: [R, IN], data: a1 },
     "base_model.model.model.layers.0.mlp.up_proj.lora_B.weight": { dtype: "F32", shape: [MID, R], data: b1 },
@@ -78,7 +85,9 @@ function reference(x: Float32Array, rows: number): Float64Array {
 }
 
 test("a float16 base takes a float32 adapter in both modes: branches in float16, merged weights written back as float16", async () => {
-  const base = await loadBaseModel(memorySource("f16-base", { "config.json": new TextEncoder().encode("{}"), "onnx/model.onnx": f16Model() }));
+  const base = await loadBaseModel(
+    memorySource("f16-base", { "config.json": new TextEncoder().encode("{}"), "onnx/model.onnx": f16Model() }),
+  );
   const x = asF16(values(3 * IN, 7));
   const feeds = { x: new Tensor("float16", f32ToF16(x), [3, IN]) };
   const want = reference(x, 3);

@@ -16,24 +16,29 @@ for (const base of ["llama-tiny", "gpt2-tiny"]) {
   });
 }
 
-for (const mode of ["dynamic", "merged"] as const) for (const [adapter, baseName] of ADAPTERS) {
-  test(`adapter ${adapter} gives its expected prefill and decode logits (${mode})`, async () => {
-    const base = await loadBaseModel(fixture(baseName));
-    const warnings: string[] = [];
-    const model = await fromPretrained(base, fixture(adapter), { mode, onWarning: (m) => warnings.push(m) });
-    assert.equal(model.mode, mode);
-    const e = await expected(adapter);
-    const out = await prefillAndStep(model, e);
-    assert.ok(maxAbsDiff(out.logits, e.logits) < ATOL, `prefill max diff ${maxAbsDiff(out.logits, e.logits)}`);
-    assert.ok(maxAbsDiff(out.nextLogits, e.nextLogits) < ATOL, `decode max diff ${maxAbsDiff(out.nextLogits, e.nextLogits)}`);
-    // The adapter really changes the output: the base's logits are far away.
-    const baseOut = await prefillAndStep(base, await expected(baseName));
-    assert.ok(maxAbsDiff(baseOut.logits, out.logits) > 0.1);
-    assert.deepEqual(warnings, []);
-    assert.equal(model.activeAdapter, "default");
-    await model.release();
-    await base.release();
-  });
+for (const mode of ["dynamic", "merged"] as const) {
+  for (const [adapter, baseName] of ADAPTERS) {
+    test(`adapter ${adapter} gives its expected prefill and decode logits (${mode})`, async () => {
+      const base = await loadBaseModel(fixture(baseName));
+      const warnings: string[] = [];
+      const model = await fromPretrained(base, fixture(adapter), { mode, onWarning: (m) => warnings.push(m) });
+      assert.equal(model.mode, mode);
+      const e = await expected(adapter);
+      const out = await prefillAndStep(model, e);
+      assert.ok(maxAbsDiff(out.logits, e.logits) < ATOL, `prefill max diff ${maxAbsDiff(out.logits, e.logits)}`);
+      assert.ok(
+        maxAbsDiff(out.nextLogits, e.nextLogits) < ATOL,
+        `decode max diff ${maxAbsDiff(out.nextLogits, e.nextLogits)}`,
+      );
+      // The adapter really changes the output: the base's logits are far away.
+      const baseOut = await prefillAndStep(base, await expected(baseName));
+      assert.ok(maxAbsDiff(baseOut.logits, out.logits) > 0.1);
+      assert.deepEqual(warnings, []);
+      assert.equal(model.activeAdapter, "default");
+      await model.release();
+      await base.release();
+    });
+  }
 }
 
 test("PeftModel.fromPretrained is the same loader and adapterName names the adapter", async () => {

@@ -27,10 +27,12 @@ async function qvFiles() {
 /** The qv adapter's tensors, editable. */
 function tensorsOf(bytes: Uint8Array): Record<string, TensorInput> {
   const st = parseSafetensors(bytes);
-  return Object.fromEntries(st.names().map((n) => {
-    const t = st.get(n);
-    return [n, { dtype: t.dtype, shape: t.shape, data: t.bytes.slice() }];
-  }));
+  return Object.fromEntries(
+    st.names().map((n) => {
+      const t = st.get(n);
+      return [n, { dtype: t.dtype, shape: t.shape, data: t.bytes.slice() }];
+    }),
+  );
 }
 
 function adapterSource(name: string, config: unknown, weights?: Uint8Array) {
@@ -40,7 +42,10 @@ function adapterSource(name: string, config: unknown, weights?: Uint8Array) {
 }
 
 /** Loads base + a good adapter, and checks both still give their expected outputs after `attempt` fails. */
-async function failsAndLeavesModelsIntact(attempt: (base: Awaited<ReturnType<typeof loadBaseModel>>) => Promise<unknown>, check: (e: unknown) => void) {
+async function failsAndLeavesModelsIntact(
+  attempt: (base: Awaited<ReturnType<typeof loadBaseModel>>) => Promise<unknown>,
+  check: (e: unknown) => void,
+) {
   const base = await loadBaseModel(fixture("llama-tiny"));
   const good = await fromPretrained(base, fixture(QV));
   await assert.rejects(() => attempt(base), (e) => {
@@ -138,7 +143,10 @@ test("missing files: no folder, no adapter_config.json, no weights, .bin only", 
     assert.match((e as Error).message, /pickle/);
     return true;
   });
-  await assert.rejects(() => loadBaseModel(memorySource("nomodel", { "config.json": encoder.encode("{}") })), FileNotFoundError);
+  await assert.rejects(
+    () => loadBaseModel(memorySource("nomodel", { "config.json": encoder.encode("{}") })),
+    FileNotFoundError,
+  );
   await base.release();
 });
 
@@ -152,9 +160,16 @@ test("non-LORA peft_type and invalid configs raise; isTrainable and unknown mode
     },
   );
   const base = await loadBaseModel(fixture("llama-tiny"));
-  await assert.rejects(() => fromPretrained(base, adapterSource("r0", { ...config, r: 0 }, weights)), AdapterConfigError);
   await assert.rejects(
-    () => fromPretrained(base, adapterSource("lp", { ...config, layers_pattern: "layers", layers_to_transform: null }, weights)),
+    () => fromPretrained(base, adapterSource("r0", { ...config, r: 0 }, weights)),
+    AdapterConfigError,
+  );
+  await assert.rejects(
+    () =>
+      fromPretrained(
+        base,
+        adapterSource("lp", { ...config, layers_pattern: "layers", layers_to_transform: null }, weights),
+      ),
     AdapterConfigError,
   );
   await assert.rejects(() => fromPretrained(base, fixture(QV), { isTrainable: true }), UnsupportedError);

@@ -124,7 +124,10 @@ test("rng: xoshiro128** seeded by splitmix32 is fixed per seed", () => {
     const x = u.uniform();
     assert.ok(x >= 0 && x < 1);
   }
-  assert.notDeepEqual(Array.from({ length: 3 }, createRng(1).nextUint32), Array.from({ length: 3 }, createRng(2).nextUint32));
+  assert.notDeepEqual(
+    Array.from({ length: 3 }, createRng(1).nextUint32),
+    Array.from({ length: 3 }, createRng(2).nextUint32),
+  );
 });
 const RNG_42 = [660444221, 3652823732, 77672526, 910233633, 2297337756];
 
@@ -178,11 +181,26 @@ test("sampling follows softmax(logits / temperature)", () => {
 
 test("top-k keeps the k most likely; top-p keeps the nucleus (transformers' rule)", () => {
   const logits = [Math.log(0.1), Math.log(0.5), Math.log(0.3), Math.log(0.1)];
-  assert.deepEqual(histogram(logits, { temperature: 1, topK: 2, topP: 1 }).map((f) => f > 0), [false, true, true, false]);
+  assert.deepEqual(histogram(logits, { temperature: 1, topK: 2, topP: 1 }).map((f) => f > 0), [
+    false,
+    true,
+    true,
+    false,
+  ]);
   // Sorted 0.5, 0.3, 0.1, 0.1: with top_p 0.6 the mass before 0.3 is 0.5 < 0.6 (kept), before the 0.1s 0.8 (dropped).
-  assert.deepEqual(histogram(logits, { temperature: 1, topK: 0, topP: 0.6 }).map((f) => f > 0), [false, true, true, false]);
+  assert.deepEqual(histogram(logits, { temperature: 1, topK: 0, topP: 0.6 }).map((f) => f > 0), [
+    false,
+    true,
+    true,
+    false,
+  ]);
   // With top_p 0.5 only the most likely token stays (transformers drops tokens whose tail mass is <= 1 - p).
-  assert.deepEqual(histogram(logits, { temperature: 1, topK: 0, topP: 0.5 }).map((f) => f > 0), [false, true, false, false]);
+  assert.deepEqual(histogram(logits, { temperature: 1, topK: 0, topP: 0.5 }).map((f) => f > 0), [
+    false,
+    true,
+    false,
+    false,
+  ]);
   const freq = histogram(logits, { temperature: 1, topK: 0, topP: 0.6 });
   assert.ok(Math.abs(freq[1] - 0.625) < 0.03, `renormalized: ${freq[1]}`);
 });
@@ -318,9 +336,17 @@ test("a model generation cannot drive is rejected with GenerationError", () => {
     { config: { vocab_size: 256 } },
   ];
   for (const v of variants) assert.throws(() => describeDecoder({ ...base, ...v }), GenerationError);
-  assert.deepEqual(describeDecoder({ ...base, config: { n_head: 4, n_embd: 64, n_positions: 128 } }).emptyPastDims, [1, 4, 0, 16]);
+  assert.deepEqual(describeDecoder({ ...base, config: { n_head: 4, n_embd: 64, n_positions: 128 } }).emptyPastDims, [
+    1,
+    4,
+    0,
+    16,
+  ]);
   assert.deepEqual(
-    describeDecoder({ ...base, config: { num_attention_heads: 8, num_key_value_heads: 2, head_dim: 32, hidden_size: 128 } })
+    describeDecoder({
+      ...base,
+      config: { num_attention_heads: 8, num_key_value_heads: 2, head_dim: 32, hidden_size: 128 },
+    })
       .emptyPastDims,
     [1, 2, 0, 32],
   );

@@ -59,7 +59,9 @@ async function hubFailure(promise: Promise<unknown>, repo: string, revision: str
   assert.ok(error instanceof FileNotFoundError);
   assert.equal(error.repo, repo);
   assert.equal(error.revision, revision);
-  for (const part of [repo, revision, file]) assert.ok(error.message.includes(part), `${part} not in: ${error.message}`);
+  for (const part of [repo, revision, file]) {
+    assert.ok(error.message.includes(part), `${part} not in: ${error.message}`);
+  }
   assert.ok(!error.message.includes(TOKEN) && !error.message.includes(APPROVED), "a token leaked into a message");
   return error;
 }
@@ -67,7 +69,10 @@ async function hubFailure(promise: Promise<unknown>, repo: string, revision: str
 /** Asserts the cache holds no partial download, no blob and no snapshot entry. */
 async function assertNothingCached(cacheDir: string) {
   const files = await listTree(cacheDir);
-  assert.deepEqual(files.filter((f) => f.includes("/blobs/") || f.includes("/snapshots/") || f.endsWith(".incomplete")), []);
+  assert.deepEqual(
+    files.filter((f) => f.includes("/blobs/") || f.includes("/snapshots/") || f.endsWith(".incomplete")),
+    [],
+  );
 }
 
 const REPO = "test/llama-tiny-lora-qv";
@@ -97,7 +102,10 @@ hubTest("a file read by repo id equals the fixture, cached in Python's layout", 
 
 hubTest("a repo id without an org works", async (hub, cacheDir) => {
   const src = await resolveSource("single-name", { hubUrl: hub.url, cacheDir });
-  assert.deepEqual(await src.read("adapter_config.json"), await fixtureBytes("gpt2-tiny-lora-c_attn/adapter_config.json"));
+  assert.deepEqual(
+    await src.read("adapter_config.json"),
+    await fixtureBytes("gpt2-tiny-lora-c_attn/adapter_config.json"),
+  );
   assert.ok((await listTree(cacheDir)).some((f) => f.startsWith("models--single-name/snapshots/")));
 });
 
@@ -119,28 +127,37 @@ hubTest("a second load with a pinned revision makes no request", async (hub, cac
   assert.deepEqual(second, first);
 });
 
-hubTest('revision "main" resolves to the commit the server reports, and follows it when it moves', async (hub, cacheDir) => {
-  const src = await hubSource(REPO, { hubUrl: hub.url, cacheDir });
-  assert.equal(await src.commit(), hub.commitOf(REPO));
-  await src.read("adapter_config.json");
+hubTest(
+  'revision "main" resolves to the commit the server reports, and follows it when it moves',
+  async (hub, cacheDir) => {
+    const src = await hubSource(REPO, { hubUrl: hub.url, cacheDir });
+    assert.equal(await src.commit(), hub.commitOf(REPO));
+    await src.read("adapter_config.json");
 
-  const moved = "1234567890abcdef1234567890abcdef12345678";
-  hub.setCommit(REPO, moved);
-  const again = await hubSource(REPO, { hubUrl: hub.url, cacheDir });
-  const before = hub.requests.length;
-  assert.deepEqual(await again.read("adapter_config.json"), await fixtureBytes("llama-tiny-lora-qv/adapter_config.json"));
-  assert.equal(await again.commit(), moved);
-  const repoDir = `${cacheDir}/models--test--llama-tiny-lora-qv`;
-  assert.equal(await readFile(`${repoDir}/refs/main`, "utf8"), moved);
-  assert.ok((await listTree(repoDir)).includes(`snapshots/${moved}/adapter_config.json`));
-  // Same content (same ETag): the blob is reused, no body is downloaded again.
-  assert.equal(hub.requests.slice(before).filter((r) => r.path.includes("/resolve/") && !r.range).length, 0);
-});
+    const moved = "1234567890abcdef1234567890abcdef12345678";
+    hub.setCommit(REPO, moved);
+    const again = await hubSource(REPO, { hubUrl: hub.url, cacheDir });
+    const before = hub.requests.length;
+    assert.deepEqual(
+      await again.read("adapter_config.json"),
+      await fixtureBytes("llama-tiny-lora-qv/adapter_config.json"),
+    );
+    assert.equal(await again.commit(), moved);
+    const repoDir = `${cacheDir}/models--test--llama-tiny-lora-qv`;
+    assert.equal(await readFile(`${repoDir}/refs/main`, "utf8"), moved);
+    assert.ok((await listTree(repoDir)).includes(`snapshots/${moved}/adapter_config.json`));
+    // Same content (same ETag): the blob is reused, no body is downloaded again.
+    assert.equal(hub.requests.slice(before).filter((r) => r.path.includes("/resolve/") && !r.range).length, 0);
+  },
+);
 
 hubTest("subfolder reads files from a folder inside the repo", async (hub, cacheDir) => {
   const src = await resolveSource("test/fixtures", { hubUrl: hub.url, cacheDir, subfolder: "llama-tiny-lora-qv" });
   assert.equal(src.location, "test/fixtures@main/llama-tiny-lora-qv");
-  assert.deepEqual(await src.read("adapter_model.safetensors"), await fixtureBytes("llama-tiny-lora-qv/adapter_model.safetensors"));
+  assert.deepEqual(
+    await src.read("adapter_model.safetensors"),
+    await fixtureBytes("llama-tiny-lora-qv/adapter_model.safetensors"),
+  );
   const base = await resolveSource("test/fixtures", { hubUrl: hub.url, cacheDir, subfolder: "llama-tiny/" });
   assert.deepEqual(await base.read("onnx/model.onnx"), await fixtureBytes("llama-tiny/onnx/model.onnx"));
   const commit = hub.commitOf("test/fixtures");
@@ -181,7 +198,10 @@ hubTest("401 without a token for a private repo; the token option or HF_TOKEN fi
   await assertNothingCached(cacheDir);
 
   const withOption = await hubSource("test/private", { hubUrl: hub.url, cacheDir, token: TOKEN });
-  assert.deepEqual(await withOption.read("adapter_config.json"), await fixtureBytes("llama-tiny-lora-qv/adapter_config.json"));
+  assert.deepEqual(
+    await withOption.read("adapter_config.json"),
+    await fixtureBytes("llama-tiny-lora-qv/adapter_config.json"),
+  );
   await withEnv({ HF_TOKEN: TOKEN }, async () => {
     const fromEnv = await hubSource("test/private", { hubUrl: hub.url, cacheDir });
     assert.ok((await fromEnv.read("adapter_model.safetensors")).length > 0);
@@ -196,17 +216,30 @@ hubTest("401 without a token for a private repo; the token option or HF_TOKEN fi
 
 hubTest("403 on a gated repo explains how to get access; an approved token works", async (hub, cacheDir) => {
   const notApproved = await hubSource("test/gated", { hubUrl: hub.url, cacheDir, token: TOKEN });
-  const error = await hubFailure(notApproved.read("adapter_model.safetensors"), "test/gated", "main", "adapter_model.safetensors");
+  const error = await hubFailure(
+    notApproved.read("adapter_model.safetensors"),
+    "test/gated",
+    "main",
+    "adapter_model.safetensors",
+  );
   assert.equal(error.status, 403);
   assert.equal(error.reason, "gated");
   assert.ok(error.message.includes(`${hub.url}/test/gated`));
   const anonymous = await hubSource("test/gated", { hubUrl: hub.url, cacheDir });
-  const e401 = await hubFailure(anonymous.read("adapter_model.safetensors"), "test/gated", "main", "adapter_model.safetensors");
+  const e401 = await hubFailure(
+    anonymous.read("adapter_model.safetensors"),
+    "test/gated",
+    "main",
+    "adapter_model.safetensors",
+  );
   assert.equal(e401.reason, "gated");
   await assertNothingCached(cacheDir);
 
   const approved = await hubSource("test/gated", { hubUrl: hub.url, cacheDir, token: APPROVED });
-  assert.deepEqual(await approved.read("adapter_model.safetensors"), await fixtureBytes("llama-tiny-lora-qv/adapter_model.safetensors"));
+  assert.deepEqual(
+    await approved.read("adapter_model.safetensors"),
+    await fixtureBytes("llama-tiny-lora-qv/adapter_model.safetensors"),
+  );
 });
 
 hubTest("5xx gives a server error and caches nothing; a retry after recovery succeeds", async (hub, cacheDir) => {
@@ -222,9 +255,14 @@ hubTest("5xx gives a server error and caches nothing; a retry after recovery suc
   hub.fail = { status: 500 };
   const late = await hubFailure(src.read("adapter_model.safetensors"), REPO, "main", "adapter_model.safetensors");
   assert.equal(late.status, 500);
-  assert.ok(!(await listTree(cacheDir)).some((f) => f.endsWith("adapter_model.safetensors") || f.endsWith(".incomplete")));
+  assert.ok(
+    !(await listTree(cacheDir)).some((f) => f.endsWith("adapter_model.safetensors") || f.endsWith(".incomplete")),
+  );
   hub.fail = undefined;
-  assert.deepEqual(await src.read("adapter_model.safetensors"), await fixtureBytes("llama-tiny-lora-qv/adapter_model.safetensors"));
+  assert.deepEqual(
+    await src.read("adapter_model.safetensors"),
+    await fixtureBytes("llama-tiny-lora-qv/adapter_model.safetensors"),
+  );
 });
 
 hubTest("connection refused names the endpoint; a retry after the server is back succeeds", async (hub, cacheDir) => {
@@ -247,7 +285,10 @@ hubTest("a truncated body is an error that leaves nothing in the cache; a retry 
   assert.match(error.message, /cut short/);
   await assertNothingCached(cacheDir);
   hub.fail = undefined;
-  assert.deepEqual(await src.read("adapter_model.safetensors"), await fixtureBytes("llama-tiny-lora-qv/adapter_model.safetensors"));
+  assert.deepEqual(
+    await src.read("adapter_model.safetensors"),
+    await fixtureBytes("llama-tiny-lora-qv/adapter_model.safetensors"),
+  );
   assert.deepEqual((await listTree(cacheDir)).filter((f) => f.endsWith(".incomplete")), []);
 });
 
@@ -299,11 +340,16 @@ hubTest("a Python-layout cache prepared by hand is found and used", async (hub, 
   await writeFile(`${repoDir}/refs/main`, commit);
 
   const offline = await resolveSource("py/adapter", { cacheDir, localFilesOnly: true });
-  for (const file of files) assert.deepEqual(await offline.read(file), await fixtureBytes(`llama-tiny-lora-qv/${file}`));
+  for (const file of files) {
+    assert.deepEqual(await offline.read(file), await fixtureBytes(`llama-tiny-lora-qv/${file}`));
+  }
 
   // A pinned commit needs no server at all (this one does not know the repo).
   const pinned = await resolveSource("py/adapter", { cacheDir, revision: commit, hubUrl: hub.url });
-  assert.deepEqual(await pinned.read("adapter_model.safetensors"), await fixtureBytes("llama-tiny-lora-qv/adapter_model.safetensors"));
+  assert.deepEqual(
+    await pinned.read("adapter_model.safetensors"),
+    await fixtureBytes("llama-tiny-lora-qv/adapter_model.safetensors"),
+  );
   assert.equal(hub.requests.length, 0);
 
   // Found through HF_HUB_CACHE, and through HF_HOME (<HF_HOME>/hub).
@@ -323,10 +369,15 @@ hubTest("HF_ENDPOINT, HF_TOKEN and HF_HOME are honoured; options win over them",
   await withTempDir(async (home) => {
     await withEnv({ HF_ENDPOINT: hub.url, HF_TOKEN: TOKEN, HF_HOME: home }, async () => {
       const src = await resolveSource("test/private");
-      assert.deepEqual(await src.read("adapter_config.json"), await fixtureBytes("llama-tiny-lora-qv/adapter_config.json"));
+      assert.deepEqual(
+        await src.read("adapter_config.json"),
+        await fixtureBytes("llama-tiny-lora-qv/adapter_config.json"),
+      );
       assert.ok(hub.requests.length > 0 && hub.requests.every((r) => r.token === TOKEN));
       const commit = hub.commitOf("test/private");
-      assert.ok((await listTree(`${home}/hub`)).includes(`models--test--private/snapshots/${commit}/adapter_config.json`));
+      assert.ok(
+        (await listTree(`${home}/hub`)).includes(`models--test--private/snapshots/${commit}/adapter_config.json`),
+      );
 
       // Explicit options override the environment.
       await withTempDir(async (other) => {
@@ -407,7 +458,9 @@ test("strings that are neither a folder nor a valid repo id get a clear error", 
     assert.ok(error instanceof FileNotFoundError, bad);
     assert.match(error.message, /neither an existing local folder nor a valid Hub repo id/);
   }
-  for (const good of ["gpt2", "org/name", "Org_1/name-2.v3", "x".repeat(96)]) assert.equal(isValidRepoId(good), true, good);
+  for (const good of ["gpt2", "org/name", "Org_1/name-2.v3", "x".repeat(96)]) {
+    assert.equal(isValidRepoId(good), true, good);
+  }
   // Paths that look local are never sent to the Hub.
   await assert.rejects(resolveSource("./no/such/folder"), FileNotFoundError);
 });
@@ -434,8 +487,19 @@ test("settings come from options, then HF_* variables, then Python's defaults", 
     await withEnv({ HOME: "/home/u", XDG_CACHE_HOME: "/x" }, () => {
       assert.equal(hubSettings({}).cacheDir, "/x/huggingface/hub");
     });
-    await withEnv({ HOME: "/home/u", HF_HOME: "~/hf", HF_ENDPOINT: "http://mirror.test/", HF_TOKEN: "hf_env", HF_HUB_OFFLINE: "YES" }, () => {
-      assert.deepEqual(hubSettings({}), { endpoint: "http://mirror.test", token: "hf_env", cacheDir: "/home/u/hf/hub", offline: true });
+    await withEnv({
+      HOME: "/home/u",
+      HF_HOME: "~/hf",
+      HF_ENDPOINT: "http://mirror.test/",
+      HF_TOKEN: "hf_env",
+      HF_HUB_OFFLINE: "YES",
+    }, () => {
+      assert.deepEqual(hubSettings({}), {
+        endpoint: "http://mirror.test",
+        token: "hf_env",
+        cacheDir: "/home/u/hf/hub",
+        offline: true,
+      });
       assert.deepEqual(hubSettings({ hubUrl: "http://other", token: "hf_opt", cacheDir: "/c" }), {
         endpoint: "http://other",
         token: "hf_opt",

@@ -30,8 +30,14 @@ test("an adapter and base loaded by repo id give the same logits as from disk", 
 
           // Loading again pinned to the commits makes no request at all.
           const before = hub.requests.length;
-          const pinnedBase = await loadBaseModel(`test/${baseName}`, { ...options, revision: hub.commitOf(`test/${baseName}`) });
-          const pinned = await fromPretrained(pinnedBase, `test/${adapter}`, { ...options, revision: hub.commitOf(`test/${adapter}`) });
+          const pinnedBase = await loadBaseModel(`test/${baseName}`, {
+            ...options,
+            revision: hub.commitOf(`test/${baseName}`),
+          });
+          const pinned = await fromPretrained(pinnedBase, `test/${adapter}`, {
+            ...options,
+            revision: hub.commitOf(`test/${adapter}`),
+          });
           assert.deepEqual((await prefillAndStep(pinned, e)).logits, fromDisk.logits);
           assert.equal(hub.requests.length, before);
 

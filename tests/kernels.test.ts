@@ -20,10 +20,7 @@ import {
   type WeightLayout,
 } from "../src/kernels/mod.ts";
 import { decodeBase64 } from "../src/kernels/base64.ts";
-import {
-  LORA_KERNEL_WASM_BASE64,
-  LORA_KERNEL_WASM_SHA256,
-} from "../src/kernels/lora_kernel_wasm.ts";
+import { LORA_KERNEL_WASM_BASE64, LORA_KERNEL_WASM_SHA256 } from "../src/kernels/lora_kernel_wasm.ts";
 
 /** A deliberately ill-typed argument, for the validation tests. */
 function bad<T>(value: unknown): T {
@@ -191,9 +188,7 @@ for (const kernels of BACKENDS) {
 
     test(`${name} scaleOutputs ${layout} equals the reference`, () => {
       for (const [n, c] of cases().entries()) {
-        const factors = randomArray(c.dims.outFeatures, 4000 + n).map((x) =>
-          2 * x
-        );
+        const factors = randomArray(c.dims.outFeatures, 4000 + n).map((x) => 2 * x);
         const expected = c.w.slice();
         scaleOutputsReference(expected, factors, c.dims, layout);
         const actual = c.w.slice();
@@ -206,9 +201,7 @@ for (const kernels of BACKENDS) {
   test(`${name} DoRA merge (merge, norms, rescale) equals the reference in both layouts`, () => {
     for (const layout of LAYOUTS) {
       for (const [n, c] of cases().entries()) {
-        const magnitude = randomArray(c.dims.outFeatures, 5000 + n).map((x) =>
-          1 + x / 2
-        );
+        const magnitude = randomArray(c.dims.outFeatures, 5000 + n).map((x) => 1 + x / 2);
         const dora = (k: {
           doraNorms: typeof doraNormsReference;
           mergeLora: typeof mergeLoraReference;
@@ -355,9 +348,7 @@ function assertSameBits(
   for (let i = 0; i < expected.length; i++) {
     if (actual[i] !== expected[i]) {
       assert.fail(
-        `${what}: element ${i} is 0x${actual[i].toString(16)}, reference 0x${
-          expected[i].toString(16)
-        }`,
+        `${what}: element ${i} is 0x${actual[i].toString(16)}, reference 0x${expected[i].toString(16)}`,
       );
     }
   }
@@ -527,9 +518,7 @@ function assertRejects(
 ): void {
   const before = arrays.map((x) => Array.from(x));
   assert.throws(fn, KernelError, what);
-  arrays.forEach((x, i) =>
-    assert.deepEqual(Array.from(x), before[i], `${what}: input changed`)
-  );
+  arrays.forEach((x, i) => assert.deepEqual(Array.from(x), before[i], `${what}: input changed`));
 }
 
 for (const kernels of BACKENDS) {

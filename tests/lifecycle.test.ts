@@ -1,6 +1,15 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { type AdapterMode, AdapterConfigError, AdapterMismatchError, fromPretrained, loadBaseModel, SafetensorsError, UnsupportedError, memorySource } from "../mod.ts";
+import {
+  AdapterConfigError,
+  AdapterMismatchError,
+  type AdapterMode,
+  fromPretrained,
+  loadBaseModel,
+  memorySource,
+  SafetensorsError,
+  UnsupportedError,
+} from "../mod.ts";
 import { readFile } from "node:fs/promises";
 import { ort } from "../src/deps/ort.ts";
 import { parseSafetensors, serializeSafetensors } from "../src/safetensors/mod.ts";
@@ -54,7 +63,10 @@ for (const mode of MODES) {
     assert.throws(() => model.setAdapter("dora"), AdapterConfigError);
     await assert.rejects(() => model.deleteAdapter("nope"), AdapterConfigError);
     // Concurrent loads both land (each builds on the engine the previous one committed).
-    await Promise.all([model.loadAdapter(fixture("llama-tiny-lora-mlp-b"), "mlp"), model.loadAdapter(fixture("llama-tiny-lora-embed"), "embed")]);
+    await Promise.all([
+      model.loadAdapter(fixture("llama-tiny-lora-mlp-b"), "mlp"),
+      model.loadAdapter(fixture("llama-tiny-lora-embed"), "embed"),
+    ]);
     assert.ok(await distance(withAdapter(model, "mlp"), "llama-tiny-lora-mlp-b") < ATOL);
     assert.ok(await distance(withAdapter(model, "embed"), "llama-tiny-lora-embed") < ATOL);
     assert.ok(await distance(model, "llama-tiny-lora-qv") < ATOL);
@@ -66,9 +78,14 @@ for (const mode of MODES) {
     const base = await loadBaseModel(fixture("llama-tiny"));
     const model = await fromPretrained(base, fixture("llama-tiny-lora-qv"), { mode, adapterName: "qv" });
     await model.loadAdapter(fixture("llama-tiny-lora-mlp-b"), "mlp");
-    const cases: Array<[string | null, string]> = [["qv", "llama-tiny-lora-qv"], ["mlp", "llama-tiny-lora-mlp-b"], [null, "llama-tiny"]];
+    const cases: Array<[string | null, string]> = [["qv", "llama-tiny-lora-qv"], ["mlp", "llama-tiny-lora-mlp-b"], [
+      null,
+      "llama-tiny",
+    ]];
     const results = await Promise.all(
-      Array.from({ length: 12 }, (_, i) => cases[i % 3]).map(([adapter, name]) => distance(withAdapter(model, adapter), name)),
+      Array.from({ length: 12 }, (_, i) => cases[i % 3]).map(([adapter, name]) =>
+        distance(withAdapter(model, adapter), name)
+      ),
     );
     for (const d of results) assert.ok(d < ATOL);
     await model.release();
@@ -171,9 +188,15 @@ test("dynamic: adapters that replace parameters are refused with advice to merge
     "adapter_model.safetensors": await readFile(`${fixture("gpt2-tiny-lora-c_attn")}/adapter_model.safetensors`),
   };
   const st = parseSafetensors(new Uint8Array(files["adapter_model.safetensors"]));
-  const tensors = Object.fromEntries(st.names().map((n) => [n, { dtype: st.get(n).dtype, shape: st.get(n).shape, data: st.get(n).bytes }]));
+  const tensors = Object.fromEntries(
+    st.names().map((n) => [n, { dtype: st.get(n).dtype, shape: st.get(n).shape, data: st.get(n).bytes }]),
+  );
   // bias: "all" saves the trained biases of the base.
-  tensors["base_model.model.transformer.h.0.attn.c_attn.bias"] = { dtype: "F32", shape: [192], data: new Uint8Array(192 * 4) };
+  tensors["base_model.model.transformer.h.0.attn.c_attn.bias"] = {
+    dtype: "F32",
+    shape: [192],
+    data: new Uint8Array(192 * 4),
+  };
   const source = memorySource("with-bias", {
     "adapter_config.json": new Uint8Array(files["adapter_config.json"]),
     "adapter_model.safetensors": serializeSafetensors(tensors),
@@ -192,7 +215,10 @@ test("dynamic: adapters that replace parameters are refused with advice to merge
 
 test("dynamic: switching adapters and disabling create no session; 50 concurrent runs over 3 adapters and the base", async () => {
   const base = await loadBaseModel(fixture("llama-tiny"));
-  const model = await fromPretrained(base, fixture("llama-tiny-lora-qv"), { adapterName: "qv", prepareModules: "all-linear" });
+  const model = await fromPretrained(base, fixture("llama-tiny-lora-qv"), {
+    adapterName: "qv",
+    prepareModules: "all-linear",
+  });
   await model.loadAdapter(fixture("llama-tiny-dora-qv"), "dora");
   await model.loadAdapter(fixture("llama-tiny-lora-mlp-b"), "mlp");
   // Count onnxruntime sessions created from here on.
@@ -203,7 +229,12 @@ test("dynamic: switching adapters and disabling create no session; 50 concurrent
     return create.apply(ort.InferenceSession, args);
   }) as typeof create;
   try {
-    for (const [name, fixtureName] of [["dora", "llama-tiny-dora-qv"], ["qv", "llama-tiny-lora-qv"], ["mlp", "llama-tiny-lora-mlp-b"], ["qv", "llama-tiny-lora-qv"]]) {
+    for (
+      const [name, fixtureName] of [["dora", "llama-tiny-dora-qv"], ["qv", "llama-tiny-lora-qv"], [
+        "mlp",
+        "llama-tiny-lora-mlp-b",
+      ], ["qv", "llama-tiny-lora-qv"]]
+    ) {
       model.setAdapter(name);
       assert.ok(await distance(model, fixtureName) < ATOL, name);
     }
@@ -217,7 +248,9 @@ test("dynamic: switching adapters and disabling create no session; 50 concurrent
       ["mlp", "llama-tiny-lora-mlp-b"],
       [null, "llama-tiny"],
     ];
-    const results = await Promise.all(Array.from({ length: 50 }, (_, i) => cases[i % 4]).map(([a, n]) => distance(withAdapter(model, a), n)));
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => cases[i % 4]).map(([a, n]) => distance(withAdapter(model, a), n)),
+    );
     assert.equal(results.filter((d) => d < ATOL).length, 50);
     assert.equal(created, 0);
   } finally {

@@ -24,7 +24,10 @@ for (const [name, baseName] of ADAPTERS) {
     const e = await expected(name);
     const out = await prefillAndStep(r, e);
     assert.ok(maxAbsDiff(out.logits, e.logits) < ATOL, `prefill max diff ${maxAbsDiff(out.logits, e.logits)}`);
-    assert.ok(maxAbsDiff(out.nextLogits, e.nextLogits) < ATOL, `decode max diff ${maxAbsDiff(out.nextLogits, e.nextLogits)}`);
+    assert.ok(
+      maxAbsDiff(out.nextLogits, e.nextLogits) < ATOL,
+      `decode max diff ${maxAbsDiff(out.nextLogits, e.nextLogits)}`,
+    );
     // The same session with every branch at rank 0 is the base again.
     r.extra = adapterFeeds(branches, []);
     const off = await prefillAndStep(r, await expected(baseName));
@@ -115,7 +118,10 @@ test("several active adapters sum their deltas, with weights per adapter (PEFT's
     const feeds = adapterFeeds(branches, set);
     // Ranks concatenate: the q_proj branch gets the sum of the adapters' ranks there.
     const q0 = branches.get("model.layers.0.self_attn.q_proj")!;
-    const rank = set.flatMap((a) => a.plan.patches).reduce((n, p) => n + (p.kind === "lora" && p.module === q0.module ? p.rank : 0), 0);
+    const rank = set.flatMap((a) => a.plan.patches).reduce(
+      (n, p) => n + (p.kind === "lora" && p.module === q0.module ? p.rank : 0),
+      0,
+    );
     assert.equal(feeds[q0.a].dims[1], rank);
     r.extra = feeds;
     const out = await prefillAndStep(r, e);
@@ -135,7 +141,8 @@ test("DoRA on a Gemm with bias: the bias is not scaled (matches the DoRA merge)"
   const base = await loadBase("gpt2-tiny");
   const adapter = await loadAdapter("gpt2-tiny-lora-c_attn", base.weights);
   // Give every c_attn patch a magnitude vector: DoRA on transformer.h.*.attn.c_attn (Gemm with C = bias).
-  const magnitude = (p: LoraPatch) => Float32Array.from({ length: p.target.outFeatures }, (_, o) => 0.5 + ((o * 37) % 11) / 10);
+  const magnitude = (p: LoraPatch) =>
+    Float32Array.from({ length: p.target.outFeatures }, (_, o) => 0.5 + ((o * 37) % 11) / 10);
   const patches = adapter.plan.patches.map((p) => p.kind === "lora" ? { ...p, magnitude: `${p.module}.magnitude` } : p);
   const plan: AdapterPlan = { ...adapter.plan, patches };
   const tensor = (key: string) => {
@@ -178,7 +185,13 @@ test("addLoraBranches leaves its input untouched and names inputs lora.<module>.
   assert.equal(branches.get("model.embed_tokens")!.kind, "embedding");
   assert.equal(branches.get("model.embed_tokens")!.inFeatures, 256);
   const names = model.graph!.input.map((i) => i.name);
-  assert.deepEqual(names.slice(-5), [`lora.${q}.A`, `lora.${q}.B`, `lora.${q}.scale`, "lora.model.embed_tokens.A", "lora.model.embed_tokens.B"]);
+  assert.deepEqual(names.slice(-5), [
+    `lora.${q}.A`,
+    `lora.${q}.B`,
+    `lora.${q}.scale`,
+    "lora.model.embed_tokens.A",
+    "lora.model.embed_tokens.B",
+  ]);
   // Initializers are shared, not copied.
   const original = base.model.graph!.initializer;
   assert.ok(model.graph!.initializer.every((t, i) => t === original[i]));
@@ -189,7 +202,10 @@ test("branch errors: unknown module, branching twice, DoRA on an embedding", asy
   const base = await loadBase("llama-tiny");
   assert.throws(() => addLoraBranches(base.model, base.weights, ["model.nope"]), OnnxModelError);
   const once = addLoraBranches(base.model, base.weights, ["model.layers.0.self_attn.q_proj"]).model;
-  assert.throws(() => addLoraBranches(once, base.weights, ["model.layers.0.self_attn.q_proj"]), /already has a tensor named/);
+  assert.throws(
+    () => addLoraBranches(once, base.weights, ["model.layers.0.self_attn.q_proj"]),
+    /already has a tensor named/,
+  );
   assert.throws(
     () => addLoraBranches(base.model, base.weights, ["model.embed_tokens"], { dora: ["model.embed_tokens"] }),
     UnsupportedError,

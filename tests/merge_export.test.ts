@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { fromPretrained, loadBaseModel, memorySource } from "../mod.ts";
 import { ort } from "../src/deps/ort.ts";
 import { expected, fixture, maxAbsDiff, prefillAndStep } from "./support/fixtures.ts";
-import { fixtureModel, toExternalData, encodeModel } from "./support/onnx_variants.ts";
+import { encodeModel, fixtureModel, toExternalData } from "./support/onnx_variants.ts";
 
 const repo = fileURLToPath(new URL("..", import.meta.url));
 const deno = join(repo, "node_modules/.bin/deno");
@@ -27,7 +27,13 @@ test("saveOnnx of a merged base writes a model onnxruntime loads, reproducing th
   try {
     const { model, data } = toExternalData(await fixtureModel("llama-tiny"), "model.onnx_data");
     const config = new Uint8Array(await readFile(`${fixture("llama-tiny")}/config.json`));
-    const base = await loadBaseModel(memorySource("ext", { "config.json": config, "onnx/model.onnx": encodeModel(model), "onnx/model.onnx_data": data }));
+    const base = await loadBaseModel(
+      memorySource("ext", {
+        "config.json": config,
+        "onnx/model.onnx": encodeModel(model),
+        "onnx/model.onnx_data": data,
+      }),
+    );
     const peft = await fromPretrained(base, fixture("llama-tiny-dora-qv"));
     const merged = await peft.mergeAndUnload();
     await merged.saveOnnx(join(dir, "model.onnx"));
@@ -58,10 +64,19 @@ test("examples/merge.ts writes a merged model that reproduces the adapter's outp
   try {
     const run = (args: string[]) =>
       new Promise<{ code: number; stderr: string }>((resolve) => {
-        execFile(deno, ["run", "-A", "--no-check", join(repo, "examples/merge.ts"), ...args], { env: { ...process.env, NO_COLOR: "1" } }, (err, _out, stderr) =>
-          resolve({ code: err ? (err as { code?: number }).code ?? 1 : 0, stderr }));
+        execFile(deno, ["run", "-A", "--no-check", join(repo, "examples/merge.ts"), ...args], {
+          env: { ...process.env, NO_COLOR: "1" },
+        }, (err, _out, stderr) => resolve({ code: err ? (err as { code?: number }).code ?? 1 : 0, stderr }));
       });
-    const ok = await run(["--base", fixture("gpt2-tiny"), "--adapter", fixture("gpt2-tiny-lora-c_attn"), "--out", join(dir, "m.onnx"), "--safe-merge"]);
+    const ok = await run([
+      "--base",
+      fixture("gpt2-tiny"),
+      "--adapter",
+      fixture("gpt2-tiny-lora-c_attn"),
+      "--out",
+      join(dir, "m.onnx"),
+      "--safe-merge",
+    ]);
     assert.equal(ok.code, 0, ok.stderr);
     const merged = await loadWritten(dir, "m.onnx", "gpt2-tiny");
     const e = await expected("gpt2-tiny-lora-c_attn");
@@ -70,7 +85,14 @@ test("examples/merge.ts writes a merged model that reproduces the adapter's outp
     assert.ok(maxAbsDiff(out.nextLogits, e.nextLogits) < 1e-4);
     await merged.release();
     assert.equal((await run(["--base", fixture("gpt2-tiny")])).code, 2);
-    const wrong = await run(["--base", fixture("gpt2-tiny"), "--adapter", fixture("llama-tiny-lora-qv"), "--out", join(dir, "x.onnx")]);
+    const wrong = await run([
+      "--base",
+      fixture("gpt2-tiny"),
+      "--adapter",
+      fixture("llama-tiny-lora-qv"),
+      "--out",
+      join(dir, "x.onnx"),
+    ]);
     assert.equal(wrong.code, 1);
     assert.match(wrong.stderr, /AdapterMismatchError/);
   } finally {

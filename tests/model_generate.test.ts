@@ -12,7 +12,9 @@ test("model.generate and model.stream reproduce the demo's reference generations
   const model = await fromPretrained(base, demo("byte-llama-python-lora"));
   for (const prompt of ["def ", "The "]) {
     for (const [variant, lm] of [["base", base], ["adapter", model]] as const) {
-      const ref = reference.generations.find((g: { prompt: string; variant: string }) => g.prompt === prompt && g.variant === variant);
+      const ref = reference.generations.find((g: { prompt: string; variant: string }) =>
+        g.prompt === prompt && g.variant === variant
+      );
       const result = await lm.generate(prompt, { maxNewTokens: 120, temperature: 0 });
       assert.deepEqual(result.tokenIds, ref.generated_ids, `${variant} ${JSON.stringify(prompt)}`);
       let streamed = "";

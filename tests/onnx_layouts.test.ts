@@ -30,7 +30,9 @@ test("[out, in] weights with parameter names behind a Transpose (generic node na
   assert.equal(q.layout, "out_in");
   assert.equal(q.initializer, "model.layers.0.self_attn.q_proj.weight");
   const base = await baseFrom("llama-tiny", { "onnx/model.onnx": encodeModel(variant) });
-  for (const adapter of ["llama-tiny-lora-qv", "llama-tiny-dora-qv", "llama-tiny-lora-all-rslora-f16"]) await checkAdapter(base, adapter);
+  for (const adapter of ["llama-tiny-lora-qv", "llama-tiny-dora-qv", "llama-tiny-lora-all-rslora-f16"]) {
+    await checkAdapter(base, adapter);
+  }
   await base.release();
 });
 

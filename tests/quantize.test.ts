@@ -87,9 +87,23 @@ test("quantize/dequantize round trips stay within half a step, in both layouts",
     }
   }
   // Reading other bit widths and the default zero point 2^(bits-1).
-  const eight = dequantizeNBits({ k: 16, n: 1, bits: 8, blockSize: 16, packed: new Uint8Array(16).fill(130), scales: new Float32Array([0.5]) }, "in_out");
+  const eight = dequantizeNBits({
+    k: 16,
+    n: 1,
+    bits: 8,
+    blockSize: 16,
+    packed: new Uint8Array(16).fill(130),
+    scales: new Float32Array([0.5]),
+  }, "in_out");
   assert.ok(eight.every((v) => v === 1));
-  const two = dequantizeNBits({ k: 16, n: 1, bits: 2, blockSize: 16, packed: new Uint8Array(4).fill(0b11100100), scales: new Float32Array([1]) }, "in_out");
+  const two = dequantizeNBits({
+    k: 16,
+    n: 1,
+    bits: 2,
+    blockSize: 16,
+    packed: new Uint8Array(4).fill(0b11100100),
+    scales: new Float32Array([1]),
+  }, "in_out");
   assert.deepEqual([...two.slice(0, 4)], [-2, -1, 0, 1]);
   assert.throws(() => quantizeQ4(w, k, n, 24, "in_out"), RangeError);
 });
@@ -167,7 +181,10 @@ for (const baseName of ["llama-tiny", "gpt2-tiny"]) {
         const want = await prefillAndStep(ref, e);
         const tol = format === "q4" ? Q4_ATOL : Q8_FLOAT_ATOL;
         assert.ok(maxAbsDiff(out.logits, want.logits) < tol, `prefill max diff ${maxAbsDiff(out.logits, want.logits)}`);
-        assert.ok(maxAbsDiff(out.nextLogits, want.nextLogits) < tol, `decode max diff ${maxAbsDiff(out.nextLogits, want.nextLogits)}`);
+        assert.ok(
+          maxAbsDiff(out.nextLogits, want.nextLogits) < tol,
+          `decode max diff ${maxAbsDiff(out.nextLogits, want.nextLogits)}`,
+        );
         // The adapter moves the quantized model's logits far more than the tolerance.
         r.extra = adapterFeeds(branches, []);
         const off = await prefillAndStep(r, e);
@@ -178,7 +195,10 @@ for (const baseName of ["llama-tiny", "gpt2-tiny"]) {
           const sim = simulateDynamicQuantization(addLoraBranches(q.dequantized, di, modules, { dora }).model, di);
           const rs = await runner(sim, base.config, feeds);
           const exact = await prefillAndStep(rs, e);
-          assert.ok(maxAbsDiff(out.logits, exact.logits) < Q4_ATOL, `q8 vs QDQ float ${maxAbsDiff(out.logits, exact.logits)}`);
+          assert.ok(
+            maxAbsDiff(out.logits, exact.logits) < Q4_ATOL,
+            `q8 vs QDQ float ${maxAbsDiff(out.logits, exact.logits)}`,
+          );
           assert.ok(maxAbsDiff(out.nextLogits, exact.nextLogits) < Q4_ATOL);
           await rs.session.release();
         }
@@ -196,7 +216,9 @@ test("quantizeModel: Gemm left in float with gemm: false; bad formats and float1
   assert.equal(qi.get("transformer.h.0.attn.c_attn")!.quantized, undefined);
   assert.throws(() => quantizeModel(base.model, { format: "q3" as "q4" }), UnsupportedError);
   const graph = base.model.graph!;
-  const f16 = graph.initializer.map((t) => t.name === "onnx::MatMul_488" ? edited(TensorProtoSchema, t, { dataType: 10 }) : t);
+  const f16 = graph.initializer.map((t) =>
+    t.name === "onnx::MatMul_488" ? edited(TensorProtoSchema, t, { dataType: 10 }) : t
+  );
   const model = edited(ModelProtoSchema, base.model, { graph: edited(GraphProtoSchema, graph, { initializer: f16 }) });
   assert.throws(() => quantizeModel(model, { format: "q8" }), /not float32/);
 });
@@ -216,7 +238,9 @@ function transpose(w: Float32Array, t: { inFeatures: number; outFeatures: number
  */
 function simulateDynamicQuantization(model: ModelProto, weights: ReturnType<typeof indexWeights>): ModelProto {
   const graph = model.graph!;
-  const projections = new Set(weights.modules.filter((m) => weights.get(m)!.kind === "linear").map((m) => weights.get(m)!.nodeName));
+  const projections = new Set(
+    weights.modules.filter((m) => weights.get(m)!.kind === "linear").map((m) => weights.get(m)!.nodeName),
+  );
   const fresh = nameAllocator(usedNames(graph));
   const rounded = new Map<string, string>();
   const node: NodeProto[] = [];
@@ -230,7 +254,10 @@ function simulateDynamicQuantization(model: ModelProto, weights: ReturnType<type
     if (!xr) {
       const [q, s, z] = [fresh(`${x}_q`), fresh(`${x}_s`), fresh(`${x}_z`)];
       xr = fresh(`${x}_qdq`);
-      node.push(makeNode("DynamicQuantizeLinear", [x], [q, s, z], `${x}_sim_q`), makeNode("DequantizeLinear", [q, s, z], [xr], `${x}_sim_dq`));
+      node.push(
+        makeNode("DynamicQuantizeLinear", [x], [q, s, z], `${x}_sim_q`),
+        makeNode("DequantizeLinear", [q, s, z], [xr], `${x}_sim_dq`),
+      );
       rounded.set(x, xr);
     }
     node.push(edited(NodeProtoSchema, n, { input: [xr, ...n.input.slice(1)] }));

@@ -39,7 +39,10 @@ for (const c of CASES) {
     assert.ok(maxAbsDiff(got.logits, (await prefillAndStep(quantized, e)).logits) > 0.5);
 
     // Merging into quantized weights is refused clearly, in both places it could happen.
-    await assert.rejects(() => model.mergeAndUnload(), (err) => err instanceof UnsupportedError && /quantized/.test((err as Error).message));
+    await assert.rejects(
+      () => model.mergeAndUnload(),
+      (err) => err instanceof UnsupportedError && /quantized/.test((err as Error).message),
+    );
     await assert.rejects(() => fromPretrained(quantized, fixture(c.adapter), { mode: "merged" }), UnsupportedError);
     for (const m of [model, merged]) await m.release();
     for (const b of [quantized, reference]) await b.release();

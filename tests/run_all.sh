@@ -34,6 +34,7 @@ fi
 
 step deno-check deno check mod.ts src/ tests/ examples/ bench/
 step deno-lint deno lint
+step deno-fmt deno fmt --check
 if [ -x /usr/bin/cargo ] && command -v wasm-ld >/dev/null; then
   step wasm-reproducible wasm/build.sh --check
 else

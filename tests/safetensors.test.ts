@@ -213,8 +213,7 @@ test("parseSafetensorsHeader needs only the header bytes, and says when it has f
   );
   assert.deepEqual([...header.tensors.keys()], ["a", "b"]);
   expectError(
-    () =>
-      parseSafetensorsHeader(bytes.slice(0, headerEnd - 1), bytes.length, FILE),
+    () => parseSafetensorsHeader(bytes.slice(0, headerEnd - 1), bytes.length, FILE),
     new RegExp(
       `only ${headerEnd - 1} bytes given but the header needs ${headerEnd}`,
     ),
@@ -485,8 +484,7 @@ test("rejects duplicate tensor names (JSON.parse would keep the last)", () => {
 });
 
 test("rejects duplicate fields inside an entry and duplicate metadata keys", () => {
-  const dupField =
-    '{"a":{"dtype":"U8","dtype":"U8","shape":[1],"data_offsets":[0,1]}}';
+  const dupField = '{"a":{"dtype":"U8","dtype":"U8","shape":[1],"data_offsets":[0,1]}}';
   expectError(
     () => parse(rawFile(dupField, 1)),
     /key "dtype" appears more than once/,

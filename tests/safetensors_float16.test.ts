@@ -255,11 +255,7 @@ test("F8: E5M2 is the top byte of F16; E4M3 (FN) by formula, 0x7f/0xff NaN", () 
     const sign = b & 0x80 ? -1 : 1;
     const e = (b >> 3) & 0xf;
     const m = b & 7;
-    const want = (b & 0x7f) === 0x7f
-      ? NaN
-      : e === 0
-      ? sign * 2 ** -6 * (m / 8)
-      : sign * 2 ** (e - 7) * (1 + m / 8);
+    const want = (b & 0x7f) === 0x7f ? NaN : e === 0 ? sign * 2 ** -6 * (m / 8) : sign * 2 ** (e - 7) * (1 + m / 8);
     assert.ok(Object.is(f8E4M3ToF32(b), want), `E4M3 0x${b.toString(16)}`);
   }
   assert.equal(f8E4M3ToF32(0x7e), 448);

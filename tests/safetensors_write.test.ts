@@ -55,8 +55,7 @@ test("writes the reference layout byte for byte (64-byte header, no padding)", (
   const out = serializeSafetensors({
     "attn.0": { dtype: "F32", shape: [1, 2, 3], data: f32 },
   });
-  const json =
-    '{"attn.0":{"dtype":"F32","shape":[1,2,3],"data_offsets":[0,24]}}';
+  const json = '{"attn.0":{"dtype":"F32","shape":[1,2,3],"data_offsets":[0,24]}}';
   assert.equal(json.length, 64);
   assert.deepEqual(out, expectedFile(json, f32Bytes));
 });
@@ -65,8 +64,7 @@ test("pads the header with spaces to a multiple of 8", () => {
   const out = serializeSafetensors({
     attn0: { dtype: "F32", shape: [1, 1, 2, 3], data: f32 },
   });
-  const json =
-    '{"attn0":{"dtype":"F32","shape":[1,1,2,3],"data_offsets":[0,24]}}';
+  const json = '{"attn0":{"dtype":"F32","shape":[1,1,2,3],"data_offsets":[0,24]}}';
   assert.equal(json.length, 65);
   assert.deepEqual(out, expectedFile(json + " ".repeat(7), f32Bytes));
   assert.deepEqual(

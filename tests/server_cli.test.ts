@@ -20,16 +20,20 @@ function command(args: string[]): string[] {
 
 test("serve.ts prints its URL and serves the base and the adapters it was given", LONG, async () => {
   const token = "cli-admin-token-0123456789";
-  const child = spawn(process.execPath, command([
-    "--base",
-    "examples/demo/byte-llama",
-    "--adapter",
-    "python=examples/demo/byte-llama-python-lora",
-    "--port",
-    "0",
-    "--host",
-    "127.0.0.1",
-  ]), { env: { ...process.env, PEFT_EDGE_ADMIN_TOKEN: token, NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(
+    process.execPath,
+    command([
+      "--base",
+      "examples/demo/byte-llama",
+      "--adapter",
+      "python=examples/demo/byte-llama-python-lora",
+      "--port",
+      "0",
+      "--host",
+      "127.0.0.1",
+    ]),
+    { env: { ...process.env, PEFT_EDGE_ADMIN_TOKEN: token, NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] },
+  );
   let stderr = "";
   child.stderr!.on("data", (chunk) => (stderr += chunk));
   try {

@@ -38,7 +38,12 @@ function withLimits(fn: (service: Service) => Promise<void>, pool = {}): Promise
 async function snapshot(service: Service) {
   const adapters = await call(service.url, "GET", "/v1/adapters", { token: ADMIN });
   const models = await call(service.url, "GET", "/v1/models");
-  return { adapters: adapters.body, models: models.body, loads: service.host.loads.length, usage: service.pool.usage() };
+  return {
+    adapters: adapters.body,
+    models: models.body,
+    loads: service.host.loads.length,
+    usage: service.pool.usage(),
+  };
 }
 
 /** Asserts the reply is a JSON error with this status (and type, when given). */
@@ -51,7 +56,14 @@ function assertError(reply: JsonReply, status: number, type?: string, what = "")
   if (type) assert.equal(reply.body.error.type, type, what);
 }
 
-type Case = [what: string, method: string, path: string, options: Parameters<typeof call>[3], status: number, type?: string];
+type Case = [
+  what: string,
+  method: string,
+  path: string,
+  options: Parameters<typeof call>[3],
+  status: number,
+  type?: string,
+];
 
 /** Runs each case and checks that none changed the state. */
 async function runCases(service: Service, cases: Case[]): Promise<JsonReply[]> {
@@ -67,7 +79,9 @@ async function runCases(service: Service, cases: Case[]): Promise<JsonReply[]> {
   return replies;
 }
 
-const completion = (body: Record<string, unknown>) => ({ body: { model: "py", prompt: "def ", max_tokens: 8, ...body } });
+const completion = (body: Record<string, unknown>) => ({
+  body: { model: "py", prompt: "def ", max_tokens: 8, ...body },
+});
 const chat = (body: Record<string, unknown>) => ({
   body: { model: "py", messages: [{ role: "user", content: "hi" }], max_tokens: 8, ...body },
 });
@@ -89,76 +103,126 @@ test("adapter management needs the admin bearer token (401)", LONG, () =>
     assert.match(replies[0].headers.get("www-authenticate") ?? "", /^Bearer/);
   }));
 
-test("without an admin token, adapter management is disabled (401)", LONG, () =>
-  withService(demo, { app: { adminToken: undefined } }, async ({ url }) => {
-    const reply = await call(url, "GET", "/v1/adapters", { token: ADMIN });
-    assertError(reply, 401, "authentication_error");
-    assert.match(reply.body.error.message, /disabled/);
-  }));
+test(
+  "without an admin token, adapter management is disabled (401)",
+  LONG,
+  () =>
+    withService(demo, { app: { adminToken: undefined } }, async ({ url }) => {
+      const reply = await call(url, "GET", "/v1/adapters", { token: ADMIN });
+      assertError(reply, 401, "authentication_error");
+      assert.match(reply.body.error.message, /disabled/);
+    }),
+);
 
-test("invalid completion and chat bodies get 400 naming the field; nothing changes", LONG, () =>
-  withLimits(async (service) => {
-    const replies = await runCases(service, [
-      ["not JSON", "POST", "/v1/completions", { body: "{" }, 400, "invalid_request_error"],
-      ["JSON array", "POST", "/v1/completions", { body: "[1]" }, 400],
-      ["empty body", "POST", "/v1/completions", { body: "" }, 400],
-      ["no model", "POST", "/v1/completions", { body: { prompt: "x" } }, 400],
-      ["no prompt", "POST", "/v1/completions", { body: { model: "py" } }, 400],
-      ["empty prompt", "POST", "/v1/completions", completion({ prompt: "" }), 400],
-      ["two prompts", "POST", "/v1/completions", completion({ prompt: ["a", "b"] }), 400],
-      ["negative temperature", "POST", "/v1/completions", completion({ temperature: -1 }), 400],
-      ["string temperature", "POST", "/v1/completions", completion({ temperature: "hot" }), 400],
-      ["top_p 0", "POST", "/v1/completions", completion({ top_p: 0 }), 400],
-      ["max_tokens over the cap", "POST", "/v1/completions", completion({ max_tokens: 65 }), 400],
-      ["max_tokens 0", "POST", "/v1/completions", completion({ max_tokens: 0 }), 400],
-      ["max_tokens 1.5", "POST", "/v1/completions", completion({ max_tokens: 1.5 }), 400],
-      ["n 2", "POST", "/v1/completions", completion({ n: 2 }), 400],
-      ["logprobs", "POST", "/v1/completions", completion({ logprobs: 5 }), 400],
-      ["echo", "POST", "/v1/completions", completion({ echo: true }), 400],
-      ["five stop strings", "POST", "/v1/completions", completion({ stop: ["a", "b", "c", "d", "e"] }), 400],
-      ["negative seed", "POST", "/v1/completions", completion({ seed: -1 }), 400],
-      ["stream not boolean", "POST", "/v1/completions", completion({ stream: "yes" }), 400],
-      ["token id out of the vocabulary", "POST", "/v1/completions", completion({ prompt: [300] }), 400],
-      ["prompt longer than the context", "POST", "/v1/completions", completion({ prompt: "x".repeat(600) }), 400],
-      ["no messages", "POST", "/v1/chat/completions", chat({ messages: [] }), 400],
-      ["unknown role", "POST", "/v1/chat/completions", chat({ messages: [{ role: "wizard", content: "x" }] }), 400],
-      ["numeric content", "POST", "/v1/chat/completions", chat({ messages: [{ role: "user", content: 5 }] }), 400],
-      ["tools", "POST", "/v1/chat/completions", chat({ tools: [{ type: "function" }] }), 400],
-      ["max_completion_tokens over the cap", "POST", "/v1/chat/completions", chat({ max_completion_tokens: 65 }), 400],
-      ["no chat template", "POST", "/v1/chat/completions", chat({}), 400],
-      ["stream: no chat template", "POST", "/v1/chat/completions", chat({ stream: true }), 400],
-    ]);
-    const byWhat = (what: string) => replies[[
-      "not JSON", "JSON array", "empty body", "no model", "no prompt", "empty prompt", "two prompts",
-      "negative temperature", "string temperature", "top_p 0", "max_tokens over the cap",
-    ].indexOf(what)];
-    assert.equal(byWhat("no model").body.error.param, "model");
-    assert.equal(byWhat("negative temperature").body.error.param, "temperature");
-    assert.equal(byWhat("max_tokens over the cap").body.error.param, "max_tokens");
-    assert.match(byWhat("max_tokens over the cap").body.error.message, /more than this server allows \(64\)/);
-    assert.equal(replies[25].body.error.param, "max_completion_tokens");
-    assert.match(replies[26].body.error.message, /no chat template/);
-  }));
+test(
+  "invalid completion and chat bodies get 400 naming the field; nothing changes",
+  LONG,
+  () =>
+    withLimits(async (service) => {
+      const replies = await runCases(service, [
+        ["not JSON", "POST", "/v1/completions", { body: "{" }, 400, "invalid_request_error"],
+        ["JSON array", "POST", "/v1/completions", { body: "[1]" }, 400],
+        ["empty body", "POST", "/v1/completions", { body: "" }, 400],
+        ["no model", "POST", "/v1/completions", { body: { prompt: "x" } }, 400],
+        ["no prompt", "POST", "/v1/completions", { body: { model: "py" } }, 400],
+        ["empty prompt", "POST", "/v1/completions", completion({ prompt: "" }), 400],
+        ["two prompts", "POST", "/v1/completions", completion({ prompt: ["a", "b"] }), 400],
+        ["negative temperature", "POST", "/v1/completions", completion({ temperature: -1 }), 400],
+        ["string temperature", "POST", "/v1/completions", completion({ temperature: "hot" }), 400],
+        ["top_p 0", "POST", "/v1/completions", completion({ top_p: 0 }), 400],
+        ["max_tokens over the cap", "POST", "/v1/completions", completion({ max_tokens: 65 }), 400],
+        ["max_tokens 0", "POST", "/v1/completions", completion({ max_tokens: 0 }), 400],
+        ["max_tokens 1.5", "POST", "/v1/completions", completion({ max_tokens: 1.5 }), 400],
+        ["n 2", "POST", "/v1/completions", completion({ n: 2 }), 400],
+        ["logprobs", "POST", "/v1/completions", completion({ logprobs: 5 }), 400],
+        ["echo", "POST", "/v1/completions", completion({ echo: true }), 400],
+        ["five stop strings", "POST", "/v1/completions", completion({ stop: ["a", "b", "c", "d", "e"] }), 400],
+        ["negative seed", "POST", "/v1/completions", completion({ seed: -1 }), 400],
+        ["stream not boolean", "POST", "/v1/completions", completion({ stream: "yes" }), 400],
+        ["token id out of the vocabulary", "POST", "/v1/completions", completion({ prompt: [300] }), 400],
+        ["prompt longer than the context", "POST", "/v1/completions", completion({ prompt: "x".repeat(600) }), 400],
+        ["no messages", "POST", "/v1/chat/completions", chat({ messages: [] }), 400],
+        ["unknown role", "POST", "/v1/chat/completions", chat({ messages: [{ role: "wizard", content: "x" }] }), 400],
+        ["numeric content", "POST", "/v1/chat/completions", chat({ messages: [{ role: "user", content: 5 }] }), 400],
+        ["tools", "POST", "/v1/chat/completions", chat({ tools: [{ type: "function" }] }), 400],
+        [
+          "max_completion_tokens over the cap",
+          "POST",
+          "/v1/chat/completions",
+          chat({ max_completion_tokens: 65 }),
+          400,
+        ],
+        ["no chat template", "POST", "/v1/chat/completions", chat({}), 400],
+        ["stream: no chat template", "POST", "/v1/chat/completions", chat({ stream: true }), 400],
+      ]);
+      const byWhat = (what: string) =>
+        replies[
+          [
+            "not JSON",
+            "JSON array",
+            "empty body",
+            "no model",
+            "no prompt",
+            "empty prompt",
+            "two prompts",
+            "negative temperature",
+            "string temperature",
+            "top_p 0",
+            "max_tokens over the cap",
+          ].indexOf(what)
+        ];
+      assert.equal(byWhat("no model").body.error.param, "model");
+      assert.equal(byWhat("negative temperature").body.error.param, "temperature");
+      assert.equal(byWhat("max_tokens over the cap").body.error.param, "max_tokens");
+      assert.match(byWhat("max_tokens over the cap").body.error.message, /more than this server allows \(64\)/);
+      assert.equal(replies[25].body.error.param, "max_completion_tokens");
+      assert.match(replies[26].body.error.message, /no chat template/);
+    }),
+);
 
-test("invalid adapter-management bodies and ids get 400, unknown names 404, taken names 409", LONG, () =>
-  withLimits(async (service) => {
-    const admin = (body: unknown) => ({ token: ADMIN, body });
-    await runCases(service, [
-      ["no id", "POST", "/v1/adapters", admin({ name: "x" }), 400, "invalid_request_error"],
-      ["no name", "POST", "/v1/adapters", admin({ id: "python" }), 400],
-      ["numeric id", "POST", "/v1/adapters", admin({ id: 5, name: "x" }), 400],
-      ["bad name", "POST", "/v1/adapters", admin({ id: "python", name: "../x" }), 400],
-      ["name with a slash", "POST", "/v1/adapters", admin({ id: "python", name: "a/b" }), 400],
-      ["traversal", "POST", "/v1/adapters", admin({ id: "../python", name: "x" }), 400],
-      ["absolute path", "POST", "/v1/adapters", admin({ id: DEMO_ADAPTER, name: "x" }), 400],
-      ["URL", "POST", "/v1/adapters", admin({ id: "https://example.com/a", name: "x" }), 400],
-      ["revision of a local adapter", "POST", "/v1/adapters", admin({ id: "python", name: "x", revision: "v1" }), 400],
-      ["Hub id with the Hub off", "POST", "/v1/adapters", admin({ id: "org/python", name: "x" }), 404, "not_found_error"],
-      ["name taken by another adapter", "POST", "/v1/adapters", admin({ id: "python-x2", name: "py" }), 409, "conflict_error"],
-      ["the base's name", "POST", "/v1/adapters", admin({ id: "python", name: "byte-llama" }), 409],
-      ["delete unknown", "DELETE", "/v1/adapters/nope", { token: ADMIN }, 404, "not_found_error"],
-    ]);
-  }));
+test(
+  "invalid adapter-management bodies and ids get 400, unknown names 404, taken names 409",
+  LONG,
+  () =>
+    withLimits(async (service) => {
+      const admin = (body: unknown) => ({ token: ADMIN, body });
+      await runCases(service, [
+        ["no id", "POST", "/v1/adapters", admin({ name: "x" }), 400, "invalid_request_error"],
+        ["no name", "POST", "/v1/adapters", admin({ id: "python" }), 400],
+        ["numeric id", "POST", "/v1/adapters", admin({ id: 5, name: "x" }), 400],
+        ["bad name", "POST", "/v1/adapters", admin({ id: "python", name: "../x" }), 400],
+        ["name with a slash", "POST", "/v1/adapters", admin({ id: "python", name: "a/b" }), 400],
+        ["traversal", "POST", "/v1/adapters", admin({ id: "../python", name: "x" }), 400],
+        ["absolute path", "POST", "/v1/adapters", admin({ id: DEMO_ADAPTER, name: "x" }), 400],
+        ["URL", "POST", "/v1/adapters", admin({ id: "https://example.com/a", name: "x" }), 400],
+        [
+          "revision of a local adapter",
+          "POST",
+          "/v1/adapters",
+          admin({ id: "python", name: "x", revision: "v1" }),
+          400,
+        ],
+        [
+          "Hub id with the Hub off",
+          "POST",
+          "/v1/adapters",
+          admin({ id: "org/python", name: "x" }),
+          404,
+          "not_found_error",
+        ],
+        [
+          "name taken by another adapter",
+          "POST",
+          "/v1/adapters",
+          admin({ id: "python-x2", name: "py" }),
+          409,
+          "conflict_error",
+        ],
+        ["the base's name", "POST", "/v1/adapters", admin({ id: "python", name: "byte-llama" }), 409],
+        ["delete unknown", "DELETE", "/v1/adapters/nope", { token: ADMIN }, 404, "not_found_error"],
+      ]);
+    }),
+);
 
 test("unknown models and routes get 404", LONG, () =>
   withLimits(async (service) => {

@@ -7,7 +7,14 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { DeviceUnavailableError, loadBaseModel, Tensor, UnsupportedError } from "../mod.ts";
-import { chooseDevice, type DeviceOption, type GpuLike, isFallbackAdapter, probeWebGpu, runtimeGpu } from "../src/webgpu/device.ts";
+import {
+  chooseDevice,
+  type DeviceOption,
+  type GpuLike,
+  isFallbackAdapter,
+  probeWebGpu,
+  runtimeGpu,
+} from "../src/webgpu/device.ts";
 import { WebGpuContext } from "../src/webgpu/context.ts";
 import { uploadToOrtGpu } from "../src/webgpu/ort_tensors.ts";
 import { sessionSettings } from "../src/model/session.ts";
@@ -55,7 +62,10 @@ test('"auto" takes WebGPU only for a hardware adapter; "webgpu" takes any adapte
 test('"webgpu" without an adapter or without navigator.gpu fails with DeviceUnavailableError', async () => {
   const noAdapter = chooseDevice("webgpu", fakeGpu(null));
   await assert.rejects(noAdapter, DeviceUnavailableError);
-  await assert.rejects(noAdapter, /device "webgpu" is not available: navigator\.gpu\.requestAdapter\(\) returned no adapter/);
+  await assert.rejects(
+    noAdapter,
+    /device "webgpu" is not available: navigator\.gpu\.requestAdapter\(\) returned no adapter/,
+  );
   await assert.rejects(chooseDevice("webgpu", null), /this runtime has no navigator\.gpu/);
   const failing: GpuLike = { requestAdapter: () => Promise.reject(new Error("driver crashed")) };
   await assert.rejects(chooseDevice("webgpu", failing), /requestAdapter\(\) failed: driver crashed/);
@@ -81,11 +91,15 @@ test(`"auto" picks ${autoHere} here (${probe.adapter ? probe.description : "no a
   await wasm.release();
 });
 
-test('"auto" picks WASM on a software (fallback) adapter', { skip: probe.adapter && probe.isFallbackAdapter ? false : "no software adapter here" }, async () => {
+test('"auto" picks WASM on a software (fallback) adapter', {
+  skip: probe.adapter && probe.isFallbackAdapter ? false : "no software adapter here",
+}, async () => {
   assert.equal(await chooseDevice("auto"), "wasm");
 });
 
-test('loadBaseModel with device "webgpu" fails clearly where the runtime has no WebGPU', { skip: runtimeGpu() ? "this runtime has navigator.gpu" : false }, async () => {
+test('loadBaseModel with device "webgpu" fails clearly where the runtime has no WebGPU', {
+  skip: runtimeGpu() ? "this runtime has navigator.gpu" : false,
+}, async () => {
   await assert.rejects(loadBaseModel(llama, { device: "webgpu" }), (e: unknown) => {
     assert.ok(e instanceof DeviceUnavailableError);
     assert.equal((e as DeviceUnavailableError).key, "device");
@@ -100,7 +114,10 @@ test("explicit executionProviders win over device, and WebGPU settings keep pres
   assert.equal(settings.device, "wasm");
   assert.deepEqual(settings.executionProviders, ["wasm"]);
   assert.equal(gpu.calls, 0);
-  const viaOptions = await sessionSettings({ device: "wasm", sessionOptions: { executionProviders: [{ name: "webgpu" }] } }, [
+  const viaOptions = await sessionSettings({
+    device: "wasm",
+    sessionOptions: { executionProviders: [{ name: "webgpu" }] },
+  }, [
     "logits",
     "present.0.key",
     "present.0.value",
@@ -110,7 +127,10 @@ test("explicit executionProviders win over device, and WebGPU settings keep pres
     "present.0.key": "gpu-buffer",
     "present.0.value": "gpu-buffer",
   });
-  const own = await sessionSettings({ executionProviders: ["webgpu"], sessionOptions: { preferredOutputLocation: "cpu" } }, ["logits"]);
+  const own = await sessionSettings({
+    executionProviders: ["webgpu"],
+    sessionOptions: { preferredOutputLocation: "cpu" },
+  }, ["logits"]);
   assert.equal(own.sessionOptions?.preferredOutputLocation, "cpu");
   // The WASM path passes the caller's options through untouched.
   const sessionOptions = { graphOptimizationLevel: "all" as const };

@@ -203,8 +203,14 @@ test("WebGPU kernels validate their arguments (KernelError) before touching the 
     const k = createWebGpuKernels(device, cpu);
     const dims = { outFeatures: 2, inFeatures: 3, rank: 1 };
     const w = new Float32Array(6);
-    await assert.rejects(() => k.mergeLora(new Float32Array(5), new Float32Array(3), new Float32Array(2), dims, 1, "out_in"), KernelError);
-    await assert.rejects(() => k.doraNorms(w, new Float32Array(3), new Float32Array(2), dims, NaN, "out_in"), KernelError);
+    await assert.rejects(
+      () => k.mergeLora(new Float32Array(5), new Float32Array(3), new Float32Array(2), dims, 1, "out_in"),
+      KernelError,
+    );
+    await assert.rejects(
+      () => k.doraNorms(w, new Float32Array(3), new Float32Array(2), dims, NaN, "out_in"),
+      KernelError,
+    );
     await assert.rejects(() => k.scaleOutputs(w, new Float32Array(3), dims, "in_out"), KernelError);
     await assert.rejects(
       () => k.mergeWeight(w, new Float32Array(3), new Float32Array(2), dims, 1, "out_in", new Float32Array(3)),

@@ -6,7 +6,14 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Tensor } from "../src/deps/ort.ts";
-import { type CausalLm, DecoderSession, describeDecoder, generate, stream, type TokenizerLike } from "../src/generate/mod.ts";
+import {
+  type CausalLm,
+  DecoderSession,
+  describeDecoder,
+  generate,
+  stream,
+  type TokenizerLike,
+} from "../src/generate/mod.ts";
 
 const bytes: TokenizerLike = {
   encode: (text) => [...new TextEncoder().encode(text)],
@@ -44,7 +51,9 @@ function fakeLm(location: "gpu-buffer" | "cpu", logitsOnGpu = false) {
     config: { num_attention_heads: 1, hidden_size: 1, vocab_size: 256, max_position_embeddings: 64 },
     run(feeds) {
       fed.push([feeds["past_key_values.0.key"], feeds["past_key_values.0.value"]]);
-      for (const t of fed.at(-1)!) assert.ok(!(t as FakeGpuTensor).disposed, "a cache tensor was disposed before it was read");
+      for (const t of fed.at(-1)!) {
+        assert.ok(!(t as FakeGpuTensor).disposed, "a cache tensor was disposed before it was read");
+      }
       const length = feeds.attention_mask.dims[1];
       const n = feeds.input_ids.dims[1];
       const values = new Float32Array(n * 256);
@@ -53,12 +62,19 @@ function fakeLm(location: "gpu-buffer" | "cpu", logitsOnGpu = false) {
       if (logitsOnGpu) {
         // A GPU logits tensor: getData(true) downloads and frees it.
         const cpu = logits;
-        logits = { location: "gpu-buffer", type: "float32", dims: cpu.dims, getData: () => Promise.resolve(cpu.data) } as unknown as Tensor;
+        logits = {
+          location: "gpu-buffer",
+          type: "float32",
+          dims: cpu.dims,
+          getData: () => Promise.resolve(cpu.data),
+        } as unknown as Tensor;
       }
       const key = fakeTensor(length, location);
       const value = fakeTensor(length, location);
       created.push(key, value);
-      return Promise.resolve({ logits, "present.0.key": key, "present.0.value": value } as unknown as Record<string, Tensor>);
+      return Promise.resolve(
+        { logits, "present.0.key": key, "present.0.value": value } as unknown as Record<string, Tensor>,
+      );
     },
   };
   return { lm, created, fed };

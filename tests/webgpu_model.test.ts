@@ -29,7 +29,10 @@ for (const name of ["llama-tiny", "gpt2-tiny"]) {
     const e = await expected(name);
     const out = await prefillAndStep(base, e);
     assert.ok(maxAbsDiff(out.logits, e.logits) < ATOL, `prefill max diff ${maxAbsDiff(out.logits, e.logits)}`);
-    assert.ok(maxAbsDiff(out.nextLogits, e.nextLogits) < ATOL, `decode max diff ${maxAbsDiff(out.nextLogits, e.nextLogits)}`);
+    assert.ok(
+      maxAbsDiff(out.nextLogits, e.nextLogits) < ATOL,
+      `decode max diff ${maxAbsDiff(out.nextLogits, e.nextLogits)}`,
+    );
 
     // One run by hand: present.* come back as GPU buffers, logits on the CPU.
     const c = base.config as Record<string, number>;
@@ -73,7 +76,12 @@ test("feeds uploaded once to onnxruntime's GPU device are reused across runs wit
   for (let run = 0; run < 2; run++) {
     const feeds: Record<string, Tensor> = { ...gpu };
     for (const input of base.inputNames.filter((name) => name.startsWith("past_key_values."))) {
-      feeds[input] = new Tensor("float32", new Float32Array(), [1, c.num_key_value_heads, 0, c.hidden_size / c.num_attention_heads]);
+      feeds[input] = new Tensor("float32", new Float32Array(), [
+        1,
+        c.num_key_value_heads,
+        0,
+        c.hidden_size / c.num_attention_heads,
+      ]);
     }
     const out = await base.run(feeds);
     assert.ok(maxAbsDiff(out.logits.data as Float32Array, e.logits) < ATOL, `run ${run}`);
@@ -94,7 +102,10 @@ for (const mode of ["merged", "dynamic"] as const) {
         const e = await expected(adapterName);
         const out = await prefillAndStep(model, e);
         assert.ok(maxAbsDiff(out.logits, e.logits) < ATOL, `prefill max diff ${maxAbsDiff(out.logits, e.logits)}`);
-        assert.ok(maxAbsDiff(out.nextLogits, e.nextLogits) < ATOL, `decode max diff ${maxAbsDiff(out.nextLogits, e.nextLogits)}`);
+        assert.ok(
+          maxAbsDiff(out.nextLogits, e.nextLogits) < ATOL,
+          `decode max diff ${maxAbsDiff(out.nextLogits, e.nextLogits)}`,
+        );
         await model.release();
       } finally {
         await base.release();
@@ -109,7 +120,9 @@ test("greedy demo generation on WebGPU reproduces the reference bytes (base and 
   const model = await fromPretrained(base, demo("byte-llama-python-lora"));
   for (const prompt of ["def ", "The "]) {
     for (const [variant, lm] of [["base", base], ["adapter", model]] as const) {
-      const ref = reference.generations.find((g: { prompt: string; variant: string }) => g.prompt === prompt && g.variant === variant);
+      const ref = reference.generations.find((g: { prompt: string; variant: string }) =>
+        g.prompt === prompt && g.variant === variant
+      );
       const result = await lm.generate(prompt, { maxNewTokens: 120, temperature: 0 });
       const differing = result.tokenIds.filter((id, i) => id !== ref.generated_ids[i]).length;
       assert.equal(differing, 0, `${variant} ${JSON.stringify(prompt)}: ${differing} of 120 bytes differ`);
@@ -123,7 +136,9 @@ test("greedy demo generation on WebGPU reproduces the reference bytes (base and 
     text += piece;
     if (text.length >= 10) break;
   }
-  const ref = reference.generations.find((g: { prompt: string; variant: string }) => g.prompt === "def " && g.variant === "adapter");
+  const ref = reference.generations.find((g: { prompt: string; variant: string }) =>
+    g.prompt === "def " && g.variant === "adapter"
+  );
   assert.equal(text, new TextDecoder().decode(new Uint8Array(ref.generated_ids.slice(0, text.length))));
   const again = await model.generate("def ", { maxNewTokens: 20, temperature: 0 });
   assert.deepEqual(again.tokenIds, ref.generated_ids.slice(0, 20));

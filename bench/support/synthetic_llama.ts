@@ -14,7 +14,14 @@
  * There is no real attention: one run with seq = 1 stands for a decode step.
  * @module
  */
-import { create, GraphProtoSchema, ModelProtoSchema, type NodeProto, type TensorProto, TensorProto_DataType } from "../../src/deps/onnx_proto.ts";
+import {
+  create,
+  GraphProtoSchema,
+  ModelProtoSchema,
+  type NodeProto,
+  type TensorProto,
+  TensorProto_DataType,
+} from "../../src/deps/onnx_proto.ts";
 import { makeNode, rawTensor, tensorValueInfo } from "../../src/onnx/graph_parts.ts";
 import { encodeModel } from "../../src/onnx/model_file.ts";
 import { serializeSafetensors, type TensorInput } from "../../src/safetensors/mod.ts";
@@ -75,7 +82,8 @@ export function syntheticLlama(s: LlamaShape, seed = 1): FileSource {
     nodes.push(makeNode(type, input, [`${name}/output_0`], name, attrs));
     return `${name}/output_0`;
   };
-  const norm = (x: string, scope: string) => op("LayerNormalization", [x, ones.name], `${scope}/LayerNormalization`, { axis: -1 });
+  const norm = (x: string, scope: string) =>
+    op("LayerNormalization", [x, ones.name], `${scope}/LayerNormalization`, { axis: -1 });
   const linear = (x: string, scope: string, inF: number, outF: number) =>
     op("MatMul", [x, weight(`onnx::MatMul_${scope}`, [inF, outF], 1 / Math.sqrt(inF))], `${scope}/MatMul`);
 
@@ -83,13 +91,19 @@ export function syntheticLlama(s: LlamaShape, seed = 1): FileSource {
   let h = op("Gather", [embed, "input_ids"], "/model/embed_tokens/Gather", { axis: 0 });
   for (let i = 0; i < s.layers; i++) {
     const at = `/model/layers.${i}`;
-    const proj = Object.fromEntries(layerProjections(s).map(([scope, name, inF, outF]) => [
-      name,
-      (x: string) => linear(x, `${at}/${scope}/${name}`, inF, outF),
-    ]));
+    const proj = Object.fromEntries(
+      layerProjections(s).map(([scope, name, inF, outF]) => [
+        name,
+        (x: string) => linear(x, `${at}/${scope}/${name}`, inF, outF),
+      ]),
+    );
     let x = norm(h, `${at}/input_layernorm`);
     const gate = op("Sigmoid", [proj.k_proj(x)], `${at}/self_attn/Sigmoid`);
-    const mixed = op("Add", [op("Mul", [proj.q_proj(x), gate], `${at}/self_attn/Mul`), proj.v_proj(x)], `${at}/self_attn/Add`);
+    const mixed = op(
+      "Add",
+      [op("Mul", [proj.q_proj(x), gate], `${at}/self_attn/Mul`), proj.v_proj(x)],
+      `${at}/self_attn/Add`,
+    );
     h = op("Add", [h, proj.o_proj(mixed)], `${at}/attn_residual/Add`);
     x = norm(h, `${at}/post_attention_layernorm`);
     const g = proj.gate_proj(x);
@@ -135,8 +149,16 @@ export function syntheticLora(s: LlamaShape, r: number, loraAlpha: number, seed:
   for (let i = 0; i < s.layers; i++) {
     for (const [scope, name, inF, outF] of layerProjections(s)) {
       const key = `base_model.model.model.layers.${i}.${scope}.${name}`;
-      tensors[`${key}.lora_A.weight`] = { dtype: "F32", shape: [r, inF], data: seededFloats(nextSeed++, r * inF, 1 / Math.sqrt(inF)) };
-      tensors[`${key}.lora_B.weight`] = { dtype: "F32", shape: [outF, r], data: seededFloats(nextSeed++, outF * r, 0.05) };
+      tensors[`${key}.lora_A.weight`] = {
+        dtype: "F32",
+        shape: [r, inF],
+        data: seededFloats(nextSeed++, r * inF, 1 / Math.sqrt(inF)),
+      };
+      tensors[`${key}.lora_B.weight`] = {
+        dtype: "F32",
+        shape: [outF, r],
+        data: seededFloats(nextSeed++, outF * r, 0.05),
+      };
     }
   }
   const config = {

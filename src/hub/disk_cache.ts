@@ -11,7 +11,7 @@
  * ```
  * @module
  */
-import { localFs, type LocalFs } from "../runtime/fs.ts";
+import { type LocalFs, localFs } from "../runtime/fs.ts";
 import type { BlobWriter, HubCache } from "./cache.ts";
 import { repoFolderName } from "./repo_id.ts";
 
@@ -47,11 +47,9 @@ function randomSuffix(): string {
 export function diskHubCache(cacheDir: string): HubCache {
   const root = cacheDir.replace(/\/+$/, "") || "/";
   const repoDir = (repo: string) => `${root}/${repoFolderName(repo)}`;
-  const snapshotPath = (repo: string, commit: string, path: string) =>
-    `${repoDir(repo)}/snapshots/${commit}/${path}`;
+  const snapshotPath = (repo: string, commit: string, path: string) => `${repoDir(repo)}/snapshots/${commit}/${path}`;
   const blobPath = (repo: string, etag: string) => `${repoDir(repo)}/blobs/${etag}`;
-  const noExistPath = (repo: string, commit: string, path: string) =>
-    `${repoDir(repo)}/.no_exist/${commit}/${path}`;
+  const noExistPath = (repo: string, commit: string, path: string) => `${repoDir(repo)}/.no_exist/${commit}/${path}`;
 
   const isFile = async (fs: LocalFs, path: string) => {
     try {

@@ -10,10 +10,10 @@
  * ```
  * @module
  */
-export { hubSource, type HubFileSource, type HubSourceOptions } from "./source.ts";
+export { type HubFileSource, hubSource, type HubSourceOptions } from "./source.ts";
 export { type BlobWriter, type HubCache, memoryHubCache } from "./cache.ts";
 export { diskHubCache } from "./disk_cache.ts";
 export { isCommitHash, isValidRepoId, repoFolderName } from "./repo_id.ts";
-export { DEFAULT_HUB_URL, defaultCacheDir, hubSettings, type HubSettings } from "./settings.ts";
+export { DEFAULT_HUB_URL, defaultCacheDir, type HubSettings, hubSettings } from "./settings.ts";
 export { pickleCounterpart, safetensorsOnlyError } from "./bin_only.ts";
 export type { FileProgress } from "./download.ts";

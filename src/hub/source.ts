@@ -13,8 +13,8 @@ import { type HubCache, memoryHubCache } from "./cache.ts";
 import { diskHubCache } from "./disk_cache.ts";
 import { blobName, downloadBlob, type FileInfo, fileInfo, type FileProgress, type RequestContext } from "./download.ts";
 import { isValidRepoId, unsafeRepoPath } from "./repo_id.ts";
-import { type HubSettingsInput, hubSettings } from "./settings.ts";
-import { resolveRevision, type Resolution, RevisionFailure } from "./revision.ts";
+import { hubSettings, type HubSettingsInput } from "./settings.ts";
+import { type Resolution, resolveRevision, RevisionFailure } from "./revision.ts";
 
 /**
  * Options of {@linkcode hubSource}: PEFT's `from_pretrained` Hub options.

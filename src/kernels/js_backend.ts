@@ -8,18 +8,8 @@
 
 import { bf16ToF32, f16ToF32, f32ToF16 } from "../safetensors/float16.ts";
 import type { LoraKernels } from "./kernels.ts";
-import {
-  doraNormsReference,
-  loraForwardReference,
-  mergeLoraReference,
-  scaleOutputsReference,
-} from "./reference.ts";
-import {
-  checkConversion,
-  checkForwardArgs,
-  checkLoraArgs,
-  checkScaleOutputsArgs,
-} from "./validate.ts";
+import { doraNormsReference, loraForwardReference, mergeLoraReference, scaleOutputsReference } from "./reference.ts";
+import { checkConversion, checkForwardArgs, checkLoraArgs, checkScaleOutputsArgs } from "./validate.ts";
 
 /**
  * Creates a `"js"` backend instance (no WebAssembly needed).

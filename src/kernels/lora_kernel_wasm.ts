@@ -15,8 +15,7 @@
  * console.log(LORA_KERNEL_WASM_SHA256.length); // 64
  * ```
  */
-export const LORA_KERNEL_WASM_SHA256 =
-  "35b76f69b9472ee05f641bb6da4f076473b430fb433d29e29ffb430506f66323";
+export const LORA_KERNEL_WASM_SHA256 = "35b76f69b9472ee05f641bb6da4f076473b430fb433d29e29ffb430506f66323";
 
 /**
  * The module bytes, standard base64.

@@ -11,12 +11,7 @@
 
 import type { EmbeddingDims, LoraDims, WeightLayout } from "./types.ts";
 import { KernelError } from "../errors.ts";
-import {
-  checkForwardArgs,
-  checkLoraArgs,
-  checkPositiveInt,
-  checkScaleOutputsArgs,
-} from "./validate.ts";
+import { checkForwardArgs, checkLoraArgs, checkPositiveInt, checkScaleOutputsArgs } from "./validate.ts";
 
 export type { EmbeddingDims, LoraDims, WeightLayout } from "./types.ts";
 

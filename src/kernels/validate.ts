@@ -164,9 +164,7 @@ export function checkLoraArgs(
   const { outFeatures: out, inFeatures: inf, rank } = checkDims(fn, dims);
   checkScale(fn, scale);
   checkLayout(fn, layout);
-  const wShape = layout === "out_in"
-    ? `[out, in] = [${out}, ${inf}]`
-    : `[in, out] = [${inf}, ${out}]`;
+  const wShape = layout === "out_in" ? `[out, in] = [${out}, ${inf}]` : `[in, out] = [${inf}, ${out}]`;
   checkArray(fn, "w", w, Float32Array, out * inf, wShape);
   checkArray(
     fn,

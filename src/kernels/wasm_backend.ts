@@ -20,12 +20,7 @@ import { decodeBase64 } from "./base64.ts";
 import type { LoraKernels } from "./kernels.ts";
 import { LORA_KERNEL_WASM_BASE64 } from "./lora_kernel_wasm.ts";
 import type { LoraDims, WeightLayout } from "./types.ts";
-import {
-  checkConversion,
-  checkForwardArgs,
-  checkLoraArgs,
-  checkScaleOutputsArgs,
-} from "./validate.ts";
+import { checkConversion, checkForwardArgs, checkLoraArgs, checkScaleOutputsArgs } from "./validate.ts";
 
 /** A conversion entry point: `(src, dst, n)`. */
 type ConvertFn = (src: number, dst: number, n: number) => void;
@@ -310,9 +305,7 @@ class WasmSimdKernels implements LoraKernels {
         }
         if (!squares) block.set(this.#f32(pw, block.length));
       }
-      return squares
-        ? new Float64Array(ex.memory.buffer, pacc, out).slice()
-        : new Float64Array(0);
+      return squares ? new Float64Array(ex.memory.buffer, pacc, out).slice() : new Float64Array(0);
     });
   }
 

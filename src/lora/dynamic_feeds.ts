@@ -118,14 +118,27 @@ function checkPlans(branches: ReadonlyMap<string, LoraBranch>, active: readonly 
       }
       const branch = branches.get(p.module);
       if (!branch) {
-        throw new OnnxModelError("the graph has no LoRA branch for this module; add branches for every module the adapters touch", {
+        throw new OnnxModelError(
+          "the graph has no LoRA branch for this module; add branches for every module the adapters touch",
+          {
+            key: p.module,
+          },
+        );
+      }
+      if (p.bias) {
+        throw new UnsupportedError("lora_B.bias (lora_bias) cannot be applied unmerged; merge this adapter instead", {
           key: p.module,
         });
       }
-      if (p.bias) throw new UnsupportedError("lora_B.bias (lora_bias) cannot be applied unmerged; merge this adapter instead", { key: p.module });
       if (p.magnitude) {
-        if (!branch.scale) throw new OnnxModelError("the adapter uses DoRA here but the branch has no DoRA scale input", { key: p.module });
-        if (!doraScales?.has(p.module)) throw new UnsupportedError("DoRA patch without its doraScales entry", { key: p.module });
+        if (!branch.scale) {
+          throw new OnnxModelError("the adapter uses DoRA here but the branch has no DoRA scale input", {
+            key: p.module,
+          });
+        }
+        if (!doraScales?.has(p.module)) {
+          throw new UnsupportedError("DoRA patch without its doraScales entry", { key: p.module });
+        }
         if (weight !== 1) throw new UnsupportedError("a DoRA adapter cannot be weighted", { key: p.module });
       }
       perModule.set(p.module, (perModule.get(p.module) ?? 0) + 1);
@@ -185,7 +198,9 @@ export function adapterFeeds(branches: ReadonlyMap<string, LoraBranch>, active: 
       offset += r;
     }
     const tensor = (values: Float32Array, dims: number[]) =>
-      branch.elementType === "float16" ? new Tensor("float16", f32ToF16(values), dims) : new Tensor("float32", values, dims);
+      branch.elementType === "float16"
+        ? new Tensor("float16", f32ToF16(values), dims)
+        : new Tensor("float32", values, dims);
     feeds[branch.a] = tensor(a, [inF, rank]);
     feeds[branch.b] = tensor(b, [rank, outF]);
     if (branch.scale) {

@@ -54,7 +54,11 @@ export async function mergePatches(
   const { fanInFanOut } = options;
   const weight = options.weight ?? 1;
   const merged: MergedWeight[] = [];
-  const use = (u: InitializerUse) => ({ initializer: u.initializer, readerIndex: u.readerIndex, inputIndex: u.inputIndex });
+  const use = (u: InitializerUse) => ({
+    initializer: u.initializer,
+    readerIndex: u.readerIndex,
+    inputIndex: u.inputIndex,
+  });
   for (const patch of patches) {
     const { target } = patch;
     if (patch.kind === "lora") {
@@ -67,7 +71,15 @@ export async function mergePatches(
       const w = base.read(use(target));
       const dims = { outFeatures: target.outFeatures, inFeatures: target.inFeatures, rank: patch.rank };
       const magnitude = patch.magnitude ? adapter(patch.magnitude) : undefined;
-      await merger.mergeWeight(w, adapter(patch.a), adapter(patch.b), dims, patch.scale * weight, target.layout, magnitude);
+      await merger.mergeWeight(
+        w,
+        adapter(patch.a),
+        adapter(patch.b),
+        dims,
+        patch.scale * weight,
+        target.layout,
+        magnitude,
+      );
       merged.push({ module: patch.module, ...use(target), values: w });
       if (patch.bias && target.bias) {
         const bias = base.read(use(target.bias));
@@ -79,7 +91,9 @@ export async function mergePatches(
       let values = adapter(patch.key);
       const torchIsOutIn = target.kind === "linear" && !fanInFanOut;
       if (torchIsOutIn && target.layout === "in_out") values = transpose(values, target.outFeatures, target.inFeatures);
-      if (!torchIsOutIn && target.layout === "out_in") values = transpose(values, target.inFeatures, target.outFeatures);
+      if (!torchIsOutIn && target.layout === "out_in") {
+        values = transpose(values, target.inFeatures, target.outFeatures);
+      }
       merged.push({ module: patch.module, ...use(target), values });
     } else if (target.bias) {
       merged.push({ module: patch.module, ...use(target.bias), values: adapter(patch.key) });

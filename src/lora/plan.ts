@@ -63,10 +63,20 @@ function sample(names: Iterable<string>, n = 5): string {
 }
 
 /** Checks one tensor's shape, naming module, key and both shapes on mismatch. */
-function expectShape(module: string, key: string, actual: readonly number[], expected: readonly number[], target: WeightTarget) {
+function expectShape(
+  module: string,
+  key: string,
+  actual: readonly number[],
+  expected: readonly number[],
+  target: WeightTarget,
+) {
   if (!same(actual, expected)) {
     throw new AdapterMismatchError(
-      `${key} has shape ${fmt(actual)} but the base weight (${target.initializer}, ${target.inFeatures} in x ${target.outFeatures} out) needs ${fmt(expected)}`,
+      `${key} has shape ${
+        fmt(actual)
+      } but the base weight (${target.initializer}, ${target.inFeatures} in x ${target.outFeatures} out) needs ${
+        fmt(expected)
+      }`,
       { key: module },
     );
   }
@@ -82,7 +92,9 @@ function planLora(t: ModuleTensors, target: WeightTarget, config: LoraConfig, sh
   }
   if (embedding !== (target.kind === "embedding")) {
     throw new AdapterMismatchError(
-      `adapter has ${embedding ? "embedding" : "linear"} LoRA weights but the base module (${target.nodeName}) is ${target.kind === "embedding" ? "an embedding" : "a linear layer"}`,
+      `adapter has ${embedding ? "embedding" : "linear"} LoRA weights but the base module (${target.nodeName}) is ${
+        target.kind === "embedding" ? "an embedding" : "a linear layer"
+      }`,
       { key: module },
     );
   }
@@ -93,7 +105,9 @@ function planLora(t: ModuleTensors, target: WeightTarget, config: LoraConfig, sh
   if (t.loraBias !== undefined) {
     expectShape(module, t.loraBias, shapeOf(t.loraBias), [target.outFeatures], target);
     if (target.bias === undefined) {
-      throw new UnsupportedError(`lora_B.bias cannot be merged: the base module (${target.nodeName}) has no bias`, { key: module });
+      throw new UnsupportedError(`lora_B.bias cannot be merged: the base module (${target.nodeName}) has no bias`, {
+        key: module,
+      });
     }
   }
   if (t.magnitude !== undefined) {
@@ -102,7 +116,17 @@ function planLora(t: ModuleTensors, target: WeightTarget, config: LoraConfig, sh
   } else if (config.useDora && !embedding) {
     throw new AdapterMismatchError("config has use_dora but the adapter has no lora_magnitude_vector", { key: module });
   }
-  return { kind: "lora", module, target, rank, scale: scalingFor(config, module), a, b, bias: t.loraBias, magnitude: t.magnitude };
+  return {
+    kind: "lora",
+    module,
+    target,
+    rank,
+    scale: scalingFor(config, module),
+    a,
+    b,
+    bias: t.loraBias,
+    magnitude: t.magnitude,
+  };
 }
 
 function planReplace(t: ModuleTensors, target: WeightTarget, shapeOf: ShapeOf, config: LoraConfig): ReplacePatch[] {
@@ -117,7 +141,9 @@ function planReplace(t: ModuleTensors, target: WeightTarget, shapeOf: ShapeOf, c
   }
   if (t.fullBias !== undefined) {
     if (target.bias === undefined) {
-      throw new AdapterMismatchError(`adapter has a bias but the base module (${target.nodeName}) has none`, { key: t.module });
+      throw new AdapterMismatchError(`adapter has a bias but the base module (${target.nodeName}) has none`, {
+        key: t.module,
+      });
     }
     expectShape(t.module, t.fullBias, shapeOf(t.fullBias), [target.outFeatures], target);
     patches.push({ kind: "replace", module: t.module, target, param: "bias", key: t.fullBias });
@@ -136,7 +162,12 @@ function planReplace(t: ModuleTensors, target: WeightTarget, shapeOf: ShapeOf, c
  * // plan.patches.length, plan.unmatchedKeys, plan.missingModules
  * ```
  */
-export function planAdapter(config: LoraConfig, layout: AdapterLayout, shapeOf: ShapeOf, weights: WeightIndex): AdapterPlan {
+export function planAdapter(
+  config: LoraConfig,
+  layout: AdapterLayout,
+  shapeOf: ShapeOf,
+  weights: WeightIndex,
+): AdapterPlan {
   const patches: Array<LoraPatch | ReplacePatch> = [];
   const unmatchedKeys = [...layout.unknownKeys];
   let loraModules = 0;

@@ -61,7 +61,9 @@ const FLOAT_DTYPES = new Set(["F64", "F32", "F16", "BF16"]);
 export function checkAdapterName(name: unknown): string {
   if (typeof name !== "string" || !/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(name)) {
     throw new AdapterConfigError(
-      `adapter name ${JSON.stringify(name)} must be 1-128 letters, digits, "_", "-" or ".", not starting with "." or "-"`,
+      `adapter name ${
+        JSON.stringify(name)
+      } must be 1-128 letters, digits, "_", "-" or ".", not starting with "." or "-"`,
       { key: "adapterName" },
     );
   }

@@ -56,7 +56,11 @@ function loraPatches(adapter: LoadedAdapter): LoraPatch[] {
   return adapter.plan.patches.filter((p): p is LoraPatch => p.kind === "lora");
 }
 
-async function buildGraph(base: BaseModel, modules: ReadonlySet<string>, dora: ReadonlySet<string>): Promise<BranchGraph> {
+async function buildGraph(
+  base: BaseModel,
+  modules: ReadonlySet<string>,
+  dora: ReadonlySet<string>,
+): Promise<BranchGraph> {
   const { model, branches } = addLoraBranches(base.onnx, base.weights, modules, { dora });
   const session = await createSession(model, base.externalData, base.settings, base.file);
   const onGpu = base.device === "webgpu" ? new WeakMap<Feeds, Promise<Feeds>>() : undefined;

@@ -59,7 +59,9 @@ export async function fromPretrained(
   }
   const mode = options.mode ?? "dynamic";
   if (!MODES.includes(mode)) {
-    throw new UnsupportedError(`mode ${JSON.stringify(mode)} is not supported; supported modes: ${MODES.map((m) => `"${m}"`).join(", ")}`);
+    throw new UnsupportedError(
+      `mode ${JSON.stringify(mode)} is not supported; supported modes: ${MODES.map((m) => `"${m}"`).join(", ")}`,
+    );
   }
   const loaded = await readAdapter(base.weights, adapter, options.adapterName ?? "default", options);
   const kernels = await kernelsFor(base);
@@ -78,7 +80,9 @@ export async function fromPretrained(
 function preparedModules(base: BaseModel, wanted: FromPretrainedOptions["prepareModules"]): readonly string[] {
   if (wanted !== "all-linear") return wanted ?? [];
   // PEFT's "all-linear" leaves out the output layer.
-  return base.weights.modules.filter((m) => base.weights.get(m)!.kind === "linear" && m !== "lm_head" && !m.endsWith(".lm_head"));
+  return base.weights.modules.filter((m) =>
+    base.weights.get(m)!.kind === "linear" && m !== "lm_head" && !m.endsWith(".lm_head")
+  );
 }
 
 PeftModel.fromPretrained = fromPretrained;

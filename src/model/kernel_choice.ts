@@ -4,7 +4,7 @@
  * fallback where WebAssembly SIMD is missing).
  * @module
  */
-import { type LoraKernels, loadKernels } from "../kernels/kernels.ts";
+import { loadKernels, type LoraKernels } from "../kernels/kernels.ts";
 import { cpuMerger, type WeightMerger } from "../lora/merger.ts";
 import { WebGpuContext } from "../webgpu/context.ts";
 import type { BaseModel } from "./base_model.ts";

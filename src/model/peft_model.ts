@@ -148,7 +148,11 @@ export class PeftModel {
   /** Number of parameters in a loaded adapter's tensors. */
   adapterParameters(name: string): number {
     const parts = this.#registry.get(name);
-    if (!parts) throw new AdapterConfigError(`no adapter named ${name}; loaded: ${this.listAdapters().join(", ")}`, { key: name });
+    if (!parts) {
+      throw new AdapterConfigError(`no adapter named ${name}; loaded: ${this.listAdapters().join(", ")}`, {
+        key: name,
+      });
+    }
     return parts.reduce((n, p) => n + p.adapter.parameters, 0);
   }
 
@@ -200,9 +204,13 @@ export class PeftModel {
   async #loadAdapter(adapter: string | FileSource, adapterName: string, options: AdapterOptions): Promise<void> {
     checkAdapterName(adapterName);
     if (this.#registry.has(adapterName)) {
-      throw new AdapterConfigError(`an adapter named ${adapterName} is already loaded; delete it first`, { key: "adapterName" });
+      throw new AdapterConfigError(`an adapter named ${adapterName} is already loaded; delete it first`, {
+        key: "adapterName",
+      });
     }
-    if (options.isTrainable) throw new UnsupportedError("isTrainable: true is not supported yet: adapters load for inference only");
+    if (options.isTrainable) {
+      throw new UnsupportedError("isTrainable: true is not supported yet: adapters load for inference only");
+    }
     const loaded = await readAdapter(this.base.weights, adapter, adapterName, options);
     const previous = this.#engine;
     const engine = await previous.add(loaded);
@@ -217,7 +225,9 @@ export class PeftModel {
   /** Makes these adapters the active ones (PEFT's `set_adapter`); several add up. */
   setAdapter(names: string | readonly string[]): void {
     const list = typeof names === "string" ? [names] : [...names];
-    if (list.length === 0) throw new AdapterConfigError("setAdapter needs at least one adapter name", { key: "adapter" });
+    if (list.length === 0) {
+      throw new AdapterConfigError("setAdapter needs at least one adapter name", { key: "adapter" });
+    }
     this.#engine.runnable(this.#components(list)); // validates (e.g. merged mode takes one) before committing
     this.#active = list;
   }
@@ -251,12 +261,17 @@ export class PeftModel {
   deleteAdapter(name: string): Promise<void> {
     return this.#changes.push(async () => {
       if (!this.#registry.has(name)) {
-        throw new AdapterConfigError(`no adapter named ${name}; loaded: ${this.listAdapters().join(", ")}`, { key: name });
-      }
-      if (this.#active.includes(name)) {
-        throw new AdapterConfigError(`adapter ${name} is active; call setAdapter with another adapter before deleting it`, {
+        throw new AdapterConfigError(`no adapter named ${name}; loaded: ${this.listAdapters().join(", ")}`, {
           key: name,
         });
+      }
+      if (this.#active.includes(name)) {
+        throw new AdapterConfigError(
+          `adapter ${name} is active; call setAdapter with another adapter before deleting it`,
+          {
+            key: name,
+          },
+        );
       }
       const registry = new Map(this.#registry);
       registry.delete(name);
@@ -277,16 +292,29 @@ export class PeftModel {
    * (PEFT's `add_weighted_adapter` with `combination_type="cat"`: the deltas
    * `w_i * s_i * B_i @ A_i` add up). Needs mode `"dynamic"` to run.
    */
-  addWeightedAdapter(adapters: readonly string[], weights: readonly number[], adapterName: string, combinationType = "cat"): void {
+  addWeightedAdapter(
+    adapters: readonly string[],
+    weights: readonly number[],
+    adapterName: string,
+    combinationType = "cat",
+  ): void {
     checkAdapterName(adapterName);
     if (combinationType !== "cat") {
-      throw new UnsupportedError(`combination_type ${combinationType} is not supported; supported: "cat"`, { key: "combinationType" });
+      throw new UnsupportedError(`combination_type ${combinationType} is not supported; supported: "cat"`, {
+        key: "combinationType",
+      });
     }
     if (adapters.length === 0 || adapters.length !== weights.length || !weights.every(Number.isFinite)) {
-      throw new AdapterConfigError("adapters and weights must be non-empty lists of equal length with finite weights", { key: "weights" });
+      throw new AdapterConfigError("adapters and weights must be non-empty lists of equal length with finite weights", {
+        key: "weights",
+      });
     }
-    if (this.#registry.has(adapterName)) throw new AdapterConfigError(`an adapter named ${adapterName} is already loaded`, { key: "adapterName" });
-    const parts = adapters.flatMap((name, i) => this.#components([name]).map((c) => ({ ...c, weight: c.weight * weights[i] })));
+    if (this.#registry.has(adapterName)) {
+      throw new AdapterConfigError(`an adapter named ${adapterName} is already loaded`, { key: "adapterName" });
+    }
+    const parts = adapters.flatMap((name, i) =>
+      this.#components([name]).map((c) => ({ ...c, weight: c.weight * weights[i] }))
+    );
     this.#registry = new Map([...this.#registry, [adapterName, parts]]);
   }
 
@@ -296,7 +324,9 @@ export class PeftModel {
    */
   async mergeAndUnload(options: MergeOptions = {}): Promise<BaseModel> {
     const components = this.#components(options.adapterNames ?? this.#active);
-    if (components.length === 0) throw new AdapterConfigError("no adapter to merge: none is active and none was named", { key: "adapterNames" });
+    if (components.length === 0) {
+      throw new AdapterConfigError("no adapter to merge: none is active and none was named", { key: "adapterNames" });
+    }
     return await mergedBase(this.base, components, this.#kernels.merger, { safeMerge: options.safeMerge });
   }
 
@@ -319,7 +349,9 @@ export class PeftModel {
   printTrainableParameters(): void {
     const [trainable, all] = this.getNbTrainableParameters();
     const n = (v: number) => v.toLocaleString("en-US");
-    console.log(`trainable params: ${n(trainable)} || all params: ${n(all)} || trainable%: ${(100 * trainable / all).toFixed(4)}`);
+    console.log(
+      `trainable params: ${n(trainable)} || all params: ${n(all)} || trainable%: ${(100 * trainable / all).toFixed(4)}`,
+    );
   }
 
   /** Frees the sessions (and GPU device) this model made. The base stays usable. */
@@ -345,7 +377,9 @@ export class PeftModel {
     return names.flatMap((name) => {
       const parts = this.#registry.get(name);
       if (!parts) {
-        throw new AdapterConfigError(`no adapter named ${name}; loaded: ${this.listAdapters().join(", ")}`, { key: "adapter" });
+        throw new AdapterConfigError(`no adapter named ${name}; loaded: ${this.listAdapters().join(", ")}`, {
+          key: "adapter",
+        });
       }
       return parts;
     });

@@ -80,7 +80,9 @@ function namesWebGpu(providers: ExecutionProviders): boolean {
 export async function sessionSettings(choice: SessionChoice, outputNames: readonly string[]): Promise<SessionSettings> {
   const { executionProviders, sessionOptions } = choice;
   const explicit = executionProviders ?? sessionOptions?.executionProviders;
-  const device: Device = explicit ? (namesWebGpu(explicit) ? "webgpu" : "wasm") : await chooseDevice(choice.device ?? "auto");
+  const device: Device = explicit
+    ? (namesWebGpu(explicit) ? "webgpu" : "wasm")
+    : await chooseDevice(choice.device ?? "auto");
   if (device !== "webgpu") return { executionProviders, sessionOptions, device };
   const kvOnGpu = Object.fromEntries(
     outputNames.filter((name) => name.startsWith("present")).map((name) => [name, "gpu-buffer" as const]),
@@ -125,6 +127,9 @@ export async function createSession(
     const runtime = device === "webgpu" ? await loadOrtWebGpu() : ort;
     return serialSession(await runtime.InferenceSession.create(bytes, options), queueFor(runtime));
   } catch (cause) {
-    throw new OnnxModelError(`onnxruntime could not create a session: ${(cause as Error).message ?? cause}`, { file, cause });
+    throw new OnnxModelError(`onnxruntime could not create a session: ${(cause as Error).message ?? cause}`, {
+      file,
+      cause,
+    });
   }
 }

@@ -7,10 +7,10 @@
 import { GenerationError } from "../errors.ts";
 import type { CausalLm } from "../generate/causal_lm.ts";
 import {
+  generate,
   type GenerateOptions,
   type GenerationConfig,
   type GenerationResult,
-  generate,
   loadGenerationConfig,
   type Prompt,
   stream,
@@ -42,7 +42,9 @@ export async function loadTextSide(source: FileSource): Promise<TextSide> {
 
 function requireTokenizer(text: TextSide): TextTokenizer {
   if (!text.tokenizer) {
-    throw new GenerationError("this model has no tokenizer.json, so it cannot generate text", { file: "tokenizer.json" });
+    throw new GenerationError("this model has no tokenizer.json, so it cannot generate text", {
+      file: "tokenizer.json",
+    });
   }
   return text.tokenizer;
 }
@@ -56,7 +58,12 @@ function requireTokenizer(text: TextSide): TextTokenizer {
  * // const { text } = await generateText(model, base.text, "def ", { maxNewTokens: 20 });
  * ```
  */
-export function generateText(lm: CausalLm, text: TextSide, prompt: Prompt, options: GenerateOptions = {}): Promise<GenerationResult> {
+export function generateText(
+  lm: CausalLm,
+  text: TextSide,
+  prompt: Prompt,
+  options: GenerateOptions = {},
+): Promise<GenerationResult> {
   return generate(lm, requireTokenizer(text), prompt, { generationConfig: text.generationConfig, ...options });
 }
 

@@ -30,15 +30,21 @@ export function externalLocation(tensor: TensorProto, file: string): ExternalLoc
   const entry = (key: string) => tensor.externalData.find((e) => e.key === key)?.value;
   const location = entry("location");
   if (!location || location.includes("..") || location.startsWith("/")) {
-    throw new OnnxModelError(`external data location ${JSON.stringify(location)} is missing or escapes the model folder`, {
-      file,
-      key: tensor.name,
-    });
+    throw new OnnxModelError(
+      `external data location ${JSON.stringify(location)} is missing or escapes the model folder`,
+      {
+        file,
+        key: tensor.name,
+      },
+    );
   }
   const offset = Number(entry("offset") ?? 0);
   const lengthText = entry("length");
   const length = lengthText === undefined ? undefined : Number(lengthText);
-  if (!Number.isSafeInteger(offset) || offset < 0 || (length !== undefined && (!Number.isSafeInteger(length) || length < 0))) {
+  if (
+    !Number.isSafeInteger(offset) || offset < 0 ||
+    (length !== undefined && (!Number.isSafeInteger(length) || length < 0))
+  ) {
     throw new OnnxModelError(`bad external data offset/length`, { file, key: tensor.name });
   }
   return { location, offset, length };
@@ -82,10 +88,13 @@ export function externalBytes(
   if (!data) throw new OnnxModelError(`external data file ${loc.location} was not loaded`, { file, key: tensor.name });
   const end = loc.length === undefined ? data.length : loc.offset + loc.length;
   if (end > data.length) {
-    throw new OnnxModelError(`external data [${loc.offset}, ${end}) runs past the end of ${loc.location} (${data.length} bytes)`, {
-      file,
-      key: tensor.name,
-    });
+    throw new OnnxModelError(
+      `external data [${loc.offset}, ${end}) runs past the end of ${loc.location} (${data.length} bytes)`,
+      {
+        file,
+        key: tensor.name,
+      },
+    );
   }
   return data.subarray(loc.offset, end);
 }

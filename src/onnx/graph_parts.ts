@@ -49,7 +49,11 @@ export function makeNode(
 ): NodeProto {
   const attribute = Object.entries(attributes).map(([key, value]) => {
     if (Array.isArray(value)) {
-      return create(AttributeProtoSchema, { name: key, type: AttributeProto_AttributeType.INTS, ints: value.map(BigInt) });
+      return create(AttributeProtoSchema, {
+        name: key,
+        type: AttributeProto_AttributeType.INTS,
+        ints: value.map(BigInt),
+      });
     }
     if (typeof value === "object") {
       return create(AttributeProtoSchema, { name: key, type: AttributeProto_AttributeType.FLOAT, f: value.f });
@@ -70,7 +74,9 @@ export function makeNode(
  */
 export function tensorValueInfo(name: string, elemType: number, dims: ReadonlyArray<number | string>): ValueInfoProto {
   const dim = dims.map((d) => ({
-    value: typeof d === "string" ? { case: "dimParam" as const, value: d } : { case: "dimValue" as const, value: BigInt(d) },
+    value: typeof d === "string"
+      ? { case: "dimParam" as const, value: d }
+      : { case: "dimValue" as const, value: BigInt(d) },
   }));
   return create(ValueInfoProtoSchema, {
     name,

@@ -73,9 +73,12 @@ function branchElementType(model: ModelProto, target: WeightTarget): "float32" |
   const tensor = model.graph!.initializer.find((t) => t.name === name);
   if (tensor?.dataType === TensorProto_DataType.FLOAT16) return "float16";
   if (tensor && tensor.dataType !== TensorProto_DataType.FLOAT) {
-    throw new UnsupportedError(`LoRA branches support float32 and float16 projections; ${name} has element type ${tensor.dataType}`, {
-      key: target.module,
-    });
+    throw new UnsupportedError(
+      `LoRA branches support float32 and float16 projections; ${name} has element type ${tensor.dataType}`,
+      {
+        key: target.module,
+      },
+    );
   }
   return "float32";
 }
@@ -173,7 +176,10 @@ export function addLoraBranches(
   const fresh = nameAllocator(taken);
   const inputName = (name: string, module: string) => {
     if (taken.has(name)) {
-      throw new OnnxModelError(`the graph already has a tensor named ${name} (branches added twice?); branch the base graph`, { key: module });
+      throw new OnnxModelError(
+        `the graph already has a tensor named ${name} (branches added twice?); branch the base graph`,
+        { key: module },
+      );
     }
     taken.add(name);
     return name;
@@ -188,11 +194,18 @@ export function addLoraBranches(
     const target = weights.get(module);
     if (!target) throw new OnnxModelError("the base graph has no patchable weight for this module", { key: module });
     const site = siteOf(model, target);
-    if (replaced.has(site.producer)) throw new OnnxModelError(`module shares its node with another branched module`, { key: module });
+    if (replaced.has(site.producer)) {
+      throw new OnnxModelError(`module shares its node with another branched module`, { key: module });
+    }
     const isDora = dora.has(module);
-    if (isDora && target.kind === "embedding") throw new UnsupportedError("DoRA on embeddings is not supported", { key: module });
+    if (isDora && target.kind === "embedding") {
+      throw new UnsupportedError("DoRA on embeddings is not supported", { key: module });
+    }
     if (isDora && site.innerBias !== undefined && !target.bias) {
-      throw new UnsupportedError(`DoRA needs the bias of ${target.nodeName} apart, but its C input is not a plain [out] bias`, { key: module });
+      throw new UnsupportedError(
+        `DoRA needs the bias of ${target.nodeName} apart, but its C input is not a plain [out] bias`,
+        { key: module },
+      );
     }
 
     const prefix = `lora.${module}`;
@@ -203,12 +216,17 @@ export function addLoraBranches(
     const elementType = branchElementType(model, target);
     const F = elementType === "float16" ? TensorProto_DataType.FLOAT16 : TensorProto_DataType.FLOAT;
     // Fed pre-transposed ([in, rank], [rank, out]) so a run does no Transpose of its own.
-    inputs.push(tensorValueInfo(a, F, [target.inFeatures, rankDim]), tensorValueInfo(b, F, [rankDim, target.outFeatures]));
+    inputs.push(
+      tensorValueInfo(a, F, [target.inFeatures, rankDim]),
+      tensorValueInfo(b, F, [rankDim, target.outFeatures]),
+    );
     if (scale) inputs.push(tensorValueInfo(scale, F, [target.outFeatures]));
 
     // The producer now writes `base`; the branch writes the original output name.
     const producer = graph.node[site.producer];
-    const scope = producer.name.includes("/") ? producer.name.slice(0, producer.name.lastIndexOf("/") + 1) : `/${prefix}/`;
+    const scope = producer.name.includes("/")
+      ? producer.name.slice(0, producer.name.lastIndexOf("/") + 1)
+      : `/${prefix}/`;
     const base = fresh(`${site.y}_lora_base`);
     const input = producer.input.slice();
     const splitBias = isDora && site.innerBias !== undefined ? input[site.innerBias] : undefined;

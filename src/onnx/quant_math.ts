@@ -97,7 +97,13 @@ function checkDims(w: Float32Array, k: number, n: number) {
  * console.log(q.packed.length, dequantizeNBits(q, "in_out").length); // 256 512
  * ```
  */
-export function quantizeQ4(w: Float32Array, k: number, n: number, blockSize: number, layout: WeightLayout): NBitsWeight {
+export function quantizeQ4(
+  w: Float32Array,
+  k: number,
+  n: number,
+  blockSize: number,
+  layout: WeightLayout,
+): NBitsWeight {
   checkDims(w, k, n);
   if (!Number.isSafeInteger(blockSize) || blockSize < 16 || (blockSize & (blockSize - 1)) !== 0) {
     throw new RangeError(`blockSize must be a power of two >= 16, got ${blockSize}`);

@@ -42,7 +42,7 @@ import { edited } from "./proto_edit.ts";
 import { blockCount, dequantizeNBits, dequantizeQ8, quantizeQ4, quantizeQ8 } from "./quant_math.ts";
 import type { ExternalBytes } from "./quantized_weights.ts";
 import { readFloatTensor } from "./tensor_data.ts";
-import { type InitializerUse, indexWeights } from "./weight_index.ts";
+import { indexWeights, type InitializerUse } from "./weight_index.ts";
 
 /**
  * The quantized forms {@linkcode quantizeModel} produces.
@@ -110,7 +110,6 @@ interface Projection {
 
 const FILE = "quantizeModel";
 
-
 function f32Bytes(values: Float32Array): Uint8Array {
   return new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
 }
@@ -144,7 +143,9 @@ export function quantizeModel(model: ModelProto, options: QuantizeOptions): Quan
     if (!t || t.dims.length !== 2) return undefined;
     if (t.dataType === TensorProto_DataType.FLOAT) return t;
     if (t.dataType === TensorProto_DataType.FLOAT16 || t.dataType === TensorProto_DataType.BFLOAT16) {
-      throw new UnsupportedError(`weight ${t.name} is not float32; quantizeModel quantizes float32 models`, { file: FILE });
+      throw new UnsupportedError(`weight ${t.name} is not float32; quantizeModel quantizes float32 models`, {
+        file: FILE,
+      });
     }
     return undefined;
   };
@@ -157,22 +158,38 @@ export function quantizeModel(model: ModelProto, options: QuantizeOptions): Quan
       if (w) {
         const [k, n] = w.dims.map(Number);
         return {
-          x: node.input[0], y: node.output[0], weight: w, values: read(w), layout: "in_out", k, n,
+          x: node.input[0],
+          y: node.output[0],
+          weight: w,
+          values: read(w),
+          layout: "in_out",
+          k,
+          n,
           reader: { initializer: w.name, readerIndex: index, inputIndex: 1 },
         };
       }
       const t = producerIndex.get(node.input[1]);
       const transpose = t === undefined ? undefined : graph.node[t];
       const perm = transpose?.attribute.find((a) => a.name === "perm")?.ints.map(Number);
-      if (transpose?.opType !== "Transpose" || (transpose.domain ?? "") !== "" || (perm && !(perm[0] === 1 && perm[1] === 0))) {
+      if (
+        transpose?.opType !== "Transpose" || (transpose.domain ?? "") !== "" ||
+        (perm && !(perm[0] === 1 && perm[1] === 0))
+      ) {
         return undefined;
       }
       const wt = float2d(transpose.input[0]);
       if (!wt) return undefined;
       const [n, k] = wt.dims.map(Number);
       return {
-        x: node.input[0], y: node.output[0], weight: wt, values: read(wt), layout: "out_in", k, n,
-        reader: { initializer: wt.name, readerIndex: t!, inputIndex: 0 }, transpose: t,
+        x: node.input[0],
+        y: node.output[0],
+        weight: wt,
+        values: read(wt),
+        layout: "out_in",
+        k,
+        n,
+        reader: { initializer: wt.name, readerIndex: t!, inputIndex: 0 },
+        transpose: t,
       };
     }
     if (node.opType === "Gemm" && gemm) {
@@ -185,12 +202,20 @@ export function quantizeModel(model: ModelProto, options: QuantizeOptions): Quan
       const c = node.input[2] ?? "";
       if (c !== "") {
         const bias = initializers.get(c);
-        const ok = bias && bias.dims.length === 1 && Number(bias.dims[0]) === n && floatAttribute(node, "beta", 1) === 1;
+        const ok = bias && bias.dims.length === 1 && Number(bias.dims[0]) === n &&
+          floatAttribute(node, "beta", 1) === 1;
         if (!ok) return undefined;
       }
       return {
-        x: node.input[0], y: node.output[0], weight: w, values: read(w), layout: transB ? "out_in" : "in_out", k, n,
-        bias: c !== "" ? c : undefined, reader: { initializer: w.name, readerIndex: index, inputIndex: 1 },
+        x: node.input[0],
+        y: node.output[0],
+        weight: w,
+        values: read(w),
+        layout: transB ? "out_in" : "in_out",
+        k,
+        n,
+        bias: c !== "" ? c : undefined,
+        reader: { initializer: w.name, readerIndex: index, inputIndex: 1 },
       };
     }
     return undefined;
@@ -248,7 +273,12 @@ export function quantizeModel(model: ModelProto, options: QuantizeOptions): Quan
       const zeroPoint = fresh(`${wName}_zero_point`);
       const values = q.values as Int8Array;
       added.push(
-        rawTensor(b, TensorProto_DataType.INT8, [p.k, p.n], new Uint8Array(values.buffer, values.byteOffset, values.length)),
+        rawTensor(
+          b,
+          TensorProto_DataType.INT8,
+          [p.k, p.n],
+          new Uint8Array(values.buffer, values.byteOffset, values.length),
+        ),
         rawTensor(scale, TensorProto_DataType.FLOAT, [p.n], f32Bytes(q.scales)),
         rawTensor(zeroPoint, TensorProto_DataType.INT8, [p.n], new Uint8Array(p.n)),
       );
@@ -286,10 +316,15 @@ export function quantizeModel(model: ModelProto, options: QuantizeOptions): Quan
   }
   if (format === "q8" && quantized.length > 0) {
     const onnxOpset = Number(opsetImport.find((o) => (o.domain ?? "") === "" || o.domain === "ai.onnx")?.version ?? 0);
-    if (onnxOpset < 11) throw new UnsupportedError(`q8 needs ONNX opset >= 11 (DynamicQuantizeLinear), model has ${onnxOpset}`);
+    if (onnxOpset < 11) {
+      throw new UnsupportedError(`q8 needs ONNX opset >= 11 (DynamicQuantizeLinear), model has ${onnxOpset}`);
+    }
   }
   return {
-    model: edited(ModelProtoSchema, model, { opsetImport, graph: edited(GraphProtoSchema, graph, { node: kept, initializer }) }),
+    model: edited(ModelProtoSchema, model, {
+      opsetImport,
+      graph: edited(GraphProtoSchema, graph, { node: kept, initializer }),
+    }),
     dequantized: patchModel(model, indexWeights(graph), updates),
     quantized,
   };

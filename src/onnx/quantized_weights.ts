@@ -103,7 +103,9 @@ function matchNBits(graph: GraphProto, nodeIndex: number, ctx: QuantizedMatchCon
   if (b.dataType !== TensorProto_DataType.UINT8 || !floatElementType(scales.dataType)) return undefined;
   const blocks = Math.ceil(k / blockSize);
   const shape = dims(b)!;
-  if (shape.length !== 3 || shape[0] !== n || shape[1] !== blocks || shape[2] !== (blockSize * bits) / 8) return undefined;
+  if (shape.length !== 3 || shape[0] !== n || shape[1] !== blocks || shape[2] !== (blockSize * bits) / 8) {
+    return undefined;
+  }
   // g_idx (deprecated) reorders K; such weights are not read back here.
   if ((node.input[4] ?? "") !== "") return undefined;
   const zp = node.input[3] ?? "";
@@ -142,7 +144,9 @@ function matchInteger(graph: GraphProto, nodeIndex: number, ctx: QuantizedMatchC
   const int8 = b && (b.dataType === TensorProto_DataType.INT8 || b.dataType === TensorProto_DataType.UINT8);
   if (!b || !int8 || shape!.length !== 2) return undefined;
   const dql = ctx.producers.get(node.input[0]);
-  if (!dql || dql.opType !== "DynamicQuantizeLinear" || (dql.domain ?? "") !== "" || dql.output[0] !== node.input[0]) return undefined;
+  if (!dql || dql.opType !== "DynamicQuantizeLinear" || (dql.domain ?? "") !== "" || dql.output[0] !== node.input[0]) {
+    return undefined;
+  }
   // MatMulInteger -> Cast(float) -> Mul(., x_scale * w_scale)
   const castIndex = readerOf(graph, node.output[0], "Cast");
   if (castIndex < 0 || intAttr(graph.node[castIndex], "to") !== TensorProto_DataType.FLOAT) return undefined;
@@ -151,7 +155,10 @@ function matchInteger(graph: GraphProto, nodeIndex: number, ctx: QuantizedMatchC
   if (mulIndex < 0) return undefined;
   const mul = graph.node[mulIndex];
   const scalesMul = ctx.producers.get(mul.input[mul.input[0] === castOut ? 1 : 0]);
-  if (!scalesMul || scalesMul.opType !== "Mul" || (scalesMul.domain ?? "") !== "" || !scalesMul.input.includes(dql.output[1])) {
+  if (
+    !scalesMul || scalesMul.opType !== "Mul" || (scalesMul.domain ?? "") !== "" ||
+    !scalesMul.input.includes(dql.output[1])
+  ) {
     return undefined;
   }
   const wScale = ctx.initializers.get(scalesMul.input[scalesMul.input[0] === dql.output[1] ? 1 : 0]);
@@ -208,9 +215,13 @@ export function matchQuantizedProjection(
 /** Bytes of a 1-byte integer tensor (uint8/int8), from raw data or int32_data. */
 function byteData(tensor: TensorProto, file: string, raw?: Uint8Array): Uint8Array {
   const n = elementCount(tensor);
-  const bytes = raw ?? (tensor.rawData.length > 0 ? tensor.rawData : Uint8Array.from(tensor.int32Data, (v) => v & 0xff));
+  const bytes = raw ??
+    (tensor.rawData.length > 0 ? tensor.rawData : Uint8Array.from(tensor.int32Data, (v) => v & 0xff));
   if (bytes.length !== n) {
-    throw new OnnxModelError(`has ${bytes.length} bytes but dims ${tensor.dims.join("x")} need ${n}`, { file, key: tensor.name });
+    throw new OnnxModelError(`has ${bytes.length} bytes but dims ${tensor.dims.join("x")} need ${n}`, {
+      file,
+      key: tensor.name,
+    });
   }
   return bytes;
 }
@@ -238,7 +249,12 @@ export type ExternalBytes = (tensor: TensorProto) => Uint8Array | undefined;
  * // const w = readTargetWeight(model.graph!, index.get("model.layers.0.self_attn.q_proj")!, "model.onnx");
  * ```
  */
-export function readTargetWeight(graph: GraphProto, target: WeightTarget, file: string, external?: ExternalBytes): Float32Array {
+export function readTargetWeight(
+  graph: GraphProto,
+  target: WeightTarget,
+  file: string,
+  external?: ExternalBytes,
+): Float32Array {
   const initializer = (name: string) => {
     const t = graph.initializer.find((i) => i.name === name);
     if (!t) throw new OnnxModelError(`no initializer named ${name}`, { file, key: target.module });
@@ -261,15 +277,21 @@ export function readTargetWeight(graph: GraphProto, target: WeightTarget, file: 
     if (q.zeroPoints) {
       const zp = bytes(q.zeroPoints);
       if (zp.tensor.dataType !== TensorProto_DataType.UINT8) {
-        throw new UnsupportedError(`MatMulNBits zero points of element type ${zp.tensor.dataType} (not packed uint8) are not supported`, {
-          file,
-          key: target.module,
-        });
+        throw new UnsupportedError(
+          `MatMulNBits zero points of element type ${zp.tensor.dataType} (not packed uint8) are not supported`,
+          {
+            file,
+            key: target.module,
+          },
+        );
       }
       zeroPoints = zp.data;
     }
     const packed = bytes(target.initializer).data;
-    return dequantizeNBits({ k, n, bits: q.bits, blockSize: q.blockSize!, packed, scales: float(q.scales), zeroPoints }, target.layout);
+    return dequantizeNBits(
+      { k, n, bits: q.bits, blockSize: q.blockSize!, packed, scales: float(q.scales), zeroPoints },
+      target.layout,
+    );
   }
   const values = bytes(target.initializer);
   const signed = values.tensor.dataType === TensorProto_DataType.INT8;
@@ -277,10 +299,13 @@ export function readTargetWeight(graph: GraphProto, target: WeightTarget, file: 
   const scales = float(q.scales);
   const zeroPoints = q.zeroPoints ? view(bytes(q.zeroPoints).data) : new Uint8Array(scales.length);
   if ((scales.length !== 1 && scales.length !== n) || zeroPoints.length !== scales.length) {
-    throw new UnsupportedError(`MatMulInteger weight scale/zero point of ${scales.length}/${zeroPoints.length} values (need 1 or ${n})`, {
-      file,
-      key: target.module,
-    });
+    throw new UnsupportedError(
+      `MatMulInteger weight scale/zero point of ${scales.length}/${zeroPoints.length} values (need 1 or ${n})`,
+      {
+        file,
+        key: target.module,
+      },
+    );
   }
   return dequantizeQ8({ k, n, values: view(values.data), scales, zeroPoints }, target.layout);
 }

@@ -72,7 +72,6 @@ function moduleFromParamName(name: string): string | undefined {
   return /^[A-Za-z_][\w.]*\.weight$/.test(name) ? name.slice(0, -".weight".length) : undefined;
 }
 
-
 /**
  * Indexes a graph's MatMul, Gemm and Gather weights by PyTorch module name,
  * and the quantized projections ONNX Runtime's tools produce (`MatMulNBits`,
@@ -133,15 +132,28 @@ export function indexWeights(graph: GraphProto): WeightIndex {
       if (w) {
         const [inF, outF] = w.dims.map(Number);
         target = {
-          kind: "linear", nodeName: node.name, readerIndex: nodeIndex, inputIndex: 1, initializer: w.name,
-          layout: "in_out", inFeatures: inF, outFeatures: outF, bias: addBias(node.output[0], outF),
+          kind: "linear",
+          nodeName: node.name,
+          readerIndex: nodeIndex,
+          inputIndex: 1,
+          initializer: w.name,
+          layout: "in_out",
+          inFeatures: inF,
+          outFeatures: outF,
+          bias: addBias(node.output[0], outF),
         };
       } else if (transposed) {
         // Newer exporters keep `weight` as [out, in] and Transpose it before the MatMul.
         const [outF, inF] = transposed.tensor.dims.map(Number);
         target = {
-          kind: "linear", nodeName: node.name, readerIndex: transposed.readerIndex, inputIndex: 0,
-          initializer: transposed.tensor.name, layout: "out_in", inFeatures: inF, outFeatures: outF,
+          kind: "linear",
+          nodeName: node.name,
+          readerIndex: transposed.readerIndex,
+          inputIndex: 0,
+          initializer: transposed.tensor.name,
+          layout: "out_in",
+          inFeatures: inF,
+          outFeatures: outF,
           bias: addBias(node.output[0], outF),
         };
       }
@@ -153,8 +165,14 @@ export function indexWeights(graph: GraphProto): WeightIndex {
         const [d0, d1] = w.dims.map(Number);
         const outF = transB ? d0 : d1;
         target = {
-          kind: "linear", nodeName: node.name, readerIndex: nodeIndex, inputIndex: 1, initializer: w.name,
-          layout: transB ? "out_in" : "in_out", inFeatures: transB ? d1 : d0, outFeatures: outF,
+          kind: "linear",
+          nodeName: node.name,
+          readerIndex: nodeIndex,
+          inputIndex: 1,
+          initializer: w.name,
+          layout: transB ? "out_in" : "in_out",
+          inFeatures: transB ? d1 : d0,
+          outFeatures: outF,
           bias: floatAttribute(node, "beta", 1) === 1 ? bias1d(nodeIndex, 2, outF) : undefined,
         };
       }
@@ -163,8 +181,14 @@ export function indexWeights(graph: GraphProto): WeightIndex {
       if (w) {
         const [num, dim] = w.dims.map(Number);
         target = {
-          kind: "embedding", nodeName: node.name, readerIndex: nodeIndex, inputIndex: 0, initializer: w.name,
-          layout: "in_out", inFeatures: num, outFeatures: dim,
+          kind: "embedding",
+          nodeName: node.name,
+          readerIndex: nodeIndex,
+          inputIndex: 0,
+          initializer: w.name,
+          layout: "in_out",
+          inFeatures: num,
+          outFeatures: dim,
         };
       }
     } else {

@@ -159,9 +159,7 @@ function parseTensorEntry(
 ): TensorInfo {
   if (!isPlainObject(entry)) {
     fail(
-      `entry must be an object with dtype, shape and data_offsets, got ${
-        describe(entry)
-      }`,
+      `entry must be an object with dtype, shape and data_offsets, got ${describe(entry)}`,
       file,
       name,
     );
@@ -169,9 +167,7 @@ function parseTensorEntry(
   for (const field of Object.keys(entry)) {
     if (!(TENSOR_FIELDS as readonly string[]).includes(field)) {
       fail(
-        `unexpected field ${JSON.stringify(field)} (allowed: ${
-          TENSOR_FIELDS.join(", ")
-        })`,
+        `unexpected field ${JSON.stringify(field)} (allowed: ${TENSOR_FIELDS.join(", ")})`,
         file,
         name,
       );
@@ -199,9 +195,7 @@ function parseTensorEntry(
   if (!Array.isArray(rawShape)) {
     fail(`shape must be an array, got ${describe(rawShape)}`, file, name);
   }
-  const shape = rawShape.map((d, i) =>
-    checkUnsigned(d, `shape[${i}]`, file, name)
-  );
+  const shape = rawShape.map((d, i) => checkUnsigned(d, `shape[${i}]`, file, name));
 
   const rawOffsets = entry.data_offsets;
   if (!Array.isArray(rawOffsets) || rawOffsets.length !== 2) {
@@ -240,9 +234,7 @@ function parseTensorEntry(
   }
   if (end - begin !== byteLength) {
     fail(
-      `data_offsets [${begin}, ${end}] span ${
-        end - begin
-      } bytes but shape [${shape}] of ${dtype} needs ${byteLength}`,
+      `data_offsets [${begin}, ${end}] span ${end - begin} bytes but shape [${shape}] of ${dtype} needs ${byteLength}`,
       file,
       name,
     );
@@ -306,9 +298,7 @@ function checkLayout(
     }
     if (begin < cursor) {
       fail(
-        `data_offsets [${begin}, ${end}] overlap tensor ${
-          JSON.stringify(previous)
-        }, which ends at ${cursor}`,
+        `data_offsets [${begin}, ${end}] overlap tensor ${JSON.stringify(previous)}, which ends at ${cursor}`,
         file,
         name,
       );
@@ -421,9 +411,7 @@ export function parseSafetensorsHeader(
     );
   }
 
-  tensors.sort(([, a], [, b]) =>
-    a.dataOffsets[0] - b.dataOffsets[0] || a.dataOffsets[1] - b.dataOffsets[1]
-  );
+  tensors.sort(([, a], [, b]) => a.dataOffsets[0] - b.dataOffsets[0] || a.dataOffsets[1] - b.dataOffsets[1]);
   const dataLength = checkLayout(tensors, file);
   const fileEnd = dataOffset + dataLength;
   if (fileEnd !== fileSize) {
@@ -473,18 +461,14 @@ export async function readSafetensorsHeader(
     if (typeof name === "string" && name) file = name;
   }
   const size = blob.size;
-  const prefix = size >= 8
-    ? new Uint8Array(await blob.slice(0, 8).arrayBuffer())
-    : new Uint8Array(0);
+  const prefix = size >= 8 ? new Uint8Array(await blob.slice(0, 8).arrayBuffer()) : new Uint8Array(0);
   const headerLength = readHeaderLength(prefix, size, file);
   const json = new Uint8Array(
     await blob.slice(8, 8 + headerLength).arrayBuffer(),
   );
   if (json.length !== headerLength) {
     fail(
-      `reading header bytes 8 to ${
-        8 + headerLength
-      } returned ${json.length} bytes`,
+      `reading header bytes 8 to ${8 + headerLength} returned ${json.length} bytes`,
       file,
     );
   }

@@ -10,26 +10,10 @@
  * @module
  */
 
-export {
-  type Dtype,
-  DTYPE_SIZES,
-  DTYPES,
-  dtypeSize,
-  isDtype,
-} from "./dtype.ts";
-export {
-  bf16ToF32,
-  f16BitsToF32,
-  f16ToF32,
-  f32ToF16,
-  f32ToF16Bits,
-} from "./float16.ts";
+export { type Dtype, DTYPE_SIZES, DTYPES, dtypeSize, isDtype } from "./dtype.ts";
+export { bf16ToF32, f16BitsToF32, f16ToF32, f32ToF16, f32ToF16Bits } from "./float16.ts";
 export { f8E4M3ToF32, f8E5M2ToF32 } from "./float8.ts";
-export {
-  bytesToFloat32,
-  bytesToTypedArray,
-  type SafetensorsTypedArray,
-} from "./convert.ts";
+export { bytesToFloat32, bytesToTypedArray, type SafetensorsTypedArray } from "./convert.ts";
 export {
   MAX_HEADER_LENGTH,
   parseSafetensorsHeader,

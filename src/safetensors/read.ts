@@ -5,17 +5,9 @@
  */
 
 import { SafetensorsError } from "../errors.ts";
-import {
-  bytesToFloat32,
-  bytesToTypedArray,
-  type SafetensorsTypedArray,
-} from "./convert.ts";
+import { bytesToFloat32, bytesToTypedArray, type SafetensorsTypedArray } from "./convert.ts";
 import type { Dtype } from "./dtype.ts";
-import {
-  parseSafetensorsHeader,
-  type SafetensorsHeader,
-  type TensorInfo,
-} from "./header.ts";
+import { parseSafetensorsHeader, type SafetensorsHeader, type TensorInfo } from "./header.ts";
 
 /**
  * One tensor of a file: its dtype, shape and raw little-endian bytes.

@@ -66,9 +66,7 @@ function checkTensor(name: string, tensor: TensorInput): Uint8Array {
   });
   if (!ArrayBuffer.isView(data)) {
     fail(
-      `data must be a typed array or DataView, got ${
-        Object.prototype.toString.call(data)
-      }`,
+      `data must be a typed array or DataView, got ${Object.prototype.toString.call(data)}`,
     );
   }
   const expected = elements * dtypeSize(dtype);
@@ -128,9 +126,7 @@ export function serializeSafetensors(
   tensors: Record<string, TensorInput> | Map<string, TensorInput>,
   metadata?: Record<string, string>,
 ): Uint8Array {
-  const entries = tensors instanceof Map
-    ? [...tensors.entries()]
-    : Object.entries(tensors);
+  const entries = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
   const items = entries.map(([name, tensor]) => ({
     name,
     tensor,

@@ -102,5 +102,10 @@ export async function locateAdapter(
     (sources.localRoots?.length ?? 0) > 0 ? "under the configured adapter folders" : "",
     (sources.allowHub ?? true) ? "as a Hub repo id (`name` or `org/name`)" : "",
   ].filter(Boolean).join(" or ");
-  throw new HttpError(404, "not_found_error", `no adapter ${JSON.stringify(id)} ${where || "(no adapter sources are configured)"}`, "id");
+  throw new HttpError(
+    404,
+    "not_found_error",
+    `no adapter ${JSON.stringify(id)} ${where || "(no adapter sources are configured)"}`,
+    "id",
+  );
 }

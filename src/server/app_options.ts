@@ -68,7 +68,9 @@ export interface ServerContext {
 
 function positive(name: string, value: number | undefined, fallback: number): number {
   const n = value ?? fallback;
-  if (!Number.isSafeInteger(n) || n <= 0) throw new RangeError(`${name} must be a positive integer, got ${String(value)}`);
+  if (!Number.isSafeInteger(n) || n <= 0) {
+    throw new RangeError(`${name} must be a positive integer, got ${String(value)}`);
+  }
   return n;
 }
 
@@ -94,7 +96,10 @@ export function resolveAppOptions(options: AppOptions): ServerContext {
     localRoots: [...(options.localRoots ?? [])],
     allowHub: options.allowHub ?? true,
     maxBodyBytes: positive("maxBodyBytes", options.maxBodyBytes, 1 << 20),
-    limits: { maxTokens, defaultMaxTokens: Math.min(maxTokens, positive("defaultMaxTokens", options.defaultMaxTokens, 16)) },
+    limits: {
+      maxTokens,
+      defaultMaxTokens: Math.min(maxTokens, positive("defaultMaxTokens", options.defaultMaxTokens, 16)),
+    },
     onError: options.onError ?? ((error) => console.error(error)),
   };
 }

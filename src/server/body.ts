@@ -50,11 +50,17 @@ export async function readJsonBody(request: Request, limit: number): Promise<unk
   } catch {
     throw new HttpError(400, "invalid_request_error", "the request body is not valid UTF-8");
   }
-  if (text.trim() === "") throw new HttpError(400, "invalid_request_error", "the request body is empty; send a JSON object");
+  if (text.trim() === "") {
+    throw new HttpError(400, "invalid_request_error", "the request body is empty; send a JSON object");
+  }
   try {
     return JSON.parse(text);
   } catch (cause) {
-    throw new HttpError(400, "invalid_request_error", `the request body is not valid JSON: ${(cause as Error).message}`);
+    throw new HttpError(
+      400,
+      "invalid_request_error",
+      `the request body is not valid JSON: ${(cause as Error).message}`,
+    );
   }
 }
 
@@ -76,5 +82,10 @@ export function validate<T extends z.ZodType>(schema: T, value: unknown): z.infe
   if (result.success) return result.data;
   const issue = result.error.issues[0];
   const param = issue.path.map(String).join(".");
-  throw new HttpError(400, "invalid_request_error", param ? `${param}: ${issue.message}` : issue.message, param || undefined);
+  throw new HttpError(
+    400,
+    "invalid_request_error",
+    param ? `${param}: ${issue.message}` : issue.message,
+    param || undefined,
+  );
 }

@@ -14,7 +14,12 @@ import { openLocation } from "./open_location.ts";
 
 /** An adapter loaded into the shared model under a host-chosen key. */
 class DynamicAdapter implements HostedAdapter {
-  constructor(readonly model: PeftModel, readonly key: string, readonly bytes: number, readonly release: () => Promise<void>) {}
+  constructor(
+    readonly model: PeftModel,
+    readonly key: string,
+    readonly bytes: number,
+    readonly release: () => Promise<void>,
+  ) {}
 }
 
 /** Options of {@linkcode dynamicHost}. */
@@ -83,7 +88,9 @@ export function dynamicHost(base: BaseModel, tokenizer: TokenizerLike, options: 
       });
     },
     stream(adapter, prompt, generateOptions: GenerateOptions) {
-      if (adapter !== null && !(adapter instanceof DynamicAdapter)) throw new TypeError("the adapter was not loaded by this host");
+      if (adapter !== null && !(adapter instanceof DynamicAdapter)) {
+        throw new TypeError("the adapter was not loaded by this host");
+      }
       const lm = adapter?.model ?? model ?? base;
       return stream(lm, tokenizer, prompt, {
         generationConfig: options.generationConfig,

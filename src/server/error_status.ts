@@ -63,7 +63,9 @@ export function toHttpError(error: unknown): HttpError {
     return new HttpError(status, type, error.message, undefined, { cause: error, headers });
   }
   if (error instanceof HubError) return hubStatus(error);
-  if (error instanceof FileNotFoundError) return new HttpError(404, "not_found_error", error.message, "id", { cause: error });
+  if (error instanceof FileNotFoundError) {
+    return new HttpError(404, "not_found_error", error.message, "id", { cause: error });
+  }
   if (
     error instanceof SafetensorsError || error instanceof AdapterConfigError ||
     error instanceof AdapterMismatchError || error instanceof OnnxModelError || error instanceof UnsupportedError

@@ -18,7 +18,7 @@
 export { createApp } from "./app.ts";
 export type { AppOptions } from "./app_options.ts";
 export { createAdapterPool, type CreatePoolOptions } from "./create_pool.ts";
-export { AdapterPool, type AdapterInfo, type AdapterPoolOptions, type Lease, type PoolUsage } from "./pool.ts";
+export { type AdapterInfo, AdapterPool, type AdapterPoolOptions, type Lease, type PoolUsage } from "./pool.ts";
 export { PoolError, type PoolErrorKind } from "./pool_error.ts";
 export type { AdapterHost, AdapterLocation, HostedAdapter, HostLoadOptions, HubOptions } from "./host.ts";
 export { mergedHost, type MergedHostOptions } from "./merged_host.ts";

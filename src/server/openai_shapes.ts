@@ -199,7 +199,12 @@ export function responseHead(prefix: "cmpl" | "chatcmpl", model: string): Respon
  * completionBody(responseHead("cmpl", "base"), "was a", null);
  * ```
  */
-export function completionBody(head: ResponseHead, text: string, finish: Finish, result?: GenerationResult): CompletionBody {
+export function completionBody(
+  head: ResponseHead,
+  text: string,
+  finish: Finish,
+  result?: GenerationResult,
+): CompletionBody {
   return {
     ...head,
     object: "text_completion",
@@ -242,8 +247,16 @@ export function chatBody(head: ResponseHead, result: GenerationResult): ChatBody
  * chatChunk(responseHead("chatcmpl", "base"), { role: "assistant", content: "" }, null);
  * ```
  */
-export function chatChunk(head: ResponseHead, delta: { role?: "assistant"; content?: string }, finish: Finish): ChatChunk {
-  return { ...head, object: "chat.completion.chunk", choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] };
+export function chatChunk(
+  head: ResponseHead,
+  delta: { role?: "assistant"; content?: string },
+  finish: Finish,
+): ChatChunk {
+  return {
+    ...head,
+    object: "chat.completion.chunk",
+    choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+  };
 }
 
 /**

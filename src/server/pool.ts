@@ -122,9 +122,7 @@ interface Entry {
 
 /** Identity of a location: the same key means the same adapter files. */
 function locationKey(location: AdapterLocation): string {
-  return location.kind === "local"
-    ? `local:${location.path}`
-    : `hub:${location.repo}@${location.revision ?? "main"}`;
+  return location.kind === "local" ? `local:${location.path}` : `hub:${location.repo}@${location.revision ?? "main"}`;
 }
 
 /** A location for messages. */

@@ -36,7 +36,10 @@ export interface TokenLimits {
  * ```
  */
 export function generationOptions(
-  request: Pick<CompletionRequest, "max_tokens" | "temperature" | "top_p" | "top_k" | "repetition_penalty" | "seed" | "stop">,
+  request: Pick<
+    CompletionRequest,
+    "max_tokens" | "temperature" | "top_p" | "top_k" | "repetition_penalty" | "seed" | "stop"
+  >,
   limits: TokenLimits,
   maxTokensField = "max_tokens",
 ): GenerateOptions {

@@ -77,9 +77,15 @@ const CHALLENGE = { "www-authenticate": 'Bearer realm="peft-edge adapters"' };
 /** Refuses the request unless it carries the admin token. */
 async function requireAdmin(c: Context, context: ServerContext): Promise<void> {
   if (context.adminToken === undefined) {
-    throw new HttpError(401, "authentication_error", "adapter management is disabled: the server has no admin token", undefined, {
-      headers: CHALLENGE,
-    });
+    throw new HttpError(
+      401,
+      "authentication_error",
+      "adapter management is disabled: the server has no admin token",
+      undefined,
+      {
+        headers: CHALLENGE,
+      },
+    );
   }
   const token = bearerToken(c.req.header("authorization"));
   if (token === undefined || !await secretsEqual(token, context.adminToken)) {

@@ -8,14 +8,7 @@ import type { Hono } from "../deps/hono.ts";
 import type { ServerContext } from "./app_options.ts";
 import { readJsonBody, validate } from "./body.ts";
 import { toHttpError } from "./error_status.ts";
-import {
-  chatBody,
-  chatChunk,
-  completionBody,
-  finishReason,
-  responseHead,
-  usageChunk,
-} from "./openai_shapes.ts";
+import { chatBody, chatChunk, completionBody, finishReason, responseHead, usageChunk } from "./openai_shapes.ts";
 import { chatOptions, chatPrompt, completionPrompt, generationOptions } from "./request_options.ts";
 import { collect, startGeneration, streamEvents } from "./run_generation.ts";
 import { chatSchema, completionSchema } from "./schemas.ts";

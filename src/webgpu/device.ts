@@ -115,10 +115,16 @@ export async function probeWebGpu(gpu: GpuLike | null = runtimeGpu()): Promise<W
   try {
     adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
   } catch (error) {
-    return { isFallbackAdapter: false, description: `navigator.gpu.requestAdapter() failed: ${(error as Error)?.message ?? error}` };
+    return {
+      isFallbackAdapter: false,
+      description: `navigator.gpu.requestAdapter() failed: ${(error as Error)?.message ?? error}`,
+    };
   }
   if (!adapter) {
-    return { isFallbackAdapter: false, description: "navigator.gpu.requestAdapter() returned no adapter (no GPU driver)" };
+    return {
+      isFallbackAdapter: false,
+      description: "navigator.gpu.requestAdapter() returned no adapter (no GPU driver)",
+    };
   }
   const info = (adapter as { info?: { description?: string; vendor?: string } }).info;
   return {
@@ -145,11 +151,15 @@ export async function probeWebGpu(gpu: GpuLike | null = runtimeGpu()): Promise<W
 export async function chooseDevice(option: DeviceOption = "auto", gpu: GpuLike | null = runtimeGpu()): Promise<Device> {
   if (option === "wasm") return "wasm";
   if (option !== "auto" && option !== "webgpu") {
-    throw new UnsupportedError(`device must be "auto", "webgpu" or "wasm", got ${JSON.stringify(option)}`, { key: "device" });
+    throw new UnsupportedError(`device must be "auto", "webgpu" or "wasm", got ${JSON.stringify(option)}`, {
+      key: "device",
+    });
   }
   const probe = await probeWebGpu(gpu);
   if (option === "webgpu") {
-    if (!probe.adapter) throw new DeviceUnavailableError(`device "webgpu" is not available: ${probe.description}`, { key: "device" });
+    if (!probe.adapter) {
+      throw new DeviceUnavailableError(`device "webgpu" is not available: ${probe.description}`, { key: "device" });
+    }
     return "webgpu";
   }
   return probe.adapter && !probe.isFallbackAdapter ? "webgpu" : "wasm";
@@ -179,9 +189,12 @@ export async function requestGpuDevice(gpu: GpuLike | null = runtimeGpu()): Prom
       },
     });
   } catch (cause) {
-    throw new DeviceUnavailableError(`the WebGPU adapter (${description}) gave no device: ${(cause as Error)?.message ?? cause}`, {
-      key: "device",
-      cause,
-    });
+    throw new DeviceUnavailableError(
+      `the WebGPU adapter (${description}) gave no device: ${(cause as Error)?.message ?? cause}`,
+      {
+        key: "device",
+        cause,
+      },
+    );
   }
 }

@@ -37,7 +37,14 @@ export interface WebGpuLoraKernels extends Pick<LoraKernels, "loraForward" | "f1
   /** The device the shaders run on. */
   readonly device: GPUDevice;
   /** `W += scale * B @ A` in place, in `W`'s layout. */
-  mergeLora(w: Float32Array, a: Float32Array, b: Float32Array, dims: LoraDims, scale: number, layout: WeightLayout): Promise<void>;
+  mergeLora(
+    w: Float32Array,
+    a: Float32Array,
+    b: Float32Array,
+    dims: LoraDims,
+    scale: number,
+    layout: WeightLayout,
+  ): Promise<void>;
   /** Per output feature L2 norm of `W + scale * B @ A`; `w` is unchanged. */
   doraNorms(
     w: Float32Array,
@@ -110,7 +117,11 @@ function sqrtAll(sumsq: Float32Array): Float32Array {
  * device.destroy();
  * ```
  */
-export function createWebGpuKernels(device: GPUDevice, cpu: LoraKernels, options: WebGpuKernelOptions = {}): WebGpuLoraKernels {
+export function createWebGpuKernels(
+  device: GPUDevice,
+  cpu: LoraKernels,
+  options: WebGpuKernelOptions = {},
+): WebGpuLoraKernels {
   const runner = new GpuRunner(device);
   const maxRows = options.maxChunkRows ?? Infinity;
   const newJob = (w: Float32Array, dims: LoraDims, layout: WeightLayout, a?: Float32Array, b?: Float32Array) =>
@@ -147,47 +158,56 @@ export function createWebGpuKernels(device: GPUDevice, cpu: LoraKernels, options
     }
   }
 
-  return Object.freeze({
-    backend: "webgpu" as const,
-    device,
-    async mergeLora(w, a, b, dims, scale, layout) {
-      checkLoraArgs("mergeLora", w, a, b, dims, scale, layout);
-      return await run(newJob(w, dims, layout, a, b), async (job) => {
-        runner.submit((pass) => job.merge(pass, scale));
-        await job.readWeight(w);
-      });
-    },
-    async doraNorms(w, a, b, dims, scale, layout) {
-      checkLoraArgs("doraNorms", w, a, b, dims, scale, layout);
-      return await run(newJob(w, dims, layout, a, b), async (job) => {
-        return sqrtAll(await sumsqOf(job, dims.outFeatures, scale, false));
-      });
-    },
-    async scaleOutputs(w, factors, dims, layout) {
-      checkScaleOutputsArgs("scaleOutputs", w, factors, dims, layout);
-      return await run(newJob(w, dims, layout), async (job) => {
-        applyFactors(job, factors);
-        await job.readWeight(w);
-      });
-    },
-    async mergeWeight(w, a, b, dims, scale, layout, magnitude) {
-      checkLoraArgs("mergeWeight", w, a, b, dims, scale, layout);
-      if (magnitude !== undefined) {
-        checkArray("mergeWeight", "magnitude", magnitude, Float32Array, dims.outFeatures, `[out] = [${dims.outFeatures}]`);
-      }
-      return await run(newJob(w, dims, layout, a, b), async (job) => {
-        if (magnitude) {
-          const norms = sqrtAll(await sumsqOf(job, dims.outFeatures, scale, true));
-          applyFactors(job, magnitude.map((m, o) => m / norms[o]));
-        } else {
+  return Object.freeze(
+    {
+      backend: "webgpu" as const,
+      device,
+      async mergeLora(w, a, b, dims, scale, layout) {
+        checkLoraArgs("mergeLora", w, a, b, dims, scale, layout);
+        return await run(newJob(w, dims, layout, a, b), async (job) => {
           runner.submit((pass) => job.merge(pass, scale));
+          await job.readWeight(w);
+        });
+      },
+      async doraNorms(w, a, b, dims, scale, layout) {
+        checkLoraArgs("doraNorms", w, a, b, dims, scale, layout);
+        return await run(newJob(w, dims, layout, a, b), async (job) => {
+          return sqrtAll(await sumsqOf(job, dims.outFeatures, scale, false));
+        });
+      },
+      async scaleOutputs(w, factors, dims, layout) {
+        checkScaleOutputsArgs("scaleOutputs", w, factors, dims, layout);
+        return await run(newJob(w, dims, layout), async (job) => {
+          applyFactors(job, factors);
+          await job.readWeight(w);
+        });
+      },
+      async mergeWeight(w, a, b, dims, scale, layout, magnitude) {
+        checkLoraArgs("mergeWeight", w, a, b, dims, scale, layout);
+        if (magnitude !== undefined) {
+          checkArray(
+            "mergeWeight",
+            "magnitude",
+            magnitude,
+            Float32Array,
+            dims.outFeatures,
+            `[out] = [${dims.outFeatures}]`,
+          );
         }
-        await job.readWeight(w);
-      });
-    },
-    loraForward: (...args) => cpu.loraForward(...args),
-    f16ToF32: (...args) => cpu.f16ToF32(...args),
-    bf16ToF32: (...args) => cpu.bf16ToF32(...args),
-    f32ToF16: (...args) => cpu.f32ToF16(...args),
-  } satisfies WebGpuLoraKernels);
+        return await run(newJob(w, dims, layout, a, b), async (job) => {
+          if (magnitude) {
+            const norms = sqrtAll(await sumsqOf(job, dims.outFeatures, scale, true));
+            applyFactors(job, magnitude.map((m, o) => m / norms[o]));
+          } else {
+            runner.submit((pass) => job.merge(pass, scale));
+          }
+          await job.readWeight(w);
+        });
+      },
+      loraForward: (...args) => cpu.loraForward(...args),
+      f16ToF32: (...args) => cpu.f16ToF32(...args),
+      bf16ToF32: (...args) => cpu.bf16ToF32(...args),
+      f32ToF16: (...args) => cpu.f32ToF16(...args),
+    } satisfies WebGpuLoraKernels,
+  );
 }

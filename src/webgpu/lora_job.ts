@@ -69,7 +69,9 @@ export class LoraJob {
     const maxBytes = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
     const perChunk = Math.min(MAX_GROUPS, maxChunkRows, Math.floor(maxBytes / (this.#cols * 4)));
     if (perChunk < 1 || Math.ceil(this.#cols / MERGE_TILE) > MAX_GROUPS) {
-      throw new KernelError(`a stored row of ${this.#cols} floats is too long for this GPU's storage bindings`, { key: "webgpu" });
+      throw new KernelError(`a stored row of ${this.#cols} floats is too long for this GPU's storage bindings`, {
+        key: "webgpu",
+      });
     }
     try {
       for (let row0 = 0; row0 < this.#rows; row0 += perChunk) {
@@ -134,7 +136,16 @@ export class LoraJob {
       const groups = Math.ceil((chunk.rows * this.#cols) / LINEAR_WORKGROUP);
       const x = Math.min(groups, MAX_GROUPS);
       const y = Math.ceil(groups / x);
-      const words = new Uint32Array([chunk.rows, this.#cols, chunk.row0, this.#layout === "out_in" ? 1 : 0, x * LINEAR_WORKGROUP, 0, 0, 0]);
+      const words = new Uint32Array([
+        chunk.rows,
+        this.#cols,
+        chunk.row0,
+        this.#layout === "out_in" ? 1 : 0,
+        x * LINEAR_WORKGROUP,
+        0,
+        0,
+        0,
+      ]);
       const params = this.#own(this.#runner.uniform(words));
       this.#runner.dispatch(pass, SCALE_WGSL, [params, chunk.buffer, factors], x, y);
     }

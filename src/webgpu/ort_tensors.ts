@@ -31,14 +31,19 @@ export async function uploadToOrtGpu(tensor: Tensor): Promise<Tensor> {
     throw new UnsupportedError(`a ${tensor.type} tensor cannot live in an onnxruntime GPU buffer`, { key: "webgpu" });
   }
   const data = tensor.data as ArrayBufferView;
-  if (data.byteLength === 0) throw new UnsupportedError("an empty tensor cannot live in a GPU buffer", { key: "webgpu" });
+  if (data.byteLength === 0) {
+    throw new UnsupportedError("an empty tensor cannot live in a GPU buffer", { key: "webgpu" });
+  }
   const ortGpu = await loadOrtWebGpu();
   const device = (await ortGpu.env.webgpu.device) as GPUDevice;
   // writeBuffer needs a multiple of 4 bytes; onnxruntime reads only the tensor's own bytes.
   const size = Math.ceil(data.byteLength / 16) * 16;
   const bytes = new Uint8Array(size);
   bytes.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-  const buffer = device.createBuffer({ size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+  const buffer = device.createBuffer({
+    size,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+  });
   device.queue.writeBuffer(buffer, 0, bytes);
   return ortGpu.Tensor.fromGpuBuffer(buffer, {
     dataType: tensor.type as "float32",

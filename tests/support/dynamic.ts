@@ -99,7 +99,11 @@ export async function runner(model: ModelProto, config: Record<string, unknown>,
  * the merged rows to `m / ||W + s B A||`, for an adapter alone on its module;
  * embeddings `W + s (B A)^T`).
  */
-export function mergedReference(base: ModelProto, weights: WeightIndex, adapters: readonly ActiveAdapter[]): ModelProto {
+export function mergedReference(
+  base: ModelProto,
+  weights: WeightIndex,
+  adapters: readonly ActiveAdapter[],
+): ModelProto {
   const read = weightReader(base);
   const byModule = new Map<string, Float32Array>();
   const updates: WeightUpdate[] = [];
@@ -109,7 +113,13 @@ export function mergedReference(base: ModelProto, weights: WeightIndex, adapters
       let w = byModule.get(p.module);
       if (!w) {
         byModule.set(p.module, w = read(p.target));
-        updates.push({ module: p.module, initializer: p.target.initializer, readerIndex: p.target.readerIndex, inputIndex: p.target.inputIndex, values: w });
+        updates.push({
+          module: p.module,
+          initializer: p.target.initializer,
+          readerIndex: p.target.readerIndex,
+          inputIndex: p.target.inputIndex,
+          values: w,
+        });
       }
       const dims = { outFeatures: p.target.outFeatures, inFeatures: p.target.inFeatures, rank: p.rank };
       if (p.target.kind === "embedding") {

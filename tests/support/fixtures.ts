@@ -53,7 +53,10 @@ function int64(values: bigint[], dims: number[]) {
 }
 
 /** Prefill with an empty past, then one decode step feeding `present.*` back. */
-export async function prefillAndStep(model: ModelLike, e: Expected): Promise<{ logits: Float32Array; nextLogits: Float32Array }> {
+export async function prefillAndStep(
+  model: ModelLike,
+  e: Expected,
+): Promise<{ logits: Float32Array; nextLogits: Float32Array }> {
   const c = model.config as Record<string, number>;
   const heads = c.num_key_value_heads ?? c.num_attention_heads ?? c.n_head;
   const headDim = c.head_dim ?? (c.hidden_size ?? c.n_embd) / (c.num_attention_heads ?? c.n_head);

@@ -35,7 +35,9 @@ function tensor(name: string, dims: number[], values: Float32Array): TensorProto
     name,
     dims: dims.map(BigInt),
     dataType: 1,
-    rawData: new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength) as ArrayBuffer),
+    rawData: new Uint8Array(
+      values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength) as ArrayBuffer,
+    ),
   });
 }
 
@@ -72,7 +74,9 @@ export function transposeWeights(model: ModelProto): ModelProto {
       opType: "Transpose",
       input: [name],
       output: [t],
-      attribute: [create(AttributeProtoSchema, { name: "perm", type: AttributeProto_AttributeType.INTS, ints: [1n, 0n] })],
+      attribute: [
+        create(AttributeProtoSchema, { name: "perm", type: AttributeProto_AttributeType.INTS, ints: [1n, 0n] }),
+      ],
     }));
     nodes.push({ ...node, name: `node_MatMul_${n++}`, input: [node.input[0], t] });
   }
@@ -114,7 +118,9 @@ export function tieEmbeddings(model: ModelProto, untied = false): ModelProto {
     opType: "Transpose",
     input: [embed.name],
     output: ["/lm_head/tied_weight"],
-    attribute: [create(AttributeProtoSchema, { name: "perm", type: AttributeProto_AttributeType.INTS, ints: [1n, 0n] })],
+    attribute: [
+      create(AttributeProtoSchema, { name: "perm", type: AttributeProto_AttributeType.INTS, ints: [1n, 0n] }),
+    ],
   });
   const node = graph.node.flatMap((n) => {
     if (n !== lmHead) return [n];
@@ -136,7 +142,11 @@ export function toExternalData(model: ModelProto, location: string): { model: Mo
       ...t,
       rawData: new Uint8Array(),
       dataLocation: TensorProto_DataLocation.EXTERNAL,
-      externalData: [entry("location", location), entry("offset", String(offset)), entry("length", String(t.rawData.length))],
+      externalData: [
+        entry("location", location),
+        entry("offset", String(offset)),
+        entry("length", String(t.rawData.length)),
+      ],
     };
     chunks.push(t.rawData);
     offset += t.rawData.length;

@@ -11,9 +11,9 @@ import { fileURLToPath } from "node:url";
 import { type BaseModel, loadBaseModel } from "../../mod.ts";
 import { type GenerationConfig, type GenerationResult, loadGenerationConfig } from "../../src/generate/mod.ts";
 import {
+  type AdapterHost,
   AdapterPool,
   type AdapterPoolOptions,
-  type AdapterHost,
   type AppOptions,
   createApp,
   mergedHost,
@@ -54,7 +54,11 @@ export interface Demo {
 /** Loads the demo base (once per test file). */
 export async function loadDemo(): Promise<Demo> {
   const base = await loadBaseModel(DEMO_BASE);
-  return { base, tokenizer: await loadTokenizer(base.source), generationConfig: await loadGenerationConfig(base.source) };
+  return {
+    base,
+    tokenizer: await loadTokenizer(base.source),
+    generationConfig: await loadGenerationConfig(base.source),
+  };
 }
 
 /** How one generation ended, as the counting host saw it. */
