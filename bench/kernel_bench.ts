@@ -5,10 +5,13 @@
 // with the wasm-simd kernel (baseline), the js reference, and onnxruntime-web
 // running the same math as a tiny ONNX graph MatMul(B, A) * s + W (session
 // created up front, at ORT's default thread count). Group "f16-to-f32 16M"
-// times half-to-float conversion of 16 Mi values. Merge flops per call:
+// times src/numeric's half-to-float conversion of 16 Mi values: the runtime's
+// Float16Array against the portable bit code. Merge flops per call:
 // 2 * out * in * rank + out * in.
 import { loadKernels } from "../src/kernels/mod.ts";
 import type { LoraDims } from "../src/kernels/mod.ts";
+import { f16ToF32, hasNativeFloat16 } from "../src/numeric/mod.ts";
+import { f16ToF32Portable } from "../src/numeric/float16_portable.ts";
 import { create, ModelProtoSchema, TensorProto_DataType, toBinary } from "../src/deps/onnx_proto.ts";
 import { ort, Tensor } from "../src/deps/ort.ts";
 
@@ -120,18 +123,20 @@ await mergeGroup({ outFeatures: 4096, inFeatures: 4096, rank: 64 }, 0.25);
   for (let i = 0; i < n; i++) {
     halves[i] = (Math.imul(i, 2654435761) >>> 16) & 0xfbff;
   }
+  // src/numeric: the runtime's Float16Array (where it exists) against the portable bit code.
   const group = "f16-to-f32 16M";
+  const dst = new Float32Array(n);
   Deno.bench({
-    name: "wasm-simd",
+    name: hasNativeFloat16() ? "Float16Array" : "f16ToF32 (no Float16Array here)",
     group,
     baseline: true,
-    fn: () => void wasm.f16ToF32(halves),
+    fn: () => void f16ToF32(halves, dst),
   });
   Deno.bench({
-    name: "js",
+    name: "portable",
     group,
     n: 10,
     warmup: 2,
-    fn: () => void js.f16ToF32(halves),
+    fn: () => void f16ToF32Portable(halves, dst),
   });
 }

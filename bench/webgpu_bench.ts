@@ -81,7 +81,7 @@ function values(n: number, seed: number): Float32Array {
 
 const wasm = await loadKernels({ backend: "wasm-simd" });
 const gpu = probe.adapter ? new WebGpuContext() : undefined;
-const webgpu = gpu ? createWebGpuKernels(await gpu.device(), wasm) : undefined;
+const webgpu = gpu ? createWebGpuKernels(await gpu.device()) : undefined;
 const dims: LoraDims = { outFeatures: 2048, inFeatures: 2048, rank: 16 };
 const flops = 2 * dims.outFeatures * dims.inFeatures * dims.rank;
 const w = values(dims.outFeatures * dims.inFeatures, 1);

@@ -4,7 +4,7 @@ import { fromPretrained, loadBaseModel, memorySource, Tensor } from "../mod.ts";
 import { create, ModelProtoSchema, TensorProto_DataType } from "../src/deps/onnx_proto.ts";
 import { makeNode, rawTensor, tensorValueInfo } from "../src/onnx/graph_parts.ts";
 import { encodeModel } from "../src/onnx/model_file.ts";
-import { f16ToF32, f32ToF16 } from "../src/safetensors/float16.ts";
+import { f16ToF32, f32ToF16 } from "../src/numeric/float16.ts";
 import { serializeSafetensors } from "../src/safetensors/mod.ts";
 
 const F16 = TensorProto_DataType.FLOAT16;

@@ -5,13 +5,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { SafetensorsError } from "../src/errors.ts";
-import {
-  f16BitsToF32,
-  f32ToF16,
-  parseSafetensors,
-  parseSafetensorsHeader,
-  readSafetensorsHeader,
-} from "../src/safetensors/mod.ts";
+import { f16BitsToF32, f32ToF16 } from "../src/numeric/mod.ts";
+import { parseSafetensors, parseSafetensorsHeader, readSafetensorsHeader } from "../src/safetensors/mod.ts";
 
 const FILE = "test.safetensors";
 

@@ -1,5 +1,7 @@
-// F16 / BF16 / F8 conversions, checked exhaustively against simple
-// arithmetic reference formulas.
+// F16 / BF16 / F8 conversions (src/numeric), checked exhaustively against
+// simple arithmetic reference formulas and, where the runtime has
+// Float16Array, the portable bit-level code against the runtime's own
+// conversion on every pattern.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { SafetensorsError } from "../src/errors.ts";
@@ -11,7 +13,9 @@ import {
   f32ToF16Bits,
   f8E4M3ToF32,
   f8E5M2ToF32,
-} from "../src/safetensors/mod.ts";
+  hasNativeFloat16,
+} from "../src/numeric/mod.ts";
+import { f16ToF32Portable, f32ToF16Portable } from "../src/numeric/float16_portable.ts";
 
 /** F16 value by the textbook formula. */
 function refF16(h: number): number {
@@ -77,15 +81,75 @@ test("f16ToF32 matches the reference formula on all 65536 bit patterns", () => {
   }
 });
 
-test("f16ToF32 keeps NaN payloads and signs of zero and infinity", () => {
-  const out = f16ToF32(
-    new Uint16Array([0x7c01, 0xfe00, 0x7c00, 0xfc00, 0x0000, 0x8000]),
-  );
-  const bits = new Uint32Array(out.buffer);
+test("f16ToF32 keeps NaN signs (the portable code also payloads) and signs of zero and infinity", () => {
+  const src = new Uint16Array([0x7c01, 0xfe00, 0x7c00, 0xfc00, 0x0000, 0x8000]);
+  for (const out of [f16ToF32(src), f16ToF32Portable(src)]) {
+    const bits = new Uint32Array(out.buffer);
+    assert.ok(Number.isNaN(out[0]) && bits[0] >>> 31 === 0);
+    assert.ok(Number.isNaN(out[1]) && bits[1] >>> 31 === 1);
+    assert.deepEqual([...out.subarray(2)], [Infinity, -Infinity, 0, -0]);
+    assert.ok(Object.is(out[5], -0));
+  }
+  const bits = new Uint32Array(f16ToF32Portable(src).buffer);
   assert.equal(bits[0], 0x7f802000);
   assert.equal(bits[1], 0xffc00000);
-  assert.deepEqual([...out.subarray(2)], [Infinity, -Infinity, 0, -0]);
-  assert.ok(Object.is(out[5], -0));
+});
+
+/** float32 bits of `x` (one element). */
+const f32Bits = (f: Float32Array) => new Uint32Array(f.buffer, f.byteOffset, f.length);
+
+/** Equal bits, or both NaN of the same sign (the runtime quiets NaN payloads). */
+function sameOrNaN(a: number, b: number, nanMask: number, nanTest: (x: number) => boolean): boolean {
+  return a === b || (nanTest(a) && nanTest(b) && (a & nanMask) === (b & nanMask));
+}
+
+test("portable F16 conversions equal the runtime's Float16Array on every pattern", {
+  skip: !hasNativeFloat16(),
+}, () => {
+  // The expected values come from the runtime (V8 / JavaScriptCore), not from our math.
+  type F16Ctor = new (buffer: ArrayBufferLike) => ArrayLike<number>;
+  const Native = (globalThis as unknown as { Float16Array: F16Ctor }).Float16Array;
+  const fromRuntime = Float32Array.from(new Native(ALL16.slice().buffer));
+  const portable = f32Bits(f16ToF32Portable(ALL16));
+  const runtime = f32Bits(fromRuntime);
+  const isNaN32 = (x: number) => (x & 0x7f800000) === 0x7f800000 && (x & 0x7fffff) !== 0;
+  for (let h = 0; h < 65536; h++) {
+    assert.ok(
+      sameOrNaN(portable[h], runtime[h], 0x80000000, isNaN32),
+      `0x${h.toString(16)}: 0x${portable[h].toString(16)} != 0x${runtime[h].toString(16)}`,
+    );
+    if (!isF16NaN(h)) assert.equal(portable[h], runtime[h]);
+  }
+  // float32 -> F16: every tie point, its neighbours and 200003 random float32 patterns.
+  const f = f16ToF32Portable(ALL16);
+  const probe: number[] = [];
+  const one = new Float32Array(1);
+  for (let h = 0; h < 0x7c00; h++) {
+    for (const sign of [1, -1]) {
+      one[0] = sign * (f[h] + (f[h + 1] - f[h]) / 2);
+      const mid = f32Bits(one)[0];
+      probe.push(mid, mid + 1, mid - 1, f32Bits(new Float32Array([sign * f[h]]))[0]);
+    }
+  }
+  let seed = 77;
+  for (let i = 0; i < 200_003; i++) {
+    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+    probe.push(seed);
+  }
+  probe.push(0x7f800000, 0xff800000, 0x7fc00000, 0x7f800001, 0x477ff000, 0x477fefff, 0x33000000, 0x33000001);
+  const values = new Float32Array(Uint32Array.from(probe).buffer);
+  const halves = new Uint16Array(values.length);
+  new (Native as unknown as new (b: ArrayBufferLike) => { set(v: ArrayLike<number>): void })(halves.buffer).set(values);
+  const mine = f32ToF16Portable(values);
+  for (let i = 0; i < values.length; i++) {
+    assert.ok(
+      sameOrNaN(mine[i], halves[i], 0x8000, isF16NaN),
+      `0x${probe[i].toString(16)}: 0x${mine[i].toString(16)} != 0x${halves[i].toString(16)}`,
+    );
+  }
+  // The public functions take the native path here and agree too.
+  assert.deepEqual(f32Bits(f16ToF32(ALL16)), runtime);
+  assert.deepEqual(f32ToF16(values), halves);
 });
 
 test("bf16ToF32 matches the reference formula on all 65536 bit patterns", () => {

@@ -1,7 +1,6 @@
 /**
- * LoRA math kernels: merge, DoRA norms and rescale, unmerged forward and
- * half-precision conversions, as SIMD128 WebAssembly with a TypeScript
- * fallback and reference.
+ * LoRA math kernels: merge and DoRA norms and rescale, as SIMD128
+ * WebAssembly with a TypeScript fallback and reference.
  *
  * @example
  * ```ts
@@ -14,14 +13,8 @@
  * @module
  */
 
-export type { EmbeddingDims, LoraDims, WeightLayout } from "./types.ts";
+export type { LoraDims, LoraKernels, WeightLayout } from "./types.ts";
 export { loadKernels } from "./kernels.ts";
-export type { LoadKernelsOptions, LoraKernels } from "./kernels.ts";
+export type { LoadKernelsOptions } from "./kernels.ts";
 export { simdSupported } from "./simd.ts";
-export {
-  doraNormsReference,
-  embeddingMergeReference,
-  loraForwardReference,
-  mergeLoraReference,
-  scaleOutputsReference,
-} from "./reference.ts";
+export { doraNormsReference, mergeLoraReference, scaleOutputsReference } from "./reference.ts";

@@ -9,11 +9,10 @@
  * @module
  */
 
-import type { EmbeddingDims, LoraDims, WeightLayout } from "./types.ts";
-import { KernelError } from "../errors.ts";
-import { checkForwardArgs, checkLoraArgs, checkPositiveInt, checkScaleOutputsArgs } from "./validate.ts";
+import type { LoraDims, WeightLayout } from "./types.ts";
+import { checkLoraArgs, checkScaleOutputsArgs } from "./validate.ts";
 
-export type { EmbeddingDims, LoraDims, WeightLayout } from "./types.ts";
+export type { LoraDims, WeightLayout } from "./types.ts";
 
 /** Element strides of `W[o, i]` for a layout: `index = o * so + i * si`. */
 function strides(dims: LoraDims, layout: WeightLayout): [number, number] {
@@ -136,81 +135,4 @@ export function scaleOutputsReference(
   for (let o = 0; o < dims.outFeatures; o++) {
     for (let i = 0; i < dims.inFeatures; i++) w[o * so + i * si] *= factors[o];
   }
-}
-
-/**
- * Unmerged LoRA forward for a batch of rows:
- * `y[rows, out] += scale * (x[rows, in] @ A^T) @ B^T`.
- *
- * @throws {KernelError} on bad dims, rows, lengths or scale (before writing).
- * @example
- * ```ts
- * import { loraForwardReference } from "./reference.ts";
- * const y = new Float32Array(2); // [1, out=2]
- * loraForwardReference(new Float32Array([1, 1]), 1, new Float32Array([1, 2]),
- *   new Float32Array([1, -1]), { outFeatures: 2, inFeatures: 2, rank: 1 }, 2, y);
- * console.log(y); // [6, -6]
- * ```
- */
-export function loraForwardReference(
-  x: Float32Array,
-  rows: number,
-  a: Float32Array,
-  b: Float32Array,
-  dims: LoraDims,
-  scale: number,
-  y: Float32Array,
-): void {
-  checkForwardArgs("loraForwardReference", x, rows, a, b, dims, scale, y);
-  const { outFeatures: out, inFeatures: inf, rank } = dims;
-  const t = new Float64Array(rank);
-  for (let r = 0; r < rows; r++) {
-    for (let k = 0; k < rank; k++) {
-      let sum = 0;
-      for (let i = 0; i < inf; i++) sum += x[r * inf + i] * a[k * inf + i];
-      t[k] = sum;
-    }
-    for (let o = 0; o < out; o++) {
-      let sum = 0;
-      for (let k = 0; k < rank; k++) sum += t[k] * b[o * rank + k];
-      y[r * out + o] += scale * sum;
-    }
-  }
-}
-
-/**
- * Merges an embedding LoRA pair in place: `W[numEmbeddings, embeddingDim] +=
- * scale * (B @ A)^T` with `lora_embedding_A` `[rank, numEmbeddings]` and
- * `lora_embedding_B` `[embeddingDim, rank]`. This is the `"in_out"` merge with
- * `out = embeddingDim`, `in = numEmbeddings`.
- *
- * @throws {KernelError} on bad dims, lengths or scale (before writing).
- * @example
- * ```ts
- * import { embeddingMergeReference } from "./reference.ts";
- * const table = new Float32Array(6); // [3 tokens, 2 dims]
- * embeddingMergeReference(table, new Float32Array([1, 2, 3]), new Float32Array([1, 10]),
- *   { numEmbeddings: 3, embeddingDim: 2, rank: 1 }, 1);
- * console.log(table); // [1, 10, 2, 20, 3, 30]
- * ```
- */
-export function embeddingMergeReference(
-  w: Float32Array,
-  a: Float32Array,
-  b: Float32Array,
-  dims: EmbeddingDims,
-  scale: number,
-): void {
-  const fn = "embeddingMergeReference";
-  if (typeof dims !== "object" || dims === null) {
-    throw new KernelError(`dims must be an object, got ${String(dims)}`, {
-      key: fn,
-    });
-  }
-  const linear: LoraDims = {
-    outFeatures: checkPositiveInt(fn, "dims.embeddingDim", dims.embeddingDim),
-    inFeatures: checkPositiveInt(fn, "dims.numEmbeddings", dims.numEmbeddings),
-    rank: checkPositiveInt(fn, "dims.rank", dims.rank),
-  };
-  mergeLoraReference(w, a, b, linear, scale, "in_out");
 }

@@ -38,21 +38,51 @@ export interface LoraDims {
 }
 
 /**
- * Dims of a LoRA pair on an embedding: `lora_embedding_A` is
- * `[rank, numEmbeddings]`, `lora_embedding_B` is `[embeddingDim, rank]` and the
- * table is `[numEmbeddings, embeddingDim]`.
+ * A loaded set of LoRA kernels. Every method validates all its arguments
+ * (dims positive integers, lengths equal to the dims' products, finite scale,
+ * known layout) and throws `KernelError` before touching any array.
+ * Shapes follow PEFT: `A` is `[rank, in]`, `B` is `[out, rank]`.
+ *
+ * An instance owns its WebAssembly memory (for `"wasm-simd"`), which grows to
+ * the largest call it has served; drop the instance to release it.
  *
  * @example
  * ```ts
- * import type { EmbeddingDims } from "./types.ts";
- * const dims: EmbeddingDims = { numEmbeddings: 32000, embeddingDim: 2048, rank: 8 };
+ * import type { LoraKernels } from "./types.ts";
+ * import { loadKernels } from "./kernels.ts";
+ * const k: LoraKernels = await loadKernels();
+ * const w = new Float32Array(6); // [out=2, in=3]
+ * k.mergeLora(w, new Float32Array([1, 2, 3]), new Float32Array([1, -1]),
+ *   { outFeatures: 2, inFeatures: 3, rank: 1 }, 2, "out_in");
+ * console.log(k.backend, w); // "wasm-simd" [2, 4, 6, -2, -4, -6]
  * ```
  */
-export interface EmbeddingDims {
-  /** Rows of the embedding table (vocabulary size). */
-  numEmbeddings: number;
-  /** Width of one embedding vector. */
-  embeddingDim: number;
-  /** LoRA rank `r`. */
-  rank: number;
+export interface LoraKernels {
+  /** Which implementation runs the math. */
+  readonly backend: "wasm-simd" | "js";
+  /** `W += scale * B @ A` in place, in `W`'s layout. */
+  mergeLora(
+    w: Float32Array,
+    a: Float32Array,
+    b: Float32Array,
+    dims: LoraDims,
+    scale: number,
+    layout: WeightLayout,
+  ): void;
+  /** Per output feature L2 norm (over the input dim) of `W + scale * B @ A`; `w` is unchanged. */
+  doraNorms(
+    w: Float32Array,
+    a: Float32Array,
+    b: Float32Array,
+    dims: LoraDims,
+    scale: number,
+    layout: WeightLayout,
+  ): Float32Array;
+  /** Multiplies output feature `o`'s weights by `factors[o]` in place. */
+  scaleOutputs(
+    w: Float32Array,
+    factors: Float32Array,
+    dims: LoraDims,
+    layout: WeightLayout,
+  ): void;
 }

@@ -98,7 +98,7 @@ export function checkDims(fn: string, dims: LoraDims): LoraDims {
  * @example
  * ```ts
  * import { checkTypedArray } from "./validate.ts";
- * checkTypedArray("f16ToF32", "src", new Uint16Array(3), Uint16Array);
+ * checkTypedArray("mergeLora", "w", new Float32Array(3), Float32Array);
  * ```
  */
 export function checkTypedArray<
@@ -206,90 +206,4 @@ export function checkScaleOutputsArgs(
   checkLayout(fn, layout);
   checkArray(fn, "w", w, Float32Array, out * inf, `[${out} x ${inf}]`);
   checkArray(fn, "factors", factors, Float32Array, out, `[out] = [${out}]`);
-}
-
-/**
- * Checks the arguments of an unmerged forward call: `x` is `[rows, in]`,
- * `y` is `[rows, out]`, plus `a`, `b`, dims and scale.
- *
- * @example
- * ```ts
- * import { checkForwardArgs } from "./validate.ts";
- * const dims = { outFeatures: 3, inFeatures: 2, rank: 1 };
- * const f = (n: number) => new Float32Array(n);
- * checkForwardArgs("loraForward", f(4), 2, f(2), f(3), dims, 1, f(6));
- * ```
- */
-export function checkForwardArgs(
-  fn: string,
-  x: Float32Array,
-  rows: number,
-  a: Float32Array,
-  b: Float32Array,
-  dims: LoraDims,
-  scale: number,
-  y: Float32Array,
-): void {
-  const { outFeatures: out, inFeatures: inf, rank } = checkDims(fn, dims);
-  checkPositiveInt(fn, "rows", rows);
-  checkScale(fn, scale);
-  checkArray(
-    fn,
-    "x",
-    x,
-    Float32Array,
-    rows * inf,
-    `[rows, in] = [${rows}, ${inf}]`,
-  );
-  checkArray(
-    fn,
-    "a",
-    a,
-    Float32Array,
-    rank * inf,
-    `[rank, in] = [${rank}, ${inf}]`,
-  );
-  checkArray(
-    fn,
-    "b",
-    b,
-    Float32Array,
-    out * rank,
-    `[out, rank] = [${out}, ${rank}]`,
-  );
-  checkArray(
-    fn,
-    "y",
-    y,
-    Float32Array,
-    rows * out,
-    `[rows, out] = [${rows}, ${out}]`,
-  );
-}
-
-/**
- * Checks a conversion's `src` type and, when given, that `dst` has the
- * right type and `src.length` elements; returns `dst` or a new array.
- *
- * @example
- * ```ts
- * import { checkConversion } from "./validate.ts";
- * const dst = checkConversion("f16ToF32", new Uint16Array(4), Uint16Array, undefined, Float32Array);
- * console.log(dst.length); // 4
- * ```
- */
-export function checkConversion<
-  S extends Float32ArrayConstructor | Uint16ArrayConstructor,
-  D extends Float32ArrayConstructor | Uint16ArrayConstructor,
->(
-  fn: string,
-  src: unknown,
-  srcType: S,
-  dst: unknown,
-  dstType: D,
-): InstanceType<D> {
-  checkTypedArray(fn, "src", src, srcType);
-  if (dst === undefined) return new dstType(src.length) as InstanceType<D>;
-  checkArray(fn, "dst", dst, dstType, src.length, "src's length");
-  return dst as InstanceType<D>;
 }

@@ -8,8 +8,7 @@
  * inputs in, runs, copies results out, frees. The weight `W` is never copied
  * whole: it streams through a 256 KiB window, a block of rows at a time
  * (which also keeps the block in cache while it is merged); `A`, `B` (and
- * `B^T` for "in_out") are copied once per call. Conversions stream through
- * 256 Ki-element chunks. The memory, which WebAssembly cannot shrink, grows to
+ * `B^T` for "in_out") are copied once per call. The memory, which WebAssembly cannot shrink, grows to
  * the largest call served and is reused after that.
  *
  * @module
@@ -17,13 +16,9 @@
 
 import { KernelError } from "../errors.ts";
 import { decodeBase64 } from "./base64.ts";
-import type { LoraKernels } from "./kernels.ts";
 import { LORA_KERNEL_WASM_BASE64 } from "./lora_kernel_wasm.ts";
-import type { LoraDims, WeightLayout } from "./types.ts";
-import { checkConversion, checkForwardArgs, checkLoraArgs, checkScaleOutputsArgs } from "./validate.ts";
-
-/** A conversion entry point: `(src, dst, n)`. */
-type ConvertFn = (src: number, dst: number, n: number) => void;
+import type { LoraDims, LoraKernels, WeightLayout } from "./types.ts";
+import { checkLoraArgs, checkScaleOutputsArgs } from "./validate.ts";
 
 /** What the wasm module exports (see `wasm/lora-kernel/src/lib.rs`); pointers are byte offsets. */
 interface KernelExports {
@@ -73,20 +68,6 @@ interface KernelExports {
   ): void;
   scale_rows(w: number, rows: number, cols: number, f: number): void;
   scale_cols(w: number, rows: number, cols: number, f: number): void;
-  lora_forward(
-    x: number,
-    rows: number,
-    a: number,
-    b: number,
-    out: number,
-    inf: number,
-    rank: number,
-    scale: number,
-    y: number,
-  ): number;
-  f16_to_f32: ConvertFn;
-  bf16_to_f32: ConvertFn;
-  f32_to_f16: ConvertFn;
 }
 
 const EXPORTED_FUNCTIONS = [
@@ -99,10 +80,6 @@ const EXPORTED_FUNCTIONS = [
   "dora_squares_in_out",
   "scale_rows",
   "scale_cols",
-  "lora_forward",
-  "f16_to_f32",
-  "bf16_to_f32",
-  "f32_to_f16",
 ] as const;
 
 /** Floats of `W` per streamed block (256 KiB: stays in L2 while it is merged). */
@@ -121,8 +98,6 @@ function offsetFrom(block: number, other: number): number {
   return block + ((((other + 2048 - block) % 4096) + 4096) % 4096);
 }
 
-/** Elements per conversion chunk (1 MiB of float32). */
-const CONVERT_CHUNK = 1 << 18;
 /** Largest total allocation one call may ask for (wasm32 memory is at most 4 GiB). */
 const MAX_CALL_BYTES = 2 ** 32 - 2 ** 26;
 
@@ -134,7 +109,7 @@ const MAX_CALL_BYTES = 2 ** 32 - 2 ** 26;
  * ```ts
  * import { createWasmKernels } from "./wasm_backend.ts";
  * const k = await createWasmKernels();
- * console.log(k.bf16ToF32(new Uint16Array([0x3f80]))); // [1]
+ * console.log(k.backend); // "wasm-simd"
  * ```
  */
 export async function createWasmKernels(): Promise<LoraKernels> {
@@ -309,114 +284,9 @@ class WasmSimdKernels implements LoraKernels {
     });
   }
 
-  loraForward(
-    x: Float32Array,
-    rows: number,
-    a: Float32Array,
-    b: Float32Array,
-    dims: LoraDims,
-    scale: number,
-    y: Float32Array,
-  ): void {
-    checkForwardArgs("loraForward", x, rows, a, b, dims, scale, y);
-    const { outFeatures, inFeatures, rank } = dims;
-    const sizes = [x.byteLength, a.byteLength, b.byteLength, y.byteLength];
-    this.#withBlocks("loraForward", sizes, ([px, pa, pb, py]) => {
-      this.#f32(px, x.length).set(x);
-      this.#f32(pa, a.length).set(a);
-      this.#f32(pb, b.length).set(b);
-      this.#f32(py, y.length).set(y);
-      this.#status(
-        "loraForward",
-        this.#wasm.lora_forward(
-          px,
-          rows,
-          pa,
-          pb,
-          outFeatures,
-          inFeatures,
-          rank,
-          scale,
-          py,
-        ),
-      );
-      y.set(this.#f32(py, y.length));
-    });
-  }
-
-  f16ToF32(src: Uint16Array, dst?: Float32Array): Float32Array {
-    const out = checkConversion(
-      "f16ToF32",
-      src,
-      Uint16Array,
-      dst,
-      Float32Array,
-    );
-    this.#convert("f16ToF32", src, out, this.#wasm.f16_to_f32);
-    return out;
-  }
-
-  bf16ToF32(src: Uint16Array, dst?: Float32Array): Float32Array {
-    const out = checkConversion(
-      "bf16ToF32",
-      src,
-      Uint16Array,
-      dst,
-      Float32Array,
-    );
-    this.#convert("bf16ToF32", src, out, this.#wasm.bf16_to_f32);
-    return out;
-  }
-
-  f32ToF16(src: Float32Array, dst?: Uint16Array): Uint16Array {
-    const out = checkConversion(
-      "f32ToF16",
-      src,
-      Float32Array,
-      dst,
-      Uint16Array,
-    );
-    this.#convert("f32ToF16", src, out, this.#wasm.f32_to_f16);
-    return out;
-  }
-
-  /** Chunked element-wise conversion through wasm memory (copies are byte copies). */
-  #convert(
-    fn: string,
-    src: Uint16Array | Float32Array,
-    dst: Uint16Array | Float32Array,
-    convert: ConvertFn,
-  ): void {
-    const n = Math.min(src.length, CONVERT_CHUNK);
-    if (n === 0) return;
-    const [sb, db] = [src.BYTES_PER_ELEMENT, dst.BYTES_PER_ELEMENT];
-    this.#withBlocks(fn, [n * sb, n * db], ([ps, pd]) => {
-      const memory = this.#wasm.memory;
-      for (let i = 0; i < src.length; i += n) {
-        const m = Math.min(n, src.length - i);
-        new Uint8Array(memory.buffer, ps, m * sb)
-          .set(new Uint8Array(src.buffer, src.byteOffset + i * sb, m * sb));
-        convert(ps, pd, m);
-        new Uint8Array(dst.buffer, dst.byteOffset + i * db, m * db)
-          .set(new Uint8Array(memory.buffer, pd, m * db));
-      }
-    });
-  }
-
   /** A float32 view of wasm memory (made fresh: growth detaches old views). */
   #f32(ptr: number, length: number): Float32Array {
     return new Float32Array(this.#wasm.memory.buffer, ptr, length);
-  }
-
-  #status(fn: string, status: number): void {
-    if (status !== 0) {
-      throw new KernelError(
-        "WebAssembly memory could not grow for the kernel's scratch space",
-        {
-          key: fn,
-        },
-      );
-    }
   }
 
   /** Allocates one block per size, runs `body`, frees them in reverse order. */

@@ -13,7 +13,7 @@
 import { Tensor } from "../deps/ort.ts";
 import { OnnxModelError, UnsupportedError } from "../errors.ts";
 import type { LoraKernels } from "../kernels/kernels.ts";
-import { f32ToF16 } from "../safetensors/float16.ts";
+import { f32ToF16 } from "../numeric/float16.ts";
 import type { LoraBranch } from "../onnx/lora_branches.ts";
 import type { WeightTarget } from "../onnx/weight_index.ts";
 import type { AdapterPlan, LoraPatch } from "./plan.ts";

@@ -32,5 +32,5 @@ export async function kernelsFor(base: BaseModel): Promise<ModelKernels> {
   const cpu = await loadKernels();
   if (base.device !== "webgpu") return { cpu, merger: cpuMerger(cpu), release: () => {} };
   const context = new WebGpuContext();
-  return { cpu, merger: await context.kernels(cpu), release: () => context.destroy() };
+  return { cpu, merger: await context.kernels(), release: () => context.destroy() };
 }

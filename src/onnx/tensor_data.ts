@@ -13,7 +13,7 @@ import {
   TensorProtoSchema,
 } from "../deps/onnx_proto.ts";
 import { OnnxModelError } from "../errors.ts";
-import { bf16ToF32, f16ToF32, f32ToF16 } from "../safetensors/float16.ts";
+import { bf16ToF32, f16ToF32, f32ToF16 } from "../numeric/float16.ts";
 
 /** ONNX float element types peft-edge can patch. */
 export type FloatElementType = "float32" | "float16" | "bfloat16";

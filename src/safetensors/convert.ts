@@ -7,8 +7,8 @@
  */
 
 import type { Dtype } from "./dtype.ts";
-import { bf16ToF32, f16ToF32 } from "./float16.ts";
-import { f8E4M3ToF32, f8E5M2ToF32 } from "./float8.ts";
+import { bf16ToF32, f16ToF32 } from "../numeric/float16.ts";
+import { f8E4M3ToF32, f8E5M2ToF32 } from "../numeric/float8.ts";
 
 /**
  * The typed arrays {@linkcode bytesToTypedArray} returns.

@@ -1,5 +1,5 @@
 /**
- * Strict safetensors reading and writing, plus F16/BF16 conversions.
+ * Strict safetensors reading and writing (the F16/BF16/F8 conversions live in `src/numeric`).
  *
  * @example
  * ```ts
@@ -11,8 +11,6 @@
  */
 
 export { type Dtype, DTYPE_SIZES, DTYPES, dtypeSize, isDtype } from "./dtype.ts";
-export { bf16ToF32, f16BitsToF32, f16ToF32, f32ToF16, f32ToF16Bits } from "./float16.ts";
-export { f8E4M3ToF32, f8E5M2ToF32 } from "./float8.ts";
 export { bytesToFloat32, bytesToTypedArray, type SafetensorsTypedArray } from "./convert.ts";
 export {
   MAX_HEADER_LENGTH,

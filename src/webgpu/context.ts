@@ -4,7 +4,6 @@
  * Nothing GPU-related lives in module state.
  * @module
  */
-import type { LoraKernels } from "../kernels/kernels.ts";
 import { type GpuLike, requestGpuDevice, runtimeGpu } from "./device.ts";
 import { createWebGpuKernels, type WebGpuLoraKernels } from "./kernels.ts";
 
@@ -15,9 +14,8 @@ import { createWebGpuKernels, type WebGpuLoraKernels } from "./kernels.ts";
  * @example
  * ```ts
  * import { WebGpuContext } from "./context.ts";
- * import { loadKernels } from "../kernels/kernels.ts";
  * const gpu = new WebGpuContext();
- * const kernels = await gpu.kernels(await loadKernels());
+ * const kernels = await gpu.kernels();
  * // await kernels.mergeWeight(w, a, b, dims, scale, "in_out");
  * gpu.destroy();
  * ```
@@ -47,9 +45,9 @@ export class WebGpuContext {
     return this.#device;
   }
 
-  /** WGSL LoRA kernels on this context's device; `cpu` runs the rest. */
-  async kernels(cpu: LoraKernels): Promise<WebGpuLoraKernels> {
-    return createWebGpuKernels(await this.device(), cpu);
+  /** WGSL LoRA kernels on this context's device. */
+  async kernels(): Promise<WebGpuLoraKernels> {
+    return createWebGpuKernels(await this.device());
   }
 
   /** Destroys the device, if one was requested; a later call requests a new one. */

@@ -1,8 +1,7 @@
 /**
  * The LoRA merge kernels on a WebGPU device: the merge, DoRA norms and
  * rescale of {@linkcode LoraKernels}, as WGSL compute shaders. GPU work is
- * asynchronous, so these methods return promises; the rest (unmerged forward,
- * half-precision conversions) runs on the CPU kernels given at creation.
+ * asynchronous, so these methods return promises.
  *
  * Results are float32 sums in a different order than the float64 reference:
  * each `(B @ A)` entry is a float32 sum over the rank (error below
@@ -10,7 +9,6 @@
  * exact.
  * @module
  */
-import type { LoraKernels } from "../kernels/kernels.ts";
 import type { LoraDims, WeightLayout } from "../kernels/types.ts";
 import { checkArray, checkLoraArgs, checkScaleOutputsArgs } from "../kernels/validate.ts";
 import { LoraJob } from "./lora_job.ts";
@@ -22,16 +20,15 @@ import { GpuRunner } from "./runner.ts";
  * @example
  * ```ts
  * import { createWebGpuKernels, type WebGpuLoraKernels } from "./kernels.ts";
- * import { loadKernels } from "../kernels/kernels.ts";
  * declare const device: GPUDevice;
- * const k: WebGpuLoraKernels = createWebGpuKernels(device, await loadKernels());
+ * const k: WebGpuLoraKernels = createWebGpuKernels(device);
  * const w = new Float32Array(6); // [out=2, in=3]
  * await k.mergeLora(w, new Float32Array([1, 2, 3]), new Float32Array([1, -1]),
  *   { outFeatures: 2, inFeatures: 3, rank: 1 }, 2, "out_in");
  * console.log(w); // [2, 4, 6, -2, -4, -6]
  * ```
  */
-export interface WebGpuLoraKernels extends Pick<LoraKernels, "loraForward" | "f16ToF32" | "bf16ToF32" | "f32ToF16"> {
+export interface WebGpuLoraKernels {
   /** Always `"webgpu"`. */
   readonly backend: "webgpu";
   /** The device the shaders run on. */
@@ -102,15 +99,13 @@ function sqrtAll(sumsq: Float32Array): Float32Array {
  * calls are independent (each uploads its own buffers).
  *
  * @param device A device from `requestGpuDevice`, a `WebGpuContext`, or onnxruntime's.
- * @param cpu CPU kernels for the methods that stay on the CPU (e.g. `await loadKernels()`).
  * @param options Chunking.
  * @example
  * ```ts
  * import { createWebGpuKernels } from "./kernels.ts";
  * import { requestGpuDevice } from "./device.ts";
- * import { loadKernels } from "../kernels/kernels.ts";
  * const device = await requestGpuDevice();
- * const kernels = createWebGpuKernels(device, await loadKernels());
+ * const kernels = createWebGpuKernels(device);
  * const norms = await kernels.doraNorms(new Float32Array([3, 4]), new Float32Array(2), new Float32Array(1),
  *   { outFeatures: 1, inFeatures: 2, rank: 1 }, 1, "out_in");
  * console.log(norms); // [5]
@@ -119,7 +114,6 @@ function sqrtAll(sumsq: Float32Array): Float32Array {
  */
 export function createWebGpuKernels(
   device: GPUDevice,
-  cpu: LoraKernels,
   options: WebGpuKernelOptions = {},
 ): WebGpuLoraKernels {
   const runner = new GpuRunner(device);
@@ -204,10 +198,6 @@ export function createWebGpuKernels(
           await job.readWeight(w);
         });
       },
-      loraForward: (...args) => cpu.loraForward(...args),
-      f16ToF32: (...args) => cpu.f16ToF32(...args),
-      bf16ToF32: (...args) => cpu.bf16ToF32(...args),
-      f32ToF16: (...args) => cpu.f32ToF16(...args),
     } satisfies WebGpuLoraKernels,
   );
 }

@@ -5,10 +5,9 @@
  * @example
  * ```ts
  * import { chooseDevice, WebGpuContext } from "./mod.ts";
- * import { loadKernels } from "../kernels/kernels.ts";
  * if (await chooseDevice("auto") === "webgpu") {
  *   const gpu = new WebGpuContext();
- *   const kernels = await gpu.kernels(await loadKernels());
+ *   const kernels = await gpu.kernels();
  *   // await kernels.mergeWeight(w, a, b, dims, scale, layout, magnitude);
  *   gpu.destroy();
  * }

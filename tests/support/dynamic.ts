@@ -8,12 +8,7 @@ import { readFile } from "node:fs/promises";
 import { parseLoraConfig } from "../../src/config/mod.ts";
 import type { ModelProto } from "../../src/deps/onnx_proto.ts";
 import type { ModelSession } from "../../src/model/model_session.ts";
-import {
-  doraNormsReference,
-  embeddingMergeReference,
-  mergeLoraReference,
-  scaleOutputsReference,
-} from "../../src/kernels/reference.ts";
+import { doraNormsReference, mergeLoraReference, scaleOutputsReference } from "../../src/kernels/reference.ts";
 import { groupAdapterKeys } from "../../src/lora/adapter_weights.ts";
 import type { ActiveAdapter } from "../../src/lora/dynamic_feeds.ts";
 import { type AdapterPlan, type LoraPatch, planAdapter } from "../../src/lora/plan.ts";
@@ -123,8 +118,15 @@ export function mergedReference(
       }
       const dims = { outFeatures: p.target.outFeatures, inFeatures: p.target.inFeatures, rank: p.rank };
       if (p.target.kind === "embedding") {
-        const e = { numEmbeddings: dims.inFeatures, embeddingDim: dims.outFeatures, rank: p.rank };
-        embeddingMergeReference(w, adapter.tensor(p.a), adapter.tensor(p.b), e, p.scale * (adapter.weight ?? 1));
+        // An embedding table [num, dim] is the "in_out" layout with out = dim.
+        mergeLoraReference(
+          w,
+          adapter.tensor(p.a),
+          adapter.tensor(p.b),
+          dims,
+          p.scale * (adapter.weight ?? 1),
+          "in_out",
+        );
         continue;
       }
       const [a, b, s] = [adapter.tensor(p.a), adapter.tensor(p.b), p.scale * (adapter.weight ?? 1)];

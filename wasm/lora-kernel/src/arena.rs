@@ -64,29 +64,3 @@ pub unsafe fn release(ptr: *mut u8, bytes: usize) {
         TOP = heap_base();
     }
 }
-
-/// Scratch `f32` buffer freed on drop (pops the arena).
-pub struct Scratch {
-    ptr: *mut u8,
-    bytes: usize,
-}
-
-impl Scratch {
-    pub unsafe fn new(bytes: usize) -> Option<Scratch> {
-        let ptr = allocate(bytes);
-        if ptr.is_null() {
-            None
-        } else {
-            Some(Scratch { ptr, bytes })
-        }
-    }
-    pub fn f32(&self) -> *mut f32 {
-        self.ptr as *mut f32
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        unsafe { release(self.ptr, self.bytes) }
-    }
-}

@@ -8,26 +8,18 @@
 //! - the caller (the TypeScript wrapper) validates lengths and dims before
 //!   calling, so the kernels do no bounds checks;
 //! - merges work on a block of `W`'s rows at a time, so the caller can stream
-//!   a large weight through a small window of this memory;
-//! - [`lora_forward`] needs scratch memory: it returns `0` on success and
-//!   [`STATUS_OUT_OF_MEMORY`] when the scratch could not be allocated (then
-//!   nothing has been written).
+//!   a large weight through a small window of this memory.
 //!
 //! Shapes follow PEFT: `A` is `[rank, in]`, `B` is `[out, rank]`.
 //! Layout "out_in" stores `W` as `[out, in]`; "in_out" stores it as `[in, out]`.
 #![no_std]
 
 mod arena;
-mod convert;
-mod forward;
 mod merge;
 mod norms;
 mod rank_update;
 mod rescale;
 mod simd;
-
-/// Status returned when an internal scratch buffer could not be allocated.
-pub const STATUS_OUT_OF_MEMORY: i32 = 1;
 
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
@@ -111,31 +103,3 @@ pub unsafe extern "C" fn scale_rows(w: *mut f32, rows: usize, cols: usize, f: *c
 pub unsafe extern "C" fn scale_cols(w: *mut f32, rows: usize, cols: usize, f: *const f32) {
     rescale::scale_cols(w, rows, cols, f)
 }
-
-/// `y[rows, out] += scale * (x[rows, in] @ A^T) @ B^T`.
-#[no_mangle]
-pub unsafe extern "C" fn lora_forward(
-    x: *const f32, rows: usize, a: *const f32, b: *const f32,
-    out: usize, inf: usize, rank: usize, scale: f32, y: *mut f32,
-) -> i32 {
-    forward::lora_forward(x, rows, a, b, out, inf, rank, scale, y)
-}
-
-/// IEEE binary16 bit patterns to `f32` (exact; NaN payloads kept).
-#[no_mangle]
-pub unsafe extern "C" fn f16_to_f32(src: *const u16, dst: *mut f32, n: usize) {
-    convert::f16_to_f32(src, dst, n)
-}
-
-/// bfloat16 bit patterns to `f32` (exact).
-#[no_mangle]
-pub unsafe extern "C" fn bf16_to_f32(src: *const u16, dst: *mut f32, n: usize) {
-    convert::bf16_to_f32(src, dst, n)
-}
-
-/// `f32` to IEEE binary16 bit patterns, round to nearest, ties to even.
-#[no_mangle]
-pub unsafe extern "C" fn f32_to_f16(src: *const f32, dst: *mut u16, n: usize) {
-    convert::f32_to_f16(src, dst, n)
-}
-

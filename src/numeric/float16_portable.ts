@@ -1,7 +1,9 @@
 /**
- * IEEE 754 half precision (F16) and bfloat16 (BF16) conversions to and from
- * float32. Array versions work on raw bits through a `Uint32Array` alias of
- * the float32 side, so they allocate nothing per element and need no table.
+ * Portable IEEE 754 half precision (F16) and bfloat16 (BF16) conversions to
+ * and from float32, on raw bits (a `Uint32Array` alias of the float32 side),
+ * so they allocate nothing per element and need no table. `./float16.ts`
+ * uses them where the runtime has no `Float16Array` (Node 20, older
+ * browsers); the scalar and BF16 ones everywhere.
  *
  * @module
  */
@@ -11,7 +13,17 @@ import { SafetensorsError } from "../errors.ts";
 /** 2^-24: the value of the least significant bit of an F16 subnormal. */
 const F16_SUBNORMAL_UNIT = 2 ** -24;
 
-function checkLengths(fn: string, src: number, dst: number): void {
+/**
+ * Throws unless a conversion's `dst` has as many elements as its `src`.
+ *
+ * @throws {SafetensorsError} naming the conversion.
+ * @example
+ * ```ts
+ * import { checkLengths } from "./float16_portable.ts";
+ * checkLengths("f16ToF32", 3, 3); // ok
+ * ```
+ */
+export function checkLengths(fn: string, src: number, dst: number): void {
   if (src !== dst) {
     throw new SafetensorsError(
       `dst has ${dst} elements but src has ${src}; pass a dst of the same length (or a subarray)`,
@@ -30,11 +42,11 @@ function checkLengths(fn: string, src: number, dst: number): void {
  * @returns `dst`.
  * @example
  * ```ts
- * import { f16ToF32 } from "./float16.ts";
- * f16ToF32(new Uint16Array([0x3c00, 0xc000, 0x0001])); // [1, -2, 5.96e-8]
+ * import { f16ToF32Portable } from "./float16_portable.ts";
+ * f16ToF32Portable(new Uint16Array([0x3c00, 0xc000, 0x0001])); // [1, -2, 5.96e-8]
  * ```
  */
-export function f16ToF32(
+export function f16ToF32Portable(
   src: Uint16Array,
   dst: Float32Array = new Float32Array(src.length),
 ): Float32Array {
@@ -68,7 +80,7 @@ export function f16ToF32(
  * @returns `dst`.
  * @example
  * ```ts
- * import { bf16ToF32 } from "./float16.ts";
+ * import { bf16ToF32 } from "./float16_portable.ts";
  * bf16ToF32(new Uint16Array([0x3f80, 0x4049])); // [1, 3.140625]
  * ```
  */
@@ -86,8 +98,14 @@ export function bf16ToF32(
  * Rounds float32 bits to F16 bits, to nearest with ties to even. Magnitudes
  * of 65520 and above become infinity; NaN stays NaN (quiet, top payload bits
  * kept).
+ *
+ * @example
+ * ```ts
+ * import { f32BitsToF16Bits } from "./float16_portable.ts";
+ * console.log(f32BitsToF16Bits(0x3f800000).toString(16)); // "3c00"
+ * ```
  */
-function f32BitsToF16Bits(x: number): number {
+export function f32BitsToF16Bits(x: number): number {
   const sign = (x >>> 16) & 0x8000;
   const abs = x & 0x7fffffff;
   if (abs >= 0x7f800000) {
@@ -127,11 +145,11 @@ function f32BitsToF16Bits(x: number): number {
  * @returns `dst`.
  * @example
  * ```ts
- * import { f32ToF16 } from "./float16.ts";
- * f32ToF16(new Float32Array([1, 65520, 1e-8])); // [0x3c00, 0x7c00, 0x0000]
+ * import { f32ToF16Portable } from "./float16_portable.ts";
+ * f32ToF16Portable(new Float32Array([1, 65520, 1e-8])); // [0x3c00, 0x7c00, 0x0000]
  * ```
  */
-export function f32ToF16(
+export function f32ToF16Portable(
   src: Float32Array,
   dst: Uint16Array = new Uint16Array(src.length),
 ): Uint16Array {
@@ -147,7 +165,7 @@ export function f32ToF16(
  *
  * @example
  * ```ts
- * import { f16BitsToF32 } from "./float16.ts";
+ * import { f16BitsToF32 } from "./float16_portable.ts";
  * console.log(f16BitsToF32(0x3555)); // 0.333251953125
  * ```
  */
@@ -160,19 +178,4 @@ export function f16BitsToF32(bits: number): number {
   else if (exponent === 0x1f) value = mantissa ? NaN : Infinity;
   else value = (0x400 + mantissa) * 2 ** (exponent - 25);
   return negative ? -value : value;
-}
-
-/**
- * Converts a number to F16 bits. `x` is first rounded to float32 (as it
- * would be when stored in a `Float32Array`), then to F16 with ties to even.
- *
- * @example
- * ```ts
- * import { f32ToF16Bits } from "./float16.ts";
- * console.log(f32ToF16Bits(-2).toString(16)); // "c000"
- * ```
- */
-export function f32ToF16Bits(x: number): number {
-  const f32 = new Float32Array([x]);
-  return f32BitsToF16Bits(new Uint32Array(f32.buffer)[0]);
 }

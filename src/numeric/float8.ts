@@ -1,12 +1,12 @@
 /**
- * Decoding of the two 8-bit float dtypes of safetensors: `F8_E5M2` and
+ * Decoding of the two 8-bit float formats of safetensors: `F8_E5M2` and
  * `F8_E4M3` (the "FN" variant PyTorch calls `float8_e4m3fn`: no infinities,
  * only S.1111.111 is NaN).
  *
  * @module
  */
 
-import { f16BitsToF32 } from "./float16.ts";
+import { f16BitsToF32 } from "./float16_portable.ts";
 
 /**
  * Value of one `F8_E5M2` byte. E5M2 is the top byte of an F16, so this is
