@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: type check, lint, the wasm reproducibility check,
+# The whole test suite: type check, lint, format, import cycles, the wasm reproducibility check,
 # the Deno suite and the Bun suite. Prints one closing line
 # "N passed, N failed" summing every suite and exits non-zero on any failure.
 set -uo pipefail
@@ -35,6 +35,7 @@ fi
 step deno-check deno check mod.ts src/ tests/ examples/ bench/
 step deno-lint deno lint
 step deno-fmt deno fmt --check
+step import-cycles deno run --allow-read tests/support/import_cycles.ts
 if [ -x /usr/bin/cargo ] && command -v wasm-ld >/dev/null; then
   step wasm-reproducible wasm/build.sh --check
 else
