@@ -371,12 +371,59 @@ for (const [name, json, key] of UNSUPPORTED) {
   });
 }
 
-test("unsupported regex constructs raise UnsupportedError", () => {
-  assert.throws(
-    () => parse({ target_modules: "(?>q)_proj" }),
-    (e) => e instanceof UnsupportedError && e.key === "target_modules",
-  );
-  assert.throws(() => parse({ target_modules: ".*_proj++" }), UnsupportedError);
+test("regex constructs a linear-time engine cannot run raise AdapterConfigError naming the field and pattern", () => {
+  const cases: [string, string][] = [
+    ["target_modules", "(?>q)_proj"],
+    ["target_modules", ".*_proj++"],
+    ["exclude_modules", "(?=q).*_proj"],
+    ["target_modules", ".*(?<!k)_proj"],
+    ["exclude_modules", String.raw`(q)\1_proj`],
+    ["target_modules", "(?P<x>q)(?P=x)_proj"],
+  ];
+  for (const [key, pattern] of cases) {
+    assert.throws(
+      () => parse({ [key]: pattern }),
+      (e) =>
+        e instanceof AdapterConfigError && e.key === key && e.message.includes(JSON.stringify(pattern)) &&
+        /linear-time/.test(e.message),
+      `${key}: ${pattern}`,
+    );
+  }
+  for (const key of ["rank_pattern", "alpha_pattern"]) {
+    assert.throws(
+      () => parse({ target_modules: ["q_proj"], [key]: { "(?=q)q_proj": 4 } }),
+      (e) => e instanceof AdapterConfigError && e.key === key && e.message.includes("(?=q)q_proj"),
+      key,
+    );
+  }
+});
+
+test("catastrophic patterns in every regex field answer within a second (linear-time matching)", () => {
+  // Each pattern backtracks exponentially in Python's re (and in JS RegExp) on these names.
+  const long = "model.layers.0.self_attn." + "a".repeat(40);
+  const names = [long, long + ".q_proj", "x".repeat(60), "model." + "a.".repeat(30) + "b"];
+  const started = performance.now();
+  const fromTargets = parse({ target_modules: "(.*)*#", exclude_modules: "(x+x+)+y" });
+  const matches = createTargetMatcher(fromTargets);
+  assert.deepEqual(names.filter(matches), []);
+  const fromExclude = parse({ target_modules: ["q_proj"], exclude_modules: "(a|aa)+$#" });
+  assert.deepEqual(names.filter(createTargetMatcher(fromExclude)), [long + ".q_proj"]);
+  const patterns = parse({
+    r: 8,
+    lora_alpha: 16,
+    target_modules: ["q_proj"],
+    rank_pattern: { "(.*)*#": 4, "(a+)+b": 2 },
+    alpha_pattern: { "((a.)*)*#": 3, "(.*a){20}#": 5 },
+  });
+  for (const name of names) {
+    assert.equal(rankFor(patterns, name), 8);
+    assert.equal(alphaFor(patterns, name), 16);
+  }
+  const layers = parse({ target_modules: ["b"], layers_to_transform: [0], layers_pattern: "(a.?)*" });
+  assert.deepEqual(names.filter(createTargetMatcher(layers)), []);
+  const elapsed = performance.now() - started;
+  // A generous bound: this checks for a hang, not for speed.
+  assert.ok(elapsed < 1000, `took ${elapsed} ms`);
 });
 
 // ---------------------------------------------------------------------------
@@ -760,6 +807,14 @@ test("pattern order comes from the JSON text, even for integer-like keys", () =>
   assert.deepEqual(single, []);
 });
 
+test("pattern order with repeated members and keys is Python json's (last member, first key position)", () => {
+  // Python: json.loads(text)["rank_pattern"] == {"2": 5, "b.2": 2}, in that order.
+  const text = String
+    .raw`{"rank_pattern": {"a": 1}, "target_modules": ["q"], "rank_pattern": {"2": 4, "b.\u0032": 2, "2": 5}}`;
+  const config = parse(text);
+  assert.deepEqual([...config.rankPattern.entries()], [["2", 5], ["b.2", 2]]);
+});
+
 // ---------------------------------------------------------------------------
 // Python regex semantics (expected values computed with CPython 3.11)
 // ---------------------------------------------------------------------------
@@ -779,8 +834,14 @@ const REGEX_CASES: [string, "match" | "fullmatch", string, boolean][] = [
   ["a{x}", "fullmatch", "a{x}", true],
   ["(?x) a b  # comment", "fullmatch", "ab", true],
   ["a(?#c)b", "fullmatch", "ab", true],
-  [String.raw`(?P<x>a)(?P=x)`, "fullmatch", "aa", true],
-  [String.raw`(a)\1`, "fullmatch", "aa", true],
+  ["(?P<x>a)b", "fullmatch", "ab", true],
+  ["a$|b", "match", "a\n", true],
+  ["(a$)\n", "fullmatch", "a\n", true],
+  ["(?m)a$\nb", "fullmatch", "a\nb", true],
+  ["a*?b", "fullmatch", "aab", true],
+  [String.raw`\U0001F600+`, "fullmatch", "\u{1F600}\u{1F600}", true],
+  ["[\u{1F600}x]+", "fullmatch", "x\u{1F600}", true],
+  [String.raw`\Aa\Z`, "fullmatch", "a", true],
   ["(?i:Q)_proj", "fullmatch", "Q_proj", true],
   ["(?i:Q)_proj", "fullmatch", "q_PROJ", false],
   ["(?m)^b$", "match", "b\n", true],

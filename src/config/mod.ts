@@ -20,18 +20,19 @@ export {
   type ParseLoraConfigOptions,
   TASK_TYPES,
   type TaskType,
-} from "./lora_config.ts";
+} from "./lora.ts";
 export {
   createTargetMatcher,
   expandAllLinear,
   type ExpandAllLinearOptions,
   isAllLinear,
   isTargetModule,
-} from "./target_match.ts";
+} from "./targets.ts";
 export { alphaFor, getPatternKey, rankFor, scalingFor } from "./patterns.ts";
 export {
   compilePythonRegex,
   type PythonMatchMode,
+  type PythonRegex,
   type TranslatedRegex,
   translatePythonRegex,
-} from "./python_regex.ts";
+} from "./regex.ts";

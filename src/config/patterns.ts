@@ -5,8 +5,8 @@
  *
  * @module
  */
-import type { LoraConfig } from "./lora_config.ts";
-import { patternKeyRegex } from "./peft_regex.ts";
+import type { LoraConfig } from "./lora.ts";
+import { patternKeyRegex } from "./regex.ts";
 
 /**
  * The first of `patternKeys` (in order) that matches `moduleName`, where a
@@ -41,7 +41,7 @@ function lookup(pattern: ReadonlyMap<string, number>, moduleName: string, fallba
  *
  * @example
  * ```ts
- * import { parseLoraConfig } from "./lora_config.ts";
+ * import { parseLoraConfig } from "./lora.ts";
  * import { rankFor } from "./patterns.ts";
  * const config = parseLoraConfig({ r: 8, target_modules: ["q_proj", "v_proj"], rank_pattern: { v_proj: 4 } });
  * rankFor(config, "model.layers.0.self_attn.v_proj"); // 4
@@ -58,7 +58,7 @@ export function rankFor(config: LoraConfig, moduleName: string): number {
  *
  * @example
  * ```ts
- * import { parseLoraConfig } from "./lora_config.ts";
+ * import { parseLoraConfig } from "./lora.ts";
  * import { alphaFor } from "./patterns.ts";
  * const config = parseLoraConfig({ lora_alpha: 16, target_modules: ["q_proj"], alpha_pattern: { "^model.layers.0.self_attn.q_proj": 32 } });
  * alphaFor(config, "model.layers.0.self_attn.q_proj"); // 32
@@ -76,7 +76,7 @@ export function alphaFor(config: LoraConfig, moduleName: string): number {
  *
  * @example
  * ```ts
- * import { parseLoraConfig } from "./lora_config.ts";
+ * import { parseLoraConfig } from "./lora.ts";
  * import { scalingFor } from "./patterns.ts";
  * scalingFor(parseLoraConfig({ r: 4, lora_alpha: 8, target_modules: ["q_proj"] }), "q_proj"); // 2
  * scalingFor(parseLoraConfig({ r: 4, lora_alpha: 8, use_rslora: true, target_modules: ["q_proj"] }), "q_proj"); // 4

@@ -9,7 +9,8 @@
 
 import { SafetensorsError } from "../errors.ts";
 import { type Dtype, DTYPES, dtypeSize, isDtype } from "./dtype.ts";
-import { type JsonPath, scanJson } from "./json_scan.ts";
+import { type JsonPath, scanJson } from "../json/scan.ts";
+import { describeValue as describe, isPlainObject } from "../json/values.ts";
 
 /**
  * Largest header the reference implementation accepts, in bytes.
@@ -67,19 +68,6 @@ const TENSOR_FIELDS = ["dtype", "shape", "data_offsets"] as const;
 
 function fail(message: string, file?: string, key?: string): never {
   throw new SafetensorsError(message, { file, key });
-}
-
-/** Short description of a JSON value for error messages. */
-function describe(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "an array";
-  if (typeof value === "object") return "an object";
-  const text = JSON.stringify(value);
-  return text.length > 40 ? `${typeof value} ${text.slice(0, 40)}...` : text;
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 /**

@@ -1,37 +1,56 @@
 /**
- * Python `re` patterns, run by JavaScript `RegExp`.
+ * Python `re` patterns, run by a linear-time engine (`re2js`, RE2's
+ * automata): a config's pattern cannot make matching take exponential time
+ * (PEFT's `re` backtracks, so `rank_pattern: {"(.*)*#": 4}` never returns
+ * there).
  *
  * PEFT matches module names with Python's `re.fullmatch` (string
  * `target_modules` / `exclude_modules`) and `re.match` (layer indices,
- * `rank_pattern` / `alpha_pattern` keys, `modules_to_save`). The two regex
- * dialects differ in ways that change results, so a pattern is translated
- * token by token rather than handed to `RegExp` as is:
+ * `rank_pattern` / `alpha_pattern` keys, `modules_to_save`). The dialects
+ * differ in ways that change results, so a pattern is translated token by
+ * token to RE2 syntax rather than handed over as is:
  *
- * - `.` is `[^\n]` (Python) vs "not a line terminator" (JS); `$` also matches
- *   before a final `\n` in Python; `\A` / `\Z` do not exist in JS.
- * - `(?P<name>…)`, `(?P=name)`, `{,n}`, `(?#…)`, leading `(?imsx)` flags and
- *   verbose mode are Python-only syntax.
- * - `[]…]` starts a class containing `]` in Python, an empty class in JS.
- * - Python rejects unknown escapes such as `\e`; JS silently reads them as
- *   literals, so they are reported instead of mis-matching.
- * - Atomic groups, possessive quantifiers, conditionals and `\N{…}` have no
- *   JS equivalent and raise {@linkcode UnsupportedError}.
+ * - `.` is `[^\n]`; `$` also matches before a final `\n` in Python (here
+ *   `(?m:$)`, exact for any name without a newline before its last
+ *   character); Python's `\Z` is RE2's `\z`.
+ * - `{,n}`, `(?#…)`, leading `(?imsx)` flags and verbose mode are Python-only
+ *   syntax; `(?<name>…)` is RE2-only and rejected, as Python does.
+ * - `[]…]` starts a class containing `]` in Python.
+ * - Python rejects unknown escapes such as `\e`; they are reported instead of
+ *   mis-matching.
+ * - What no linear-time engine can run (backreferences, lookahead and
+ *   lookbehind, atomic groups, possessive quantifiers, conditionals) and
+ *   `\N{…}` raise {@linkcode AdapterConfigError} naming the field and pattern.
  *
- * Known residual difference: `\d`, `\w`, `\s`, `\b` are ASCII-only in JS but
+ * Known residual difference: `\d`, `\w`, `\s`, `\b` are ASCII-only in RE2 but
  * Unicode-aware for Python `str` patterns. Module names are ASCII in practice.
+ *
+ * The last four functions are the regexes PEFT builds around user-supplied
+ * names; each template is PEFT's own, quoted in its doc comment, so the
+ * user's text lands inside it exactly as in Python (unescaped: it is regex
+ * source there too).
  *
  * @module
  */
-import { AdapterConfigError, type ErrorContext, UnsupportedError } from "../errors.ts";
+import { RE2JS } from "../deps/re2js.ts";
+import { AdapterConfigError, type ErrorContext } from "../errors.ts";
 
 /** Which Python entry point the pattern is used with: `re.match` or `re.fullmatch`. */
 export type PythonMatchMode = "match" | "fullmatch";
 
-/** A Python pattern rewritten as a JS `RegExp` source and flags (not yet anchored). */
+/**
+ * A Python pattern rewritten as RE2 source and flags (not yet anchored).
+ *
+ * @example
+ * ```ts
+ * import type { TranslatedRegex } from "./regex.ts";
+ * const t: TranslatedRegex = { source: "q_proj", flags: "" };
+ * ```
+ */
 export interface TranslatedRegex {
-  /** JS pattern source, equivalent to the Python pattern at any position. */
+  /** RE2 pattern source, equivalent to the Python pattern at any position. */
   readonly source: string;
-  /** JS flags (`"i"` or `""`); `m`, `s`, `x` are folded into the source. */
+  /** `"i"` (case-insensitive) or `""`; `m`, `s`, `x` are folded into the source. */
   readonly flags: string;
 }
 
@@ -61,9 +80,9 @@ const SIMPLE_ESCAPES: Readonly<Record<string, string>> = {
 };
 const CATEGORY_ESCAPES = "dDsSwW";
 
-/** `\xHH` / `\uHHHH` for one UTF-16 code unit: safe in and out of classes. */
+/** `\x{H…}` for one code point: safe in and out of classes. */
 function codeUnitEscape(unit: number): string {
-  return unit < 0x100 ? `\\x${unit.toString(16).padStart(2, "0")}` : `\\u${unit.toString(16).padStart(4, "0")}`;
+  return `\\x{${unit.toString(16)}}`;
 }
 
 function isAsciiLetter(c: string): boolean {
@@ -76,15 +95,16 @@ function isHighSurrogate(c: string | undefined): boolean {
 
 /**
  * Translate a Python `re` pattern (a `str` pattern, Python 3.11+ rules) to an
- * equivalent unanchored JS regex source.
+ * equivalent unanchored RE2 source.
  *
- * @throws {AdapterConfigError} when Python itself would reject the pattern.
- * @throws {UnsupportedError} for Python constructs JS regexes cannot express.
+ * @throws {AdapterConfigError} when Python itself would reject the pattern,
+ *   or it uses what a linear-time engine cannot run (a backreference,
+ *   lookaround, atomic group, possessive quantifier or conditional).
  *
  * @example
  * ```ts
- * import { translatePythonRegex } from "./python_regex.ts";
- * translatePythonRegex("(?P<x>q|v)_proj$").source; // "(?<x>q|v)_proj(?=\\n?$)"
+ * import { translatePythonRegex } from "./regex.ts";
+ * translatePythonRegex("(?P<x>q|v)_proj$").source; // "(?P<x>q|v)_proj(?m:$)"
  * ```
  */
 export function translatePythonRegex(pattern: string, context: ErrorContext = {}): TranslatedRegex {
@@ -92,8 +112,9 @@ export function translatePythonRegex(pattern: string, context: ErrorContext = {}
     throw new AdapterConfigError(`invalid Python regex ${JSON.stringify(pattern)}: ${message}`, context);
   };
   const unsupported = (what: string): never => {
-    throw new UnsupportedError(
-      `Python regex ${JSON.stringify(pattern)} uses ${what}, which JavaScript regexes cannot express`,
+    throw new AdapterConfigError(
+      `Python regex ${JSON.stringify(pattern)} uses ${what}, which the linear-time regex engine cannot run ` +
+        "(patterns are matched without backtracking, so a config cannot freeze the process)",
       context,
     );
   };
@@ -136,10 +157,7 @@ export function translatePythonRegex(pattern: string, context: ErrorContext = {}
     if (c === "U") {
       const cp = readHex(i + 2, 8, "U");
       if (cp > 0x10ffff) bad(`bad escape \\U${pattern.slice(i + 2, i + 10)}`);
-      if (cp <= 0xffff) return [codeUnitEscape(cp), i + 10, false];
-      if (inClass) unsupported("an astral code point inside a character class");
-      const s = String.fromCodePoint(cp);
-      return [`(?:${codeUnitEscape(s.charCodeAt(0))}${codeUnitEscape(s.charCodeAt(1))})`, i + 10, false];
+      return [codeUnitEscape(cp), i + 10, false];
     }
     if (c === "N") unsupported("\\N{...} named characters");
     if (inClass) {
@@ -153,8 +171,8 @@ export function translatePythonRegex(pattern: string, context: ErrorContext = {}
       }
       if (isDigit(c) || isAsciiLetter(c)) bad(`bad escape \\${c}`);
     } else {
-      if (c === "A") return ["^", i + 2, true];
-      if (c === "Z" || c === "z") return ["$", i + 2, true];
+      if (c === "A") return ["\\A", i + 2, true];
+      if (c === "Z" || c === "z") return ["\\z", i + 2, true];
       if (c === "b" || c === "B") return [`\\${c}`, i + 2, true];
       if (c === "0") {
         let j = i + 2;
@@ -176,16 +194,13 @@ export function translatePythonRegex(pattern: string, context: ErrorContext = {}
         const group = parseInt(digits, 10);
         if (group === 0 || group > groupCount) bad(`invalid group reference ${group}`);
         if (openGroups.includes(group)) bad("cannot refer to an open group");
-        return [`(?:\\${group})`, i + 1 + digits.length, false];
+        return unsupported(`a backreference \\${digits}`);
       }
       if (isAsciiLetter(c)) bad(`bad escape \\${c}`);
     }
     // Any other escaped character is itself, literally.
-    if (isHighSurrogate(c) && i + 2 < n) {
-      if (inClass) unsupported("an astral character inside a character class");
-      return [`(?:${codeUnitEscape(c.charCodeAt(0))}${codeUnitEscape(pattern.charCodeAt(i + 2))})`, i + 3, false];
-    }
-    return [codeUnitEscape(c.charCodeAt(0)), i + 2, false];
+    const cp = pattern.codePointAt(i + 1)!;
+    return [codeUnitEscape(cp), i + (cp > 0xffff ? 3 : 2), false];
   };
 
   const charClass = (): void => {
@@ -206,9 +221,10 @@ export function translatePythonRegex(pattern: string, context: ErrorContext = {}
         s += js;
         i = next;
       } else {
-        if (isHighSurrogate(c)) unsupported("an astral character inside a character class");
-        s += c === "[" ? "\\[" : c;
-        i++;
+        // One code point (RE2 reads astral characters whole).
+        const len = isHighSurrogate(c) && i + 1 < n ? 2 : 1;
+        s += c === "[" ? "\\[" : pattern.slice(i, i + len);
+        i += len;
       }
     }
     if (i >= n) bad("unterminated character set");
@@ -249,20 +265,16 @@ export function translatePythonRegex(pattern: string, context: ErrorContext = {}
       groupNames.add(named[1]);
       groupCount++;
       openGroups[openGroups.length - 1] = groupCount;
-      out.push(`(?<${named[1]}>`);
+      out.push(`(?P<${named[1]}>`);
       i += 2 + named[0].length;
     } else if (backref) {
       stack.pop();
       openGroups.pop();
       if (!groupNames.has(backref[1])) bad(`unknown group name ${JSON.stringify(backref[1])}`);
-      out.push(`(?:\\k<${backref[1]}>)`);
-      i += 2 + backref[0].length;
-      canRepeat = true;
-      return;
+      return unsupported(`a backreference (?P=${backref[1]})`);
     } else if (/^(=|!|<=|<!)/.test(rest)) {
       const look = /^(=|!|<=|<!)/.exec(rest)![1];
-      out.push(`(?${look}`);
-      i += 2 + look.length;
+      return unsupported(`a ${look.startsWith("<") ? "lookbehind" : "lookahead"} (?${look}...)`);
     } else if (rest.startsWith("#")) {
       stack.pop();
       openGroups.pop();
@@ -335,12 +347,14 @@ export function translatePythonRegex(pattern: string, context: ErrorContext = {}
         canRepeat = true;
         break;
       case "^":
-        out.push(flags.m ? "(?:^|(?<=\\n))" : "^");
+        out.push(flags.m ? "(?m:^)" : "\\A");
         i++;
         canRepeat = false;
         break;
       case "$":
-        out.push(flags.m ? "(?=\\n|$)" : "(?=\\n?$)");
+        // Python's $ (before a final newline or at the end) is (?m:$) on any name
+        // without an earlier newline; with re.M it is exactly (?m:$).
+        out.push("(?m:$)");
         i++;
         canRepeat = false;
         break;
@@ -386,7 +400,7 @@ export function translatePythonRegex(pattern: string, context: ErrorContext = {}
         break;
       default:
         if (isHighSurrogate(c) && i + 1 < n) { // one Python code point, one atom
-          out.push(`(?:${c}${pattern[i + 1]})`);
+          out.push(pattern.slice(i, i + 2));
           i += 2;
         } else {
           out.push(c);
@@ -400,31 +414,130 @@ export function translatePythonRegex(pattern: string, context: ErrorContext = {}
 }
 
 /**
- * Compile a Python pattern into a `RegExp` whose `.test()` answers what
- * Python's `re.match` (anchored at the start) or `re.fullmatch` (whole
- * string) would.
- *
- * @throws {AdapterConfigError} for patterns Python rejects.
- * @throws {UnsupportedError} for Python constructs JS cannot express.
+ * A compiled Python pattern: answers what Python's `re.match` (anchored at
+ * the start) or `re.fullmatch` (whole string) would, in time linear in the
+ * input.
  *
  * @example
  * ```ts
- * import { compilePythonRegex } from "./python_regex.ts";
+ * import { compilePythonRegex, type PythonRegex } from "./regex.ts";
+ * const re: PythonRegex = compilePythonRegex(".*\\.(\\d+)\\.", "match");
+ * console.log(re.exec("model.layers.3.mlp")?.[1]); // "3"
+ * ```
+ */
+export interface PythonRegex {
+  /** The Python pattern as given. */
+  readonly pattern: string;
+  /** Whether the pattern matches `input` (`re.match` / `re.fullmatch` is not `None`). */
+  test(input: string): boolean;
+  /** The match's groups (0 is the whole match, `undefined` for a group that did not take part), or `null`. */
+  exec(input: string): (string | undefined)[] | null;
+}
+
+/**
+ * Compile a Python pattern for `re.match` or `re.fullmatch` semantics, run by
+ * a linear-time engine.
+ *
+ * @throws {AdapterConfigError} for patterns Python rejects, and for Python
+ *   constructs a linear-time engine cannot run; the error carries `context`
+ *   (the config field) and names the pattern.
+ *
+ * @example
+ * ```ts
+ * import { compilePythonRegex } from "./regex.ts";
  * const re = compilePythonRegex(".*\\.(q|v)_proj", "fullmatch");
  * re.test("model.layers.0.self_attn.q_proj"); // true
  * re.test("model.layers.0.self_attn.q_proj.lora_A"); // false
  * ```
  */
-export function compilePythonRegex(pattern: string, mode: PythonMatchMode, context: ErrorContext = {}): RegExp {
+export function compilePythonRegex(pattern: string, mode: PythonMatchMode, context: ErrorContext = {}): PythonRegex {
   const { source, flags } = translatePythonRegex(pattern, context);
-  // Neither "m" nor "s" is ever set on the JS side, so ^ and $ are string anchors.
-  const anchored = mode === "fullmatch" ? `^(?:${source})$` : `^(?:${source})`;
+  let re: RE2JS;
   try {
-    return new RegExp(anchored, flags);
+    re = RE2JS.compile(source, flags === "i" ? RE2JS.CASE_INSENSITIVE : 0);
   } catch (e) {
     throw new AdapterConfigError(
-      `invalid Python regex ${JSON.stringify(pattern)}: ${(e as Error).message}`,
+      `invalid Python regex ${JSON.stringify(pattern)} (or one the linear-time engine cannot run): ${
+        (e as Error).message
+      }`,
       { ...context, cause: e },
     );
   }
+  const run = (input: string) => {
+    const m = re.matcher(input);
+    return { m, ok: mode === "fullmatch" ? m.matches() : m.lookingAt() };
+  };
+  return Object.freeze({
+    pattern,
+    test: (input: string) => run(input).ok,
+    exec(input: string) {
+      const { m, ok } = run(input);
+      if (!ok) return null;
+      return Array.from({ length: m.groupCount() + 1 }, (_, g) => m.group(g) ?? undefined);
+    },
+  });
+}
+
+/**
+ * A string `target_modules` / `exclude_modules`: `re.fullmatch(pattern, key)`
+ * (`check_target_module_exists`, via `match_target_against_key`).
+ *
+ * @example
+ * ```ts
+ * import { fullmatchRegex } from "./regex.ts";
+ * fullmatchRegex(".*\\.(q|v)_proj").test("model.layers.0.self_attn.v_proj"); // true
+ * ```
+ */
+export function fullmatchRegex(pattern: string, context: ErrorContext = {}): PythonRegex {
+  return compilePythonRegex(pattern, "fullmatch", context);
+}
+
+/**
+ * Layer index extraction for `layers_to_transform`
+ * (`check_target_module_exists`): with a layers pattern `p`,
+ * `re.match(rf".*\.{p}\.(\d+)\.", key)`; with none (`None`, `""`, `[]`),
+ * `re.match(r".*\.[^.]*\.(\d+)\.", key)`. Group 1 is the index.
+ *
+ * @example
+ * ```ts
+ * import { layerIndexRegex } from "./regex.ts";
+ * layerIndexRegex("h").exec("transformer.h.3.attn.c_attn")?.[1]; // "3"
+ * layerIndexRegex(null).exec("model.layers.12.mlp.up_proj")?.[1]; // "12"
+ * ```
+ */
+export function layerIndexRegex(layersPattern: string | null, context: ErrorContext = {}): PythonRegex {
+  const source = layersPattern === null ? String.raw`.*\.[^.]*\.(\d+)\.` : String.raw`.*\.${layersPattern}\.(\d+)\.`;
+  return compilePythonRegex(source, "match", context);
+}
+
+/**
+ * A `modules_to_save` entry `m` excludes a module from LoRA when
+ * `re.match(rf"(^|.*\.){m}($|\..*)", key)` (`check_target_module_exists`).
+ *
+ * @example
+ * ```ts
+ * import { modulesToSaveRegex } from "./regex.ts";
+ * modulesToSaveRegex("score").test("score"); // true
+ * modulesToSaveRegex("score").test("model.score.dense"); // true
+ * modulesToSaveRegex("score").test("model.rescore"); // false
+ * ```
+ */
+export function modulesToSaveRegex(moduleToSave: string, context: ErrorContext = {}): PythonRegex {
+  return compilePythonRegex(String.raw`(^|.*\.)${moduleToSave}($|\..*)`, "match", context);
+}
+
+/**
+ * A `rank_pattern` / `alpha_pattern` key matches a module when
+ * `re.match(rf"(.*\.)?({key})$", key_to_match)` (`peft.utils.other.get_pattern_key`).
+ *
+ * @example
+ * ```ts
+ * import { patternKeyRegex } from "./regex.ts";
+ * patternKeyRegex("q_proj").test("model.layers.0.self_attn.q_proj"); // true
+ * patternKeyRegex("q_proj").test("model.layers.0.self_attn.xq_proj"); // false
+ * patternKeyRegex("^model.decoder.layers.0.encoder_attn.k_proj").test("model.decoder.layers.0.encoder_attn.k_proj"); // true
+ * ```
+ */
+export function patternKeyRegex(key: string, context: ErrorContext = {}): PythonRegex {
+  return compilePythonRegex(String.raw`(.*\.)?(${key})$`, "match", context);
 }

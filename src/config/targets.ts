@@ -9,8 +9,8 @@
  * @module
  */
 import { AdapterConfigError, UnsupportedError } from "../errors.ts";
-import type { LoraConfig } from "./lora_config.ts";
-import { fullmatchRegex, layerIndexRegex, modulesToSaveRegex } from "./peft_regex.ts";
+import type { LoraConfig } from "./lora.ts";
+import { fullmatchRegex, layerIndexRegex, modulesToSaveRegex, type PythonRegex } from "./regex.ts";
 
 /** PEFT's `INCLUDE_LINEAR_LAYERS_SHORTHAND`. */
 const ALL_LINEAR = "all-linear";
@@ -23,8 +23,8 @@ const ALL_LINEAR = "all-linear";
  *
  * @example
  * ```ts
- * import { parseLoraConfig } from "./lora_config.ts";
- * import { isAllLinear } from "./target_match.ts";
+ * import { parseLoraConfig } from "./lora.ts";
+ * import { isAllLinear } from "./targets.ts";
  * isAllLinear(parseLoraConfig({ target_modules: "all-linear" })); // true
  * isAllLinear(parseLoraConfig({ target_modules: ["q_proj"] })); // false
  * ```
@@ -38,7 +38,7 @@ export function isAllLinear(config: LoraConfig): boolean {
  *
  * @example
  * ```ts
- * import type { ExpandAllLinearOptions } from "./target_match.ts";
+ * import type { ExpandAllLinearOptions } from "./targets.ts";
  * const gptNeoX: ExpandAllLinearOptions = { outputEmbedding: "embed_out" };
  * ```
  */
@@ -60,8 +60,8 @@ export interface ExpandAllLinearOptions {
  *
  * @example
  * ```ts
- * import { parseLoraConfig } from "./lora_config.ts";
- * import { expandAllLinear, isTargetModule } from "./target_match.ts";
+ * import { parseLoraConfig } from "./lora.ts";
+ * import { expandAllLinear, isTargetModule } from "./targets.ts";
  * const config = expandAllLinear(parseLoraConfig({ target_modules: "all-linear" }), ["model.layers.0.mlp.up_proj", "lm_head"]);
  * isTargetModule(config, "model.layers.0.mlp.up_proj"); // true
  * isTargetModule(config, "lm_head"); // false
@@ -100,16 +100,17 @@ function layerFilter(config: LoraConfig): ((key: string) => boolean) | null {
     for (const regex of regexes) {
       const m = regex.exec(key);
       if (!m) continue;
+      const index = m[1] ?? "";
       // First pattern that matches decides; PEFT reads int(match.group(1)), so a
       // capturing group inside layers_pattern makes PEFT fail here too.
-      if (!/^\d+$/.test(m[1])) {
+      if (!/^\d+$/.test(index)) {
         throw new AdapterConfigError(
-          `the layer index of ${JSON.stringify(key)} is group 1, ${JSON.stringify(m[1])}, which is not an integer ` +
+          `the layer index of ${JSON.stringify(key)} is group 1, ${JSON.stringify(index)}, which is not an integer ` +
             "(layers_pattern must not contain a capturing group; use (?:...))",
           { key: "layers_pattern" },
         );
       }
-      return wanted(parseInt(m[1], 10));
+      return wanted(parseInt(index, 10));
     }
     return false;
   };
@@ -127,8 +128,8 @@ function layerFilter(config: LoraConfig): ((key: string) => boolean) | null {
  *
  * @example
  * ```ts
- * import { parseLoraConfig } from "./lora_config.ts";
- * import { createTargetMatcher } from "./target_match.ts";
+ * import { parseLoraConfig } from "./lora.ts";
+ * import { createTargetMatcher } from "./targets.ts";
  * const matches = createTargetMatcher(parseLoraConfig({ target_modules: ["q_proj", "v_proj"] }));
  * ["model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.k_proj"].filter(matches); // ["model.layers.0.self_attn.q_proj"]
  * ```
@@ -153,7 +154,7 @@ export function createTargetMatcher(config: LoraConfig): (moduleName: string) =>
   const excluded = !excl || excl.length === 0
     ? () => false
     : typeof excl === "string"
-    ? ((re: RegExp) => (key: string) => re.test(key))(fullmatchRegex(excl, { key: "exclude_modules" }))
+    ? ((re: PythonRegex) => (key: string) => re.test(key))(fullmatchRegex(excl, { key: "exclude_modules" }))
     : listMatcher(excl);
 
   // 2. Adapters never target modules_to_save modules (or anything inside them).
@@ -192,8 +193,8 @@ export function createTargetMatcher(config: LoraConfig): (moduleName: string) =>
  *
  * @example
  * ```ts
- * import { parseLoraConfig } from "./lora_config.ts";
- * import { isTargetModule } from "./target_match.ts";
+ * import { parseLoraConfig } from "./lora.ts";
+ * import { isTargetModule } from "./targets.ts";
  * const config = parseLoraConfig({ target_modules: ["c_attn"], layers_to_transform: [0], layers_pattern: "h" });
  * isTargetModule(config, "transformer.h.0.attn.c_attn"); // true
  * isTargetModule(config, "transformer.h.1.attn.c_attn"); // false

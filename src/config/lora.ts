@@ -1,21 +1,80 @@
 /**
  * PEFT LoRA `adapter_config.json`, parsed and checked the way PEFT's
- * `LoraConfig` does (PEFT v0.19: `peft/config.py`, `peft/tuners/lora/config.py`).
+ * `LoraConfig` does (PEFT v0.19: `peft/config.py`, `peft/tuners/lora/config.py`):
+ * the fields and their defaults, the cross-field rules of
+ * `LoraConfig.__post_init__`, the value checks PEFT makes when it builds
+ * LoRA layers, and the PEFT features peft-edge refuses rather than silently
+ * ignores.
  *
  * @module
  */
 import { AdapterConfigError, UnsupportedError } from "../errors.ts";
-import { LORA_CONFIG_FIELDS, toSnakeCase } from "./fields.ts";
-import { jsonObjectKeyOrder } from "./json_key_order.ts";
-import { checkLoraRules, type UnmodelledFields } from "./lora_rules.ts";
-import * as read from "./read_fields.ts";
+import { jsonObjectKeyOrder } from "../json/scan.ts";
+import { describeValue, isPlainObject } from "../json/values.ts";
+import * as read from "./fields.ts";
+import { fullmatchRegex, layerIndexRegex, modulesToSaveRegex, patternKeyRegex } from "./regex.ts";
+
+/**
+ * Every snake_case key a PEFT LoRA config may contain: `PeftConfigMixin` +
+ * `PeftConfig` + `LoraConfig` dataclass fields as of PEFT v0.19. PEFT's
+ * `check_kwargs` warns about, and ignores, any other key; so does
+ * {@linkcode parseLoraConfig}.
+ */
+const LORA_CONFIG_FIELDS: ReadonlySet<string> = new Set([
+  // PeftConfigMixin / PeftConfig
+  "task_type",
+  "peft_type",
+  "auto_mapping",
+  "peft_version",
+  "base_model_name_or_path",
+  "revision",
+  "inference_mode",
+  // LoraConfig
+  "r",
+  "target_modules",
+  "exclude_modules",
+  "lora_alpha",
+  "lora_dropout",
+  "fan_in_fan_out",
+  "bias",
+  "use_rslora",
+  "modules_to_save",
+  "init_lora_weights",
+  "layers_to_transform",
+  "layers_pattern",
+  "rank_pattern",
+  "alpha_pattern",
+  "megatron_config",
+  "megatron_core",
+  "trainable_token_indices",
+  "loftq_config",
+  "eva_config",
+  "corda_config",
+  "lora_ga_config",
+  "use_dora",
+  "alora_invocation_tokens",
+  "use_qalora",
+  "qalora_group_size",
+  "layer_replication",
+  "runtime_config",
+  "lora_bias",
+  "target_parameters",
+  "use_bdlora",
+  "arrow_config",
+  "ensure_weight_tying",
+]);
+
+/** The snake_case PEFT key for a camelCase field name (`loraAlpha` -> `lora_alpha`); snake_case is unchanged. */
+function toSnakeCase(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
 
 /**
  * PEFT's `TaskType` values (`peft/utils/peft_types.py`).
  *
  * @example
  * ```ts
- * import { TASK_TYPES } from "./lora_config.ts";
+ * import { TASK_TYPES } from "./lora.ts";
  * TASK_TYPES.includes("CAUSAL_LM"); // true
  * ```
  */
@@ -33,7 +92,7 @@ export const TASK_TYPES = [
  *
  * @example
  * ```ts
- * import type { TaskType } from "./lora_config.ts";
+ * import type { TaskType } from "./lora.ts";
  * const t: TaskType = "CAUSAL_LM";
  * ```
  */
@@ -44,7 +103,7 @@ export type TaskType = typeof TASK_TYPES[number];
  *
  * @example
  * ```ts
- * import type { LoraBias } from "./lora_config.ts";
+ * import type { LoraBias } from "./lora.ts";
  * const b: LoraBias = "none";
  * ```
  */
@@ -58,7 +117,7 @@ export type LoraBias = "none" | "all" | "lora_only";
  *
  * @example
  * ```ts
- * import { parseLoraConfig } from "./lora_config.ts";
+ * import { parseLoraConfig } from "./lora.ts";
  * const c = parseLoraConfig({ peft_type: "LORA", r: 16, lora_alpha: 32, target_modules: ["q_proj", "v_proj"] });
  * console.log(c.r, c.loraAlpha, c.targetModules); // 16 32 ["q_proj", "v_proj"]
  * ```
@@ -121,7 +180,7 @@ export interface LoraConfig {
  *
  * @example
  * ```ts
- * import type { ParseLoraConfigOptions } from "./lora_config.ts";
+ * import type { ParseLoraConfigOptions } from "./lora.ts";
  * const warnings: string[] = [];
  * const options: ParseLoraConfigOptions = { file: "adapter_config.json", onWarning: (m) => warnings.push(m), overrides: { loraAlpha: 32 } };
  * ```
@@ -153,7 +212,7 @@ function readInit(src: read.FieldSource): boolean | string {
     "init_lora_weights",
     `must be true, false, or one of ${
       [...ADAPTER_ONLY_INITS, ...BASE_WEIGHT_INITS, "pissa_niter_<n>"].join(", ")
-    }; got ${read.describeValue(v)}`,
+    }; got ${describeValue(v)}`,
   );
 }
 
@@ -170,7 +229,7 @@ function readOneOf<T extends string>(
     read.failField(
       src,
       key,
-      `must be one of ${allowed.join(", ")}${fallback === null ? " or null" : ""}; got ${read.describeValue(v)}`,
+      `must be one of ${allowed.join(", ")}${fallback === null ? " or null" : ""}; got ${describeValue(v)}`,
     );
   }
   return v as T;
@@ -184,11 +243,11 @@ function toObject(json: unknown, file: string | undefined): { object: Record<str
     } catch (e) {
       throw new AdapterConfigError(`not valid JSON: ${(e as Error).message}`, { file, cause: e });
     }
-    if (!read.isPlainObject(parsed)) throw new AdapterConfigError("must be a JSON object", { file });
+    if (!isPlainObject(parsed)) throw new AdapterConfigError("must be a JSON object", { file });
     return { object: parsed, text: json };
   }
-  if (!read.isPlainObject(json)) {
-    throw new AdapterConfigError(`must be a JSON object, got ${read.describeValue(json)}`, { file });
+  if (!isPlainObject(json)) {
+    throw new AdapterConfigError(`must be a JSON object, got ${describeValue(json)}`, { file });
   }
   return { object: json };
 }
@@ -229,7 +288,7 @@ function applyOverrides(
  *
  * @example
  * ```ts
- * import { parseLoraConfig } from "./lora_config.ts";
+ * import { parseLoraConfig } from "./lora.ts";
  * const text = '{"peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"], "rank_pattern": {"v_proj": 4}}';
  * const config = parseLoraConfig(text, { file: "adapter_config.json" });
  * console.log(config.r, config.loraAlpha, config.rankPattern.get("v_proj")); // 8 16 4
@@ -247,7 +306,7 @@ export function parseLoraConfig(json: unknown, options: ParseLoraConfigOptions =
   const peftType = values["peft_type"];
   if (peftType !== undefined && peftType !== null && peftType !== "LORA") {
     throw new UnsupportedError(
-      `peft_type ${read.describeValue(peftType)} is not supported; peft-edge supports: LORA`,
+      `peft_type ${describeValue(peftType)} is not supported; peft-edge supports: LORA`,
       { file, key: "peft_type" },
     );
   }
@@ -335,4 +394,203 @@ function readUnmodelled(src: read.FieldSource): UnmodelledFields {
     layerReplication: src.values["layer_replication"] ?? null,
     trainableTokenIndices: src.values["trainable_token_indices"] ?? null,
   };
+}
+
+/** LoraConfig fields that are read and checked but not exposed on {@linkcode LoraConfig} (training-only, or rejected when set). */
+interface UnmodelledFields {
+  readonly megatronConfig: Record<string, unknown> | null;
+  readonly loftqConfig: Record<string, unknown> | null;
+  readonly evaConfig: Record<string, unknown> | null;
+  readonly cordaConfig: Record<string, unknown> | null;
+  readonly loraGaConfig: Record<string, unknown> | null;
+  readonly useBdlora: Record<string, unknown> | null;
+  readonly arrowConfig: Record<string, unknown> | null;
+  readonly useQalora: boolean;
+  readonly qaloraGroupSize: number;
+  readonly ensureWeightTying: boolean;
+  readonly targetParameters: unknown;
+  readonly aloraInvocationTokens: unknown;
+  readonly layerReplication: unknown;
+  readonly trainableTokenIndices: unknown;
+}
+
+/** Python truthiness of a JSON value (`None`, `False`, `0`, `""`, `[]`, `{}` are false). */
+function truthy(value: unknown): boolean {
+  if (value === null || value === undefined || value === false || value === 0 || value === "") return false;
+  if (Array.isArray(value)) return value.length > 0;
+  if (isPlainObject(value)) return Object.keys(value).length > 0;
+  return true;
+}
+
+const isInt = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v);
+const isIntList = (v: unknown): boolean => Array.isArray(v) && v.every(isInt);
+
+/** Shape checks for fields that are rejected when set, so a typo is not reported as "unsupported". */
+function checkShapes(src: read.FieldSource, extra: UnmodelledFields): string[] | null {
+  const { targetParameters: tp, aloraInvocationTokens, layerReplication, trainableTokenIndices } = extra;
+  // LoraConfig.__post_init__: `target_parameters` must be a list of strings or None (TypeError).
+  if (typeof tp === "string") {
+    read.failField(src, "target_parameters", "must be a list of strings or null, not a string (PEFT raises TypeError)");
+  }
+  if (tp !== null && !(Array.isArray(tp) && tp.every((x) => typeof x === "string"))) {
+    read.failField(src, "target_parameters", `must be a list of strings or null, got ${describeValue(tp)}`);
+  }
+  if (aloraInvocationTokens !== null && !isIntList(aloraInvocationTokens)) {
+    read.failField(
+      src,
+      "alora_invocation_tokens",
+      `must be a list of token ids or null, got ${describeValue(aloraInvocationTokens)}`,
+    );
+  }
+  if (
+    layerReplication !== null &&
+    !(Array.isArray(layerReplication) && layerReplication.every((p) => isIntList(p) && (p as unknown[]).length === 2))
+  ) {
+    read.failField(
+      src,
+      "layer_replication",
+      `must be a list of [start, end] pairs or null, got ${describeValue(layerReplication)}`,
+    );
+  }
+  if (
+    trainableTokenIndices !== null && !isIntList(trainableTokenIndices) &&
+    !(isPlainObject(trainableTokenIndices) && Object.values(trainableTokenIndices).every(isIntList))
+  ) {
+    read.failField(
+      src,
+      "trainable_token_indices",
+      `must be a list of token ids, an object of such lists, or null, got ${describeValue(trainableTokenIndices)}`,
+    );
+  }
+  return tp as string[] | null;
+}
+
+/** PEFT's own ValueErrors: `PeftConfig.__post_init__`, `LoraConfig.__post_init__`, `LoraLayer.update_layer`. */
+function checkPeftRules(config: LoraConfig, src: read.FieldSource, extra: UnmodelledFields): void {
+  const regexTargets = typeof config.targetModules === "string";
+  if (regexTargets && config.layersToTransform !== null) {
+    read.failField(src, "layers_to_transform", "cannot be used when target_modules is a str (a regex)");
+  }
+  if (regexTargets && config.layersPattern !== null) {
+    read.failField(src, "layers_pattern", "cannot be used when target_modules is a str (a regex)");
+  }
+  // Python truthiness: layers_to_transform=0 or [] counts as "not specified" here.
+  if (truthy(config.layersPattern) && !truthy(config.layersToTransform)) {
+    read.failField(src, "layers_pattern", "is specified, so layers_to_transform must also be specified");
+  }
+  if (config.useDora && truthy(extra.megatronConfig)) {
+    read.failField(
+      src,
+      "use_dora",
+      "DoRA does not support megatron_core (megatron_config is set); use_dora must be false",
+    );
+  }
+  if (config.initLoraWeights === "loftq" && !truthy(extra.loftqConfig)) {
+    read.failField(src, "loftq_config", "must be specified when init_lora_weights is 'loftq'");
+  }
+  if (config.loraBias && typeof config.initLoraWeights !== "boolean") {
+    read.failField(
+      src,
+      "lora_bias",
+      `true is only supported with init_lora_weights true or false, got init_lora_weights=${
+        describeValue(config.initLoraWeights)
+      }`,
+    );
+  }
+  if (config.loraBias && config.useDora) {
+    read.failField(src, "lora_bias", "true is not supported for DoRA; use_dora must be false");
+  }
+  // LoraLayer.update_layer builds nn.Dropout(p) only for p > 0, which rejects p > 1.
+  if (config.loraDropout > 1) {
+    read.failField(src, "lora_dropout", `must be a probability between 0 and 1, got ${config.loraDropout}`);
+  }
+}
+
+/** Each regex PEFT would build from this config compiles (PEFT would fail at injection time). */
+function checkRegexes(config: LoraConfig, src: read.FieldSource): void {
+  const at = (key: string) => ({ file: src.file, key });
+  if (typeof config.targetModules === "string") fullmatchRegex(config.targetModules, at("target_modules"));
+  if (typeof config.excludeModules === "string") fullmatchRegex(config.excludeModules, at("exclude_modules"));
+  const layersPatterns = typeof config.layersPattern === "string" ? [config.layersPattern] : config.layersPattern ?? [];
+  for (const p of layersPatterns) layerIndexRegex(p, at("layers_pattern"));
+  for (const m of config.modulesToSave ?? []) modulesToSaveRegex(m, at("modules_to_save"));
+  for (const k of config.rankPattern.keys()) patternKeyRegex(k, at("rank_pattern"));
+  for (const k of config.alphaPattern.keys()) patternKeyRegex(k, at("alpha_pattern"));
+}
+
+/** Features PEFT has that change what the adapter computes and that peft-edge does not implement. */
+function checkSupported(
+  config: LoraConfig,
+  src: read.FieldSource,
+  extra: UnmodelledFields,
+  targetParameters: string[] | null,
+): void {
+  const refuse = (key: string, message: string): never => {
+    throw new UnsupportedError(message, { file: src.file, key });
+  };
+  const init = config.initLoraWeights;
+  if (typeof init === "string" && /^(olora|pissa|corda|loftq|lora_ga)/.test(init)) {
+    refuse(
+      "init_lora_weights",
+      `"${init}" initialization rewrites the base model's weights, which peft-edge does not reproduce; ` +
+        "convert the adapter to plain LoRA first (PEFT save_pretrained(..., path_initial_model_for_weight_conversion=...))",
+    );
+  }
+  if (truthy(extra.megatronConfig)) refuse("megatron_config", "Megatron parallel LoRA layers are not supported");
+  if (extra.layerReplication !== null) {
+    refuse("layer_replication", "layer replication (LoRA-expanded models) is not supported");
+  }
+  if (extra.trainableTokenIndices !== null) {
+    refuse("trainable_token_indices", "trainable tokens (per-token embedding deltas) are not supported");
+  }
+  if (targetParameters !== null && targetParameters.length > 0) {
+    refuse("target_parameters", "LoRA on nn.Parameter targets (target_parameters, e.g. MoE experts) is not supported");
+  }
+  if (extra.aloraInvocationTokens !== null) {
+    refuse(
+      "alora_invocation_tokens",
+      "activated LoRA (aLoRA), which applies the adapter only after an invocation sequence, is not supported",
+    );
+  }
+  if (extra.useQalora) refuse("use_qalora", "QALoRA (quantization-aware pooled LoRA) is not supported");
+  if (extra.useBdlora !== null) refuse("use_bdlora", "block-diagonal LoRA (use_bdlora) is not supported");
+  if (extra.arrowConfig !== null) refuse("arrow_config", "Arrow routing between LoRA experts is not supported");
+  if (extra.ensureWeightTying) {
+    refuse("ensure_weight_tying", "tying adapter weights across tied layers is not supported");
+  }
+}
+
+/** PEFT's warnings for sub-configs that the chosen `init_lora_weights` ignores. */
+function warnIgnored(
+  config: LoraConfig,
+  src: read.FieldSource,
+  extra: UnmodelledFields,
+  warn: (message: string) => void,
+): void {
+  const where = src.file ?? "adapter config";
+  const init = config.initLoraWeights;
+  if (init !== "loftq" && truthy(extra.loftqConfig)) {
+    warn(`${where}: loftq_config specified but will be ignored when init_lora_weights is not 'loftq'`);
+  }
+  if (init !== "eva" && extra.evaConfig !== null) {
+    warn(`${where}: eva_config specified but will be ignored when init_lora_weights is not 'eva'`);
+  }
+  if (init !== "corda" && extra.cordaConfig !== null) {
+    warn(`${where}: corda_config specified but will be ignored when init_lora_weights is not 'corda'`);
+  }
+}
+
+/** PEFT's config checks, then peft-edge's feature checks, then warnings about ignored sub-configs; returns `target_parameters`. */
+function checkLoraRules(
+  config: LoraConfig,
+  src: read.FieldSource,
+  extra: UnmodelledFields,
+  warn: (message: string) => void,
+): string[] | null {
+  const targetParameters = checkShapes(src, extra);
+  checkPeftRules(config, src, extra);
+  checkRegexes(config, src);
+  checkSupported(config, src, extra, targetParameters);
+  warnIgnored(config, src, extra, warn);
+  return targetParameters;
 }
