@@ -6,6 +6,7 @@
  */
 import { AdapterConfigError } from "../errors.ts";
 import { describeValue, isPlainObject } from "../json/values.ts";
+import { PatternMap } from "./regex.ts";
 
 /** A config record being read, and the file it came from (for messages). */
 export interface FieldSource {
@@ -183,7 +184,7 @@ function orderedKeys(obj: Record<string, unknown>, order: readonly string[] | un
 }
 
 /**
- * A `{pattern: number}` mapping, returned as a `Map` in `order` when given
+ * A `{pattern: number}` mapping, returned as a {@linkcode PatternMap} in `order` when given
  * (keys of the JSON text), else in the object's own key order. Absent or
  * `null` gives an empty map. Values must satisfy `check`.
  *
@@ -200,15 +201,15 @@ export function readPatternMap(
   check: (value: number) => boolean,
   expected: string,
   order?: readonly string[],
-): Map<string, number> {
+): PatternMap {
   const v = src.values[key];
-  if (v === undefined || v === null) return new Map();
+  if (v === undefined || v === null) return new PatternMap(key);
   const entries: [string, unknown][] = v instanceof Map
     ? [...v.entries()]
     : isPlainObject(v)
     ? orderedKeys(v, order).map((k) => [k, v[k]])
     : failField(src, key, `must be an object mapping module patterns to numbers, got ${describeValue(v)}`);
-  const map = new Map<string, number>();
+  const map = new PatternMap(key);
   for (const [pattern, value] of entries) {
     if (typeof pattern !== "string" || !isNumber(value) || !check(value)) {
       failField(

@@ -6,7 +6,7 @@
  * @module
  */
 import type { LoraConfig } from "./lora.ts";
-import { patternKeyRegex } from "./regex.ts";
+import { patternKeyRegex, PatternMap } from "./regex.ts";
 
 /**
  * The first of `patternKeys` (in order) that matches `moduleName`, where a
@@ -31,7 +31,10 @@ export function getPatternKey(patternKeys: Iterable<string>, moduleName: string)
 
 /** `pattern.get(get_pattern_key(pattern.keys(), name), fallback)`, as `_create_and_replace` does. */
 function lookup(pattern: ReadonlyMap<string, number>, moduleName: string, fallback: number): number {
-  const key = getPatternKey(pattern.keys(), moduleName) ?? moduleName;
+  const match = pattern instanceof PatternMap
+    ? pattern.firstMatch(moduleName)
+    : getPatternKey(pattern.keys(), moduleName);
+  const key = match ?? moduleName;
   return pattern.get(key) ?? fallback;
 }
 

@@ -81,8 +81,8 @@ const SIMPLE_ESCAPES: Readonly<Record<string, string>> = {
 const CATEGORY_ESCAPES = "dDsSwW";
 
 /** `\x{H…}` for one code point: safe in and out of classes. */
-function codeUnitEscape(unit: number): string {
-  return `\\x{${unit.toString(16)}}`;
+function codePointEscape(cp: number): string {
+  return `\\x{${cp.toString(16)}}`;
 }
 
 function isAsciiLetter(c: string): boolean {
@@ -152,12 +152,12 @@ export function translatePythonRegex(pattern: string, context: ErrorContext = {}
     if (c === undefined) return bad("bad escape (end of pattern)");
     if (c in SIMPLE_ESCAPES) return [SIMPLE_ESCAPES[c], i + 2, false];
     if (CATEGORY_ESCAPES.includes(c)) return [`\\${c}`, i + 2, false];
-    if (c === "x") return [codeUnitEscape(readHex(i + 2, 2, "x")), i + 4, false];
-    if (c === "u") return [codeUnitEscape(readHex(i + 2, 4, "u")), i + 6, false];
+    if (c === "x") return [codePointEscape(readHex(i + 2, 2, "x")), i + 4, false];
+    if (c === "u") return [codePointEscape(readHex(i + 2, 4, "u")), i + 6, false];
     if (c === "U") {
       const cp = readHex(i + 2, 8, "U");
       if (cp > 0x10ffff) bad(`bad escape \\U${pattern.slice(i + 2, i + 10)}`);
-      return [codeUnitEscape(cp), i + 10, false];
+      return [codePointEscape(cp), i + 10, false];
     }
     if (c === "N") unsupported("\\N{...} named characters");
     if (inClass) {
@@ -167,7 +167,7 @@ export function translatePythonRegex(pattern: string, context: ErrorContext = {}
         while (j < i + 4 && isOct(pattern[j])) j++;
         const value = parseInt(pattern.slice(i + 1, j), 8);
         if (value > 0o377) bad(`octal escape value \\${pattern.slice(i + 1, j)} outside of range 0-0o377`);
-        return [codeUnitEscape(value), j, false];
+        return [codePointEscape(value), j, false];
       }
       if (isDigit(c) || isAsciiLetter(c)) bad(`bad escape \\${c}`);
     } else {
@@ -177,7 +177,7 @@ export function translatePythonRegex(pattern: string, context: ErrorContext = {}
       if (c === "0") {
         let j = i + 2;
         while (j < i + 4 && isOct(pattern[j])) j++;
-        return [codeUnitEscape(parseInt(pattern.slice(i + 1, j), 8)), j, false];
+        return [codePointEscape(parseInt(pattern.slice(i + 1, j), 8)), j, false];
       }
       if (isDigit(c)) {
         // Python: octal escape *or* group reference (sre_parse._escape).
@@ -187,7 +187,7 @@ export function translatePythonRegex(pattern: string, context: ErrorContext = {}
           if (isOct(c) && isOct(d2) && isOct(d3)) {
             const value = parseInt(c + d2 + d3, 8);
             if (value > 0o377) bad(`octal escape value \\${c}${d2}${d3} outside of range 0-0o377`);
-            return [codeUnitEscape(value), i + 4, false];
+            return [codePointEscape(value), i + 4, false];
           }
         }
         const digits = isDigit(d2) ? c + d2 : c;
@@ -200,7 +200,7 @@ export function translatePythonRegex(pattern: string, context: ErrorContext = {}
     }
     // Any other escaped character is itself, literally.
     const cp = pattern.codePointAt(i + 1)!;
-    return [codeUnitEscape(cp), i + (cp > 0xffff ? 3 : 2), false];
+    return [codePointEscape(cp), i + (cp > 0xffff ? 3 : 2), false];
   };
 
   const charClass = (): void => {
@@ -540,4 +540,44 @@ export function modulesToSaveRegex(moduleToSave: string, context: ErrorContext =
  */
 export function patternKeyRegex(key: string, context: ErrorContext = {}): PythonRegex {
   return compilePythonRegex(String.raw`(.*\.)?(${key})$`, "match", context);
+}
+
+/**
+ * A `rank_pattern` / `alpha_pattern` mapping (in file order) that compiles
+ * its keys' regexes once, on first use, instead of on every lookup: module
+ * planning asks for each module's rank and alpha, and compiling for a
+ * linear-time engine costs more than matching.
+ *
+ * @example
+ * ```ts
+ * import { PatternMap } from "./regex.ts";
+ * const ranks = new PatternMap("rank_pattern", [["v_proj", 4], ["layers\\.0\\..*", 2]]);
+ * console.log(ranks.firstMatch("model.layers.0.self_attn.v_proj")); // "v_proj"
+ * console.log(ranks.firstMatch("model.layers.1.mlp.up_proj")); // undefined
+ * ```
+ */
+export class PatternMap extends Map<string, number> {
+  /** The config field, for error messages. */
+  readonly field: string;
+  #compiled: { keys: string[]; regexes: PythonRegex[] } | undefined;
+
+  /** A map for config field `field` with `entries` in order. */
+  constructor(field: string, entries: Iterable<readonly [string, number]> = []) {
+    super(entries);
+    this.field = field;
+  }
+
+  /**
+   * PEFT's `get_pattern_key` without its fallback: the first key whose
+   * `patternKeyRegex` matches `moduleName`, or `undefined`.
+   */
+  firstMatch(moduleName: string): string | undefined {
+    const keys = [...this.keys()];
+    const cached = this.#compiled;
+    const regexes = cached && cached.keys.length === keys.length && cached.keys.every((k, i) => k === keys[i])
+      ? cached.regexes
+      : (this.#compiled = { keys, regexes: keys.map((k) => patternKeyRegex(k, { key: this.field })) }).regexes;
+    const at = regexes.findIndex((re) => re.test(moduleName));
+    return at < 0 ? undefined : keys[at];
+  }
 }

@@ -93,28 +93,6 @@ export function checkDims(fn: string, dims: LoraDims): LoraDims {
 }
 
 /**
- * Throws unless `array` is an instance of `type` (any length).
- *
- * @example
- * ```ts
- * import { checkTypedArray } from "./validate.ts";
- * checkTypedArray("mergeLora", "w", new Float32Array(3), Float32Array);
- * ```
- */
-export function checkTypedArray<
-  T extends Float32ArrayConstructor | Uint16ArrayConstructor,
->(
-  fn: string,
-  name: string,
-  array: unknown,
-  type: T,
-): asserts array is InstanceType<T> {
-  if (!(array instanceof type)) {
-    throw new KernelError(`${name} must be a ${type.name}`, { key: fn });
-  }
-}
-
-/**
  * Throws unless `array` is an instance of `type` with exactly `expected`
  * elements; `shape` describes the expected shape in the message.
  *
@@ -128,11 +106,13 @@ export function checkArray(
   fn: string,
   name: string,
   array: unknown,
-  type: Float32ArrayConstructor | Uint16ArrayConstructor,
+  type: Float32ArrayConstructor,
   expected: number,
   shape: string,
-): void {
-  checkTypedArray(fn, name, array, type);
+): asserts array is Float32Array {
+  if (!(array instanceof type)) {
+    throw new KernelError(`${name} must be a ${type.name}`, { key: fn });
+  }
   if (array.length !== expected) {
     throw new KernelError(
       `${name} has ${array.length} elements but ${shape} needs ${expected}`,
