@@ -53,9 +53,12 @@ export {
   type AdapterPoolOptions,
   createAdapterPool,
   type CreatePoolOptions,
+  type HubOptions,
   type Lease,
   PoolError,
   type PoolErrorKind,
+  type PoolUsage,
+  type SharedModelOptions,
 } from "./src/serving/mod.ts";
 export { ApiError, type AppOptions, createApp, type ErrorType, toApiError } from "./src/server/mod.ts";
 export { memoryHubCache } from "./src/hub/cache.ts";

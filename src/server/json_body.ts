@@ -12,17 +12,8 @@ function invalid(message: string, param?: string): ApiError {
   return new ApiError(400, "invalid_request_error", message, { param });
 }
 
-/**
- * Parses a request's body as JSON.
- *
- * @example
- * ```ts
- * import { Hono } from "../deps/hono.ts";
- * import { readJson } from "./json_body.ts";
- * const app = new Hono().post("/", async (c) => c.json(await readJson(c)));
- * ```
- */
-export async function readJson(c: Context): Promise<unknown> {
+/** Parses a request's body as JSON. */
+async function readJson(c: Context): Promise<unknown> {
   let text: string;
   try {
     text = new TextDecoder("utf-8", { fatal: true }).decode(await c.req.arrayBuffer());
@@ -37,17 +28,8 @@ export async function readJson(c: Context): Promise<unknown> {
   }
 }
 
-/**
- * Validates a parsed body; the first problem becomes a 400 naming its field.
- *
- * @example
- * ```ts
- * import { validate } from "./json_body.ts";
- * import { z } from "../deps/zod.ts";
- * const body = validate(z.object({ name: z.string() }), { name: "python" });
- * ```
- */
-export function validate<T extends z.ZodType>(schema: T, value: unknown): z.infer<T> {
+/** Validates a parsed body; the first problem becomes a 400 naming its field. */
+function validate<T extends z.ZodType>(schema: T, value: unknown): z.infer<T> {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw invalid("the request body must be a JSON object");
   }
