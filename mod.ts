@@ -47,12 +47,18 @@ export type {
   Prompt,
 } from "./src/generate/mod.ts";
 export {
+  type AdapterInfo,
+  type AdapterLocation,
   AdapterPool,
-  type AppOptions,
+  type AdapterPoolOptions,
   createAdapterPool,
-  createApp,
   type CreatePoolOptions,
-  HttpError,
+  type HubOptions,
+  type Lease,
   PoolError,
-} from "./src/server/mod.ts";
+  type PoolErrorKind,
+  type PoolUsage,
+  type SharedModelOptions,
+} from "./src/serving/mod.ts";
+export { ApiError, type AppOptions, createApp, type ErrorType, toApiError } from "./src/server/mod.ts";
 export { memoryHubCache } from "./src/hub/cache.ts";

@@ -26,7 +26,8 @@ import process from "node:process";
 import { parseArgs } from "node:util";
 import { loadBaseModel, PeftEdgeError } from "../mod.ts";
 import { isValidRepoId } from "../src/hub/repo_id.ts";
-import { type AdapterLocation, createAdapterPool, createApp } from "../src/server/mod.ts";
+import { createApp } from "../src/server/mod.ts";
+import { type AdapterLocation, createAdapterPool, PoolError } from "../src/serving/mod.ts";
 import { isLocalFolder } from "../src/storage/local.ts";
 import { looksLocal } from "../src/storage/resolve.ts";
 
@@ -188,7 +189,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((error) => {
-  const known = error instanceof PeftEdgeError || error instanceof RangeError;
+  const known = error instanceof PeftEdgeError || error instanceof PoolError || error instanceof RangeError;
   process.stderr.write(`error: ${known ? error.message : error?.stack ?? error}\n`);
   process.exit(1);
 });

@@ -10,7 +10,8 @@ import assert from "node:assert/strict";
 import { OpenAI } from "./support/server_openai.ts";
 import { fromPretrained } from "../mod.ts";
 import { generate } from "../src/generate/mod.ts";
-import { createAdapterPool, createApp } from "../src/server/mod.ts";
+import { createApp } from "../src/server/mod.ts";
+import { createAdapterPool } from "../src/serving/mod.ts";
 import {
   call,
   DEMO_ADAPTER,

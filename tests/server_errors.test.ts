@@ -38,6 +38,10 @@ function withLimits(fn: (service: Service) => Promise<void>, pool = {}): Promise
 async function snapshot(service: Service) {
   const adapters = await call(service.url, "GET", "/v1/adapters", { token: ADMIN });
   const models = await call(service.url, "GET", "/v1/models");
+  // A request refused by generation (bad prompt) has used its adapter, so `last_used_at` (whole seconds) may move
+  // on when a second boundary passes: comparing it made this test fail about one run in five.
+  // deno-lint-ignore no-explicit-any
+  for (const adapter of adapters.body.data as any[]) delete adapter.last_used_at;
   return {
     adapters: adapters.body,
     models: models.body,

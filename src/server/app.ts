@@ -6,21 +6,22 @@
  */
 import { Hono } from "../deps/hono.ts";
 import { type AppOptions, resolveAppOptions } from "./app_options.ts";
-import { toHttpError } from "./error_status.ts";
-import { errorResponse, HttpError } from "./http_error.ts";
+import { ApiError } from "./api_error.ts";
 import { adapterRoutes } from "./routes_adapters.ts";
 import { completionRoutes } from "./routes_completions.ts";
 import { modelRoutes } from "./routes_models.ts";
+import { errorResponse } from "./to_api_error.ts";
 
 /**
  * Creates the service: `GET /health`, `GET /v1/models`,
  * `POST /v1/completions`, `POST /v1/chat/completions`, and (with the admin
  * token) `GET`/`POST /v1/adapters`, `DELETE /v1/adapters/:name`. Every error
- * is JSON `{ "error": { "message", "type" } }`.
+ * is JSON `{ "error": { "message", "type", "param" } }` (see `toApiError`).
  *
  * @example
  * ```ts
- * import { createApp, createAdapterPool } from "./mod.ts";
+ * import { createApp } from "./app.ts";
+ * import { createAdapterPool } from "../serving/mod.ts";
  * import { loadBaseModel } from "../model/base_model.ts";
  * const base = await loadBaseModel("examples/demo/byte-llama");
  * const pool = await createAdapterPool(base, { baseName: "byte-llama" });
@@ -40,12 +41,8 @@ export function createApp(options: AppOptions): Hono {
   completionRoutes(app, context);
   adapterRoutes(app, context);
   app.notFound((c) =>
-    errorResponse(new HttpError(404, "not_found_error", `no route ${c.req.method} ${new URL(c.req.url).pathname}`))
+    new ApiError(404, "not_found_error", `no route ${c.req.method} ${new URL(c.req.url).pathname}`).getResponse()
   );
-  app.onError((error) => {
-    const http = toHttpError(error);
-    if (http.status === 500) context.onError(error);
-    return errorResponse(http);
-  });
+  app.onError((error) => errorResponse(error, context.onError));
   return app;
 }

@@ -2,7 +2,8 @@
  * Options of `createApp` and their defaults.
  * @module
  */
-import type { AdapterPool } from "./pool.ts";
+import type { AdapterPool } from "../serving/pool.ts";
+import { BEARER_TOKEN } from "./admin_auth.ts";
 import type { TokenLimits } from "./request_options.ts";
 
 /**
@@ -11,7 +12,8 @@ import type { TokenLimits } from "./request_options.ts";
  * @example
  * ```ts
  * import type { AppOptions } from "./app_options.ts";
- * import type { AdapterPool } from "./pool.ts";
+ * import type { AdapterPool } from "../serving/pool.ts";
+import { BEARER_TOKEN } from "./admin_auth.ts";
  * declare const pool: AdapterPool;
  * const options: AppOptions = { pool, adminToken: "change-me", localRoots: ["/srv/adapters"], maxTokens: 256 };
  * ```
@@ -44,7 +46,8 @@ export interface AppOptions {
  * @example
  * ```ts
  * import { resolveAppOptions } from "./app_options.ts";
- * import type { AdapterPool } from "./pool.ts";
+ * import type { AdapterPool } from "../serving/pool.ts";
+import { BEARER_TOKEN } from "./admin_auth.ts";
  * declare const pool: AdapterPool;
  * resolveAppOptions({ pool }).limits.maxTokens; // 512
  * ```
@@ -80,7 +83,8 @@ function positive(name: string, value: number | undefined, fallback: number): nu
  * @example
  * ```ts
  * import { resolveAppOptions } from "./app_options.ts";
- * import type { AdapterPool } from "./pool.ts";
+ * import type { AdapterPool } from "../serving/pool.ts";
+import { BEARER_TOKEN } from "./admin_auth.ts";
  * declare const pool: AdapterPool;
  * const context = resolveAppOptions({ pool, maxTokens: 128 });
  * ```
@@ -88,6 +92,9 @@ function positive(name: string, value: number | undefined, fallback: number): nu
 export function resolveAppOptions(options: AppOptions): ServerContext {
   if (options.adminToken !== undefined && options.adminToken.length < 8) {
     throw new RangeError("adminToken must be at least 8 characters");
+  }
+  if (options.adminToken !== undefined && !BEARER_TOKEN.test(options.adminToken)) {
+    throw new RangeError("adminToken must be a bearer token: letters, digits and -._~+/, optionally ending in '='");
   }
   const maxTokens = positive("maxTokens", options.maxTokens, 512);
   return {

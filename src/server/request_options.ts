@@ -6,7 +6,7 @@
  * @module
  */
 import type { ChatMessage, GenerateOptions, Prompt } from "../generate/mod.ts";
-import { HttpError } from "./http_error.ts";
+import { ApiError } from "./api_error.ts";
 import type { ChatRequest, CompletionRequest } from "./schemas.ts";
 
 /**
@@ -45,11 +45,11 @@ export function generationOptions(
 ): GenerateOptions {
   const maxNewTokens = request.max_tokens ?? Math.min(limits.defaultMaxTokens, limits.maxTokens);
   if (maxNewTokens > limits.maxTokens) {
-    throw new HttpError(
+    throw new ApiError(
       400,
       "invalid_request_error",
       `${maxTokensField} is ${maxNewTokens}, more than this server allows (${limits.maxTokens})`,
-      maxTokensField,
+      { param: maxTokensField },
     );
   }
   const options: GenerateOptions = { maxNewTokens };

@@ -3,13 +3,13 @@
  * adapter management, behind the admin bearer token.
  * @module
  */
-import type { Context, Hono } from "../deps/hono.ts";
-import { locateAdapter } from "./adapter_id.ts";
+import type { Hono } from "../deps/hono.ts";
+import { locateAdapter } from "../serving/adapter_id.ts";
+import type { AdapterInfo } from "../serving/pool.ts";
+import { adminAuth } from "./admin_auth.ts";
 import type { ServerContext } from "./app_options.ts";
-import { bearerToken, secretsEqual } from "./auth.ts";
-import { readJsonBody, validate } from "./body.ts";
-import { HttpError } from "./http_error.ts";
-import type { AdapterInfo } from "./pool.ts";
+import { jsonBody } from "./json_body.ts";
+import { limitBody } from "./limits.ts";
 import { loadAdapterSchema } from "./schemas.ts";
 
 /**
@@ -51,7 +51,7 @@ export interface AdapterJson {
  * @example
  * ```ts
  * import { adapterJson } from "./routes_adapters.ts";
- * import type { AdapterInfo } from "./pool.ts";
+ * import type { AdapterInfo } from "../serving/pool.ts";
  * declare const info: AdapterInfo;
  * adapterJson(info).in_use;
  * ```
@@ -72,29 +72,6 @@ export function adapterJson(info: AdapterInfo): AdapterJson {
   };
 }
 
-const CHALLENGE = { "www-authenticate": 'Bearer realm="peft-edge adapters"' };
-
-/** Refuses the request unless it carries the admin token. */
-async function requireAdmin(c: Context, context: ServerContext): Promise<void> {
-  if (context.adminToken === undefined) {
-    throw new HttpError(
-      401,
-      "authentication_error",
-      "adapter management is disabled: the server has no admin token",
-      undefined,
-      {
-        headers: CHALLENGE,
-      },
-    );
-  }
-  const token = bearerToken(c.req.header("authorization"));
-  if (token === undefined || !await secretsEqual(token, context.adminToken)) {
-    throw new HttpError(401, "authentication_error", "a valid admin bearer token is required", undefined, {
-      headers: CHALLENGE,
-    });
-  }
-}
-
 /**
  * Adds the adapter-management routes.
  *
@@ -109,6 +86,7 @@ async function requireAdmin(c: Context, context: ServerContext): Promise<void> {
  */
 export function adapterRoutes(app: Hono, context: ServerContext): void {
   const { pool } = context;
+  const admin = adminAuth(context.adminToken);
   const usage = () => {
     const u = pool.usage();
     return {
@@ -119,21 +97,18 @@ export function adapterRoutes(app: Hono, context: ServerContext): void {
     };
   };
 
-  app.get("/v1/adapters", async (c) => {
-    await requireAdmin(c, context);
+  app.get("/v1/adapters", admin, (c) => {
     return c.json({ object: "list", data: pool.list().map(adapterJson), usage: usage() });
   });
 
-  app.post("/v1/adapters", async (c) => {
-    await requireAdmin(c, context);
-    const request = validate(loadAdapterSchema, await readJsonBody(c.req.raw, context.maxBodyBytes));
+  app.post("/v1/adapters", admin, limitBody(context.maxBodyBytes), async (c) => {
+    const request = await jsonBody(c, loadAdapterSchema);
     const location = await locateAdapter(request.id, request.revision, context);
     const { info, created } = await pool.load(request.name, location);
     return c.json(adapterJson(info), created ? 201 : 200);
   });
 
-  app.delete("/v1/adapters/:name", async (c) => {
-    await requireAdmin(c, context);
+  app.delete("/v1/adapters/:name", admin, async (c) => {
     const name = c.req.param("name");
     await pool.delete(name);
     return c.json({ object: "adapter", name, deleted: true });

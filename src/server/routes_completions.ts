@@ -6,13 +6,14 @@
  */
 import type { Hono } from "../deps/hono.ts";
 import type { ServerContext } from "./app_options.ts";
-import { readJsonBody, validate } from "./body.ts";
-import { toHttpError } from "./error_status.ts";
+import { eventStream } from "./event_stream.ts";
+import { jsonBody } from "./json_body.ts";
+import { limitBody } from "./limits.ts";
 import { chatBody, chatChunk, completionBody, finishReason, responseHead, usageChunk } from "./openai_shapes.ts";
 import { chatOptions, chatPrompt, completionPrompt, generationOptions } from "./request_options.ts";
 import { collect, startGeneration, streamEvents } from "./run_generation.ts";
 import { chatSchema, completionSchema } from "./schemas.ts";
-import { sseResponse } from "./sse.ts";
+import { toApiError } from "./to_api_error.ts";
 
 /**
  * Adds the two generation routes.
@@ -28,14 +29,15 @@ import { sseResponse } from "./sse.ts";
  */
 export function completionRoutes(app: Hono, context: ServerContext): void {
   const { pool, limits } = context;
+  const limit = limitBody(context.maxBodyBytes);
   const reportError = (error: unknown) => {
-    const http = toHttpError(error);
-    if (http.status === 500) context.onError(error);
-    return http;
+    const api = toApiError(error);
+    if (api.status === 500) context.onError(error);
+    return api;
   };
 
-  app.post("/v1/completions", async (c) => {
-    const request = validate(completionSchema, await readJsonBody(c.req.raw, context.maxBodyBytes));
+  app.post("/v1/completions", limit, async (c) => {
+    const request = await jsonBody(c, completionSchema);
     const options = generationOptions(request, limits);
     const head = responseHead("cmpl", request.model);
     const run = await startGeneration(pool, request.model, completionPrompt(request), options, c.req.raw.signal);
@@ -54,11 +56,11 @@ export function completionRoutes(app: Hono, context: ServerContext): void {
       ],
     );
     run.detach(); // from now on the body's cancellation tells that the client left
-    return sseResponse(events, reportError, (reason) => run.stop(reason));
+    return eventStream(c, events, reportError, () => run.stop());
   });
 
-  app.post("/v1/chat/completions", async (c) => {
-    const request = validate(chatSchema, await readJsonBody(c.req.raw, context.maxBodyBytes));
+  app.post("/v1/chat/completions", limit, async (c) => {
+    const request = await jsonBody(c, chatSchema);
     const options = chatOptions(request, limits);
     const head = responseHead("chatcmpl", request.model);
     const run = await startGeneration(pool, request.model, chatPrompt(request), options, c.req.raw.signal);
@@ -74,6 +76,6 @@ export function completionRoutes(app: Hono, context: ServerContext): void {
       ],
     );
     run.detach(); // from now on the body's cancellation tells that the client left
-    return sseResponse(events, reportError, (reason) => run.stop(reason));
+    return eventStream(c, events, reportError, () => run.stop());
   });
 }

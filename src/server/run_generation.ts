@@ -6,7 +6,7 @@
  * @module
  */
 import type { GenerateOptions, GenerationResult, Prompt } from "../generate/mod.ts";
-import type { AdapterPool } from "./pool.ts";
+import type { AdapterPool } from "../serving/pool.ts";
 
 /**
  * A generation whose first step has run.
@@ -40,7 +40,7 @@ export interface StartedGeneration {
  * @example
  * ```ts
  * import { startGeneration } from "./run_generation.ts";
- * import type { AdapterPool } from "./pool.ts";
+ * import type { AdapterPool } from "../serving/pool.ts";
  * declare const pool: AdapterPool;
  * declare const request: Request;
  * const run = await startGeneration(pool, "base", "The ", { maxNewTokens: 8 }, request.signal);
@@ -97,7 +97,12 @@ export async function collect(run: StartedGeneration): Promise<GenerationResult>
  * ```ts
  * import { streamEvents, type StartedGeneration } from "./run_generation.ts";
  * declare const run: StartedGeneration;
- * const events = streamEvents(run, [], (text) => ({ text }), (result) => [{ done: result.finishReason }]);
+ * const events = streamEvents<{ text?: string; done?: string }>(
+ *   run,
+ *   [],
+ *   (text) => ({ text }),
+ *   (result) => [{ done: result.finishReason }],
+ * );
  * ```
  */
 export async function* streamEvents<T>(

@@ -6,7 +6,7 @@
  * accepted only with their no-op values.
  * @module
  */
-import { z } from "../deps/hono.ts";
+import { z } from "../deps/zod.ts";
 
 const STOP_ERROR = "stop must be a non-empty string or a list of 1 to 4 of them";
 const stop = z.union([

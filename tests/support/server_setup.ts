@@ -1,6 +1,6 @@
 /**
- * Shared setup of the server tests: the demo model, a host that counts
- * loads and records how generations end, a service started on 127.0.0.1
+ * Shared setup of the server tests: the demo model, a pool that records
+ * loads and how generations end, a service started on 127.0.0.1
  * with its pool, HTTP helpers (JSON and server-sent events), and a folder
  * of adapters (good, corrupt, not an adapter, a symbolic link) to load from.
  * @module
@@ -9,16 +9,16 @@ import { copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node
 import { tmpdir } from "node:os";
 import { fileURLToPath } from "node:url";
 import { type BaseModel, loadBaseModel } from "../../mod.ts";
-import { type GenerationConfig, type GenerationResult, loadGenerationConfig } from "../../src/generate/mod.ts";
 import {
-  type AdapterHost,
-  AdapterPool,
-  type AdapterPoolOptions,
-  type AppOptions,
-  createApp,
-  mergedHost,
-  withChatTemplate,
-} from "../../src/server/mod.ts";
+  type GenerateOptions,
+  type GenerationConfig,
+  type GenerationResult,
+  loadGenerationConfig,
+  type Prompt,
+} from "../../src/generate/mod.ts";
+import { type AppOptions, createApp } from "../../src/server/mod.ts";
+import { type AdapterLocation, AdapterPool, type AdapterPoolOptions } from "../../src/serving/mod.ts";
+import type { FileSource } from "../../src/storage/file_source.ts";
 import { loadTokenizer, type TextTokenizer } from "../../src/tokenizer/mod.ts";
 import { listen } from "./server_listen.ts";
 
@@ -61,69 +61,68 @@ export async function loadDemo(): Promise<Demo> {
   };
 }
 
-/** How one generation ended, as the counting host saw it. */
+/** How one generation ended, as the recording pool saw it. */
 export interface GenerationRecord {
   pieces: number;
   outcome: "done" | "aborted" | "error" | "running";
   result?: GenerationResult;
 }
 
-/** A host wrapper that counts loads and records generations. */
-export interface CountingHost extends AdapterHost {
+/** What a recording pool saw: loads that reached the model (after every check) and generations. */
+export interface PoolRecord {
   readonly loads: string[];
   readonly generations: GenerationRecord[];
   /** Milliseconds to wait before each piece, to make generations slow enough to observe. */
   delayMs: number;
 }
 
-/** Wraps a host to count its loads and record how each generation ends. */
-export function countingHost(inner: AdapterHost): CountingHost {
-  const loads: string[] = [];
-  const generations: GenerationRecord[] = [];
-  const host: CountingHost = {
-    loads,
-    generations,
-    delayMs: 0,
-    tokenizer: inner.tokenizer,
-    load(location, options) {
-      loads.push(options.name);
-      return inner.load(location, options);
-    },
-    async *stream(adapter, prompt, options) {
-      const record: GenerationRecord = { pieces: 0, outcome: "running" };
-      generations.push(record);
-      const pieces = inner.stream(adapter, prompt, options);
-      try {
-        for (;;) {
-          const next = await pieces.next();
-          if (next.done) {
-            record.outcome = "done";
-            record.result = next.value;
-            return next.value;
-          }
-          record.pieces++;
-          if (host.delayMs > 0) await new Promise((r) => setTimeout(r, host.delayMs));
-          yield next.value;
+/** An adapter pool that records its loads and how each generation ends. */
+export class RecordingPool extends AdapterPool {
+  readonly record: PoolRecord = { loads: [], generations: [], delayMs: 0 };
+
+  protected override openAdapter(name: string, location: AdapterLocation): Promise<FileSource> {
+    this.record.loads.push(name);
+    return super.openAdapter(name, location);
+  }
+
+  override async *stream(
+    model: string,
+    prompt: Prompt,
+    options: GenerateOptions,
+  ): AsyncGenerator<string, GenerationResult, undefined> {
+    const record: GenerationRecord = { pieces: 0, outcome: "running" };
+    this.record.generations.push(record);
+    const pieces = super.stream(model, prompt, options);
+    try {
+      for (;;) {
+        const next = await pieces.next();
+        if (next.done) {
+          record.outcome = "done";
+          record.result = next.value;
+          return next.value;
         }
-      } catch (error) {
-        record.outcome = (error as Error).name === "AbortError" ? "aborted" : "error";
-        throw error;
-      } finally {
-        if (record.outcome === "running") {
-          record.outcome = "aborted"; // ended early by the consumer
-          await pieces.return(undefined as unknown as GenerationResult);
-        }
+        record.pieces++;
+        if (this.record.delayMs > 0) await new Promise((r) => setTimeout(r, this.record.delayMs));
+        yield next.value;
       }
-    },
-  };
-  return host;
+    } catch (error) {
+      record.outcome = (error as Error).name === "AbortError" ? "aborted" : "error";
+      throw error;
+    } finally {
+      if (record.outcome === "running") {
+        record.outcome = "aborted"; // ended early by the consumer
+        await pieces.return(undefined as unknown as GenerationResult);
+      }
+    }
+  }
 }
 
 /** A service on 127.0.0.1. */
 export interface Service {
   url: string;
   pool: AdapterPool;
-  host: CountingHost;
+  /** What the pool saw (loads and generations). */
+  host: PoolRecord;
   close(): Promise<void>;
 }
 
@@ -134,20 +133,25 @@ export interface ServiceOptions {
   chatTemplate?: string;
 }
 
-/** Starts a service over the demo base with a counting merged host. */
+/** Starts a service over the demo base with a recording pool in merged mode. */
 export async function startService(
   demo: Demo,
   options: ServiceOptions = {},
 ): Promise<Service> {
-  const tokenizer = options.chatTemplate ? withChatTemplate(demo.tokenizer, options.chatTemplate) : demo.tokenizer;
-  const host = countingHost(mergedHost(demo.base, tokenizer, { generationConfig: demo.generationConfig }));
-  const pool = new AdapterPool(host, { baseName: "byte-llama", ...options.pool });
+  const pool = new RecordingPool(demo.base, {
+    baseName: "byte-llama",
+    mode: "merged",
+    tokenizer: demo.tokenizer,
+    generationConfig: demo.generationConfig,
+    chatTemplate: options.chatTemplate,
+    ...options.pool,
+  });
   const app = createApp({ pool, adminToken: ADMIN, ...options.app });
   const server = await listen(app.fetch);
   return {
     url: server.url,
     pool,
-    host,
+    host: pool.record,
     close: async () => {
       await server.close();
       await pool.close();

@@ -9,8 +9,8 @@
  */
 import { isValidRepoId, unsafeRepoPath } from "../hub/repo_id.ts";
 import { localFs } from "../runtime/fs.ts";
-import type { AdapterLocation } from "./host.ts";
-import { HttpError } from "./http_error.ts";
+import type { AdapterLocation } from "./location.ts";
+import { PoolError } from "./pool_error.ts";
 
 /**
  * Where HTTP-loaded adapters may come from.
@@ -31,8 +31,8 @@ export interface AdapterSources {
 const SEGMENT = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 const MAX_SEGMENTS = 4;
 
-function bad(message: string, param = "id"): HttpError {
-  return new HttpError(400, "invalid_request_error", message, param);
+function bad(message: string, field = "id"): PoolError {
+  return new PoolError("invalid", message, { field });
 }
 
 /** Why an id is not a safe relative name, or undefined when it is. */
@@ -68,8 +68,8 @@ async function underRoot(root: string, id: string): Promise<string | undefined> 
 /**
  * Checks an adapter id and finds it: the first configured root holding a
  * folder of that name, else the Hub (when allowed and the id is a repo id).
- * Throws a 400 {@linkcode HttpError} for an unsafe id or revision, 404 when
- * it is nowhere.
+ * Throws a {@linkcode PoolError} of kind `invalid` for an unsafe id or
+ * revision, `not_found` when it is nowhere (both name the field at fault).
  *
  * @example
  * ```ts
@@ -102,10 +102,11 @@ export async function locateAdapter(
     (sources.localRoots?.length ?? 0) > 0 ? "under the configured adapter folders" : "",
     (sources.allowHub ?? true) ? "as a Hub repo id (`name` or `org/name`)" : "",
   ].filter(Boolean).join(" or ");
-  throw new HttpError(
-    404,
-    "not_found_error",
+  throw new PoolError(
+    "not_found",
     `no adapter ${JSON.stringify(id)} ${where || "(no adapter sources are configured)"}`,
-    "id",
+    {
+      field: "id",
+    },
   );
 }

@@ -3,36 +3,24 @@
  * by name, with a maximum count and a maximum number of bytes. When a new
  * adapter does not fit, the least recently used adapters that no request is
  * using are evicted; concurrent loads of the same adapter share one load; a
- * failed load changes nothing.
+ * failed load changes nothing. Every adapter lives in one `PeftModel`.
  * @module
  */
-import type { GenerateOptions, GenerationResult, Prompt } from "../generate/mod.ts";
-import type { AdapterHost, AdapterLocation, HostedAdapter, HubOptions } from "./host.ts";
+import {
+  type GenerateOptions,
+  type GenerationResult,
+  type Prompt,
+  stream,
+  type TokenizerLike,
+} from "../generate/mod.ts";
+import type { BaseModel } from "../model/base_model.ts";
+import type { FileSource } from "../storage/file_source.ts";
+import { planEviction } from "./eviction.ts";
+import { type Lease, makeLease } from "./lease.ts";
+import { type AdapterLocation, describeLocation, locationKey, openLocation } from "./location.ts";
 import { PoolError } from "./pool_error.ts";
-
-/**
- * Limits and settings of an {@linkcode AdapterPool}.
- *
- * @example
- * ```ts
- * import type { AdapterPoolOptions } from "./pool.ts";
- * const options: AdapterPoolOptions = { baseName: "byte-llama", maxAdapters: 4, maxBytes: 64 << 20 };
- * ```
- */
-export interface AdapterPoolOptions {
-  /** The name the base model is served under (default `"base"`). */
-  baseName?: string;
-  /** Adapters held at most, loading ones included (default 8). */
-  maxAdapters?: number;
-  /** Bytes held by adapters at most (default: no limit); see `HostedAdapter.bytes`. */
-  maxBytes?: number;
-  /** Generations running at once at most; more are refused as busy (default 64). */
-  maxActive?: number;
-  /** Hub settings for adapters loaded from the Hub. */
-  hub?: HubOptions;
-  /** Receives warnings from loads and releases (default: ignored). */
-  onWarning?: (message: string) => void;
-}
+import { type AdapterPoolOptions, type ResolvedPoolOptions, resolvePoolOptions } from "./pool_options.ts";
+import { type ModelAdapter, SharedModel } from "./shared_model.ts";
 
 /**
  * An adapter as listed by {@linkcode AdapterPool.list}.
@@ -51,7 +39,11 @@ export interface AdapterInfo {
   readonly location: AdapterLocation;
   /** `loading` until its load finishes. */
   readonly status: "loading" | "ready";
-  /** Bytes it holds (0 while loading). */
+  /**
+   * Bytes it holds (0 while loading): in dynamic mode its float32 tensors
+   * twice (the tensors and their feed copies), in merged mode a float32
+   * copy of the base plus its tensors.
+   */
   readonly bytes: number;
   /** Requests using it now. */
   readonly inUse: number;
@@ -86,56 +78,19 @@ export interface PoolUsage {
   maxActive: number;
 }
 
-/**
- * A model acquired for one generation; release it when done.
- *
- * @example
- * ```ts
- * import type { AdapterPool } from "./pool.ts";
- * declare const pool: AdapterPool;
- * const lease = await pool.acquire("python");
- * try { console.log(lease.adapter !== null); } finally { lease.release(); }
- * ```
- */
-export interface Lease {
-  /** The model's name. */
-  readonly name: string;
-  /** The adapter, or null for the base. */
-  readonly adapter: HostedAdapter | null;
-  /** Gives the model back; calling it again does nothing. */
-  release(): void;
-}
-
 interface Entry {
   readonly name: string;
   readonly location: AdapterLocation;
   readonly key: string;
   status: "loading" | "ready";
-  ready: Promise<HostedAdapter>;
-  adapter?: HostedAdapter;
+  ready: Promise<ModelAdapter>;
+  adapter?: ModelAdapter;
+  bytes: number;
   inUse: number;
   tick: number;
   lastUsedAt: number;
   loadedAt?: number;
   deleted: boolean;
-}
-
-/** Identity of a location: the same key means the same adapter files. */
-function locationKey(location: AdapterLocation): string {
-  return location.kind === "local" ? `local:${location.path}` : `hub:${location.repo}@${location.revision ?? "main"}`;
-}
-
-/** A location for messages. */
-function describe(location: AdapterLocation): string {
-  return location.kind === "local" ? location.path : `${location.repo}@${location.revision ?? "main"}`;
-}
-
-/** Checks a limit option: a positive integer (or Infinity where allowed). */
-function limit(name: string, value: number | undefined, fallback: number, infinite = false): number {
-  const n = value ?? fallback;
-  const ok = (infinite && n === Infinity) || (Number.isSafeInteger(n) && n > 0);
-  if (!ok) throw new RangeError(`${name} must be a positive integer, got ${String(value)}`);
-  return n;
 }
 
 /**
@@ -144,9 +99,9 @@ function limit(name: string, value: number | undefined, fallback: number, infini
  * @example
  * ```ts
  * import { AdapterPool } from "./pool.ts";
- * import type { AdapterHost } from "./host.ts";
- * declare const host: AdapterHost;
- * const pool = new AdapterPool(host, { maxAdapters: 2 });
+ * import { loadBaseModel } from "../model/base_model.ts";
+ * const base = await loadBaseModel("examples/demo/byte-llama");
+ * const pool = new AdapterPool(base, { baseName: "byte-llama", maxAdapters: 2 });
  * await pool.load("python", { kind: "local", path: "examples/demo/byte-llama-python-lora" });
  * for await (const piece of pool.stream("python", "def ", { maxNewTokens: 16 })) console.log(piece);
  * await pool.delete("python");
@@ -155,29 +110,29 @@ function limit(name: string, value: number | undefined, fallback: number, infini
 export class AdapterPool {
   /** The name the base model is served under. */
   readonly baseName: string;
-  readonly #host: AdapterHost;
-  readonly #options: AdapterPoolOptions;
-  readonly #maxAdapters: number;
-  readonly #maxBytes: number;
-  readonly #maxActive: number;
+  /** The base model every adapter is loaded onto. */
+  readonly base: BaseModel;
+  readonly #options: ResolvedPoolOptions;
+  readonly #model: SharedModel;
   readonly #entries = new Map<string, Entry>();
   #tick = 0;
   #drainingBytes = 0;
   #active = 0;
 
-  /** A pool on `host`; a `RangeError` names a limit that is not a positive integer. */
-  constructor(host: AdapterHost, options: AdapterPoolOptions = {}) {
-    this.#host = host;
-    this.#options = options;
-    this.baseName = options.baseName ?? "base";
-    this.#maxAdapters = limit("maxAdapters", options.maxAdapters, 8);
-    this.#maxBytes = limit("maxBytes", options.maxBytes, Infinity, true);
-    this.#maxActive = limit("maxActive", options.maxActive, 64);
+  /**
+   * A pool on `base`, reusing its tokenizer and generation defaults unless
+   * others are given. A `RangeError` names a limit that is not a positive integer.
+   */
+  constructor(base: BaseModel, options: AdapterPoolOptions = {}) {
+    this.base = base;
+    this.#options = resolvePoolOptions(base, options);
+    this.baseName = this.#options.baseName;
+    this.#model = new SharedModel(base, options);
   }
 
-  /** The host adapters are loaded onto (its tokenizer renders chat prompts). */
-  get host(): AdapterHost {
-    return this.#host;
+  /** The tokenizer generation uses (it also renders chat prompts). */
+  get tokenizer(): TokenizerLike {
+    return this.#options.tokenizer;
   }
 
   /** Whether `model` names the base or a held adapter (loading or ready). */
@@ -199,15 +154,9 @@ export class AdapterPool {
   /** Counts and limits. */
   usage(): PoolUsage {
     let bytes = this.#drainingBytes;
-    for (const entry of this.#entries.values()) bytes += entry.adapter?.bytes ?? 0;
-    return {
-      adapters: this.#entries.size,
-      bytes,
-      active: this.#active,
-      maxAdapters: this.#maxAdapters,
-      maxBytes: this.#maxBytes,
-      maxActive: this.#maxActive,
-    };
+    for (const entry of this.#entries.values()) bytes += entry.bytes;
+    const { maxAdapters, maxBytes, maxActive } = this.#options;
+    return { adapters: this.#entries.size, bytes, active: this.#active, maxAdapters, maxBytes, maxActive };
   }
 
   /**
@@ -224,16 +173,16 @@ export class AdapterPool {
       if (existing.key !== key) {
         throw new PoolError(
           "conflict",
-          `adapter ${name} is already loaded from ${describe(existing.location)}; delete it first`,
+          `adapter ${name} is already loaded from ${describeLocation(existing.location)}; delete it first`,
         );
       }
       await existing.ready;
       return { info: this.#info(existing), created: false };
     }
-    if (this.#plan(undefined, 0) === undefined) {
+    if (this.#evictionFor(undefined, 0) === undefined) {
       throw new PoolError(
         "capacity",
-        `cannot load ${name}: ${this.#maxAdapters} adapter(s) are held and every one is in use or loading`,
+        `cannot load ${name}: ${this.#options.maxAdapters} adapter(s) are held and every one is in use or loading`,
       );
     }
     const entry: Entry = {
@@ -241,7 +190,8 @@ export class AdapterPool {
       location,
       key,
       status: "loading",
-      ready: Promise.resolve() as unknown as Promise<HostedAdapter>,
+      ready: Promise.resolve() as unknown as Promise<ModelAdapter>,
+      bytes: 0,
       inUse: 0,
       tick: ++this.#tick,
       lastUsedAt: Date.now(),
@@ -265,7 +215,7 @@ export class AdapterPool {
     this.#entries.delete(name);
     if (entry.inUse > 0) {
       entry.deleted = true;
-      this.#drainingBytes += entry.adapter!.bytes;
+      this.#drainingBytes += entry.bytes;
       return;
     }
     await this.#release(entry.adapter!);
@@ -276,19 +226,22 @@ export class AdapterPool {
    * an adapter still loading. An adapter in use is never evicted.
    */
   async acquire(model: string): Promise<Lease> {
-    if (this.#active >= this.#maxActive) {
-      throw new PoolError("busy", `the server is busy: ${this.#maxActive} generations are running; retry later`);
+    if (this.#active >= this.#options.maxActive) {
+      throw new PoolError(
+        "busy",
+        `the server is busy: ${this.#options.maxActive} generations are running; retry later`,
+      );
     }
     if (model === this.baseName) {
       this.#active++;
-      return this.#lease(model, null, undefined);
+      return makeLease(model, this.base, null, () => this.#active--);
     }
     const entry = this.#entries.get(model);
     if (!entry) throw new PoolError("not_found", `no model named ${model}`);
     this.#active++; // counted while waiting for a load too
     entry.inUse++;
     this.#touch(entry);
-    let adapter: HostedAdapter;
+    let adapter: ModelAdapter;
     try {
       adapter = await entry.ready;
     } catch (cause) {
@@ -296,24 +249,26 @@ export class AdapterPool {
       entry.inUse--;
       throw new PoolError("not_found", `adapter ${model} failed to load`, { cause });
     }
-    return this.#lease(model, adapter, entry);
+    return makeLease(model, adapter.model, adapter.key, () => this.#giveBack(entry));
   }
 
   /**
-   * Generates with a model (the base's name or an adapter's): `acquire`,
-   * then the host's `stream`, releasing the model when the generator ends.
+   * Generates with a model (the base's name or an adapter's), with the
+   * pool's tokenizer and generation defaults; same contract as `stream` in
+   * src/generate. The model is released when the generator ends.
    */
   async *stream(
     model: string,
     prompt: Prompt,
     options: GenerateOptions,
   ): AsyncGenerator<string, GenerationResult, undefined> {
-    const lease = await this.acquire(model);
-    try {
-      return yield* this.#host.stream(lease.adapter, prompt, options);
-    } finally {
-      lease.release();
-    }
+    using lease = await this.acquire(model);
+    return yield* stream(lease.model, this.#options.tokenizer, prompt, {
+      generationConfig: this.#options.generationConfig,
+      ...options,
+      // Every adapter run names its adapter: which ones the shared model has active never matters.
+      adapter: lease.adapter ?? undefined,
+    });
   }
 
   /** Forgets every adapter: those not in use are released now, the others when their requests end. */
@@ -326,42 +281,37 @@ export class AdapterPool {
         await this.#release(adapter);
       } else if (adapter) {
         entry.deleted = true; // freed when its last request ends
-        this.#drainingBytes += adapter.bytes;
+        this.#drainingBytes += entry.bytes;
       }
     }
   }
 
-  /** The lease of an acquired model (`#active` already counts it). */
-  #lease(name: string, adapter: HostedAdapter | null, entry: Entry | undefined): Lease {
-    let released = false;
-    return {
-      name,
-      adapter,
-      release: () => {
-        if (released) return;
-        released = true;
-        this.#active--;
-        if (!entry) return;
-        entry.inUse--;
-        if (entry.deleted && entry.inUse === 0) {
-          this.#drainingBytes -= adapter!.bytes;
-          void this.#release(adapter!);
-        }
-      },
-    };
+  /**
+   * Opens the files of a location being loaded (after the pool accepted the
+   * load). Subclasses may override it to observe or redirect loads.
+   */
+  protected openAdapter(_name: string, location: AdapterLocation): Promise<FileSource> {
+    return openLocation(location, this.#options.hub);
   }
 
-  async #loadEntry(entry: Entry): Promise<HostedAdapter> {
+  /** A lease of an adapter ended. */
+  #giveBack(entry: Entry): void {
+    this.#active--;
+    entry.inUse--;
+    if (entry.deleted && entry.inUse === 0) {
+      this.#drainingBytes -= entry.bytes;
+      void this.#release(entry.adapter!);
+    }
+  }
+
+  async #loadEntry(entry: Entry): Promise<ModelAdapter> {
     const forget = () => {
       if (this.#entries.get(entry.name) === entry) this.#entries.delete(entry.name);
     };
-    let adapter: HostedAdapter;
+    let adapter: ModelAdapter;
     try {
-      adapter = await this.#host.load(entry.location, {
-        name: entry.name,
-        hub: this.#options.hub,
-        onWarning: this.#options.onWarning,
-      });
+      const files = await this.openAdapter(entry.name, entry.location);
+      adapter = await this.#model.load(files, this.#options.onWarning);
     } catch (error) {
       forget();
       throw error;
@@ -371,15 +321,16 @@ export class AdapterPool {
       await this.#release(adapter);
       throw error;
     };
-    if (adapter.bytes > this.#maxBytes) {
+    const { maxBytes } = this.#options;
+    if (adapter.bytes > maxBytes) {
       return await refuse(
         new PoolError(
           "too_large",
-          `adapter ${entry.name} needs ${adapter.bytes} bytes, more than the pool's limit of ${this.#maxBytes}`,
+          `adapter ${entry.name} needs ${adapter.bytes} bytes, more than the pool's limit of ${maxBytes}`,
         ),
       );
     }
-    const victims = this.#plan(entry, adapter.bytes);
+    const victims = this.#evictionFor(entry, adapter.bytes);
     if (victims === undefined) {
       return await refuse(
         new PoolError("capacity", `no room for adapter ${entry.name}: every other adapter is in use or loading`),
@@ -387,6 +338,7 @@ export class AdapterPool {
     }
     for (const victim of victims) this.#entries.delete(victim.name);
     entry.adapter = adapter;
+    entry.bytes = adapter.bytes;
     entry.status = "ready";
     entry.loadedAt = Date.now();
     this.#touch(entry);
@@ -394,27 +346,14 @@ export class AdapterPool {
     return adapter;
   }
 
-  /**
-   * The idle adapters to evict, least recently used first, so that the
-   * pool holds `entry` (or one more adapter, when `entry` is undefined) of
-   * `bytes` within its limits; undefined when that is impossible.
-   */
-  #plan(entry: Entry | undefined, bytes: number): Entry[] | undefined {
-    let count = this.#entries.size + (entry && this.#entries.get(entry.name) === entry ? 0 : 1);
-    let held = this.#drainingBytes + bytes;
-    for (const other of this.#entries.values()) if (other !== entry) held += other.adapter?.bytes ?? 0;
-    const idle = [...this.#entries.values()]
-      .filter((other) => other !== entry && other.status === "ready" && other.inUse === 0)
-      .sort((a, b) => a.tick - b.tick);
-    const victims: Entry[] = [];
-    while (count > this.#maxAdapters || held > this.#maxBytes) {
-      const victim = idle.shift();
-      if (!victim) return undefined;
-      victims.push(victim);
-      count--;
-      held -= victim.adapter!.bytes;
-    }
-    return victims;
+  /** The idle adapters to evict so that `entry` (or one more adapter) of `bytes` fits; undefined if impossible. */
+  #evictionFor(entry: Entry | undefined, bytes: number): Entry[] | undefined {
+    const others = [...this.#entries.values()].filter((other) => other !== entry);
+    return planEviction(others, bytes, {
+      maxCount: this.#options.maxAdapters,
+      maxBytes: this.#options.maxBytes,
+      drainingBytes: this.#drainingBytes,
+    });
   }
 
   #touch(entry: Entry): void {
@@ -422,11 +361,11 @@ export class AdapterPool {
     entry.lastUsedAt = Date.now();
   }
 
-  async #release(adapter: HostedAdapter): Promise<void> {
+  async #release(adapter: ModelAdapter): Promise<void> {
     try {
-      await adapter.release();
+      await this.#model.unload(adapter);
     } catch (error) {
-      this.#options.onWarning?.(`releasing an adapter failed: ${(error as Error).message}`);
+      this.#options.onWarning(`releasing an adapter failed: ${(error as Error).message}`);
     }
   }
 
@@ -435,7 +374,7 @@ export class AdapterPool {
       name: entry.name,
       location: entry.location,
       status: entry.status,
-      bytes: entry.adapter?.bytes ?? 0,
+      bytes: entry.bytes,
       inUse: entry.inUse,
       loadedAt: entry.loadedAt,
       lastUsedAt: entry.lastUsedAt,

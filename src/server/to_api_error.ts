@@ -1,0 +1,124 @@
+/**
+ * The one mapping from errors to HTTP answers: the pool's refusals
+ * ({@linkcode PoolError} kinds), peft-edge's typed errors (bad adapter
+ * files, Hub failures, bad prompts), a client that went away, Hono's own
+ * exceptions, and anything else (500, message hidden).
+ * @module
+ */
+import { HTTPException } from "../deps/hono.ts";
+import {
+  AdapterConfigError,
+  AdapterMismatchError,
+  FileNotFoundError,
+  GenerationError,
+  HubError,
+  OnnxModelError,
+  SafetensorsError,
+  UnsupportedError,
+} from "../errors.ts";
+import { PoolError } from "../serving/pool_error.ts";
+import { ApiError, type ErrorType } from "./api_error.ts";
+
+/** Status and type of each pool refusal. */
+const POOL: Record<PoolError["kind"], [number, ErrorType]> = {
+  invalid: [400, "invalid_request_error"],
+  not_found: [404, "not_found_error"],
+  conflict: [409, "conflict_error"],
+  capacity: [503, "service_unavailable"],
+  busy: [503, "service_unavailable"],
+  too_large: [400, "invalid_request_error"],
+};
+
+/** Type of a bare Hono `HTTPException`, by status. */
+function typeOfStatus(status: number): ErrorType {
+  if (status === 401) return "authentication_error";
+  if (status === 403) return "permission_error";
+  if (status === 404) return "not_found_error";
+  if (status === 409) return "conflict_error";
+  if (status === 413) return "request_too_large";
+  if (status === 503) return "service_unavailable";
+  return status < 500 ? "invalid_request_error" : "server_error";
+}
+
+/** A Hub failure: the client's fault (bad or missing repo, no access) or the Hub's (down, offline). */
+function hubError(error: HubError): ApiError {
+  const options = { param: "id", cause: error };
+  switch (error.reason) {
+    case "invalid":
+      return new ApiError(400, "invalid_request_error", error.message, options);
+    case "not-found":
+      return new ApiError(404, "not_found_error", error.message, options);
+    case "unauthorized":
+    case "gated":
+    case "forbidden":
+      return new ApiError(403, "permission_error", error.message, options);
+    default:
+      return new ApiError(503, "service_unavailable", `the Hub cannot be used now: ${error.message}`, options);
+  }
+}
+
+/** Errors that mean the adapter's files cannot be used with this base. */
+function isBadAdapter(error: unknown): error is Error {
+  return error instanceof SafetensorsError || error instanceof AdapterConfigError ||
+    error instanceof AdapterMismatchError || error instanceof OnnxModelError || error instanceof UnsupportedError;
+}
+
+/**
+ * The {@linkcode ApiError} for any error a route let through.
+ *
+ * @example
+ * ```ts
+ * import { toApiError } from "./to_api_error.ts";
+ * import { GenerationError } from "../errors.ts";
+ * toApiError(new GenerationError("the prompt is empty")).status; // 400
+ * toApiError(new Error("boom")).status; // 500
+ * ```
+ */
+export function toApiError(error: unknown): ApiError {
+  if (error instanceof ApiError) return error;
+  if (error instanceof PoolError) {
+    const [status, type] = POOL[error.kind];
+    const headers: Record<string, string> = status === 503 ? { "retry-after": "1" } : {};
+    return new ApiError(status, type, error.message, { param: error.field, cause: error, headers });
+  }
+  if (error instanceof HubError) return hubError(error);
+  if (error instanceof FileNotFoundError) {
+    return new ApiError(404, "not_found_error", error.message, { param: "id", cause: error });
+  }
+  if (isBadAdapter(error)) {
+    return new ApiError(400, "invalid_request_error", `the adapter cannot be used: ${error.message}`, {
+      param: "id",
+      cause: error,
+    });
+  }
+  if (error instanceof GenerationError) {
+    return new ApiError(400, "invalid_request_error", error.message, { param: error.key, cause: error });
+  }
+  if (error instanceof Error && error.name === "AbortError") {
+    return new ApiError(499, "client_closed_request", "the client closed the request", { cause: error });
+  }
+  if (error instanceof HTTPException) {
+    return new ApiError(error.status, typeOfStatus(error.status), error.message || "request refused", {
+      cause: error,
+    });
+  }
+  return new ApiError(500, "server_error", "internal server error", { cause: error });
+}
+
+/**
+ * The response for an error: Hono's middleware exceptions that carry a
+ * response (shaped by this service's options) as they are, the rest through
+ * {@linkcode toApiError}; `report` receives the errors answered 500.
+ *
+ * @example
+ * ```ts
+ * import { errorResponse } from "./to_api_error.ts";
+ * errorResponse(new Error("boom"), console.error).status; // 500
+ * ```
+ */
+export function errorResponse(error: unknown, report: (error: unknown) => void): Response {
+  if (error instanceof HTTPException && !(error instanceof ApiError) && error.res) return error.getResponse();
+  const api = toApiError(error);
+  if (api.status === 500) report(error);
+  return api.getResponse();
+}
