@@ -17,20 +17,11 @@ import { f32ToF16 } from "../safetensors/float16.ts";
 import type { LoraBranch } from "../onnx/lora_branches.ts";
 import type { WeightTarget } from "../onnx/weight_index.ts";
 import type { AdapterPlan, LoraPatch } from "./plan.ts";
+import type { AdapterTensorReader, BaseWeightReader } from "./readers.ts";
 
 /**
- * Read access to an adapter's tensors as float32, by key.
- *
- * @example
- * ```ts
- * import type { AdapterTensorReader } from "./dynamic_feeds.ts";
- * // const tensor: AdapterTensorReader = (key) => safetensors.toFloat32(key);
- * ```
- */
-export type AdapterTensorReader = (key: string) => Float32Array;
-
-/**
- * One active adapter of a run.
+ * One active adapter of a run, as the branch feeds read it: its plan, its
+ * tensors and its weight in the sum of deltas.
  *
  * @example
  * ```ts
@@ -59,17 +50,15 @@ export interface ActiveAdapter {
 export type BranchFeeds = Record<string, Tensor>;
 
 /**
- * A base weight, in `target.layout`, as float32 (dequantized for quantized targets).
+ * The LoRA patches of a plan (the ones dynamic branches carry).
  *
  * @example
  * ```ts
- * import type { BaseWeightReader } from "./dynamic_feeds.ts";
- * // const read: BaseWeightReader = (t) => readTargetWeight(base.onnx.graph!, t, base.file);
+ * import { loraPatches } from "./dynamic_feeds.ts";
+ * loraPatches({ patches: [], unmatchedKeys: [], missingModules: [] }); // []
  * ```
  */
-export type BaseWeightReader = (target: WeightTarget) => Float32Array;
-
-function loraPatches(plan: AdapterPlan): LoraPatch[] {
+export function loraPatches(plan: AdapterPlan): LoraPatch[] {
   return plan.patches.filter((p): p is LoraPatch => p.kind === "lora");
 }
 
@@ -87,7 +76,7 @@ function loraPatches(plan: AdapterPlan): LoraPatch[] {
  */
 export function doraScales(
   plan: AdapterPlan,
-  baseWeight: BaseWeightReader,
+  baseWeight: BaseWeightReader<WeightTarget>,
   tensor: AdapterTensorReader,
   kernels: LoraKernels,
 ): Map<string, Float32Array> {

@@ -14,8 +14,11 @@ export interface Runnable {
   feeds: Feeds | Promise<Feeds>;
 }
 
-/** One active adapter and its weight in the sum of deltas. */
-export interface ActiveAdapter {
+/**
+ * A loaded adapter and its weight in the sum of deltas (PEFT's
+ * `add_weighted_adapter` weights; 1 for a plain adapter).
+ */
+export interface WeightedAdapter {
   adapter: LoadedAdapter;
   weight: number;
 }
@@ -23,7 +26,7 @@ export interface ActiveAdapter {
 /** Executes a base model with any set of its loaded adapters. */
 export interface AdapterEngine {
   /** The session and extra feeds for running with these adapters (none: the base). */
-  runnable(active: readonly ActiveAdapter[]): Runnable;
+  runnable(active: readonly WeightedAdapter[]): Runnable;
   /** A new engine that can also run `adapter`. */
   add(adapter: LoadedAdapter): Promise<AdapterEngine>;
   /** A new engine without `name`, and the sessions that only the old one used (to release once idle). */
