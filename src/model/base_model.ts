@@ -14,7 +14,7 @@ import { elementCount, floatElementType, readFloatTensor } from "../onnx/tensor_
 import { indexWeights, type WeightIndex } from "../onnx/weight_index.ts";
 import type { FileSource } from "../storage/file_source.ts";
 import { readJsonObject } from "../storage/json_file.ts";
-import { type PathOrSource, type ResolveOptions, resolveSource } from "../storage/resolve.ts";
+import { type PathOrSource, type ResolveOptions, resolveSource } from "../hub/resolve.ts";
 import { createSession, type SessionChoice, type SessionSettings, sessionSettings } from "./session.ts";
 import type { Device } from "../webgpu/device.ts";
 import type { GenerateOptions, GenerationResult, Prompt } from "../generate/mod.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 import { UnsupportedError } from "../errors.ts";
-import type { PathOrSource } from "../storage/resolve.ts";
+import type { PathOrSource } from "../hub/resolve.ts";
 import { type AdapterOptions, readAdapter } from "./adapter.ts";
 import type { BaseModel } from "./base_model.ts";
 import { dynamicEngine } from "./dynamic_engine.ts";

@@ -31,7 +31,7 @@ function hubStatus(error: HubError): HttpError {
   switch (error.reason) {
     case "invalid":
       return new HttpError(400, "invalid_request_error", error.message, "id", { cause: error });
-    case "not-found":
+    case "not_found":
       return new HttpError(404, "not_found_error", error.message, "id", { cause: error });
     case "unauthorized":
     case "gated":
