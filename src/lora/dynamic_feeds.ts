@@ -25,8 +25,12 @@ import type { AdapterTensorReader, BaseWeightReader } from "./readers.ts";
  *
  * @example
  * ```ts
+ * import { loadBaseModel } from "../model/base_model.ts";
+ * import { readAdapter } from "../model/adapter.ts";
+ * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+ * const adapter = await readAdapter(base.weights, "tests/fixtures/llama-tiny-lora-qv", "qv");
  * import type { ActiveAdapter } from "./dynamic_feeds.ts";
- * // const active: ActiveAdapter = { plan, tensor: (k) => file.toFloat32(k), weight: 0.5 };
+ * const active: ActiveAdapter = { plan: adapter.plan, tensor: (k) => adapter.weights.toFloat32(k), weight: 0.5 };
  * ```
  */
 export interface ActiveAdapter {
@@ -43,8 +47,8 @@ export interface ActiveAdapter {
  *
  * @example
  * ```ts
- * import type { BranchFeeds } from "./dynamic_feeds.ts";
- * // await session.run({ ...inputs, ...(feeds satisfies BranchFeeds) });
+ * import { adapterFeeds, type BranchFeeds } from "./dynamic_feeds.ts";
+ * const feeds: BranchFeeds = adapterFeeds(new Map(), []); // no branches: nothing to feed
  * ```
  */
 export type BranchFeeds = Record<string, Tensor>;
@@ -69,9 +73,18 @@ export function loraPatches(plan: AdapterPlan): LoraPatch[] {
  *
  * @example
  * ```ts
- * import { doraScales } from "./dynamic_feeds.ts";
+ * import { loadBaseModel } from "../model/base_model.ts";
+ * import { readAdapter } from "../model/adapter.ts";
  * import { loadKernels } from "../kernels/kernels.ts";
- * // const scales = doraScales(plan, (t) => base.readWeight(t.initializer), (k) => file.toFloat32(k), await loadKernels());
+ * import { doraScales } from "./dynamic_feeds.ts";
+ * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+ * const dora = await readAdapter(base.weights, "tests/fixtures/llama-tiny-dora-qv", "dora");
+ * const scales = doraScales(
+ *   dora.plan,
+ *   (target) => base.readWeight(target.initializer),
+ *   (key) => dora.weights.toFloat32(key),
+ *   await loadKernels(),
+ * );
  * ```
  */
 export function doraScales(
@@ -153,9 +166,15 @@ function checkPlans(branches: ReadonlyMap<string, LoraBranch>, active: readonly 
  * @throws {UnsupportedError} for replaced parameters, `lora_bias`, weighted DoRA, or DoRA mixed with another adapter on one module.
  * @example
  * ```ts
- * import { adapterFeeds } from "./dynamic_feeds.ts";
- * // const feeds = { ...inputs, ...adapterFeeds(branches, [{ plan, tensor: (k) => file.toFloat32(k) }]) };
- * // await session.run(feeds);
+ * import { loadBaseModel } from "../model/base_model.ts";
+ * import { readAdapter } from "../model/adapter.ts";
+ * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+ * const adapter = await readAdapter(base.weights, "tests/fixtures/llama-tiny-lora-qv", "qv");
+ * import { addLoraBranches } from "../onnx/lora_branches.ts";
+ * import { adapterFeeds, loraPatches } from "./dynamic_feeds.ts";
+ * const modules = loraPatches(adapter.plan).map((p) => p.module);
+ * const { branches } = addLoraBranches(base.onnx, base.weights, modules);
+ * const feeds = adapterFeeds(branches, [{ plan: adapter.plan, tensor: (k) => adapter.weights.toFloat32(k) }]);
  * ```
  */
 export function adapterFeeds(branches: ReadonlyMap<string, LoraBranch>, active: readonly ActiveAdapter[]): BranchFeeds {
@@ -208,10 +227,16 @@ export function adapterFeeds(branches: ReadonlyMap<string, LoraBranch>, active: 
  *
  * @example
  * ```ts
- * import { AdapterFeedCache } from "./dynamic_feeds.ts";
- * // const cache = new AdapterFeedCache(branches);
- * // await session.run({ ...inputs, ...cache.feeds([{ plan: qv, tensor }]) });
- * // await session.run({ ...inputs, ...cache.feeds([]) }); // the base
+ * import { loadBaseModel } from "../model/base_model.ts";
+ * import { readAdapter } from "../model/adapter.ts";
+ * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+ * const adapter = await readAdapter(base.weights, "tests/fixtures/llama-tiny-lora-qv", "qv");
+ * import { addLoraBranches } from "../onnx/lora_branches.ts";
+ * import { AdapterFeedCache, loraPatches } from "./dynamic_feeds.ts";
+ * const modules = loraPatches(adapter.plan).map((p) => p.module);
+ * const cache = new AdapterFeedCache(addLoraBranches(base.onnx, base.weights, modules).branches);
+ * const qv = cache.feeds([{ plan: adapter.plan, tensor: (k) => adapter.weights.toFloat32(k) }]);
+ * const off = cache.feeds([]); // every branch at rank 0: the base
  * ```
  */
 export class AdapterFeedCache {

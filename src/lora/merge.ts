@@ -76,8 +76,19 @@ function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
  *
  * @example
  * ```ts
- * import { mergePatches } from "./merge.ts";
- * // const merged = await mergePatches(plan.patches, (u) => base.readWeight(u.initializer), (k) => file.toFloat32(k), cpuMerger(await loadKernels()), { fanInFanOut: false });
+ * import { loadBaseModel } from "../model/base_model.ts";
+ * import { readAdapter } from "../model/adapter.ts";
+ * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+ * const adapter = await readAdapter(base.weights, "tests/fixtures/llama-tiny-lora-qv", "qv");
+ * import { loadKernels } from "../kernels/kernels.ts";
+ * import { cpuMerger, mergePatches } from "./merge.ts";
+ * const merged = await mergePatches(
+ *   adapter.plan.patches,
+ *   (use) => base.readWeight(use.initializer),
+ *   (key) => adapter.weights.toFloat32(key),
+ *   cpuMerger(await loadKernels()),
+ *   { fanInFanOut: adapter.config.fanInFanOut },
+ * );
  * ```
  */
 export async function mergePatches(

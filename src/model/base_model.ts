@@ -39,6 +39,13 @@ export type Outputs = InferenceSession.ReturnType;
 /**
  * What a {@linkcode BaseModel} is made of; {@linkcode loadBaseModel} reads
  * them, `mergeAndUnload` derives them from another base.
+ *
+ * @example
+ * ```ts
+ * import { loadBaseModel, type BaseModelParts } from "./base_model.ts";
+ * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+ * const parts: Pick<BaseModelParts, "file" | "config"> = { file: base.file, config: base.config };
+ * ```
  */
 export interface BaseModelParts {
   /** Where the model's files come from (also tokenizer files). */
@@ -111,6 +118,14 @@ export class BaseModel implements AsyncDisposable {
    * @internal The LoRA kernels (one wasm instance, and on WebGPU one device)
    * that every `fromPretrained` and `loadAdapter` on this base uses. Created
    * on the first call; a failed creation is retried on the next.
+   *
+   * @example
+   * ```ts
+   * import { loadBaseModel } from "./base_model.ts";
+   * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+   * const { merger } = await base.kernels();
+   * console.log(merger.backend, (await base.kernels()).merger === merger); // "wasm-simd" true
+   * ```
    */
   kernels(): Promise<ModelKernels> {
     if (!this.#kernels) {

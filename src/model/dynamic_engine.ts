@@ -127,9 +127,13 @@ function engine(
  *
  * @example
  * ```ts
+ * import { loadBaseModel } from "./base_model.ts";
+ * import { readAdapter } from "./adapter.ts";
+ * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+ * const adapter = await readAdapter(base.weights, "tests/fixtures/llama-tiny-lora-qv", "qv");
  * import { dynamicEngine } from "./dynamic_engine.ts";
- * // const engine = await (await dynamicEngine(base)).add(adapter);
- * // const { session, feeds } = engine.runnable([{ adapter, weight: 1 }]);
+ * const engine = await (await dynamicEngine(base)).add(adapter);
+ * const { session, feeds } = engine.runnable([{ adapter, weight: 1 }]);
  * ```
  */
 export async function dynamicEngine(

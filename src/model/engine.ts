@@ -17,6 +17,16 @@ export interface Runnable {
 /**
  * A loaded adapter and its weight in the sum of deltas (PEFT's
  * `add_weighted_adapter` weights; 1 for a plain adapter).
+ *
+ * @example
+ * ```ts
+ * import type { WeightedAdapter } from "./engine.ts";
+ * import { loadBaseModel } from "./base_model.ts";
+ * import { readAdapter } from "./adapter.ts";
+ * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+ * const adapter = await readAdapter(base.weights, "tests/fixtures/llama-tiny-lora-qv", "qv");
+ * const half: WeightedAdapter = { adapter, weight: 0.5 };
+ * ```
  */
 export interface WeightedAdapter {
   adapter: LoadedAdapter;

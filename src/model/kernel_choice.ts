@@ -10,7 +10,17 @@ import { cpuMerger, type WeightMerger } from "../lora/merge.ts";
 import { WebGpuContext } from "../webgpu/context.ts";
 import type { Device } from "../webgpu/device.ts";
 
-/** The kernels of one base model, and how to free them. */
+/**
+ * The kernels of one base model, and how to free them.
+ *
+ * @example
+ * ```ts
+ * import { createModelKernels, type ModelKernels } from "./kernel_choice.ts";
+ * const kernels: ModelKernels = await createModelKernels("wasm");
+ * console.log(kernels.cpu.backend, kernels.merger.backend);
+ * kernels.release();
+ * ```
+ */
 export interface ModelKernels {
   /** CPU kernels (conversions, DoRA scales for dynamic mode). */
   cpu: LoraKernels;

@@ -25,8 +25,12 @@ const useKey = (u: InitializerUse) => `${u.initializer}\u0000${u.readerIndex}\u0
  *
  * @example
  * ```ts
+ * import { loadBaseModel } from "./base_model.ts";
+ * import { readAdapter } from "./adapter.ts";
+ * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+ * const adapter = await readAdapter(base.weights, "tests/fixtures/llama-tiny-lora-qv", "qv");
  * import { mergeAdapters } from "./merged.ts";
- * // const onnx = await mergeAdapters(base, [{ adapter, weight: 1 }], (await base.kernels()).merger);
+ * const onnx = await mergeAdapters(base, [{ adapter, weight: 1 }], (await base.kernels()).merger, { safeMerge: true });
  * ```
  */
 export async function mergeAdapters(
@@ -62,8 +66,13 @@ export async function mergeAdapters(
  *
  * @example
  * ```ts
+ * import { loadBaseModel } from "./base_model.ts";
+ * import { readAdapter } from "./adapter.ts";
+ * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+ * const adapter = await readAdapter(base.weights, "tests/fixtures/llama-tiny-lora-qv", "qv");
  * import { mergedBase } from "./merged.ts";
- * // const merged = await mergedBase(base, [{ adapter, weight: 1 }]);
+ * const merged = await mergedBase(base, [{ adapter, weight: 1 }]);
+ * await merged.saveOnnx("/tmp/llama-tiny-qv.onnx");
  * ```
  */
 export async function mergedBase(
@@ -87,9 +96,13 @@ function baseParts(base: BaseModel) {
  *
  * @example
  * ```ts
+ * import { loadBaseModel } from "./base_model.ts";
+ * import { readAdapter } from "./adapter.ts";
+ * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+ * const adapter = await readAdapter(base.weights, "tests/fixtures/llama-tiny-lora-qv", "qv");
  * import { mergedEngine } from "./merged.ts";
- * // const engine = await mergedEngine(base).add(adapter);
- * // const { session } = engine.runnable([{ adapter, weight: 1 }]);
+ * const engine = await mergedEngine(base).add(adapter);
+ * const { session } = engine.runnable([{ adapter, weight: 1 }]);
  * ```
  */
 export function mergedEngine(base: BaseModel, sessions: ReadonlyMap<string, ModelSession> = new Map()): AdapterEngine {
