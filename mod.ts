@@ -36,7 +36,7 @@ export { fromPretrained, type FromPretrainedOptions } from "./src/model/from_pre
 export type { LoraConfig } from "./src/config/mod.ts";
 export type { FileSource } from "./src/storage/file_source.ts";
 export { memorySource } from "./src/storage/memory.ts";
-export type { ResolveOptions } from "./src/storage/resolve.ts";
+export type { ResolveOptions } from "./src/hub/resolve.ts";
 export * from "./src/errors.ts";
 export type {
   ChatMessage,

@@ -29,7 +29,7 @@ import { isValidRepoId } from "../src/hub/repo_id.ts";
 import { createApp } from "../src/server/mod.ts";
 import { type AdapterLocation, createAdapterPool, PoolError } from "../src/serving/mod.ts";
 import { isLocalFolder } from "../src/storage/local.ts";
-import { looksLocal } from "../src/storage/resolve.ts";
+import { looksLocal } from "../src/hub/resolve.ts";
 
 const USAGE = `usage: serve.ts --base <path|id> [--adapter NAME=<path|id>]... [--port N] [--host 127.0.0.1]
        [--adapter-root DIR]... [--no-hub] [--max-adapters N] [--max-adapter-bytes N] [--max-tokens N] [--name NAME]

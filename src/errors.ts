@@ -95,7 +95,9 @@ export class AdapterMismatchError extends PeftEdgeError {}
 export class OnnxModelError extends PeftEdgeError {}
 
 /**
- * A file could not be found or read (local disk or Hub).
+ * A file or folder does not exist in a local folder or in-memory source, or a
+ * string is neither a folder nor a Hub repo id. The Hub reports a missing
+ * file as a {@linkcode HubError} with `reason: "not_found"`.
  *
  * @example
  * ```ts
@@ -143,7 +145,7 @@ export class GenerationError extends PeftEdgeError {}
 /** Why a Hub download failed; see {@linkcode HubError}. */
 export type HubErrorReason =
   | "invalid" // bad repo id, revision, file name or token format
-  | "not-found" // repository, revision or file does not exist (404)
+  | "not_found" // repository, revision or file does not exist (404)
   | "unauthorized" // 401: private or missing repo, no valid token
   | "gated" // 403 (or 401) on a gated repo: access not granted
   | "forbidden" // 403 for another reason
@@ -154,8 +156,9 @@ export type HubErrorReason =
 
 /**
  * A file could not be fetched from the Hugging Face Hub (or a compatible
- * server). Extends {@linkcode FileNotFoundError}; the message names the repo,
- * revision and file, and never the token.
+ * server); `reason` says why (`"not_found"` when the repo, revision or file
+ * does not exist, `"server"`, `"network"`, ... otherwise). The message names
+ * the repo, revision and file, and never the token.
  *
  * @example
  * ```ts
@@ -166,7 +169,7 @@ export type HubErrorReason =
  * console.log(e.repo, e.revision, e.status, e.reason);
  * ```
  */
-export class HubError extends FileNotFoundError {
+export class HubError extends PeftEdgeError {
   /** Repo id, `org/name`. */
   readonly repo: string;
   /** Revision asked for (branch, tag or commit). */

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { fromPretrained, loadBaseModel, PeftModel } from "../mod.ts";
+import { fromPretrained, loadBaseModel } from "../mod.ts";
 import { ADAPTERS, expected, fixture, maxAbsDiff, prefillAndStep } from "./support/fixtures.ts";
 
 const ATOL = 1e-4;
@@ -41,9 +41,9 @@ for (const mode of ["dynamic", "merged"] as const) {
   }
 }
 
-test("PeftModel.fromPretrained is the same loader and adapterName names the adapter", async () => {
+test("adapterName names the adapter", async () => {
   const base = await loadBaseModel(fixture("llama-tiny"));
-  const model = await PeftModel.fromPretrained(base, fixture("llama-tiny-lora-qv"), { adapterName: "qv" });
+  const model = await fromPretrained(base, fixture("llama-tiny-lora-qv"), { adapterName: "qv" });
   assert.equal(model.activeAdapter, "qv");
   assert.equal(model.peftConfig.qv.r, 8);
   assert.equal(model.peftConfig.qv.loraAlpha, 16);

@@ -139,7 +139,8 @@ test("missing files: no folder, no adapter_config.json, no weights, .bin only", 
     "adapter_model.bin": new Uint8Array([0x80, 0x02]),
   });
   await assert.rejects(() => fromPretrained(base, binOnly), (e) => {
-    assert.ok(e instanceof FileNotFoundError);
+    assert.ok(e instanceof UnsupportedError); // the same error as from a Hub repo
+    assert.match((e as Error).message, /adapter_model\.bin but no adapter_model\.safetensors/);
     assert.match((e as Error).message, /pickle/);
     return true;
   });

@@ -2,9 +2,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdir, readFile, readlink, symlink, writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
-import { FileNotFoundError, HubError, UnsupportedError } from "../src/errors.ts";
+import { FileNotFoundError, HubError, PeftEdgeError, UnsupportedError } from "../src/errors.ts";
 import { DEFAULT_HUB_URL, hubSettings, hubSource, isValidRepoId, memoryHubCache } from "../src/hub/mod.ts";
-import { resolveSource } from "../src/storage/resolve.ts";
+import { resolveSource } from "../src/hub/resolve.ts";
 import { listTree, startTestHub, type TestHub, withEnv, withTempDir } from "./support/hub_server.ts";
 
 const FIXTURES = fileURLToPath(new URL("./fixtures/", import.meta.url));
@@ -56,7 +56,9 @@ function hubTest(name: string, fn: (hub: TestHub, cacheDir: string) => Promise<v
 async function hubFailure(promise: Promise<unknown>, repo: string, revision: string, file: string): Promise<HubError> {
   const error = await promise.then(() => undefined, (e: unknown) => e);
   assert.ok(error instanceof HubError, `expected a HubError, got ${error}`);
-  assert.ok(error instanceof FileNotFoundError);
+  assert.ok(error instanceof PeftEdgeError);
+  // A 5xx or a refused connection is no missing file; reason "not_found" says that one.
+  assert.ok(!(error instanceof FileNotFoundError));
   assert.equal(error.repo, repo);
   assert.equal(error.revision, revision);
   for (const part of [repo, revision, file]) {
@@ -173,7 +175,7 @@ hubTest("404 for a missing repo, revision or file names them and caches nothing"
   const noRepo = await hubSource("test/does-not-exist", { hubUrl: hub.url, cacheDir });
   const e1 = await hubFailure(noRepo.read("adapter_config.json"), "test/does-not-exist", "main", "adapter_config.json");
   assert.equal(e1.status, 404);
-  assert.equal(e1.reason, "not-found");
+  assert.equal(e1.reason, "not_found");
   assert.match(e1.message, /repository not found/);
 
   const noRevision = await hubSource(REPO, { hubUrl: hub.url, cacheDir, revision: "no-such-branch" });

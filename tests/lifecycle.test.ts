@@ -14,6 +14,7 @@ import { readFile } from "node:fs/promises";
 import { ort } from "../src/deps/ort.ts";
 import { parseSafetensors, serializeSafetensors } from "../src/safetensors/mod.ts";
 import { expected, fixture, maxAbsDiff, prefillAndStep } from "./support/fixtures.ts";
+import { countWasmCompiles } from "./support/wasm_compiles.ts";
 
 const ATOL = 1e-4;
 const MODES: AdapterMode[] = ["dynamic", "merged"];
@@ -273,4 +274,37 @@ test("errors leave the model unchanged: unknown adapter, adapter for another bas
   assert.ok(await distance(model, "llama-tiny-lora-qv") < ATOL);
   await model.release();
   await base.release();
+});
+
+test("a base compiles the LoRA kernel once for all its adapters and models, in both modes", async () => {
+  await using base = await loadBaseModel(fixture("llama-tiny"));
+  const { result: models, compiles } = await countWasmCompiles(async () => {
+    const dynamic = await fromPretrained(base, fixture("llama-tiny-lora-qv"));
+    await dynamic.loadAdapter(fixture("llama-tiny-dora-qv"), "dora");
+    const merged = await fromPretrained(base, fixture("llama-tiny-lora-mlp-b"), { mode: "merged" });
+    await merged.loadAdapter(fixture("llama-tiny-lora-qv"), "qv");
+    return [dynamic, merged];
+  });
+  assert.equal(compiles, 1);
+  assert.ok(await distance(models[0], "llama-tiny-lora-qv") < ATOL);
+  assert.ok(await distance(models[1], "llama-tiny-lora-mlp-b") < ATOL);
+  // Another base owns kernels of its own.
+  await using other = await loadBaseModel(fixture("llama-tiny"));
+  const again = await countWasmCompiles(() => fromPretrained(other, fixture("llama-tiny-lora-qv")));
+  assert.equal(again.compiles, 1);
+  for (const m of [...models, again.result]) await m.release();
+});
+
+test("await using releases a PeftModel and its base", async () => {
+  const calls: string[] = [];
+  {
+    await using base = await loadBaseModel(fixture("llama-tiny"));
+    const releaseBase = base.release.bind(base);
+    base.release = () => (calls.push("base"), releaseBase());
+    await using model = await fromPretrained(base, fixture("llama-tiny-lora-qv"));
+    const releaseModel = model.release.bind(model);
+    model.release = () => (calls.push("model"), releaseModel());
+    assert.ok(await distance(model, "llama-tiny-lora-qv") < ATOL);
+  }
+  assert.deepEqual(calls, ["model", "base"]); // disposed in reverse order of declaration
 });

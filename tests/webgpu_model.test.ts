@@ -16,6 +16,7 @@ import { fileURLToPath } from "node:url";
 import { fromPretrained, loadBaseModel, Tensor } from "../mod.ts";
 import { probeWebGpu, uploadToOrtGpu } from "../src/webgpu/mod.ts";
 import { ADAPTERS, expected, fixture, maxAbsDiff, prefillAndStep } from "./support/fixtures.ts";
+import { countGpuDevices } from "./support/gpu_devices.ts";
 
 const { adapter, description } = await probeWebGpu();
 const skip = adapter ? false : `no WebGPU adapter: ${description}`;
@@ -145,3 +146,22 @@ test("greedy demo generation on WebGPU reproduces the reference bytes (base and 
   await model.release();
   await base.release();
 });
+
+test(
+  "a WebGPU base requests one GPUDevice for the kernels of all its adapters and destroys it on release",
+  { skip },
+  async () => {
+    const base = await loadBaseModel(fixture("llama-tiny"), { device: "webgpu" });
+    const { requested, destroyed } = await countGpuDevices(async () => {
+      const merged = await fromPretrained(base, fixture("llama-tiny-lora-qv"), { mode: "merged" });
+      await merged.loadAdapter(fixture("llama-tiny-lora-mlp-b"), "mlp");
+      const other = await fromPretrained(base, fixture("llama-tiny-dora-qv"), { mode: "merged" });
+      const e = await expected("llama-tiny-dora-qv");
+      assert.ok(maxAbsDiff((await prefillAndStep(other, e)).logits, e.logits) < ATOL); // merged with the shared device
+      for (const m of [merged, other]) await m.release();
+      await base.release();
+    });
+    assert.equal(requested, 1);
+    assert.equal(destroyed, 1);
+  },
+);

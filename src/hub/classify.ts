@@ -64,7 +64,7 @@ function explainStatus(status: number, code: string | undefined, serverSays: str
       : code === "EntryNotFound" || ctx.stage === "file"
       ? "file not found in the repo"
       : "repository or revision not found";
-    return { reason: "not-found" as const, text: `404: ${what}` };
+    return { reason: "not_found" as const, text: `404: ${what}` };
   }
   if (status >= 500) {
     return { reason: "server" as const, text: `${status}: the Hub server failed; try again later` };

@@ -15,5 +15,5 @@ export { type BlobWriter, type HubCache, memoryHubCache } from "./cache.ts";
 export { diskHubCache } from "./disk_cache.ts";
 export { isCommitHash, isValidRepoId, repoFolderName } from "./repo_id.ts";
 export { DEFAULT_HUB_URL, defaultCacheDir, type HubSettings, hubSettings } from "./settings.ts";
-export { pickleCounterpart, safetensorsOnlyError } from "./bin_only.ts";
+export { looksLocal, type PathOrSource, type ResolveOptions, resolveSource } from "./resolve.ts";
 export type { FileProgress } from "./download.ts";

@@ -8,7 +8,7 @@
 import { HubError } from "../errors.ts";
 import { localFs } from "../runtime/fs.ts";
 import type { FileSource } from "../storage/file_source.ts";
-import { safetensorsOnlyError } from "./bin_only.ts";
+import { safetensorsOnlyError } from "../storage/bin_only.ts";
 import { type HubCache, memoryHubCache } from "./cache.ts";
 import { diskHubCache } from "./disk_cache.ts";
 import { blobName, downloadBlob, type FileInfo, fileInfo, type FileProgress, type RequestContext } from "./download.ts";
@@ -168,7 +168,7 @@ export async function hubSource(repoId: string, options: HubSourceOptions = {}):
         revision,
         file: path,
         status: 404,
-        reason: "not-found",
+        reason: "not_found",
       });
 
   const fetchFile = async (file: string, path: string): Promise<Uint8Array> => {

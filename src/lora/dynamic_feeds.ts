@@ -17,25 +17,20 @@ import { f32ToF16 } from "../numeric/float16.ts";
 import type { LoraBranch } from "../onnx/lora_branches.ts";
 import type { WeightTarget } from "../onnx/weight_index.ts";
 import type { AdapterPlan, LoraPatch } from "./plan.ts";
+import type { AdapterTensorReader, BaseWeightReader } from "./readers.ts";
 
 /**
- * Read access to an adapter's tensors as float32, by key.
+ * One active adapter of a run, as the branch feeds read it: its plan, its
+ * tensors and its weight in the sum of deltas.
  *
  * @example
  * ```ts
- * import type { AdapterTensorReader } from "./dynamic_feeds.ts";
- * // const tensor: AdapterTensorReader = (key) => safetensors.toFloat32(key);
- * ```
- */
-export type AdapterTensorReader = (key: string) => Float32Array;
-
-/**
- * One active adapter of a run.
- *
- * @example
- * ```ts
+ * import { loadBaseModel } from "../model/base_model.ts";
+ * import { readAdapter } from "../model/adapter.ts";
+ * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+ * const adapter = await readAdapter(base.weights, "tests/fixtures/llama-tiny-lora-qv", "qv");
  * import type { ActiveAdapter } from "./dynamic_feeds.ts";
- * // const active: ActiveAdapter = { plan, tensor: (k) => file.toFloat32(k), weight: 0.5 };
+ * const active: ActiveAdapter = { plan: adapter.plan, tensor: (k) => adapter.weights.toFloat32(k), weight: 0.5 };
  * ```
  */
 export interface ActiveAdapter {
@@ -52,24 +47,22 @@ export interface ActiveAdapter {
  *
  * @example
  * ```ts
- * import type { BranchFeeds } from "./dynamic_feeds.ts";
- * // await session.run({ ...inputs, ...(feeds satisfies BranchFeeds) });
+ * import { adapterFeeds, type BranchFeeds } from "./dynamic_feeds.ts";
+ * const feeds: BranchFeeds = adapterFeeds(new Map(), []); // no branches: nothing to feed
  * ```
  */
 export type BranchFeeds = Record<string, Tensor>;
 
 /**
- * A base weight, in `target.layout`, as float32 (dequantized for quantized targets).
+ * The LoRA patches of a plan (the ones dynamic branches carry).
  *
  * @example
  * ```ts
- * import type { BaseWeightReader } from "./dynamic_feeds.ts";
- * // const read: BaseWeightReader = (t) => readTargetWeight(base.onnx.graph!, t, base.file);
+ * import { loraPatches } from "./dynamic_feeds.ts";
+ * loraPatches({ patches: [], unmatchedKeys: [], missingModules: [] }); // []
  * ```
  */
-export type BaseWeightReader = (target: WeightTarget) => Float32Array;
-
-function loraPatches(plan: AdapterPlan): LoraPatch[] {
+export function loraPatches(plan: AdapterPlan): LoraPatch[] {
   return plan.patches.filter((p): p is LoraPatch => p.kind === "lora");
 }
 
@@ -80,14 +73,23 @@ function loraPatches(plan: AdapterPlan): LoraPatch[] {
  *
  * @example
  * ```ts
- * import { doraScales } from "./dynamic_feeds.ts";
+ * import { loadBaseModel } from "../model/base_model.ts";
+ * import { readAdapter } from "../model/adapter.ts";
  * import { loadKernels } from "../kernels/kernels.ts";
- * // const scales = doraScales(plan, (t) => base.readWeight(t.initializer), (k) => file.toFloat32(k), await loadKernels());
+ * import { doraScales } from "./dynamic_feeds.ts";
+ * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+ * const dora = await readAdapter(base.weights, "tests/fixtures/llama-tiny-dora-qv", "dora");
+ * const scales = doraScales(
+ *   dora.plan,
+ *   (target) => base.readWeight(target.initializer),
+ *   (key) => dora.weights.toFloat32(key),
+ *   await loadKernels(),
+ * );
  * ```
  */
 export function doraScales(
   plan: AdapterPlan,
-  baseWeight: BaseWeightReader,
+  baseWeight: BaseWeightReader<WeightTarget>,
   tensor: AdapterTensorReader,
   kernels: LoraKernels,
 ): Map<string, Float32Array> {
@@ -164,9 +166,15 @@ function checkPlans(branches: ReadonlyMap<string, LoraBranch>, active: readonly 
  * @throws {UnsupportedError} for replaced parameters, `lora_bias`, weighted DoRA, or DoRA mixed with another adapter on one module.
  * @example
  * ```ts
- * import { adapterFeeds } from "./dynamic_feeds.ts";
- * // const feeds = { ...inputs, ...adapterFeeds(branches, [{ plan, tensor: (k) => file.toFloat32(k) }]) };
- * // await session.run(feeds);
+ * import { loadBaseModel } from "../model/base_model.ts";
+ * import { readAdapter } from "../model/adapter.ts";
+ * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+ * const adapter = await readAdapter(base.weights, "tests/fixtures/llama-tiny-lora-qv", "qv");
+ * import { addLoraBranches } from "../onnx/lora_branches.ts";
+ * import { adapterFeeds, loraPatches } from "./dynamic_feeds.ts";
+ * const modules = loraPatches(adapter.plan).map((p) => p.module);
+ * const { branches } = addLoraBranches(base.onnx, base.weights, modules);
+ * const feeds = adapterFeeds(branches, [{ plan: adapter.plan, tensor: (k) => adapter.weights.toFloat32(k) }]);
  * ```
  */
 export function adapterFeeds(branches: ReadonlyMap<string, LoraBranch>, active: readonly ActiveAdapter[]): BranchFeeds {
@@ -219,10 +227,16 @@ export function adapterFeeds(branches: ReadonlyMap<string, LoraBranch>, active: 
  *
  * @example
  * ```ts
- * import { AdapterFeedCache } from "./dynamic_feeds.ts";
- * // const cache = new AdapterFeedCache(branches);
- * // await session.run({ ...inputs, ...cache.feeds([{ plan: qv, tensor }]) });
- * // await session.run({ ...inputs, ...cache.feeds([]) }); // the base
+ * import { loadBaseModel } from "../model/base_model.ts";
+ * import { readAdapter } from "../model/adapter.ts";
+ * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+ * const adapter = await readAdapter(base.weights, "tests/fixtures/llama-tiny-lora-qv", "qv");
+ * import { addLoraBranches } from "../onnx/lora_branches.ts";
+ * import { AdapterFeedCache, loraPatches } from "./dynamic_feeds.ts";
+ * const modules = loraPatches(adapter.plan).map((p) => p.module);
+ * const cache = new AdapterFeedCache(addLoraBranches(base.onnx, base.weights, modules).branches);
+ * const qv = cache.feeds([{ plan: adapter.plan, tensor: (k) => adapter.weights.toFloat32(k) }]);
+ * const off = cache.feeds([]); // every branch at rank 0: the base
  * ```
  */
 export class AdapterFeedCache {

@@ -1,24 +1,60 @@
 /**
- * Merged mode's "apply" step: compute the patched weights of a plan with the
- * LoRA kernels. Produces new tensors only; the base model is never mutated.
+ * Merged mode's "apply" step: the merged values of every weight a plan
+ * touches, computed with a {@linkcode WeightMerger} (the CPU kernels, or WGSL
+ * on a WebGPU device). Produces new tensors only; the base is never mutated.
  * @module
  */
-import type { WeightMerger } from "./merger.ts";
 import { UnsupportedError } from "../errors.ts";
+import type { LoraKernels } from "../kernels/kernels.ts";
+import type { LoraDims, WeightLayout } from "../kernels/types.ts";
 import type { InitializerUse } from "../onnx/weight_index.ts";
 import type { LoraPatch, ReplacePatch } from "./plan.ts";
+import type { AdapterTensorReader, BaseWeightReader } from "./readers.ts";
 
-/** Read access to the weights being merged into. */
-export interface BaseWeights {
-  /**
-   * A fresh float32 copy of the values a node input reads: the base's, or
-   * those an earlier adapter already merged, so several adapters add up.
-   */
-  read(use: InitializerUse): Float32Array;
+/** Merges `W += s·B@A` (then DoRA's rescale when `magnitude` is given) in place. */
+export interface WeightMerger {
+  /** Which kernels do the work (`"wasm-simd"`, `"js"` or `"webgpu"`). */
+  readonly backend: string;
+  mergeWeight(
+    w: Float32Array,
+    a: Float32Array,
+    b: Float32Array,
+    dims: LoraDims,
+    scale: number,
+    layout: WeightLayout,
+    magnitude?: Float32Array,
+  ): Promise<void>;
 }
 
-/** Read access to the adapter's tensors as float32. */
-export type AdapterTensor = (key: string) => Float32Array;
+/**
+ * A merger on the CPU kernels. DoRA follows PEFT's merge: the norm is taken
+ * of the merged weight, per output feature, and each output is scaled by
+ * `m / norm`.
+ *
+ * @example
+ * ```ts
+ * import { cpuMerger } from "./merge.ts";
+ * import { loadKernels } from "../kernels/kernels.ts";
+ * const merger = cpuMerger(await loadKernels());
+ * const w = new Float32Array([1, 2, 3, 4, 5, 6]);
+ * await merger.mergeWeight(w, new Float32Array([1, 1, 1]), new Float32Array([1, -1]), { outFeatures: 2, inFeatures: 3, rank: 1 }, 1, "out_in");
+ * ```
+ */
+export function cpuMerger(kernels: LoraKernels): WeightMerger {
+  return {
+    backend: kernels.backend,
+    mergeWeight(w, a, b, dims, scale, layout, magnitude) {
+      const norms = magnitude ? kernels.doraNorms(w, a, b, dims, scale, layout) : undefined;
+      kernels.mergeLora(w, a, b, dims, scale, layout);
+      if (norms && magnitude) {
+        const factors = new Float32Array(magnitude.length);
+        for (let o = 0; o < magnitude.length; o++) factors[o] = magnitude[o] / norms[o];
+        kernels.scaleOutputs(w, factors, dims, layout);
+      }
+      return Promise.resolve();
+    },
+  };
+}
 
 /** New values for one initializer as read by one node input (rewired to a copy if the initializer is shared). */
 export interface MergedWeight extends InitializerUse {
@@ -40,14 +76,25 @@ function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
  *
  * @example
  * ```ts
- * import { mergePatches } from "./merge.ts";
- * // const merged = await mergePatches(plan.patches, baseWeights, (k) => file.toFloat32(k), cpuMerger(await loadKernels()), { fanInFanOut: false });
+ * import { loadBaseModel } from "../model/base_model.ts";
+ * import { readAdapter } from "../model/adapter.ts";
+ * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+ * const adapter = await readAdapter(base.weights, "tests/fixtures/llama-tiny-lora-qv", "qv");
+ * import { loadKernels } from "../kernels/kernels.ts";
+ * import { cpuMerger, mergePatches } from "./merge.ts";
+ * const merged = await mergePatches(
+ *   adapter.plan.patches,
+ *   (use) => base.readWeight(use.initializer),
+ *   (key) => adapter.weights.toFloat32(key),
+ *   cpuMerger(await loadKernels()),
+ *   { fanInFanOut: adapter.config.fanInFanOut },
+ * );
  * ```
  */
 export async function mergePatches(
   patches: ReadonlyArray<LoraPatch | ReplacePatch>,
-  base: BaseWeights,
-  adapter: AdapterTensor,
+  base: BaseWeightReader,
+  adapter: AdapterTensorReader,
   merger: WeightMerger,
   options: { fanInFanOut: boolean; weight?: number },
 ): Promise<MergedWeight[]> {
@@ -68,7 +115,7 @@ export async function mergePatches(
           { key: patch.module },
         );
       }
-      const w = base.read(use(target));
+      const w = base(use(target));
       const dims = { outFeatures: target.outFeatures, inFeatures: target.inFeatures, rank: patch.rank };
       const magnitude = patch.magnitude ? adapter(patch.magnitude) : undefined;
       await merger.mergeWeight(
@@ -82,7 +129,7 @@ export async function mergePatches(
       );
       merged.push({ module: patch.module, ...use(target), values: w });
       if (patch.bias && target.bias) {
-        const bias = base.read(use(target.bias));
+        const bias = base(use(target.bias));
         const delta = adapter(patch.bias);
         for (let o = 0; o < bias.length; o++) bias[o] += patch.scale * weight * delta[o];
         merged.push({ module: patch.module, ...use(target.bias), values: bias });

@@ -5,12 +5,13 @@
  * @module
  */
 import { expandAllLinear, type LoraConfig, parseLoraConfig } from "../config/mod.ts";
-import { AdapterConfigError, AdapterMismatchError, FileNotFoundError } from "../errors.ts";
+import { AdapterConfigError, AdapterMismatchError } from "../errors.ts";
 import { groupAdapterKeys } from "../lora/adapter_weights.ts";
 import { type AdapterPlan, planAdapter } from "../lora/plan.ts";
 import { parseSafetensors, type Safetensors } from "../safetensors/mod.ts";
+import { safetensorsOnlyError } from "../storage/bin_only.ts";
 import type { FileSource } from "../storage/file_source.ts";
-import { type PathOrSource, type ResolveOptions, resolveSource } from "../storage/resolve.ts";
+import { type PathOrSource, type ResolveOptions, resolveSource } from "../hub/resolve.ts";
 import type { WeightIndex } from "../onnx/weight_index.ts";
 
 /** Options for reading an adapter (PEFT's `load_adapter` arguments, camelCase). */
@@ -78,12 +79,9 @@ async function readConfig(source: FileSource, options: AdapterOptions, warn: (m:
 }
 
 async function readWeights(source: FileSource): Promise<Safetensors> {
-  if (!await source.exists(ADAPTER_WEIGHTS) && await source.exists("adapter_model.bin")) {
-    throw new FileNotFoundError(
-      `${source.location} has only adapter_model.bin (a pickle file); peft-edge loads only adapter_model.safetensors and never runs pickle. ` +
-        "Convert it with PEFT: PeftModel.from_pretrained(...).save_pretrained(dir, safe_serialization=True)",
-      { file: ADAPTER_WEIGHTS },
-    );
+  if (!await source.exists(ADAPTER_WEIGHTS)) {
+    const pickleOnly = await safetensorsOnlyError(source, ADAPTER_WEIGHTS);
+    if (pickleOnly) throw pickleOnly;
   }
   const weights = parseSafetensors(await source.read(ADAPTER_WEIGHTS), ADAPTER_WEIGHTS);
   for (const name of weights.names()) {

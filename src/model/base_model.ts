@@ -14,11 +14,12 @@ import { elementCount, floatElementType, readFloatTensor } from "../onnx/tensor_
 import { indexWeights, type WeightIndex } from "../onnx/weight_index.ts";
 import type { FileSource } from "../storage/file_source.ts";
 import { readJsonObject } from "../storage/json_file.ts";
-import { type PathOrSource, type ResolveOptions, resolveSource } from "../storage/resolve.ts";
+import { type PathOrSource, type ResolveOptions, resolveSource } from "../hub/resolve.ts";
 import { createSession, type SessionChoice, type SessionSettings, sessionSettings } from "./session.ts";
 import type { Device } from "../webgpu/device.ts";
 import type { GenerateOptions, GenerationResult, Prompt } from "../generate/mod.ts";
 import { generateText, loadTextSide, streamText, type TextSide } from "./text.ts";
+import { createModelKernels, type ModelKernels } from "./kernel_choice.ts";
 
 /**
  * Options of {@linkcode loadBaseModel}. `device` (`"auto"` default,
@@ -36,38 +37,104 @@ export type Feeds = Record<string, Tensor>;
 export type Outputs = InferenceSession.ReturnType;
 
 /**
- * A loaded ONNX base model. Create it with {@linkcode loadBaseModel}.
+ * What a {@linkcode BaseModel} is made of; {@linkcode loadBaseModel} reads
+ * them, `mergeAndUnload` derives them from another base.
+ *
+ * @example
+ * ```ts
+ * import { loadBaseModel, type BaseModelParts } from "./base_model.ts";
+ * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+ * const parts: Pick<BaseModelParts, "file" | "config"> = { file: base.file, config: base.config };
+ * ```
+ */
+export interface BaseModelParts {
+  /** Where the model's files come from (also tokenizer files). */
+  source: FileSource;
+  /** The parsed `config.json`. */
+  config: Readonly<Record<string, unknown>>;
+  /** ONNX file name inside the source. */
+  file: string;
+  /** The decoded ONNX model; never mutated. */
+  onnx: ModelProto;
+  /** External data files by their location relative to the ONNX file. */
+  externalData: ReadonlyMap<string, Uint8Array>;
+  /** Patchable weights by PyTorch module name. */
+  weights: WeightIndex;
+  /** Session settings, reused for adapter sessions. */
+  settings: SessionSettings;
+  /** The session running the unmodified base. */
+  session: ModelSession;
+  /** Tokenizer and generation defaults (from the same folder or repo). */
+  text: TextSide;
+}
+
+/**
+ * A loaded ONNX base model. Create it with {@linkcode loadBaseModel}; free it
+ * with `release()` or `await using`.
  *
  * @example
  * ```ts
  * import { loadBaseModel } from "./base_model.ts";
- * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+ * await using base = await loadBaseModel("tests/fixtures/llama-tiny");
  * console.log(base.inputNames, base.config.model_type);
- * base.release();
  * ```
  */
-export class BaseModel {
+export class BaseModel implements AsyncDisposable {
+  /** Where the model's files come from (also tokenizer files). */
+  readonly source: FileSource;
+  /** The parsed `config.json`. */
+  readonly config: Readonly<Record<string, unknown>>;
+  /** ONNX file name inside the source. */
+  readonly file: string;
+  /** The decoded ONNX model; never mutated. */
+  readonly onnx: ModelProto;
+  /** External data files by their location relative to the ONNX file. */
+  readonly externalData: ReadonlyMap<string, Uint8Array>;
+  /** Patchable weights by PyTorch module name. */
+  readonly weights: WeightIndex;
+  /** Session settings, reused for adapter sessions. */
+  readonly settings: SessionSettings;
+  /** The session running the unmodified base. */
+  readonly session: ModelSession;
+  /** Tokenizer and generation defaults (from the same folder or repo). */
+  readonly text: TextSide;
+  /** The kernels every adapter on this base shares; created on first need. */
+  #kernels?: Promise<ModelKernels>;
+
   /** @internal Use {@linkcode loadBaseModel}. */
-  constructor(
-    /** Where the model's files come from (also tokenizer files). */
-    readonly source: FileSource,
-    /** The parsed `config.json`. */
-    readonly config: Readonly<Record<string, unknown>>,
-    /** ONNX file name inside the source. */
-    readonly file: string,
-    /** The decoded ONNX model; never mutated. */
-    readonly onnx: ModelProto,
-    /** External data files by their location relative to the ONNX file. */
-    readonly externalData: ReadonlyMap<string, Uint8Array>,
-    /** Patchable weights by PyTorch module name. */
-    readonly weights: WeightIndex,
-    /** Session settings, reused for adapter sessions. */
-    readonly settings: SessionSettings,
-    /** The session running the unmodified base. */
-    readonly session: ModelSession,
-    /** Tokenizer and generation defaults (from the same folder or repo). */
-    readonly text: TextSide,
-  ) {}
+  constructor(parts: BaseModelParts) {
+    this.source = parts.source;
+    this.config = parts.config;
+    this.file = parts.file;
+    this.onnx = parts.onnx;
+    this.externalData = parts.externalData;
+    this.weights = parts.weights;
+    this.settings = parts.settings;
+    this.session = parts.session;
+    this.text = parts.text;
+  }
+
+  /**
+   * @internal The LoRA kernels (one wasm instance, and on WebGPU one device)
+   * that every `fromPretrained` and `loadAdapter` on this base uses. Created
+   * on the first call; a failed creation is retried on the next.
+   *
+   * @example
+   * ```ts
+   * import { loadBaseModel } from "./base_model.ts";
+   * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+   * const { merger } = await base.kernels();
+   * console.log(merger.backend, (await base.kernels()).merger === merger); // "wasm-simd" true
+   * ```
+   */
+  kernels(): Promise<ModelKernels> {
+    if (!this.#kernels) {
+      const pending = createModelKernels(this.device);
+      this.#kernels = pending;
+      pending.catch(() => this.#kernels === pending && (this.#kernels = undefined));
+    }
+    return this.#kernels;
+  }
 
   /** Names of the model's inputs. */
   get inputNames(): readonly string[] {
@@ -158,9 +225,21 @@ export class BaseModel {
       .reduce((n, t) => n + elementCount(t), 0);
   }
 
-  /** Frees the base session. Models built from this base keep their own sessions. */
+  /**
+   * Frees the base session and the kernels (GPU device) adapters share.
+   * Models built from this base keep their own sessions; kernels they need
+   * later are created again.
+   */
   async release(): Promise<void> {
+    const kernels = this.#kernels;
+    this.#kernels = undefined;
     await this.session.release();
+    await kernels?.then((k) => k.release(), () => {});
+  }
+
+  /** Same as {@linkcode BaseModel.release}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.release();
   }
 }
 
@@ -199,5 +278,5 @@ export async function loadBaseModel(pathOrId: PathOrSource, options: LoadBaseMod
   const settings = await sessionSettings(options, onnx.graph!.output.map((o) => o.name));
   const text = await loadTextSide(source);
   const session = await createSession(bytes, externalData, settings, file);
-  return new BaseModel(source, config, file, onnx, externalData, weights, settings, session, text);
+  return new BaseModel({ source, config, file, onnx, externalData, weights, settings, session, text });
 }

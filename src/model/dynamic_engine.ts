@@ -8,8 +8,8 @@
  * @module
  */
 import type { ModelSession } from "./model_session.ts";
-import type { LoraKernels } from "../kernels/kernels.ts";
-import { AdapterFeedCache, doraScales } from "../lora/dynamic_feeds.ts";
+import { AdapterFeedCache, doraScales, loraPatches } from "../lora/dynamic_feeds.ts";
+import type { AdapterTensorReader } from "../lora/readers.ts";
 import type { LoraPatch } from "../lora/plan.ts";
 import { addLoraBranches } from "../onnx/lora_branches.ts";
 import { externalBytes } from "../onnx/external_data.ts";
@@ -18,7 +18,7 @@ import { uploadToOrtGpu } from "../webgpu/ort_tensors.ts";
 import type { LoadedAdapter } from "./adapter.ts";
 import type { Feeds } from "./base_model.ts";
 import type { BaseModel } from "./base_model.ts";
-import type { ActiveAdapter, AdapterEngine } from "./engine.ts";
+import type { AdapterEngine, WeightedAdapter } from "./engine.ts";
 import { createSession } from "./session.ts";
 
 /** The rewritten graph's session and what it has branches for. */
@@ -42,7 +42,7 @@ async function uploaded(feeds: Feeds): Promise<Feeds> {
 /** A loaded adapter with what dynamic runs need precomputed. */
 interface Prepared {
   adapter: LoadedAdapter;
-  tensor: (key: string) => Float32Array;
+  tensor: AdapterTensorReader;
   doraScales: ReadonlyMap<string, Float32Array>;
 }
 
@@ -50,10 +50,6 @@ interface Prepared {
 export interface DynamicEngineOptions {
   /** Modules to give branches up front (a server can prepare every linear module once). */
   prepareModules?: Iterable<string>;
-}
-
-function loraPatches(adapter: LoadedAdapter): LoraPatch[] {
-  return adapter.plan.patches.filter((p): p is LoraPatch => p.kind === "lora");
 }
 
 async function buildGraph(
@@ -68,7 +64,7 @@ async function buildGraph(
 }
 
 /** Float32 adapter tensors, converted once per key. */
-function tensorReader(adapter: LoadedAdapter): (key: string) => Float32Array {
+function tensorReader(adapter: LoadedAdapter): AdapterTensorReader {
   const cache = new Map<string, Float32Array>();
   return (key) => {
     let t = cache.get(key);
@@ -79,12 +75,11 @@ function tensorReader(adapter: LoadedAdapter): (key: string) => Float32Array {
 
 function engine(
   base: BaseModel,
-  kernels: LoraKernels,
   graph: BranchGraph | undefined,
   adapters: ReadonlyMap<string, Prepared>,
 ): AdapterEngine {
   return {
-    runnable(active: readonly ActiveAdapter[]) {
+    runnable(active: readonly WeightedAdapter[]) {
       if (active.length === 0 || !graph) return { session: base.session, feeds: {} };
       const feeds = graph.feeds.feeds(active.map(({ adapter, weight }) => {
         const prepared = adapters.get(adapter.name)!;
@@ -96,11 +91,12 @@ function engine(
       return { session: graph.session, feeds: gpu };
     },
     async add(adapter: LoadedAdapter) {
-      const patches = loraPatches(adapter);
+      const patches = loraPatches(adapter.plan);
+      const { cpu } = await base.kernels();
       const tensor = tensorReader(adapter);
       const graphOf = (t: LoraPatch["target"]) =>
         readTargetWeight(base.onnx.graph!, t, base.file, (tp) => externalBytes(tp, base.externalData, base.file));
-      const prepared: Prepared = { adapter, tensor, doraScales: doraScales(adapter.plan, graphOf, tensor, kernels) };
+      const prepared: Prepared = { adapter, tensor, doraScales: doraScales(adapter.plan, graphOf, tensor, cpu) };
       const modules = new Set([...(graph?.modules ?? []), ...patches.map((p) => p.module)]);
       const dora = new Set([...(graph?.dora ?? []), ...patches.filter((p) => p.magnitude).map((p) => p.module)]);
       const covers = graph && modules.size === graph.modules.size && dora.size === graph.dora.size;
@@ -112,35 +108,39 @@ function engine(
         if (next !== graph) await next.session.release();
         throw error;
       }
-      return engine(base, kernels, next, new Map([...adapters, [adapter.name, prepared]]));
+      return engine(base, next, new Map([...adapters, [adapter.name, prepared]]));
     },
     remove(name: string) {
       const rest = new Map(adapters);
       const gone = rest.get(name);
       rest.delete(name);
       if (gone && graph) graph.feeds.forget(gone.adapter.plan);
-      return { engine: engine(base, kernels, graph, rest), retired: [] };
+      return { engine: engine(base, graph, rest), retired: [] };
     },
     sessions: () => (graph ? [graph.session] : []),
   };
 }
 
 /**
- * An engine that runs adapters unmerged beside the base weights.
+ * An engine that runs adapters unmerged beside the base weights (DoRA scales
+ * computed with the base's kernels).
  *
  * @example
  * ```ts
+ * import { loadBaseModel } from "./base_model.ts";
+ * import { readAdapter } from "./adapter.ts";
+ * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+ * const adapter = await readAdapter(base.weights, "tests/fixtures/llama-tiny-lora-qv", "qv");
  * import { dynamicEngine } from "./dynamic_engine.ts";
- * // const engine = await (await dynamicEngine(base, kernels)).add(adapter);
- * // const { session, feeds } = engine.runnable([{ adapter, weight: 1 }]);
+ * const engine = await (await dynamicEngine(base)).add(adapter);
+ * const { session, feeds } = engine.runnable([{ adapter, weight: 1 }]);
  * ```
  */
 export async function dynamicEngine(
   base: BaseModel,
-  kernels: LoraKernels,
   options: DynamicEngineOptions = {},
 ): Promise<AdapterEngine> {
   const modules = new Set(options.prepareModules ?? []);
   const graph = modules.size > 0 ? await buildGraph(base, modules, new Set()) : undefined;
-  return engine(base, kernels, graph, new Map());
+  return engine(base, graph, new Map());
 }

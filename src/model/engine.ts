@@ -14,8 +14,21 @@ export interface Runnable {
   feeds: Feeds | Promise<Feeds>;
 }
 
-/** One active adapter and its weight in the sum of deltas. */
-export interface ActiveAdapter {
+/**
+ * A loaded adapter and its weight in the sum of deltas (PEFT's
+ * `add_weighted_adapter` weights; 1 for a plain adapter).
+ *
+ * @example
+ * ```ts
+ * import type { WeightedAdapter } from "./engine.ts";
+ * import { loadBaseModel } from "./base_model.ts";
+ * import { readAdapter } from "./adapter.ts";
+ * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+ * const adapter = await readAdapter(base.weights, "tests/fixtures/llama-tiny-lora-qv", "qv");
+ * const half: WeightedAdapter = { adapter, weight: 0.5 };
+ * ```
+ */
+export interface WeightedAdapter {
   adapter: LoadedAdapter;
   weight: number;
 }
@@ -23,7 +36,7 @@ export interface ActiveAdapter {
 /** Executes a base model with any set of its loaded adapters. */
 export interface AdapterEngine {
   /** The session and extra feeds for running with these adapters (none: the base). */
-  runnable(active: readonly ActiveAdapter[]): Runnable;
+  runnable(active: readonly WeightedAdapter[]): Runnable;
   /** A new engine that can also run `adapter`. */
   add(adapter: LoadedAdapter): Promise<AdapterEngine>;
   /** A new engine without `name`, and the sessions that only the old one used (to release once idle). */

@@ -6,12 +6,11 @@
  * @module
  */
 import { UnsupportedError } from "../errors.ts";
-import type { PathOrSource } from "../storage/resolve.ts";
+import type { PathOrSource } from "../hub/resolve.ts";
 import { type AdapterOptions, readAdapter } from "./adapter.ts";
 import type { BaseModel } from "./base_model.ts";
-import { kernelsFor } from "./kernel_choice.ts";
 import { dynamicEngine } from "./dynamic_engine.ts";
-import { mergedEngine } from "./merged_engine.ts";
+import { mergedEngine } from "./merged.ts";
 import { type AdapterMode, PeftModel } from "./peft_model.ts";
 
 /** Options of {@linkcode fromPretrained}, PEFT's `from_pretrained` arguments in camelCase. */
@@ -64,17 +63,13 @@ export async function fromPretrained(
     );
   }
   const loaded = await readAdapter(base.weights, adapter, options.adapterName ?? "default", options);
-  const kernels = await kernelsFor(base);
-  try {
-    const empty = mode === "merged"
-      ? mergedEngine(base, kernels.merger)
-      : await dynamicEngine(base, kernels.cpu, { prepareModules: preparedModules(base, options.prepareModules) });
-    const engine = await empty.add(loaded);
-    return new PeftModel(base, mode, engine, loaded, kernels);
-  } catch (error) {
-    kernels.release();
-    throw error;
-  }
+  // The base's kernels, created by its first adapter and shared by the rest.
+  const { merger } = await base.kernels();
+  const empty = mode === "merged"
+    ? mergedEngine(base)
+    : await dynamicEngine(base, { prepareModules: preparedModules(base, options.prepareModules) });
+  const engine = await empty.add(loaded);
+  return new PeftModel(base, mode, engine, loaded, merger.backend);
 }
 
 function preparedModules(base: BaseModel, wanted: FromPretrainedOptions["prepareModules"]): readonly string[] {
@@ -84,5 +79,3 @@ function preparedModules(base: BaseModel, wanted: FromPretrainedOptions["prepare
     base.weights.get(m)!.kind === "linear" && m !== "lm_head" && !m.endsWith(".lm_head")
   );
 }
-
-PeftModel.fromPretrained = fromPretrained;

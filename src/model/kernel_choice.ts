@@ -1,15 +1,26 @@
 /**
- * Which kernels a model's adapters are merged with: the WGSL kernels when the
+ * Which kernels a base's adapters are merged with: the WGSL kernels when the
  * base runs on WebGPU, else the CPU kernels (wasm SIMD, or the TypeScript
- * fallback where WebAssembly SIMD is missing).
+ * fallback where WebAssembly SIMD is missing). A base creates them once, on
+ * first need, and every adapter applied to it shares them.
  * @module
  */
 import { loadKernels, type LoraKernels } from "../kernels/kernels.ts";
-import { cpuMerger, type WeightMerger } from "../lora/merger.ts";
+import { cpuMerger, type WeightMerger } from "../lora/merge.ts";
 import { WebGpuContext } from "../webgpu/context.ts";
-import type { BaseModel } from "./base_model.ts";
+import type { Device } from "../webgpu/device.ts";
 
-/** The kernels a PeftModel uses, and how to free them. */
+/**
+ * The kernels of one base model, and how to free them.
+ *
+ * @example
+ * ```ts
+ * import { createModelKernels, type ModelKernels } from "./kernel_choice.ts";
+ * const kernels: ModelKernels = await createModelKernels("wasm");
+ * console.log(kernels.cpu.backend, kernels.merger.backend);
+ * kernels.release();
+ * ```
+ */
 export interface ModelKernels {
   /** CPU kernels (conversions, DoRA scales for dynamic mode). */
   cpu: LoraKernels;
@@ -20,17 +31,25 @@ export interface ModelKernels {
 }
 
 /**
- * Picks the kernels for a base model's device.
+ * Creates the kernels for a device: one wasm instance, plus one `GPUDevice`
+ * on WebGPU.
  *
  * @example
  * ```ts
- * import { kernelsFor } from "./kernel_choice.ts";
- * // const { merger, release } = await kernelsFor(base); ... release();
+ * import { createModelKernels } from "./kernel_choice.ts";
+ * const kernels = await createModelKernels("wasm");
+ * console.log(kernels.merger.backend); // "wasm-simd" where SIMD128 is supported
+ * kernels.release();
  * ```
  */
-export async function kernelsFor(base: BaseModel): Promise<ModelKernels> {
+export async function createModelKernels(device: Device): Promise<ModelKernels> {
   const cpu = await loadKernels();
-  if (base.device !== "webgpu") return { cpu, merger: cpuMerger(cpu), release: () => {} };
+  if (device !== "webgpu") return { cpu, merger: cpuMerger(cpu), release: () => {} };
   const context = new WebGpuContext();
-  return { cpu, merger: await context.kernels(), release: () => context.destroy() };
+  try {
+    return { cpu, merger: await context.kernels(), release: () => context.destroy() };
+  } catch (error) {
+    context.destroy();
+    throw error;
+  }
 }

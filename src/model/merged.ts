@@ -1,23 +1,20 @@
 /**
- * Merged mode's apply step: the base's ONNX model with one or more
- * adapters merged into copies of the weights they target.
+ * Merged mode: adapters merged into copies of the weights they target
+ * (`mergePatches` computes the values), as a new session per adapter (the
+ * merged engine) or a new base (`mergeAndUnload`). Exact and as fast to run
+ * as the base, at the cost of a full weight copy per adapter.
  * @module
  */
 import type { ModelProto } from "../deps/onnx_proto.ts";
 import { UnsupportedError } from "../errors.ts";
-import { mergePatches } from "../lora/merge.ts";
-import type { WeightMerger } from "../lora/merger.ts";
+import { mergePatches, type WeightMerger } from "../lora/merge.ts";
 import { patchModel, type WeightUpdate } from "../onnx/patch.ts";
 import { indexWeights, type InitializerUse } from "../onnx/weight_index.ts";
 import type { LoadedAdapter } from "./adapter.ts";
 import { BaseModel } from "./base_model.ts";
+import type { AdapterEngine, WeightedAdapter } from "./engine.ts";
+import type { ModelSession } from "./model_session.ts";
 import { createSession } from "./session.ts";
-
-/** One adapter to merge, with its weight (PEFT's per-adapter weights; 1 by default). */
-export interface WeightedAdapter {
-  adapter: LoadedAdapter;
-  weight?: number;
-}
 
 const useKey = (u: InitializerUse) => `${u.initializer}\u0000${u.readerIndex}\u0000${u.inputIndex}`;
 
@@ -28,8 +25,12 @@ const useKey = (u: InitializerUse) => `${u.initializer}\u0000${u.readerIndex}\u0
  *
  * @example
  * ```ts
+ * import { loadBaseModel } from "./base_model.ts";
+ * import { readAdapter } from "./adapter.ts";
+ * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+ * const adapter = await readAdapter(base.weights, "tests/fixtures/llama-tiny-lora-qv", "qv");
  * import { mergeAdapters } from "./merged.ts";
- * // const onnx = await mergeAdapters(base, [{ adapter }], cpuMerger(await loadKernels()));
+ * const onnx = await mergeAdapters(base, [{ adapter, weight: 1 }], (await base.kernels()).merger, { safeMerge: true });
  * ```
  */
 export async function mergeAdapters(
@@ -40,10 +41,8 @@ export async function mergeAdapters(
 ): Promise<ModelProto> {
   const merged = new Map<string, WeightUpdate>();
   for (const { adapter, weight } of adapters) {
-    const reader = {
-      read: (use: InitializerUse) => merged.get(useKey(use))?.values.slice() ?? base.readWeight(use.initializer),
-    };
-    const updates = await mergePatches(adapter.plan.patches, reader, (k) => adapter.weights.toFloat32(k), merger, {
+    const read = (use: InitializerUse) => merged.get(useKey(use))?.values.slice() ?? base.readWeight(use.initializer);
+    const updates = await mergePatches(adapter.plan.patches, read, (k) => adapter.weights.toFloat32(k), merger, {
       fanInFanOut: adapter.config.fanInFanOut,
       weight,
     });
@@ -62,31 +61,75 @@ export async function mergeAdapters(
 
 /**
  * A new base model whose weights have the adapters merged in (PEFT's
- * `merge_and_unload`); the original base is left as it was.
+ * `merge_and_unload`); the original base is left as it was. The new base
+ * creates its own kernels when adapters are applied to it.
  *
  * @example
  * ```ts
+ * import { loadBaseModel } from "./base_model.ts";
+ * import { readAdapter } from "./adapter.ts";
+ * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+ * const adapter = await readAdapter(base.weights, "tests/fixtures/llama-tiny-lora-qv", "qv");
  * import { mergedBase } from "./merged.ts";
- * // const merged = await mergedBase(base, [{ adapter }], cpuMerger(await loadKernels()));
+ * const merged = await mergedBase(base, [{ adapter, weight: 1 }]);
+ * await merged.saveOnnx("/tmp/llama-tiny-qv.onnx");
  * ```
  */
 export async function mergedBase(
   base: BaseModel,
   adapters: readonly WeightedAdapter[],
-  merger: WeightMerger,
   options: { safeMerge?: boolean } = {},
 ): Promise<BaseModel> {
-  const onnx = await mergeAdapters(base, adapters, merger, options);
+  const onnx = await mergeAdapters(base, adapters, (await base.kernels()).merger, options);
   const session = await createSession(onnx, base.externalData, base.settings, base.file);
-  return new BaseModel(
-    base.source,
-    base.config,
-    base.file,
-    onnx,
-    base.externalData,
-    indexWeights(onnx.graph!),
-    base.settings,
-    session,
-    base.text,
-  );
+  return new BaseModel({ ...baseParts(base), onnx, weights: indexWeights(onnx.graph!), session });
+}
+
+function baseParts(base: BaseModel) {
+  const { source, config, file, externalData, settings, text } = base;
+  return { source, config, file, externalData, settings, text };
+}
+
+/**
+ * An engine with one merged session per adapter, merged with the base's
+ * kernels.
+ *
+ * @example
+ * ```ts
+ * import { loadBaseModel } from "./base_model.ts";
+ * import { readAdapter } from "./adapter.ts";
+ * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+ * const adapter = await readAdapter(base.weights, "tests/fixtures/llama-tiny-lora-qv", "qv");
+ * import { mergedEngine } from "./merged.ts";
+ * const engine = await mergedEngine(base).add(adapter);
+ * const { session } = engine.runnable([{ adapter, weight: 1 }]);
+ * ```
+ */
+export function mergedEngine(base: BaseModel, sessions: ReadonlyMap<string, ModelSession> = new Map()): AdapterEngine {
+  return {
+    runnable(active: readonly WeightedAdapter[]) {
+      if (active.length === 0) return { session: base.session, feeds: {} };
+      if (active.length > 1 || active[0].weight !== 1) {
+        throw new UnsupportedError(
+          'several (or weighted) active adapters need mode "dynamic"; in merged mode each adapter has its own session',
+          { key: "adapter" },
+        );
+      }
+      const session = sessions.get(active[0].adapter.name);
+      if (!session) throw new UnsupportedError(`adapter ${active[0].adapter.name} has no session`, { key: "adapter" });
+      return { session, feeds: {} };
+    },
+    async add(adapter: LoadedAdapter) {
+      const onnx = await mergeAdapters(base, [{ adapter, weight: 1 }], (await base.kernels()).merger);
+      const session = await createSession(onnx, base.externalData, base.settings, base.file);
+      return mergedEngine(base, new Map([...sessions, [adapter.name, session]]));
+    },
+    remove(name: string) {
+      const rest = new Map(sessions);
+      const retired = rest.get(name);
+      rest.delete(name);
+      return { engine: mergedEngine(base, rest), retired: retired ? [retired] : [] };
+    },
+    sessions: () => [...sessions.values()],
+  };
 }

@@ -76,7 +76,9 @@ export function queueFor(runtime: object): RunQueue {
  * ```ts
  * import { queueFor, serialSession } from "./model_session.ts";
  * import { ort } from "../deps/ort.ts";
- * // const session = serialSession(await ort.InferenceSession.create(bytes), queueFor(ort));
+ * import { readFile } from "node:fs/promises";
+ * const bytes = new Uint8Array(await readFile("tests/fixtures/llama-tiny/onnx/model.onnx"));
+ * const session = serialSession(await ort.InferenceSession.create(bytes), queueFor(ort));
  * ```
  */
 export function serialSession(session: InferenceSession, queue: RunQueue): ModelSession {

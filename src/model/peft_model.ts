@@ -11,8 +11,7 @@ import type { GenerateOptions, GenerationResult, Prompt } from "../generate/mod.
 import type { FileSource } from "../storage/file_source.ts";
 import { type AdapterOptions, checkAdapterName, type LoadedAdapter, readAdapter } from "./adapter.ts";
 import type { BaseModel, Feeds, Outputs } from "./base_model.ts";
-import type { ActiveAdapter, AdapterEngine } from "./engine.ts";
-import type { ModelKernels } from "./kernel_choice.ts";
+import type { AdapterEngine, WeightedAdapter } from "./engine.ts";
 import { mergedBase } from "./merged.ts";
 import { runQueue } from "./model_session.ts";
 import { generateText, streamText } from "./text.ts";
@@ -43,11 +42,11 @@ export interface MergeOptions {
 }
 
 /** Loaded adapters and the combinations made of them, by name. */
-type Registry = ReadonlyMap<string, readonly ActiveAdapter[]>;
+type Registry = ReadonlyMap<string, readonly WeightedAdapter[]>;
 
 /**
- * A base model with adapters. Create it with `fromPretrained` (or its alias
- * `PeftModel.fromPretrained`).
+ * A base model with adapters. Create it with `fromPretrained`; free it with
+ * `release()` or `await using`.
  *
  * @example
  * ```ts
@@ -60,22 +59,12 @@ type Registry = ReadonlyMap<string, readonly ActiveAdapter[]>;
  * await model.release();
  * ```
  */
-export class PeftModel {
-  /**
-   * Loads an adapter onto a base model; see `fromPretrained`. Assigned by
-   * the `from_pretrained` module to keep this class free of loading code.
-   */
-  static fromPretrained: (
-    base: BaseModel,
-    adapter: string | FileSource,
-    options?: import("./from_pretrained.ts").FromPretrainedOptions,
-  ) => Promise<PeftModel>;
-
+export class PeftModel implements AsyncDisposable {
   #engine: AdapterEngine;
   #registry: Registry;
   #active: readonly string[];
   #disabled = 0;
-  readonly #kernels: ModelKernels;
+  readonly #mergeBackend: string;
   /** Loads and deletes run one at a time: each builds on the engine the previous one committed. */
   readonly #changes = runQueue();
 
@@ -87,12 +76,13 @@ export class PeftModel {
     readonly mode: AdapterMode,
     engine: AdapterEngine,
     first: LoadedAdapter,
-    kernels: ModelKernels,
+    /** The base's merge kernels' backend (see {@linkcode PeftModel.mergeBackend}). */
+    mergeBackend: string,
   ) {
     this.#engine = engine;
     this.#registry = new Map([[first.name, [{ adapter: first, weight: 1 }]]]);
     this.#active = [first.name];
-    this.#kernels = kernels;
+    this.#mergeBackend = mergeBackend;
   }
 
   /** Names of the model's inputs (the base's). */
@@ -107,7 +97,7 @@ export class PeftModel {
 
   /** Which kernels merge this model's weights: `"wasm-simd"`, `"js"` or `"webgpu"`. */
   get mergeBackend(): string {
-    return this.#kernels.merger.backend;
+    return this.#mergeBackend;
   }
 
   /** Names of the model's outputs (the base's). */
@@ -327,7 +317,7 @@ export class PeftModel {
     if (components.length === 0) {
       throw new AdapterConfigError("no adapter to merge: none is active and none was named", { key: "adapterNames" });
     }
-    return await mergedBase(this.base, components, this.#kernels.merger, { safeMerge: options.safeMerge });
+    return await mergedBase(this.base, components, { safeMerge: options.safeMerge });
   }
 
   /** The base model without adapters (PEFT's `unload`); this model stays usable. */
@@ -354,10 +344,17 @@ export class PeftModel {
     );
   }
 
-  /** Frees the sessions (and GPU device) this model made. The base stays usable. */
+  /**
+   * Frees the sessions this model made. The base, and the kernels (GPU
+   * device) it shares with every model on it, stay usable.
+   */
   async release(): Promise<void> {
     await Promise.all(this.#engine.sessions().map((s) => s.release()));
-    this.#kernels.release();
+  }
+
+  /** Same as {@linkcode PeftModel.release}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.release();
   }
 
   /** Distinct loaded adapters. */
@@ -373,7 +370,7 @@ export class PeftModel {
     }
   }
 
-  #components(names: readonly string[]): ActiveAdapter[] {
+  #components(names: readonly string[]): WeightedAdapter[] {
     return names.flatMap((name) => {
       const parts = this.#registry.get(name);
       if (!parts) {
@@ -385,7 +382,7 @@ export class PeftModel {
     });
   }
 
-  #resolve(adapter: PeftRunOptions["adapter"]): ActiveAdapter[] {
+  #resolve(adapter: PeftRunOptions["adapter"]): WeightedAdapter[] {
     if (adapter === null) return [];
     if (adapter !== undefined) return this.#components(typeof adapter === "string" ? [adapter] : adapter);
     return this.#disabled > 0 ? [] : this.#components(this.#active);

@@ -104,8 +104,11 @@ export async function sessionSettings(choice: SessionChoice, outputNames: readon
  *
  * @example
  * ```ts
- * import { createSession } from "./session.ts";
- * // const session = await createSession(model, new Map(), { device: "wasm" }, "onnx/model.onnx");
+ * import { readFile } from "node:fs/promises";
+ * import { createSession, sessionSettings } from "./session.ts";
+ * const bytes = new Uint8Array(await readFile("tests/fixtures/llama-tiny/onnx/model.onnx"));
+ * const settings = await sessionSettings({ device: "wasm" }, ["logits"]);
+ * const session = await createSession(bytes, new Map(), settings, "onnx/model.onnx");
  * ```
  */
 export async function createSession(

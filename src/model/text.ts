@@ -54,8 +54,10 @@ function requireTokenizer(text: TextSide): TextTokenizer {
  *
  * @example
  * ```ts
+ * import { loadBaseModel } from "./base_model.ts";
  * import { generateText } from "./text.ts";
- * // const { text } = await generateText(model, base.text, "def ", { maxNewTokens: 20 });
+ * const base = await loadBaseModel("examples/demo/byte-llama");
+ * const { text } = await generateText(base, base.text, "def ", { maxNewTokens: 20 });
  * ```
  */
 export function generateText(
@@ -72,8 +74,10 @@ export function generateText(
  *
  * @example
  * ```ts
+ * import { loadBaseModel } from "./base_model.ts";
  * import { streamText } from "./text.ts";
- * // for await (const piece of streamText(model, base.text, "The ")) console.log(piece);
+ * const base = await loadBaseModel("examples/demo/byte-llama");
+ * for await (const piece of streamText(base, base.text, "The ", { maxNewTokens: 20 })) console.log(piece);
  * ```
  */
 export function streamText(

@@ -5,6 +5,7 @@
  * path is actually used.
  * @module
  */
+import { UnsupportedError } from "../errors.ts";
 
 /**
  * A file opened for writing, chunk by chunk.
@@ -55,7 +56,8 @@ export interface LocalFs {
 }
 
 /**
- * Loads the local file system, or explains that this runtime has none.
+ * Loads the local file system, or explains that this runtime has none
+ * (an {@linkcode UnsupportedError}).
  *
  * @example
  * ```ts
@@ -69,10 +71,10 @@ export async function localFs(): Promise<LocalFs> {
   try {
     fs = await import("node:fs/promises");
   } catch (cause) {
-    throw new Error(
-      "this runtime has no local file system; pass a Hub repo id or an in-memory source",
-      { cause },
-    );
+    throw new UnsupportedError("this runtime has no local file system; pass a Hub repo id or an in-memory source", {
+      key: "node:fs/promises",
+      cause,
+    });
   }
   return {
     readFile: async (path) => new Uint8Array(await fs.readFile(path)),

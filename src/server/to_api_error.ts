@@ -46,7 +46,7 @@ function hubError(error: HubError): ApiError {
   switch (error.reason) {
     case "invalid":
       return new ApiError(400, "invalid_request_error", error.message, options);
-    case "not-found":
+    case "not_found":
       return new ApiError(404, "not_found_error", error.message, options);
     case "unauthorized":
     case "gated":

@@ -16,7 +16,8 @@ import { createWebGpuKernels, type WebGpuLoraKernels } from "./kernels.ts";
  * import { WebGpuContext } from "./context.ts";
  * const gpu = new WebGpuContext();
  * const kernels = await gpu.kernels();
- * // await kernels.mergeWeight(w, a, b, dims, scale, "in_out");
+ * const w = new Float32Array(6); // [in=3, out=2], as an ONNX MatMul stores it
+ * await kernels.mergeWeight(w, new Float32Array([1, 2, 3]), new Float32Array([1, -1]), { outFeatures: 2, inFeatures: 3, rank: 1 }, 2, "in_out");
  * gpu.destroy();
  * ```
  */

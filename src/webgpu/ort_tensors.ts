@@ -22,7 +22,7 @@ const GPU_TYPES = new Set(["float32", "float16", "int32", "int64", "uint32", "ui
  * import { uploadToOrtGpu } from "./ort_tensors.ts";
  * import { Tensor } from "../deps/ort.ts";
  * const a = await uploadToOrtGpu(new Tensor("float32", new Float32Array(8 * 64), [8, 64]));
- * // feeds["lora_A"] = a; ... every run reuses it; then:
+ * const feeds = { lora_A: a }; // every run can reuse it without a copy
  * a.dispose();
  * ```
  */

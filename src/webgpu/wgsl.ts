@@ -51,7 +51,9 @@ struct Params {
  * @example
  * ```ts
  * import { MERGE_WGSL } from "./wgsl.ts";
- * // device.createShaderModule({ code: MERGE_WGSL });
+ * import { requestGpuDevice } from "./device.ts";
+ * const device = await requestGpuDevice();
+ * const module = device.createShaderModule({ code: MERGE_WGSL });
  * ```
  */
 export const MERGE_WGSL = /* wgsl */ `${LORA_PARAMS}
@@ -86,7 +88,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
  * @example
  * ```ts
  * import { NORMS_ROWS_WGSL } from "./wgsl.ts";
- * // device.createShaderModule({ code: NORMS_ROWS_WGSL });
+ * import { requestGpuDevice } from "./device.ts";
+ * const device = await requestGpuDevice();
+ * const module = device.createShaderModule({ code: NORMS_ROWS_WGSL });
  * ```
  */
 export const NORMS_ROWS_WGSL = /* wgsl */ `${LORA_PARAMS}
@@ -134,7 +138,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
  * @example
  * ```ts
  * import { NORMS_COLS_WGSL } from "./wgsl.ts";
- * // device.createShaderModule({ code: NORMS_COLS_WGSL });
+ * import { requestGpuDevice } from "./device.ts";
+ * const device = await requestGpuDevice();
+ * const module = device.createShaderModule({ code: NORMS_COLS_WGSL });
  * ```
  */
 export const NORMS_COLS_WGSL = /* wgsl */ `${LORA_PARAMS}
@@ -172,7 +178,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
  * @example
  * ```ts
  * import { SCALE_WGSL } from "./wgsl.ts";
- * // device.createShaderModule({ code: SCALE_WGSL });
+ * import { requestGpuDevice } from "./device.ts";
+ * const device = await requestGpuDevice();
+ * const module = device.createShaderModule({ code: SCALE_WGSL });
  * ```
  */
 export const SCALE_WGSL = /* wgsl */ `

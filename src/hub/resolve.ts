@@ -5,10 +5,10 @@
  * @module
  */
 import { FileNotFoundError } from "../errors.ts";
-import type { HubCache } from "../hub/cache.ts";
-import { isValidRepoId } from "../hub/repo_id.ts";
-import type { FileSource } from "./file_source.ts";
-import { isLocalFolder, localSource } from "./local.ts";
+import type { FileSource } from "../storage/file_source.ts";
+import { isLocalFolder, localSource } from "../storage/local.ts";
+import type { HubCache } from "./cache.ts";
+import { isValidRepoId } from "./repo_id.ts";
 
 /**
  * Where to find files: the options PEFT's `from_pretrained` takes for
@@ -60,7 +60,7 @@ export function looksLocal(pathOrId: string): boolean {
  * Opens the files behind a path, `file:` URL, Hub repo id or FileSource. A
  * string that is not an existing folder (and does not start with `.`, `/` or
  * `file:`) must be a valid Hub repo id (`name` or `org/name`); it is opened
- * lazily with `hubSource` (src/hub).
+ * lazily with `hubSource`.
  *
  * @example
  * ```ts
@@ -84,7 +84,7 @@ export async function resolveSource(
   }
   if (isValidRepoId(pathOrId)) {
     // Loaded on first use: local-only users never load the Hub client.
-    const { hubSource } = await import("../hub/source.ts");
+    const { hubSource } = await import("./source.ts");
     return await hubSource(pathOrId, options);
   }
   throw new FileNotFoundError(

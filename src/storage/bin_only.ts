@@ -1,11 +1,12 @@
 /**
  * The ".bin only" case: a repo that has PyTorch pickle weights
  * (`adapter_model.bin`) but no safetensors. peft-edge never unpickles, so it
- * explains that instead of a bare "file not found". Works on any FileSource.
+ * explains that instead of a bare "file not found". Works on any FileSource:
+ * the adapter reader and the Hub source both use it, so the error is one.
  * @module
  */
 import { UnsupportedError } from "../errors.ts";
-import type { FileSource } from "../storage/file_source.ts";
+import type { FileSource } from "./file_source.ts";
 
 /**
  * The pickle file a safetensors file replaces: `adapter_model.safetensors`
@@ -33,7 +34,7 @@ export function pickleCounterpart(file: string): string | undefined {
  * @example
  * ```ts
  * import { safetensorsOnlyError } from "./bin_only.ts";
- * import { memorySource } from "../storage/memory.ts";
+ * import { memorySource } from "./memory.ts";
  * const src = memorySource("old-adapter", { "adapter_model.bin": new Uint8Array(1) });
  * const err = await safetensorsOnlyError(src, "adapter_model.safetensors");
  * if (err) throw err; // UnsupportedError: only safetensors is loaded ...
