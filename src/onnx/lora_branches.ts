@@ -38,7 +38,7 @@ import {
 import { OnnxModelError, UnsupportedError } from "../errors.ts";
 import { makeNode, nameAllocator, tensorValueInfo, usedNames } from "./graph_parts.ts";
 import { edited } from "./proto_edit.ts";
-import type { ModuleKind, WeightIndex, WeightTarget } from "./weight_index.ts";
+import type { ModuleKind, WeightIndex, WeightTarget } from "./weight_target.ts";
 
 /**
  * The graph inputs of one module's LoRA branch.
@@ -117,14 +117,20 @@ function siteOf(model: ModelProto, target: WeightTarget): Site {
     const bias = q.op === "MatMulNBits" && (producer.input[5] ?? "") !== "" ? 5 : undefined;
     return { producer: q.outputIndex, x: q.input, y: q.output, innerBias: bias };
   }
+  if (target.inSubgraph) {
+    throw new UnsupportedError(
+      `${target.nodeName} computes inside the branches of an If (a merged decoder); LoRA branches cannot be added ` +
+        'there yet: use mode "merged", or the decoder files without the If',
+      { key: target.module },
+    );
+  }
   let producer = target.readerIndex;
-  const reader = nodes[producer];
-  if (reader.opType === "Transpose") {
-    // Weight stored [out, in] and transposed before the MatMul.
-    const out = reader.output[0];
-    const users = nodes.map((n, i) => [n, i] as const).filter(([n]) => n.opType === "MatMul" && n.input[1] === out);
+  // Weight stored [out, in] and transposed (or cast, by the fp16 converter) before the MatMul.
+  for (let hops = 0; hops < 2 && ["Transpose", "Cast"].includes(nodes[producer].opType); hops++) {
+    const out = nodes[producer].output[0];
+    const users = nodes.map((n, i) => [n, i] as const).filter(([n]) => n.input.includes(out));
     const match = users.find(([n]) => n.name === target.nodeName) ?? users[0];
-    if (!match) throw fail(`no MatMul reads the transposed weight ${target.initializer}`);
+    if (!match) throw fail(`no node reads the weight ${target.initializer} after ${nodes[producer].opType}`);
     producer = match[1];
   }
   const node = nodes[producer];
@@ -191,7 +197,8 @@ export function addLoraBranches(
   const branches = new Map<string, LoraBranch>();
 
   for (const module of wanted) {
-    const target = weights.get(module);
+    // Hugging Face names (as plans carry them) resolve to the export's own.
+    const target = weights.get(module) ?? weights.resolve(module);
     if (!target) throw new OnnxModelError("the base graph has no patchable weight for this module", { key: module });
     const site = siteOf(model, target);
     if (replaced.has(site.producer)) {
