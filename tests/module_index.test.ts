@@ -85,7 +85,10 @@ for (const mode of ["merged", "dynamic"] as const) {
       const feeds = { ...e.feeds, use_cache_branch: new Tensor("bool", [branch], [1]) };
       assert.ok(maxAbsDiff(await logitsOf(base, feeds), e.base) < ATOL);
       const out = await logitsOf(model, feeds);
-      assert.ok(maxAbsDiff(out, e.adapter) < ATOL, `use_cache_branch=${branch}: max diff ${maxAbsDiff(out, e.adapter)}`);
+      assert.ok(
+        maxAbsDiff(out, e.adapter) < ATOL,
+        `use_cache_branch=${branch}: max diff ${maxAbsDiff(out, e.adapter)}`,
+      );
     }
     await model.release();
     await base.release();
