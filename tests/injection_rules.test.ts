@@ -84,3 +84,17 @@ test("OPT TorchScript: PEFT's model.decoder.* names resolve to the export's deco
   assert.equal(modules.length, 6);
   assert.deepEqual(p.unmatchedKeys, []);
 });
+
+test("BERT: modules_to_save loads the classifier whole; without it in the config its keys are unexpected", async () => {
+  const { plan } = await setup("bert-cls-dynamo");
+  const saved = plan({});
+  const replaced = saved.patches.filter((p) => p.kind === "replace").map((p) => p.module);
+  assert.deepEqual(replaced.sort(), ["classifier", "classifier"]); // weight and bias
+  assert.deepEqual(saved.unmatchedKeys, []);
+  const notSaved = plan({ modules_to_save: null });
+  assert.ok(notSaved.patches.every((p) => p.kind === "lora"));
+  assert.deepEqual(notSaved.unmatchedKeys.sort(), [
+    "base_model.model.classifier.bias",
+    "base_model.model.classifier.weight",
+  ]);
+});
