@@ -10,7 +10,7 @@ import { readFile } from "node:fs/promises";
 import { AdapterConfigError, UnsupportedError } from "../mod.ts";
 import { parseLoraConfig } from "../src/config/mod.ts";
 import { groupAdapterKeys } from "../src/lora/adapter_weights.ts";
-import { type LoraPatch, planAdapter } from "../src/lora/plan.ts";
+import { type LoraPatch, ModuleNotInExportError, planAdapter } from "../src/lora/plan.ts";
 import { decodeModel } from "../src/onnx/model_file.ts";
 import { indexWeights } from "../src/onnx/weight_index.ts";
 import { parseSafetensors } from "../src/safetensors/mod.ts";
@@ -24,11 +24,12 @@ async function setup(name: string) {
   );
   const raw = JSON.parse(await readFile(`${dir}/adapter/adapter_config.json`, "utf8"));
   const st = parseSafetensors(new Uint8Array(await readFile(`${dir}/adapter/adapter_model.safetensors`)));
-  const plan = (overrides: Record<string, unknown>) =>
+  // `extra`: keys added to the file's, with their shapes.
+  const plan = (overrides: Record<string, unknown>, extra: Record<string, number[]> = {}) =>
     planAdapter(
       parseLoraConfig({ ...raw, ...overrides }, { onWarning: () => {} }),
-      groupAdapterKeys(st.names()),
-      (k) => st.info(k).shape,
+      groupAdapterKeys([...st.names(), ...Object.keys(extra)]),
+      (k) => extra[k] ?? st.info(k).shape,
       weights,
     );
   return { plan, keys: st.names() };
@@ -85,16 +86,33 @@ test("OPT TorchScript: PEFT's model.decoder.* names resolve to the export's deco
   assert.deepEqual(p.unmatchedKeys, []);
 });
 
-test("BERT: modules_to_save loads the classifier whole; without it in the config its keys are unexpected", async () => {
+test("BERT: modules_to_save loads the classifier whole; PEFT's strict=False load takes it even without", async () => {
   const { plan } = await setup("bert-cls-dynamo");
   const saved = plan({});
   const replaced = saved.patches.filter((p) => p.kind === "replace").map((p) => p.module);
   assert.deepEqual(replaced.sort(), ["classifier", "classifier"]); // weight and bias
   assert.deepEqual(saved.unmatchedKeys, []);
-  const notSaved = plan({ modules_to_save: null });
-  assert.ok(notSaved.patches.every((p) => p.kind === "lora"));
-  assert.deepEqual(notSaved.unmatchedKeys.sort(), [
-    "base_model.model.classifier.bias",
-    "base_model.model.classifier.weight",
-  ]);
+  // `classifier.weight` names a parameter the model has, so set_peft_model_state_dict loads it regardless.
+  const notSaved = plan({ modules_to_save: null, task_type: null });
+  assert.deepEqual(notSaved.patches.filter((p) => p.kind === "replace").length, 2);
+  // A LoRA key of a module the config does not select is unexpected (the module was not injected).
+  const onlyQuery = plan({ target_modules: ["query"] });
+  assert.ok(onlyQuery.unmatchedKeys.some((k) => k.includes("attention.self.value.lora_A")));
+});
+
+test('GPT-2: trained biases (`bias: "all"`) load where the export can take them, and fail whole where not', async () => {
+  const { plan } = await setup("gpt2-torchscript");
+  const p = "base_model.model.transformer.h.0";
+  // The wrapped c_attn's own bias (under base_layer) and a plain Conv1D's bias are both PEFT-loaded.
+  const ok = plan({ bias: "all" }, { [`${p}.attn.c_attn.base_layer.bias`]: [48], [`${p}.attn.c_proj.bias`]: [16] });
+  const biases = ok.patches.filter((x) => x.kind === "replace").map((x) => x.module).sort();
+  assert.deepEqual(biases, ["transformer.h.0.attn.c_attn", "transformer.h.0.attn.c_proj"]);
+  // `c_attn.bias` (without base_layer) names no parameter of an injected c_attn: unexpected.
+  assert.deepEqual(plan({}, { [`${p}.attn.c_attn.bias`]: [48] }).unmatchedKeys, [`${p}.attn.c_attn.bias`]);
+  // A LayerNorm's bias exists in the model, but the export has no patchable weight for it: nothing is applied.
+  assert.throws(() => plan({ bias: "all" }, { [`${p}.ln_1.bias`]: [16] }), (e) => {
+    assert.ok(e instanceof ModuleNotInExportError);
+    assert.equal(e.module, "transformer.h.0.ln_1");
+    return true;
+  });
 });

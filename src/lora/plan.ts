@@ -163,7 +163,7 @@ function planReplace(t: ModuleTensors, target: WeightTarget, shapeOf: ShapeOf, c
 export class ModuleNotInExportError extends AdapterMismatchError {
   constructor(readonly module: string, readonly export_: string, detail: string) {
     super(
-      `the adapter adapts ${module}, but the ONNX export ${export_} has no weight for it (${detail}); ` +
+      `the adapter changes ${module}, but the ONNX export ${export_} has no weight for it (${detail}); ` +
         "nothing of the adapter was applied",
       { file: export_, key: module },
     );
@@ -271,30 +271,51 @@ export function planAdapter(
     return target;
   };
   for (const t of layout.modules.values()) {
-    const hasLora = [t.loraA, t.loraB, t.embeddingA, t.embeddingB].some((k) => k !== undefined);
     const loraKeys = [t.loraA, t.loraB, t.loraBias, t.magnitude, t.embeddingA, t.embeddingB]
       .filter((k): k is string => k !== undefined);
     const saved = savedModule(config, t.module);
-    // Full parameters are loaded for modules_to_save, and biases when the config trained them.
-    const fullWeight = saved ? t.fullWeight : undefined;
-    const fullBias = saved || config.bias !== "none" ? t.fullBias : undefined;
-    const ignored = [t.fullWeight, t.fullBias].filter((k): k is string =>
-      k !== undefined && k !== fullWeight && k !== fullBias
+    // PEFT injects LoRA where the config selects (never into modules_to_save); its state dict is then
+    // loaded with strict=False: LoRA keys go to injected modules, every other key to the parameter
+    // of that name, if the model has one (else it is an "unexpected key").
+    const injected = !saved && selects(t.module) && (loraKeys.length > 0 || weights.resolve(t.module) !== undefined);
+    // An injected module keeps its own parameters under `base_layer`; a plain one under its name.
+    const weightKey = injected ? t.baseWeight : t.fullWeight;
+    const biasKey = injected ? t.baseBias : t.fullBias;
+    unmatchedKeys.push(
+      ...(injected ? [t.fullWeight, t.fullBias] : [t.baseWeight, t.baseBias, ...loraKeys])
+        .filter((k): k is string => k !== undefined),
     );
-    const loraSelected = loraKeys.length > 0 && !saved && selects(t.module);
-    if (!loraSelected) unmatchedKeys.push(...loraKeys);
-    unmatchedKeys.push(...ignored);
-    if (!loraSelected && fullWeight === undefined && fullBias === undefined) continue;
-    const target = find(t.module, saved ? "it is in modules_to_save" : "the config targets it");
-    if (loraSelected) {
-      if (hasLora) {
-        patches.push(planLora(t, target, config, shapeOf));
-        adapted.add(target.module);
-      } else {
+    // The embedding's own weight, which PEFT saves with an embedding LoRA (`save_embedding_layers`),
+    // would need merging with the LoRA on the same weight: reported, not applied (yet).
+    if (injected && weightKey !== undefined) unmatchedKeys.push(weightKey);
+    if (injected && loraKeys.length > 0) {
+      const target = find(t.module, "the config targets it");
+      if (![t.loraA, t.loraB, t.embeddingA, t.embeddingB].some((k) => k !== undefined)) {
         throw new AdapterMismatchError("has DoRA magnitude or lora_B.bias but no lora_A/lora_B", { key: t.module });
       }
+      patches.push(planLora(t, target, config, shapeOf));
+      adapted.add(target.module);
+      if (biasKey !== undefined) {
+        patches.push(...planReplace({ module: t.module, fullBias: biasKey }, target, shapeOf, config));
+      }
+      continue;
     }
-    patches.push(...planReplace({ ...t, fullWeight, fullBias }, target, shapeOf, config));
+    if (injected || (weightKey === undefined && biasKey === undefined)) {
+      if (injected && biasKey !== undefined) unmatchedKeys.push(biasKey);
+      continue;
+    }
+    // A full parameter of a module the model has: PEFT loads it (modules_to_save, `bias: "all"`).
+    const target = saved ? find(t.module, "it is in modules_to_save") : weights.resolve(t.module);
+    if (!target) {
+      // The export shows the module but has no patchable weight for it (a norm's bias): it cannot be
+      // applied, and applying the rest would be partial.
+      if (weights.resolveScope(t.module)) find(t.module, "the adapter has its full parameters");
+      unmatchedKeys.push(...[weightKey, biasKey].filter((k): k is string => k !== undefined));
+      continue;
+    }
+    patches.push(
+      ...planReplace({ module: t.module, fullWeight: weightKey, fullBias: biasKey }, target, shapeOf, config),
+    );
   }
   return { patches, unmatchedKeys, missingModules: missing(config, weights, adapted) };
 }

@@ -46,7 +46,13 @@ function targetsOf(graph: GraphProto, initializers: ReadonlyMap<string, TensorPr
     return t && t.dims.length === 2 && floatElementType(t.dataType) ? t : undefined;
   };
   const bias1d = (readerIndex: number, inputIndex: number, length: number): InitializerUse | undefined => {
-    const t = initializers.get(graph.node[readerIndex].input[inputIndex] ?? "");
+    const name = graph.node[readerIndex].input[inputIndex] ?? "";
+    // TorchScript exports deduplicate equal initializers (zero biases) behind Identity nodes.
+    const identity = initializers.has(name) ? undefined : producers.get(name);
+    if (identity?.opType === "Identity" && (identity.domain ?? "") === "" && initializers.has(identity.input[0])) {
+      return bias1d(graph.node.indexOf(identity), 0, length);
+    }
+    const t = initializers.get(name);
     const ok = t && t.dims.length === 1 && Number(t.dims[0]) === length && floatElementType(t.dataType);
     return ok ? { initializer: t.name, readerIndex, inputIndex } : undefined;
   };
