@@ -277,7 +277,8 @@ export function planAdapter(
     // PEFT injects LoRA where the config selects (never into modules_to_save); its state dict is then
     // loaded with strict=False: LoRA keys go to injected modules, every other key to the parameter
     // of that name, if the model has one (else it is an "unexpected key").
-    const injected = !saved && selects(t.module) && (loraKeys.length > 0 || weights.resolve(t.module) !== undefined);
+    const injected = !saved && selects(t.module) &&
+      (loraKeys.length > 0 || (config.targetModules !== null && weights.resolve(t.module) !== undefined));
     // An injected module keeps its own parameters under `base_layer`; a plain one under its name.
     const weightKey = injected ? t.baseWeight : t.fullWeight;
     const biasKey = injected ? t.baseBias : t.fullBias;
