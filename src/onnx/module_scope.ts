@@ -19,7 +19,11 @@ import type { NodeProto } from "../deps/onnx_proto.ts";
  * @example
  * ```ts
  * import type { NodeScope } from "./module_scope.ts";
- * const q: NodeScope = { module: "model.layers.0.self_attn.q_proj", className: "torch.nn.modules.linear.Linear" };
+ * const q: NodeScope = {
+ *   module: "model.layers.0.self_attn.q_proj",
+ *   className: "torch.nn.modules.linear.Linear",
+ *   path: [{ module: "model" }, { module: "model.layers.0.self_attn.q_proj", className: "torch.nn.modules.linear.Linear" }],
+ * };
  * ```
  */
 export interface NodeScope {
