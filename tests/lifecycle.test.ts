@@ -192,8 +192,8 @@ test("dynamic: adapters that replace parameters are refused with advice to merge
   const tensors = Object.fromEntries(
     st.names().map((n) => [n, { dtype: st.get(n).dtype, shape: st.get(n).shape, data: st.get(n).bytes }]),
   );
-  // bias: "all" saves the trained biases of the base.
-  tensors["base_model.model.transformer.h.0.attn.c_attn.bias"] = {
+  // bias: "all" / "lora_only" saves the trained bias of a LoRA-wrapped layer under `base_layer` (as PEFT does).
+  tensors["base_model.model.transformer.h.0.attn.c_attn.base_layer.bias"] = {
     dtype: "F32",
     shape: [192],
     data: new Uint8Array(192 * 4),

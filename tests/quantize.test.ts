@@ -16,7 +16,7 @@ import { makeNode, nameAllocator, usedNames } from "../src/onnx/graph_parts.ts";
 import { addLoraBranches } from "../src/onnx/lora_branches.ts";
 import { encodeModel } from "../src/onnx/model_file.ts";
 import { dequantizeNBits, dequantizeQ8, quantizeQ4, quantizeQ8 } from "../src/onnx/quant_math.ts";
-import { quantizeModel } from "../src/onnx/quantize.ts";
+import { quantizeModel } from "./support/quantize.ts";
 import { readTargetWeight } from "../src/onnx/quantized_weights.ts";
 import { indexWeights } from "../src/onnx/weight_index.ts";
 import { ADAPTERS, expected, maxAbsDiff, prefillAndStep } from "./support/fixtures.ts";

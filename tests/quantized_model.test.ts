@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { fromPretrained, loadBaseModel, memorySource, UnsupportedError } from "../mod.ts";
 import { encodeModel } from "../src/onnx/model_file.ts";
-import { quantizeModel } from "../src/onnx/quantize.ts";
+import { quantizeModel } from "./support/quantize.ts";
 import { expected, fixture, maxAbsDiff, prefillAndStep } from "./support/fixtures.ts";
 import { fixtureModel } from "./support/onnx_variants.ts";
 

@@ -2,7 +2,8 @@
  * Grouping an adapter's state dict (PEFT's saved keys) by module. PEFT saves
  * `base_model.model.<module>.lora_A.weight`, `.lora_B.weight`,
  * `.lora_B.bias`, `.lora_magnitude_vector` (DoRA), `.lora_embedding_A/B`,
- * and, for `modules_to_save` / `bias: "all"`, the module's own full
+ * the wrapped layer's own parameters (`<module>.base_layer.weight`/`.bias`)
+ * and, for `modules_to_save` / `bias: "all"`, other modules' full
  * parameters (`<module>.weight`, `<module>.bias`).
  * @module
  */
@@ -19,8 +20,12 @@ export interface ModuleTensors {
   embeddingB?: string;
   /** Full replacement weight (modules_to_save). */
   fullWeight?: string;
-  /** Full replacement bias (modules_to_save, `bias: "all"` / `"lora_only"`). */
+  /** Full replacement bias (modules_to_save, `bias: "all"`). */
   fullBias?: string;
+  /** The LoRA-wrapped layer's own weight (`<module>.base_layer.weight`, saved with embedding LoRAs). */
+  baseWeight?: string;
+  /** The LoRA-wrapped layer's own trained bias (`<module>.base_layer.bias`, `bias: "lora_only"` / `"all"`). */
+  baseBias?: string;
 }
 
 /** The adapter's keys grouped by module, plus keys of no known form. */
@@ -40,6 +45,8 @@ const ROLES: ReadonlyArray<[suffix: string, role: keyof Omit<ModuleTensors, "mod
   [".lora_magnitude_vector", "magnitude"],
   [".lora_embedding_A", "embeddingA"],
   [".lora_embedding_B", "embeddingB"],
+  [".base_layer.weight", "baseWeight"],
+  [".base_layer.bias", "baseBias"],
   [".weight", "fullWeight"],
   [".bias", "fullBias"],
 ];

@@ -6,8 +6,9 @@
  * @module
  */
 import { createTargetMatcher, type LoraConfig, rankFor, scalingFor } from "../config/mod.ts";
-import { AdapterMismatchError, UnsupportedError } from "../errors.ts";
-import type { WeightIndex, WeightTarget } from "../onnx/weight_index.ts";
+import { AdapterConfigError, AdapterMismatchError, UnsupportedError } from "../errors.ts";
+import { loraSupportsClass } from "../onnx/module_scope.ts";
+import type { WeightIndex, WeightTarget } from "../onnx/weight_target.ts";
 import type { AdapterLayout, ModuleTensors } from "./adapter_weights.ts";
 
 /** Shapes of the adapter's tensors, by key. */
@@ -51,11 +52,6 @@ export interface AdapterPlan {
 
 const same = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((v, i) => v === b[i]);
 const fmt = (shape: readonly number[]) => `[${shape.join(", ")}]`;
-
-function tensorKeys(t: ModuleTensors): string[] {
-  return [t.loraA, t.loraB, t.loraBias, t.magnitude, t.embeddingA, t.embeddingB, t.fullWeight, t.fullBias]
-    .filter((k): k is string => k !== undefined);
-}
 
 function sample(names: Iterable<string>, n = 5): string {
   const list = [...names];
@@ -152,8 +148,94 @@ function planReplace(t: ModuleTensors, target: WeightTarget, shapeOf: ShapeOf, c
 }
 
 /**
- * Matches an adapter's modules to the base's ONNX weights and validates
- * every shape, rank and PEFT rule. Throws on the first error; changes nothing.
+ * A module the config selects, that the adapter has weights for (so it
+ * exists in the Hugging Face model), has no weight in the ONNX export.
+ * Applying the rest would run the model with part of its adapter missing,
+ * so nothing is applied.
+ *
+ * @example
+ * ```ts
+ * import { ModuleNotInExportError } from "./plan.ts";
+ * const e = new ModuleNotInExportError("model.layers.0.self_attn.q_proj", "onnx/model_q4.onnx", "no weight found");
+ * e.module; // "model.layers.0.self_attn.q_proj"
+ * ```
+ */
+export class ModuleNotInExportError extends AdapterMismatchError {
+  constructor(readonly module: string, readonly export_: string, detail: string) {
+    super(
+      `the adapter changes ${module}, but the ONNX export ${export_} has no weight for it (${detail}); ` +
+        "nothing of the adapter was applied",
+      { file: export_, key: module },
+    );
+  }
+}
+
+/** PEFT's `_set_trainable` match of a `modules_to_save` entry: the name itself or a `.`-suffix. */
+function savedModule(config: LoraConfig, module: string): boolean {
+  return (config.modulesToSave ?? []).some((m) => module === m || module.endsWith(`.${m}`));
+}
+
+function formatTargets(config: LoraConfig): string {
+  const t = config.targetModules;
+  return typeof t === "string" ? JSON.stringify(t) : `{${(t ?? []).map((x) => `'${x}'`).join(", ")}}`;
+}
+
+/**
+ * PEFT raises in `inject_adapter` when the config selects no module of the
+ * model, and in `_create_new_module` when it selects one LoRA cannot wrap.
+ * The modules known here are those the export shows (with or without a
+ * weight) and those the adapter has weights for.
+ */
+function checkSelection(config: LoraConfig, weights: WeightIndex, layout: AdapterLayout, exportFile: string) {
+  if (config.targetModules === null) return;
+  const known = [...new Set([...layout.modules.keys(), ...weights.scopes.map((s) => s.module), ...weights.modules])];
+  const selects = createTargetMatcher(config);
+  const selected = known.filter(selects);
+  if (selected.length === 0) {
+    const unexcluded = config.excludeModules
+      ? known.filter(createTargetMatcher({ ...config, excludeModules: null }))
+      : [];
+    if (unexcluded.length > 0) {
+      throw new AdapterConfigError(
+        "All modules were excluded. This is likely unintended. Check your `target_modules` and `exclude_modules` " +
+          `configuration (excluded: ${sample(unexcluded)})`,
+        { key: "exclude_modules" },
+      );
+    }
+    throw new AdapterConfigError(
+      `Target modules ${formatTargets(config)} not found in the base model (${exportFile}). ` +
+        "Please check the target modules and try again.",
+      { key: "target_modules" },
+    );
+  }
+  for (const module of selected) {
+    if (layout.modules.has(module) || weights.get(module) !== undefined) continue;
+    const scope = weights.scopes.find((s) => s.module === module);
+    // A module the export shows, without a weight LoRA could wrap: a norm, an activation, a whole block.
+    if (scope && loraSupportsClass(scope.className) !== true && weights.resolve(module) === undefined) {
+      throw new UnsupportedError(
+        `Target module ${module}${scope.className ? ` (${scope.className})` : ""} is not supported. Currently, only ` +
+          "`torch.nn.Linear`, `torch.nn.Embedding`, `torch.nn.Conv1d`, `torch.nn.Conv2d`, `torch.nn.Conv3d`, " +
+          "`transformers.pytorch_utils.Conv1D` and `torch.nn.MultiheadAttention` are supported (as PEFT says)",
+        { key: "target_modules" },
+      );
+    }
+  }
+}
+
+/**
+ * Decides, as PEFT does, which modules of the base the adapter changes, and
+ * validates every shape, rank and rule: the config selects the modules
+ * (`target_modules`, `exclude_modules`, `layers_to_transform`,
+ * `layers_pattern`, `modules_to_save`); adapter keys of modules it does not
+ * select are PEFT's "unexpected keys" (returned in `unmatchedKeys`, not
+ * applied), selected modules without keys its "missing keys". A selected
+ * module with adapter weights but no weight in the export is an error
+ * ({@linkcode ModuleNotInExportError}): an adapter is applied whole or not
+ * at all. Throws on the first error; changes nothing.
+ *
+ * Module names are resolved against the export with `WeightIndex.resolve`
+ * (exact, else the one export module equal up to a leading prefix).
  *
  * @example
  * ```ts
@@ -168,31 +250,75 @@ export function planAdapter(
   shapeOf: ShapeOf,
   weights: WeightIndex,
 ): AdapterPlan {
+  const exportFile = weights.file ?? "the ONNX model";
+  // target_modules null: PEFT would pick targets from its per-architecture table; the keys must then decide.
+  const selects = config.targetModules === null ? () => true : createTargetMatcher(config);
+  checkSelection(config, weights, layout, exportFile);
   const patches: Array<LoraPatch | ReplacePatch> = [];
   const unmatchedKeys = [...layout.unknownKeys];
-  let loraModules = 0;
-  for (const t of layout.modules.values()) {
-    const target = weights.get(t.module);
+  const adapted = new Set<string>();
+  const find = (module: string, why: string) => {
+    const target = weights.resolve(module);
     if (!target) {
-      unmatchedKeys.push(...tensorKeys(t));
+      const scope = weights.resolveScope(module);
+      const where = scope ? `the export shows ${scope.module} but no weight LoRA can adapt there` : "not found";
+      throw new ModuleNotInExportError(
+        module,
+        exportFile,
+        `${where}; ${why}. Export modules: ${sample(weights.modules) || "(none)"}`,
+      );
+    }
+    return target;
+  };
+  for (const t of layout.modules.values()) {
+    const loraKeys = [t.loraA, t.loraB, t.loraBias, t.magnitude, t.embeddingA, t.embeddingB]
+      .filter((k): k is string => k !== undefined);
+    const saved = savedModule(config, t.module);
+    // PEFT injects LoRA where the config selects (never into modules_to_save); its state dict is then
+    // loaded with strict=False: LoRA keys go to injected modules, every other key to the parameter
+    // of that name, if the model has one (else it is an "unexpected key").
+    const injected = !saved && selects(t.module) &&
+      (loraKeys.length > 0 || (config.targetModules !== null && weights.resolve(t.module) !== undefined));
+    // An injected module keeps its own parameters under `base_layer`; a plain one under its name.
+    const weightKey = injected ? t.baseWeight : t.fullWeight;
+    const biasKey = injected ? t.baseBias : t.fullBias;
+    unmatchedKeys.push(
+      ...(injected ? [t.fullWeight, t.fullBias] : [t.baseWeight, t.baseBias, ...loraKeys])
+        .filter((k): k is string => k !== undefined),
+    );
+    // The embedding's own weight, which PEFT saves with an embedding LoRA (`save_embedding_layers`),
+    // would need merging with the LoRA on the same weight: reported, not applied (yet).
+    if (injected && weightKey !== undefined) unmatchedKeys.push(weightKey);
+    if (injected && loraKeys.length > 0) {
+      const target = find(t.module, "the config targets it");
+      if (![t.loraA, t.loraB, t.embeddingA, t.embeddingB].some((k) => k !== undefined)) {
+        throw new AdapterMismatchError("has DoRA magnitude or lora_B.bias but no lora_A/lora_B", { key: t.module });
+      }
+      patches.push(planLora(t, target, config, shapeOf));
+      adapted.add(target.module);
+      if (biasKey !== undefined) {
+        patches.push(...planReplace({ module: t.module, fullBias: biasKey }, target, shapeOf, config));
+      }
       continue;
     }
-    const hasLora = [t.loraA, t.loraB, t.embeddingA, t.embeddingB].some((k) => k !== undefined);
-    if (hasLora) {
-      patches.push(planLora(t, target, config, shapeOf));
-      loraModules++;
-    } else if (t.magnitude !== undefined || t.loraBias !== undefined) {
-      throw new AdapterMismatchError("has DoRA magnitude or lora_B.bias but no lora_A/lora_B", { key: t.module });
+    if (injected || (weightKey === undefined && biasKey === undefined)) {
+      if (injected && biasKey !== undefined) unmatchedKeys.push(biasKey);
+      continue;
     }
-    patches.push(...planReplace(t, target, shapeOf, config));
-  }
-  if (loraModules === 0) {
-    throw new AdapterMismatchError(
-      `adapter matches no module of the base model. Adapter modules: ${sample(layout.modules.keys()) || "(none)"}; ` +
-        `base modules: ${sample(weights.modules)}`,
+    // A full parameter of a module the model has: PEFT loads it (modules_to_save, `bias: "all"`).
+    const target = saved ? find(t.module, "it is in modules_to_save") : weights.resolve(t.module);
+    if (!target) {
+      // The export shows the module but has no patchable weight for it (a norm's bias): it cannot be
+      // applied, and applying the rest would be partial.
+      if (weights.resolveScope(t.module)) find(t.module, "the adapter has its full parameters");
+      unmatchedKeys.push(...[weightKey, biasKey].filter((k): k is string => k !== undefined));
+      continue;
+    }
+    patches.push(
+      ...planReplace({ module: t.module, fullWeight: weightKey, fullBias: biasKey }, target, shapeOf, config),
     );
   }
-  return { patches, unmatchedKeys, missingModules: missing(config, weights, new Set(patches.map((p) => p.module))) };
+  return { patches, unmatchedKeys, missingModules: missing(config, weights, adapted) };
 }
 
 /**
@@ -201,12 +327,7 @@ export function planAdapter(
  * known, and nothing is reported.
  */
 function missing(config: LoraConfig, weights: WeightIndex, adapted: ReadonlySet<string>): string[] {
-  let targeted: (name: string) => boolean;
-  try {
-    targeted = createTargetMatcher(config);
-  } catch (error) {
-    if (error instanceof UnsupportedError) return [];
-    throw error;
-  }
+  if (config.targetModules === null) return [];
+  const targeted = createTargetMatcher(config);
   return weights.modules.filter((m) => !adapted.has(m) && targeted(m));
 }

@@ -9,6 +9,7 @@ import type { ModelSession } from "./model_session.ts";
 import { OnnxModelError } from "../errors.ts";
 import { externalBytes, externalDataFiles } from "../onnx/external_data.ts";
 import { decodeModel, encodeModel } from "../onnx/model_file.ts";
+import { type ModelDtype, onnxFileForDtype } from "../onnx/model_variant.ts";
 import { localFs } from "../runtime/fs.ts";
 import { elementCount, floatElementType, readFloatTensor } from "../onnx/tensor_data.ts";
 import { indexWeights, type WeightIndex } from "../onnx/weight_index.ts";
@@ -29,6 +30,8 @@ import { createModelKernels, type ModelKernels } from "./kernel_choice.ts";
 export interface LoadBaseModelOptions extends ResolveOptions, SessionChoice {
   /** ONNX file inside the folder or repo; default `onnx/model.onnx`, else `model.onnx`. */
   file?: string;
+  /** Weight variant as transformers.js picks it (`"q4"` -> `onnx/model_q4.onnx`); ignored when `file` is given. */
+  dtype?: ModelDtype;
 }
 
 /** Feeds as onnxruntime-web's `InferenceSession.run` takes them: input name to tensor. */
@@ -243,8 +246,9 @@ export class BaseModel implements AsyncDisposable {
   }
 }
 
-async function chooseOnnxFile(source: FileSource, file: string | undefined): Promise<string> {
+async function chooseOnnxFile(source: FileSource, file: string | undefined, dtype?: ModelDtype): Promise<string> {
   if (file) return file;
+  if (dtype) return onnxFileForDtype(dtype);
   for (const candidate of ["onnx/model.onnx", "model.onnx"]) {
     if (await source.exists(candidate)) return candidate;
   }
@@ -266,7 +270,7 @@ async function chooseOnnxFile(source: FileSource, file: string | undefined): Pro
 export async function loadBaseModel(pathOrId: PathOrSource, options: LoadBaseModelOptions = {}): Promise<BaseModel> {
   const source = await resolveSource(pathOrId, options);
   const config = await readJsonObject(source, "config.json", OnnxModelError);
-  const file = await chooseOnnxFile(source, options.file);
+  const file = await chooseOnnxFile(source, options.file, options.dtype);
   const bytes = await source.read(file);
   const onnx = decodeModel(bytes, file);
   const folder = file.includes("/") ? file.slice(0, file.lastIndexOf("/") + 1) : "";
@@ -274,7 +278,7 @@ export async function loadBaseModel(pathOrId: PathOrSource, options: LoadBaseMod
   for (const location of externalDataFiles(onnx, file)) {
     externalData.set(location, await source.read(folder + location));
   }
-  const weights = indexWeights(onnx.graph!);
+  const weights = indexWeights(onnx.graph!, file);
   const settings = await sessionSettings(options, onnx.graph!.output.map((o) => o.name));
   const text = await loadTextSide(source);
   const session = await createSession(bytes, externalData, settings, file);

@@ -104,7 +104,7 @@ export function rawTensor(name: string, dataType: number, dims: readonly number[
 }
 
 /**
- * Every tensor name a graph uses (inputs, outputs, initializers, node outputs).
+ * Every tensor name a graph uses (inputs, outputs, initializers, node outputs), its subgraphs' included.
  *
  * @example
  * ```ts
@@ -112,12 +112,15 @@ export function rawTensor(name: string, dataType: number, dims: readonly number[
  * // usedNames(model.graph!).has("logits") // true
  * ```
  */
-export function usedNames(graph: GraphProto): Set<string> {
-  const names = new Set<string>();
+export function usedNames(graph: GraphProto, names = new Set<string>()): Set<string> {
   for (const v of graph.input) names.add(v.name);
   for (const v of graph.output) names.add(v.name);
   for (const t of graph.initializer) names.add(t.name);
-  for (const n of graph.node) for (const o of n.output) names.add(o);
+  for (const n of graph.node) {
+    for (const o of n.output) names.add(o);
+    // Subgraphs (If/Loop bodies) share the model's name space with the outer graph.
+    for (const a of n.attribute) if (a.g) usedNames(a.g, names);
+  }
   return names;
 }
 

@@ -27,6 +27,8 @@
  * @module
  */
 import {
+  AttributeProtoSchema,
+  type GraphProto,
   GraphProtoSchema,
   type ModelProto,
   ModelProtoSchema,
@@ -38,7 +40,8 @@ import {
 import { OnnxModelError, UnsupportedError } from "../errors.ts";
 import { makeNode, nameAllocator, tensorValueInfo, usedNames } from "./graph_parts.ts";
 import { edited } from "./proto_edit.ts";
-import type { ModuleKind, WeightIndex, WeightTarget } from "./weight_index.ts";
+import { indexWeights } from "./weight_index.ts";
+import type { ModuleKind, WeightIndex, WeightTarget } from "./weight_target.ts";
 
 /**
  * The graph inputs of one module's LoRA branch.
@@ -108,8 +111,7 @@ interface Site {
   innerBias?: number;
 }
 
-function siteOf(model: ModelProto, target: WeightTarget): Site {
-  const nodes = model.graph!.node;
+function siteOf(nodes: readonly NodeProto[], target: WeightTarget): Site {
   const fail = (why: string) => new OnnxModelError(why, { key: target.module });
   const q = target.quantized;
   if (q) {
@@ -118,13 +120,12 @@ function siteOf(model: ModelProto, target: WeightTarget): Site {
     return { producer: q.outputIndex, x: q.input, y: q.output, innerBias: bias };
   }
   let producer = target.readerIndex;
-  const reader = nodes[producer];
-  if (reader.opType === "Transpose") {
-    // Weight stored [out, in] and transposed before the MatMul.
-    const out = reader.output[0];
-    const users = nodes.map((n, i) => [n, i] as const).filter(([n]) => n.opType === "MatMul" && n.input[1] === out);
+  // Weight stored [out, in] and transposed (or cast, by the fp16 converter) before the MatMul.
+  for (let hops = 0; hops < 2 && ["Transpose", "Cast"].includes(nodes[producer].opType); hops++) {
+    const out = nodes[producer].output[0];
+    const users = nodes.map((n, i) => [n, i] as const).filter(([n]) => n.input.includes(out));
     const match = users.find(([n]) => n.name === target.nodeName) ?? users[0];
-    if (!match) throw fail(`no MatMul reads the transposed weight ${target.initializer}`);
+    if (!match) throw fail(`no node reads the weight ${target.initializer} after ${nodes[producer].opType}`);
     producer = match[1];
   }
   const node = nodes[producer];
@@ -137,6 +138,110 @@ function siteOf(model: ModelProto, target: WeightTarget): Site {
   }
   if (node.opType !== "MatMul") throw fail(`node ${node.name} is a ${node.opType}; cannot add a LoRA branch`);
   return { producer, x: node.input[0], y: node.output[0] };
+}
+
+/** One module's branch, named: what gets inserted after its producer, in whichever graph computes it. */
+interface Planned {
+  branch: LoraBranch;
+  target: WeightTarget;
+}
+
+/** Node edits of one graph: producers rewritten, branch nodes inserted after them. */
+class GraphEdits {
+  readonly replaced = new Map<number, NodeProto>();
+  readonly after = new Map<number, NodeProto[]>();
+
+  apply(nodes: readonly NodeProto[]): NodeProto[] {
+    return nodes.flatMap((n, i) => [this.replaced.get(i) ?? n, ...(this.after.get(i) ?? [])]);
+  }
+}
+
+function insertBranch(
+  nodes: readonly NodeProto[],
+  { branch, target }: Planned,
+  edits: GraphEdits,
+  fresh: (name: string) => string,
+) {
+  const module = branch.module;
+  const site = siteOf(nodes, target);
+  if (edits.replaced.has(site.producer)) {
+    throw new OnnxModelError(`module shares its node with another branched module`, { key: module });
+  }
+  if (branch.scale && site.innerBias !== undefined && !target.bias) {
+    throw new UnsupportedError(
+      `DoRA needs the bias of ${target.nodeName} apart, but its C input is not a plain [out] bias`,
+      { key: module },
+    );
+  }
+  const prefix = `lora.${module}`;
+  // The producer now writes `base`; the branch writes the original output name.
+  const producer = nodes[site.producer];
+  const scope = producer.name.includes("/")
+    ? producer.name.slice(0, producer.name.lastIndexOf("/") + 1)
+    : `/${prefix}/`;
+  const base = fresh(`${site.y}_lora_base`);
+  const input = producer.input.slice();
+  const splitBias = branch.scale && site.innerBias !== undefined ? input[site.innerBias] : undefined;
+  if (splitBias !== undefined) input[site.innerBias!] = "";
+  while (input.length > 0 && input[input.length - 1] === "") input.pop();
+  const output = producer.output.slice();
+  output[0] = base;
+  edits.replaced.set(site.producer, edited(NodeProtoSchema, producer, { input, output }));
+
+  const xa = fresh(`${prefix}/xA`);
+  const delta = fresh(`${prefix}/delta`);
+  const added: NodeProto[] = [
+    target.kind === "embedding"
+      ? makeNode("Gather", [branch.a, site.x], [xa], `${scope}lora_A_Gather`, { axis: 0 })
+      : makeNode("MatMul", [site.x, branch.a], [xa], `${scope}lora_A_MatMul`),
+    makeNode("MatMul", [xa, branch.b], [delta], `${scope}lora_B_MatMul`),
+  ];
+  if (!branch.scale) {
+    added.push(makeNode("Add", [base, delta], [site.y], `${scope}lora_Add`));
+  } else {
+    const sum = fresh(`${prefix}/sum`);
+    const scaled = splitBias !== undefined ? fresh(`${prefix}/scaled`) : site.y;
+    added.push(
+      makeNode("Add", [base, delta], [sum], `${scope}lora_Add`),
+      makeNode("Mul", [sum, branch.scale], [scaled], `${scope}lora_dora_Mul`),
+    );
+    if (splitBias !== undefined) added.push(makeNode("Add", [scaled, splitBias], [site.y], `${scope}lora_bias_Add`));
+  }
+  edits.after.set(site.producer, added);
+}
+
+/**
+ * Branches of modules computed inside an If (merged decoders): every branch
+ * subgraph gets the same LoRA branch, reading the same outer graph inputs,
+ * so whichever branch runs is adapted alike.
+ */
+function branchSubgraphs(
+  graph: GraphProto,
+  ifIndex: number,
+  planned: readonly Planned[],
+  fresh: (name: string) => string,
+): NodeProto {
+  const node = graph.node[ifIndex];
+  const attribute = node.attribute.map((attr) => {
+    if (!attr.g) return attr;
+    // The subgraph sees the outer initializers: index it with them to find each module's site there.
+    const visible = edited(GraphProtoSchema, attr.g, { initializer: [...graph.initializer, ...attr.g.initializer] });
+    const local = indexWeights(visible);
+    const edits = new GraphEdits();
+    for (const p of planned) {
+      const target = local.get(p.target.module);
+      if (!target) {
+        throw new OnnxModelError(`the If branch ${attr.name} of ${node.name} does not compute this module`, {
+          key: p.branch.module,
+        });
+      }
+      insertBranch(attr.g.node, { branch: p.branch, target }, edits, fresh);
+    }
+    return edited(AttributeProtoSchema, attr, {
+      g: edited(GraphProtoSchema, attr.g, { node: edits.apply(attr.g.node) }),
+    });
+  });
+  return edited(NodeProtoSchema, node, { attribute });
 }
 
 /**
@@ -185,29 +290,19 @@ export function addLoraBranches(
     return name;
   };
 
-  const replaced = new Map<number, NodeProto>();
-  const after = new Map<number, NodeProto[]>();
   const inputs: ValueInfoProto[] = [];
   const branches = new Map<string, LoraBranch>();
+  const top = new GraphEdits();
+  const inIf = new Map<number, Planned[]>();
 
   for (const module of wanted) {
-    const target = weights.get(module);
+    // Hugging Face names (as plans carry them) resolve to the export's own.
+    const target = weights.get(module) ?? weights.resolve(module);
     if (!target) throw new OnnxModelError("the base graph has no patchable weight for this module", { key: module });
-    const site = siteOf(model, target);
-    if (replaced.has(site.producer)) {
-      throw new OnnxModelError(`module shares its node with another branched module`, { key: module });
-    }
     const isDora = dora.has(module);
     if (isDora && target.kind === "embedding") {
       throw new UnsupportedError("DoRA on embeddings is not supported", { key: module });
     }
-    if (isDora && site.innerBias !== undefined && !target.bias) {
-      throw new UnsupportedError(
-        `DoRA needs the bias of ${target.nodeName} apart, but its C input is not a plain [out] bias`,
-        { key: module },
-      );
-    }
-
     const prefix = `lora.${module}`;
     const rankDim = `${prefix}.rank`;
     const a = inputName(`${prefix}.A`, module);
@@ -221,42 +316,7 @@ export function addLoraBranches(
       tensorValueInfo(b, F, [rankDim, target.outFeatures]),
     );
     if (scale) inputs.push(tensorValueInfo(scale, F, [target.outFeatures]));
-
-    // The producer now writes `base`; the branch writes the original output name.
-    const producer = graph.node[site.producer];
-    const scope = producer.name.includes("/")
-      ? producer.name.slice(0, producer.name.lastIndexOf("/") + 1)
-      : `/${prefix}/`;
-    const base = fresh(`${site.y}_lora_base`);
-    const input = producer.input.slice();
-    const splitBias = isDora && site.innerBias !== undefined ? input[site.innerBias] : undefined;
-    if (splitBias !== undefined) input[site.innerBias!] = "";
-    while (input.length > 0 && input[input.length - 1] === "") input.pop();
-    const output = producer.output.slice();
-    output[0] = base;
-    replaced.set(site.producer, edited(NodeProtoSchema, producer, { input, output }));
-
-    const xa = fresh(`${prefix}/xA`);
-    const delta = fresh(`${prefix}/delta`);
-    const added: NodeProto[] = [
-      target.kind === "embedding"
-        ? makeNode("Gather", [a, site.x], [xa], `${scope}lora_A_Gather`, { axis: 0 })
-        : makeNode("MatMul", [site.x, a], [xa], `${scope}lora_A_MatMul`),
-      makeNode("MatMul", [xa, b], [delta], `${scope}lora_B_MatMul`),
-    ];
-    if (!scale) {
-      added.push(makeNode("Add", [base, delta], [site.y], `${scope}lora_Add`));
-    } else {
-      const sum = fresh(`${prefix}/sum`);
-      const scaled = splitBias !== undefined ? fresh(`${prefix}/scaled`) : site.y;
-      added.push(
-        makeNode("Add", [base, delta], [sum], `${scope}lora_Add`),
-        makeNode("Mul", [sum, scale], [scaled], `${scope}lora_dora_Mul`),
-      );
-      if (splitBias !== undefined) added.push(makeNode("Add", [scaled, splitBias], [site.y], `${scope}lora_bias_Add`));
-    }
-    after.set(site.producer, added);
-    branches.set(module, {
+    const branch: LoraBranch = {
       module,
       kind: target.kind,
       a,
@@ -266,10 +326,16 @@ export function addLoraBranches(
       outFeatures: target.outFeatures,
       rankDim,
       elementType,
-    });
+    };
+    branches.set(module, branch);
+    if (target.inSubgraph) {
+      inIf.set(target.readerIndex, [...(inIf.get(target.readerIndex) ?? []), { branch, target }]);
+    } else {
+      insertBranch(graph.node, { branch, target }, top, fresh);
+    }
   }
+  for (const [ifIndex, planned] of inIf) top.replaced.set(ifIndex, branchSubgraphs(graph, ifIndex, planned, fresh));
 
-  const node = graph.node.flatMap((n, i) => [replaced.get(i) ?? n, ...(after.get(i) ?? [])]);
-  const branched = edited(GraphProtoSchema, graph, { node, input: [...graph.input, ...inputs] });
+  const branched = edited(GraphProtoSchema, graph, { node: top.apply(graph.node), input: [...graph.input, ...inputs] });
   return { model: edited(ModelProtoSchema, model, { graph: branched }), branches };
 }

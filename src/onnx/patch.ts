@@ -13,9 +13,10 @@ import {
   NodeProtoSchema,
   type TensorProto,
 } from "../deps/onnx_proto.ts";
+import { UnsupportedError } from "../errors.ts";
 import { edited } from "./proto_edit.ts";
 import { writeFloatTensor } from "./tensor_data.ts";
-import type { InitializerUse, WeightIndex } from "./weight_index.ts";
+import type { InitializerUse, WeightIndex } from "./weight_target.ts";
 
 /** New float values for an initializer as read by one node input. */
 export interface WeightUpdate extends InitializerUse {
@@ -49,6 +50,14 @@ export function patchModel(model: ModelProto, weights: WeightIndex, updates: rea
     if (exclusive) {
       replaced.set(u.initializer, writeFloatTensor(original, u.initializer, u.values));
       continue;
+    }
+    if (u.inputIndex < 0) {
+      // Read inside an If's branches (merged decoder) and elsewhere too: a per-node copy
+      // would need the subgraphs rewritten; refuse rather than patch one reader of several.
+      throw new UnsupportedError(
+        `${u.initializer} is shared with other nodes and read inside a subgraph; it cannot be patched for one reader`,
+        { key: u.module },
+      );
     }
     // Shared: give this reader its own patched copy, leave the others on the original.
     const name = `${u.initializer}::peft_edge::${u.module}`;

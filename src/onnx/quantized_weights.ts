@@ -17,35 +17,9 @@ import { type GraphProto, type NodeProto, type TensorProto, TensorProto_DataType
 import { OnnxModelError, UnsupportedError } from "../errors.ts";
 import { dequantizeNBits, dequantizeQ8 } from "./quant_math.ts";
 import { elementCount, floatElementType, readFloatTensor } from "./tensor_data.ts";
-import type { InitializerUse, WeightTarget } from "./weight_index.ts";
+import type { InitializerUse, QuantizedProjection, WeightTarget } from "./weight_target.ts";
 
-/**
- * How a quantized projection is computed, and where its float ends are.
- *
- * @example
- * ```ts
- * import type { QuantizedProjection } from "./quantized_weights.ts";
- * // index.get("model.layers.0.self_attn.q_proj")?.quantized -> { op: "MatMulNBits", bits: 4, blockSize: 32, input, output, ... }
- * const q: QuantizedProjection = { op: "MatMulInteger", bits: 8, input: "x", output: "y", outputIndex: 4, scales: "w_scale" };
- * ```
- */
-export interface QuantizedProjection {
-  op: "MatMulNBits" | "MatMulInteger";
-  /** Bits per weight code (MatMulNBits: 2-8; MatMulInteger: 8). */
-  bits: number;
-  /** MatMulNBits block size along K. */
-  blockSize?: number;
-  /** The float tensor the projection reads (`x`). */
-  input: string;
-  /** The float tensor it produces (`x W`, plus the MatMulNBits bias input when used). */
-  output: string;
-  /** Index in `graph.node` of the node producing `output`. */
-  outputIndex: number;
-  /** Initializer holding the weight scales. */
-  scales: string;
-  /** Initializer holding the weight zero points, when present. */
-  zeroPoints?: string;
-}
+export type { QuantizedProjection } from "./weight_target.ts";
 
 /**
  * What the weight index knows that recognising a quantized projection needs.

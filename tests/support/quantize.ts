@@ -33,16 +33,23 @@ import {
   OperatorSetIdProtoSchema,
   type TensorProto,
   TensorProto_DataType,
-} from "../deps/onnx_proto.ts";
-import { UnsupportedError } from "../errors.ts";
-import type { WeightLayout } from "../kernels/types.ts";
-import { floatAttribute, intAttribute, makeNode, nameAllocator, rawTensor, usedNames } from "./graph_parts.ts";
-import { patchModel, type WeightUpdate } from "./patch.ts";
-import { edited } from "./proto_edit.ts";
-import { blockCount, dequantizeNBits, dequantizeQ8, quantizeQ4, quantizeQ8 } from "./quant_math.ts";
-import type { ExternalBytes } from "./quantized_weights.ts";
-import { readFloatTensor } from "./tensor_data.ts";
-import { indexWeights, type InitializerUse } from "./weight_index.ts";
+} from "../../src/deps/onnx_proto.ts";
+import { UnsupportedError } from "../../src/errors.ts";
+import type { WeightLayout } from "../../src/kernels/types.ts";
+import {
+  floatAttribute,
+  intAttribute,
+  makeNode,
+  nameAllocator,
+  rawTensor,
+  usedNames,
+} from "../../src/onnx/graph_parts.ts";
+import { patchModel, type WeightUpdate } from "../../src/onnx/patch.ts";
+import { edited } from "../../src/onnx/proto_edit.ts";
+import { blockCount, dequantizeNBits, dequantizeQ8, quantizeQ4, quantizeQ8 } from "../../src/onnx/quant_math.ts";
+import type { ExternalBytes } from "../../src/onnx/quantized_weights.ts";
+import { readFloatTensor } from "../../src/onnx/tensor_data.ts";
+import { indexWeights, type InitializerUse } from "../../src/onnx/weight_index.ts";
 
 /**
  * The quantized forms {@linkcode quantizeModel} produces.

@@ -1,0 +1,151 @@
+/**
+ * What the module index tells about one patchable weight: the shared
+ * vocabulary of the index, the quantized-projection matcher, patching and
+ * LoRA branches (kept apart so none of them imports another in a cycle).
+ * @module
+ */
+import type { WeightLayout } from "../kernels/reference.ts";
+
+/**
+ * What kind of PyTorch module an ONNX weight belongs to.
+ *
+ * @example
+ * ```ts
+ * import type { ModuleKind } from "./weight_target.ts";
+ * const kind: ModuleKind = "linear";
+ * ```
+ */
+export type ModuleKind = "linear" | "embedding";
+
+/**
+ * How a quantized projection is computed, and where its float ends are.
+ *
+ * @example
+ * ```ts
+ * import type { QuantizedProjection } from "./weight_target.ts";
+ * const q: QuantizedProjection = { op: "MatMulInteger", bits: 8, input: "x", output: "y", outputIndex: 4, scales: "w_scale" };
+ * ```
+ */
+export interface QuantizedProjection {
+  op: "MatMulNBits" | "MatMulInteger";
+  /** Bits per weight code (MatMulNBits: 2-8; MatMulInteger: 8). */
+  bits: number;
+  /** MatMulNBits block size along K. */
+  blockSize?: number;
+  /** The float tensor the projection reads (`x`). */
+  input: string;
+  /** The float tensor it produces (`x W`, plus the MatMulNBits bias input when used). */
+  output: string;
+  /** Index in `graph.node` of the node producing `output`. */
+  outputIndex: number;
+  /** Initializer holding the weight scales. */
+  scales: string;
+  /** Initializer holding the weight zero points, when present. */
+  zeroPoints?: string;
+}
+
+/**
+ * An initializer as read by one input of one node.
+ *
+ * @example
+ * ```ts
+ * import type { InitializerUse } from "./weight_target.ts";
+ * const use: InitializerUse = { initializer: "onnx::MatMul_426", readerIndex: 12, inputIndex: 1 };
+ * ```
+ */
+export interface InitializerUse {
+  initializer: string;
+  readerIndex: number;
+  inputIndex: number;
+}
+
+/**
+ * One patchable weight of the ONNX graph, named by its PyTorch module.
+ *
+ * @example
+ * ```ts
+ * import type { WeightTarget } from "./weight_target.ts";
+ * const describe = (t: WeightTarget) => `${t.module}: ${t.initializer} ${t.inFeatures}x${t.outFeatures} (${t.layout})`;
+ * ```
+ */
+export interface WeightTarget {
+  /** PyTorch module name as the export names it, e.g. `model.layers.0.self_attn.q_proj`. */
+  module: string;
+  kind: ModuleKind;
+  /** The node computing the module (MatMul, Gemm, Gather or a quantized projection). */
+  nodeName: string;
+  /** Index in `graph.node` of the node that reads the initializer directly (the op, or a Transpose/Cast before it). */
+  readerIndex: number;
+  /** Which input of that reader is the initializer. */
+  inputIndex: number;
+  /** Initializer holding the weight. */
+  initializer: string;
+  /** Row-major layout of the stored weight. */
+  layout: WeightLayout;
+  /** Linear: in/out features. Embedding: in = num_embeddings, out = embedding_dim. */
+  inFeatures: number;
+  outFeatures: number;
+  /** Float initializer holding the bias, when the module has one, and the node input reading it. */
+  bias?: InitializerUse;
+  /**
+   * Set for quantized projections (`MatMulNBits`, or `MatMulInteger` after
+   * `DynamicQuantizeLinear`): `initializer` then holds integer codes, so the
+   * weight cannot be merged into, only branched; this names the projection's
+   * float input and output.
+   */
+  quantized?: QuantizedProjection;
+  /**
+   * The weight is read inside the branches of an `If` (Optimum's merged
+   * decoders): `readerIndex` is that `If` node and `inputIndex` is -1. Both
+   * branches read the same outer initializer, so patching it in place
+   * adapts both at once.
+   */
+  inSubgraph?: boolean;
+}
+
+/**
+ * A module the graph shows (a node's scope) without a patchable weight of its
+ * own: a norm, an attention block, a whole decoder layer. `className` is the
+ * PyTorch class when the exporter recorded it (dynamo exports do).
+ *
+ * @example
+ * ```ts
+ * import type { GraphModule } from "./weight_target.ts";
+ * const norm: GraphModule = { module: "model.layers.0.input_layernorm", className: "LlamaRMSNorm" };
+ * ```
+ */
+export interface GraphModule {
+  module: string;
+  className?: string;
+}
+
+/**
+ * Index of the graph's patchable weights by module name.
+ *
+ * @example
+ * ```ts
+ * import type { WeightIndex } from "./weight_target.ts";
+ * const linear = (index: WeightIndex) => index.modules.filter((m) => index.get(m)!.kind === "linear");
+ * ```
+ */
+export interface WeightIndex {
+  /** The ONNX file the graph came from, when the indexer was told (named in errors). */
+  readonly file?: string;
+  /** Every module with a patchable weight, in graph order, named as the export names it. */
+  readonly modules: readonly string[];
+  /** Every module scope the graph shows (with or without a weight), in graph order. */
+  readonly scopes: readonly GraphModule[];
+  /** The target of a module by its name in the export. */
+  get(module: string): WeightTarget | undefined;
+  /**
+   * The target of a module by its Hugging Face name (`model.decoder.layers.0.self_attn.q_proj`):
+   * the export's own name, or the one export module whose name differs from it only by a leading
+   * prefix (exports scoped below or above the top-level module). Throws an `OnnxModelError` naming
+   * the candidates when more than one would fit.
+   */
+  resolve(hfModule: string): WeightTarget | undefined;
+  /** The scope of a module by its Hugging Face name, resolved like {@linkcode WeightIndex.resolve}. */
+  resolveScope(hfModule: string): GraphModule | undefined;
+  /** Nodes that read an initializer (to detect tied weights). */
+  consumers(initializer: string): readonly number[];
+}
