@@ -11,6 +11,7 @@
  * @module
  */
 import { type FetchHandler, serveLoopback } from "../runtime/http_server.ts";
+import { loadNet, type Socket } from "../runtime/net.ts";
 import { ResponseEnd } from "./response_end.ts";
 
 /**
@@ -80,33 +81,6 @@ export interface RunningServer {
   shutdown(options?: ShutdownOptions): Promise<void>;
 }
 
-/** The socket subset the guard uses (`node:net`'s, typed here so the module loads it lazily). */
-interface Socket {
-  write(data: Uint8Array | string): boolean;
-  end(data?: string): void;
-  destroy(): void;
-  pause(): void;
-  resume(): void;
-  pipe(to: Socket): Socket;
-  setNoDelay(noDelay?: boolean): void;
-  on(event: "data", listener: (chunk: Uint8Array) => void): Socket;
-  on(event: "close" | "end" | "finish", listener: () => void): Socket;
-  on(event: "error", listener: (error: Error) => void): Socket;
-  removeAllListeners(event: string): Socket;
-}
-
-interface NetServer {
-  listen(port: number, hostname: string, callback: () => void): void;
-  address(): { port: number } | string | null;
-  close(callback?: () => void): void;
-  on(event: "error", listener: (error: Error) => void): NetServer;
-}
-
-interface Net {
-  createServer(listener: (socket: Socket) => void): NetServer;
-  connect(port: number, host: string): Socket;
-}
-
 const HEAD_END = new Uint8Array([13, 10, 13, 10]);
 
 /** Index just past the blank line ending a request head, or -1. */
@@ -165,7 +139,7 @@ export async function listen(handler: FetchHandler, options: ListenOptions = {})
   const maxHeaderBytes = positive("maxHeaderBytes", options.maxHeaderBytes, 32 * 1024);
   const maxConnections = positive("maxConnections", options.maxConnections, 256);
   const log = options.onLog ?? (() => {});
-  const net = await import("node:net") as unknown as Net;
+  const net = await loadNet();
   const inner = await serveLoopback(handler);
   /** Open client connections, and whether each one's head has been handed over. */
   const open = new Map<Socket, { forwarded: boolean; upstream?: Socket }>();
