@@ -21,6 +21,8 @@ import {
   waitFor,
   withService,
 } from "./support/server_setup.ts";
+import { redactPaths } from "../src/server/to_api_error.ts";
+import { ResponseEnd } from "../src/server/response_end.ts";
 
 const demo = await loadDemo();
 const root = await makeAdapterRoot();
@@ -334,4 +336,34 @@ test("error bodies never carry file contents or server paths; the log gets the d
     assert.ok(logs.length >= 3, "the details were logged");
     assert.ok(logs.some((l) => l.message.includes(root.dir)), "the log keeps the paths");
   });
+});
+
+test("redactPaths blanks absolute paths and file URLs but keeps repo ids, URLs and '/' in prose", () => {
+  assert.equal(
+    redactPaths("adapter x is already loaded from /srv/a/x; delete it"),
+    "adapter x is already loaded from <path>; delete it",
+  );
+  assert.equal(redactPaths("no such file: file:///etc/passwd"), "no such file: <path>");
+  assert.equal(redactPaths('id "/etc" must not be absolute'), 'id "<path>" must not be absolute');
+  assert.equal(redactPaths("C:\\Users\\me\\x.json is bad"), "<path> is bad");
+  for (
+    const kept of ["org/name not found", "see https://huggingface.co/api/models/a/b", "at most 4 '/'-separated parts"]
+  ) {
+    assert.equal(redactPaths(kept), kept);
+  }
+});
+
+test("ResponseEnd finds the end of length-framed, chunked, bodiless and interim-headed answers", () => {
+  const bytes = (text: string) => new TextEncoder().encode(text);
+  const length = new ResponseEnd("POST");
+  assert.equal(length.feed(bytes("HTTP/1.1 408 Request Timeout\r\ncontent-length: 5\r\n\r\nab")), false);
+  assert.equal(length.feed(bytes("cde")), true);
+  const chunked = new ResponseEnd("POST");
+  assert.equal(chunked.feed(bytes("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")), false);
+  assert.equal(chunked.feed(bytes("a;x=1\r\n0123456789\r\n0\r\n")), false);
+  assert.equal(chunked.feed(bytes("\r\n")), true);
+  assert.equal(new ResponseEnd("HEAD").feed(bytes("HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n")), true);
+  const interim = new ResponseEnd("POST");
+  assert.equal(interim.feed(bytes("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n")), true);
+  assert.equal(new ResponseEnd("GET").feed(bytes("HTTP/1.1 200 OK\r\n\r\nstreamed until close")), false);
 });

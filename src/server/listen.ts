@@ -256,14 +256,21 @@ export async function listen(handler: FetchHandler, options: ListenOptions = {})
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     for (const [socket, state] of open) if (!state.forwarded) socket.destroy();
     const drained = () => open.size === 0 ? Promise.resolve() : new Promise<void>((resolve) => allClosed.push(resolve));
-    const wait = (ms: number) => new Promise<"late">((resolve) => setTimeout(() => resolve("late"), ms));
+    /** Whether everything closed within `ms` (the timer is cleared either way, so it holds no process open). */
+    const drainedWithin = async (ms: number) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+      try {
+        return await Promise.race([drained().then(() => true), late]);
+      } finally {
+        clearTimeout(timer);
+      }
+    };
     const graceMs = shutdownOptions.graceMs ?? 10_000;
-    if (await Promise.race([drained(), wait(graceMs)]) === "late") {
+    if (!await drainedWithin(graceMs)) {
       log(`cancelling ${open.size} request(s) still in flight after ${graceMs} ms`);
       shutdownOptions.cancel?.();
-      if (await Promise.race([drained(), wait(2000)]) === "late") {
-        for (const socket of open.keys()) socket.destroy();
-      }
+      if (!await drainedWithin(2000)) { for (const socket of open.keys()) socket.destroy(); }
     }
     await inner.close();
     await closed;

@@ -14,8 +14,7 @@ import { modelEntry } from "./openai_shapes.ts";
  * ```ts
  * import { Hono } from "../deps/hono.ts";
  * import { modelRoutes } from "./routes_models.ts";
- * import { apiKeyAuth } from "./admin_auth.ts";
-import type { ServerContext } from "./app_options.ts";
+ * import type { ServerContext } from "./app_options.ts";
  * declare const context: ServerContext;
  * modelRoutes(new Hono(), context);
  * ```
