@@ -60,5 +60,16 @@ export {
   type PoolUsage,
   type SharedModelOptions,
 } from "./src/serving/mod.ts";
-export { ApiError, type AppOptions, createApp, type ErrorType, toApiError } from "./src/server/mod.ts";
+export {
+  ApiError,
+  type AppOptions,
+  type CorsSettings,
+  createApp,
+  type ErrorType,
+  listen,
+  type ListenOptions,
+  type RunningServer,
+  type ServerLogger,
+  toApiError,
+} from "./src/server/mod.ts";
 export { memoryHubCache } from "./src/hub/cache.ts";

@@ -18,7 +18,12 @@
  * `--no-hub` (`POST /v1/adapters` may not load Hub ids), `--max-adapters N`,
  * `--max-adapter-bytes N`, `--max-tokens N`, `--name NAME` (the base's model
  * name; default the last part of `--base`), `--chat-template FILE` (a Jinja
- * chat template for bases without one). Prints the URL it listens on.
+ * chat template for bases without one), `--cors-origin ORIGIN` (repeatable;
+ * CORS is off without it), `--max-connections N`, `--max-queued N`,
+ * `--grace-ms N` (how long SIGINT/SIGTERM let generations finish before
+ * cancelling them). `PEFT_EDGE_API_KEY` makes the inference routes require
+ * that bearer key. Prints the URL it listens on; logs refused requests'
+ * details and any stray error to stderr, and keeps serving.
  * @module
  */
 import { readFile } from "node:fs/promises";
@@ -26,15 +31,16 @@ import process from "node:process";
 import { parseArgs } from "node:util";
 import { loadBaseModel, PeftEdgeError } from "../mod.ts";
 import { isValidRepoId } from "../src/hub/repo_id.ts";
-import { createApp } from "../src/server/mod.ts";
+import { createApp, listen } from "../src/server/mod.ts";
 import { type AdapterLocation, createAdapterPool, PoolError } from "../src/serving/mod.ts";
 import { isLocalFolder } from "../src/storage/local.ts";
 import { looksLocal } from "../src/hub/resolve.ts";
 
 const USAGE = `usage: serve.ts --base <path|id> [--adapter NAME=<path|id>]... [--port N] [--host 127.0.0.1]
        [--adapter-root DIR]... [--no-hub] [--max-adapters N] [--max-adapter-bytes N] [--max-tokens N] [--name NAME]
-       [--chat-template FILE]
-environment: PEFT_EDGE_ADMIN_TOKEN enables the adapter-management routes (/v1/adapters)`;
+       [--chat-template FILE] [--cors-origin ORIGIN]... [--max-connections N] [--max-queued N] [--grace-ms N]
+environment: PEFT_EDGE_ADMIN_TOKEN enables the adapter-management routes (/v1/adapters);
+             PEFT_EDGE_API_KEY makes the inference routes require that bearer key`;
 
 /** Parsed command line. */
 interface Args {
@@ -49,6 +55,10 @@ interface Args {
   maxBytes?: number;
   maxTokens?: number;
   chatTemplate?: string;
+  corsOrigins: string[];
+  maxConnections?: number;
+  maxQueued?: number;
+  graceMs: number;
 }
 
 /** Exits with the usage text and a reason. */
@@ -86,6 +96,10 @@ function readArgs(argv: string[]): Args {
         "max-adapter-bytes": { type: "string" },
         "max-tokens": { type: "string" },
         "chat-template": { type: "string" },
+        "cors-origin": { type: "string", multiple: true },
+        "max-connections": { type: "string" },
+        "max-queued": { type: "string" },
+        "grace-ms": { type: "string" },
       },
     }));
   } catch (error) {
@@ -96,7 +110,9 @@ function readArgs(argv: string[]): Args {
     process.exit(0);
   }
   if (!values.base) usage("--base is required");
-  const whole = (flag: "port" | "max-adapters" | "max-adapter-bytes" | "max-tokens") => {
+  const whole = (
+    flag: "port" | "max-adapters" | "max-adapter-bytes" | "max-tokens" | "max-connections" | "max-queued" | "grace-ms",
+  ) => {
     const value = values[flag];
     return value === undefined ? undefined : integer(`--${flag}`, value);
   };
@@ -119,6 +135,10 @@ function readArgs(argv: string[]): Args {
     maxBytes: whole("max-adapter-bytes"),
     maxTokens: whole("max-tokens"),
     chatTemplate: values["chat-template"],
+    corsOrigins: values["cors-origin"] ?? [],
+    maxConnections: whole("max-connections"),
+    maxQueued: whole("max-queued"),
+    graceMs: whole("grace-ms") ?? 10_000,
   };
 }
 
@@ -129,25 +149,17 @@ async function locate(pathOrId: string): Promise<AdapterLocation> {
   throw new Error(`${pathOrId} is neither a local folder nor a Hub repo id`);
 }
 
-/** Serves with the runtime's own HTTP server and resolves to the URL it listens on. */
-function serve(
-  fetch: (request: Request) => Response | Promise<Response>,
-  hostname: string,
-  port: number,
-): Promise<string> {
-  const url = (host: string, p: number) => `http://${host.includes(":") ? `[${host}]` : host}:${p}`;
-  const bun = (globalThis as {
-    Bun?: { serve(o: { hostname: string; port: number; idleTimeout: number; fetch: typeof fetch }): { port: number } };
-  }).Bun;
-  if (bun) {
-    // idleTimeout 255 s (Bun's maximum): long non-streamed generations must not be cut at 10 s.
-    const server = bun.serve({ hostname, port, idleTimeout: 255, fetch });
-    return Promise.resolve(url(hostname, server.port));
-  }
-  const deno = (globalThis as { Deno?: typeof Deno }).Deno;
-  if (!deno) throw new Error("serve.ts runs under Deno or Bun; on other platforms export `app.fetch`");
-  return new Promise((resolve) => {
-    deno.serve({ hostname, port, onListen: (addr) => resolve(url(hostname, addr.port)) }, fetch);
+/** Logs what a long-running server must survive: a stray rejection or exception is a bug to report, not a crash. */
+function surviveStrayErrors(): void {
+  const report = (what: string) => (error: unknown) => {
+    process.stderr.write(`error: ${what} (server keeps running): ${(error as Error)?.stack ?? error}\n`);
+  };
+  process.on("unhandledRejection", report("unhandled rejection"));
+  process.on("uncaughtException", report("uncaught exception"));
+  // Deno also reports through the web events; preventDefault keeps the process alive there.
+  globalThis.addEventListener?.("unhandledrejection", (event) => {
+    event.preventDefault();
+    report("unhandled rejection")(event.reason);
   });
 }
 
@@ -168,14 +180,42 @@ async function main(): Promise<void> {
     await pool.load(name, await locate(pathOrId));
     process.stderr.write(`loaded adapter ${name} from ${pathOrId}\n`);
   }
+  const stop = new AbortController();
   const app = createApp({
     pool,
     adminToken,
+    apiKey: process.env.PEFT_EDGE_API_KEY || undefined,
     localRoots: args.roots,
     allowHub: args.allowHub,
     maxTokens: args.maxTokens,
+    maxQueued: args.maxQueued,
+    cors: args.corsOrigins.length > 0 ? { origin: args.corsOrigins } : undefined,
+    stopSignal: stop.signal,
+    logger: {
+      warn: (message) => process.stderr.write(`warning: ${message}\n`),
+      error: (message, detail) => process.stderr.write(`error: ${message}: ${(detail as Error)?.stack ?? detail}\n`),
+    },
   });
-  const url = await serve(app.fetch, args.host, args.port);
+  surviveStrayErrors();
+  const server = await listen(app.fetch, {
+    hostname: args.host,
+    port: args.port,
+    maxConnections: args.maxConnections,
+    onLog: (message) => process.stderr.write(`${message}\n`),
+  });
+  const url = server.url;
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) process.exit(130); // a second signal: stop now
+    stopping = true;
+    process.stderr.write(`${signal}: finishing requests in flight (at most ${args.graceMs} ms)\n`);
+    await server.shutdown({ graceMs: args.graceMs, cancel: () => stop.abort() });
+    await pool.close();
+    process.stderr.write("stopped\n");
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.stderr.write(
     `ready in ${((performance.now() - started) / 1000).toFixed(1)} s; models: ${
       [

@@ -28,6 +28,7 @@ const demo = await loadDemo();
 const refs = await references();
 const root = await makeAdapterRoot();
 const BASE = "byte-llama";
+const JSON_TYPE = { "content-type": "application/json" };
 const LONG = { timeout: 120_000 };
 after(() => root.remove());
 
@@ -124,6 +125,7 @@ test(
 
         const response = await fetch(`${url}/v1/chat/completions`, {
           method: "POST",
+          headers: { "content-type": "application/json" },
           body: JSON.stringify({ ...request, stream: true }),
         });
         // deno-lint-ignore no-explicit-any
@@ -230,7 +232,11 @@ test(
         const prompt = prompts[i % 5];
         const body = { model, prompt, max_tokens: 12, temperature: 0, stream: i % 2 === 1 };
         return (async () => {
-          const response = await fetch(`${url}/v1/completions`, { method: "POST", body: JSON.stringify(body) });
+          const response = await fetch(`${url}/v1/completions`, {
+            method: "POST",
+            headers: JSON_TYPE,
+            body: JSON.stringify(body),
+          });
           assert.equal(response.status, 200);
           if (!body.stream) return { model, prompt, text: (await response.json()).choices[0].text as string };
           // deno-lint-ignore no-explicit-any
@@ -256,6 +262,7 @@ test("createApp's fetch is an edge handler: it answers Requests with no server s
     const response = await app.fetch(
       new Request(`http://edge.example${path}`, {
         method: "POST",
+        headers: { "content-type": "application/json" },
         body: JSON.stringify({ model, max_tokens: 120, temperature: 0, ...body }),
       }),
     );

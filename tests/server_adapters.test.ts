@@ -172,6 +172,7 @@ test(
       const controller = new AbortController();
       const response = await fetch(`${url}/v1/completions`, {
         method: "POST",
+        headers: { "content-type": "application/json" },
         body: JSON.stringify({ model: "a", prompt: "def ", max_tokens: 120, temperature: 0, stream: true }),
         signal: controller.signal,
       });
@@ -203,6 +204,7 @@ test(
       await load(url, "python", "a");
       const response = await fetch(`${url}/v1/completions`, {
         method: "POST",
+        headers: { "content-type": "application/json" },
         body: JSON.stringify({ model: "a", prompt: "def ", max_tokens: 120, temperature: 0, stream: true }),
       });
       const reader = response.body!.getReader();

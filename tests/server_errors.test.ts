@@ -27,8 +27,8 @@ after(() => root.remove());
 const LIMITS = { maxTokens: 64, maxBodyBytes: 4096, localRoots: [root.dir], allowHub: false };
 
 /** A service with adapter `py` loaded, and the limits above. */
-function withLimits(fn: (service: Service) => Promise<void>, pool = {}): Promise<void> {
-  return withService(demo, { app: LIMITS, pool }, async (service) => {
+function withLimits(fn: (service: Service) => Promise<void>, pool = {}, app = {}): Promise<void> {
+  return withService(demo, { app: { ...LIMITS, ...app }, pool }, async (service) => {
     await service.pool.load("py", { kind: "local", path: DEMO_ADAPTER });
     await fn(service);
   });
@@ -263,25 +263,30 @@ test("bodies over the size limit get 413, with or without Content-Length", LONG,
     assert.deepEqual(await snapshot(service), before);
   }));
 
-test("a busy server answers 503 with Retry-After", LONG, () =>
-  withLimits(async (service) => {
-    const { url, host, pool } = service;
-    host.delayMs = 20;
-    const controller = new AbortController();
-    const running = await fetch(`${url}/v1/completions`, {
-      method: "POST",
-      body: JSON.stringify({ model: "py", prompt: "def ", max_tokens: 64, stream: true }),
-      signal: controller.signal,
-    });
-    const reader = running.body!.getReader();
-    await reader.read();
-    const busy = await call(url, "POST", "/v1/completions", completion({}));
-    assertError(busy, 503, "service_unavailable");
-    assert.equal(busy.headers.get("retry-after"), "1");
-    controller.abort();
-    await reader.cancel().catch(() => {});
-    await waitFor(() => pool.usage().active === 0);
-  }, { maxActive: 1 }));
+test("a busy server with no queue answers 503 with Retry-After", LONG, () =>
+  withLimits(
+    async (service) => {
+      const { url, host, pool } = service;
+      host.delayMs = 20;
+      const controller = new AbortController();
+      const running = await fetch(`${url}/v1/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "py", prompt: "def ", max_tokens: 64, stream: true }),
+        signal: controller.signal,
+      });
+      const reader = running.body!.getReader();
+      await reader.read();
+      const busy = await call(url, "POST", "/v1/completions", completion({}));
+      assertError(busy, 503, "service_unavailable");
+      assert.equal(busy.headers.get("retry-after"), "1");
+      controller.abort();
+      await reader.cancel().catch(() => {});
+      await waitFor(() => pool.usage().active === 0);
+    },
+    { maxActive: 1 },
+    { maxQueued: 0 },
+  ));
 
 test("a client that disconnects stops its generation, streamed or not", LONG, () =>
   withLimits(async (service) => {
@@ -291,6 +296,7 @@ test("a client that disconnects stops its generation, streamed or not", LONG, ()
     const controller = new AbortController();
     const response = await fetch(`${url}/v1/completions`, {
       method: "POST",
+      headers: { "content-type": "application/json" },
       body: JSON.stringify({ model: "py", prompt: "def ", max_tokens: 64, stream: true }),
       signal: controller.signal,
     });
@@ -304,6 +310,7 @@ test("a client that disconnects stops its generation, streamed or not", LONG, ()
 
     const plain = fetch(`${url}/v1/completions`, {
       method: "POST",
+      headers: { "content-type": "application/json" },
       body: JSON.stringify({ model: "byte-llama", prompt: "The ", max_tokens: 64 }),
       signal: AbortSignal.timeout(200),
     });

@@ -1,12 +1,16 @@
 /**
  * {@linkcode createApp}: the HTTP service as a Hono app, an OpenAI-compatible
  * subset over one base model and many adapters. It starts no server: serve
- * `app.fetch` with `Deno.serve`, `Bun.serve` or an edge platform.
+ * `app.fetch` with `listen` (src/server/listen.ts: slow clients cut off,
+ * connections capped, graceful shutdown), `Deno.serve`, `Bun.serve` or an
+ * edge platform.
  * @module
  */
-import { Hono } from "../deps/hono.ts";
+import { cors, Hono } from "../deps/hono.ts";
 import { type AppOptions, resolveAppOptions } from "./app_options.ts";
 import { ApiError } from "./api_error.ts";
+import { RequestGate } from "./gate.ts";
+import { jsonOnly } from "./limits.ts";
 import { adapterRoutes } from "./routes_adapters.ts";
 import { completionRoutes } from "./routes_completions.ts";
 import { modelRoutes } from "./routes_models.ts";
@@ -14,9 +18,12 @@ import { errorResponse } from "./to_api_error.ts";
 
 /**
  * Creates the service: `GET /health`, `GET /v1/models`,
- * `POST /v1/completions`, `POST /v1/chat/completions`, and (with the admin
- * token) `GET`/`POST /v1/adapters`, `DELETE /v1/adapters/:name`. Every error
- * is JSON `{ "error": { "message", "type", "param" } }` (see `toApiError`).
+ * `POST /v1/completions`, `POST /v1/chat/completions` (behind `apiKey`, if
+ * set), and (with the admin token) `GET`/`POST /v1/adapters`,
+ * `DELETE /v1/adapters/:name`. Every `POST` body must be JSON (415
+ * otherwise); generations beyond `maxInFlight` wait in a bounded queue (503
+ * with `Retry-After` beyond it). Every error is JSON
+ * `{ "error": { "message", "type", "param" } }` (see `toApiError`).
  *
  * @example
  * ```ts
@@ -29,6 +36,7 @@ import { errorResponse } from "./to_api_error.ts";
  * const app = createApp({ pool, adminToken: "change-me-please", localRoots: ["examples/demo"] });
  * const response = await app.request("/v1/completions", {
  *   method: "POST",
+ *   headers: { "content-type": "application/json" },
  *   body: JSON.stringify({ model: "python", prompt: "def ", max_tokens: 16, temperature: 0 }),
  * });
  * console.log((await response.json()).choices[0].text);
@@ -36,13 +44,30 @@ import { errorResponse } from "./to_api_error.ts";
  */
 export function createApp(options: AppOptions): Hono {
   const context = resolveAppOptions(options);
+  const gate = new RequestGate(context.gate);
+  if (context.stopSignal?.aborted) gate.stop();
+  else context.stopSignal?.addEventListener("abort", () => gate.stop(), { once: true });
   const app = new Hono();
+  if (context.cors) {
+    const origin = context.cors.origin;
+    app.use(
+      "*",
+      cors({
+        origin: typeof origin === "string" ? origin : [...origin],
+        allowMethods: ["GET", "POST", "DELETE", "OPTIONS"],
+        allowHeaders: ["authorization", "content-type"],
+        exposeHeaders: ["retry-after"],
+        maxAge: context.cors.maxAge ?? 600,
+      }),
+    );
+  }
+  app.use("*", jsonOnly());
   modelRoutes(app, context);
-  completionRoutes(app, context);
+  completionRoutes(app, context, gate);
   adapterRoutes(app, context);
   app.notFound((c) =>
     new ApiError(404, "not_found_error", `no route ${c.req.method} ${new URL(c.req.url).pathname}`).getResponse()
   );
-  app.onError((error) => errorResponse(error, context.onError));
+  app.onError((error) => errorResponse(error, context));
   return app;
 }

@@ -1,7 +1,8 @@
 /**
  * Request bodies as JSON (400 for bytes that are not UTF-8 JSON) validated
- * with a zod schema (400 naming the field). Their size is limited before,
- * by Hono's `bodyLimit` (see `limits.ts`).
+ * with a zod schema (400 naming the field), read within a deadline (408 for
+ * a client that trickles its body). Their size is limited before, by
+ * Hono's `bodyLimit`, and their media type by `jsonOnly` (see `limits.ts`).
  * @module
  */
 import type { Context } from "../deps/hono.ts";
@@ -12,11 +13,30 @@ function invalid(message: string, param?: string): ApiError {
   return new ApiError(400, "invalid_request_error", message, { param });
 }
 
+/** The body's bytes, or a 408 when they take longer than `timeoutMs`. */
+async function readBytes(c: Context, timeoutMs: number): Promise<ArrayBuffer> {
+  const reading = c.req.arrayBuffer();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      // The read fails later, when the connection is dropped; that failure has nowhere to go.
+      reading.catch(() => {});
+      reject(new ApiError(408, "invalid_request_error", `the request body took longer than ${timeoutMs} ms`));
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([reading, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Parses a request's body as JSON. */
-async function readJson(c: Context): Promise<unknown> {
+async function readJson(c: Context, timeoutMs: number): Promise<unknown> {
+  const bytes = await readBytes(c, timeoutMs);
   let text: string;
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(await c.req.arrayBuffer());
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
     throw invalid("the request body is not valid UTF-8");
   }
@@ -41,7 +61,7 @@ function validate<T extends z.ZodType>(schema: T, value: unknown): z.infer<T> {
 }
 
 /**
- * Reads and validates a JSON body.
+ * Reads (within `timeoutMs`, default 30 s) and validates a JSON body.
  *
  * @example
  * ```ts
@@ -51,6 +71,10 @@ function validate<T extends z.ZodType>(schema: T, value: unknown): z.infer<T> {
  * const app = new Hono().post("/", async (c) => c.json(await jsonBody(c, z.object({ name: z.string() }))));
  * ```
  */
-export async function jsonBody<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
-  return validate(schema, await readJson(c));
+export async function jsonBody<T extends z.ZodType>(
+  c: Context,
+  schema: T,
+  timeoutMs = 30_000,
+): Promise<z.infer<T>> {
+  return validate(schema, await readJson(c, timeoutMs));
 }

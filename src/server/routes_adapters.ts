@@ -102,7 +102,7 @@ export function adapterRoutes(app: Hono, context: ServerContext): void {
   });
 
   app.post("/v1/adapters", admin, limitBody(context.maxBodyBytes), async (c) => {
-    const request = await jsonBody(c, loadAdapterSchema);
+    const request = await jsonBody(c, loadAdapterSchema, context.bodyTimeoutMs);
     const location = await locateAdapter(request.id, request.revision, context);
     const { info, created } = await pool.load(request.name, location);
     return c.json(adapterJson(info), created ? 201 : 200);

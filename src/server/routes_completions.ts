@@ -5,6 +5,7 @@
  * @module
  */
 import type { Hono } from "../deps/hono.ts";
+import { apiKeyAuth } from "./admin_auth.ts";
 import type { ServerContext } from "./app_options.ts";
 import { eventStream } from "./event_stream.ts";
 import { jsonBody } from "./json_body.ts";
@@ -13,7 +14,8 @@ import { chatBody, chatChunk, completionBody, finishReason, responseHead, usageC
 import { chatOptions, chatPrompt, completionPrompt, generationOptions } from "./request_options.ts";
 import { collect, startGeneration, streamEvents } from "./run_generation.ts";
 import { chatSchema, completionSchema } from "./schemas.ts";
-import { toApiError } from "./to_api_error.ts";
+import type { RequestGate } from "./gate.ts";
+import { reportedApiError } from "./to_api_error.ts";
 
 /**
  * Adds the two generation routes.
@@ -22,25 +24,29 @@ import { toApiError } from "./to_api_error.ts";
  * ```ts
  * import { Hono } from "../deps/hono.ts";
  * import { completionRoutes } from "./routes_completions.ts";
+ * import { RequestGate } from "./gate.ts";
  * import type { ServerContext } from "./app_options.ts";
  * declare const context: ServerContext;
- * completionRoutes(new Hono(), context);
+ * completionRoutes(new Hono(), context, new RequestGate(context.gate));
  * ```
  */
-export function completionRoutes(app: Hono, context: ServerContext): void {
-  const { pool, limits } = context;
-  const limit = limitBody(context.maxBodyBytes);
-  const reportError = (error: unknown) => {
-    const api = toApiError(error);
-    if (api.status === 500) context.onError(error);
-    return api;
-  };
+export function completionRoutes(app: Hono, context: ServerContext, gate: RequestGate): void {
+  const { pool, limits, bodyTimeoutMs, stopSignal } = context;
+  const guard = [apiKeyAuth(context.apiKey), limitBody(context.maxBodyBytes), gate.middleware()] as const;
+  const reportError = (error: unknown) => reportedApiError(error, context);
 
-  app.post("/v1/completions", limit, async (c) => {
-    const request = await jsonBody(c, completionSchema);
+  app.post("/v1/completions", ...guard, async (c) => {
+    const request = await jsonBody(c, completionSchema, bodyTimeoutMs);
     const options = generationOptions(request, limits);
     const head = responseHead("cmpl", request.model);
-    const run = await startGeneration(pool, request.model, completionPrompt(request), options, c.req.raw.signal);
+    const run = await startGeneration(
+      pool,
+      request.model,
+      completionPrompt(request),
+      options,
+      c.req.raw.signal,
+      stopSignal,
+    );
     if (!request.stream) {
       const result = await collect(run);
       return c.json(completionBody(head, result.text, finishReason(result.finishReason), result));
@@ -59,11 +65,11 @@ export function completionRoutes(app: Hono, context: ServerContext): void {
     return eventStream(c, events, reportError, () => run.stop());
   });
 
-  app.post("/v1/chat/completions", limit, async (c) => {
-    const request = await jsonBody(c, chatSchema);
+  app.post("/v1/chat/completions", ...guard, async (c) => {
+    const request = await jsonBody(c, chatSchema, bodyTimeoutMs);
     const options = chatOptions(request, limits);
     const head = responseHead("chatcmpl", request.model);
-    const run = await startGeneration(pool, request.model, chatPrompt(request), options, c.req.raw.signal);
+    const run = await startGeneration(pool, request.model, chatPrompt(request), options, c.req.raw.signal, stopSignal);
     if (!request.stream) return c.json(chatBody(head, await collect(run)));
     const withUsage = request.stream_options?.include_usage === true;
     const events = streamEvents(

@@ -1,8 +1,9 @@
 /**
- * `GET /health` and `GET /v1/models`: public, read-only.
+ * `GET /health` (public) and `GET /v1/models` (behind the API key, if any): read-only.
  * @module
  */
 import type { Hono } from "../deps/hono.ts";
+import { apiKeyAuth } from "./admin_auth.ts";
 import type { ServerContext } from "./app_options.ts";
 import { modelEntry } from "./openai_shapes.ts";
 
@@ -32,7 +33,7 @@ export function modelRoutes(app: Hono, context: ServerContext): void {
     });
   });
 
-  app.get("/v1/models", (c) => {
+  app.get("/v1/models", apiKeyAuth(context.apiKey), (c) => {
     const data = [modelEntry(pool.baseName, started, null)];
     for (const adapter of pool.list()) {
       if (adapter.status !== "ready") continue;

@@ -1,12 +1,14 @@
 /**
  * One generation for one request: started (so that bad input, an unknown
  * model or a busy server fail before any response is sent), tied to the
- * request's signal (a client that disconnects stops it), then either
- * collected or turned into stream events.
+ * request's signal (a client that disconnects stops it) and to the
+ * service's stop signal (a shutdown cancels it), then either collected or
+ * turned into stream events.
  * @module
  */
 import type { GenerateOptions, GenerationResult, Prompt } from "../generate/mod.ts";
 import type { AdapterPool } from "../serving/pool.ts";
+import { ApiError } from "./api_error.ts";
 
 /**
  * A generation whose first step has run.
@@ -32,6 +34,8 @@ export interface StartedGeneration {
    * returned, even while its body is still streaming).
    */
   detach(): void;
+  /** Stops watching every signal (the generation has ended). */
+  release(): void;
 }
 
 /**
@@ -41,6 +45,7 @@ export interface StartedGeneration {
  * ```ts
  * import { startGeneration } from "./run_generation.ts";
  * import type { AdapterPool } from "../serving/pool.ts";
+import { ApiError } from "./api_error.ts";
  * declare const pool: AdapterPool;
  * declare const request: Request;
  * const run = await startGeneration(pool, "base", "The ", { maxNewTokens: 8 }, request.signal);
@@ -52,18 +57,32 @@ export async function startGeneration(
   prompt: Prompt,
   options: GenerateOptions,
   requestSignal: AbortSignal,
+  stopSignal?: AbortSignal,
 ): Promise<StartedGeneration> {
   const controller = new AbortController();
   const stop = (reason?: unknown) => controller.abort(reason);
-  const onAbort = () => stop(requestSignal.reason);
-  const detach = () => requestSignal.removeEventListener("abort", onAbort);
-  if (requestSignal.aborted) onAbort();
-  else requestSignal.addEventListener("abort", onAbort, { once: true });
+  const watch = (signal: AbortSignal | undefined, reason: () => unknown) => {
+    if (!signal) return () => {};
+    const onAbort = () => stop(reason());
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+    return () => signal.removeEventListener("abort", onAbort);
+  };
+  const detach = watch(requestSignal, () => requestSignal.reason);
+  // Listeners on the long-lived stop signal are removed when the generation ends, or they would pile up.
+  const unwatchStop = watch(
+    stopSignal,
+    () => new ApiError(503, "service_unavailable", "the server is shutting down", { headers: { "retry-after": "1" } }),
+  );
+  const release = () => {
+    detach();
+    unwatchStop();
+  };
   const pieces = pool.stream(model, prompt, { ...options, signal: controller.signal });
   try {
-    return { first: await pieces.next(), pieces, stop, detach };
+    return { first: await pieces.next(), pieces, stop, detach, release };
   } catch (error) {
-    detach();
+    release();
     throw error;
   }
 }
@@ -84,7 +103,7 @@ export async function collect(run: StartedGeneration): Promise<GenerationResult>
     while (!next.done) next = await run.pieces.next();
     return next.value;
   } finally {
-    run.detach();
+    run.release();
   }
 }
 
@@ -120,6 +139,7 @@ export async function* streamEvents<T>(
     }
     yield* end(next.value);
   } finally {
+    run.release();
     if (!next.done) {
       run.stop();
       await run.pieces.return(undefined as unknown as GenerationResult).catch(() => {});

@@ -2,7 +2,10 @@
  * The one mapping from errors to HTTP answers: the pool's refusals
  * ({@linkcode PoolError} kinds), peft-edge's typed errors (bad adapter
  * files, Hub failures, bad prompts), a client that went away, Hono's own
- * exceptions, and anything else (500, message hidden).
+ * exceptions, and anything else (500, message hidden). Errors about files
+ * are answered with a generic message (theirs may quote a file's content or
+ * hold server paths; the log gets them), and every message sent has
+ * absolute paths blanked out.
  * @module
  */
 import { HTTPException } from "../deps/hono.ts";
@@ -18,6 +21,7 @@ import {
 } from "../errors.ts";
 import { PoolError } from "../serving/pool_error.ts";
 import { ApiError, type ErrorType } from "./api_error.ts";
+import type { ServerLogger } from "./app_options.ts";
 
 /** Status and type of each pool refusal. */
 const POOL: Record<PoolError["kind"], [number, ErrorType]> = {
@@ -43,18 +47,56 @@ function typeOfStatus(status: number): ErrorType {
 /** A Hub failure: the client's fault (bad or missing repo, no access) or the Hub's (down, offline). */
 function hubError(error: HubError): ApiError {
   const options = { param: "id", cause: error };
+  const message = redactPaths(error.message);
   switch (error.reason) {
     case "invalid":
-      return new ApiError(400, "invalid_request_error", error.message, options);
+      return new ApiError(400, "invalid_request_error", message, options);
     case "not_found":
-      return new ApiError(404, "not_found_error", error.message, options);
+      return new ApiError(404, "not_found_error", message, options);
     case "unauthorized":
     case "gated":
     case "forbidden":
-      return new ApiError(403, "permission_error", error.message, options);
+      return new ApiError(403, "permission_error", message, options);
     default:
-      return new ApiError(503, "service_unavailable", `the Hub cannot be used now: ${error.message}`, options);
+      return new ApiError(503, "service_unavailable", `the Hub cannot be used now: ${message}`, options);
   }
+}
+
+/** Absolute paths (POSIX, `file:` URLs, Windows drives) in a message, blanked out. */
+const ABSOLUTE_PATH = /(?:file:\/\/|(?<![\w.:/-])\/(?=[^\s/"'`])|\b[A-Za-z]:[\\/])[^\s"'`,;)]*/g;
+
+/**
+ * A message with its absolute paths replaced by `<path>`.
+ *
+ * @example
+ * ```ts
+ * import { redactPaths } from "./to_api_error.ts";
+ * redactPaths("adapter x is already loaded from /srv/adapters/x"); // "adapter x is already loaded from <path>"
+ * ```
+ */
+export function redactPaths(message: string): string {
+  return message.replace(ABSOLUTE_PATH, "<path>");
+}
+
+/** A file's base name when it is a plain file name, safe to show. */
+function fileName(file: string | undefined): string | undefined {
+  const name = file?.split(/[\\/]/).pop();
+  return name && /^[\w.-]{1,100}$/.test(name) ? name : undefined;
+}
+
+/** What a client is told about a bad adapter file: the kind of problem and the file's name, nothing it contains. */
+function badAdapterMessage(error: Error & { file?: string }): string {
+  const where = fileName(error.file);
+  const what = error instanceof SafetensorsError
+    ? "its weights file is malformed"
+    : error instanceof AdapterConfigError
+    ? "its configuration is invalid for PEFT"
+    : error instanceof AdapterMismatchError
+    ? "it does not fit the base model"
+    : error instanceof OnnxModelError
+    ? "the base model cannot be patched with it"
+    : "it uses a feature this server does not support";
+  return `the adapter cannot be used: ${what}${where ? ` (${where})` : ""}; details are in the server log`;
 }
 
 /** Errors that mean the adapter's files cannot be used with this base. */
@@ -79,20 +121,19 @@ export function toApiError(error: unknown): ApiError {
   if (error instanceof PoolError) {
     const [status, type] = POOL[error.kind];
     const headers: Record<string, string> = status === 503 ? { "retry-after": "1" } : {};
-    return new ApiError(status, type, error.message, { param: error.field, cause: error, headers });
+    return new ApiError(status, type, redactPaths(error.message), { param: error.field, cause: error, headers });
   }
   if (error instanceof HubError) return hubError(error);
   if (error instanceof FileNotFoundError) {
-    return new ApiError(404, "not_found_error", error.message, { param: "id", cause: error });
+    const name = fileName(error.file);
+    const message = `a file the adapter needs${name ? ` (${name})` : ""} was not found; details are in the server log`;
+    return new ApiError(404, "not_found_error", message, { param: "id", cause: error });
   }
   if (isBadAdapter(error)) {
-    return new ApiError(400, "invalid_request_error", `the adapter cannot be used: ${error.message}`, {
-      param: "id",
-      cause: error,
-    });
+    return new ApiError(400, "invalid_request_error", badAdapterMessage(error), { param: "id", cause: error });
   }
   if (error instanceof GenerationError) {
-    return new ApiError(400, "invalid_request_error", error.message, { param: error.key, cause: error });
+    return new ApiError(400, "invalid_request_error", redactPaths(error.message), { param: error.key, cause: error });
   }
   if (error instanceof Error && error.name === "AbortError") {
     return new ApiError(499, "client_closed_request", "the client closed the request", { cause: error });
@@ -105,20 +146,47 @@ export function toApiError(error: unknown): ApiError {
   return new ApiError(500, "server_error", "internal server error", { cause: error });
 }
 
+/** Errors whose message the client does not see: the log gets it. */
+function hidden(error: unknown): error is Error {
+  return error instanceof FileNotFoundError || isBadAdapter(error) || error instanceof HubError;
+}
+
+/**
+ * {@linkcode toApiError}, reporting what the client is not told:
+ * `onError` receives the errors answered 500, `logger.warn` the file and
+ * Hub errors answered with a generic message.
+ *
+ * @example
+ * ```ts
+ * import { reportedApiError } from "./to_api_error.ts";
+ * reportedApiError(new Error("boom"), { logger: console, onError: console.error }).status; // 500
+ * ```
+ */
+export function reportedApiError(
+  error: unknown,
+  report: { logger: ServerLogger; onError: (error: unknown) => void },
+): ApiError {
+  const api = toApiError(error);
+  if (api.status === 500) report.onError(error);
+  else if (hidden(error)) report.logger.warn(`${api.status} ${error.name}: ${error.message}`, error);
+  return api;
+}
+
 /**
  * The response for an error: Hono's middleware exceptions that carry a
  * response (shaped by this service's options) as they are, the rest through
- * {@linkcode toApiError}; `report` receives the errors answered 500.
+ * {@linkcode reportedApiError}.
  *
  * @example
  * ```ts
  * import { errorResponse } from "./to_api_error.ts";
- * errorResponse(new Error("boom"), console.error).status; // 500
+ * errorResponse(new Error("boom"), { logger: console, onError: console.error }).status; // 500
  * ```
  */
-export function errorResponse(error: unknown, report: (error: unknown) => void): Response {
+export function errorResponse(
+  error: unknown,
+  report: { logger: ServerLogger; onError: (error: unknown) => void },
+): Response {
   if (error instanceof HTTPException && !(error instanceof ApiError) && error.res) return error.getResponse();
-  const api = toApiError(error);
-  if (api.status === 500) report(error);
-  return api.getResponse();
+  return reportedApiError(error, report).getResponse();
 }

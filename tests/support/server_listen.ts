@@ -1,28 +1,22 @@
 /**
- * Serves a fetch handler on 127.0.0.1 (port chosen by the OS) with the
- * runtime's own server: `Deno.serve` under Deno, `Bun.serve` under Bun.
- * The only runtime switch the server tests need.
+ * Serves a fetch handler on 127.0.0.1 (port chosen by the OS) the way the
+ * service runs in production: src/server's `listen` (its connection guard
+ * in front of `Deno.serve` or `Bun.serve`).
  * @module
  */
+import { listen as listenGuarded, type ListenOptions, type RunningServer } from "../../src/server/listen.ts";
 
 /** A running server. */
 export interface Listening {
   /** `http://127.0.0.1:<port>`. */
   readonly url: string;
+  /** The server itself (connections, shutdown options). */
+  readonly server: RunningServer;
   /** Stops listening and drops open connections. */
   close(): Promise<void>;
 }
 
 type Handler = (request: Request) => Response | Promise<Response>;
-
-interface BunServer {
-  port: number;
-  stop(closeActiveConnections?: boolean): Promise<void> | void;
-}
-
-interface BunGlobal {
-  serve(options: { hostname: string; port: number; idleTimeout: number; fetch: Handler }): BunServer;
-}
 
 /**
  * Starts serving `handler` on a free loopback port.
@@ -35,30 +29,7 @@ interface BunGlobal {
  * await server.close();
  * ```
  */
-export async function listen(handler: Handler): Promise<Listening> {
-  const bun = (globalThis as { Bun?: BunGlobal }).Bun;
-  if (bun) {
-    const server = bun.serve({ hostname: "127.0.0.1", port: 0, idleTimeout: 255, fetch: handler });
-    return {
-      url: `http://127.0.0.1:${server.port}`,
-      close: async () => {
-        await server.stop(true);
-      },
-    };
-  }
-  const deno = (globalThis as { Deno?: typeof Deno }).Deno;
-  if (!deno) throw new Error("the server tests run under Deno or Bun");
-  const ready = Promise.withResolvers<number>();
-  const server = deno.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    onListen: ({ port }) => ready.resolve(port),
-  }, handler);
-  const port = await ready.promise;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    close: async () => {
-      await server.shutdown();
-    },
-  };
+export async function listen(handler: Handler, options: ListenOptions = {}): Promise<Listening> {
+  const server = await listenGuarded(handler, { hostname: "127.0.0.1", ...options, port: 0 });
+  return { url: server.url, server, close: () => server.shutdown({ graceMs: 1 }) };
 }

@@ -20,6 +20,7 @@ import { type AppOptions, createApp } from "../../src/server/mod.ts";
 import { type AdapterLocation, AdapterPool, type AdapterPoolOptions } from "../../src/serving/mod.ts";
 import type { FileSource } from "../../src/storage/file_source.ts";
 import { loadTokenizer, type TextTokenizer } from "../../src/tokenizer/mod.ts";
+import type { ListenOptions, RunningServer } from "../../src/server/listen.ts";
 import { listen } from "./server_listen.ts";
 
 /** The demo base and adapter folders. */
@@ -123,6 +124,10 @@ export interface Service {
   pool: AdapterPool;
   /** What the pool saw (loads and generations). */
   host: PoolRecord;
+  /** The listener (connections, shutdown). */
+  server: RunningServer;
+  /** Lines the service logged (`level: message`), with the error details. */
+  logs: Array<{ level: "warn" | "error"; message: string; detail?: unknown }>;
   close(): Promise<void>;
 }
 
@@ -130,6 +135,7 @@ export interface Service {
 export interface ServiceOptions {
   pool?: AdapterPoolOptions;
   app?: Omit<AppOptions, "pool">;
+  listen?: ListenOptions;
   chatTemplate?: string;
 }
 
@@ -146,12 +152,19 @@ export async function startService(
     chatTemplate: options.chatTemplate,
     ...options.pool,
   });
-  const app = createApp({ pool, adminToken: ADMIN, ...options.app });
-  const server = await listen(app.fetch);
+  const logs: Service["logs"] = [];
+  const logger = {
+    warn: (message: string, detail?: unknown) => logs.push({ level: "warn", message, detail }),
+    error: (message: string, detail?: unknown) => logs.push({ level: "error", message, detail }),
+  };
+  const app = createApp({ pool, adminToken: ADMIN, logger, ...options.app });
+  const server = await listen(app.fetch, options.listen);
   return {
     url: server.url,
     pool,
     host: pool.record,
+    server: server.server,
+    logs,
     close: async () => {
       await server.close();
       await pool.close();
