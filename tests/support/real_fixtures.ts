@@ -40,7 +40,12 @@ export interface RealAdapter {
   arch: string;
   path: string;
   features: string[];
+  /** Max change of the logits the adapter makes over the base's. */
   delta_from_base: number;
+  /** Smallest change of the logits when one LoRA module alone is switched off (in PEFT). */
+  min_module_effect: number;
+  /** Modules whose effect is under 1e-3 (a test may not notice one of them missing). */
+  weak_modules: string[];
   bases: string[];
   /**
    * Per base with converted files: per file, the tolerance derived from PEFT's
@@ -146,8 +151,8 @@ const SAVE_DYNAMIC =
 const QUANT_MERGE = 'merged mode refuses quantized bases: "cannot merge into a quantized weight"';
 const LORA_BIAS =
   'lora_bias on a bias-less module refused: "lora_B.bias cannot be merged: the base module has no bias"';
-const BASE_BIAS_DROPPED = 'bias="lora_only": the saved base_layer.bias is dropped, logits off by ~0.04';
-const PARTIAL = "part of the adapter silently not applied (some modules not found in the export), logits off by ~0.4";
+const BASE_BIAS_DROPPED = 'bias="lora_only": the saved base_layer.bias is dropped, logits off by ~0.1';
+const PARTIAL = "part of the adapter silently not applied (some modules not found in the export), logits off by 0.3-4";
 const KEYS_DECIDE = "tensors applied by key, not by the config's selection (PEFT ignores keys it does not select)";
 const MISSING_B = 'a missing lora_B is refused ("has A but no B matrix"); PEFT loads it as zeros and warns';
 const MISSING_MAGNITUDE = "missing DoRA magnitudes refused; PEFT loads them as the weight norm and warns";
@@ -198,6 +203,10 @@ export const EXPECTED_FAILURES: ReadonlyMap<string, string> = new Map<string, st
   ["adapter llama-dora on llama-dynamo onnx/model_quantized.onnx merged", DYNAMO],
   ["adapter llama-dora on llama-torchscript onnx/model_q4.onnx merged", QUANT_MERGE],
   ["adapter llama-dora on llama-torchscript onnx/model_quantized.onnx merged", QUANT_MERGE],
+  ["adapter llama-embed on llama-dynamo onnx/model.onnx dynamic", PARTIAL],
+  ["adapter llama-embed on llama-dynamo onnx/model.onnx merged", PARTIAL],
+  ["adapter llama-embed on llama-dynamo onnx/model_fp16.onnx dynamic", PARTIAL],
+  ["adapter llama-embed on llama-dynamo onnx/model_fp16.onnx merged", PARTIAL],
   ["adapter llama-embed on llama-dynamo onnx/model_quantized.onnx dynamic", DYNAMO],
   ["adapter llama-embed on llama-dynamo onnx/model_quantized.onnx merged", DYNAMO],
   ["adapter llama-embed on llama-torchscript onnx/model_q4.onnx merged", QUANT_MERGE],
@@ -227,21 +236,15 @@ export const EXPECTED_FAILURES: ReadonlyMap<string, string> = new Map<string, st
   ["adapter llama-layers on llama-dynamo onnx/model.onnx merged", DYNAMO],
   ["adapter llama-layers on llama-dynamo onnx/model_fp16.onnx dynamic", DYNAMO],
   ["adapter llama-layers on llama-dynamo onnx/model_fp16.onnx merged", DYNAMO],
-  ["adapter llama-layers on llama-dynamo onnx/model_q4.onnx dynamic", DYNAMO],
-  ["adapter llama-layers on llama-dynamo onnx/model_q4.onnx merged", DYNAMO],
   ["adapter llama-layers on llama-dynamo onnx/model_quantized.onnx dynamic", DYNAMO],
   ["adapter llama-layers on llama-dynamo onnx/model_quantized.onnx merged", DYNAMO],
-  ["adapter llama-layers on llama-torchscript onnx/model_q4.onnx merged", QUANT_MERGE],
   ["adapter llama-layers on llama-torchscript onnx/model_quantized.onnx merged", QUANT_MERGE],
   ["adapter llama-lora-all-linear on llama-dynamo onnx/model.onnx dynamic", DYNAMO],
   ["adapter llama-lora-all-linear on llama-dynamo onnx/model.onnx merged", DYNAMO],
   ["adapter llama-lora-all-linear on llama-dynamo onnx/model_fp16.onnx dynamic", DYNAMO],
   ["adapter llama-lora-all-linear on llama-dynamo onnx/model_fp16.onnx merged", DYNAMO],
-  ["adapter llama-lora-all-linear on llama-dynamo onnx/model_q4.onnx dynamic", DYNAMO],
-  ["adapter llama-lora-all-linear on llama-dynamo onnx/model_q4.onnx merged", DYNAMO],
   ["adapter llama-lora-all-linear on llama-dynamo onnx/model_quantized.onnx dynamic", DYNAMO],
   ["adapter llama-lora-all-linear on llama-dynamo onnx/model_quantized.onnx merged", DYNAMO],
-  ["adapter llama-lora-all-linear on llama-torchscript onnx/model_q4.onnx merged", QUANT_MERGE],
   ["adapter llama-lora-all-linear on llama-torchscript onnx/model_quantized.onnx merged", QUANT_MERGE],
   ["adapter llama-lora-attn on llama-dynamo onnx/model.onnx dynamic", DYNAMO],
   ["adapter llama-lora-attn on llama-dynamo onnx/model.onnx merged", DYNAMO],
@@ -344,7 +347,6 @@ export const EXPECTED_FAILURES: ReadonlyMap<string, string> = new Map<string, st
   ["adapter qwen2-bias-lora-only on qwen2-torchscript onnx/model_fp16.onnx dynamic", BASE_BIAS_DROPPED],
   ["adapter qwen2-bias-lora-only on qwen2-torchscript onnx/model_fp16.onnx merged", BASE_BIAS_DROPPED],
   ["adapter qwen2-bias-lora-only on qwen2-torchscript onnx/model_q4.onnx merged", QUANT_MERGE],
-  ["adapter qwen2-bias-lora-only on qwen2-torchscript onnx/model_quantized.onnx dynamic", BASE_BIAS_DROPPED],
   ["adapter qwen2-bias-lora-only on qwen2-torchscript onnx/model_quantized.onnx merged", QUANT_MERGE],
   ["adapter qwen2-lora-all-linear on qwen2-dynamo onnx/model.onnx dynamic", DYNAMO],
   ["adapter qwen2-lora-all-linear on qwen2-dynamo onnx/model.onnx merged", DYNAMO],
@@ -400,6 +402,8 @@ export const EXPECTED_FAILURES: ReadonlyMap<string, string> = new Map<string, st
   ["verdict target-unsupported-type on llama-torchscript merged", PEFT_RAISES],
   ["verdict unexpected-key on llama-dynamo dynamic", DYNAMO],
   ["verdict unexpected-key on llama-dynamo merged", DYNAMO],
+  ["verdict unexpected-key on llama-torchscript dynamic", KEYS_DECIDE],
+  ["verdict unexpected-key on llama-torchscript merged", KEYS_DECIDE],
   ["verdict unknown-field on llama-dynamo dynamic", DYNAMO],
   ["verdict unknown-field on llama-dynamo merged", DYNAMO],
 ]);
@@ -446,6 +450,14 @@ export function adapterAtol(adapter: RealAdapter, base: RealBase, variant: RealV
   return typeof derived === "object" ? derived.atol : variant.atol;
 }
 
+/**
+ * Whether a case can prove anything: its atol must be under half the adapter's own
+ * effect (a q4 file's tolerance can exceed it; such pairs are not tested).
+ */
+export function distinguishable(adapter: RealAdapter, base: RealBase, variant: RealVariant): boolean {
+  return adapter.delta_from_base > 2 * adapterAtol(adapter, base, variant);
+}
+
 /** fromPretrained(base, adapter, { mode }) gives PEFT's logits within the atol of the tolerance rule. */
 export async function checkAdapter(
   adapter: RealAdapter,
@@ -457,12 +469,13 @@ export async function checkAdapter(
   try {
     const peft = await fromPretrained(model, realPath(adapter.path), { mode, onWarning: () => {} });
     try {
+      const atol = adapterAtol(adapter, base, variant);
       const e = await realExpected(adapter.path, base.inputs);
       const out = await peft.run(e.feeds);
       assertClose(
         `${adapter.name} on ${base.name} ${variant.file} ${mode}`,
         comparedDiff(base, e, out.logits.data as Float32Array),
-        adapterAtol(adapter, base, variant),
+        atol,
       );
     } finally {
       await peft.release();
