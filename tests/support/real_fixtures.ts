@@ -40,7 +40,12 @@ export interface RealAdapter {
   arch: string;
   path: string;
   features: string[];
+  /** Max change of the logits the adapter makes over the base's. */
   delta_from_base: number;
+  /** Smallest change of the logits when one LoRA module alone is switched off (in PEFT). */
+  min_module_effect: number;
+  /** Modules whose effect is under 1e-3 (a test may not notice one of them missing). */
+  weak_modules: string[];
   bases: string[];
   /**
    * Per base with converted files: per file, the tolerance derived from PEFT's
@@ -198,17 +203,11 @@ export const EXPECTED_FAILURES: ReadonlyMap<string, string> = new Map<string, st
   ["adapter llama-fp16 on llama-dynamo onnx/model_quantized.onnx merged", DYNAMO_QUANT],
   ["adapter llama-fp16 on llama-torchscript onnx/model_q4.onnx merged", QUANT_MERGE],
   ["adapter llama-fp16 on llama-torchscript onnx/model_quantized.onnx merged", QUANT_MERGE],
-  ["adapter llama-layers on llama-dynamo onnx/model_q4.onnx dynamic", DYNAMO_QUANT],
-  ["adapter llama-layers on llama-dynamo onnx/model_q4.onnx merged", DYNAMO_QUANT],
   ["adapter llama-layers on llama-dynamo onnx/model_quantized.onnx dynamic", DYNAMO_QUANT],
   ["adapter llama-layers on llama-dynamo onnx/model_quantized.onnx merged", DYNAMO_QUANT],
-  ["adapter llama-layers on llama-torchscript onnx/model_q4.onnx merged", QUANT_MERGE],
   ["adapter llama-layers on llama-torchscript onnx/model_quantized.onnx merged", QUANT_MERGE],
-  ["adapter llama-lora-all-linear on llama-dynamo onnx/model_q4.onnx dynamic", DYNAMO_QUANT],
-  ["adapter llama-lora-all-linear on llama-dynamo onnx/model_q4.onnx merged", DYNAMO_QUANT],
   ["adapter llama-lora-all-linear on llama-dynamo onnx/model_quantized.onnx dynamic", DYNAMO_QUANT],
   ["adapter llama-lora-all-linear on llama-dynamo onnx/model_quantized.onnx merged", DYNAMO_QUANT],
-  ["adapter llama-lora-all-linear on llama-torchscript onnx/model_q4.onnx merged", QUANT_MERGE],
   ["adapter llama-lora-all-linear on llama-torchscript onnx/model_quantized.onnx merged", QUANT_MERGE],
   ["adapter llama-lora-attn on llama-dynamo onnx/model_q4.onnx dynamic", DYNAMO_QUANT],
   ["adapter llama-lora-attn on llama-dynamo onnx/model_q4.onnx merged", DYNAMO_QUANT],
@@ -328,11 +327,38 @@ export async function checkBase(base: RealBase, variant: RealVariant): Promise<v
   }
 }
 
-/** The atol an adapter is held to on a base file (the manifest's tolerance_rule). */
-export function adapterAtol(adapter: RealAdapter, base: RealBase, variant: RealVariant): number {
+/**
+ * Dynamic mode on an fp16 file runs the LoRA branch in fp16 (products and sums), a
+ * rounding path the merged reference does not take, so its bound is 1.5x the
+ * merged-reference bound (3x the measured error instead of 2x). Quantized files keep
+ * float32 activations, so their branches are float32 and keep the merged bound.
+ */
+const DYNAMIC_CONVERTED_FACTOR = 1.5;
+
+/** The atol an adapter is held to on a base file (the manifest's tolerance_rule; see above for dynamic mode). */
+export function adapterAtol(
+  adapter: RealAdapter,
+  base: RealBase,
+  variant: RealVariant,
+  mode: "dynamic" | "merged" = "merged",
+): number {
   if (variant.dtype === "fp32") return variant.atol;
   const derived = adapter.variant_atol[base.name]?.[variant.file];
-  return typeof derived === "object" ? derived.atol : variant.atol;
+  const atol = typeof derived === "object" ? derived.atol : variant.atol;
+  return mode === "dynamic" && variant.dtype.includes("fp16") ? atol * DYNAMIC_CONVERTED_FACTOR : atol;
+}
+
+/**
+ * Whether a case can prove anything: its atol must be under half the adapter's own
+ * effect (a q4 file's tolerance can exceed it; such pairs are not tested).
+ */
+export function distinguishable(
+  adapter: RealAdapter,
+  base: RealBase,
+  variant: RealVariant,
+  mode: "dynamic" | "merged",
+): boolean {
+  return adapter.delta_from_base > 2 * adapterAtol(adapter, base, variant, mode);
 }
 
 /** fromPretrained(base, adapter, { mode }) gives PEFT's logits within the atol of the tolerance rule. */
@@ -346,12 +372,13 @@ export async function checkAdapter(
   try {
     const peft = await fromPretrained(model, realPath(adapter.path), { mode, onWarning: () => {} });
     try {
+      const atol = adapterAtol(adapter, base, variant, mode);
       const e = await realExpected(adapter.path, base.inputs);
       const out = await peft.run(e.feeds);
       assertClose(
         `${adapter.name} on ${base.name} ${variant.file} ${mode}`,
         comparedDiff(base, e, out.logits.data as Float32Array),
-        adapterAtol(adapter, base, variant),
+        atol,
       );
     } finally {
       await peft.release();
