@@ -37,6 +37,8 @@ step deno-check deno check mod.ts src/ tests/ examples/ bench/
 step deno-lint deno lint
 step deno-fmt deno fmt --check
 step import-cycles deno run --allow-read tests/support/import_cycles.ts
+# JSR: the package as `deno publish` would upload it (no slow types; works offline).
+step jsr-dry-run deno publish --dry-run --allow-dirty
 if [ -x /usr/bin/cargo ] && command -v wasm-ld >/dev/null; then
   step wasm-reproducible wasm/build.sh --check
 else
