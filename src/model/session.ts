@@ -25,6 +25,7 @@ import {
   type RuntimeOptions,
   type RuntimeSettings,
 } from "./runtime_options.ts";
+import { isServerRuntime } from "../runtime/threads.ts";
 
 type ExecutionProviders = InferenceSession.SessionOptions["executionProviders"];
 
@@ -145,7 +146,11 @@ export async function createSession(
     // Settings are checked and written, and the first session created, inside
     // the build's queue, so two first loads cannot race on its env.
     const session = await queue.push(async () => {
-      applyRuntimeSettings(runtime.env, settings.runtime ?? await resolveRuntimeOptions({}));
+      const wanted = settings.runtime ?? await resolveRuntimeOptions({});
+      // The WebGPU build is onnxruntime-web's browser bundle: outside browsers it cannot start thread workers
+      // (it spawns them from blob: module URLs), and the GPU does the work anyway.
+      const single = device === "webgpu" && isServerRuntime();
+      applyRuntimeSettings(runtime.env, single ? { ...wanted, numThreads: 1, threadsRequested: false } : wanted);
       const created = await runtime.InferenceSession.create(bytes, options);
       markStarted(runtime.env);
       return created;

@@ -5,7 +5,8 @@
  * @module
  */
 
-interface ThreadGlobals {
+/** The globals consulted here. */
+export interface ThreadGlobals {
   Deno?: unknown;
   Bun?: unknown;
   process?: { versions?: { node?: string } };
@@ -16,8 +17,16 @@ interface ThreadGlobals {
   document?: unknown;
 }
 
-/** Whether this is a server runtime (Deno, Bun, Node), not a page or a worker of one. */
-function isServerRuntime(g: ThreadGlobals): boolean {
+/**
+ * Whether this is a server runtime (Deno, Bun, Node), not a page or a worker of one.
+ *
+ * @example
+ * ```ts
+ * import { isServerRuntime } from "./threads.ts";
+ * console.log(isServerRuntime()); // true in Deno
+ * ```
+ */
+export function isServerRuntime(g: ThreadGlobals = globalThis as ThreadGlobals): boolean {
   return g.Deno !== undefined || g.Bun !== undefined || g.process?.versions?.node !== undefined;
 }
 
