@@ -32,6 +32,7 @@ export {
 export { type AdapterMode, type MergeOptions, PeftModel, type PeftRunOptions } from "./src/model/peft_model.ts";
 export type { AdapterOptions } from "./src/model/adapter.ts";
 export type { Device, DeviceOption } from "./src/webgpu/device.ts";
+export type { RuntimeOptions, WasmPaths } from "./src/model/runtime_options.ts";
 export { fromPretrained, type FromPretrainedOptions } from "./src/model/from_pretrained.ts";
 export type { LoraConfig } from "./src/config/mod.ts";
 export type { FileSource } from "./src/storage/file_source.ts";

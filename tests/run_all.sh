@@ -21,10 +21,11 @@ step() { # step NAME COMMAND...: a check that counts as one test
 }
 
 # Debian packages the suite uses: Rust's wasm toolchain for the kernel's
-# reproducibility check, Mesa's software Vulkan driver for Deno's WebGPU path.
+# reproducibility check, Mesa's software Vulkan driver for Deno's WebGPU path,
+# Chromium for the browser demo test (tests/browser.test.ts).
 # Installed when missing and possible (root with apt); otherwise the checks
 # that need them are skipped, and said so.
-packages=(rustc cargo libstd-rust-dev-wasm32 lld mesa-vulkan-drivers libvulkan1)
+packages=(rustc cargo libstd-rust-dev-wasm32 lld mesa-vulkan-drivers libvulkan1 chromium)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -36,6 +37,8 @@ step deno-check deno check mod.ts src/ tests/ examples/ bench/
 step deno-lint deno lint
 step deno-fmt deno fmt --check
 step import-cycles deno run --allow-read tests/support/import_cycles.ts
+# JSR: the package as `deno publish` would upload it (no slow types; works offline).
+step jsr-dry-run deno publish --dry-run --allow-dirty
 if [ -x /usr/bin/cargo ] && command -v wasm-ld >/dev/null; then
   step wasm-reproducible wasm/build.sh --check
 else

@@ -102,7 +102,24 @@ function offsetFrom(block: number, other: number): number {
 const MAX_CALL_BYTES = 2 ** 32 - 2 ** 26;
 
 /**
- * Compiles and instantiates the embedded kernel module and wraps it.
+ * Compiles the embedded kernel module. Runtimes that forbid compiling
+ * WebAssembly from bytes (workerd: "Wasm code generation disallowed by
+ * embedder") reject this; they can import `wasm/lora_kernel.wasm` as a
+ * module instead and pass it to {@linkcode createWasmKernels}.
+ *
+ * @example
+ * ```ts
+ * import { compileEmbeddedKernel } from "./wasm_backend.ts";
+ * const module = await compileEmbeddedKernel();
+ * ```
+ */
+export function compileEmbeddedKernel(): Promise<WebAssembly.Module> {
+  return WebAssembly.compile(decodeBase64(LORA_KERNEL_WASM_BASE64));
+}
+
+/**
+ * Instantiates the kernel module (the embedded one, compiled here, unless a
+ * precompiled `module` is given) and wraps it.
  *
  * @throws {KernelError} when the module does not export what the wrapper needs.
  * @example
@@ -112,20 +129,18 @@ const MAX_CALL_BYTES = 2 ** 32 - 2 ** 26;
  * console.log(k.backend); // "wasm-simd"
  * ```
  */
-export async function createWasmKernels(): Promise<LoraKernels> {
-  const bytes = decodeBase64(LORA_KERNEL_WASM_BASE64);
-  const module = await WebAssembly.compile(bytes);
-  const instance = await WebAssembly.instantiate(module, {});
+export async function createWasmKernels(module?: WebAssembly.Module): Promise<LoraKernels> {
+  const instance = await WebAssembly.instantiate(module ?? await compileEmbeddedKernel(), {});
   const exports = instance.exports as Record<string, unknown>;
   for (const name of EXPORTED_FUNCTIONS) {
     if (typeof exports[name] !== "function") {
-      throw new KernelError(`embedded wasm module lacks export ${name}`, {
+      throw new KernelError(`kernel wasm module lacks export ${name}`, {
         key: "loadKernels",
       });
     }
   }
   if (!(exports.memory instanceof WebAssembly.Memory)) {
-    throw new KernelError("embedded wasm module exports no memory", {
+    throw new KernelError("kernel wasm module exports no memory", {
       key: "loadKernels",
     });
   }

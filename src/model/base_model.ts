@@ -132,7 +132,7 @@ export class BaseModel implements AsyncDisposable {
    */
   kernels(): Promise<ModelKernels> {
     if (!this.#kernels) {
-      const pending = createModelKernels(this.device);
+      const pending = createModelKernels(this.device, this.settings.runtime);
       this.#kernels = pending;
       pending.catch(() => this.#kernels === pending && (this.#kernels = undefined));
     }

@@ -9,6 +9,7 @@ import { loadKernels, type LoraKernels } from "../kernels/kernels.ts";
 import { cpuMerger, type WeightMerger } from "../lora/merge.ts";
 import { WebGpuContext } from "../webgpu/context.ts";
 import type { Device } from "../webgpu/device.ts";
+import type { RuntimeOptions } from "./runtime_options.ts";
 
 /**
  * The kernels of one base model, and how to free them.
@@ -31,7 +32,9 @@ export interface ModelKernels {
 }
 
 /**
- * Creates the kernels for a device: one wasm instance, plus one `GPUDevice`
+ * Creates the kernels for a device: one wasm instance (from
+ * `runtime.kernelModule` when given; the TypeScript kernels, with one
+ * warning, where compiling WebAssembly is forbidden), plus one `GPUDevice`
  * on WebGPU.
  *
  * @example
@@ -42,8 +45,11 @@ export interface ModelKernels {
  * kernels.release();
  * ```
  */
-export async function createModelKernels(device: Device): Promise<ModelKernels> {
-  const cpu = await loadKernels();
+export async function createModelKernels(
+  device: Device,
+  runtime: Pick<RuntimeOptions, "kernelModule" | "onWarning"> = {},
+): Promise<ModelKernels> {
+  const cpu = await loadKernels({ module: runtime.kernelModule, onWarning: runtime.onWarning });
   if (device !== "webgpu") return { cpu, merger: cpuMerger(cpu), release: () => {} };
   const context = new WebGpuContext();
   try {

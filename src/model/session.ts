@@ -14,10 +14,18 @@
 import type { ModelProto } from "../deps/onnx_proto.ts";
 import { type InferenceSession, ort } from "../deps/ort.ts";
 import { loadOrtWebGpu } from "../deps/ort_webgpu.ts";
-import { OnnxModelError } from "../errors.ts";
+import { OnnxModelError, UnsupportedError } from "../errors.ts";
 import { encodeModel } from "../onnx/model_file.ts";
 import { type ModelSession, queueFor, serialSession } from "./model_session.ts";
 import { chooseDevice, type Device, type DeviceOption } from "../webgpu/device.ts";
+import {
+  applyRuntimeSettings,
+  markStarted,
+  resolveRuntimeOptions,
+  type RuntimeOptions,
+  type RuntimeSettings,
+} from "./runtime_options.ts";
+import { isServerRuntime } from "../runtime/threads.ts";
 
 type ExecutionProviders = InferenceSession.SessionOptions["executionProviders"];
 
@@ -29,6 +37,8 @@ type ExecutionProviders = InferenceSession.SessionOptions["executionProviders"];
  * unchanged; then `device` is not probed but follows them (`"webgpu"` when
  * they name `"webgpu"`, which loads the WebGPU build, else `"wasm"`).
  * Without them, `device` decides (default `"auto"`).
+ * The {@linkcode RuntimeOptions} (`wasmPaths`, `numThreads`, ...) go to
+ * onnxruntime-web's process-wide `env.wasm` (see `runtime_options.ts`).
  *
  * @example
  * ```ts
@@ -36,7 +46,7 @@ type ExecutionProviders = InferenceSession.SessionOptions["executionProviders"];
  * const choice: SessionChoice = { device: "webgpu" };
  * ```
  */
-export interface SessionChoice {
+export interface SessionChoice extends RuntimeOptions {
   /**
    * `"auto"` (default): WebGPU when `navigator.gpu` gives a hardware
    * (non-fallback) adapter, else WASM. `"webgpu"`: any adapter, software
@@ -56,6 +66,8 @@ export interface SessionSettings {
   sessionOptions?: InferenceSession.SessionOptions;
   /** Where sessions run (default `"wasm"`); `"webgpu"` uses onnxruntime-web's WebGPU build. */
   device?: Device;
+  /** onnxruntime-web's WebAssembly settings and the precompiled modules; default: resolved from `{}`. */
+  runtime?: RuntimeSettings;
 }
 
 function namesWebGpu(providers: ExecutionProviders): boolean {
@@ -80,16 +92,18 @@ function namesWebGpu(providers: ExecutionProviders): boolean {
 export async function sessionSettings(choice: SessionChoice, outputNames: readonly string[]): Promise<SessionSettings> {
   const { executionProviders, sessionOptions } = choice;
   const explicit = executionProviders ?? sessionOptions?.executionProviders;
+  const runtime = await resolveRuntimeOptions(choice);
   const device: Device = explicit
     ? (namesWebGpu(explicit) ? "webgpu" : "wasm")
     : await chooseDevice(choice.device ?? "auto");
-  if (device !== "webgpu") return { executionProviders, sessionOptions, device };
+  if (device !== "webgpu") return { executionProviders, sessionOptions, device, runtime };
   const kvOnGpu = Object.fromEntries(
     outputNames.filter((name) => name.startsWith("present")).map((name) => [name, "gpu-buffer" as const]),
   );
   return {
     executionProviders,
     device,
+    runtime,
     sessionOptions: {
       logSeverityLevel: 3,
       ...sessionOptions,
@@ -128,8 +142,22 @@ export async function createSession(
   }
   try {
     const runtime = device === "webgpu" ? await loadOrtWebGpu() : ort;
-    return serialSession(await runtime.InferenceSession.create(bytes, options), queueFor(runtime));
+    const queue = queueFor(runtime);
+    // Settings are checked and written, and the first session created, inside
+    // the build's queue, so two first loads cannot race on its env.
+    const session = await queue.push(async () => {
+      const wanted = settings.runtime ?? await resolveRuntimeOptions({});
+      // The WebGPU build is onnxruntime-web's browser bundle: outside browsers it cannot start thread workers
+      // (it spawns them from blob: module URLs), and the GPU does the work anyway.
+      const single = device === "webgpu" && isServerRuntime();
+      applyRuntimeSettings(runtime.env, single ? { ...wanted, numThreads: 1, threadsRequested: false } : wanted);
+      const created = await runtime.InferenceSession.create(bytes, options);
+      markStarted(runtime.env);
+      return created;
+    });
+    return serialSession(session, queue);
   } catch (cause) {
+    if (cause instanceof UnsupportedError) throw cause;
     throw new OnnxModelError(`onnxruntime could not create a session: ${(cause as Error).message ?? cause}`, {
       file,
       cause,

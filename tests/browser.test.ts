@@ -1,0 +1,101 @@
+// The browser demo (examples/browser) from a plain esbuild bundle of mod.ts, in headless Chromium: the demo base
+// and adapter reproduce the reference greedy generations (examples/demo/reference_generations.json), streamed into
+// the page, with only wasmPaths pointing at the served onnxruntime files, and onnxruntime's WASM-only build (its
+// WebGPU build is a separate chunk that is never fetched). Runs once, in the Deno suite; tests/run_all.sh
+// installs Debian's chromium when missing.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { copyFile, mkdtemp, readFile, rm } from "node:fs/promises";
+import { createServer } from "node:http";
+import { tmpdir } from "node:os";
+import { extname, join, normalize } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const repo = fileURLToPath(new URL("..", import.meta.url));
+const chromium = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const isBun = (globalThis as { Bun?: unknown }).Bun !== undefined;
+const TYPES: Record<string, string> = {
+  ".html": "text/html",
+  ".js": "text/javascript",
+  ".mjs": "text/javascript",
+  ".wasm": "application/wasm",
+  ".json": "application/json",
+};
+
+function run(command: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(command, args, { cwd: repo, timeout: 180_000, maxBuffer: 1 << 24 }, (error, stdout, stderr) => {
+      if (error) reject(new Error(`${command} ${args[0]} failed: ${error.message}\n${stderr}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+/** Serves URL prefixes from folders: `/models/` the demo, `/ort/` onnxruntime-web's dist, `/` the bundle. */
+async function serveMounts(mounts: Array<[prefix: string, folder: string]>) {
+  const server = createServer(async (req, res) => {
+    const path = normalize(decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname));
+    const mount = mounts.find(([prefix]) => path.startsWith(prefix));
+    if (!mount || path.includes("..")) return void res.writeHead(404).end();
+    try {
+      const body = await readFile(join(mount[1], path.slice(mount[0].length) || "index.html"));
+      const type = TYPES[extname(path) || ".html"] ?? "application/octet-stream";
+      res.writeHead(200, { "content-type": type, "content-length": body.length }).end(body);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  return { url: `http://127.0.0.1:${port}/`, close: () => new Promise((resolve) => server.close(resolve)) };
+}
+
+test("headless Chromium runs the esbuild bundle of the browser demo and reproduces the reference generations", {
+  skip: isBun ? "runs in the Deno suite" : !existsSync(chromium) ? `no Chromium at ${chromium}` : false,
+  timeout: 240_000,
+}, async () => {
+  const out = await mkdtemp(join(tmpdir(), "peft-edge-browser-"));
+  const server = await serveMounts([
+    ["/models/", join(repo, "examples/demo")],
+    ["/ort/", join(repo, "node_modules/onnxruntime-web/dist")],
+    ["/", out],
+  ]);
+  try {
+    await run(join(repo, "node_modules/.bin/esbuild"), [
+      "examples/browser/main.ts",
+      "--bundle",
+      "--splitting",
+      "--format=esm",
+      "--platform=browser",
+      "--minify",
+      "--tsconfig=examples/browser/tsconfig.json",
+      "--external:node:*",
+      `--outdir=${out}`,
+      "--log-level=warning",
+    ]);
+    await copyFile(join(repo, "examples/browser/index.html"), join(out, "index.html"));
+    const reference = JSON.parse(await readFile(join(repo, "examples/demo/reference_generations.json"), "utf8"));
+    const wanted = (reference.generations as Array<{ prompt: string; variant: string; text: string }>)
+      .filter((g) => g.prompt === "The " || g.prompt === "def ");
+    const jobs = wanted.map((g) => ({
+      which: g.variant === "base" ? "base" : "python",
+      prompt: g.prompt,
+      maxNewTokens: 120,
+    }));
+    const stdout = await run("node", ["tests/support/browser_demo.mjs", server.url, JSON.stringify(jobs)]);
+    const result = JSON.parse(stdout.trim().split("\n").pop()!);
+    assert.deepEqual(result.errors, []);
+    result.generations.forEach((g: { text: string; shown: string }, i: number) => {
+      assert.equal(g.text, wanted[i].text, `${jobs[i].which} ${JSON.stringify(jobs[i].prompt)}`);
+      assert.equal(g.shown, g.text, "the streamed pieces shown in the page add up to the text");
+    });
+    const wasm = (result.requests as string[]).filter((p) => p.endsWith(".wasm"));
+    assert.deepEqual(wasm, ["/ort/ort-wasm-simd-threaded.wasm"], "only onnxruntime's WASM-only build is fetched");
+    assert.ok(!(result.requests as string[]).some((p) => p.includes("webgpu")), "the WebGPU build is never loaded");
+  } finally {
+    await server.close();
+    await rm(out, { recursive: true, force: true });
+  }
+});
