@@ -33,6 +33,10 @@ export { type AdapterMode, type MergeOptions, PeftModel, type PeftRunOptions } f
 export type { AdapterOptions } from "./src/model/adapter.ts";
 export type { Device, DeviceOption } from "./src/webgpu/device.ts";
 export { fromPretrained, type FromPretrainedOptions } from "./src/model/from_pretrained.ts";
+export { createAdapter, type CreateAdapterOptions } from "./src/model/create_adapter.ts";
+export type { StepResult, Trainer, TrainerOptions } from "./src/train/trainer.ts";
+export type { TrainBatch } from "./src/train/batch.ts";
+export type { FitExample, FitOptions, FitProgress, FitResult } from "./src/train/fit.ts";
 export type { LoraConfig } from "./src/config/mod.ts";
 export type { FileSource } from "./src/storage/file_source.ts";
 export { memorySource } from "./src/storage/memory.ts";

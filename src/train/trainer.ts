@@ -10,6 +10,7 @@
 import { UnsupportedError } from "../errors.ts";
 import type { TrainBatch } from "./batch.ts";
 import { readCheckpoint, writeCheckpoint } from "./checkpoint.ts";
+import { type FitExample, fitLoop, type FitOptions, type FitResult } from "./fit.ts";
 import { adamwUpdate, clipGradNorm, sgdUpdate, totalNorm } from "./optimizers.ts";
 import { LR_SCHEDULERS, lrFactor, type LrSchedulerType } from "./schedulers.ts";
 import type { TrainableAdapter } from "./trainable.ts";
@@ -242,6 +243,15 @@ export class Trainer {
   /** The trained adapter. */
   get adapter(): TrainableAdapter {
     return this.#adapter;
+  }
+
+  /**
+   * The common loop: `epochs` passes over `examples` in right-padded
+   * batches of `batchSize`, one `step()` each (so accumulation and the
+   * schedule apply), reporting progress; stops between steps when `signal` aborts.
+   */
+  fit(examples: readonly FitExample[], options: FitOptions = {}): Promise<FitResult> {
+    return fitLoop((b) => this.step(b), () => this.globalStep, examples, options, this.options.seed);
   }
 
   /**
