@@ -72,7 +72,7 @@ export async function fromPretrained(
     ? mergedEngine(base)
     : await dynamicEngine(base, { prepareModules: preparedModules(base, options.prepareModules) });
   const engine = await empty.add(loaded);
-  const trainable = options.isTrainable ? trainableAdapter(base, loaded) : undefined;
+  const trainable = options.isTrainable ? await trainableAdapter(base, loaded) : undefined;
   return new PeftModel(base, mode, engine, loaded, merger.backend, trainable);
 }
 

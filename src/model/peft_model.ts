@@ -349,7 +349,18 @@ export class PeftModel implements AsyncDisposable {
    * the base's float parameters plus every loaded adapter's.
    */
   getNbTrainableParameters(): [trainable: number, all: number] & { trainable: number; all: number } {
-    const adapters = [...this.#loaded()].reduce((n, a) => n + a.parameters, 0);
+    // Tensors the plan applies (PEFT's parameters), not copies of base weights saved beside them.
+    const size = (a: LoadedAdapter, key: string) => a.weights.info(key).shape.reduce((x, y) => x * y, 1);
+    const adapters = [...this.#loaded()].reduce(
+      (n, a) =>
+        n +
+        a.plan.patches.reduce((m, p) =>
+          m + (p.kind === "replace"
+            ? size(a, p.key)
+            : [p.a, p.b, p.bias, p.magnitude].reduce((k, key) =>
+              k + (key ? size(a, key) : 0), 0)), 0),
+      0,
+    );
     const trainable = this.#trainable?.adapter.params.tensors.reduce((n, t) => n + t.data.length, 0) ?? 0;
     const all = this.base.numParameters() + adapters;
     return Object.assign([trainable, all] as [number, number], { trainable, all });
@@ -414,7 +425,10 @@ export class PeftModel implements AsyncDisposable {
     const fs = await localFs();
     await fs.mkdirp(dir);
     const folder = dir.replace(/\/+$/, "");
-    await fs.writeFile(`${folder}/${ADAPTER_WEIGHTS_FILE}`, adapterWeightsBytes(adapter.params.tensors));
+    await fs.writeFile(
+      `${folder}/${ADAPTER_WEIGHTS_FILE}`,
+      adapterWeightsBytes(adapter.params.tensors, adapter.savedExtras),
+    );
     await fs.writeFile(`${folder}/${ADAPTER_CONFIG_FILE}`, adapterConfigText(this.#trainable!.config));
   }
 
@@ -424,7 +438,10 @@ export class PeftModel implements AsyncDisposable {
     if (adapter.version === this.#servedVersion) return;
     const version = adapter.version;
     const old = [...this.#loaded()].find((a) => a.name === name)!;
-    const weights = parseSafetensors(adapterWeightsBytes(adapter.params.tensors), ADAPTER_WEIGHTS_FILE);
+    const weights = parseSafetensors(
+      adapterWeightsBytes(adapter.params.tensors, adapter.savedExtras),
+      ADAPTER_WEIGHTS_FILE,
+    );
     const next: LoadedAdapter = { ...old, weights };
     const engine = await this.#engine.remove(name).engine.add(next);
     this.#engine = engine;

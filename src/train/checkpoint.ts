@@ -27,19 +27,20 @@ const join = (dir: string, file: string) => `${dir.replace(/\/+$/, "")}/${file}`
  * import { writeCheckpoint } from "./checkpoint.ts";
  * declare const state: import("./trainer.ts").TrainerState;
  * declare const options: import("./trainer.ts").ResolvedTrainerOptions;
- * // await writeCheckpoint("ckpt", tensors, { r: 8 }, state, options);
+ * // await writeCheckpoint("ckpt", tensors, {}, { r: 8 }, state, options);
  * ```
  */
 export async function writeCheckpoint(
   dir: string,
   tensors: readonly TrainedTensor[],
+  extras: Record<string, TensorInput>,
   config: Readonly<Record<string, unknown>>,
   state: TrainerState,
   options: ResolvedTrainerOptions,
 ): Promise<void> {
   const fs = await localFs();
   await fs.mkdirp(dir);
-  await fs.writeFile(join(dir, ADAPTER_WEIGHTS_FILE), adapterWeightsBytes(tensors));
+  await fs.writeFile(join(dir, ADAPTER_WEIGHTS_FILE), adapterWeightsBytes(tensors, extras));
   await fs.writeFile(join(dir, ADAPTER_CONFIG_FILE), adapterConfigText(config));
   const slots: Record<string, TensorInput> = {};
   const names = SLOT_NAMES[options.optimizer];

@@ -9,6 +9,7 @@
 import { Tensor } from "../deps/ort.ts";
 import type { ModelProto, ValueInfoProto } from "../deps/onnx_proto.ts";
 import { GraphProtoSchema, ModelProtoSchema, NodeProtoSchema, TensorProto_DataType } from "../deps/onnx_proto.ts";
+import { UnsupportedError } from "../errors.ts";
 import { createRng } from "../generate/rng.ts";
 import { loraPatches } from "../lora/dynamic_feeds.ts";
 import type { AdapterPlan } from "../lora/plan.ts";
@@ -18,7 +19,8 @@ import { makeNode, tensorValueInfo, usedNames } from "../onnx/graph_parts.ts";
 import { edited } from "../onnx/proto_edit.ts";
 import type { WeightIndex } from "../onnx/weight_index.ts";
 import { type BatchTensors, batchTensors, type TrainBatch } from "./batch.ts";
-import { LoraParameters } from "./lora_params.ts";
+import { type DoraNorms, LoraParameters } from "./lora_params.ts";
+import type { TensorInput } from "../safetensors/mod.ts";
 import { LABEL_WEIGHTS_INPUT, LABELS_INPUT, type SessionFactory, TrainingGraph } from "./training_graph.ts";
 
 /**
@@ -43,6 +45,10 @@ export interface TrainableParts {
   vocabSize?: number;
   /** `lora_dropout`. */
   dropout: number;
+  /** DoRA's weight norms for a module's current A and B (needed when the plan has DoRA patches). */
+  doraNorms?: DoraNorms;
+  /** Tensors `savePretrained` writes besides the trained ones (PEFT's embedding base layers). */
+  savedExtras?: Record<string, TensorInput>;
 }
 
 /**
@@ -87,8 +93,15 @@ export class TrainableAdapter {
   constructor(parts: TrainableParts) {
     this.#parts = parts;
     const patches = loraPatches(parts.plan);
-    const { model, branches } = addLoraBranches(parts.onnx, parts.weights, patches.map((p) => p.module));
-    this.params = new LoraParameters(patches, branches, parts.tensor);
+    const dora = patches.filter((p) => p.magnitude).map((p) => p.module);
+    if (dora.length > 0 && parts.dropout > 0) {
+      // PEFT's DoRA recomputes the base output on the dropped input in training; not built here.
+      throw new UnsupportedError("training DoRA with lora_dropout > 0 is not supported; set lora_dropout to 0", {
+        key: dora[0],
+      });
+    }
+    const { model, branches } = addLoraBranches(parts.onnx, parts.weights, patches.map((p) => p.module), { dora });
+    this.params = new LoraParameters(patches, branches, parts.tensor, parts.doraNorms);
     let graph = model;
     if (parts.dropout > 0) {
       graph = this.#withDropout(model, [...branches.values()].filter((b) => b.kind !== "embedding"));
@@ -156,6 +169,11 @@ export class TrainableAdapter {
   async loss(batch: TrainBatch): Promise<{ lossSum: number; labelTokens: number }> {
     const b = batchTensors(batch, this.#parts.vocabSize);
     return { lossSum: await this.#graph.lossSum(this.#feeds(b, undefined)), labelTokens: b.labelTokens };
+  }
+
+  /** Tensors written beside the trained ones (see {@linkcode TrainableParts.savedExtras}). */
+  get savedExtras(): Record<string, TensorInput> {
+    return this.#parts.savedExtras ?? {};
   }
 
   /** Frees the training sessions. */

@@ -226,7 +226,14 @@ export class Trainer {
    */
   async saveCheckpoint(dir: string): Promise<void> {
     await this.#ready;
-    await writeCheckpoint(dir, this.#adapter.params.tensors, this.#config, this.#state, this.options);
+    await writeCheckpoint(
+      dir,
+      this.#adapter.params.tensors,
+      this.#adapter.savedExtras,
+      this.#config,
+      this.#state,
+      this.options,
+    );
   }
 
   /** Optimizer updates done so far (HF's `global_step`). */
