@@ -6,25 +6,11 @@
  * `torch.nn.utils.clip_grad_norm_`, in float32 storage.
  * @module
  */
+import type { AdamWStep, OptimizerKernels, SgdStep } from "../kernels/optimizer_types.ts";
+import { createWasmOptimizer } from "../kernels/optimizer_wasm.ts";
+import { simdSupported } from "../kernels/simd.ts";
 
-/**
- * AdamW hyperparameters for one step.
- *
- * @example
- * ```ts
- * import type { AdamWStep } from "./optimizers.ts";
- * const s: AdamWStep = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, step: 1 };
- * ```
- */
-export interface AdamWStep {
-  lr: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
-  /** 1-based step count after this update (bias corrections use it). */
-  step: number;
-}
+export type { AdamWStep, OptimizerKernels, SgdStep };
 
 /**
  * One AdamW update in place: `p *= 1 - lr·wd`, moments updated, then
@@ -52,25 +38,6 @@ export function adamwUpdate(p: Float32Array, g: Float32Array, m: Float32Array, v
 }
 
 /**
- * SGD hyperparameters for one step.
- *
- * @example
- * ```ts
- * import type { SgdStep } from "./optimizers.ts";
- * const s: SgdStep = { lr: 0.1, momentum: 0.9, dampening: 0, nesterov: false, weightDecay: 0, first: true };
- * ```
- */
-export interface SgdStep {
-  lr: number;
-  momentum: number;
-  dampening: number;
-  nesterov: boolean;
-  weightDecay: number;
-  /** The first update: the momentum buffer starts as the gradient (PyTorch). */
-  first: boolean;
-}
-
-/**
  * One SGD update in place (`buf` is the momentum buffer, unused without momentum).
  *
  * @example
@@ -93,22 +60,52 @@ export function sgdUpdate(p: Float32Array, g: Float32Array, buf: Float32Array, s
 }
 
 /**
+ * The TypeScript optimizer kernels (the reference the WASM ones are tested against).
+ *
+ * @example
+ * ```ts
+ * import { referenceOptimizer } from "./optimizers.ts";
+ * console.log(referenceOptimizer.sumSquares(new Float32Array([3, 4]))); // 25
+ * ```
+ */
+export const referenceOptimizer: OptimizerKernels = {
+  backend: "js",
+  adamw: adamwUpdate,
+  sgd: sgdUpdate,
+  sumSquares(g) {
+    let s = 0;
+    for (let i = 0; i < g.length; i++) s += g[i] * g[i];
+    return s;
+  },
+  scale(g, f) {
+    for (let i = 0; i < g.length; i++) g[i] *= f;
+  },
+};
+
+/**
+ * The WASM SIMD optimizer kernels where the runtime has SIMD128, else the TypeScript ones.
+ *
+ * @example
+ * ```ts
+ * import { loadOptimizer } from "./optimizers.ts";
+ * console.log((await loadOptimizer()).backend); // "wasm-simd"
+ * ```
+ */
+export async function loadOptimizer(): Promise<OptimizerKernels> {
+  return simdSupported() ? await createWasmOptimizer() : referenceOptimizer;
+}
+
+/**
  * Total L2 norm over all tensors (the norm of the per-tensor norms, as `clip_grad_norm_`).
  *
  * @example
  * ```ts
- * import { totalNorm } from "./optimizers.ts";
- * console.log(totalNorm([new Float32Array([3]), new Float32Array([4])])); // 5
+ * import { referenceOptimizer, totalNorm } from "./optimizers.ts";
+ * console.log(totalNorm(referenceOptimizer, [new Float32Array([3]), new Float32Array([4])])); // 5
  * ```
  */
-export function totalNorm(grads: readonly Float32Array[]): number {
-  let sum = 0;
-  for (const g of grads) {
-    let s = 0;
-    for (let i = 0; i < g.length; i++) s += g[i] * g[i];
-    sum += s;
-  }
-  return Math.sqrt(sum);
+export function totalNorm(kernels: OptimizerKernels, grads: readonly Float32Array[]): number {
+  return Math.sqrt(grads.reduce((sum, g) => sum + kernels.sumSquares(g), 0));
 }
 
 /**
@@ -117,14 +114,14 @@ export function totalNorm(grads: readonly Float32Array[]): number {
  *
  * @example
  * ```ts
- * import { clipGradNorm } from "./optimizers.ts";
+ * import { clipGradNorm, referenceOptimizer } from "./optimizers.ts";
  * const g = [new Float32Array([3, 4])];
- * console.log(clipGradNorm(g, 1), g[0]); // 5 Float32Array [~0.6, ~0.8]
+ * console.log(clipGradNorm(referenceOptimizer, g, 1), g[0]); // 5 Float32Array [~0.6, ~0.8]
  * ```
  */
-export function clipGradNorm(grads: readonly Float32Array[], maxNorm: number): number {
-  const norm = totalNorm(grads);
+export function clipGradNorm(kernels: OptimizerKernels, grads: readonly Float32Array[], maxNorm: number): number {
+  const norm = totalNorm(kernels, grads);
   const coef = Math.min(1, maxNorm / (norm + 1e-6));
-  if (coef < 1) { for (const g of grads) for (let i = 0; i < g.length; i++) g[i] *= coef; }
+  if (coef < 1) { for (const g of grads) kernels.scale(g, coef); }
   return norm;
 }

@@ -11,7 +11,7 @@ import { UnsupportedError } from "../errors.ts";
 import type { TrainBatch } from "./batch.ts";
 import { readCheckpoint, writeCheckpoint } from "./checkpoint.ts";
 import { type FitExample, fitLoop, type FitOptions, type FitResult } from "./fit.ts";
-import { adamwUpdate, clipGradNorm, sgdUpdate, totalNorm } from "./optimizers.ts";
+import { clipGradNorm, loadOptimizer, type OptimizerKernels, totalNorm } from "./optimizers.ts";
 import { LR_SCHEDULERS, lrFactor, type LrSchedulerType } from "./schedulers.ts";
 import type { TrainableAdapter } from "./trainable.ts";
 
@@ -192,24 +192,30 @@ export class Trainer {
   readonly #afterUpdate: () => Promise<void>;
   readonly #config: Readonly<Record<string, unknown>>;
   #state: TrainerState;
-  /** Settles once a `resumeFrom` checkpoint is read (at once without one). */
+  /** Settles once the optimizer kernels are loaded and a `resumeFrom` checkpoint is read. */
   readonly #ready: Promise<void>;
+  #kernels?: OptimizerKernels;
 
   /** @internal Use `PeftModel.trainer()`. */
   constructor(
     adapter: TrainableAdapter,
-    options: ResolvedTrainerOptions & { resumeFrom?: string },
+    options: ResolvedTrainerOptions & { resumeFrom?: string; kernels?: OptimizerKernels },
     /** The adapter's raw config, written with checkpoints. */
     config: Readonly<Record<string, unknown>>,
     afterUpdate: () => Promise<void>,
   ) {
     this.#adapter = adapter;
-    const { resumeFrom, ...resolved } = options;
+    const { resumeFrom, kernels: _kernels, ...resolved } = options;
     this.options = resolved;
     this.#config = config;
     this.#afterUpdate = afterUpdate;
     this.#state = { globalStep: 0, calls: 0, slots: [], accumulated: undefined, accumulatedTokens: 0, pending: 0 };
-    this.#ready = resumeFrom === undefined ? Promise.resolve() : this.#resume(resumeFrom);
+    const kernels = (options.kernels ? Promise.resolve(options.kernels) : loadOptimizer()).then((k) => {
+      this.#kernels = k;
+    });
+    this.#ready = Promise.all([kernels, resumeFrom === undefined ? undefined : this.#resume(resumeFrom)]).then(
+      () => {},
+    );
     this.#ready.catch(() => {}); // reported by the first step() or saveCheckpoint()
   }
 
@@ -245,6 +251,11 @@ export class Trainer {
   get learningRate(): number {
     const o = this.options;
     return o.learningRate * lrFactor(o.lrScheduler, this.#state.globalStep, o.warmupSteps, o.totalSteps);
+  }
+
+  /** Which optimizer kernels run the updates (`"wasm-simd"` or `"js"`; known after the first step). */
+  get optimizerBackend(): string | undefined {
+    return this.#kernels?.backend;
   }
 
   /** The trained adapter. */
@@ -298,8 +309,9 @@ export class Trainer {
     const o = this.options;
     const grads = s.accumulated!;
     const scale = 1 / s.accumulatedTokens;
-    for (const g of grads) for (let j = 0; j < g.length; j++) g[j] *= scale;
-    const gradNorm = o.maxGradNorm === null ? totalNorm(grads) : clipGradNorm(grads, o.maxGradNorm);
+    const k = this.#kernels!;
+    for (const g of grads) k.scale(g, scale);
+    const gradNorm = o.maxGradNorm === null ? totalNorm(k, grads) : clipGradNorm(k, grads, o.maxGradNorm);
     const tensors = this.#adapter.params.tensors;
     const first = s.slots.length === 0;
     if (first) {
@@ -313,7 +325,7 @@ export class Trainer {
     tensors.forEach((t, i) => {
       if (o.optimizer === "adamw") {
         const [m, v] = s.slots[i];
-        adamwUpdate(t.data, grads[i], m, v, {
+        k.adamw(t.data, grads[i], m, v, {
           lr,
           beta1: o.betas[0],
           beta2: o.betas[1],
@@ -322,7 +334,7 @@ export class Trainer {
           step,
         });
       } else {
-        sgdUpdate(t.data, grads[i], s.slots[i][0], {
+        k.sgd(t.data, grads[i], s.slots[i][0], {
           lr,
           momentum: o.momentum,
           dampening: o.dampening,
