@@ -11,7 +11,7 @@ import { localFs } from "../runtime/fs.ts";
 import { parseSafetensors, serializeSafetensors, type TensorInput } from "../safetensors/mod.ts";
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, adapterConfigText, adapterWeightsBytes } from "./peft_format.ts";
 import type { TrainedTensor } from "./lora_params.ts";
-import type { ResolvedTrainerOptions, TrainerState } from "./trainer.ts";
+import type { ResolvedTrainerOptions, TrainerState } from "./trainer_state.ts";
 
 const OPTIMIZER_FILE = "optimizer.safetensors";
 const STATE_FILE = "trainer_state.json";
@@ -25,8 +25,8 @@ const join = (dir: string, file: string) => `${dir.replace(/\/+$/, "")}/${file}`
  * @example
  * ```ts
  * import { writeCheckpoint } from "./checkpoint.ts";
- * declare const state: import("./trainer.ts").TrainerState;
- * declare const options: import("./trainer.ts").ResolvedTrainerOptions;
+ * declare const state: import("./trainer_state.ts").TrainerState;
+ * declare const options: import("./trainer_state.ts").ResolvedTrainerOptions;
  * // await writeCheckpoint("ckpt", tensors, {}, { r: 8 }, state, options);
  * ```
  */
@@ -80,7 +80,7 @@ async function read(dir: string, file: string): Promise<Uint8Array> {
  * ```ts
  * import { readCheckpoint } from "./checkpoint.ts";
  * declare const tensors: import("./lora_params.ts").TrainedTensor[];
- * declare const options: import("./trainer.ts").ResolvedTrainerOptions;
+ * declare const options: import("./trainer_state.ts").ResolvedTrainerOptions;
  * // const state = await readCheckpoint("ckpt", tensors, options);
  * ```
  */

@@ -13,6 +13,9 @@ import { readCheckpoint, writeCheckpoint } from "./checkpoint.ts";
 import { type FitExample, fitLoop, type FitOptions, type FitResult } from "./fit.ts";
 import { clipGradNorm, loadOptimizer, type OptimizerKernels, totalNorm } from "./optimizers.ts";
 import { LR_SCHEDULERS, lrFactor, type LrSchedulerType } from "./schedulers.ts";
+import type { ResolvedTrainerOptions, TrainerState } from "./trainer_state.ts";
+
+export type { ResolvedTrainerOptions, TrainerState };
 import type { TrainableAdapter } from "./trainable.ts";
 
 /**
@@ -79,24 +82,6 @@ export interface StepResult {
   tokens: number;
 }
 
-/** Resolved options. */
-export interface ResolvedTrainerOptions {
-  optimizer: "adamw" | "sgd";
-  learningRate: number;
-  betas: [number, number];
-  eps: number;
-  weightDecay: number;
-  momentum: number;
-  dampening: number;
-  nesterov: boolean;
-  maxGradNorm: number | null;
-  gradientAccumulationSteps: number;
-  lrScheduler: LrSchedulerType;
-  warmupSteps: number;
-  totalSteps?: number;
-  seed: number;
-}
-
 function bad(key: string, why: string): never {
   throw new UnsupportedError(`trainer option ${key} ${why}`, { key });
 }
@@ -151,29 +136,6 @@ export function resolveTrainerOptions(o: TrainerOptions): ResolvedTrainerOptions
     totalSteps: o.totalSteps,
     seed: num("seed", o.seed, 0) >>> 0,
   };
-}
-
-/**
- * Trainer state that a checkpoint stores and a resume restores.
- *
- * @example
- * ```ts
- * import type { TrainerState } from "./trainer.ts";
- * const fresh: Pick<TrainerState, "globalStep" | "calls"> = { globalStep: 0, calls: 0 };
- * ```
- */
-export interface TrainerState {
-  /** Optimizer updates done. */
-  globalStep: number;
-  /** `step()` calls done (seeds each call's dropout masks). */
-  calls: number;
-  /** Per trained tensor: AdamW's exp_avg/exp_avg_sq or SGD's momentum buffer (empty before the first update). */
-  slots: Float32Array[][];
-  /** Gradients accumulated since the last update (sums, not yet divided), and their label tokens. */
-  accumulated: Float32Array[] | undefined;
-  accumulatedTokens: number;
-  /** Micro-batches accumulated since the last update. */
-  pending: number;
 }
 
 /**

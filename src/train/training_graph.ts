@@ -20,7 +20,6 @@ import {
 import { OnnxModelError } from "../errors.ts";
 import { tensorValueInfo, usedNames } from "../onnx/graph_parts.ts";
 import { edited } from "../onnx/proto_edit.ts";
-import type { ModelSession } from "../model/model_session.ts";
 import { differentiate, type GradientRegion, gradientRegion, type Probed } from "./differentiate.ts";
 import { GradGraph } from "./grad_graph.ts";
 
@@ -32,8 +31,22 @@ export const LABEL_WEIGHTS_INPUT = "train.label_weights";
 export const LOSS_SUM_OUTPUT = "train.loss_sum";
 const gradOutput = (param: string) => `train.grad.${param}`;
 
+/**
+ * What the training graph needs of a session (an onnxruntime session, or the model layer's serialised one).
+ *
+ * @example
+ * ```ts
+ * import type { GraphSession } from "./training_graph.ts";
+ * const free = (s: GraphSession) => s.release();
+ * ```
+ */
+export interface GraphSession {
+  run(feeds: Record<string, Tensor>, options?: object): Promise<Record<string, Tensor>>;
+  release(): Promise<void>;
+}
+
 /** Builds sessions from models (the caller decides device and options). */
-export type SessionFactory = (model: ModelProto) => Promise<ModelSession>;
+export type SessionFactory = (model: ModelProto) => Promise<GraphSession>;
 
 function opsetOf(model: ModelProto): number {
   const entry = model.opsetImport.find((o) => o.domain === "" || o.domain === "ai.onnx");
@@ -70,8 +83,8 @@ export class TrainingGraph {
   readonly #params: readonly string[];
   readonly #factory: SessionFactory;
   readonly #taken: Set<string>;
-  #probe?: Promise<ModelSession>;
-  readonly #sessions = new Map<string, Promise<ModelSession>>();
+  #probe?: Promise<GraphSession>;
+  readonly #sessions = new Map<string, Promise<GraphSession>>();
   /** Probe outputs: output name -> [tensor name, kind]. */
   readonly #probeOutputs = new Map<string, [string, "shape" | "ints"]>();
 
@@ -129,7 +142,7 @@ export class TrainingGraph {
     return edited(ModelProtoSchema, this.#model, { graph });
   }
 
-  #probeSession(): Promise<ModelSession> {
+  #probeSession(): Promise<GraphSession> {
     if (!this.#probe) this.#probe = this.#factory(this.#probeModel());
     return this.#probe;
   }
@@ -153,7 +166,7 @@ export class TrainingGraph {
     return { shapes, ints };
   }
 
-  async #trainingSession(feeds: Record<string, Tensor>): Promise<ModelSession> {
+  #trainingSession(feeds: Record<string, Tensor>): Promise<GraphSession> {
     const key = Object.entries(feeds).map(([n, t]) => `${n}:${t.dims.join("x")}`).join(",");
     let session = this.#sessions.get(key);
     if (!session) {
