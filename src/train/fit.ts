@@ -80,10 +80,20 @@ export interface FitResult {
   tokensPerSecond: number;
 }
 
-/** Right-pads examples into one batch. */
-export function padBatch(examples: readonly FitExample[], padTokenId = 0): TrainBatch {
+const idsOf = (e: FitExample) => (Array.isArray(e) ? e : e.inputIds);
+
+/**
+ * Right-pads examples into one batch of `length` tokens (default: the longest example's).
+ *
+ * @example
+ * ```ts
+ * import { padBatch } from "./fit.ts";
+ * console.log(padBatch([[1, 2, 3], [4]]).labels); // [[1, 2, 3], [4, -100, -100]]
+ * ```
+ */
+export function padBatch(examples: readonly FitExample[], padTokenId = 0, length?: number): TrainBatch {
   const rows = examples.map((e) => (Array.isArray(e) ? { inputIds: e, labels: e } : e));
-  const length = Math.max(...rows.map((r) => r.inputIds.length));
+  length ??= Math.max(...rows.map((r) => r.inputIds.length));
   return {
     inputIds: rows.map((r) => [...r.inputIds, ...Array(length - r.inputIds.length).fill(padTokenId)]),
     attentionMask: rows.map((r) => [...r.inputIds.map(() => 1), ...Array(length - r.inputIds.length).fill(0)]),
@@ -117,6 +127,9 @@ export async function fitLoop(
     throw new UnsupportedError("batchSize must be a positive integer", { key: "batchSize" });
   }
   if (examples.length === 0) throw new UnsupportedError("fit needs at least one example", { key: "examples" });
+  // One padded length for every batch: a training session is built per batch shape, so a shape per
+  // batch would rebuild sessions; padding is masked and never scored, so the numbers are the same.
+  const length = Math.max(...examples.map((e) => idsOf(e).length));
   const start = performance.now();
   const startStep = globalStep();
   let tokens = 0;
@@ -133,7 +146,7 @@ export async function fitLoop(
     }
     for (let i = 0; i < order.length; i += batchSize) {
       options.signal?.throwIfAborted();
-      const batch = padBatch(order.slice(i, i + batchSize).map((k) => examples[k]), options.padTokenId);
+      const batch = padBatch(order.slice(i, i + batchSize).map((k) => examples[k]), options.padTokenId, length);
       const r = await step(batch);
       tokens += batch.attentionMask!.flat().reduce((a, b) => a + b, 0);
       losses += r.loss;

@@ -30,6 +30,8 @@ export const LABEL_WEIGHTS_INPUT = "train.label_weights";
 /** Graph output: the loss summed over kept label tokens (a float32 scalar). */
 export const LOSS_SUM_OUTPUT = "train.loss_sum";
 const gradOutput = (param: string) => `train.grad.${param}`;
+/** Training sessions kept (one per batch shape). */
+const MAX_SESSIONS = 4;
 
 /**
  * What the training graph needs of a session (an onnxruntime session, or the model layer's serialised one).
@@ -183,6 +185,12 @@ export class TrainingGraph {
       })();
       this.#sessions.set(key, session);
       session.catch(() => this.#sessions.get(key) === session && this.#sessions.delete(key));
+      if (this.#sessions.size > MAX_SESSIONS) {
+        // Bound memory: the least recently built shape's session goes (rebuilt if that shape returns).
+        const [oldKey, old] = this.#sessions.entries().next().value!;
+        this.#sessions.delete(oldKey);
+        old.then((s) => s.release(), () => {});
+      }
     }
     return session;
   }
