@@ -134,6 +134,11 @@ test("fit: epochs over padded batches, progress with tokens/s, abort between ste
   controller.abort(new Error("stop"));
   await assert.rejects(trainer.fit(examples, { signal: controller.signal }), /stop/);
   assert.equal(trainer.globalStep, 2);
+  // An epoch ending inside an accumulation still updates (HF Trainer), with what was accumulated.
+  const partial = model.trainer({ learningRate: 0.01, gradientAccumulationSteps: 2 });
+  const r = await partial.fit(examples.slice(0, 3), { batchSize: 1, shuffle: false });
+  assert.equal(r.steps, 2);
+  assert.equal(await partial.flush(), undefined);
   await model.release();
 });
 

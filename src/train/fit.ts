@@ -108,12 +108,17 @@ export function padBatch(examples: readonly FitExample[], padTokenId = 0, length
  * ```ts
  * import { fitLoop } from "./fit.ts";
  * declare const trainer: import("./trainer.ts").Trainer;
- * await fitLoop((b) => trainer.step(b), () => trainer.globalStep, [[1, 2, 3]], { epochs: 1 }, 0);
+ * const loop = { step: (b: import("./batch.ts").TrainBatch) => trainer.step(b), flush: () => trainer.flush(), globalStep: () => trainer.globalStep };
+ * await fitLoop(loop, [[1, 2, 3]], { epochs: 1 }, 0);
  * ```
  */
 export async function fitLoop(
-  step: (batch: TrainBatch) => Promise<{ loss: number; gradNorm?: number; learningRate: number }>,
-  globalStep: () => number,
+  loop: {
+    step: (batch: TrainBatch) => Promise<{ loss: number; gradNorm?: number; learningRate: number }>;
+    /** Applies a partial accumulation (at each epoch's end, as HF Trainer). */
+    flush: () => Promise<number | undefined>;
+    globalStep: () => number;
+  },
   examples: readonly FitExample[],
   options: FitOptions,
   seed: number,
@@ -129,6 +134,7 @@ export async function fitLoop(
   if (examples.length === 0) throw new UnsupportedError("fit needs at least one example", { key: "examples" });
   // One padded length for every batch: a training session is built per batch shape, so a shape per
   // batch would rebuild sessions; padding is masked and never scored, so the numbers are the same.
+  const { step, flush, globalStep } = loop;
   const length = Math.max(...examples.map((e) => idsOf(e).length));
   const start = performance.now();
   const startStep = globalStep();
@@ -161,6 +167,7 @@ export async function fitLoop(
         tokensPerSecond: tokens / Math.max(seconds, 1e-9),
       });
     }
+    await flush();
   }
   const seconds = (performance.now() - start) / 1000;
   return {

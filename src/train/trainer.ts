@@ -231,7 +231,26 @@ export class Trainer {
    * schedule apply), reporting progress; stops between steps when `signal` aborts.
    */
   fit(examples: readonly FitExample[], options: FitOptions = {}): Promise<FitResult> {
-    return fitLoop((b) => this.step(b), () => this.globalStep, examples, options, this.options.seed);
+    return fitLoop(
+      { step: (b) => this.step(b), flush: () => this.flush(), globalStep: () => this.globalStep },
+      examples,
+      options,
+      this.options.seed,
+    );
+  }
+
+  /**
+   * Applies the gradients accumulated so far as one update, when fewer than
+   * `gradientAccumulationSteps` micro-batches are pending (HF Trainer does
+   * this at the end of each epoch; `fit` calls it there). Returns the grad
+   * norm, or undefined when nothing was pending.
+   */
+  async flush(): Promise<number | undefined> {
+    await this.#ready;
+    if (this.#state.pending === 0) return undefined;
+    const gradNorm = this.#update(this.learningRate);
+    await this.#afterUpdate();
+    return gradNorm;
   }
 
   /**
