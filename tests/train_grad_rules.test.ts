@@ -143,12 +143,43 @@ const CASES: Record<string, Case> = {
     y: [2, 3, 4],
   },
   "Tile": { op: "Tile", inputs: [{ name: "a", shape: [2, 3] }, { name: "r", shape: [2], ints: [2, 3] }], y: [4, 9] },
+  "Max": { op: "Max", inputs: [{ name: "a", shape: [2, 3] }, { name: "b", shape: [3] }], y: [2, 3] },
+  "Min": { op: "Min", inputs: [{ name: "a", shape: [2, 3] }, { name: "b", shape: [2, 3] }], y: [2, 3] },
+  "Clip": {
+    op: "Clip",
+    inputs: [{ name: "a", shape: [8] }, { name: "lo", shape: [], trained: false }, {
+      name: "hi",
+      shape: [],
+      trained: false,
+    }],
+    y: [8],
+  },
+  "Abs": { op: "Abs", inputs: [{ name: "a", shape: [6] }], y: [6] },
+  "Relu": { op: "Relu", inputs: [{ name: "a", shape: [6] }], y: [6] },
+  "Sum": {
+    op: "Sum",
+    inputs: [{ name: "a", shape: [2, 3] }, { name: "b", shape: [3] }, { name: "c", shape: [2, 1] }],
+    y: [2, 3],
+  },
+  "Pad": {
+    op: "Pad",
+    inputs: [{ name: "a", shape: [2, 3] }, { name: "p", shape: [4], ints: [1, 0, 0, 2] }],
+    y: [3, 5],
+  },
+  "Trilu": { op: "Trilu", inputs: [{ name: "a", shape: [2, 4, 4] }], y: [2, 4, 4], attrs: { upper: 0 } },
   "LayerNormalization": {
     op: "LayerNormalization",
     inputs: [{ name: "a", shape: [2, 3, 6] }, { name: "s", shape: [6] }, { name: "b", shape: [6] }],
     y: [2, 3, 6],
     attrs: { axis: -1, epsilon: { f: 1e-5 } },
   },
+};
+
+/** Inputs held at fixed values: Pow's exponent, Clip's bounds. */
+const FIXED: Record<string, Float32Array> = {
+  e: new Float32Array([2.5]),
+  lo: new Float32Array([-0.4]),
+  hi: new Float32Array([0.5]),
 };
 
 function values(rng: ReturnType<typeof createRng>, n: number, positive = false): Float32Array {
@@ -217,7 +248,7 @@ for (const [label, c] of Object.entries(CASES)) {
     );
     const forward = await ort.InferenceSession.create(encodeModel(model(["loss"])));
     const data = new Map(
-      floats.map((i) => [i.name, i.name === "e" ? new Float32Array([2.5]) : values(rng, size(i.shape), i.positive)]),
+      floats.map((i) => [i.name, FIXED[i.name] ?? values(rng, size(i.shape), i.positive)]),
     );
     const w = values(rng, size(c.y));
     const feeds = (shift: Map<string, Float32Array>, eps: number) => {

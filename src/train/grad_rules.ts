@@ -325,6 +325,53 @@ const layerNorm: GradientRule = (c) => {
   return out;
 };
 
+/** Max/Min of two inputs: the gradient goes to the chosen one (ties to the first, as a tie-break). */
+function extremum(first: "GreaterOrEqual" | "LessOrEqual"): GradientRule {
+  return (c) => {
+    if (c.node.input.length !== 2) throw unsupported(c, `${c.node.input.length} inputs (two are differentiated)`);
+    const { g } = c;
+    const d = dy0(c);
+    const sy = c.shape(y(c));
+    const pick = g.op(first, [x(c, 0), x(c, 1)]);
+    const zero = g.scalar(0);
+    return [
+      c.needs[0] ? g.sumTo(g.op("Where", [pick, d, zero]), sy, c.shape(x(c, 0))) : undefined,
+      c.needs[1] ? g.sumTo(g.op("Where", [pick, zero, d]), sy, c.shape(x(c, 1))) : undefined,
+    ];
+  };
+}
+
+const clip: GradientRule = (c) => {
+  const { g } = c;
+  let keep: string | undefined;
+  const bound = (i: number, cmp: "GreaterOrEqual" | "LessOrEqual") => {
+    if (!c.node.input[i]) return;
+    const inside = g.op(cmp, [x(c, 0), x(c, i)]);
+    keep = keep ? g.op("And", [keep, inside]) : inside;
+  };
+  bound(1, "GreaterOrEqual");
+  bound(2, "LessOrEqual");
+  return [keep ? g.op("Where", [keep, dy0(c), g.scalar(0)]) : dy0(c), undefined, undefined];
+};
+
+const pad: GradientRule = (c) => {
+  const mode = c.node.attribute.find((a) => a.name === "mode");
+  if (mode && new TextDecoder().decode(mode.s) !== "constant") throw unsupported(c, "a non-constant mode");
+  if (c.node.input[3]) throw unsupported(c, "axes");
+  const sx = c.shape(x(c, 0));
+  const pads = c.ints(x(c, 1));
+  if (pads.some((p) => p < 0)) throw unsupported(c, "negative pads");
+  const starts = sx.map((_, i) => pads[i]);
+  const ends = sx.map((d, i) => pads[i] + d);
+  return [c.g.op("Slice", [dy0(c), c.g.ints(starts), c.g.ints(ends)]), undefined, undefined];
+};
+
+const trilu: GradientRule = (c) => {
+  const upper = attrInt(c.node, "upper", 1);
+  const input = c.node.input[1] ? [dy0(c), x(c, 1)] : [dy0(c)];
+  return [c.g.op("Trilu", input, { upper }), undefined];
+};
+
 const castRule: GradientRule = (c) => {
   const to = attrInt(c.node, "to", 0);
   if (to !== TensorProto_DataType.FLOAT) throw unsupported(c, `a float path cast to type ${to}`);
@@ -433,6 +480,13 @@ export const GRADIENT_RULES: ReadonlyMap<string, GradientRule> = new Map<string,
   ["Expand", expand],
   ["Tile", tile],
   ["LayerNormalization", layerNorm],
+  ["Max", extremum("GreaterOrEqual")],
+  ["Min", extremum("LessOrEqual")],
+  ["Clip", clip],
+  ["Abs", unary((c) => c.g.op("Sign", [x(c, 0)]))],
+  ["Sum", (c) => c.node.input.map((i, k) => (c.needs[k] ? c.g.sumTo(dy0(c), c.shape(y(c)), c.shape(i)) : undefined))],
+  ["Pad", pad],
+  ["Trilu", trilu],
 ]);
 
 /**
@@ -449,6 +503,7 @@ export function integerInputs(node: NodeProto): number[] {
     case "Slice":
       return [1, 2, 3, 4];
     case "Tile":
+    case "Pad":
     case "ReduceSum":
     case "ReduceMean":
       return [1];
