@@ -100,7 +100,7 @@ export class PeftModel implements AsyncDisposable {
     this.#registry = new Map([[first.name, [{ adapter: first, weight: 1 }]]]);
     this.#active = [first.name];
     this.#mergeBackend = mergeBackend;
-    if (trainable) this.#trainable = { adapter: trainable, name: first.name, config: first.config.raw };
+    if (trainable) this.#trainable = { adapter: trainable, name: first.name, config: trainable.config };
   }
 
   /** Names of the model's inputs (the base's). */

@@ -73,7 +73,18 @@ export async function trainableAdapter(base: BaseModel, adapter: LoadedAdapter):
       return cpu.doraNorms(weightOf(target), a, b, dims, patch.scale, target.layout);
     },
     savedExtras: embeddingBaseLayers(adapter, weightOf),
+    config: savedConfig(adapter),
   });
+}
+
+/**
+ * The config as PEFT saves it: as read, except that `"all-linear"` is
+ * written as the full names of the modules it matched (PEFT 0.21 replaces it by that set).
+ */
+function savedConfig(adapter: LoadedAdapter): Readonly<Record<string, unknown>> {
+  const raw = adapter.config.raw;
+  if (raw.target_modules !== "all-linear") return raw;
+  return { ...raw, target_modules: [...new Set(adapter.plan.patches.map((p) => p.module))].sort() };
 }
 
 /** PEFT's `EMBEDDING_LAYER_NAMES`. */

@@ -49,6 +49,8 @@ export interface TrainableParts {
   doraNorms?: DoraNorms;
   /** Tensors `savePretrained` writes besides the trained ones (PEFT's embedding base layers). */
   savedExtras?: Record<string, TensorInput>;
+  /** The adapter config as `savePretrained` writes it (snake_case JSON). */
+  config: Readonly<Record<string, unknown>>;
 }
 
 /**
@@ -169,6 +171,11 @@ export class TrainableAdapter {
   async loss(batch: TrainBatch): Promise<{ lossSum: number; labelTokens: number }> {
     const b = batchTensors(batch, this.#parts.vocabSize);
     return { lossSum: await this.#graph.lossSum(this.#feeds(b, undefined)), labelTokens: b.labelTokens };
+  }
+
+  /** The config `savePretrained` and checkpoints write. */
+  get config(): Readonly<Record<string, unknown>> {
+    return this.#parts.config;
   }
 
   /** Tensors written beside the trained ones (see {@linkcode TrainableParts.savedExtras}). */
