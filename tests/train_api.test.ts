@@ -88,34 +88,37 @@ for (const name of ["created-qv-causal", "created-mlp-gaussian", "created-all-li
   });
 }
 
-test("lora_dropout applies in training steps only, seeded", async () => {
-  const base = await loadBaseModel(fixture("llama-tiny"), { device: "wasm" });
-  const cfg = {
-    r: 4,
-    lora_alpha: 8,
-    target_modules: ["q_proj", "v_proj"],
-    init_lora_weights: false,
-    lora_dropout: 0.5,
-  };
-  const batch = { inputIds: [[1, 72, 101, 108, 108, 111, 44, 32, 101, 100]] };
-  const losses = async (seed: number) => {
-    const model = await createAdapter(base, cfg, { seed: 1 });
-    const evalLoss = await model.loss(batch);
-    const trainer = model.trainer({ optimizer: "sgd", learningRate: 0, seed });
-    const a = (await trainer.step(batch)).loss;
-    const b = (await trainer.step(batch)).loss;
-    await model.release();
-    return { evalLoss, a, b };
-  };
-  const x = await losses(7);
-  const y = await losses(7);
-  const z = await losses(8);
-  assert.deepEqual(x, y, "same seed, same masks");
-  assert.notEqual(x.a, x.evalLoss, "training steps drop inputs");
-  assert.notEqual(x.a, x.b, "a new mask per step");
-  assert.notEqual(x.a, z.a, "the seed picks the masks");
-  assert.equal(x.evalLoss, z.evalLoss);
-});
+for (const [baseName, targets] of [["llama-tiny", ["q_proj", "v_proj"]], ["gpt2-tiny", ["c_attn"]]] as const) {
+  test(`${baseName}: lora_dropout applies in training steps only, seeded`, async () => {
+    const base = await loadBaseModel(fixture(baseName), { device: "wasm" });
+    const cfg = {
+      r: 4,
+      lora_alpha: 8,
+      target_modules: [...targets],
+      fan_in_fan_out: baseName === "gpt2-tiny",
+      init_lora_weights: false,
+      lora_dropout: 0.5,
+    };
+    const batch = { inputIds: [[1, 72, 101, 108, 108, 111, 44, 32, 101, 100]] };
+    const losses = async (seed: number) => {
+      const model = await createAdapter(base, cfg, { seed: 1 });
+      const evalLoss = await model.loss(batch);
+      const trainer = model.trainer({ optimizer: "sgd", learningRate: 0, seed });
+      const a = (await trainer.step(batch)).loss;
+      const b = (await trainer.step(batch)).loss;
+      await model.release();
+      return { evalLoss, a, b };
+    };
+    const x = await losses(7);
+    const y = await losses(7);
+    const z = await losses(8);
+    assert.deepEqual(x, y, "same seed, same masks");
+    assert.notEqual(x.a, x.evalLoss, "training steps drop inputs");
+    assert.notEqual(x.a, x.b, "a new mask per step");
+    assert.notEqual(x.a, z.a, "the seed picks the masks");
+    assert.equal(x.evalLoss, z.evalLoss);
+  });
+}
 
 test("fit: epochs over padded batches, progress with tokens/s, abort between steps", async () => {
   const base = await loadBaseModel(fixture("llama-tiny"), { device: "wasm" });

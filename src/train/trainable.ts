@@ -124,10 +124,16 @@ export class TrainableAdapter {
       let dropped = `${n.input[0]}_lora_dropout`;
       for (let i = 1; taken.has(dropped); i++) dropped = `${n.input[0]}_lora_dropout_${i}`;
       taken.add(dropped);
-      inputs.push(tensorValueInfo(mask, TensorProto_DataType.FLOAT, ["batch", "sequence", b.inFeatures]));
+      // Fed flat and reshaped to x's own shape ([batch, seq, in], or [batch * seq, in] before a Gemm).
+      inputs.push(tensorValueInfo(mask, TensorProto_DataType.FLOAT, ["positions_x_in"]));
       this.#dropped.push({ module: b.module, inFeatures: b.inFeatures });
+      const [shape, shaped] = [`${dropped}_shape`, `${dropped}_mask`];
+      taken.add(shape);
+      taken.add(shaped);
       return [
-        makeNode("Mul", [n.input[0], mask], [dropped], `${n.name}_dropout`),
+        makeNode("Shape", [n.input[0]], [shape], `${n.name}_dropout_Shape`),
+        makeNode("Reshape", [mask, shape], [shaped], `${n.name}_dropout_Reshape`),
+        makeNode("Mul", [n.input[0], shaped], [dropped], `${n.name}_dropout`),
         edited(NodeProtoSchema, n, { input: [dropped, n.input[1]] }),
       ];
     });
@@ -152,7 +158,7 @@ export class TrainableAdapter {
       const mask = new Float32Array(n);
       if (!rng) mask.fill(1);
       else for (let i = 0; i < n; i++) mask[i] = rng.uniform() >= p ? 1 / (1 - p) : 0;
-      feeds[dropoutInput(module)] = new Tensor("float32", mask, [b.rows, b.length, inFeatures]);
+      feeds[dropoutInput(module)] = new Tensor("float32", mask, [n]);
     }
     return feeds;
   }
