@@ -11,6 +11,7 @@ import { type AdapterOptions, readAdapter } from "./adapter.ts";
 import type { BaseModel } from "./base_model.ts";
 import { dynamicEngine } from "./dynamic_engine.ts";
 import { mergedEngine } from "./merged.ts";
+import { trainableAdapter } from "./training.ts";
 import { type AdapterMode, PeftModel } from "./peft_model.ts";
 
 /** Options of {@linkcode fromPretrained}, PEFT's `from_pretrained` arguments in camelCase. */
@@ -53,10 +54,12 @@ export async function fromPretrained(
   adapter: PathOrSource,
   options: FromPretrainedOptions = {},
 ): Promise<PeftModel> {
-  if (options.isTrainable) {
-    throw new UnsupportedError("isTrainable: true is not supported yet: peft-edge loads adapters for inference only");
-  }
   const mode = options.mode ?? "dynamic";
+  if (options.isTrainable && mode !== "dynamic") {
+    throw new UnsupportedError(`isTrainable: true trains unmerged adapters; use mode "dynamic", not "${mode}"`, {
+      key: "mode",
+    });
+  }
   if (!MODES.includes(mode)) {
     throw new UnsupportedError(
       `mode ${JSON.stringify(mode)} is not supported; supported modes: ${MODES.map((m) => `"${m}"`).join(", ")}`,
@@ -69,7 +72,8 @@ export async function fromPretrained(
     ? mergedEngine(base)
     : await dynamicEngine(base, { prepareModules: preparedModules(base, options.prepareModules) });
   const engine = await empty.add(loaded);
-  return new PeftModel(base, mode, engine, loaded, merger.backend);
+  const trainable = options.isTrainable ? await trainableAdapter(base, loaded) : undefined;
+  return new PeftModel(base, mode, engine, loaded, merger.backend, trainable);
 }
 
 function preparedModules(base: BaseModel, wanted: FromPretrainedOptions["prepareModules"]): readonly string[] {

@@ -16,6 +16,17 @@ import { mergedBase } from "./merged.ts";
 import { runQueue } from "./model_session.ts";
 import { generateText, streamText } from "./text.ts";
 import type { Device } from "../webgpu/device.ts";
+import { localFs } from "../runtime/fs.ts";
+import { parseSafetensors } from "../safetensors/mod.ts";
+import type { TrainBatch } from "../train/batch.ts";
+import {
+  ADAPTER_CONFIG_FILE,
+  ADAPTER_WEIGHTS_FILE,
+  adapterConfigText,
+  adapterWeightsBytes,
+} from "../train/peft_format.ts";
+import type { TrainableAdapter } from "../train/trainable.ts";
+import { resolveTrainerOptions, Trainer, type TrainerOptions } from "../train/trainer.ts";
 
 /**
  * How adapters are applied. `"dynamic"` (the default, as in PEFT) keeps them
@@ -65,6 +76,10 @@ export class PeftModel implements AsyncDisposable {
   #active: readonly string[];
   #disabled = 0;
   readonly #mergeBackend: string;
+  /** The adapter being trained (loaded with `isTrainable: true`). */
+  readonly #trainable?: { adapter: TrainableAdapter; name: string; config: Readonly<Record<string, unknown>> };
+  /** The trainable adapter's version the inference engine runs. */
+  #servedVersion = 0;
   /** Loads and deletes run one at a time: each builds on the engine the previous one committed. */
   readonly #changes = runQueue();
 
@@ -78,11 +93,14 @@ export class PeftModel implements AsyncDisposable {
     first: LoadedAdapter,
     /** The base's merge kernels' backend (see {@linkcode PeftModel.mergeBackend}). */
     mergeBackend: string,
+    /** The first adapter's trainable tensors, when loaded with `isTrainable: true`. */
+    trainable?: TrainableAdapter,
   ) {
     this.#engine = engine;
     this.#registry = new Map([[first.name, [{ adapter: first, weight: 1 }]]]);
     this.#active = [first.name];
     this.#mergeBackend = mergeBackend;
+    if (trainable) this.#trainable = { adapter: trainable, name: first.name, config: trainable.config };
   }
 
   /** Names of the model's inputs (the base's). */
@@ -330,9 +348,107 @@ export class PeftModel implements AsyncDisposable {
    * adapters loaded for inference are frozen, so trainable is 0; all counts
    * the base's float parameters plus every loaded adapter's.
    */
-  getNbTrainableParameters(): [trainable: number, all: number] {
-    const adapters = [...this.#loaded()].reduce((n, a) => n + a.parameters, 0);
-    return [0, this.base.numParameters() + adapters];
+  getNbTrainableParameters(): [trainable: number, all: number] & { trainable: number; all: number } {
+    // Tensors the plan applies (PEFT's parameters), not copies of base weights saved beside them.
+    const size = (a: LoadedAdapter, key: string) => a.weights.info(key).shape.reduce((x, y) => x * y, 1);
+    const adapters = [...this.#loaded()].reduce(
+      (n, a) =>
+        n +
+        a.plan.patches.reduce((m, p) =>
+          m + (p.kind === "replace"
+            ? size(a, p.key)
+            : [p.a, p.b, p.bias, p.magnitude].reduce((k, key) =>
+              k + (key ? size(a, key) : 0), 0)), 0),
+      0,
+    );
+    const trainable = this.#trainable?.adapter.params.tensors.reduce((n, t) => n + t.data.length, 0) ?? 0;
+    const all = this.base.numParameters() + adapters;
+    return Object.assign([trainable, all] as [number, number], { trainable, all });
+  }
+
+  /** Whether this model was loaded with `isTrainable: true`. */
+  get isTrainable(): boolean {
+    return this.#trainable !== undefined;
+  }
+
+  #trained(what: string): TrainableAdapter {
+    if (!this.#trainable) {
+      throw new UnsupportedError(`${what} needs a model loaded with isTrainable: true (or made by createAdapter)`, {
+        key: "isTrainable",
+      });
+    }
+    return this.#trainable.adapter;
+  }
+
+  /**
+   * A trainer for the trainable adapter (HF Trainer semantics; see
+   * {@linkcode TrainerOptions}). After each update, runs and generation
+   * use the new weights.
+   *
+   * @example
+   * ```ts
+   * import { fromPretrained, loadBaseModel } from "../../mod.ts";
+   * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+   * const model = await fromPretrained(base, "tests/fixtures/llama-tiny-lora-qv", { isTrainable: true });
+   * const trainer = model.trainer({ optimizer: "sgd", learningRate: 0.1 });
+   * const { loss, gradNorm } = await trainer.step({ inputIds: [[1, 72, 105, 33, 2]] });
+   * ```
+   */
+  trainer(options: TrainerOptions = {}): Trainer {
+    const adapter = this.#trained("trainer()");
+    const resolved = { ...resolveTrainerOptions(options), resumeFrom: options.resumeFrom };
+    return new Trainer(
+      adapter,
+      resolved,
+      this.#trainable!.config,
+      () => this.#changes.push(() => this.#serveTrained()),
+    );
+  }
+
+  /**
+   * HF's causal-LM loss of a batch with the trainable adapter's current
+   * weights (labels default to the ids, shifted inside, -100 ignored; mean
+   * over kept tokens), without dropout or update.
+   */
+  async loss(batch: TrainBatch): Promise<number> {
+    const { lossSum, labelTokens } = await this.#trained("loss()").loss(batch);
+    return lossSum / labelTokens;
+  }
+
+  /**
+   * Writes the trainable adapter as PEFT's `save_pretrained` does
+   * (`adapter_config.json` and `adapter_model.safetensors`), loadable by
+   * Python's `PeftModel.from_pretrained` and by {@linkcode fromPretrained}.
+   */
+  async savePretrained(dir: string): Promise<void> {
+    const adapter = this.#trained("savePretrained()");
+    const fs = await localFs();
+    await fs.mkdirp(dir);
+    const folder = dir.replace(/\/+$/, "");
+    await fs.writeFile(
+      `${folder}/${ADAPTER_WEIGHTS_FILE}`,
+      adapterWeightsBytes(adapter.params.tensors, adapter.savedExtras),
+    );
+    await fs.writeFile(`${folder}/${ADAPTER_CONFIG_FILE}`, adapterConfigText(this.#trainable!.config));
+  }
+
+  /** Swaps the trained tensors into the inference engine (runs queued before keep the old ones). */
+  async #serveTrained(): Promise<void> {
+    const { adapter, name } = this.#trainable!;
+    if (adapter.version === this.#servedVersion) return;
+    const version = adapter.version;
+    const old = [...this.#loaded()].find((a) => a.name === name)!;
+    const weights = parseSafetensors(
+      adapterWeightsBytes(adapter.params.tensors, adapter.savedExtras),
+      ADAPTER_WEIGHTS_FILE,
+    );
+    const next: LoadedAdapter = { ...old, weights };
+    const engine = await this.#engine.remove(name).engine.add(next);
+    this.#engine = engine;
+    this.#registry = new Map(
+      [...this.#registry].map(([k, parts]) => [k, parts.map((p) => (p.adapter === old ? { ...p, adapter: next } : p))]),
+    );
+    this.#servedVersion = version;
   }
 
   /** PEFT's `print_trainable_parameters()`, same numbers and format. */
@@ -350,6 +466,7 @@ export class PeftModel implements AsyncDisposable {
    */
   async release(): Promise<void> {
     await Promise.all(this.#engine.sessions().map((s) => s.release()));
+    await this.#trainable?.adapter.release();
   }
 
   /** Same as {@linkcode PeftModel.release}, for `await using`. */

@@ -17,6 +17,7 @@
 mod arena;
 mod merge;
 mod norms;
+mod optim;
 mod rank_update;
 mod rescale;
 mod simd;
@@ -102,4 +103,37 @@ pub unsafe extern "C" fn scale_rows(w: *mut f32, rows: usize, cols: usize, f: *c
 #[no_mangle]
 pub unsafe extern "C" fn scale_cols(w: *mut f32, rows: usize, cols: usize, f: *const f32) {
     rescale::scale_cols(w, rows, cols, f)
+}
+
+/// AdamW (torch.optim.AdamW, decoupled weight decay) on `n` floats in place.
+/// `decay` = `1 - lr * weight_decay`, `step_size` = `lr / (1 - beta1^t)`,
+/// `bc2_sqrt` = `sqrt(1 - beta2^t)` (computed by the caller in `f64`).
+#[no_mangle]
+pub unsafe extern "C" fn adamw_step(
+    p: *mut f32, g: *const f32, m: *mut f32, v: *mut f32, n: usize,
+    decay: f32, beta1: f32, beta2: f32, eps: f32, step_size: f32, bc2_sqrt: f32,
+) {
+    optim::adamw(p, g, m, v, n, decay, beta1, beta2, eps, step_size, bc2_sqrt)
+}
+
+/// SGD (torch.optim.SGD: weight decay, momentum, dampening, Nesterov) on `n`
+/// floats in place; `first` (0/1) starts the momentum buffer at the gradient.
+#[no_mangle]
+pub unsafe extern "C" fn sgd_step(
+    p: *mut f32, g: *const f32, buf: *mut f32, n: usize,
+    lr: f32, momentum: f32, dampening: f32, weight_decay: f32, nesterov: u32, first: u32,
+) {
+    optim::sgd(p, g, buf, n, lr, momentum, dampening, weight_decay, nesterov != 0, first != 0)
+}
+
+/// Sum of squares of `n` floats (`f64`), for gradient norms.
+#[no_mangle]
+pub unsafe extern "C" fn sum_squares(g: *const f32, n: usize) -> f64 {
+    optim::sum_squares(g, n)
+}
+
+/// `g[i] *= f` on `n` floats (gradient clipping).
+#[no_mangle]
+pub unsafe extern "C" fn scale_in_place(g: *mut f32, n: usize, f: f32) {
+    optim::scale(g, n, f)
 }

@@ -1,0 +1,120 @@
+/**
+ * Wiring a loaded adapter to the training code: the base's graph, weights
+ * and decoder interface become a {@linkcode TrainableAdapter}, whose
+ * sessions run on the base's device with its session options.
+ * @module
+ */
+import { Tensor } from "../deps/ort.ts";
+import { UnsupportedError } from "../errors.ts";
+import { describeDecoder } from "../generate/decoder_layout.ts";
+import { TrainableAdapter } from "../train/trainable.ts";
+import { transposed } from "../train/lora_params.ts";
+import { externalBytes } from "../onnx/external_data.ts";
+import { readTargetWeight } from "../onnx/quantized_weights.ts";
+import type { WeightTarget } from "../onnx/weight_index.ts";
+import type { TensorInput } from "../safetensors/mod.ts";
+import type { LoadedAdapter } from "./adapter.ts";
+import type { BaseModel } from "./base_model.ts";
+import { createSession } from "./session.ts";
+
+/**
+ * A trainable copy of an adapter's tensors on a base.
+ *
+ * @throws {UnsupportedError} for bases or adapters training does not cover (merged decoders, DoRA, float16).
+ * @example
+ * ```ts
+ * import { loadBaseModel } from "./base_model.ts";
+ * import { readAdapter } from "./adapter.ts";
+ * import { trainableAdapter } from "./training.ts";
+ * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+ * const adapter = await readAdapter(base.weights, "tests/fixtures/llama-tiny-lora-qv", "default");
+ * const trainable = await trainableAdapter(base, adapter);
+ * console.log(trainable.params.tensors.length); // 8
+ * ```
+ */
+export async function trainableAdapter(base: BaseModel, adapter: LoadedAdapter): Promise<TrainableAdapter> {
+  const layout = describeDecoder(base);
+  if (layout.useCacheBranch) {
+    throw new UnsupportedError("training a merged decoder (use_cache_branch) is not supported; export without it", {
+      key: "use_cache_branch",
+    });
+  }
+  for (const p of adapter.plan.patches) {
+    if (p.kind === "replace") {
+      throw new UnsupportedError(`training ${p.param} replacements (modules_to_save, bias) is not supported`, {
+        key: p.module,
+      });
+    }
+  }
+  const { cpu } = await base.kernels();
+  const weightOf = (target: WeightTarget) =>
+    readTargetWeight(base.onnx.graph!, target, base.file, (t) => externalBytes(t, base.externalData, base.file));
+  const settings = {
+    device: base.device,
+    executionProviders: base.settings.executionProviders,
+    sessionOptions: { ...base.settings.sessionOptions, preferredOutputLocation: undefined },
+  };
+  return new TrainableAdapter({
+    onnx: base.onnx,
+    weights: base.weights,
+    plan: adapter.plan,
+    tensor: (key) => adapter.weights.toFloat32(key),
+    factory: (model) => createSession(model, base.externalData, settings, base.file),
+    extraInputs: (rows) => {
+      const dims = [rows, ...layout.emptyPastDims.slice(1)];
+      return Object.fromEntries(layout.cache.map((c) => [c.input, new Tensor("float32", new Float32Array(0), dims)]));
+    },
+    inputNames: base.inputNames,
+    vocabSize: layout.vocabSize,
+    dropout: adapter.config.loraDropout,
+    doraNorms: (patch, a, b) => {
+      const { target } = patch;
+      const dims = { outFeatures: target.outFeatures, inFeatures: target.inFeatures, rank: patch.rank };
+      return cpu.doraNorms(weightOf(target), a, b, dims, patch.scale, target.layout);
+    },
+    savedExtras: embeddingBaseLayers(adapter, weightOf),
+    config: savedConfig(adapter),
+  });
+}
+
+/**
+ * The config as PEFT saves it: as read, except that `"all-linear"` is
+ * written as the full names of the modules it matched (PEFT 0.21 replaces it by that set).
+ */
+function savedConfig(adapter: LoadedAdapter): Readonly<Record<string, unknown>> {
+  const raw = adapter.config.raw;
+  if (raw.target_modules !== "all-linear") return raw;
+  return { ...raw, target_modules: [...new Set(adapter.plan.patches.map((p) => p.module))].sort() };
+}
+
+/** PEFT's `EMBEDDING_LAYER_NAMES`. */
+const EMBEDDING_LAYERS = ["embed_tokens", "lm_head"];
+
+/**
+ * What PEFT's `save_pretrained` adds for `save_embedding_layers="auto"`:
+ * when `target_modules` names an embedding layer, each LoRA-wrapped
+ * embedding layer's base weight (`<module>.base_layer.weight`, PyTorch layout).
+ */
+function embeddingBaseLayers(
+  adapter: LoadedAdapter,
+  weightOf: (target: WeightTarget) => Float32Array,
+): Record<string, TensorInput> {
+  const targets = adapter.config.raw.target_modules;
+  const named = Array.isArray(targets)
+    ? EMBEDDING_LAYERS.some((k) => targets.includes(k))
+    : typeof targets === "string" && EMBEDDING_LAYERS.some((k) => targets.includes(k));
+  const extras: Record<string, TensorInput> = {};
+  if (!named) return extras;
+  for (const p of adapter.plan.patches) {
+    const last = p.module.slice(p.module.lastIndexOf(".") + 1);
+    const isInput = p.target.kind === "embedding";
+    if (!isInput && last !== "lm_head") continue;
+    const t = p.target;
+    let data = weightOf(t);
+    // Linear weights stored [in, out] are transposed back to PyTorch's [out, in].
+    if (!isInput && t.layout === "in_out") data = transposed(data, t.inFeatures, t.outFeatures);
+    const shape = isInput ? [t.inFeatures, t.outFeatures] : [t.outFeatures, t.inFeatures];
+    extras[`base_model.model.${p.module}.base_layer.weight`] = { dtype: "F32", shape, data };
+  }
+  return extras;
+}

@@ -1,0 +1,143 @@
+/**
+ * The node builder gradient rules write through: fresh names, constant
+ * initializers and the nodes of the backward pass, kept apart from the
+ * forward graph so the forward graph is never copied or edited.
+ * @module
+ */
+import {
+  AttributeProto_AttributeType,
+  AttributeProtoSchema,
+  create,
+  type NodeProto,
+  NodeProtoSchema,
+  type TensorProto,
+  TensorProto_DataType,
+} from "../deps/onnx_proto.ts";
+import { rawTensor } from "../onnx/graph_parts.ts";
+
+/** An attribute: integer, `{ f }` float, integer list, or `{ s }` string. */
+export type GradAttribute = number | { f: number } | number[] | { s: string };
+
+/**
+ * Collects the nodes and constants of a backward pass.
+ *
+ * @example
+ * ```ts
+ * import { GradGraph } from "./grad_graph.ts";
+ * const g = new GradGraph(new Set(["x"]), "/grad", 17);
+ * const two = g.scalar(2);
+ * const y = g.op("Mul", ["x", two]);
+ * console.log(g.nodes.length, y); // 1 "/grad/Mul"
+ * ```
+ */
+export class GradGraph {
+  readonly nodes: NodeProto[] = [];
+  readonly initializers: TensorProto[] = [];
+  readonly #taken: Set<string>;
+  readonly #prefix: string;
+  readonly #scalars = new Map<number, string>();
+
+  /** The model's default-domain opset, which decides some ops' forms. */
+  readonly opset: number;
+
+  constructor(taken: Set<string>, prefix: string, opset = 17) {
+    this.#taken = taken;
+    this.#prefix = prefix;
+    this.opset = opset;
+  }
+
+  /** `ReduceMean` over `axes`, keeping dims (axes an attribute before opset 18, an input from 18). */
+  reduceMean(x: string, axes: readonly number[]): string {
+    return this.opset >= 18
+      ? this.op("ReduceMean", [x, this.ints(axes)], { keepdims: 1 })
+      : this.op("ReduceMean", [x], { axes: [...axes], keepdims: 1 });
+  }
+
+  /** A fresh tensor name under this pass's prefix. */
+  fresh(hint: string): string {
+    const wanted = `${this.#prefix}/${hint}`;
+    let name = wanted;
+    for (let i = 1; this.#taken.has(name); i++) name = `${wanted}_${i}`;
+    this.#taken.add(name);
+    return name;
+  }
+
+  /** Adds a node with one output and returns that output's name. */
+  op(opType: string, input: string[], attributes: Record<string, GradAttribute> = {}): string {
+    return this.ops(opType, input, 1, attributes)[0];
+  }
+
+  /** Adds a node with `outputs` outputs and returns their names. */
+  ops(opType: string, input: string[], outputs: number, attributes: Record<string, GradAttribute> = {}): string[] {
+    return this.named(opType, input, Array.from({ length: outputs }, () => this.fresh(opType)), attributes);
+  }
+
+  /** Adds a node writing the given output names (taken by the caller). */
+  named(opType: string, input: string[], output: string[], attributes: Record<string, GradAttribute> = {}): string[] {
+    const attribute = Object.entries(attributes).map(([name, v]) => {
+      if (Array.isArray(v)) {
+        return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.INTS, ints: v.map(BigInt) });
+      }
+      if (typeof v === "number") {
+        return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.INT, i: BigInt(v) });
+      }
+      if ("s" in v) {
+        return create(AttributeProtoSchema, {
+          name,
+          type: AttributeProto_AttributeType.STRING,
+          s: new TextEncoder().encode(v.s),
+        });
+      }
+      return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.FLOAT, f: v.f });
+    });
+    this.nodes.push(create(NodeProtoSchema, { opType, input, output, name: output[0], domain: "", attribute }));
+    return output;
+  }
+
+  /** An int64 constant. */
+  ints(values: readonly number[], dims: readonly number[] = [values.length]): string {
+    const name = this.fresh("const_i64");
+    const bytes = new Uint8Array(new BigInt64Array(values.map(BigInt)).buffer);
+    this.initializers.push(rawTensor(name, TensorProto_DataType.INT64, dims, bytes));
+    return name;
+  }
+
+  /** A float32 constant of the given shape filled with `value` (a scalar when `dims` is empty). */
+  floats(value: number, dims: readonly number[] = []): string {
+    const name = this.fresh("const_f32");
+    const n = dims.reduce((a, b) => a * b, 1);
+    const bytes = new Uint8Array(new Float32Array(n).fill(value).buffer);
+    this.initializers.push(rawTensor(name, TensorProto_DataType.FLOAT, dims, bytes));
+    return name;
+  }
+
+  /** A float32 scalar constant, shared by every use of the same value. */
+  scalar(value: number): string {
+    let name = this.#scalars.get(value);
+    if (!name) this.#scalars.set(value, name = this.floats(value));
+    return name;
+  }
+
+  /** Zeros of a static shape, made at run time (no initializer as large as the tensor). */
+  zeros(dims: readonly number[]): string {
+    return this.op("ConstantOfShape", [this.ints(dims)], {});
+  }
+
+  /** `x` reshaped to a static shape (no node when it already has it). */
+  reshape(x: string, from: readonly number[], to: readonly number[]): string {
+    if (from.length === to.length && from.every((d, i) => d === to[i])) return x;
+    return this.op("Reshape", [x, this.ints(to)]);
+  }
+
+  /**
+   * Sums `dy` (shape `from`) down to `to` as broadcasting expanded it:
+   * leading axes dropped, axes of size 1 summed.
+   */
+  sumTo(dy: string, from: readonly number[], to: readonly number[]): string {
+    const padded = [...Array(from.length - to.length).fill(1), ...to];
+    const axes = from.map((d, i) => (padded[i] === 1 && d !== 1 ? i : -1)).filter((i) => i >= 0);
+    const summed = axes.length ? this.op("ReduceSum", [dy, this.ints(axes)], { keepdims: 1 }) : dy;
+    const now = from.map((d, i) => (axes.includes(i) ? 1 : d));
+    return this.reshape(summed, now, to);
+  }
+}
