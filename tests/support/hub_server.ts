@@ -216,7 +216,8 @@ export async function startTestHub(options: TestHubOptions): Promise<TestHub> {
     requests.push({ method: req.method ?? "GET", path: url.pathname, token, range });
     const mode = hub.fail;
     if (mode !== undefined && mode !== "truncate") {
-      return fail(res, mode.status, "", `simulated failure ${mode.status}`);
+      // Retry-After: 0 keeps clients' retries (with backoff otherwise) fast in tests.
+      return send(res, mode.status, { error: `simulated failure ${mode.status}` }, { "Retry-After": "0" });
     }
 
     const api = url.pathname.match(/^\/api\/models\/(.+)\/revision\/([^/]+)$/);
@@ -346,6 +347,7 @@ export const HUB_ENV = [
   "HF_HUB_CACHE",
   "HUGGINGFACE_HUB_CACHE",
   "HF_HUB_OFFLINE",
+  "HF_TOKEN_PATH",
 ] as const;
 
 /**
