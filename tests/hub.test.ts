@@ -410,6 +410,30 @@ hubTest("HF_ENDPOINT, HF_TOKEN and HF_HOME are honoured; options win over them",
   });
 });
 
+hubTest("the huggingface-cli login token file is used when no token is given", async (hub, cacheDir) => {
+  await withTempDir(async (home) => {
+    await writeFile(`${home}/token`, `${TOKEN}\n`);
+    await withEnv({ HF_HOME: home }, async () => {
+      const src = await hubSource("test/private", { hubUrl: hub.url, cacheDir });
+      assert.ok((await src.read("adapter_config.json")).length > 0);
+      assert.equal(hub.requests[hub.requests.length - 1].token, TOKEN);
+    });
+    await writeFile(`${home}/other-token`, APPROVED);
+    await withEnv({ HF_HOME: home, HF_TOKEN_PATH: `${home}/other-token` }, async () => {
+      const src = await hubSource("test/gated", { hubUrl: hub.url, cacheDir });
+      assert.ok((await src.read("adapter_config.json")).length > 0);
+      assert.equal(hub.requests[hub.requests.length - 1].token, APPROVED);
+    });
+    // HF_TOKEN wins over the file.
+    await withEnv({ HF_HOME: home, HF_TOKEN: APPROVED }, async () => {
+      await (await hubSource("test/private", { hubUrl: hub.url, cacheDir: `${cacheDir}/2` })).read(
+        "adapter_config.json",
+      );
+      assert.equal(hub.requests[hub.requests.length - 1].token, APPROVED);
+    });
+  });
+});
+
 hubTest("onProgress reports the bytes of each downloaded file", async (hub, cacheDir) => {
   const events: { file: string; loaded: number; total?: number }[] = [];
   const src = await resolveSource(REPO, { hubUrl: hub.url, cacheDir, onProgress: (p) => events.push(p) });

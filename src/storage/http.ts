@@ -313,8 +313,8 @@ export type StreamOutcome =
 /**
  * Streams a GET's body into `sink`. When the body fails mid-way (dropped,
  * stalled), the request is made again from where it stopped with
- * `Range: bytes=<loaded>-` (up to `retries` times in a row without
- * progress); a server that answers the range with a full 200 starts over.
+ * `Range: bytes=<loaded>-` (up to `retries` times in a row that moved less
+ * than 64 KiB each); a server that answers the range with a full 200 starts over.
  * `fetchFn` should be a {@linkcode boundedFetch}. A body that still fails
  * throws a {@linkcode TransportError}; a failing status is returned.
  *
@@ -359,6 +359,7 @@ export async function streamBody(
     }
     if (response.body === null) return { ok: true, loaded, response: first };
     const reader = response.body.getReader();
+    const startedAt = loaded;
     for (;;) {
       let step: ReadableStreamReadResult<Uint8Array>;
       try {
@@ -374,8 +375,11 @@ export async function streamBody(
       }
       if (step.done) return { ok: true, loaded, response: first };
       loaded += step.value.length;
-      left = retries; // data moved: the retry budget starts again, as in Python
-      wait = FIRST_WAIT_MS;
+      if (loaded - startedAt >= MIN_BYTES_PER_WINDOW) {
+        // Real progress: the retry budget starts again, as in Python (a trickle never gets this far).
+        left = retries;
+        wait = FIRST_WAIT_MS;
+      }
       try {
         await sink.write(step.value);
       } catch (error) {
