@@ -35,7 +35,9 @@ export type { Device, DeviceOption } from "./src/webgpu/device.ts";
 export { fromPretrained, type FromPretrainedOptions } from "./src/model/from_pretrained.ts";
 export type { LoraConfig } from "./src/config/mod.ts";
 export type { FileSource } from "./src/storage/file_source.ts";
-export { memorySource } from "./src/storage/memory.ts";
+export { type MemoryFile, memorySource } from "./src/storage/memory.ts";
+export { urlSource, type UrlSourceOptions } from "./src/storage/url.ts";
+export type { NetworkOptions } from "./src/storage/http.ts";
 export type { ResolveOptions } from "./src/hub/resolve.ts";
 export * from "./src/errors.ts";
 export type {
