@@ -48,7 +48,7 @@ async function assertNoBlob(cacheDir: string) {
 timeoutTest("a Hub that never answers: HubError timeout within timeoutMs", async (hub, cacheDir) => {
   hub.fail = "hang";
   const src = await hubSource(REPO, { hubUrl: hub.url, cacheDir, timeoutMs: TIMEOUT, retries: 0 });
-  const error = await failsWithin(src.read("adapter_config.json"), TIMEOUT + 700);
+  const error = await failsWithin(src.read("adapter_config.json"), TIMEOUT + 1500);
   assert.equal(error.reason, "timeout");
   assert.match(error.message, /no response within 300 ms/);
   await assertNoBlob(cacheDir);
@@ -57,7 +57,7 @@ timeoutTest("a Hub that never answers: HubError timeout within timeoutMs", async
 timeoutTest("headers then a stalled body: HubError timeout; nothing cached", async (hub, cacheDir) => {
   hub.fail = "stall";
   const src = await hubSource(REPO, { hubUrl: hub.url, cacheDir, timeoutMs: TIMEOUT, retries: 0 });
-  const error = await failsWithin(src.read(FILE), 2 * TIMEOUT + 700);
+  const error = await failsWithin(src.read(FILE), 2 * TIMEOUT + 2000);
   assert.equal(error.reason, "timeout");
   assert.equal(error.file, FILE);
   await assertNoBlob(cacheDir);
@@ -66,7 +66,7 @@ timeoutTest("headers then a stalled body: HubError timeout; nothing cached", asy
 timeoutTest("a 2 KiB/s trickle does not keep a download alive", async (hub, cacheDir) => {
   hub.fail = "trickle";
   const src = await hubSource(REPO, { hubUrl: hub.url, cacheDir, timeoutMs: TIMEOUT, retries: 0 });
-  const error = await failsWithin(src.read(FILE), 2 * TIMEOUT + 700);
+  const error = await failsWithin(src.read(FILE), 2 * TIMEOUT + 2000);
   assert.equal(error.reason, "timeout");
   assert.match(error.message, /less than 64 KiB/);
   await assertNoBlob(cacheDir);
@@ -75,7 +75,7 @@ timeoutTest("a 2 KiB/s trickle does not keep a download alive", async (hub, cach
 timeoutTest("a dropped connection: HubError network; after recovery the file loads", async (hub, cacheDir) => {
   hub.fail = "drop";
   const src = await hubSource(REPO, { hubUrl: hub.url, cacheDir, timeoutMs: TIMEOUT, retries: 0 });
-  const error = await failsWithin(src.read("adapter_config.json"), TIMEOUT + 700);
+  const error = await failsWithin(src.read("adapter_config.json"), TIMEOUT + 1500);
   assert.equal(error.reason, "network");
   await assertNoBlob(cacheDir);
   hub.fail = undefined;
@@ -114,10 +114,10 @@ timeoutTest("through mod.ts: loadBaseModel and fromPretrained take timeoutMs", a
   const base = await loadBaseModel("test/llama-tiny", options);
   try {
     hub.fail = "stall";
-    const error = await failsWithin(fromPretrained(base, REPO, options), 2 * TIMEOUT + 1500);
+    const error = await failsWithin(fromPretrained(base, REPO, options), 2 * TIMEOUT + 2000);
     assert.equal(error.reason, "timeout");
     hub.fail = "hang";
-    const early = await failsWithin(loadBaseModel("test/llama-tiny", { ...options, revision: "v2" }), TIMEOUT + 700);
+    const early = await failsWithin(loadBaseModel("test/llama-tiny", { ...options, revision: "v2" }), TIMEOUT + 1500);
     assert.equal(early.reason, "timeout");
   } finally {
     await base.release();

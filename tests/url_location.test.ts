@@ -75,13 +75,10 @@ test("a URL server that drops the connection: UrlError network; nothing kept; re
       await model.release();
 
       // With retries, a dropped body is resumed with Range from where it stopped.
-      server.fail = { mode: "drop", only: "adapter_model.safetensors" };
+      // Only the first request drops; the resume (and anything later) is served.
+      server.fail = { mode: "drop", only: "adapter_model.safetensors", times: 1 };
       const before = server.requests.length;
-      const src = await resolveSource(url);
-      const weights = src.read("adapter_model.safetensors");
-      // Let the first (dropped) request happen, then heal the server for the resume.
-      await new Promise((r) => setTimeout(r, 200));
-      server.fail = undefined;
+      const weights = (await resolveSource(url)).read("adapter_model.safetensors");
       assert.deepEqual(
         await weights,
         new Uint8Array(await readFile(`${FIXTURES}llama-tiny-lora-qv/adapter_model.safetensors`)),
@@ -103,7 +100,7 @@ test("a URL server that sends a wrong size, never answers or trickles: typed Url
       const started = performance.now();
       const error = await src.read("adapter_model.safetensors").then(() => undefined, (e) => e);
       assert.ok(error instanceof UrlError && error.reason === "timeout", `${mode}: ${error}`);
-      assert.ok(performance.now() - started < 1500, `${mode} took too long`);
+      assert.ok(performance.now() - started < 2500, `${mode} took too long`);
     }
     server.fail = undefined;
     assert.ok((await src.read("adapter_config.json")).length > 0);

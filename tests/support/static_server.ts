@@ -20,6 +20,8 @@ import { join, normalize } from "node:path";
 export interface StaticFail {
   mode: "drop" | "short" | "hang" | "trickle" | "no-head";
   only?: string;
+  /** Misbehave for this many requests only, then serve normally. */
+  times?: number;
 }
 
 /** A running server and how to stop it. */
@@ -53,7 +55,9 @@ export async function serveFolder(root: string): Promise<StaticServer> {
       res.writeHead(400).end();
       return;
     }
-    const fail = state.fail && (!state.fail.only || path.endsWith(state.fail.only)) ? state.fail.mode : undefined;
+    const spec = state.fail && (!state.fail.only || path.endsWith(state.fail.only)) ? state.fail : undefined;
+    const fail = spec?.mode;
+    if (spec?.times !== undefined && --spec.times <= 0) state.fail = undefined;
     if (fail === "hang") return;
     let body: Uint8Array;
     try {
