@@ -12,6 +12,7 @@ import {
 } from "../mod.ts";
 import { localSource } from "../src/storage/local.ts";
 import { withTempDir } from "./support/hub_server.ts";
+import { ADMIN, call, DEMO_ADAPTER, loadDemo, withService } from "./support/server_setup.ts";
 import { expected, fixture, maxAbsDiff, prefillAndStep } from "./support/fixtures.ts";
 import { encodeModel, fixtureModel, toExternalData } from "./support/onnx_variants.ts";
 
@@ -125,4 +126,31 @@ test("external data: the model file itself, a path out of the folder, or a symli
       .catch((e) => e);
     assert.ok(assertSafe(linked, dir) instanceof FileAccessError, String(linked));
     assert.equal(linked.file, "onnx/model.onnx_data");
+  }));
+
+test("over HTTP: a symlink out of an adapter root is refused, the reply holds no contents and no path", () =>
+  withTempDir(async (dir) => {
+    const demo = await loadDemo();
+    try {
+      const root = join(dir, "roots");
+      for (const name of ["linked", "garbage"]) {
+        await mkdir(join(root, name), { recursive: true });
+        await copyFile(join(DEMO_ADAPTER, "adapter_model.safetensors"), join(root, name, "adapter_model.safetensors"));
+      }
+      await writeFile(join(dir, "passwd"), SECRET);
+      await symlink(join(dir, "passwd"), join(root, "linked", "adapter_config.json"));
+      await writeFile(join(root, "garbage", "adapter_config.json"), SECRET);
+      await withService(demo, { app: { localRoots: [root] } }, async (service) => {
+        for (const id of ["linked", "garbage"]) {
+          const reply = await call(service.url, "POST", "/v1/adapters", { token: ADMIN, body: { id, name: id } });
+          assert.ok(reply.status >= 400 && reply.status < 600, `${id}: ${reply.status}`);
+          const text = JSON.stringify(reply.body);
+          assert.ok(!text.includes("root:x") && !text.includes(dir), `${id} leaked: ${text}`);
+        }
+        const list = await call(service.url, "GET", "/v1/adapters", { token: ADMIN });
+        assert.deepEqual(list.body.data, []);
+      });
+    } finally {
+      await demo.base.release();
+    }
   }));
