@@ -9,6 +9,8 @@
  * @module
  */
 
+import { unrefTimer } from "../runtime/timers.ts";
+
 /**
  * The default `timeoutMs`: 30 s.
  *
@@ -154,6 +156,7 @@ function watchedBody(body: ReadableStream<Uint8Array>, abort: AbortController, t
         }
         moved = 0;
       }, timeoutMs);
+      unrefTimer(timer);
     },
     async pull(stream) {
       try {
