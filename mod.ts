@@ -40,7 +40,9 @@ export type { TrainBatch } from "./src/train/batch.ts";
 export type { FitExample, FitOptions, FitProgress, FitResult } from "./src/train/fit.ts";
 export type { LoraConfig } from "./src/config/mod.ts";
 export type { FileSource } from "./src/storage/file_source.ts";
-export { memorySource } from "./src/storage/memory.ts";
+export { type MemoryFile, memorySource } from "./src/storage/memory.ts";
+export { urlSource, type UrlSourceOptions } from "./src/storage/url.ts";
+export type { NetworkOptions } from "./src/storage/http.ts";
 export type { ResolveOptions } from "./src/hub/resolve.ts";
 export * from "./src/errors.ts";
 export type {

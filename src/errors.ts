@@ -23,6 +23,11 @@ export interface ErrorContext {
   key?: string;
   /** The underlying error, if any. */
   cause?: unknown;
+  /**
+   * Details for server-side logs only (absolute paths, what the operating
+   * system or a parser said); never part of `message`, never sent over HTTP.
+   */
+  detail?: string;
 }
 
 /**
@@ -40,6 +45,11 @@ export class PeftEdgeError extends Error {
   readonly file?: string;
   /** Key, field or module name at fault, when known. */
   readonly key?: string;
+  /**
+   * Server-side details (absolute paths, parser messages) for logs; never
+   * put in `message` and never to be sent to a client.
+   */
+  readonly detail?: string;
 
   constructor(message: string, context: ErrorContext = {}) {
     const where = [context.file, context.key].filter(Boolean).join(": ");
@@ -47,6 +57,7 @@ export class PeftEdgeError extends Error {
     this.name = new.target.name;
     this.file = context.file;
     this.key = context.key;
+    this.detail = context.detail;
   }
 }
 
@@ -108,6 +119,60 @@ export class OnnxModelError extends PeftEdgeError {}
 export class FileNotFoundError extends PeftEdgeError {}
 
 /**
+ * A file below a folder root resolves (through `..`, an absolute name or a
+ * symbolic link) to a place outside that root, so it is not read. `file`
+ * is the name relative to the root; the message names nothing else (the
+ * resolved target is only in `detail`, for server logs).
+ *
+ * @example
+ * ```ts
+ * import { FileAccessError } from "./errors.ts";
+ * new FileAccessError("resolves to a place outside the folder; not read", { file: "adapter_config.json" });
+ * ```
+ */
+export class FileAccessError extends PeftEdgeError {}
+
+/** Why a download from an http(s) URL location failed; see {@linkcode UrlError}. */
+export type UrlErrorReason =
+  | "invalid" // not an http(s) URL, or a file name that escapes the folder
+  | "unauthorized" // 401
+  | "forbidden" // 403
+  | "server" // 5xx or another unexpected status
+  | "network" // connection refused, reset or dropped
+  | "timeout" // no response, or the body stalled or trickled, within `timeoutMs`
+  | "truncated"; // body shorter or longer than its Content-Length
+
+/**
+ * A file of an http(s) URL location could not be fetched (a missing file,
+ * 404, is a {@linkcode FileNotFoundError}). `url` is the file's URL without
+ * its query string.
+ *
+ * @example
+ * ```ts
+ * import { UrlError } from "./errors.ts";
+ * const e = new UrlError("no response within 30000 ms", {
+ *   url: "https://models.example/llama/config.json", file: "config.json", reason: "timeout",
+ * });
+ * console.log(e.reason, e.url);
+ * ```
+ */
+export class UrlError extends PeftEdgeError {
+  /** The file's URL (no query string). */
+  readonly url: string;
+  /** HTTP status, when there was a response. */
+  readonly status?: number;
+  /** What kind of failure this is. */
+  readonly reason: UrlErrorReason;
+
+  constructor(message: string, context: ErrorContext & { url: string; status?: number; reason: UrlErrorReason }) {
+    super(message, context);
+    this.url = context.url;
+    this.status = context.status;
+    this.reason = context.reason;
+  }
+}
+
+/**
  * A kernel was called with arguments it cannot use (lengths, scale, rank).
  *
  * @example
@@ -150,8 +215,10 @@ export type HubErrorReason =
   | "gated" // 403 (or 401) on a gated repo: access not granted
   | "forbidden" // 403 for another reason
   | "server" // 5xx or another unexpected status
-  | "network" // connection refused, DNS, reset
+  | "network" // connection refused, DNS, reset, dropped mid-body
+  | "timeout" // no response, or the body stalled or trickled, within `timeoutMs`
   | "truncated" // body shorter or different than announced
+  | "corrupt" // a cached blob fails its SHA-256 / git check and cannot be fetched again (offline)
   | "offline"; // offline mode and the file is not in the cache
 
 /**

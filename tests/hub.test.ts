@@ -279,20 +279,27 @@ hubTest("connection refused names the endpoint; a retry after the server is back
   assert.deepEqual(await src.read("adapter_config.json"), await fixtureBytes("llama-tiny-lora-qv/adapter_config.json"));
 });
 
-hubTest("a truncated body is an error that leaves nothing in the cache; a retry succeeds", async (hub, cacheDir) => {
-  const src = await hubSource(REPO, { hubUrl: hub.url, cacheDir });
-  hub.fail = "truncate";
-  const error = await hubFailure(src.read("adapter_model.safetensors"), REPO, "main", "adapter_model.safetensors");
-  assert.equal(error.reason, "truncated");
-  assert.match(error.message, /cut short/);
-  await assertNothingCached(cacheDir);
-  hub.fail = undefined;
-  assert.deepEqual(
-    await src.read("adapter_model.safetensors"),
-    await fixtureBytes("llama-tiny-lora-qv/adapter_model.safetensors"),
-  );
-  assert.deepEqual((await listTree(cacheDir)).filter((f) => f.endsWith(".incomplete")), []);
-});
+hubTest(
+  "a dropped body is resumed with Range; without retries it is an error that caches nothing",
+  async (hub, cacheDir) => {
+    const weights = await fixtureBytes("llama-tiny-lora-qv/adapter_model.safetensors");
+    const strict = await hubSource(REPO, { hubUrl: hub.url, cacheDir, retries: 0 });
+    hub.fail = "truncate";
+    const error = await hubFailure(strict.read("adapter_model.safetensors"), REPO, "main", "adapter_model.safetensors");
+    assert.equal(error.reason, "network");
+    assert.match(error.message, /cut short/);
+    await assertNothingCached(cacheDir);
+
+    // With retries (the default) the download goes on from where the connection dropped.
+    const resuming = await hubSource(REPO, { hubUrl: hub.url, cacheDir });
+    const before = hub.requests.length;
+    assert.deepEqual(await resuming.read("adapter_model.safetensors"), weights);
+    const resumed = hub.requests.slice(before).filter((r) => r.range?.match(/^bytes=[1-9]\d*-$/));
+    assert.equal(resumed.length, 1, "one request resumed the body with Range");
+    assert.deepEqual((await listTree(cacheDir)).filter((f) => f.endsWith(".incomplete")), []);
+    hub.fail = undefined;
+  },
+);
 
 hubTest("offline mode with a warm cache works with the server stopped", async (hub, cacheDir) => {
   const warm = await hubSource(REPO, { hubUrl: hub.url, cacheDir });
@@ -403,6 +410,30 @@ hubTest("HF_ENDPOINT, HF_TOKEN and HF_HOME are honoured; options win over them",
   });
 });
 
+hubTest("the huggingface-cli login token file is used when no token is given", async (hub, cacheDir) => {
+  await withTempDir(async (home) => {
+    await writeFile(`${home}/token`, `${TOKEN}\n`);
+    await withEnv({ HF_HOME: home }, async () => {
+      const src = await hubSource("test/private", { hubUrl: hub.url, cacheDir });
+      assert.ok((await src.read("adapter_config.json")).length > 0);
+      assert.equal(hub.requests[hub.requests.length - 1].token, TOKEN);
+    });
+    await writeFile(`${home}/other-token`, APPROVED);
+    await withEnv({ HF_HOME: home, HF_TOKEN_PATH: `${home}/other-token` }, async () => {
+      const src = await hubSource("test/gated", { hubUrl: hub.url, cacheDir });
+      assert.ok((await src.read("adapter_config.json")).length > 0);
+      assert.equal(hub.requests[hub.requests.length - 1].token, APPROVED);
+    });
+    // HF_TOKEN wins over the file.
+    await withEnv({ HF_HOME: home, HF_TOKEN: APPROVED }, async () => {
+      await (await hubSource("test/private", { hubUrl: hub.url, cacheDir: `${cacheDir}/2` })).read(
+        "adapter_config.json",
+      );
+      assert.equal(hub.requests[hub.requests.length - 1].token, APPROVED);
+    });
+  });
+});
+
 hubTest("onProgress reports the bytes of each downloaded file", async (hub, cacheDir) => {
   const events: { file: string; loaded: number; total?: number }[] = [];
   const src = await resolveSource(REPO, { hubUrl: hub.url, cacheDir, onProgress: (p) => events.push(p) });
@@ -458,7 +489,7 @@ test("strings that are neither a folder nor a valid repo id get a clear error", 
     assert.equal(isValidRepoId(bad), false, bad);
     const error = await resolveSource(bad).catch((e) => e);
     assert.ok(error instanceof FileNotFoundError, bad);
-    assert.match(error.message, /neither an existing local folder nor a valid Hub repo id/);
+    assert.match(error.message, /neither an existing local folder, an http\(s\) URL nor a valid Hub repo id/);
   }
   for (const good of ["gpt2", "org/name", "Org_1/name-2.v3", "x".repeat(96)]) {
     assert.equal(isValidRepoId(good), true, good);

@@ -13,6 +13,7 @@ import { jsonObjectKeyOrder } from "../json/scan.ts";
 import { describeValue, isPlainObject } from "../json/values.ts";
 import * as read from "./fields.ts";
 import { fullmatchRegex, layerIndexRegex, modulesToSaveRegex, patternKeyRegex } from "./regex.ts";
+import { jsonSyntaxError } from "../json/syntax.ts";
 
 /**
  * Every snake_case key a PEFT LoRA config may contain: `PeftConfigMixin` +
@@ -241,7 +242,7 @@ function toObject(json: unknown, file: string | undefined): { object: Record<str
     try {
       parsed = JSON.parse(json);
     } catch (e) {
-      throw new AdapterConfigError(`not valid JSON: ${(e as Error).message}`, { file, cause: e });
+      throw new AdapterConfigError(`not valid JSON (${jsonSyntaxError(e)})`, { file, cause: e });
     }
     if (!isPlainObject(parsed)) throw new AdapterConfigError("must be a JSON object", { file });
     return { object: parsed, text: json };

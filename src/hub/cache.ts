@@ -55,6 +55,15 @@ export interface HubCache {
   writeBlob(repo: string, etag: string): Promise<BlobWriter>;
   /** Makes `path` at `commit` point to the blob `etag`. */
   link(repo: string, commit: string, path: string, etag: string): Promise<void>;
+  /** The ETag of the blob `path` at `commit` points to, when known. */
+  blobOf(repo: string, commit: string, path: string): Promise<string | undefined>;
+  /** Removes the blob `etag` and the pointer of `path` at `commit` (a blob that failed its check). */
+  discard(repo: string, commit: string, path: string, etag: string): Promise<void>;
+  /**
+   * Holds other processes off the blob `etag` until the returned function
+   * is called (Python `huggingface_hub`'s `.locks/` files); optional.
+   */
+  lock?(repo: string, etag: string): Promise<() => Promise<void>>;
 }
 
 /** Joins the parts of a map key; `\n` never occurs in ids, revisions or paths. */
@@ -128,6 +137,12 @@ export function memoryHubCache(): HubCache {
     },
     link: (repo, commit, path, etag) => {
       snapshots.set(key(repo, commit, path), etag);
+      return Promise.resolve();
+    },
+    blobOf: (repo, commit, path) => Promise.resolve(snapshots.get(key(repo, commit, path))),
+    discard: (repo, commit, path, etag) => {
+      blobs.delete(key(repo, etag));
+      snapshots.delete(key(repo, commit, path));
       return Promise.resolve();
     },
   };

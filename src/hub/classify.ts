@@ -7,6 +7,7 @@
  */
 import { hub } from "../deps/hub.ts";
 import { HubError, type HubErrorReason } from "../errors.ts";
+import { TransportError } from "../storage/http.ts";
 import type { SeenResponse } from "./observe.ts";
 
 /**
@@ -100,6 +101,17 @@ export function hubFailure(error: unknown, ctx: FailureContext): HubError {
     return new HubError(`the server at ${ctx.endpoint} sent an invalid response: ${message}`, {
       ...base,
       reason: "server",
+    });
+  }
+  const transport = error instanceof TransportError
+    ? error
+    : (error as { cause?: unknown })?.cause instanceof TransportError
+    ? (error as { cause: TransportError }).cause
+    : undefined;
+  if (transport?.kind === "timeout") {
+    return new HubError(`${ctx.endpoint} timed out (${transport.message}); check the network or raise timeoutMs`, {
+      ...base,
+      reason: "timeout",
     });
   }
   const reason: HubErrorReason = "network";

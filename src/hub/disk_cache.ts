@@ -8,9 +8,11 @@
  *   blobs/<etag>                  -> file contents
  *   snapshots/<commit>/<path>     -> relative symlink to ../../blobs/<etag>
  *   .no_exist/<commit>/<path>     -> empty file: path absent at commit
+ * <cacheDir>/.locks/models--org--name/<etag>.lock -> flock held while a blob is written
  * ```
  * @module
  */
+import { lockFile } from "../runtime/file_lock.ts";
 import { type LocalFs, localFs } from "../runtime/fs.ts";
 import type { BlobWriter, HubCache } from "./cache.ts";
 import { repoFolderName } from "./repo_id.ts";
@@ -131,6 +133,22 @@ export function diskHubCache(cacheDir: string): HubCache {
         },
       };
     },
+    async blobOf(repo, commit, path) {
+      const fs = await localFs();
+      try {
+        const target = await fs.readlink(snapshotPath(repo, commit, path));
+        const name = target.slice(target.lastIndexOf("/") + 1);
+        return target.endsWith(`blobs/${name}`) ? name : undefined;
+      } catch {
+        return undefined; // missing, or a copy (no symlinks here): no blob name to check against
+      }
+    },
+    async discard(repo, commit, path, etag) {
+      const fs = await localFs();
+      await fs.rm(blobPath(repo, etag));
+      await fs.rm(snapshotPath(repo, commit, path));
+    },
+    lock: (repo, etag) => lockFile(`${root}/.locks/${repoFolderName(repo)}/${etag}.lock`),
     async link(repo, commit, path, etag) {
       const fs = await localFs();
       const pointer = snapshotPath(repo, commit, path);

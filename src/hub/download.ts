@@ -1,15 +1,18 @@
 /**
  * One file's trip from the Hub into a {@linkcode HubCache}: ask the server
- * for its size and ETag, stream the body into a temp blob, check length (and
- * SHA-256 when the ETag is one), then commit. Uses `@huggingface/hub` for
- * every request.
+ * for its size and ETag (`@huggingface/hub`'s `fileDownloadInfo`), stream
+ * the body into a temp blob (resuming with `Range` when the connection
+ * drops or stalls), check its length and its SHA-256 or git blob id against
+ * the ETag, then commit.
  * @module
  */
 import { hub } from "../deps/hub.ts";
 import { HubError } from "../errors.ts";
-import type { HubCache } from "./cache.ts";
+import { streamBody, TransportError } from "../storage/http.ts";
+import type { BlobWriter, HubCache } from "./cache.ts";
 import { type FailureContext, hubFailure } from "./classify.ts";
 import { observedFetch } from "./observe.ts";
+import { matchesEtag } from "./verify.ts";
 
 /**
  * Size, ETag and URL of a file at a commit, as the server reports them.
@@ -55,7 +58,12 @@ export interface RequestContext {
   revision: string;
   endpoint: string;
   token?: string;
+  /** The fetch for metadata requests (a `boundedFetch` that fails fast on network errors). */
   fetch: typeof fetch;
+  /** The fetch for downloads (a `boundedFetch` that retries network errors too); default `fetch`. */
+  downloadFetch?: typeof fetch;
+  /** Retries of a download whose body fails mid-way (default 5). */
+  retries?: number;
 }
 
 /** The context a failure is classified with. */
@@ -115,12 +123,6 @@ export async function fileInfo(ctx: RequestContext, path: string, commit: string
   }
 }
 
-/** Hex SHA-256 of bytes. */
-async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 /** Concatenates chunks into one array of known length. */
 function concat(chunks: Uint8Array[], length: number): Uint8Array {
   const out = new Uint8Array(length);
@@ -132,11 +134,28 @@ function concat(chunks: Uint8Array[], length: number): Uint8Array {
   return out;
 }
 
+/** The server's text of a failing response, short (for the message). */
+async function serverText(response: Response): Promise<string> {
+  try {
+    const text = (await response.text()).slice(0, 300);
+    try {
+      const error = (JSON.parse(text) as { error?: unknown }).error;
+      return typeof error === "string" ? error : text;
+    } catch {
+      return text;
+    }
+  } catch {
+    return "";
+  }
+}
+
 /**
- * Downloads a file into the cache as blob `etag` and returns its bytes. On
- * any failure (status, network, body shorter or longer than announced,
- * SHA-256 mismatch) the temp blob is removed and a {@linkcode HubError} is
- * thrown; nothing partial is ever visible in the cache.
+ * Downloads a file into the cache as blob `etag` and returns its bytes. A
+ * body that drops or stalls is resumed with `Range` (`ctx.retries` times in
+ * a row without progress). On any failure (status, network, timeout, body
+ * shorter or longer than announced, content that differs from the ETag)
+ * the temp blob is removed and a {@linkcode HubError} is thrown; nothing
+ * partial is ever visible in the cache.
  *
  * @example
  * ```ts
@@ -144,87 +163,71 @@ function concat(chunks: Uint8Array[], length: number): Uint8Array {
  * import { memoryHubCache } from "./cache.ts";
  * const ctx = { repo: "org/a", revision: "main", endpoint: "https://huggingface.co", fetch };
  * const info = await fileInfo(ctx, "adapter_config.json", "main");
- * if (info) await downloadBlob(ctx, memoryHubCache(), "adapter_config.json", "main", info, "etag");
+ * if (info) await downloadBlob(ctx, memoryHubCache(), "adapter_config.json", info, "etag");
  * ```
  */
 export async function downloadBlob(
   ctx: RequestContext,
   cache: HubCache,
   path: string,
-  commit: string,
   info: FileInfo,
   etag: string,
   onProgress?: (progress: FileProgress) => void,
 ): Promise<Uint8Array> {
-  const probe = observedFetch(ctx.fetch);
-  const where = failure(ctx, path, probe.seen);
-  const cut = (loaded: number, cause?: unknown) =>
-    new HubError(
-      `download cut short: got ${loaded} of ${info.size} bytes${
-        cause === undefined ? "" : ` (${cause instanceof Error ? cause.message : String(cause)})`
-      }; nothing was cached, try again`,
-      { repo: ctx.repo, revision: ctx.revision, file: path, reason: "truncated", cause },
-    );
-  let blob: Blob | null;
-  try {
-    blob = await hub.downloadFile({
-      repo: { type: "model", name: ctx.repo },
-      path,
-      revision: commit,
-      hubUrl: ctx.endpoint,
-      accessToken: ctx.token,
-      fetch: probe.fetch,
-      xet: false,
-      downloadInfo: info,
-    });
-  } catch (error) {
-    throw hubFailure(error, where);
-  }
-  if (!blob) throw hubFailure(new Error("file vanished"), { ...where, seen: { status: 404 } });
-
-  const writer = await cache.writeBlob(ctx.repo, etag);
-  const chunks: Uint8Array[] = [];
+  const where = failure(ctx, path, {});
+  const error = (message: string, reason: "truncated" | "timeout" | "network", cause?: unknown) =>
+    new HubError(message, { repo: ctx.repo, revision: ctx.revision, file: path, reason, cause });
+  const headers: Record<string, string> = ctx.token ? { Authorization: `Bearer ${ctx.token}` } : {};
+  let writer: BlobWriter = await cache.writeBlob(ctx.repo, etag);
+  let chunks: Uint8Array[] = [];
   let loaded = 0;
   try {
-    const reader = blob.stream().getReader();
-    for (;;) {
-      let step: ReadableStreamReadResult<Uint8Array>;
-      try {
-        step = await reader.read();
-      } catch (error) {
-        // A failing status was turned into a stream error by the library.
-        if (probe.seen.status !== undefined) throw hubFailure(error, where);
-        throw cut(loaded, error);
-      }
-      if (step.done) break;
-      loaded += step.value.length;
-      if (loaded > info.size) {
-        await reader.cancel().catch(() => {});
-        throw new HubError(`the server sent more than the announced ${info.size} bytes; nothing was cached`, {
-          repo: ctx.repo,
-          revision: ctx.revision,
-          file: path,
-          reason: "truncated",
-        });
-      }
-      chunks.push(step.value);
-      await writer.write(step.value);
-      onProgress?.({ file: path, loaded, total: info.size });
+    let outcome;
+    try {
+      outcome = await streamBody(ctx.downloadFetch ?? ctx.fetch, info.url, headers, {
+        write: async (chunk) => {
+          loaded += chunk.length;
+          if (loaded > info.size) {
+            throw error(`the server sent more than the announced ${info.size} bytes; nothing was cached`, "truncated");
+          }
+          chunks.push(chunk);
+          await writer.write(chunk);
+          onProgress?.({ file: path, loaded, total: info.size });
+        },
+        restart: async () => {
+          await writer.abort();
+          writer = await cache.writeBlob(ctx.repo, etag);
+          chunks = [];
+          loaded = 0;
+        },
+      }, { retries: ctx.retries });
+    } catch (cause) {
+      if (cause instanceof HubError || !(cause instanceof TransportError)) throw cause;
+      throw error(
+        `download cut short: got ${loaded} of ${info.size} bytes (${cause.message}); nothing was cached, try again`,
+        cause.kind,
+        cause,
+      );
     }
-    if (loaded !== info.size) throw cut(loaded);
+    if (!outcome.ok) {
+      const { response } = outcome;
+      const seen = { status: response.status, errorCode: response.headers.get("X-Error-Code") ?? undefined };
+      throw hubFailure(new Error(await serverText(response)), { ...where, seen });
+    }
+    if (loaded !== info.size) {
+      throw error(
+        `download cut short: got ${loaded} of ${info.size} bytes; nothing was cached, try again`,
+        "truncated",
+      );
+    }
     const bytes = concat(chunks, loaded);
-    if (/^[0-9a-f]{64}$/.test(etag) && await sha256Hex(bytes) !== etag) {
-      throw new HubError(`SHA-256 of the ${loaded} bytes received differs from the ETag ${etag}; nothing was cached`, {
-        repo: ctx.repo,
-        revision: ctx.revision,
-        file: path,
-        reason: "truncated",
-      });
+    if (await matchesEtag(etag, bytes) === false) {
+      throw error(`the ${loaded} bytes received differ from the ETag ${etag}; nothing was cached`, "truncated");
     }
     await writer.commit();
     return bytes;
-  } catch (error) {
+  } catch (cause) {
     await writer.abort().catch(() => {});
-    throw error instanceof HubError ? error : hubFailure(error, where);
+    throw cause instanceof HubError ? cause : hubFailure(cause, where);
   }
 }

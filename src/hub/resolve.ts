@@ -1,12 +1,15 @@
 /**
- * Resolution: a user's "path or id" string (or a ready FileSource) becomes a
- * {@linkcode FileSource}. PEFT's rule: a string is a local folder when it
- * exists on disk; otherwise it names a Hub repository.
+ * Resolution: a user's "path, URL or id" (or a ready FileSource) becomes a
+ * {@linkcode FileSource}. An http(s) URL is a remote folder; otherwise
+ * PEFT's rule: a string is a local folder when it exists on disk, else it
+ * names a Hub repository.
  * @module
  */
 import { FileNotFoundError } from "../errors.ts";
 import type { FileSource } from "../storage/file_source.ts";
 import { isLocalFolder, localSource } from "../storage/local.ts";
+import type { NetworkOptions } from "../storage/http.ts";
+import { isHttpUrl, urlSource } from "../storage/url.ts";
 import type { HubCache } from "./cache.ts";
 import { isValidRepoId } from "./repo_id.ts";
 
@@ -14,7 +17,7 @@ import { isValidRepoId } from "./repo_id.ts";
  * Where to find files: the options PEFT's `from_pretrained` takes for
  * locating an adapter or model, in camelCase.
  */
-export interface ResolveOptions {
+export interface ResolveOptions extends NetworkOptions {
   /** Branch, tag or commit on the Hub (default `main`). */
   revision?: string;
   /** Folder inside the repository or local folder holding the files. */
@@ -27,6 +30,11 @@ export interface ResolveOptions {
   hubUrl?: string;
   /** Use only the cache, never the network (also `HF_HUB_OFFLINE=1`). */
   localFilesOnly?: boolean;
+  /**
+   * Check every cached Hub file against its SHA-256 (LFS) or git blob id
+   * when read; a blob that fails is removed and downloaded again.
+   */
+  verifyCache?: boolean;
   /** Called as bytes of a file arrive. */
   onProgress?: (progress: { file: string; loaded: number; total?: number }) => void;
   /** The fetch to use (tests, proxies); defaults to the global fetch. */
@@ -38,8 +46,8 @@ export interface ResolveOptions {
   cache?: HubCache;
 }
 
-/** A path, `file:` URL, Hub repo id, or an already opened source. */
-export type PathOrSource = string | FileSource;
+/** A path, `file:` or http(s) URL, Hub repo id, or an already opened source. */
+export type PathOrSource = string | URL | FileSource;
 
 /**
  * Whether a string is meant as a local path regardless of whether it exists:
@@ -57,10 +65,10 @@ export function looksLocal(pathOrId: string): boolean {
 }
 
 /**
- * Opens the files behind a path, `file:` URL, Hub repo id or FileSource. A
- * string that is not an existing folder (and does not start with `.`, `/` or
- * `file:`) must be a valid Hub repo id (`name` or `org/name`); it is opened
- * lazily with `hubSource`.
+ * Opens the files behind a path, `file:` URL, http(s) URL of a folder, Hub
+ * repo id or FileSource. A string that is not an existing folder (and does
+ * not start with `.`, `/`, `file:`, `http:` or `https:`) must be a valid Hub
+ * repo id (`name` or `org/name`); it is opened lazily with `hubSource`.
  *
  * @example
  * ```ts
@@ -68,13 +76,21 @@ export function looksLocal(pathOrId: string): boolean {
  * const src = await resolveSource("tests/fixtures/llama-tiny-lora-qv");
  * await src.read("adapter_config.json");
  * const fromHub = await resolveSource("org/my-lora", { revision: "main", token: "hf_..." });
+ * const fromUrl = await resolveSource("https://models.example/llama-tiny/", { timeoutMs: 10_000 });
  * ```
  */
 export async function resolveSource(
-  pathOrId: PathOrSource,
+  location: PathOrSource,
   options: ResolveOptions = {},
 ): Promise<FileSource> {
-  if (typeof pathOrId !== "string") return pathOrId;
+  if (location instanceof URL) location = location.href;
+  if (typeof location !== "string") return location;
+  const pathOrId = location;
+  if (isHttpUrl(pathOrId)) {
+    const base = pathOrId.replace(/\/*$/, "/");
+    const folder = options.subfolder ? `${base}${options.subfolder.replace(/^\/+|\/+$/g, "")}/` : base;
+    return urlSource(folder, options);
+  }
   if (looksLocal(pathOrId) || await isLocalFolder(pathOrId)) {
     const folder = options.subfolder ? `${pathOrId.replace(/\/+$/, "")}/${options.subfolder}` : pathOrId;
     if (!await isLocalFolder(folder)) {
@@ -88,8 +104,8 @@ export async function resolveSource(
     return await hubSource(pathOrId, options);
   }
   throw new FileNotFoundError(
-    `${pathOrId} is neither an existing local folder nor a valid Hub repo id ` +
+    `${pathOrId.slice(0, 200)} is neither an existing local folder, an http(s) URL nor a valid Hub repo id ` +
       "(`name` or `org/name`: letters, digits, '-', '_', '.'; no '--' or '..'; name at most 96 characters)",
-    { file: pathOrId },
+    { file: pathOrId.slice(0, 200) },
   );
 }

@@ -55,6 +55,7 @@ export class RevisionFailure extends Error {
       status: base.status,
       reason: base.reason,
       cause: base.cause,
+      detail: base.detail,
     });
   }
 }
@@ -97,8 +98,8 @@ export async function resolveRevision(
     const commit = await cache.readRef(ctx.repo, ctx.revision);
     if (commit) return { commit };
     const why = new HubError(
-      `offline mode (localFilesOnly or HF_HUB_OFFLINE=1) and the revision is not in the cache at ${cache.location}`,
-      { repo: ctx.repo, revision: ctx.revision, reason: "offline" },
+      "offline mode (localFilesOnly or HF_HUB_OFFLINE=1) and the revision is not in the cache",
+      { repo: ctx.repo, revision: ctx.revision, reason: "offline", detail: `cache ${cache.location}` },
     );
     throw new RevisionFailure(why, {}, ctx);
   }

@@ -4,6 +4,7 @@
  * @module
  */
 import { readEnv } from "../runtime/env.ts";
+import { localFs } from "../runtime/fs.ts";
 
 /**
  * The public Hugging Face Hub.
@@ -28,7 +29,7 @@ export const DEFAULT_HUB_URL = "https://huggingface.co";
 export interface HubSettingsInput {
   /** Hub endpoint; else `HF_ENDPOINT`; else the public Hub. */
   hubUrl?: string;
-  /** Access token; else `HF_TOKEN`. */
+  /** Access token; else `HF_TOKEN`; else the `huggingface-cli login` token file. */
   token?: string;
   /** Cache folder; else `HF_HUB_CACHE`, `HF_HOME/hub`, `~/.cache/huggingface/hub`. */
   cacheDir?: string;
@@ -111,4 +112,48 @@ export function hubSettings(input: HubSettingsInput = {}): HubSettings {
     cacheDir: input.cacheDir || defaultCacheDir(),
     offline: input.localFilesOnly === true || isTruthy(readEnv("HF_HUB_OFFLINE")),
   };
+}
+
+/**
+ * Where `huggingface-cli login` keeps the token, as Python computes it:
+ * `HF_TOKEN_PATH`, else `HF_HOME/token`, else
+ * `$XDG_CACHE_HOME/huggingface/token`, else `~/.cache/huggingface/token`.
+ *
+ * @example
+ * ```ts
+ * import { tokenFilePath } from "./settings.ts";
+ * console.log(tokenFilePath()); // e.g. "/home/me/.cache/huggingface/token"
+ * ```
+ */
+export function tokenFilePath(): string | undefined {
+  const home = readEnv("HOME") || readEnv("USERPROFILE");
+  const expand = (path: string) => (path === "~" || path.startsWith("~/")) && home ? home + path.slice(1) : path;
+  const explicit = readEnv("HF_TOKEN_PATH");
+  if (explicit) return expand(explicit);
+  const hfHome = readEnv("HF_HOME");
+  if (hfHome) return `${expand(hfHome)}/token`;
+  const xdg = readEnv("XDG_CACHE_HOME");
+  if (xdg) return `${expand(xdg)}/huggingface/token`;
+  return home ? `${home}/.cache/huggingface/token` : undefined;
+}
+
+/**
+ * The token saved by `huggingface-cli login` (trimmed), or `undefined`
+ * where there is no such file or no file system.
+ *
+ * @example
+ * ```ts
+ * import { readTokenFile } from "./settings.ts";
+ * const token = await readTokenFile(); // "hf_..." or undefined
+ * ```
+ */
+export async function readTokenFile(): Promise<string | undefined> {
+  const path = tokenFilePath();
+  if (path === undefined) return undefined;
+  try {
+    const text = new TextDecoder().decode(await (await localFs()).readFile(path)).trim();
+    return text || undefined;
+  } catch {
+    return undefined;
+  }
 }

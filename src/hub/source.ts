@@ -9,11 +9,13 @@ import { HubError } from "../errors.ts";
 import { localFs } from "../runtime/fs.ts";
 import type { FileSource } from "../storage/file_source.ts";
 import { safetensorsOnlyError } from "../storage/bin_only.ts";
+import { boundedFetch, type NetworkOptions } from "../storage/http.ts";
 import { type HubCache, memoryHubCache } from "./cache.ts";
 import { diskHubCache } from "./disk_cache.ts";
 import { blobName, downloadBlob, type FileInfo, fileInfo, type FileProgress, type RequestContext } from "./download.ts";
 import { isValidRepoId, unsafeRepoPath } from "./repo_id.ts";
-import { hubSettings, type HubSettingsInput } from "./settings.ts";
+import { hubSettings, type HubSettingsInput, readTokenFile } from "./settings.ts";
+import { matchesEtag } from "./verify.ts";
 import { type Resolution, resolveRevision, RevisionFailure } from "./revision.ts";
 
 /**
@@ -25,7 +27,7 @@ import { type Resolution, resolveRevision, RevisionFailure } from "./revision.ts
  * const options: HubSourceOptions = { revision: "v1.0", subfolder: "adapters/qv", onProgress: (p) => console.log(p) };
  * ```
  */
-export interface HubSourceOptions extends HubSettingsInput {
+export interface HubSourceOptions extends HubSettingsInput, NetworkOptions {
   /** Branch, tag or 40-hex commit (default `main`). */
   revision?: string;
   /** Folder inside the repo that holds the files. */
@@ -40,6 +42,13 @@ export interface HubSourceOptions extends HubSettingsInput {
    * file system. Pass one `memoryHubCache()` to share it between loads.
    */
   cache?: HubCache;
+  /**
+   * Check every cached file against its ETag (SHA-256 for LFS files, git
+   * blob id for others) when it is read; a blob that fails is removed and
+   * downloaded again (offline: a `HubError` with reason `corrupt`).
+   * Downloads are always checked.
+   */
+  verifyCache?: boolean;
 }
 
 /**
@@ -113,6 +122,7 @@ export async function hubSource(repoId: string, options: HubSourceOptions = {}):
   if (badSubfolder) throw invalid(`the subfolder ${badSubfolder}`, repoId, revision, subfolder);
 
   const settings = hubSettings(options);
+  settings.token ??= await readTokenFile();
   if (settings.token !== undefined && !settings.token.startsWith("hf_")) {
     throw invalid("the token is not a Hugging Face access token (they start with hf_)", repoId, revision);
   }
@@ -122,7 +132,9 @@ export async function hubSource(repoId: string, options: HubSourceOptions = {}):
     revision,
     endpoint: settings.endpoint,
     token: settings.token,
-    fetch: baseFetch as typeof fetch,
+    fetch: boundedFetch(baseFetch as typeof fetch, options, { retryNetwork: false }),
+    downloadFetch: boundedFetch(baseFetch as typeof fetch, options),
+    retries: options.retries,
   };
   const cache = options.cache ?? await defaultCache(settings.cacheDir);
 
@@ -171,16 +183,32 @@ export async function hubSource(repoId: string, options: HubSourceOptions = {}):
         reason: "not_found",
       });
 
+  /** A cached file, or `undefined`; with `verifyCache`, one that fails its ETag is removed first. */
+  const cachedFile = async (path: string, commit: string): Promise<Uint8Array | undefined> => {
+    const cached = await cache.readFile(repoId, commit, path);
+    if (!cached || !options.verifyCache) return cached;
+    const etag = await cache.blobOf(repoId, commit, path);
+    if (etag === undefined || await matchesEtag(etag, cached) !== false) return cached;
+    await cache.discard(repoId, commit, path, etag);
+    if (settings.offline) {
+      throw new HubError(
+        `the cached blob ${etag} fails its check (corrupt or truncated) and was removed; offline mode, so it cannot be fetched again`,
+        { repo: repoId, revision, file: path, reason: "corrupt", detail: `cache ${cache.location}` },
+      );
+    }
+    return undefined;
+  };
+
   const fetchFile = async (file: string, path: string): Promise<Uint8Array> => {
     const { commit, networkError } = await commitFor(path);
-    const cached = await cache.readFile(repoId, commit, path);
+    const cached = await cachedFile(path, commit);
     if (cached) return cached;
     if (await cache.isMissing(repoId, commit, path)) throw await notFound(file, path, commit);
     if (networkError) throw networkError.forFile(path, "the file is not in the cache");
     if (settings.offline) {
       throw new HubError(
-        `offline mode (localFilesOnly or HF_HUB_OFFLINE=1) and the file is not in the cache at ${cache.location} (commit ${commit})`,
-        { repo: repoId, revision, file: path, reason: "offline" },
+        `offline mode (localFilesOnly or HF_HUB_OFFLINE=1) and the file is not in the cache (commit ${commit})`,
+        { repo: repoId, revision, file: path, reason: "offline", detail: `cache ${cache.location}` },
       );
     }
     const info = known.get(path) ?? await fileInfo(ctx, path, commit);
@@ -197,22 +225,24 @@ export async function hubSource(repoId: string, options: HubSourceOptions = {}):
         reason: "server",
       });
     }
-    // Same content under another path or commit: link the blob, no download.
-    const downloaded = await cache.hasBlob(repoId, etag)
-      ? undefined
-      : await downloadBlob(ctx, cache, path, commit, info, etag, options.onProgress);
-    await cache.link(repoId, commit, path, etag);
-    known.delete(path);
-    const bytes = downloaded ?? await cache.readFile(repoId, commit, path);
-    if (!bytes) {
-      throw new HubError(`the cache at ${cache.location} lost the file while it was being linked; try again`, {
-        repo: repoId,
-        revision,
-        file: path,
-        reason: "server",
-      });
+    // One process at a time per blob (Python's .locks/ files); a blob another
+    // process finished meanwhile, or the same content under another path or
+    // commit, is linked without a download.
+    const unlock = await cache.lock?.(repoId, etag);
+    try {
+      if (await cache.hasBlob(repoId, etag)) {
+        await cache.link(repoId, commit, path, etag);
+        // Unless it fails its check (verifyCache) or vanished meanwhile.
+        const linked = await cachedFile(path, commit);
+        if (linked) return linked;
+      }
+      const bytes = await downloadBlob(ctx, cache, path, info, etag, options.onProgress);
+      await cache.link(repoId, commit, path, etag);
+      return bytes;
+    } finally {
+      known.delete(path);
+      await unlock?.();
     }
-    return bytes;
   };
 
   const source: HubFileSource = {

@@ -14,6 +14,7 @@ import { localFs } from "../runtime/fs.ts";
 import { elementCount, floatElementType, readFloatTensor } from "../onnx/tensor_data.ts";
 import { indexWeights, type WeightIndex } from "../onnx/weight_index.ts";
 import type { FileSource } from "../storage/file_source.ts";
+import { externalDataPath } from "../storage/paths.ts";
 import { readJsonObject } from "../storage/json_file.ts";
 import { type PathOrSource, type ResolveOptions, resolveSource } from "../hub/resolve.ts";
 import { createSession, type SessionChoice, type SessionSettings, sessionSettings } from "./session.ts";
@@ -273,10 +274,16 @@ export async function loadBaseModel(pathOrId: PathOrSource, options: LoadBaseMod
   const file = await chooseOnnxFile(source, options.file, options.dtype);
   const bytes = await source.read(file);
   const onnx = decodeModel(bytes, file);
-  const folder = file.includes("/") ? file.slice(0, file.lastIndexOf("/") + 1) : "";
   const externalData = new Map<string, Uint8Array>();
   for (const location of externalDataFiles(onnx, file)) {
-    externalData.set(location, await source.read(folder + location));
+    const path = externalDataPath(file, location);
+    if (path === undefined) {
+      throw new OnnxModelError("external data location is the model file itself or leaves its folder", {
+        file,
+        key: location.slice(0, 200),
+      });
+    }
+    externalData.set(location, await source.read(path));
   }
   const weights = indexWeights(onnx.graph!, file);
   const settings = await sessionSettings(options, onnx.graph!.output.map((o) => o.name));

@@ -53,6 +53,8 @@ export interface LocalFs {
   /** Removes a file or folder; no error when it does not exist. */
   rm(path: string, options?: { recursive?: boolean }): Promise<void>;
   readdir(path: string): Promise<string[]>;
+  /** The canonical absolute path: every symbolic link and `..` resolved. */
+  realpath(path: string): Promise<string>;
 }
 
 /**
@@ -102,5 +104,6 @@ export async function localFs(): Promise<LocalFs> {
     copyFile: (from, to) => fs.copyFile(from, to),
     rm: (path, options) => fs.rm(path, { force: true, recursive: options?.recursive ?? false }),
     readdir: (path) => fs.readdir(path),
+    realpath: (path) => fs.realpath(path),
   };
 }

@@ -11,6 +11,7 @@ import { SafetensorsError } from "../errors.ts";
 import { type Dtype, DTYPES, dtypeSize, isDtype } from "./dtype.ts";
 import { type JsonPath, scanJson } from "../json/scan.ts";
 import { describeValue as describe, isPlainObject } from "../json/values.ts";
+import { jsonSyntaxError } from "../json/syntax.ts";
 
 /**
  * Largest header the reference implementation accepts, in bytes.
@@ -360,7 +361,7 @@ export function parseSafetensorsHeader(
     json = JSON.parse(text);
   } catch (cause) {
     throw new SafetensorsError(
-      `header is not valid JSON: ${(cause as Error).message}`,
+      `header is not valid JSON (${jsonSyntaxError(cause)})`,
       { file, cause },
     );
   }

@@ -47,9 +47,9 @@ export async function safetensorsOnlyError(
   const pickle = pickleCounterpart(file);
   if (!pickle || !await source.exists(pickle).catch(() => false)) return undefined;
   return new UnsupportedError(
-    `${source.location} has ${pickle} but no ${file}: peft-edge loads only safetensors weights ` +
+    `there is ${pickle} but no ${file}: peft-edge loads only safetensors weights ` +
       `(a .bin file is a Python pickle, which is never executed here). Convert it once in Python with ` +
       `PeftModel.from_pretrained(...).save_pretrained(dir, safe_serialization=True) and use the result.`,
-    { file },
+    { file, detail: `source ${source.location}` },
   );
 }

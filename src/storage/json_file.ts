@@ -5,6 +5,7 @@
  */
 import type { ErrorContext, PeftEdgeError } from "../errors.ts";
 import type { FileSource } from "./file_source.ts";
+import { jsonSyntaxError } from "../json/syntax.ts";
 
 /**
  * Reads and parses a file that must hold a JSON object.
@@ -27,7 +28,7 @@ export async function readJsonObject(
   try {
     value = JSON.parse(text);
   } catch (cause) {
-    throw new ErrorClass(`not valid JSON (${(cause as Error).message})`, { file, cause });
+    throw new ErrorClass(`not valid JSON (${jsonSyntaxError(cause)})`, { file, cause });
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new ErrorClass("must hold a JSON object", { file });

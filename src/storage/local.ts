@@ -2,8 +2,9 @@
  * A {@linkcode FileSource} over a local folder.
  * @module
  */
-import { FileNotFoundError } from "../errors.ts";
-import { localFs } from "../runtime/fs.ts";
+import { FileAccessError, FileNotFoundError } from "../errors.ts";
+import { type LocalFs, localFs } from "../runtime/fs.ts";
+import { insideFolder } from "./paths.ts";
 import type { FileSource } from "./file_source.ts";
 
 /**
@@ -25,8 +26,34 @@ function join(root: string, file: string): string {
   return root.endsWith("/") ? root + file : `${root}/${file}`;
 }
 
+/** The last segment of a folder path: enough to say which folder, never where it is. */
+function folderName(folder: string): string {
+  return folder.replace(/[\\/]+$/, "").split(/[\\/]/).pop() || folder;
+}
+
+/** Whether canonical `path` is `root` or below it. */
+function isBelow(path: string, root: string): boolean {
+  const sep = root.includes("\\") && !root.includes("/") ? "\\" : "/";
+  return path === root || path.startsWith(root.endsWith(sep) ? root : root + sep);
+}
+
 /**
- * Reads files below a local folder.
+ * Where files of a canonical folder may resolve to: the folder itself and,
+ * for a snapshot of a Hugging Face cache (`models--org--name/snapshots/<commit>`,
+ * whose files are symbolic links to `../../blobs/<etag>`), that repo's `blobs`.
+ */
+function allowedRoots(real: string): string[] {
+  const snapshot = real.match(/^(.*[\\/]models--[^\\/]+)[\\/]snapshots[\\/][0-9a-f]{40}(?:[\\/].*)?$/);
+  return snapshot ? [real, `${snapshot[1]}/blobs`] : [real];
+}
+
+/**
+ * Reads files below a local folder. Every file is resolved with `realpath`
+ * and must stay inside the folder: a name with `..` or a symbolic link
+ * (file or folder) pointing outside is refused with a
+ * {@linkcode FileAccessError}, before any byte is read. Messages name the
+ * file relative to the folder and the folder's last segment only; the
+ * absolute paths are in the error's `detail` (for server logs).
  *
  * @example
  * ```ts
@@ -37,24 +64,67 @@ function join(root: string, file: string): string {
  */
 export function localSource(root: string): FileSource {
   const folder = toLocalPath(root);
+  const shown = folderName(folder);
+  let roots: Promise<string[]> | undefined;
+  const allowed = (fs: LocalFs): Promise<string[]> => {
+    if (roots) return roots;
+    const attempt = fs.realpath(folder).then(allowedRoots);
+    roots = attempt;
+    attempt.catch(() => {
+      if (roots === attempt) roots = undefined;
+    });
+    return attempt;
+  };
+  /** The canonical path of `file`, checked to be inside the folder. */
+  const resolve = async (fs: LocalFs, file: string): Promise<string> => {
+    const name = insideFolder(file);
+    if (name === undefined) {
+      throw new FileAccessError("the file name leaves the folder; not read", { file, detail: `folder ${folder}` });
+    }
+    const path = join(folder, name);
+    let inside: string[];
+    let real: string;
+    try {
+      inside = await allowed(fs);
+      real = await fs.realpath(path);
+    } catch (cause) {
+      throw notReadable(file, path, cause);
+    }
+    if (!inside.some((r) => isBelow(real, r))) {
+      throw new FileAccessError(`resolves to a place outside the folder ${shown} (a symbolic link?); not read`, {
+        file,
+        detail: `${path} -> ${real}`,
+      });
+    }
+    return real;
+  };
+  const notReadable = (file: string, path: string, cause: unknown): FileNotFoundError => {
+    const code = (cause as { code?: string }).code;
+    const why = code === "ENOENT" || code === "ENOTDIR" ? "no such file" : `cannot read (${code ?? "error"})`;
+    return new FileNotFoundError(`${why} in the folder ${shown}`, {
+      file,
+      cause,
+      detail: `${path}: ${cause instanceof Error ? cause.message : String(cause)}`,
+    });
+  };
   return {
     location: folder,
     async read(file) {
       const fs = await localFs();
-      const path = join(folder, file);
+      const real = await resolve(fs, file);
       try {
-        return await fs.readFile(path);
+        return await fs.readFile(real);
       } catch (cause) {
-        const code = (cause as { code?: string }).code;
-        const why = code === "ENOENT" ? "no such file" : `cannot read (${code ?? String(cause)})`;
-        throw new FileNotFoundError(`${why}: ${path}`, { file, cause });
+        throw notReadable(file, real, cause);
       }
     },
     async exists(file) {
       const fs = await localFs();
       try {
-        return (await fs.stat(join(folder, file))).isFile();
-      } catch {
+        return (await fs.stat(await resolve(fs, file))).isFile();
+      } catch (error) {
+        // A file that resolves outside is not "missing": say so when it is read.
+        if (error instanceof FileAccessError) return true;
         return false;
       }
     },

@@ -47,16 +47,33 @@ export interface TestRepo {
 }
 
 /**
- * A switchable failure: every request gets `status`, or full downloads are cut in half.
+ * A switchable failure. `{ status }`: every request gets that status (only
+ * the next `times` requests when given). `"truncate"`: full downloads are cut
+ * in half (the connection dropped). `"hang"`: no request is ever answered.
+ * `"drop"`: every connection is closed as soon as a request arrives.
+ * `"stall"`: downloads send headers and 1 KiB, then nothing. `"trickle"`:
+ * downloads send 100 bytes every 50 ms (2 KiB/s). `"corrupt"`: downloads
+ * carry one flipped byte (under the right ETag). `"slow"` is no failure: downloads
+ * send 256 KiB every 100 ms (so that concurrent clients overlap). The one-byte `Range:
+ * bytes=0-0` probe and the revision API answer normally in the last four.
  *
  * @example
  * ```ts
  * import { startTestHub } from "./hub_server.ts";
  * const hub = await startTestHub({ repos: {} });
- * hub.fail = { status: 503 }; // or "truncate", or undefined to recover
+ * hub.fail = { status: 503 }; // or "truncate", "hang", ..., or undefined to recover
  * ```
  */
-export type FailMode = { status: number } | "truncate" | undefined;
+export type FailMode =
+  | { status: number; times?: number }
+  | "truncate"
+  | "hang"
+  | "drop"
+  | "stall"
+  | "trickle"
+  | "corrupt"
+  | "slow"
+  | undefined;
 
 /**
  * A request as the server saw it.
@@ -215,8 +232,12 @@ export async function startTestHub(options: TestHubOptions): Promise<TestHub> {
     const range = typeof req.headers.range === "string" ? req.headers.range : undefined;
     requests.push({ method: req.method ?? "GET", path: url.pathname, token, range });
     const mode = hub.fail;
-    if (mode !== undefined && mode !== "truncate") {
-      return fail(res, mode.status, "", `simulated failure ${mode.status}`);
+    if (mode === "hang") return; // never answered; stop() closes the socket
+    if (mode === "drop") return void req.socket.destroy();
+    if (typeof mode === "object") {
+      if (mode.times !== undefined && --mode.times <= 0) hub.fail = undefined;
+      // Retry-After: 0 keeps clients' retries (with backoff otherwise) fast in tests.
+      return send(res, mode.status, { error: `simulated failure ${mode.status}` }, { "Retry-After": "0" });
     }
 
     const api = url.pathname.match(/^\/api\/models\/(.+)\/revision\/([^/]+)$/);
@@ -265,6 +286,20 @@ export async function startTestHub(options: TestHubOptions): Promise<TestHub> {
       headers["X-Linked-Etag"] = `"${sha}"`;
       headers["X-Linked-Size"] = String(bytes.length);
     }
+    const body = req.method !== "HEAD" && range !== "bytes=0-0";
+    if (body && (mode === "stall" || mode === "trickle" || mode === "slow")) {
+      res.writeHead(200, { ...headers, "Content-Length": String(bytes.length) });
+      if (mode === "stall") return void res.write(bytes.subarray(0, 1024));
+      const step = mode === "slow" ? 256 * 1024 : 100;
+      let at = 0;
+      const timer = setInterval(() => {
+        if (at >= bytes.length) return void (clearInterval(timer), res.end());
+        res.write(bytes.subarray(at, at + step));
+        at += step;
+      }, mode === "slow" ? 100 : 50);
+      res.on("close", () => clearInterval(timer));
+      return;
+    }
     const ranged = range?.match(/^bytes=(\d+)-(\d*)$/);
     if (ranged) {
       const start = Number(ranged[1]);
@@ -279,6 +314,11 @@ export async function startTestHub(options: TestHubOptions): Promise<TestHub> {
     }
     res.writeHead(200, { ...headers, "Content-Length": String(bytes.length) });
     if (req.method === "HEAD") return res.end();
+    if (mode === "corrupt") {
+      const flipped = bytes.slice();
+      flipped[flipped.length >> 1] ^= 0x01;
+      return res.end(flipped);
+    }
     if (mode === "truncate") {
       res.write(bytes.subarray(0, Math.floor(bytes.length / 2)));
       // Let the half body leave, then drop the connection mid-body.
@@ -346,6 +386,7 @@ export const HUB_ENV = [
   "HF_HUB_CACHE",
   "HUGGINGFACE_HUB_CACHE",
   "HF_HUB_OFFLINE",
+  "HF_TOKEN_PATH",
 ] as const;
 
 /**
