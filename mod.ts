@@ -68,15 +68,29 @@ export {
   type SharedModelOptions,
 } from "./src/serving/mod.ts";
 export {
-  ApiError,
   type AppOptions,
   type CorsSettings,
   createApp,
   type ErrorType,
   listen,
   type ListenOptions,
+  type PeftEdgeApp,
   type RunningServer,
   type ServerLogger,
-  toApiError,
 } from "./src/server/mod.ts";
-export { memoryHubCache } from "./src/hub/cache.ts";
+export { type BlobWriter, type HubCache, memoryHubCache } from "./src/hub/cache.ts";
+// Types the public signatures above refer to.
+export type { ExecutionProviders, SessionChoice } from "./src/model/session.ts";
+export type { ModelDtype } from "./src/onnx/model_variant.ts";
+export type { PathOrSource } from "./src/hub/resolve.ts";
+export type { HubSourceOptions } from "./src/hub/source.ts";
+export type { HubSettingsInput } from "./src/hub/settings.ts";
+export type { FileProgress } from "./src/hub/download.ts";
+export type { LrSchedulerType } from "./src/train/schedulers.ts";
+export type { ResolvedTrainerOptions } from "./src/train/trainer_state.ts";
+export { type LoraBias, TASK_TYPES, type TaskType } from "./src/config/lora.ts";
+export type { LoopTimings } from "./src/generate/token_loop.ts";
+export type { TokenizerLike } from "./src/generate/tokenizer_like.ts";
+export type { ChatTemplateOptions } from "./src/tokenizer/chat_template.ts";
+export type { ShutdownOptions } from "./src/server/listen.ts";
+export type { FetchHandler } from "./src/runtime/http_server.ts";

@@ -51,6 +51,7 @@ export class PeftEdgeError extends Error {
    */
   readonly detail?: string;
 
+  /** `message` is prefixed with the context's file and key when given. */
   constructor(message: string, context: ErrorContext = {}) {
     const where = [context.file, context.key].filter(Boolean).join(": ");
     super(where ? `${where}: ${message}` : message, { cause: context.cause });
@@ -164,6 +165,7 @@ export class UrlError extends PeftEdgeError {
   /** What kind of failure this is. */
   readonly reason: UrlErrorReason;
 
+  /** A failure reading `context.url`. */
   constructor(message: string, context: ErrorContext & { url: string; status?: number; reason: UrlErrorReason }) {
     super(message, context);
     this.url = context.url;
@@ -246,6 +248,7 @@ export class HubError extends PeftEdgeError {
   /** What kind of failure this is. */
   readonly reason: HubErrorReason;
 
+  /** A failure reading a file of `context.repo` at `context.revision`. */
   constructor(
     message: string,
     context: ErrorContext & { repo: string; revision: string; status?: number; reason: HubErrorReason },

@@ -36,6 +36,8 @@ fi
 step deno-check deno check mod.ts src/ tests/ examples/ bench/
 step deno-lint deno lint
 step deno-fmt deno fmt --check
+step deno-doc-examples deno check --doc mod.ts src/
+step deno-doc-lint deno doc --lint mod.ts
 step import-cycles deno run --allow-read tests/support/import_cycles.ts
 # JSR: the package as `deno publish` would upload it (no slow types; works offline).
 step jsr-dry-run deno publish --dry-run --allow-dirty

@@ -18,7 +18,9 @@ export type OrtWebGpu = typeof import("npm:onnxruntime-web@1.30.0/webgpu");
  * ```ts
  * import { loadOrtWebGpu } from "./ort_webgpu.ts";
  * const ortGpu = await loadOrtWebGpu();
- * // const session = await ortGpu.InferenceSession.create(bytes, { executionProviders: ["webgpu"] });
+ * declare const bytes: Uint8Array;
+ * const session = await ortGpu.InferenceSession.create(bytes, { executionProviders: ["webgpu"] });
+ * console.log(session.inputNames);
  * ```
  */
 export function loadOrtWebGpu(): Promise<OrtWebGpu> {

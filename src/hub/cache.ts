@@ -43,13 +43,17 @@ export interface HubCache {
   readonly location: string;
   /** The commit a branch or tag pointed to when last seen. */
   readRef(repo: string, revision: string): Promise<string | undefined>;
+  /** Records the commit a branch or tag points to. */
   writeRef(repo: string, revision: string, commit: string): Promise<void>;
   /** A file of a snapshot, or `undefined` when not cached. */
   readFile(repo: string, commit: string, path: string): Promise<Uint8Array | undefined>;
+  /** Whether a file of a snapshot is cached. */
   hasFile(repo: string, commit: string, path: string): Promise<boolean>;
   /** Whether the file is recorded as absent at this commit. */
   isMissing(repo: string, commit: string, path: string): Promise<boolean>;
+  /** Records that the file does not exist at this commit. */
   markMissing(repo: string, commit: string, path: string): Promise<void>;
+  /** Whether the blob named by this ETag is cached. */
   hasBlob(repo: string, etag: string): Promise<boolean>;
   /** Starts writing a blob named by its (normalized) ETag. */
   writeBlob(repo: string, etag: string): Promise<BlobWriter>;

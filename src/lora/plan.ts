@@ -240,8 +240,13 @@ function checkSelection(config: LoraConfig, weights: WeightIndex, layout: Adapte
  * @example
  * ```ts
  * import { planAdapter } from "./plan.ts";
- * // const plan = planAdapter(config, groupAdapterKeys(file.names()), (k) => file.get(k).shape, base.weights);
- * // plan.patches.length, plan.unmatchedKeys, plan.missingModules
+ * import type { AdapterLayout } from "./adapter_weights.ts";
+ * import type { LoraConfig } from "../config/mod.ts";
+ * import type { WeightIndex } from "../onnx/weight_target.ts";
+ * declare const config: LoraConfig, layout: AdapterLayout, weights: WeightIndex;
+ * declare const shapeOf: (key: string) => readonly number[];
+ * const plan = planAdapter(config, layout, shapeOf, weights);
+ * console.log(plan.unmatchedKeys);
  * ```
  */
 export function planAdapter(

@@ -58,17 +58,32 @@ export interface BaseModelParts {
   config: Readonly<Record<string, unknown>>;
   /** ONNX file name inside the source. */
   file: string;
-  /** The decoded ONNX model; never mutated. */
+  /**
+   * The decoded ONNX model; never mutated.
+   * @ignore internal: read by the adapter, generation and serving stages.
+   */
   onnx: ModelProto;
   /** External data files by their location relative to the ONNX file. */
   externalData: ReadonlyMap<string, Uint8Array>;
-  /** Patchable weights by PyTorch module name. */
+  /**
+   * Patchable weights by PyTorch module name.
+   * @ignore internal: read by the adapter, generation and serving stages.
+   */
   weights: WeightIndex;
-  /** Session settings, reused for adapter sessions. */
+  /**
+   * Session settings, reused for adapter sessions.
+   * @ignore internal: read by the adapter, generation and serving stages.
+   */
   settings: SessionSettings;
-  /** The session running the unmodified base. */
+  /**
+   * The session running the unmodified base.
+   * @ignore internal: read by the adapter, generation and serving stages.
+   */
   session: ModelSession;
-  /** Tokenizer and generation defaults (from the same folder or repo). */
+  /**
+   * Tokenizer and generation defaults (from the same folder or repo).
+   * @ignore internal: read by the adapter, generation and serving stages.
+   */
   text: TextSide;
 }
 
@@ -90,17 +105,32 @@ export class BaseModel implements AsyncDisposable {
   readonly config: Readonly<Record<string, unknown>>;
   /** ONNX file name inside the source. */
   readonly file: string;
-  /** The decoded ONNX model; never mutated. */
+  /**
+   * The decoded ONNX model; never mutated.
+   * @ignore internal: read by the adapter, generation and serving stages.
+   */
   readonly onnx: ModelProto;
   /** External data files by their location relative to the ONNX file. */
   readonly externalData: ReadonlyMap<string, Uint8Array>;
-  /** Patchable weights by PyTorch module name. */
+  /**
+   * Patchable weights by PyTorch module name.
+   * @ignore internal: read by the adapter, generation and serving stages.
+   */
   readonly weights: WeightIndex;
-  /** Session settings, reused for adapter sessions. */
+  /**
+   * Session settings, reused for adapter sessions.
+   * @ignore internal: read by the adapter, generation and serving stages.
+   */
   readonly settings: SessionSettings;
-  /** The session running the unmodified base. */
+  /**
+   * The session running the unmodified base.
+   * @ignore internal: read by the adapter, generation and serving stages.
+   */
   readonly session: ModelSession;
-  /** Tokenizer and generation defaults (from the same folder or repo). */
+  /**
+   * Tokenizer and generation defaults (from the same folder or repo).
+   * @ignore internal: read by the adapter, generation and serving stages.
+   */
   readonly text: TextSide;
   /** The kernels every adapter on this base shares; created on first need. */
   #kernels?: Promise<ModelKernels>;

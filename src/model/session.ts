@@ -27,7 +27,8 @@ import {
 } from "./runtime_options.ts";
 import { isServerRuntime } from "../runtime/threads.ts";
 
-type ExecutionProviders = InferenceSession.SessionOptions["executionProviders"];
+/** onnxruntime-web's `executionProviders` session option. */
+export type ExecutionProviders = InferenceSession.SessionOptions["executionProviders"];
 
 /**
  * Where a caller wants sessions to run (the options of `loadBaseModel`).

@@ -22,7 +22,9 @@ export interface ExternalLocation {
  * @example
  * ```ts
  * import { externalLocation } from "./external_data.ts";
- * // externalLocation(tensor) -> { location: "model.onnx_data", offset: 0, length: 4096 }
+ * import type { TensorProto } from "../deps/onnx_proto.ts";
+ * declare const tensor: TensorProto;
+ * console.log(externalLocation(tensor, "model.onnx")); // { location: "model.onnx_data", offset: 0, length: 4096 }
  * ```
  */
 export function externalLocation(tensor: TensorProto, file: string): ExternalLocation | undefined {
@@ -56,7 +58,9 @@ export function externalLocation(tensor: TensorProto, file: string): ExternalLoc
  * @example
  * ```ts
  * import { externalDataFiles } from "./external_data.ts";
- * // externalDataFiles(model, "model.onnx") -> ["model.onnx_data"]
+ * import type { ModelProto } from "../deps/onnx_proto.ts";
+ * declare const model: ModelProto;
+ * console.log(externalDataFiles(model, "model.onnx")); // ["model.onnx_data"]
  * ```
  */
 export function externalDataFiles(model: ModelProto, file: string): string[] {
@@ -74,7 +78,10 @@ export function externalDataFiles(model: ModelProto, file: string): string[] {
  * @example
  * ```ts
  * import { externalBytes } from "./external_data.ts";
- * // const raw = externalBytes(tensor, new Map([["model.onnx_data", bytes]]), "model.onnx");
+ * import type { TensorProto } from "../deps/onnx_proto.ts";
+ * declare const tensor: TensorProto, bytes: Uint8Array;
+ * const raw = externalBytes(tensor, new Map([["model.onnx_data", bytes]]), "model.onnx");
+ * console.log(raw?.length);
  * ```
  */
 export function externalBytes(

@@ -109,7 +109,9 @@ export function rawTensor(name: string, dataType: number, dims: readonly number[
  * @example
  * ```ts
  * import { usedNames } from "./graph_parts.ts";
- * // usedNames(model.graph!).has("logits") // true
+ * import type { GraphProto } from "../deps/onnx_proto.ts";
+ * declare const graph: GraphProto;
+ * console.log(usedNames(graph).has("logits")); // true for a causal LM export
  * ```
  */
 export function usedNames(graph: GraphProto, names = new Set<string>()): Set<string> {
@@ -150,7 +152,10 @@ export function nameAllocator(taken: Set<string>): (wanted: string) => string {
  * @example
  * ```ts
  * import { intAttribute } from "./graph_parts.ts";
- * // intAttribute(gemm, "transB", 0)
+ * import type { NodeProto } from "../deps/onnx_proto.ts";
+ * declare const gemm: NodeProto;
+ * const transB = intAttribute(gemm, "transB", 0);
+ * console.log(transB === 1);
  * ```
  */
 export function intAttribute(node: NodeProto, name: string, fallback: number): number {
@@ -164,7 +169,9 @@ export function intAttribute(node: NodeProto, name: string, fallback: number): n
  * @example
  * ```ts
  * import { floatAttribute } from "./graph_parts.ts";
- * // floatAttribute(gemm, "alpha", 1)
+ * import type { NodeProto } from "../deps/onnx_proto.ts";
+ * declare const gemm: NodeProto;
+ * console.log(floatAttribute(gemm, "alpha", 1));
  * ```
  */
 export function floatAttribute(node: NodeProto, name: string, fallback: number): number {

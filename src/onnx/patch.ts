@@ -31,7 +31,12 @@ export interface WeightUpdate extends InitializerUse {
  * @example
  * ```ts
  * import { patchModel } from "./patch.ts";
- * // const patched = patchModel(base.onnx, base.weights, merged);
+ * import type { WeightUpdate } from "./patch.ts";
+ * import type { WeightIndex } from "./weight_target.ts";
+ * import type { ModelProto } from "../deps/onnx_proto.ts";
+ * declare const model: ModelProto, weights: WeightIndex, updates: WeightUpdate[];
+ * const patched = patchModel(model, weights, updates);
+ * console.log(patched !== model); // true: the input is never mutated
  * ```
  */
 export function patchModel(model: ModelProto, weights: WeightIndex, updates: readonly WeightUpdate[]): ModelProto {

@@ -15,7 +15,10 @@ import { create } from "../deps/onnx_proto.ts";
  * ```ts
  * import { edited } from "./proto_edit.ts";
  * import { NodeProtoSchema } from "../deps/onnx_proto.ts";
- * // const rewired = edited(NodeProtoSchema, node, { input: ["x", "w_copy"] });
+ * import type { NodeProto } from "../deps/onnx_proto.ts";
+ * declare const node: NodeProto;
+ * const rewired = edited(NodeProtoSchema, node, { input: ["x", "w_copy"] });
+ * console.log(rewired.input);
  * ```
  */
 export function edited<M extends { $typeName: string }>(

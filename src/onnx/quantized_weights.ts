@@ -169,9 +169,12 @@ function matchInteger(graph: GraphProto, nodeIndex: number, ctx: QuantizedMatchC
  * @example
  * ```ts
  * import { matchQuantizedProjection } from "./quantized_weights.ts";
- * // Called by indexWeights for every node:
- * // const target = matchQuantizedProjection(graph, i, { initializers, producers, addBias });
- * // target?.quantized.op === "MatMulNBits"
+ * import type { QuantizedMatchContext } from "./quantized_weights.ts";
+ * import type { GraphProto } from "../deps/onnx_proto.ts";
+ * declare const graph: GraphProto, ctx: QuantizedMatchContext;
+ * // indexWeights calls it for every node
+ * const target = matchQuantizedProjection(graph, 0, ctx);
+ * console.log(target === undefined);
  * ```
  */
 export function matchQuantizedProjection(
@@ -206,7 +209,9 @@ function byteData(tensor: TensorProto, file: string, raw?: Uint8Array): Uint8Arr
  * @example
  * ```ts
  * import type { ExternalBytes } from "./quantized_weights.ts";
- * // const external: ExternalBytes = (t) => externalBytes(t, base.externalData, base.file);
+ * import { externalBytes } from "./external_data.ts";
+ * declare const dataFiles: ReadonlyMap<string, Uint8Array>;
+ * const external: ExternalBytes = (t) => externalBytes(t, dataFiles, "model.onnx");
  * const none: ExternalBytes = () => undefined;
  * ```
  */
@@ -220,7 +225,11 @@ export type ExternalBytes = (tensor: TensorProto) => Uint8Array | undefined;
  * @example
  * ```ts
  * import { readTargetWeight } from "./quantized_weights.ts";
- * // const w = readTargetWeight(model.graph!, index.get("model.layers.0.self_attn.q_proj")!, "model.onnx");
+ * import type { WeightTarget } from "./weight_target.ts";
+ * import type { GraphProto } from "../deps/onnx_proto.ts";
+ * declare const graph: GraphProto, target: WeightTarget;
+ * const w = readTargetWeight(graph, target, "model.onnx");
+ * console.log(w.length);
  * ```
  */
 export function readTargetWeight(

@@ -59,7 +59,10 @@ function aligned(bytes: Uint8Array, elementSize: number): ArrayBuffer {
  * @example
  * ```ts
  * import { readFloatTensor } from "./tensor_data.ts";
- * // const w = readFloatTensor(model.graph!.initializer[0], "model.onnx");
+ * import type { TensorProto } from "../deps/onnx_proto.ts";
+ * declare const tensor: TensorProto;
+ * const w = readFloatTensor(tensor, "model.onnx");
+ * console.log(w.length);
  * ```
  */
 export function readFloatTensor(tensor: TensorProto, file: string, rawData?: Uint8Array): Float32Array {
@@ -106,7 +109,10 @@ function f32ToBf16(values: Float32Array): Uint16Array {
  * @example
  * ```ts
  * import { writeFloatTensor } from "./tensor_data.ts";
- * // const patched = writeFloatTensor(original, "new_name", mergedValues);
+ * import type { TensorProto } from "../deps/onnx_proto.ts";
+ * declare const original: TensorProto, merged: Float32Array;
+ * const patched = writeFloatTensor(original, "new_name", merged);
+ * console.log(patched.name); // "new_name"
  * ```
  */
 export function writeFloatTensor(like: TensorProto, name: string, values: Float32Array): TensorProto {

@@ -17,6 +17,15 @@ import { modelRoutes } from "./routes_models.ts";
 import { errorResponse } from "./to_api_error.ts";
 
 /**
+ * The service as a web-standard fetch handler: pass `fetch` to `Deno.serve`, `Bun.serve`, `listen`
+ * or an edge platform, or mount it in an app of your own (Hono: `outer.mount("/", service.fetch)`).
+ */
+export interface PeftEdgeApp {
+  /** Answers one HTTP request. */
+  fetch(request: Request): Response | Promise<Response>;
+}
+
+/**
  * Creates the service: `GET /health`, `GET /v1/models`,
  * `POST /v1/completions`, `POST /v1/chat/completions` (behind `apiKey`, if
  * set), and (with the admin token) `GET`/`POST /v1/adapters`,
@@ -34,15 +43,17 @@ import { errorResponse } from "./to_api_error.ts";
  * const pool = await createAdapterPool(base, { baseName: "byte-llama" });
  * await pool.load("python", { kind: "local", path: "examples/demo/byte-llama-python-lora" });
  * const app = createApp({ pool, adminToken: "change-me-please", localRoots: ["examples/demo"] });
- * const response = await app.request("/v1/completions", {
- *   method: "POST",
- *   headers: { "content-type": "application/json" },
- *   body: JSON.stringify({ model: "python", prompt: "def ", max_tokens: 16, temperature: 0 }),
- * });
+ * const response = await app.fetch(
+ *   new Request("http://localhost/v1/completions", {
+ *     method: "POST",
+ *     headers: { "content-type": "application/json" },
+ *     body: JSON.stringify({ model: "python", prompt: "def ", max_tokens: 16, temperature: 0 }),
+ *   }),
+ * );
  * console.log((await response.json()).choices[0].text);
  * ```
  */
-export function createApp(options: AppOptions): Hono {
+export function createApp(options: AppOptions): PeftEdgeApp {
   const context = resolveAppOptions(options);
   const gate = new RequestGate(context.gate);
   if (context.stopSignal?.aborted) gate.stop();

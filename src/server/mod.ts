@@ -20,7 +20,7 @@
  * @module
  */
 export { ApiError, type ApiErrorOptions, type ErrorType } from "./api_error.ts";
-export { createApp } from "./app.ts";
+export { createApp, type PeftEdgeApp } from "./app.ts";
 export type { AppOptions, CorsSettings, ServerLogger } from "./app_options.ts";
 export { listen, type ListenOptions, type RunningServer, type ShutdownOptions } from "./listen.ts";
 export { redactPaths, toApiError } from "./to_api_error.ts";

@@ -17,8 +17,11 @@ import { UnsupportedError } from "../errors.ts";
  * ```
  */
 export interface TrainBatch {
+  /** Token ids, one row per example. */
   inputIds: number[][];
+  /** 1 for real tokens, 0 for padding (default all ones). */
   attentionMask?: number[][];
+  /** Targets, shifted inside as HF does; -100 is ignored (default `inputIds`). */
   labels?: number[][];
 }
 

@@ -27,7 +27,8 @@ const join = (dir: string, file: string) => `${dir.replace(/\/+$/, "")}/${file}`
  * import { writeCheckpoint } from "./checkpoint.ts";
  * declare const state: import("./trainer_state.ts").TrainerState;
  * declare const options: import("./trainer_state.ts").ResolvedTrainerOptions;
- * // await writeCheckpoint("ckpt", tensors, {}, { r: 8 }, state, options);
+ * declare const tensors: import("./lora_params.ts").TrainedTensor[];
+ * await writeCheckpoint("ckpt", tensors, {}, { r: 8 }, state, options);
  * ```
  */
 export async function writeCheckpoint(
@@ -81,7 +82,8 @@ async function read(dir: string, file: string): Promise<Uint8Array> {
  * import { readCheckpoint } from "./checkpoint.ts";
  * declare const tensors: import("./lora_params.ts").TrainedTensor[];
  * declare const options: import("./trainer_state.ts").ResolvedTrainerOptions;
- * // const state = await readCheckpoint("ckpt", tensors, options);
+ * const state = await readCheckpoint("ckpt", tensors, options);
+ * console.log(state);
  * ```
  */
 export async function readCheckpoint(

@@ -31,10 +31,13 @@ export type FitExample = number[] | { inputIds: number[]; labels?: number[] };
 export interface FitProgress {
   /** Optimizer updates done. */
   step: number;
+  /** The epoch the micro-batch belongs to, from 0. */
   epoch: number;
   /** This micro-batch's loss. */
   loss: number;
+  /** Total gradient norm before clipping, on the calls that update. */
   gradNorm?: number;
+  /** Learning rate this micro-batch's update uses. */
   learningRate: number;
   /** Tokens (ids fed, padding excluded) per second since the loop started. */
   tokensPerSecond: number;
@@ -58,6 +61,7 @@ export interface FitOptions {
   padTokenId?: number;
   /** Shuffle the examples each epoch (default true), seeded by the trainer's seed. */
   shuffle?: boolean;
+  /** Called after every micro-batch. */
   onProgress?: (progress: FitProgress) => void;
   /** Stops the loop between steps; `fit` then rejects with the signal's reason. */
   signal?: AbortSignal;
@@ -77,6 +81,7 @@ export interface FitResult {
   steps: number;
   /** Mean of the micro-batch losses. */
   meanLoss: number;
+  /** Tokens (padding excluded) per second over the call. */
   tokensPerSecond: number;
 }
 

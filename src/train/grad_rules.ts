@@ -495,7 +495,9 @@ export const GRADIENT_RULES: ReadonlyMap<string, GradientRule> = new Map<string,
  * @example
  * ```ts
  * import { integerInputs } from "./grad_rules.ts";
- * // integerInputs(sliceNode) -> [1, 2, 3, 4]
+ * import type { NodeProto } from "../deps/onnx_proto.ts";
+ * declare const sliceNode: NodeProto;
+ * console.log(integerInputs(sliceNode)); // [1, 2, 3, 4]
  * ```
  */
 export function integerInputs(node: NodeProto): number[] {

@@ -149,6 +149,7 @@ export function resolveTrainerOptions(o: TrainerOptions): ResolvedTrainerOptions
  * ```
  */
 export class Trainer {
+  /** The options in force, with every default filled in. */
   readonly options: ResolvedTrainerOptions;
   readonly #adapter: TrainableAdapter;
   readonly #afterUpdate: () => Promise<void>;
@@ -220,7 +221,10 @@ export class Trainer {
     return this.#kernels?.backend;
   }
 
-  /** The trained adapter. */
+  /**
+   * The trained adapter.
+   * @ignore internal: read by `PeftModel.savePretrained` and checkpoints.
+   */
   get adapter(): TrainableAdapter {
     return this.#adapter;
   }

@@ -15,19 +15,33 @@ import type { LrSchedulerType } from "./schedulers.ts";
  * ```
  */
 export interface ResolvedTrainerOptions {
+  /** `torch.optim.AdamW` or `torch.optim.SGD`. */
   optimizer: "adamw" | "sgd";
+  /** Peak learning rate (before the schedule). */
   learningRate: number;
+  /** AdamW's moment decay rates. */
   betas: [number, number];
+  /** AdamW's denominator term. */
   eps: number;
+  /** Decoupled weight decay (AdamW) or L2 decay (SGD). */
   weightDecay: number;
+  /** SGD momentum. */
   momentum: number;
+  /** SGD dampening. */
   dampening: number;
+  /** SGD Nesterov momentum. */
   nesterov: boolean;
+  /** `clip_grad_norm_`'s max norm; `null` = no clipping. */
   maxGradNorm: number | null;
+  /** `step()` calls per optimizer update. */
   gradientAccumulationSteps: number;
+  /** transformers' schedule name. */
   lrScheduler: LrSchedulerType;
+  /** Linear warmup updates. */
   warmupSteps: number;
+  /** Updates the schedule decays over (linear, cosine). */
   totalSteps?: number;
+  /** Seed of the `lora_dropout` masks (and `fit`'s shuffling). */
   seed: number;
 }
 
