@@ -34,6 +34,8 @@ export type { AdapterOptions } from "./src/model/adapter.ts";
 export type { Device, DeviceOption } from "./src/webgpu/device.ts";
 export { fromPretrained, type FromPretrainedOptions } from "./src/model/from_pretrained.ts";
 export type { LoraConfig } from "./src/config/mod.ts";
+export type { ModelDtype } from "./src/onnx/model_variant.ts";
+export { ModuleNotInExportError } from "./src/lora/plan.ts";
 export type { FileSource } from "./src/storage/file_source.ts";
 export { memorySource } from "./src/storage/memory.ts";
 export type { ResolveOptions } from "./src/hub/resolve.ts";

@@ -16,7 +16,7 @@ import { fullmatchRegex, layerIndexRegex, modulesToSaveRegex, patternKeyRegex } 
 
 /**
  * Every snake_case key a PEFT LoRA config may contain: `PeftConfigMixin` +
- * `PeftConfig` + `LoraConfig` dataclass fields as of PEFT v0.19. PEFT's
+ * `PeftConfig` + `LoraConfig` dataclass fields as of PEFT v0.21 (`dataclasses.fields(LoraConfig)`). PEFT's
  * `check_kwargs` warns about, and ignores, any other key; so does
  * {@linkcode parseLoraConfig}.
  */
@@ -62,6 +62,9 @@ const LORA_CONFIG_FIELDS: ReadonlySet<string> = new Set([
   "use_bdlora",
   "arrow_config",
   "ensure_weight_tying",
+  "velora_config",
+  "monteclora_config",
+  "kasa_config",
 ]);
 
 /** The snake_case PEFT key for a camelCase field name (`loraAlpha` -> `lora_alpha`); snake_case is unchanged. */
@@ -192,6 +195,12 @@ export interface ParseLoraConfigOptions {
   onWarning?: (message: string) => void;
   /** Field values that replace the JSON's, keyed camelCase (`loraAlpha`) or snake_case. */
   overrides?: Record<string, unknown>;
+  /**
+   * Refuse a config without `peft_type`, as PEFT's `from_pretrained` does
+   * (KeyError) for an `adapter_config.json`. Default `false`: a config
+   * given in code is a LoRA config.
+   */
+  requirePeftType?: boolean;
 }
 
 const BASE_WEIGHT_INITS = ["olora", "pissa", "corda", "loftq", "lora_ga"];
@@ -304,6 +313,13 @@ export function parseLoraConfig(json: unknown, options: ParseLoraConfigOptions =
 
   // PEFT_TYPE_TO_CONFIG_MAPPING picks the config class from peft_type; only LORA is ours.
   const peftType = values["peft_type"];
+  if (options.requirePeftType && (peftType === undefined || peftType === null)) {
+    // PeftConfig.from_pretrained reads loaded_attributes["peft_type"]: PEFT raises KeyError('peft_type').
+    throw new AdapterConfigError(
+      "has no peft_type; PEFT cannot tell which adapter type this is (its from_pretrained raises KeyError)",
+      { file, key: "peft_type" },
+    );
+  }
   if (peftType !== undefined && peftType !== null && peftType !== "LORA") {
     throw new UnsupportedError(
       `peft_type ${describeValue(peftType)} is not supported; peft-edge supports: LORA`,
@@ -386,6 +402,9 @@ function readUnmodelled(src: read.FieldSource): UnmodelledFields {
     loraGaConfig: read.readObjectOrNull(src, "lora_ga_config", null),
     useBdlora: read.readObjectOrNull(src, "use_bdlora", null),
     arrowConfig: read.readObjectOrNull(src, "arrow_config", null),
+    veloraConfig: read.readObjectOrNull(src, "velora_config", null),
+    montecloraConfig: read.readObjectOrNull(src, "monteclora_config", null),
+    kasaConfig: read.readObjectOrNull(src, "kasa_config", null),
     useQalora: read.readBoolean(src, "use_qalora", false),
     qaloraGroupSize: read.readPositiveInteger(src, "qalora_group_size", 16),
     ensureWeightTying: read.readBoolean(src, "ensure_weight_tying", false),
@@ -405,6 +424,9 @@ interface UnmodelledFields {
   readonly loraGaConfig: Record<string, unknown> | null;
   readonly useBdlora: Record<string, unknown> | null;
   readonly arrowConfig: Record<string, unknown> | null;
+  readonly veloraConfig: Record<string, unknown> | null;
+  readonly montecloraConfig: Record<string, unknown> | null;
+  readonly kasaConfig: Record<string, unknown> | null;
   readonly useQalora: boolean;
   readonly qaloraGroupSize: number;
   readonly ensureWeightTying: boolean;
@@ -555,6 +577,12 @@ function checkSupported(
   if (extra.useQalora) refuse("use_qalora", "QALoRA (quantization-aware pooled LoRA) is not supported");
   if (extra.useBdlora !== null) refuse("use_bdlora", "block-diagonal LoRA (use_bdlora) is not supported");
   if (extra.arrowConfig !== null) refuse("arrow_config", "Arrow routing between LoRA experts is not supported");
+  // Each of these selects a LoRA variant (LoraLayer's variant table) with its own forward.
+  if (extra.veloraConfig !== null) refuse("velora_config", "VeLoRA (velora_config) is not supported");
+  if (extra.montecloraConfig !== null) {
+    refuse("monteclora_config", "MonteCLoRA (monteclora_config) is not supported");
+  }
+  if (extra.kasaConfig !== null) refuse("kasa_config", "KaSA (kasa_config) is not supported");
   if (extra.ensureWeightTying) {
     refuse("ensure_weight_tying", "tying adapter weights across tied layers is not supported");
   }

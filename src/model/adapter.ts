@@ -75,7 +75,7 @@ async function readConfig(source: FileSource, options: AdapterOptions, warn: (m:
   if (options.config) return parseLoraConfig(options.config, { file: "config option", onWarning: warn });
   // The text, not parsed JSON: rank/alpha pattern keys keep their file order (first match wins in PEFT).
   const text = new TextDecoder().decode(await source.read(ADAPTER_CONFIG));
-  return parseLoraConfig(text, { file: ADAPTER_CONFIG, onWarning: warn });
+  return parseLoraConfig(text, { file: ADAPTER_CONFIG, onWarning: warn, requirePeftType: true });
 }
 
 async function readWeights(source: FileSource): Promise<Safetensors> {

@@ -136,7 +136,6 @@ export const caseId = {
 
 // Why cases fail today (the error or mismatch each shows), one line per reason.
 const TOKENS = 'trainable_token_indices refused: "trainable tokens (per-token embedding deltas) are not supported"';
-const PEFT_RAISES = "PEFT raises (config selects nothing, unsupported target type, no peft_type); this loads";
 const BIAS =
   'trained biases of bias="all" / modules_to_save refused: "adapter has a bias but the base module has none"';
 const SAVE_DYNAMIC =
@@ -151,8 +150,6 @@ const DYNAMO_QUANT =
   "onnxruntime's quantizers drop the dynamo metadata, so q_proj has no module path: refused whole (ModuleNotInExportError)";
 const BIAS_DYNAMIC =
   'the trained base_layer.bias is loaded now, which dynamic mode refuses: "merge this adapter instead"';
-const NO_PEFT_TYPE =
-  "a config without peft_type loads (PEFT raises KeyError); it failed before only because dynamo was not indexed";
 const MISSING_MAGNITUDE = "missing DoRA magnitudes refused; PEFT loads them as the weight norm and warns";
 
 /**
@@ -284,13 +281,9 @@ export const EXPECTED_FAILURES: ReadonlyMap<string, string> = new Map<string, st
   ["verdict missing-key on llama-dynamo merged", MISSING_B],
   ["verdict missing-key on llama-torchscript dynamic", MISSING_B],
   ["verdict missing-key on llama-torchscript merged", MISSING_B],
-  ["verdict no-peft-type on llama-torchscript dynamic", PEFT_RAISES],
-  ["verdict no-peft-type on llama-torchscript merged", PEFT_RAISES],
   ["adapter llama-embed on llama-dynamo onnx/model_q4.onnx dynamic", DYNAMO_QUANT],
   ["adapter llama-embed on llama-dynamo onnx/model_q4.onnx merged", DYNAMO_QUANT],
   ["adapter qwen2-bias-lora-only on qwen2-torchscript onnx/model_q4.onnx dynamic", BIAS_DYNAMIC],
-  ["verdict no-peft-type on llama-dynamo dynamic", NO_PEFT_TYPE],
-  ["verdict no-peft-type on llama-dynamo merged", NO_PEFT_TYPE],
 ]);
 
 /** Runs a case; an expected failure must fail, anything else must pass. */
