@@ -8,6 +8,8 @@ import { UnsupportedError } from "../errors.ts";
 import type { LoraKernels } from "../kernels/kernels.ts";
 import type { LoraDims, WeightLayout } from "../kernels/types.ts";
 import type { InitializerUse } from "../onnx/weight_index.ts";
+import type { WeightTarget } from "../onnx/weight_target.ts";
+import { f16BitsToF32, f32ToF16Bits } from "../numeric/mod.ts";
 import type { LoraPatch, ReplacePatch } from "./plan.ts";
 import type { AdapterTensorReader, BaseWeightReader } from "./readers.ts";
 
@@ -70,6 +72,47 @@ function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
 }
 
 /**
+ * A full weight as PyTorch stores it (Linear `[out, in]`; Conv1D /
+ * `fan_in_fan_out` and Embedding `[in, out]`) in the layout of the ONNX target.
+ *
+ * @example
+ * ```ts
+ * import { torchWeightToTarget } from "./merge.ts";
+ * // torchWeightToTarget(adapter.weights.toFloat32(key), target, config.fanInFanOut)
+ * ```
+ */
+export function torchWeightToTarget(
+  values: Float32Array,
+  target: WeightTarget,
+  fanInFanOut: boolean,
+): Float32Array {
+  const torchIsOutIn = target.kind === "linear" && !fanInFanOut;
+  if (torchIsOutIn && target.layout === "in_out") return transpose(values, target.outFeatures, target.inFeatures);
+  if (!torchIsOutIn && target.layout === "out_in") return transpose(values, target.inFeatures, target.outFeatures);
+  return values;
+}
+
+/**
+ * Whether a saved full weight (PEFT saves an embedding LoRA's
+ * `base_layer.weight`) holds the base's own values, at the precision the
+ * base stores them in: bit-equal in float32, or equal once rounded to
+ * float16 when every base value is a float16 value (an fp16 export).
+ *
+ * @example
+ * ```ts
+ * import { sameWeightValues } from "./merge.ts";
+ * sameWeightValues(new Float32Array([0.1]), new Float32Array([0.1])); // true
+ * ```
+ */
+export function sameWeightValues(saved: Float32Array, base: Float32Array): boolean {
+  if (saved.length !== base.length) return false;
+  if (saved.every((v, i) => v === base[i])) return true;
+  const f16 = (x: number) => f16BitsToF32(f32ToF16Bits(x));
+  if (!base.every((v) => f16(v) === v)) return false;
+  return saved.every((v, i) => f16(v) === base[i]);
+}
+
+/**
  * Computes the merged values of every weight and bias a plan touches.
  * Several patches on one initializer (e.g. LoRA plus a trained bias on
  * different tensors) each get their own entry.
@@ -106,16 +149,24 @@ export async function mergePatches(
     readerIndex: u.readerIndex,
     inputIndex: u.inputIndex,
   });
+  // A later patch on the same weight (the LoRA after its module's saved base weight) builds on the earlier one.
+  const done = new Map<string, Float32Array>();
+  const key = (u: InitializerUse) => `${u.initializer}\u0000${u.readerIndex}\u0000${u.inputIndex}`;
+  const read = (u: InitializerUse) => done.get(key(u))?.slice() ?? base(use(u));
+  const emit = (module: string, u: InitializerUse, values: Float32Array) => {
+    merged.push({ module, ...use(u), values });
+    done.set(key(u), values);
+  };
   for (const patch of patches) {
     const { target } = patch;
+    if (target.quantized && (patch.kind === "lora" || patch.param === "weight")) {
+      throw new UnsupportedError(
+        `cannot merge into a quantized weight (${target.nodeName}); use mode "dynamic", which adds the adapter beside it`,
+        { key: patch.module },
+      );
+    }
     if (patch.kind === "lora") {
-      if (target.quantized) {
-        throw new UnsupportedError(
-          `cannot merge into a quantized weight (${target.nodeName}); use mode "dynamic", which adds the adapter beside it`,
-          { key: patch.module },
-        );
-      }
-      const w = base(use(target));
+      const w = read(target);
       const dims = { outFeatures: target.outFeatures, inFeatures: target.inFeatures, rank: patch.rank };
       const magnitude = patch.magnitude ? adapter(patch.magnitude) : undefined;
       await merger.mergeWeight(
@@ -127,23 +178,17 @@ export async function mergePatches(
         target.layout,
         magnitude,
       );
-      merged.push({ module: patch.module, ...use(target), values: w });
+      emit(patch.module, target, w);
       if (patch.bias && target.bias) {
-        const bias = base(use(target.bias));
+        const bias = read(target.bias);
         const delta = adapter(patch.bias);
         for (let o = 0; o < bias.length; o++) bias[o] += patch.scale * weight * delta[o];
-        merged.push({ module: patch.module, ...use(target.bias), values: bias });
+        emit(patch.module, target.bias, bias);
       }
     } else if (patch.param === "weight") {
-      let values = adapter(patch.key);
-      const torchIsOutIn = target.kind === "linear" && !fanInFanOut;
-      if (torchIsOutIn && target.layout === "in_out") values = transpose(values, target.outFeatures, target.inFeatures);
-      if (!torchIsOutIn && target.layout === "out_in") {
-        values = transpose(values, target.inFeatures, target.outFeatures);
-      }
-      merged.push({ module: patch.module, ...use(target), values });
+      emit(patch.module, target, torchWeightToTarget(adapter(patch.key), target, fanInFanOut));
     } else if (target.bias) {
-      merged.push({ module: patch.module, ...use(target.bias), values: adapter(patch.key) });
+      emit(patch.module, target.bias, adapter(patch.key));
     }
   }
   return merged;

@@ -14,6 +14,12 @@ import type { AdapterLayout, ModuleTensors } from "./adapter_weights.ts";
 /** Shapes of the adapter's tensors, by key. */
 export type ShapeOf = (key: string) => readonly number[];
 
+/**
+ * Whether the adapter tensor `key` (a full weight, PyTorch layout) holds the
+ * export's own values of `target`: then loading it changes nothing.
+ */
+export type SameAsBase = (key: string, target: WeightTarget) => boolean;
+
 /** One LoRA (or DoRA) update of one ONNX weight. */
 export interface LoraPatch {
   kind: "lora";
@@ -234,6 +240,9 @@ function checkSelection(config: LoraConfig, weights: WeightIndex, layout: Adapte
  * ({@linkcode ModuleNotInExportError}): an adapter is applied whole or not
  * at all. Throws on the first error; changes nothing.
  *
+ * A saved `base_layer.weight` is applied (a replacement under the module's
+ * LoRA) unless `sameAsBase` says it holds the export's own values.
+ *
  * Module names are resolved against the export with `WeightIndex.resolve`
  * (exact, else the one export module equal up to a leading prefix).
  *
@@ -249,6 +258,7 @@ export function planAdapter(
   layout: AdapterLayout,
   shapeOf: ShapeOf,
   weights: WeightIndex,
+  sameAsBase?: SameAsBase,
 ): AdapterPlan {
   const exportFile = weights.file ?? "the ONNX model";
   // target_modules null: PEFT would pick targets from its per-architecture table; the keys must then decide.
@@ -286,13 +296,17 @@ export function planAdapter(
       ...(injected ? [t.fullWeight, t.fullBias] : [t.baseWeight, t.baseBias, ...loraKeys])
         .filter((k): k is string => k !== undefined),
     );
-    // The embedding's own weight, which PEFT saves with an embedding LoRA (`save_embedding_layers`),
-    // would need merging with the LoRA on the same weight: reported, not applied (yet).
-    if (injected && weightKey !== undefined) unmatchedKeys.push(weightKey);
     if (injected && loraKeys.length > 0) {
       const target = find(t.module, "the config targets it");
       if (![t.loraA, t.loraB, t.embeddingA, t.embeddingB].some((k) => k !== undefined)) {
         throw new AdapterMismatchError("has DoRA magnitude or lora_B.bias but no lora_A/lora_B", { key: t.module });
+      }
+      // The layer's own weight, which PEFT saves with an embedding LoRA (`save_embedding_layers`): its
+      // strict=False load puts it into `base_layer.weight`, and the LoRA applies on top. Usually it is
+      // the base's own weight, and loading it changes nothing.
+      if (weightKey !== undefined) {
+        const replace = planReplace({ module: t.module, fullWeight: weightKey }, target, shapeOf, config);
+        if (!sameAsBase?.(weightKey, target)) patches.push(...replace);
       }
       patches.push(planLora(t, target, config, shapeOf));
       adapted.add(target.module);
@@ -302,7 +316,7 @@ export function planAdapter(
       continue;
     }
     if (injected || (weightKey === undefined && biasKey === undefined)) {
-      if (injected && biasKey !== undefined) unmatchedKeys.push(biasKey);
+      if (injected) unmatchedKeys.push(...[weightKey, biasKey].filter((k): k is string => k !== undefined));
       continue;
     }
     // A full parameter of a module the model has: PEFT loads it (modules_to_save, `bias: "all"`).

@@ -13,6 +13,8 @@ import { safetensorsOnlyError } from "../storage/bin_only.ts";
 import type { FileSource } from "../storage/file_source.ts";
 import { type PathOrSource, type ResolveOptions, resolveSource } from "../hub/resolve.ts";
 import type { WeightIndex } from "../onnx/weight_index.ts";
+import type { WeightTarget } from "../onnx/weight_target.ts";
+import { sameWeightValues, torchWeightToTarget } from "../lora/merge.ts";
 
 /** Options for reading an adapter (PEFT's `load_adapter` arguments, camelCase). */
 export interface AdapterOptions extends ResolveOptions {
@@ -97,7 +99,9 @@ async function readWeights(source: FileSource): Promise<Safetensors> {
 }
 
 /**
- * Resolves, parses and plans an adapter against a base's weights.
+ * Resolves, parses and plans an adapter against a base's weights;
+ * `readBase` (the base's float values of an initializer) lets a saved full
+ * weight that equals the base's be recognised as a no-op.
  *
  * @example
  * ```ts
@@ -113,6 +117,7 @@ export async function readAdapter(
   pathOrSource: PathOrSource,
   name: string,
   options: AdapterOptions = {},
+  readBase?: (initializer: string) => Float32Array,
 ): Promise<LoadedAdapter> {
   checkAdapterName(name);
   const warnings: string[] = [];
@@ -125,7 +130,21 @@ export async function readAdapter(
   const linear = weightsOfBase.modules.filter((m) => weightsOfBase.get(m)!.kind === "linear");
   const config = expandAllLinear(await readConfig(source, options, warn), linear);
   const weights = await readWeights(source);
-  const plan = planAdapter(config, groupAdapterKeys(weights.names()), (k) => weights.info(k).shape, weightsOfBase);
+  // A saved full weight equal to the base's is a no-op (needs the base's values; without them it is applied).
+  const sameAsBase = readBase &&
+    ((key: string, target: WeightTarget) =>
+      !target.quantized &&
+      sameWeightValues(
+        torchWeightToTarget(weights.toFloat32(key), target, config.fanInFanOut),
+        readBase(target.initializer),
+      ));
+  const plan = planAdapter(
+    config,
+    groupAdapterKeys(weights.names()),
+    (k) => weights.info(k).shape,
+    weightsOfBase,
+    sameAsBase,
+  );
   if (plan.unmatchedKeys.length > 0) {
     warn(
       `${source.location}: ${plan.unmatchedKeys.length} adapter key(s) match no module of the base and were not applied: ${
