@@ -56,3 +56,14 @@ test("no peft_type: refused for a file (PEFT raises KeyError), accepted for a co
   );
   assert.equal(parseLoraConfig(text, { onWarning: () => {} }).peftType, "LORA");
 });
+
+test("trainable_token_indices (PEFT 0.21 TrainableTokens) parses as a list or per module", () => {
+  const list = parseLoraConfig({ peft_type: "LORA", target_modules: ["q_proj"], trainable_token_indices: [1, 2] });
+  assert.deepEqual(list.trainableTokenIndices, [1, 2]);
+  const dict = parseLoraConfig({ target_modules: ["q_proj"], trainable_token_indices: { embed_tokens: [3] } });
+  assert.deepEqual(dict.trainableTokenIndices, { embed_tokens: [3] });
+  assert.throws(
+    () => parseLoraConfig({ target_modules: ["q_proj"], trainable_token_indices: ["a"] }),
+    (e) => e instanceof AdapterConfigError && e.key === "trainable_token_indices",
+  );
+});

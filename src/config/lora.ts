@@ -115,8 +115,8 @@ export type LoraBias = "none" | "all" | "lora_only";
 /**
  * A parsed, validated PEFT LoRA config. Field names are PEFT's, in camelCase;
  * defaults are PEFT's. Features peft-edge does not implement are rejected at
- * parse time, so `layerReplication` and `trainableTokenIndices` are always
- * `null` and `targetParameters` is `null` or empty.
+ * parse time, so `layerReplication` is always `null` and `targetParameters`
+ * is `null` or empty.
  *
  * @example
  * ```ts
@@ -170,8 +170,12 @@ export interface LoraConfig {
   readonly initLoraWeights: boolean | string;
   /** `layer_replication`: always `null` (unsupported otherwise). */
   readonly layerReplication: null;
-  /** `trainable_token_indices`: always `null` (unsupported otherwise). */
-  readonly trainableTokenIndices: null;
+  /**
+   * `trainable_token_indices`: token ids whose embedding rows the adapter
+   * replaces (PEFT's TrainableTokens), as a list (the input embedding) or
+   * per module name; `null` when unused.
+   */
+  readonly trainableTokenIndices: readonly number[] | Readonly<Record<string, readonly number[]>> | null;
   /** `target_parameters`: `null` or `[]` (unsupported otherwise). */
   readonly targetParameters: readonly string[] | null;
   /** The JSON object as read, before overrides. */
@@ -389,8 +393,11 @@ export function parseLoraConfig(json: unknown, options: ParseLoraConfigOptions =
     targetParameters: null,
     raw: object,
   };
-  const targetParameters = checkLoraRules(config, src, readUnmodelled(src), warn);
-  return Object.freeze({ ...config, targetParameters });
+  const extra = readUnmodelled(src);
+  const targetParameters = checkLoraRules(config, src, extra, warn);
+  // checkShapes validated it: a list of ints, or an object of such lists.
+  const trainableTokenIndices = extra.trainableTokenIndices as LoraConfig["trainableTokenIndices"];
+  return Object.freeze({ ...config, targetParameters, trainableTokenIndices });
 }
 
 function readUnmodelled(src: read.FieldSource): UnmodelledFields {
@@ -561,9 +568,6 @@ function checkSupported(
   if (truthy(extra.megatronConfig)) refuse("megatron_config", "Megatron parallel LoRA layers are not supported");
   if (extra.layerReplication !== null) {
     refuse("layer_replication", "layer replication (LoRA-expanded models) is not supported");
-  }
-  if (extra.trainableTokenIndices !== null) {
-    refuse("trainable_token_indices", "trainable tokens (per-token embedding deltas) are not supported");
   }
   if (targetParameters !== null && targetParameters.length > 0) {
     refuse("target_parameters", "LoRA on nn.Parameter targets (target_parameters, e.g. MoE experts) is not supported");

@@ -10,7 +10,7 @@ import type { LoraDims, WeightLayout } from "../kernels/types.ts";
 import type { InitializerUse } from "../onnx/weight_index.ts";
 import type { WeightTarget } from "../onnx/weight_target.ts";
 import { f16BitsToF32, f32ToF16Bits } from "../numeric/mod.ts";
-import type { LoraPatch, ReplacePatch } from "./plan.ts";
+import type { LoraPatch, ReplacePatch, TokensPatch } from "./plan.ts";
 import type { AdapterTensorReader, BaseWeightReader } from "./readers.ts";
 
 /** Merges `W += s·B@A` (then DoRA's rescale when `magnitude` is given) in place. */
@@ -112,6 +112,20 @@ export function sameWeightValues(saved: Float32Array, base: Float32Array): boole
   return saved.every((v, i) => f16(v) === base[i]);
 }
 
+/** TrainableTokensLayer's `index_copy`: row `indices[j]` (an embedding input, or a tied head's output) becomes `rows[j]`. */
+function replaceTokenRows(w: Float32Array, patch: TokensPatch, rows: Float32Array): Float32Array {
+  const { target, indices, tokensAreOutputs } = patch;
+  const dim = tokensAreOutputs ? target.inFeatures : target.outFeatures;
+  const [inF, outF] = [target.inFeatures, target.outFeatures];
+  indices.forEach((token, j) => {
+    for (let f = 0; f < dim; f++) {
+      const [i, o] = tokensAreOutputs ? [f, token] : [token, f];
+      w[target.layout === "in_out" ? i * outF + o : o * inF + i] = rows[j * dim + f];
+    }
+  });
+  return w;
+}
+
 /**
  * Computes the merged values of every weight and bias a plan touches.
  * Several patches on one initializer (e.g. LoRA plus a trained bias on
@@ -139,7 +153,7 @@ export async function mergePatches(
   base: BaseWeightReader,
   adapter: AdapterTensorReader,
   merger: WeightMerger,
-  options: { fanInFanOut: boolean; weight?: number },
+  options: { fanInFanOut: boolean; weight?: number; tokens?: readonly TokensPatch[] },
 ): Promise<MergedWeight[]> {
   const { fanInFanOut } = options;
   const weight = options.weight ?? 1;
@@ -190,6 +204,12 @@ export async function mergePatches(
     } else if (target.bias) {
       emit(patch.module, target.bias, adapter(patch.key));
     }
+  }
+  for (const patch of options.tokens ?? []) {
+    if (weight !== 1) {
+      throw new UnsupportedError("trainable tokens replace rows and cannot be weighted", { key: patch.module });
+    }
+    emit(patch.module, patch.target, replaceTokenRows(read(patch.target), patch, adapter(patch.key)));
   }
   return merged;
 }

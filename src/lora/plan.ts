@@ -47,9 +47,26 @@ export interface ReplacePatch {
   key: string;
 }
 
+/**
+ * PEFT's TrainableTokens: rows `indices` of an embedding (and of the tied
+ * `lm_head` when the model ties them) are replaced by the rows of `key`
+ * (`[indices.length, dim]`).
+ */
+export interface TokensPatch {
+  kind: "tokens";
+  module: string;
+  target: WeightTarget;
+  key: string;
+  indices: readonly number[];
+  /** Whether the target's tokens are its output features (a tied `lm_head`) rather than its inputs (an embedding). */
+  tokensAreOutputs: boolean;
+}
+
 /** Everything to apply for one adapter. */
 export interface AdapterPlan {
   patches: Array<LoraPatch | ReplacePatch>;
+  /** Trainable-token rows; kept apart from `patches`, which both modes apply, as only merged mode applies these. */
+  tokens: TokensPatch[];
   /** Adapter keys that match no module of the base (PEFT's "unexpected keys"). */
   unmatchedKeys: string[];
   /** Base modules the config targets that the adapter has no weights for (PEFT's "missing keys"). */
@@ -151,6 +168,14 @@ function planReplace(t: ModuleTensors, target: WeightTarget, shapeOf: ShapeOf, c
     patches.push({ kind: "replace", module: t.module, target, param: "bias", key: t.fullBias });
   }
   return patches;
+}
+
+/** What planning may know of the base beyond its graph. */
+export interface PlanOptions {
+  /** Recognises a saved full weight equal to the export's (then not applied: a no-op). */
+  sameAsBase?: SameAsBase;
+  /** The HF config's `tie_word_embeddings` (PEFT then also replaces trainable-token rows of `lm_head`). */
+  tiedEmbeddings?: boolean;
 }
 
 /**
@@ -258,8 +283,9 @@ export function planAdapter(
   layout: AdapterLayout,
   shapeOf: ShapeOf,
   weights: WeightIndex,
-  sameAsBase?: SameAsBase,
+  options: PlanOptions = {},
 ): AdapterPlan {
+  const { sameAsBase } = options;
   const exportFile = weights.file ?? "the ONNX model";
   // target_modules null: PEFT would pick targets from its per-architecture table; the keys must then decide.
   const selects = config.targetModules === null ? () => true : createTargetMatcher(config);
@@ -280,7 +306,12 @@ export function planAdapter(
     }
     return target;
   };
+  const tokens: TokensPatch[] = [];
   for (const t of layout.modules.values()) {
+    if (t.tokenDelta !== undefined) {
+      tokens.push(...planTokens(config, t.module, t.tokenDelta, shapeOf, weights, options, find));
+      if (Object.keys(t).length === 2) continue;
+    }
     const loraKeys = [t.loraA, t.loraB, t.loraBias, t.magnitude, t.embeddingA, t.embeddingB]
       .filter((k): k is string => k !== undefined);
     const saved = savedModule(config, t.module);
@@ -332,7 +363,57 @@ export function planAdapter(
       ...planReplace({ module: t.module, fullWeight: weightKey, fullBias: biasKey }, target, shapeOf, config),
     );
   }
-  return { patches, unmatchedKeys, missingModules: missing(config, weights, adapted) };
+  return { patches, tokens, unmatchedKeys, missingModules: missing(config, weights, adapted) };
+}
+
+/**
+ * PEFT's `_set_trainable` with `TrainableTokensWrapper`: a list of indices
+ * applies to the input embedding, an object to the modules it names (a
+ * `.`-suffix match); with tied embeddings the rows of `lm_head` follow.
+ */
+function planTokens(
+  config: LoraConfig,
+  module: string,
+  key: string,
+  shapeOf: ShapeOf,
+  weights: WeightIndex,
+  options: PlanOptions,
+  find: (module: string, why: string) => WeightTarget,
+): TokensPatch[] {
+  const spec = config.trainableTokenIndices;
+  const indices = spec === null
+    ? undefined
+    : Array.isArray(spec)
+    ? spec
+    : Object.entries(spec).find(([name]) => module === name || module.endsWith(`.${name}`))?.[1];
+  if (indices === undefined) {
+    throw new AdapterConfigError(
+      `${key} holds trainable token rows, but trainable_token_indices does not name ${module}`,
+      { key: "trainable_token_indices" },
+    );
+  }
+  const target = find(module, "trainable_token_indices names it");
+  if (target.kind !== "embedding") {
+    throw new UnsupportedError(`trainable tokens on ${module}, which is not an embedding, are not supported`, {
+      key: module,
+    });
+  }
+  expectShape(module, key, shapeOf(key), [indices.length, target.outFeatures], target);
+  const bad = indices.find((i: number) => !(i >= 0 && i < target.inFeatures));
+  if (bad !== undefined) {
+    throw new AdapterMismatchError(`token index ${bad} is outside the embedding (${target.inFeatures} rows)`, {
+      key: "trainable_token_indices",
+    });
+  }
+  const patches: TokensPatch[] = [{ kind: "tokens", module, target, key, indices, tokensAreOutputs: false }];
+  if (options.tiedEmbeddings) {
+    // _get_module_names_tied_with_embedding: the output embedding, exported as its own (transposed) copy.
+    const head = weights.resolve("lm_head");
+    if (head && head.kind === "linear" && head.outFeatures === target.inFeatures) {
+      patches.push({ kind: "tokens", module: head.module, target: head, key, indices, tokensAreOutputs: true });
+    }
+  }
+  return patches;
 }
 
 /**

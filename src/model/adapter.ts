@@ -34,6 +34,14 @@ export interface AdapterOptions extends ResolveOptions {
   onWarning?: (message: string) => void;
 }
 
+/** What reading an adapter may use of the base beyond its weight index (a `BaseModel` has both). */
+export interface BaseValues {
+  /** An initializer's values as float32. */
+  readWeight(initializer: string): Float32Array;
+  /** The base's config.json. */
+  readonly config: Readonly<Record<string, unknown>>;
+}
+
 /** An adapter read and planned against one base. Immutable. */
 export interface LoadedAdapter {
   name: string;
@@ -99,9 +107,9 @@ async function readWeights(source: FileSource): Promise<Safetensors> {
 }
 
 /**
- * Resolves, parses and plans an adapter against a base's weights;
- * `readBase` (the base's float values of an initializer) lets a saved full
- * weight that equals the base's be recognised as a no-op.
+ * Resolves, parses and plans an adapter against a base's weights; `base`
+ * (its values and config.json) lets a saved full weight that equals the
+ * base's be recognised as a no-op, and tells whether embeddings are tied.
  *
  * @example
  * ```ts
@@ -117,7 +125,7 @@ export async function readAdapter(
   pathOrSource: PathOrSource,
   name: string,
   options: AdapterOptions = {},
-  readBase?: (initializer: string) => Float32Array,
+  base?: BaseValues,
 ): Promise<LoadedAdapter> {
   checkAdapterName(name);
   const warnings: string[] = [];
@@ -131,19 +139,21 @@ export async function readAdapter(
   const config = expandAllLinear(await readConfig(source, options, warn), linear);
   const weights = await readWeights(source);
   // A saved full weight equal to the base's is a no-op (needs the base's values; without them it is applied).
-  const sameAsBase = readBase &&
+  const sameAsBase = base &&
     ((key: string, target: WeightTarget) =>
       !target.quantized &&
       sameWeightValues(
         torchWeightToTarget(weights.toFloat32(key), target, config.fanInFanOut),
-        readBase(target.initializer),
+        base.readWeight(target.initializer),
       ));
+  // transformers' PretrainedConfig default is tie_word_embeddings=True, and config.json leaves defaults out.
+  const tiedEmbeddings = base !== undefined && (base.config["tie_word_embeddings"] ?? true) === true;
   const plan = planAdapter(
     config,
     groupAdapterKeys(weights.names()),
     (k) => weights.info(k).shape,
     weightsOfBase,
-    sameAsBase,
+    { sameAsBase, tiedEmbeddings },
   );
   if (plan.unmatchedKeys.length > 0) {
     warn(

@@ -67,7 +67,7 @@ export async function fromPretrained(
     adapter,
     options.adapterName ?? "default",
     options,
-    (i) => base.readWeight(i),
+    base,
   );
   // The base's kernels, created by its first adapter and shared by the rest.
   const { merger } = await base.kernels();

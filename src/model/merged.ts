@@ -45,6 +45,7 @@ export async function mergeAdapters(
     const updates = await mergePatches(adapter.plan.patches, read, (k) => adapter.weights.toFloat32(k), merger, {
       fanInFanOut: adapter.config.fanInFanOut,
       weight,
+      tokens: adapter.plan.tokens,
     });
     for (const update of updates) {
       if (options.safeMerge && !update.values.every(Number.isFinite)) {

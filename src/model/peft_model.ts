@@ -204,7 +204,7 @@ export class PeftModel implements AsyncDisposable {
     if (options.isTrainable) {
       throw new UnsupportedError("isTrainable: true is not supported yet: adapters load for inference only");
     }
-    const loaded = await readAdapter(this.base.weights, adapter, adapterName, options, (i) => this.base.readWeight(i));
+    const loaded = await readAdapter(this.base.weights, adapter, adapterName, options, this.base);
     const previous = this.#engine;
     const engine = await previous.add(loaded);
     // Commit only after everything succeeded.
