@@ -64,6 +64,15 @@ export interface MergedWeight extends InitializerUse {
   values: Float32Array;
 }
 
+/** A bias for a layer that has none (`lora_B.bias` on a bias-less Linear), added after node `readerIndex`. */
+export interface NewBias {
+  module: string;
+  readerIndex: number;
+  /** The layer's weight initializer (the bias is stored in its element type). */
+  like: string;
+  values: Float32Array;
+}
+
 /** Transposes a row-major [rows, cols] matrix. */
 function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(m.length);
@@ -153,7 +162,7 @@ export async function mergePatches(
   base: BaseWeightReader,
   adapter: AdapterTensorReader,
   merger: WeightMerger,
-  options: { fanInFanOut: boolean; weight?: number; tokens?: readonly TokensPatch[] },
+  options: { fanInFanOut: boolean; weight?: number; tokens?: readonly TokensPatch[]; newBiases?: NewBias[] },
 ): Promise<MergedWeight[]> {
   const { fanInFanOut } = options;
   const weight = options.weight ?? 1;
@@ -193,11 +202,24 @@ export async function mergePatches(
         magnitude,
       );
       emit(patch.module, target, w);
-      if (patch.bias && target.bias) {
-        const bias = read(target.bias);
+      if (patch.bias) {
+        const bias = target.bias ? read(target.bias) : new Float32Array(target.outFeatures);
         const delta = adapter(patch.bias);
         for (let o = 0; o < bias.length; o++) bias[o] += patch.scale * weight * delta[o];
-        emit(patch.module, target.bias, bias);
+        if (target.bias) emit(patch.module, target.bias, bias);
+        else if (!options.newBiases || target.inSubgraph) {
+          throw new UnsupportedError(
+            `lora_B.bias cannot be merged here: the base module (${target.nodeName}) has no bias to add it to`,
+            { key: patch.module },
+          );
+        } else {
+          options.newBiases.push({
+            module: patch.module,
+            readerIndex: target.readerIndex,
+            like: target.initializer,
+            values: bias,
+          });
+        }
       }
     } else if (patch.param === "weight") {
       emit(patch.module, target, torchWeightToTarget(adapter(patch.key), target, fanInFanOut));

@@ -123,11 +123,8 @@ function planLora(t: ModuleTensors, target: WeightTarget, config: LoraConfig, sh
   expectShape(module, b, shapeOf(b), [target.outFeatures, rank], target);
   if (t.loraBias !== undefined) {
     expectShape(module, t.loraBias, shapeOf(t.loraBias), [target.outFeatures], target);
-    if (target.bias === undefined) {
-      throw new UnsupportedError(`lora_B.bias cannot be merged: the base module (${target.nodeName}) has no bias`, {
-        key: module,
-      });
-    }
+    // A base layer without a bias still gets `scale · lora_B.bias` added (PEFT's unmerged forward); merged
+    // mode adds a bias to the graph, dynamic mode refuses lora_bias.
   }
   if (t.magnitude !== undefined) {
     if (embedding) throw new UnsupportedError("DoRA on embeddings is not supported", { key: module });
