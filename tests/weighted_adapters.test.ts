@@ -10,6 +10,7 @@ import { readFile } from "node:fs/promises";
 import { AdapterConfigError, fromPretrained, loadBaseModel, type PeftModel, UnsupportedError } from "../mod.ts";
 import type { WeightedAdapterOptions } from "../src/lora/weighted.ts";
 import { parseSafetensors } from "../src/safetensors/mod.ts";
+import { svd } from "../src/lora/svd.ts";
 import { baseNamed, comparedDiff, realExpected, realManifest, realPath } from "./support/real_fixtures.ts";
 
 interface Case {
@@ -111,4 +112,40 @@ test("refusals: random dare, unknown type, unequal ranks, missing density", asyn
     await reject({ combinationType: "svd", svdRank: 17 }, AdapterConfigError);
     assert.deepEqual(model.listAdapters().includes("x"), false);
   });
+});
+
+test("svd: reconstructs, orthonormal factors, singular values descending, on wide, tall and rank-deficient input", () => {
+  let seed = 1;
+  const rand = () => ((seed = (seed * 16807) % 2147483647) / 2147483647) - 0.5;
+  for (const [m, n, rank] of [[7, 5, 5], [4, 9, 4], [8, 8, 3]]) {
+    // A random m x n matrix of the given rank.
+    const left = Array.from({ length: m * rank }, rand);
+    const right = Array.from({ length: rank * n }, rand);
+    const a = new Float64Array(m * n);
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) {
+        for (let k = 0; k < rank; k++) a[i * n + j] += left[i * rank + k] * right[k * n + j];
+      }
+    }
+    const { u, s, vt, k } = svd(a, m, n);
+    assert.equal(k, Math.min(m, n));
+    for (let r = 1; r < k; r++) assert.ok(s[r] <= s[r - 1]);
+    for (let r = rank; r < k; r++) assert.ok(s[r] < 1e-12, `s[${r}] = ${s[r]}`);
+    let err = 0;
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) {
+        let v = 0;
+        for (let r = 0; r < k; r++) v += u[i * k + r] * s[r] * vt[r * n + j];
+        err = Math.max(err, Math.abs(v - a[i * n + j]));
+      }
+    }
+    assert.ok(err < 1e-12, `reconstruction error ${err}`);
+    for (let p = 0; p < rank; p++) {
+      for (let q = 0; q < rank; q++) {
+        let dot = 0;
+        for (let j = 0; j < n; j++) dot += vt[p * n + j] * vt[q * n + j];
+        assert.ok(Math.abs(dot - (p === q ? 1 : 0)) < 1e-12);
+      }
+    }
+  }
 });
