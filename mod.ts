@@ -39,6 +39,9 @@ export type { StepResult, Trainer, TrainerOptions } from "./src/train/trainer.ts
 export type { TrainBatch } from "./src/train/batch.ts";
 export type { FitExample, FitOptions, FitProgress, FitResult } from "./src/train/fit.ts";
 export type { LoraConfig } from "./src/config/mod.ts";
+export type { ModelDtype } from "./src/onnx/model_variant.ts";
+export { ModuleNotInExportError } from "./src/lora/plan.ts";
+export type { CombinationType, WeightedAdapterOptions } from "./src/lora/weighted.ts";
 export type { FileSource } from "./src/storage/file_source.ts";
 export { type MemoryFile, memorySource } from "./src/storage/memory.ts";
 export { urlSource, type UrlSourceOptions } from "./src/storage/url.ts";
@@ -81,7 +84,6 @@ export {
 export { type BlobWriter, type HubCache, memoryHubCache } from "./src/hub/cache.ts";
 // Types the public signatures above refer to.
 export type { ExecutionProviders, SessionChoice } from "./src/model/session.ts";
-export type { ModelDtype } from "./src/onnx/model_variant.ts";
 export type { PathOrSource } from "./src/hub/resolve.ts";
 export type { HubSourceOptions } from "./src/hub/source.ts";
 export type { HubSettingsInput } from "./src/hub/settings.ts";

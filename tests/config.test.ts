@@ -345,8 +345,6 @@ for (const peftType of ["IA3", "PREFIX_TUNING", "ADALORA", "lora", 3]) {
 
 const UNSUPPORTED: [string, unknown, string][] = [
   ["layer_replication", { layer_replication: [[0, 4], [2, 5]] }, "layer_replication"],
-  ["trainable_token_indices list", { trainable_token_indices: [1, 2] }, "trainable_token_indices"],
-  ["trainable_token_indices dict", { trainable_token_indices: { embed_tokens: [1] } }, "trainable_token_indices"],
   [
     "target_parameters",
     { target_modules: [], target_parameters: ["feed_forward.experts.down_proj"] },

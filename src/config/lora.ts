@@ -17,7 +17,7 @@ import { jsonSyntaxError } from "../json/syntax.ts";
 
 /**
  * Every snake_case key a PEFT LoRA config may contain: `PeftConfigMixin` +
- * `PeftConfig` + `LoraConfig` dataclass fields as of PEFT v0.19. PEFT's
+ * `PeftConfig` + `LoraConfig` dataclass fields as of PEFT v0.21 (`dataclasses.fields(LoraConfig)`). PEFT's
  * `check_kwargs` warns about, and ignores, any other key; so does
  * {@linkcode parseLoraConfig}.
  */
@@ -63,6 +63,9 @@ const LORA_CONFIG_FIELDS: ReadonlySet<string> = new Set([
   "use_bdlora",
   "arrow_config",
   "ensure_weight_tying",
+  "velora_config",
+  "monteclora_config",
+  "kasa_config",
 ]);
 
 /** The snake_case PEFT key for a camelCase field name (`loraAlpha` -> `lora_alpha`); snake_case is unchanged. */
@@ -113,8 +116,8 @@ export type LoraBias = "none" | "all" | "lora_only";
 /**
  * A parsed, validated PEFT LoRA config. Field names are PEFT's, in camelCase;
  * defaults are PEFT's. Features peft-edge does not implement are rejected at
- * parse time, so `layerReplication` and `trainableTokenIndices` are always
- * `null` and `targetParameters` is `null` or empty.
+ * parse time, so `layerReplication` is always `null` and `targetParameters`
+ * is `null` or empty.
  *
  * @example
  * ```ts
@@ -168,8 +171,12 @@ export interface LoraConfig {
   readonly initLoraWeights: boolean | string;
   /** `layer_replication`: always `null` (unsupported otherwise). */
   readonly layerReplication: null;
-  /** `trainable_token_indices`: always `null` (unsupported otherwise). */
-  readonly trainableTokenIndices: null;
+  /**
+   * `trainable_token_indices`: token ids whose embedding rows the adapter
+   * replaces (PEFT's TrainableTokens), as a list (the input embedding) or
+   * per module name; `null` when unused.
+   */
+  readonly trainableTokenIndices: readonly number[] | Readonly<Record<string, readonly number[]>> | null;
   /** `target_parameters`: `null` or `[]` (unsupported otherwise). */
   readonly targetParameters: readonly string[] | null;
   /** The JSON object as read, before overrides. */
@@ -193,6 +200,12 @@ export interface ParseLoraConfigOptions {
   onWarning?: (message: string) => void;
   /** Field values that replace the JSON's, keyed camelCase (`loraAlpha`) or snake_case. */
   overrides?: Record<string, unknown>;
+  /**
+   * Refuse a config without `peft_type`, as PEFT's `from_pretrained` does
+   * (KeyError) for an `adapter_config.json`. Default `false`: a config
+   * given in code is a LoRA config.
+   */
+  requirePeftType?: boolean;
 }
 
 const BASE_WEIGHT_INITS = ["olora", "pissa", "corda", "loftq", "lora_ga"];
@@ -305,6 +318,13 @@ export function parseLoraConfig(json: unknown, options: ParseLoraConfigOptions =
 
   // PEFT_TYPE_TO_CONFIG_MAPPING picks the config class from peft_type; only LORA is ours.
   const peftType = values["peft_type"];
+  if (options.requirePeftType && (peftType === undefined || peftType === null)) {
+    // PeftConfig.from_pretrained reads loaded_attributes["peft_type"]: PEFT raises KeyError('peft_type').
+    throw new AdapterConfigError(
+      "has no peft_type; PEFT cannot tell which adapter type this is (its from_pretrained raises KeyError)",
+      { file, key: "peft_type" },
+    );
+  }
   if (peftType !== undefined && peftType !== null && peftType !== "LORA") {
     throw new UnsupportedError(
       `peft_type ${describeValue(peftType)} is not supported; peft-edge supports: LORA`,
@@ -374,8 +394,11 @@ export function parseLoraConfig(json: unknown, options: ParseLoraConfigOptions =
     targetParameters: null,
     raw: object,
   };
-  const targetParameters = checkLoraRules(config, src, readUnmodelled(src), warn);
-  return Object.freeze({ ...config, targetParameters });
+  const extra = readUnmodelled(src);
+  const targetParameters = checkLoraRules(config, src, extra, warn);
+  // checkShapes validated it: a list of ints, or an object of such lists.
+  const trainableTokenIndices = extra.trainableTokenIndices as LoraConfig["trainableTokenIndices"];
+  return Object.freeze({ ...config, targetParameters, trainableTokenIndices });
 }
 
 function readUnmodelled(src: read.FieldSource): UnmodelledFields {
@@ -387,6 +410,9 @@ function readUnmodelled(src: read.FieldSource): UnmodelledFields {
     loraGaConfig: read.readObjectOrNull(src, "lora_ga_config", null),
     useBdlora: read.readObjectOrNull(src, "use_bdlora", null),
     arrowConfig: read.readObjectOrNull(src, "arrow_config", null),
+    veloraConfig: read.readObjectOrNull(src, "velora_config", null),
+    montecloraConfig: read.readObjectOrNull(src, "monteclora_config", null),
+    kasaConfig: read.readObjectOrNull(src, "kasa_config", null),
     useQalora: read.readBoolean(src, "use_qalora", false),
     qaloraGroupSize: read.readPositiveInteger(src, "qalora_group_size", 16),
     ensureWeightTying: read.readBoolean(src, "ensure_weight_tying", false),
@@ -406,6 +432,9 @@ interface UnmodelledFields {
   readonly loraGaConfig: Record<string, unknown> | null;
   readonly useBdlora: Record<string, unknown> | null;
   readonly arrowConfig: Record<string, unknown> | null;
+  readonly veloraConfig: Record<string, unknown> | null;
+  readonly montecloraConfig: Record<string, unknown> | null;
+  readonly kasaConfig: Record<string, unknown> | null;
   readonly useQalora: boolean;
   readonly qaloraGroupSize: number;
   readonly ensureWeightTying: boolean;
@@ -541,9 +570,6 @@ function checkSupported(
   if (extra.layerReplication !== null) {
     refuse("layer_replication", "layer replication (LoRA-expanded models) is not supported");
   }
-  if (extra.trainableTokenIndices !== null) {
-    refuse("trainable_token_indices", "trainable tokens (per-token embedding deltas) are not supported");
-  }
   if (targetParameters !== null && targetParameters.length > 0) {
     refuse("target_parameters", "LoRA on nn.Parameter targets (target_parameters, e.g. MoE experts) is not supported");
   }
@@ -556,6 +582,12 @@ function checkSupported(
   if (extra.useQalora) refuse("use_qalora", "QALoRA (quantization-aware pooled LoRA) is not supported");
   if (extra.useBdlora !== null) refuse("use_bdlora", "block-diagonal LoRA (use_bdlora) is not supported");
   if (extra.arrowConfig !== null) refuse("arrow_config", "Arrow routing between LoRA experts is not supported");
+  // Each of these selects a LoRA variant (LoraLayer's variant table) with its own forward.
+  if (extra.veloraConfig !== null) refuse("velora_config", "VeLoRA (velora_config) is not supported");
+  if (extra.montecloraConfig !== null) {
+    refuse("monteclora_config", "MonteCLoRA (monteclora_config) is not supported");
+  }
+  if (extra.kasaConfig !== null) refuse("kasa_config", "KaSA (kasa_config) is not supported");
   if (extra.ensureWeightTying) {
     refuse("ensure_weight_tying", "tying adapter weights across tied layers is not supported");
   }

@@ -26,6 +26,8 @@ export interface ModuleTensors {
   baseWeight?: string;
   /** The LoRA-wrapped layer's own trained bias (`<module>.base_layer.bias`, `bias: "lora_only"` / `"all"`). */
   baseBias?: string;
+  /** PEFT's TrainableTokens rows (`<module>.token_adapter.trainable_tokens_delta`, `[tokens, dim]`). */
+  tokenDelta?: string;
 }
 
 /** The adapter's keys grouped by module, plus keys of no known form. */
@@ -38,6 +40,7 @@ export interface AdapterLayout {
 const PEFT_PREFIX = "base_model.model.";
 
 const ROLES: ReadonlyArray<[suffix: string, role: keyof Omit<ModuleTensors, "module">]> = [
+  [".token_adapter.trainable_tokens_delta", "tokenDelta"],
   [".lora_A.weight", "loraA"],
   [".lora_B.weight", "loraB"],
   [".lora_B.bias", "loraBias"],

@@ -59,7 +59,7 @@ export type BranchFeeds = Record<string, Tensor>;
  * @example
  * ```ts
  * import { loraPatches } from "./dynamic_feeds.ts";
- * loraPatches({ patches: [], unmatchedKeys: [], missingModules: [] }); // []
+ * loraPatches({ patches: [], unmatchedKeys: [], missingModules: [], tokens: [] }); // []
  * ```
  */
 export function loraPatches(plan: AdapterPlan): LoraPatch[] {
@@ -292,7 +292,7 @@ export class AdapterFeedCache {
    * @example
    * ```ts
    * import { AdapterFeedCache } from "./dynamic_feeds.ts";
-   * new AdapterFeedCache(new Map()).forget({ patches: [], unmatchedKeys: [], missingModules: [] });
+   * new AdapterFeedCache(new Map()).forget({ patches: [], unmatchedKeys: [], missingModules: [], tokens: [] });
    * ```
    */
   forget(plan: AdapterPlan): void {

@@ -8,7 +8,9 @@ import { UnsupportedError } from "../errors.ts";
 import type { LoraKernels } from "../kernels/kernels.ts";
 import type { LoraDims, WeightLayout } from "../kernels/types.ts";
 import type { InitializerUse } from "../onnx/weight_index.ts";
-import type { LoraPatch, ReplacePatch } from "./plan.ts";
+import type { WeightTarget } from "../onnx/weight_target.ts";
+import { f16BitsToF32, f32ToF16Bits } from "../numeric/mod.ts";
+import type { LoraPatch, ReplacePatch, TokensPatch } from "./plan.ts";
 import type { AdapterTensorReader, BaseWeightReader } from "./readers.ts";
 
 /** Merges `W += s·B@A` (then DoRA's rescale when `magnitude` is given) in place. */
@@ -62,11 +64,75 @@ export interface MergedWeight extends InitializerUse {
   values: Float32Array;
 }
 
+/** A bias for a layer that has none (`lora_B.bias` on a bias-less Linear), added after node `readerIndex`. */
+export interface NewBias {
+  module: string;
+  readerIndex: number;
+  /** The layer's weight initializer (the bias is stored in its element type). */
+  like: string;
+  values: Float32Array;
+}
+
 /** Transposes a row-major [rows, cols] matrix. */
 function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(m.length);
   for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = m[r * cols + c];
   return out;
+}
+
+/**
+ * A full weight as PyTorch stores it (Linear `[out, in]`; Conv1D /
+ * `fan_in_fan_out` and Embedding `[in, out]`) in the layout of the ONNX target.
+ *
+ * @example
+ * ```ts
+ * import { torchWeightToTarget } from "./merge.ts";
+ * // torchWeightToTarget(adapter.weights.toFloat32(key), target, config.fanInFanOut)
+ * ```
+ */
+export function torchWeightToTarget(
+  values: Float32Array,
+  target: WeightTarget,
+  fanInFanOut: boolean,
+): Float32Array {
+  const torchIsOutIn = target.kind === "linear" && !fanInFanOut;
+  if (torchIsOutIn && target.layout === "in_out") return transpose(values, target.outFeatures, target.inFeatures);
+  if (!torchIsOutIn && target.layout === "out_in") return transpose(values, target.inFeatures, target.outFeatures);
+  return values;
+}
+
+/**
+ * Whether a saved full weight (PEFT saves an embedding LoRA's
+ * `base_layer.weight`) holds the base's own values, at the precision the
+ * base stores them in: bit-equal in float32, or equal once rounded to
+ * float16 when every base value is a float16 value (an fp16 export).
+ *
+ * @example
+ * ```ts
+ * import { sameWeightValues } from "./merge.ts";
+ * sameWeightValues(new Float32Array([0.1]), new Float32Array([0.1])); // true
+ * ```
+ */
+export function sameWeightValues(saved: Float32Array, base: Float32Array): boolean {
+  if (saved.length !== base.length) return false;
+  if (saved.every((v, i) => v === base[i])) return true;
+  const f16 = (x: number) => f16BitsToF32(f32ToF16Bits(x));
+  if (!base.every((v) => f16(v) === v)) return false;
+  return saved.every((v, i) => f16(v) === base[i]);
+}
+
+/** TrainableTokensLayer's `index_copy`: row `indices[j]` (an embedding input, or a tied head's output) becomes `rows[j]`. */
+function replaceTokenRows(w: Float32Array, patch: TokensPatch, rows: Float32Array): Float32Array {
+  const { target, indices, tokensAreOutputs } = patch;
+  const dim = tokensAreOutputs ? target.inFeatures : target.outFeatures;
+  const [inF, outF] = [target.inFeatures, target.outFeatures];
+  indices.forEach((token, j) => {
+    for (let f = 0; f < dim; f++) {
+      const [i, o] = tokensAreOutputs ? [f, token] : [token, f];
+      w[target.layout === "in_out" ? i * outF + o : o * inF + i] = rows[j * dim + f];
+    }
+  });
+  return w;
 }
 
 /**
@@ -96,7 +162,7 @@ export async function mergePatches(
   base: BaseWeightReader,
   adapter: AdapterTensorReader,
   merger: WeightMerger,
-  options: { fanInFanOut: boolean; weight?: number },
+  options: { fanInFanOut: boolean; weight?: number; tokens?: readonly TokensPatch[]; newBiases?: NewBias[] },
 ): Promise<MergedWeight[]> {
   const { fanInFanOut } = options;
   const weight = options.weight ?? 1;
@@ -106,16 +172,24 @@ export async function mergePatches(
     readerIndex: u.readerIndex,
     inputIndex: u.inputIndex,
   });
+  // A later patch on the same weight (the LoRA after its module's saved base weight) builds on the earlier one.
+  const done = new Map<string, Float32Array>();
+  const key = (u: InitializerUse) => `${u.initializer}\u0000${u.readerIndex}\u0000${u.inputIndex}`;
+  const read = (u: InitializerUse) => done.get(key(u))?.slice() ?? base(use(u));
+  const emit = (module: string, u: InitializerUse, values: Float32Array) => {
+    merged.push({ module, ...use(u), values });
+    done.set(key(u), values);
+  };
   for (const patch of patches) {
     const { target } = patch;
+    if (target.quantized && (patch.kind === "lora" || patch.param === "weight")) {
+      throw new UnsupportedError(
+        `cannot merge into a quantized weight (${target.nodeName}); use mode "dynamic", which adds the adapter beside it`,
+        { key: patch.module },
+      );
+    }
     if (patch.kind === "lora") {
-      if (target.quantized) {
-        throw new UnsupportedError(
-          `cannot merge into a quantized weight (${target.nodeName}); use mode "dynamic", which adds the adapter beside it`,
-          { key: patch.module },
-        );
-      }
-      const w = base(use(target));
+      const w = read(target);
       const dims = { outFeatures: target.outFeatures, inFeatures: target.inFeatures, rank: patch.rank };
       const magnitude = patch.magnitude ? adapter(patch.magnitude) : undefined;
       await merger.mergeWeight(
@@ -127,24 +201,37 @@ export async function mergePatches(
         target.layout,
         magnitude,
       );
-      merged.push({ module: patch.module, ...use(target), values: w });
-      if (patch.bias && target.bias) {
-        const bias = base(use(target.bias));
+      emit(patch.module, target, w);
+      if (patch.bias) {
+        const bias = target.bias ? read(target.bias) : new Float32Array(target.outFeatures);
         const delta = adapter(patch.bias);
         for (let o = 0; o < bias.length; o++) bias[o] += patch.scale * weight * delta[o];
-        merged.push({ module: patch.module, ...use(target.bias), values: bias });
+        if (target.bias) emit(patch.module, target.bias, bias);
+        else if (!options.newBiases || target.inSubgraph) {
+          throw new UnsupportedError(
+            `lora_B.bias cannot be merged here: the base module (${target.nodeName}) has no bias to add it to`,
+            { key: patch.module },
+          );
+        } else {
+          options.newBiases.push({
+            module: patch.module,
+            readerIndex: target.readerIndex,
+            like: target.initializer,
+            values: bias,
+          });
+        }
       }
     } else if (patch.param === "weight") {
-      let values = adapter(patch.key);
-      const torchIsOutIn = target.kind === "linear" && !fanInFanOut;
-      if (torchIsOutIn && target.layout === "in_out") values = transpose(values, target.outFeatures, target.inFeatures);
-      if (!torchIsOutIn && target.layout === "out_in") {
-        values = transpose(values, target.inFeatures, target.outFeatures);
-      }
-      merged.push({ module: patch.module, ...use(target), values });
+      emit(patch.module, target, torchWeightToTarget(adapter(patch.key), target, fanInFanOut));
     } else if (target.bias) {
-      merged.push({ module: patch.module, ...use(target.bias), values: adapter(patch.key) });
+      emit(patch.module, target.bias, adapter(patch.key));
     }
+  }
+  for (const patch of options.tokens ?? []) {
+    if (weight !== 1) {
+      throw new UnsupportedError("trainable tokens replace rows and cannot be weighted", { key: patch.module });
+    }
+    emit(patch.module, patch.target, replaceTokenRows(read(patch.target), patch, adapter(patch.key)));
   }
   return merged;
 }

@@ -14,6 +14,12 @@ import type { AdapterLayout, ModuleTensors } from "./adapter_weights.ts";
 /** Shapes of the adapter's tensors, by key. */
 export type ShapeOf = (key: string) => readonly number[];
 
+/**
+ * Whether the adapter tensor `key` (a full weight, PyTorch layout) holds the
+ * export's own values of `target`: then loading it changes nothing.
+ */
+export type SameAsBase = (key: string, target: WeightTarget) => boolean;
+
 /** One LoRA (or DoRA) update of one ONNX weight. */
 export interface LoraPatch {
   kind: "lora";
@@ -41,9 +47,26 @@ export interface ReplacePatch {
   key: string;
 }
 
+/**
+ * PEFT's TrainableTokens: rows `indices` of an embedding (and of the tied
+ * `lm_head` when the model ties them) are replaced by the rows of `key`
+ * (`[indices.length, dim]`).
+ */
+export interface TokensPatch {
+  kind: "tokens";
+  module: string;
+  target: WeightTarget;
+  key: string;
+  indices: readonly number[];
+  /** Whether the target's tokens are its output features (a tied `lm_head`) rather than its inputs (an embedding). */
+  tokensAreOutputs: boolean;
+}
+
 /** Everything to apply for one adapter. */
 export interface AdapterPlan {
   patches: Array<LoraPatch | ReplacePatch>;
+  /** Trainable-token rows; kept apart from `patches`, which both modes apply, as only merged mode applies these. */
+  tokens: TokensPatch[];
   /** Adapter keys that match no module of the base (PEFT's "unexpected keys"). */
   unmatchedKeys: string[];
   /** Base modules the config targets that the adapter has no weights for (PEFT's "missing keys"). */
@@ -100,11 +123,8 @@ function planLora(t: ModuleTensors, target: WeightTarget, config: LoraConfig, sh
   expectShape(module, b, shapeOf(b), [target.outFeatures, rank], target);
   if (t.loraBias !== undefined) {
     expectShape(module, t.loraBias, shapeOf(t.loraBias), [target.outFeatures], target);
-    if (target.bias === undefined) {
-      throw new UnsupportedError(`lora_B.bias cannot be merged: the base module (${target.nodeName}) has no bias`, {
-        key: module,
-      });
-    }
+    // A base layer without a bias still gets `scale · lora_B.bias` added (PEFT's unmerged forward); merged
+    // mode adds a bias to the graph, dynamic mode refuses lora_bias.
   }
   if (t.magnitude !== undefined) {
     if (embedding) throw new UnsupportedError("DoRA on embeddings is not supported", { key: module });
@@ -147,6 +167,14 @@ function planReplace(t: ModuleTensors, target: WeightTarget, shapeOf: ShapeOf, c
   return patches;
 }
 
+/** What planning may know of the base beyond its graph. */
+export interface PlanOptions {
+  /** Recognises a saved full weight equal to the export's (then not applied: a no-op). */
+  sameAsBase?: SameAsBase;
+  /** The HF config's `tie_word_embeddings` (PEFT then also replaces trainable-token rows of `lm_head`). */
+  tiedEmbeddings?: boolean;
+}
+
 /**
  * A module the config selects, that the adapter has weights for (so it
  * exists in the Hugging Face model), has no weight in the ONNX export.
@@ -161,6 +189,7 @@ function planReplace(t: ModuleTensors, target: WeightTarget, shapeOf: ShapeOf, c
  * ```
  */
 export class ModuleNotInExportError extends AdapterMismatchError {
+  /** `module`: the PEFT module name; `export_`: the ONNX file; `detail`: why no weight was found. */
   constructor(readonly module: string, readonly export_: string, detail: string) {
     super(
       `the adapter changes ${module}, but the ONNX export ${export_} has no weight for it (${detail}); ` +
@@ -234,6 +263,9 @@ function checkSelection(config: LoraConfig, weights: WeightIndex, layout: Adapte
  * ({@linkcode ModuleNotInExportError}): an adapter is applied whole or not
  * at all. Throws on the first error; changes nothing.
  *
+ * A saved `base_layer.weight` is applied (a replacement under the module's
+ * LoRA) unless `sameAsBase` says it holds the export's own values.
+ *
  * Module names are resolved against the export with `WeightIndex.resolve`
  * (exact, else the one export module equal up to a leading prefix).
  *
@@ -254,7 +286,9 @@ export function planAdapter(
   layout: AdapterLayout,
   shapeOf: ShapeOf,
   weights: WeightIndex,
+  options: PlanOptions = {},
 ): AdapterPlan {
+  const { sameAsBase } = options;
   const exportFile = weights.file ?? "the ONNX model";
   // target_modules null: PEFT would pick targets from its per-architecture table; the keys must then decide.
   const selects = config.targetModules === null ? () => true : createTargetMatcher(config);
@@ -275,7 +309,12 @@ export function planAdapter(
     }
     return target;
   };
+  const tokens: TokensPatch[] = [];
   for (const t of layout.modules.values()) {
+    if (t.tokenDelta !== undefined) {
+      tokens.push(...planTokens(config, t.module, t.tokenDelta, shapeOf, weights, options, find));
+      if (Object.keys(t).length === 2) continue;
+    }
     const loraKeys = [t.loraA, t.loraB, t.loraBias, t.magnitude, t.embeddingA, t.embeddingB]
       .filter((k): k is string => k !== undefined);
     const saved = savedModule(config, t.module);
@@ -291,13 +330,17 @@ export function planAdapter(
       ...(injected ? [t.fullWeight, t.fullBias] : [t.baseWeight, t.baseBias, ...loraKeys])
         .filter((k): k is string => k !== undefined),
     );
-    // The embedding's own weight, which PEFT saves with an embedding LoRA (`save_embedding_layers`),
-    // would need merging with the LoRA on the same weight: reported, not applied (yet).
-    if (injected && weightKey !== undefined) unmatchedKeys.push(weightKey);
     if (injected && loraKeys.length > 0) {
       const target = find(t.module, "the config targets it");
       if (![t.loraA, t.loraB, t.embeddingA, t.embeddingB].some((k) => k !== undefined)) {
         throw new AdapterMismatchError("has DoRA magnitude or lora_B.bias but no lora_A/lora_B", { key: t.module });
+      }
+      // The layer's own weight, which PEFT saves with an embedding LoRA (`save_embedding_layers`): its
+      // strict=False load puts it into `base_layer.weight`, and the LoRA applies on top. Usually it is
+      // the base's own weight, and loading it changes nothing.
+      if (weightKey !== undefined) {
+        const replace = planReplace({ module: t.module, fullWeight: weightKey }, target, shapeOf, config);
+        if (!sameAsBase?.(weightKey, target)) patches.push(...replace);
       }
       patches.push(planLora(t, target, config, shapeOf));
       adapted.add(target.module);
@@ -307,7 +350,7 @@ export function planAdapter(
       continue;
     }
     if (injected || (weightKey === undefined && biasKey === undefined)) {
-      if (injected && biasKey !== undefined) unmatchedKeys.push(biasKey);
+      if (injected) unmatchedKeys.push(...[weightKey, biasKey].filter((k): k is string => k !== undefined));
       continue;
     }
     // A full parameter of a module the model has: PEFT loads it (modules_to_save, `bias: "all"`).
@@ -323,7 +366,57 @@ export function planAdapter(
       ...planReplace({ module: t.module, fullWeight: weightKey, fullBias: biasKey }, target, shapeOf, config),
     );
   }
-  return { patches, unmatchedKeys, missingModules: missing(config, weights, adapted) };
+  return { patches, tokens, unmatchedKeys, missingModules: missing(config, weights, adapted) };
+}
+
+/**
+ * PEFT's `_set_trainable` with `TrainableTokensWrapper`: a list of indices
+ * applies to the input embedding, an object to the modules it names (a
+ * `.`-suffix match); with tied embeddings the rows of `lm_head` follow.
+ */
+function planTokens(
+  config: LoraConfig,
+  module: string,
+  key: string,
+  shapeOf: ShapeOf,
+  weights: WeightIndex,
+  options: PlanOptions,
+  find: (module: string, why: string) => WeightTarget,
+): TokensPatch[] {
+  const spec = config.trainableTokenIndices;
+  const indices = spec === null
+    ? undefined
+    : Array.isArray(spec)
+    ? spec
+    : Object.entries(spec).find(([name]) => module === name || module.endsWith(`.${name}`))?.[1];
+  if (indices === undefined) {
+    throw new AdapterConfigError(
+      `${key} holds trainable token rows, but trainable_token_indices does not name ${module}`,
+      { key: "trainable_token_indices" },
+    );
+  }
+  const target = find(module, "trainable_token_indices names it");
+  if (target.kind !== "embedding") {
+    throw new UnsupportedError(`trainable tokens on ${module}, which is not an embedding, are not supported`, {
+      key: module,
+    });
+  }
+  expectShape(module, key, shapeOf(key), [indices.length, target.outFeatures], target);
+  const bad = indices.find((i: number) => !(i >= 0 && i < target.inFeatures));
+  if (bad !== undefined) {
+    throw new AdapterMismatchError(`token index ${bad} is outside the embedding (${target.inFeatures} rows)`, {
+      key: "trainable_token_indices",
+    });
+  }
+  const patches: TokensPatch[] = [{ kind: "tokens", module, target, key, indices, tokensAreOutputs: false }];
+  if (options.tiedEmbeddings) {
+    // _get_module_names_tied_with_embedding: the output embedding, exported as its own (transposed) copy.
+    const head = weights.resolve("lm_head");
+    if (head && head.kind === "linear" && head.outFeatures === target.inFeatures) {
+      patches.push({ kind: "tokens", module: head.module, target: head, key, indices, tokensAreOutputs: true });
+    }
+  }
+  return patches;
 }
 
 /**

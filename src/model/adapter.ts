@@ -13,6 +13,8 @@ import { safetensorsOnlyError } from "../storage/bin_only.ts";
 import type { FileSource } from "../storage/file_source.ts";
 import { type PathOrSource, type ResolveOptions, resolveSource } from "../hub/resolve.ts";
 import type { WeightIndex } from "../onnx/weight_index.ts";
+import type { WeightTarget } from "../onnx/weight_target.ts";
+import { sameWeightValues, torchWeightToTarget } from "../lora/merge.ts";
 
 /** Options for reading an adapter (PEFT's `load_adapter` arguments, camelCase). */
 export interface AdapterOptions extends ResolveOptions {
@@ -30,6 +32,14 @@ export interface AdapterOptions extends ResolveOptions {
   isTrainable?: boolean;
   /** Receives warnings (missing/unexpected keys, unknown config fields). Default `console.warn`. */
   onWarning?: (message: string) => void;
+}
+
+/** What reading an adapter may use of the base beyond its weight index (a `BaseModel` has both). */
+export interface BaseValues {
+  /** An initializer's values as float32. */
+  readWeight(initializer: string): Float32Array;
+  /** The base's config.json. */
+  readonly config: Readonly<Record<string, unknown>>;
 }
 
 /** An adapter read and planned against one base. Immutable. */
@@ -75,7 +85,7 @@ async function readConfig(source: FileSource, options: AdapterOptions, warn: (m:
   if (options.config) return parseLoraConfig(options.config, { file: "config option", onWarning: warn });
   // The text, not parsed JSON: rank/alpha pattern keys keep their file order (first match wins in PEFT).
   const text = new TextDecoder().decode(await source.read(ADAPTER_CONFIG));
-  return parseLoraConfig(text, { file: ADAPTER_CONFIG, onWarning: warn });
+  return parseLoraConfig(text, { file: ADAPTER_CONFIG, onWarning: warn, requirePeftType: true });
 }
 
 async function readWeights(source: FileSource): Promise<Safetensors> {
@@ -97,7 +107,9 @@ async function readWeights(source: FileSource): Promise<Safetensors> {
 }
 
 /**
- * Resolves, parses and plans an adapter against a base's weights.
+ * Resolves, parses and plans an adapter against a base's weights; `base`
+ * (its values and config.json) lets a saved full weight that equals the
+ * base's be recognised as a no-op, and tells whether embeddings are tied.
  *
  * @example
  * ```ts
@@ -113,6 +125,7 @@ export async function readAdapter(
   pathOrSource: PathOrSource,
   name: string,
   options: AdapterOptions = {},
+  base?: BaseValues,
 ): Promise<LoadedAdapter> {
   checkAdapterName(name);
   const warnings: string[] = [];
@@ -125,7 +138,23 @@ export async function readAdapter(
   const linear = weightsOfBase.modules.filter((m) => weightsOfBase.get(m)!.kind === "linear");
   const config = expandAllLinear(await readConfig(source, options, warn), linear);
   const weights = await readWeights(source);
-  const plan = planAdapter(config, groupAdapterKeys(weights.names()), (k) => weights.info(k).shape, weightsOfBase);
+  // A saved full weight equal to the base's is a no-op (needs the base's values; without them it is applied).
+  const sameAsBase = base &&
+    ((key: string, target: WeightTarget) =>
+      !target.quantized &&
+      sameWeightValues(
+        torchWeightToTarget(weights.toFloat32(key), target, config.fanInFanOut),
+        base.readWeight(target.initializer),
+      ));
+  // transformers' PretrainedConfig default is tie_word_embeddings=True, and config.json leaves defaults out.
+  const tiedEmbeddings = base !== undefined && (base.config["tie_word_embeddings"] ?? true) === true;
+  const plan = planAdapter(
+    config,
+    groupAdapterKeys(weights.names()),
+    (k) => weights.info(k).shape,
+    weightsOfBase,
+    { sameAsBase, tiedEmbeddings },
+  );
   if (plan.unmatchedKeys.length > 0) {
     warn(
       `${source.location}: ${plan.unmatchedKeys.length} adapter key(s) match no module of the base and were not applied: ${

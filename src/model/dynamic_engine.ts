@@ -15,6 +15,7 @@ import { addLoraBranches } from "../onnx/lora_branches.ts";
 import { externalBytes } from "../onnx/external_data.ts";
 import { readTargetWeight } from "../onnx/quantized_weights.ts";
 import { uploadToOrtGpu } from "../webgpu/ort_tensors.ts";
+import { UnsupportedError } from "../errors.ts";
 import type { LoadedAdapter } from "./adapter.ts";
 import type { Feeds } from "./base_model.ts";
 import type { BaseModel } from "./base_model.ts";
@@ -91,6 +92,13 @@ function engine(
       return { session: graph.session, feeds: gpu };
     },
     async add(adapter: LoadedAdapter) {
+      if (adapter.plan.tokens.length > 0) {
+        throw new UnsupportedError(
+          `trainable tokens (trainable_token_indices, ${adapter.plan.tokens[0].module}) replace embedding rows, ` +
+            'which cannot be switched per run yet; use mode "merged"',
+          { key: "trainable_token_indices" },
+        );
+      }
       const patches = loraPatches(adapter.plan);
       const { cpu } = await base.kernels();
       const tensor = tensorReader(adapter);

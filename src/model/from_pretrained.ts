@@ -65,7 +65,13 @@ export async function fromPretrained(
       `mode ${JSON.stringify(mode)} is not supported; supported modes: ${MODES.map((m) => `"${m}"`).join(", ")}`,
     );
   }
-  const loaded = await readAdapter(base.weights, adapter, options.adapterName ?? "default", options);
+  const loaded = await readAdapter(
+    base.weights,
+    adapter,
+    options.adapterName ?? "default",
+    options,
+    base,
+  );
   // The base's kernels, created by its first adapter and shared by the rest.
   const { merger } = await base.kernels();
   const empty = mode === "merged"

@@ -7,7 +7,7 @@
  */
 import type { ModelProto } from "../deps/onnx_proto.ts";
 import { UnsupportedError } from "../errors.ts";
-import { mergePatches, type WeightMerger } from "../lora/merge.ts";
+import { mergePatches, type NewBias, type WeightMerger } from "../lora/merge.ts";
 import { patchModel, type WeightUpdate } from "../onnx/patch.ts";
 import { indexWeights, type InitializerUse } from "../onnx/weight_index.ts";
 import type { LoadedAdapter } from "./adapter.ts";
@@ -40,12 +40,22 @@ export async function mergeAdapters(
   options: { safeMerge?: boolean } = {},
 ): Promise<ModelProto> {
   const merged = new Map<string, WeightUpdate>();
+  // Biases added to bias-less layers, summed per layer over the adapters.
+  const biases = new Map<number, NewBias>();
   for (const { adapter, weight } of adapters) {
+    const newBiases: NewBias[] = [];
     const read = (use: InitializerUse) => merged.get(useKey(use))?.values.slice() ?? base.readWeight(use.initializer);
     const updates = await mergePatches(adapter.plan.patches, read, (k) => adapter.weights.toFloat32(k), merger, {
       fanInFanOut: adapter.config.fanInFanOut,
       weight,
+      tokens: adapter.plan.tokens,
+      newBiases,
     });
+    for (const b of newBiases) {
+      const known = biases.get(b.readerIndex);
+      if (known) b.values.forEach((v, i) => known.values[i] += v);
+      else biases.set(b.readerIndex, b);
+    }
     for (const update of updates) {
       if (options.safeMerge && !update.values.every(Number.isFinite)) {
         throw new UnsupportedError(
@@ -56,7 +66,7 @@ export async function mergeAdapters(
       merged.set(useKey(update), update);
     }
   }
-  return patchModel(base.onnx, base.weights, [...merged.values()]);
+  return patchModel(base.onnx, base.weights, [...merged.values()], [...biases.values()]);
 }
 
 /**

@@ -27,6 +27,9 @@ import {
 } from "../train/peft_format.ts";
 import type { TrainableAdapter } from "../train/trainable.ts";
 import { resolveTrainerOptions, Trainer, type TrainerOptions } from "../train/trainer.ts";
+import { weightedAdapter, type WeightedAdapterOptions } from "../lora/weighted.ts";
+import { serializeSafetensors } from "../safetensors/write.ts";
+import { memorySource } from "../storage/memory.ts";
 
 /**
  * How adapters are applied. `"dynamic"` (the default, as in PEFT) keeps them
@@ -52,7 +55,7 @@ export interface MergeOptions {
   safeMerge?: boolean;
 }
 
-/** Loaded adapters and the combinations made of them, by name. */
+/** Loaded adapters by name (each one adapter with weight 1; several names run together add up). */
 type Registry = ReadonlyMap<string, readonly WeightedAdapter[]>;
 
 /**
@@ -219,7 +222,7 @@ export class PeftModel implements AsyncDisposable {
     if (options.isTrainable) {
       throw new UnsupportedError("isTrainable: true is not supported yet: adapters load for inference only");
     }
-    const loaded = await readAdapter(this.base.weights, adapter, adapterName, options);
+    const loaded = await readAdapter(this.base.weights, adapter, adapterName, options, this.base);
     const previous = this.#engine;
     const engine = await previous.add(loaded);
     // Commit only after everything succeeded.
@@ -262,9 +265,11 @@ export class PeftModel implements AsyncDisposable {
   }
 
   /**
-   * Removes an adapter (PEFT's `delete_adapter`). An active adapter cannot
-   * be deleted: activate another one first (`setAdapter`), so a model never
-   * silently falls back to the base.
+   * Removes an adapter (PEFT's `delete_adapter`). Deleting an active adapter
+   * does what PEFT does: the other active ones stay active; if none is left,
+   * the first remaining adapter by name becomes active (with a warning), and
+   * with no adapter left the model runs the base. Weighted adapters are
+   * adapters of their own, so their sources can be deleted.
    */
   deleteAdapter(name: string): Promise<void> {
     return this.#changes.push(async () => {
@@ -273,57 +278,79 @@ export class PeftModel implements AsyncDisposable {
           key: name,
         });
       }
-      if (this.#active.includes(name)) {
-        throw new AdapterConfigError(
-          `adapter ${name} is active; call setAdapter with another adapter before deleting it`,
-          {
-            key: name,
-          },
-        );
-      }
       const registry = new Map(this.#registry);
       registry.delete(name);
-      const stillUsed = new Set([...registry.values()].flat().map((c) => c.adapter.name));
-      if (stillUsed.has(name)) {
-        throw new AdapterConfigError(`adapter ${name} is part of a weighted adapter; delete that first`, { key: name });
+      let active = this.#active.filter((a) => a !== name);
+      if (active.length === 0 && this.#active.includes(name)) {
+        // BaseTunerLayer.delete_adapter: `sorted(remaining adapter names)[0]`.
+        const remaining = [...registry.keys()].sort();
+        active = remaining.slice(0, 1);
+        if (remaining.length > 0) {
+          console.warn(`Adapter ${name} was active which is now deleted. Setting active adapter to ${remaining[0]}.`);
+        }
       }
-      const isLoaded = [...this.#loaded()].some((a) => a.name === name);
-      const { engine, retired } = isLoaded ? this.#engine.remove(name) : { engine: this.#engine, retired: [] };
+      const { engine, retired } = this.#engine.remove(name);
       this.#engine = engine;
       this.#registry = registry;
+      this.#active = active;
       await Promise.all(retired.map((s) => s.release()));
     });
   }
 
   /**
-   * Registers a weighted combination of loaded adapters under a new name
-   * (PEFT's `add_weighted_adapter` with `combination_type="cat"`: the deltas
-   * `w_i * s_i * B_i @ A_i` add up). Needs mode `"dynamic"` to run.
+   * Adds a new adapter made from loaded ones (PEFT's `add_weighted_adapter`,
+   * same combination types and defaults: `"svd"` unless `combinationType`
+   * says otherwise; see {@linkcode WeightedAdapterOptions}). The result is
+   * an ordinary adapter, usable in both modes, and independent of its
+   * sources (they can be deleted). It is not activated.
+   *
+   * @example
+   * ```ts
+   * import { fromPretrained, loadBaseModel } from "../../mod.ts";
+   * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+   * const model = await fromPretrained(base, "tests/fixtures/llama-tiny-lora-qv");
+   * await model.loadAdapter("tests/fixtures/llama-tiny-lora-mlp-b", "mlp");
+   * await model.addWeightedAdapter(["default", "mlp"], [0.7, 0.3], "mix", { combinationType: "cat" });
+   * model.setAdapter("mix");
+   * ```
    */
   addWeightedAdapter(
     adapters: readonly string[],
     weights: readonly number[],
     adapterName: string,
-    combinationType = "cat",
-  ): void {
-    checkAdapterName(adapterName);
-    if (combinationType !== "cat") {
-      throw new UnsupportedError(`combination_type ${combinationType} is not supported; supported: "cat"`, {
-        key: "combinationType",
+    options: WeightedAdapterOptions = {},
+  ): Promise<void> {
+    return this.#changes.push(async () => {
+      checkAdapterName(adapterName);
+      if (adapters.length === 0 || adapters.length !== weights.length || !weights.every(Number.isFinite)) {
+        throw new AdapterConfigError(
+          "adapters and weights must be non-empty lists of equal length with finite weights",
+          { key: "weights" },
+        );
+      }
+      if (this.#registry.has(adapterName)) {
+        throw new AdapterConfigError(`an adapter named ${adapterName} is already loaded`, { key: "adapterName" });
+      }
+      const sources = adapters.map((name) => {
+        const parts = this.#components([name]);
+        if (parts.length !== 1 || parts[0].weight !== 1) throw new Error(`internal: ${name} is not one adapter`);
+        const { adapter } = parts[0];
+        return {
+          name,
+          config: adapter.config,
+          patches: adapter.plan.patches,
+          read: (key: string) => adapter.weights.toFloat32(key),
+        };
       });
-    }
-    if (adapters.length === 0 || adapters.length !== weights.length || !weights.every(Number.isFinite)) {
-      throw new AdapterConfigError("adapters and weights must be non-empty lists of equal length with finite weights", {
-        key: "weights",
-      });
-    }
-    if (this.#registry.has(adapterName)) {
-      throw new AdapterConfigError(`an adapter named ${adapterName} is already loaded`, { key: "adapterName" });
-    }
-    const parts = adapters.flatMap((name, i) =>
-      this.#components([name]).map((c) => ({ ...c, weight: c.weight * weights[i] }))
-    );
-    this.#registry = new Map([...this.#registry, [adapterName, parts]]);
+      const result = weightedAdapter(sources, weights, options);
+      const files = {
+        "adapter_config.json": new TextEncoder().encode(JSON.stringify(result.config)),
+        "adapter_model.safetensors": serializeSafetensors(result.tensors, { format: "pt" }),
+      };
+      const location = `add_weighted_adapter(${adapters.join(", ")}; ${result.combinationType})`;
+      // Modules of the union of targets that no source adapts get no tensors: PEFT's zero factors there.
+      await this.#loadAdapter(memorySource(location, files), adapterName, { onWarning: () => {} });
+    });
   }
 
   /**

@@ -14,6 +14,7 @@ import {
   type TensorProto,
 } from "../deps/onnx_proto.ts";
 import { UnsupportedError } from "../errors.ts";
+import { makeNode } from "./graph_parts.ts";
 import { edited } from "./proto_edit.ts";
 import { writeFloatTensor } from "./tensor_data.ts";
 import type { InitializerUse, WeightIndex } from "./weight_target.ts";
@@ -26,7 +27,19 @@ export interface WeightUpdate extends InitializerUse {
 }
 
 /**
- * Returns a new model with the updates applied.
+ * A bias for a layer that has none (LoRA's `lora_B.bias` on a bias-less
+ * Linear): added to the output of node `readerIndex` (a `MatMul`, or a
+ * `Gemm` without C), stored in the element type of `like` (its weight).
+ */
+export interface BiasAddition {
+  module: string;
+  readerIndex: number;
+  like: string;
+  values: Float32Array;
+}
+
+/**
+ * Returns a new model with the updates applied (and new biases added).
  *
  * @example
  * ```ts
@@ -39,7 +52,12 @@ export interface WeightUpdate extends InitializerUse {
  * console.log(patched !== model); // true: the input is never mutated
  * ```
  */
-export function patchModel(model: ModelProto, weights: WeightIndex, updates: readonly WeightUpdate[]): ModelProto {
+export function patchModel(
+  model: ModelProto,
+  weights: WeightIndex,
+  updates: readonly WeightUpdate[],
+  biases: readonly BiasAddition[] = [],
+): ModelProto {
   const graph = model.graph!;
   const byName = new Map(graph.initializer.map((t) => [t.name, t]));
   const updatesPer = new Map<string, number>();
@@ -71,6 +89,33 @@ export function patchModel(model: ModelProto, weights: WeightIndex, updates: rea
     const input = node.input.slice();
     input[u.inputIndex] = name;
     nodes[u.readerIndex] = edited(NodeProtoSchema, node, { input });
+  }
+
+  const after = new Map<number, NodeProto>();
+  for (const b of biases) {
+    const node = nodes[b.readerIndex];
+    const name = `${b.like}::peft_edge::${b.module}::lora_bias`;
+    const tensor = writeFloatTensor(byName.get(b.like)!, name, b.values);
+    tensor.dims = [BigInt(b.values.length)];
+    added.push(tensor);
+    if (node.opType === "Gemm" && (node.input[2] ?? "") === "") {
+      nodes[b.readerIndex] = edited(NodeProtoSchema, node, { input: [node.input[0], node.input[1], name] });
+    } else if (node.opType === "MatMul" && node.output.length === 1) {
+      // y = MatMul(x, W) becomes y = Add(MatMul(x, W), bias); readers of y are unchanged.
+      const inner = `${node.output[0]}::peft_edge::no_bias`;
+      nodes[b.readerIndex] = edited(NodeProtoSchema, node, { output: [inner] });
+      after.set(b.readerIndex, makeNode("Add", [inner, name], [node.output[0]], `${node.name}::peft_edge::lora_bias`));
+    } else {
+      throw new UnsupportedError(
+        `lora_B.bias needs a bias on ${
+          node.name || node.opType
+        }, which is a ${node.opType} peft-edge cannot add one to`,
+        { key: b.module },
+      );
+    }
+  }
+  if (after.size > 0) {
+    nodes.splice(0, nodes.length, ...nodes.flatMap((n, i) => [n, ...(after.has(i) ? [after.get(i)!] : [])]));
   }
 
   // An original whose every reader moved to copies is dead weight; drop it.

@@ -2,7 +2,7 @@
  * {@linkcode SharedModel}: the one `PeftModel` that holds every adapter of a
  * pool, in either mode (dynamic: one branched session shared by all;
  * merged: one merged session per adapter). `PeftModel` needs an adapter to
- * exist and never deletes its active one, so the model is created by the
+ * be created with, so the model is created by the
  * first load and released with the last adapter; the next load makes a new
  * one. Adapters get model-unique keys, so a name can be loaded again while
  * a deleted adapter of that name still finishes a request.
@@ -116,7 +116,8 @@ export class SharedModel {
         await model.release();
         return;
       }
-      // Every run names its adapter, so which one is active never matters, but the active one cannot be deleted.
+      // Every run names its adapter, so which one is active never matters; activating another first spares
+      // deleteAdapter's "active adapter deleted" warning.
       if (model.activeAdapters.includes(key)) model.setAdapter(others[0]);
       await model.deleteAdapter(key);
     });
