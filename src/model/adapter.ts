@@ -13,6 +13,7 @@ import { safetensorsOnlyError } from "../storage/bin_only.ts";
 import type { FileSource } from "../storage/file_source.ts";
 import { type PathOrSource, type ResolveOptions, resolveSource } from "../hub/resolve.ts";
 import type { WeightIndex } from "../onnx/weight_index.ts";
+import type { TunerConfig } from "../tuners/config.ts";
 
 /** Options for reading an adapter (PEFT's `load_adapter` arguments, camelCase). */
 export interface AdapterOptions extends ResolveOptions {
@@ -37,7 +38,8 @@ export interface LoadedAdapter {
   name: string;
   /** Where it came from, for messages. */
   location: string;
-  config: LoraConfig;
+  /** LoRA's config, or a non-LoRA method's (`src/tuners`), merged-mode only. */
+  config: LoraConfig | TunerConfig;
   plan: AdapterPlan;
   weights: Safetensors;
   /** Number of parameters in its tensors. */
@@ -78,7 +80,18 @@ async function readConfig(source: FileSource, options: AdapterOptions, warn: (m:
   return parseLoraConfig(text, { file: ADAPTER_CONFIG, onWarning: warn });
 }
 
-async function readWeights(source: FileSource): Promise<Safetensors> {
+/**
+ * Reads `adapter_model.safetensors` (refusing pickle-only adapters and
+ * non-float tensors).
+ *
+ * @example
+ * ```ts
+ * import { readAdapterWeights } from "./adapter.ts";
+ * import { resolveSource } from "../hub/resolve.ts";
+ * const weights = await readAdapterWeights(await resolveSource("tests/fixtures/llama-tiny-lora-qv"));
+ * ```
+ */
+export async function readAdapterWeights(source: FileSource): Promise<Safetensors> {
   if (!await source.exists(ADAPTER_WEIGHTS)) {
     const pickleOnly = await safetensorsOnlyError(source, ADAPTER_WEIGHTS);
     if (pickleOnly) throw pickleOnly;
@@ -124,7 +137,7 @@ export async function readAdapter(
   // "all-linear" is expanded against this base, as PEFT expands it against the model.
   const linear = weightsOfBase.modules.filter((m) => weightsOfBase.get(m)!.kind === "linear");
   const config = expandAllLinear(await readConfig(source, options, warn), linear);
-  const weights = await readWeights(source);
+  const weights = await readAdapterWeights(source);
   const plan = planAdapter(config, groupAdapterKeys(weights.names()), (k) => weights.info(k).shape, weightsOfBase);
   if (plan.unmatchedKeys.length > 0) {
     warn(

@@ -7,7 +7,10 @@
  */
 import { UnsupportedError } from "../errors.ts";
 import type { PathOrSource } from "../hub/resolve.ts";
-import { type AdapterOptions, readAdapter } from "./adapter.ts";
+import { resolveSource } from "../hub/resolve.ts";
+import { readTunedAdapter } from "../tuners/read.ts";
+import { tunerConfigOf } from "../tuners/peek.ts";
+import { type AdapterOptions, checkAdapterName, readAdapter } from "./adapter.ts";
 import type { BaseModel } from "./base_model.ts";
 import { dynamicEngine } from "./dynamic_engine.ts";
 import { mergedEngine } from "./merged.ts";
@@ -45,7 +48,7 @@ const MODES: readonly AdapterMode[] = ["dynamic", "merged"];
  * import { fromPretrained, loadBaseModel } from "../../mod.ts";
  * const base = await loadBaseModel("tests/fixtures/llama-tiny");
  * const model = await fromPretrained(base, "tests/fixtures/llama-tiny-lora-qv", { adapterName: "default" });
- * console.log(model.peftConfig.default.r, model.inputNames);
+ * console.log(model.peftConfig.default.peftType, model.inputNames);
  * ```
  */
 export async function fromPretrained(
@@ -62,7 +65,12 @@ export async function fromPretrained(
       `mode ${JSON.stringify(mode)} is not supported; supported modes: ${MODES.map((m) => `"${m}"`).join(", ")}`,
     );
   }
-  const loaded = await readAdapter(base.weights, adapter, options.adapterName ?? "default", options);
+  const name = options.adapterName ?? "default";
+  const source = await resolveSource(adapter, options);
+  const tuned = await tunerConfigOf(source, options, mode);
+  const loaded = tuned
+    ? await readTunedAdapter(base, source, checkAdapterName(name), tuned, options)
+    : await readAdapter(base.weights, source, name, options);
   // The base's kernels, created by its first adapter and shared by the rest.
   const { merger } = await base.kernels();
   const empty = mode === "merged"

@@ -5,6 +5,7 @@
  * @module
  */
 import type { LoraConfig } from "../config/mod.ts";
+import type { TunerConfig } from "../tuners/config.ts";
 import type { InferenceSession } from "../deps/ort.ts";
 import { AdapterConfigError, UnsupportedError } from "../errors.ts";
 import type { GenerateOptions, GenerationResult, Prompt } from "../generate/mod.ts";
@@ -111,7 +112,7 @@ export class PeftModel implements AsyncDisposable {
   }
 
   /** Parsed PEFT config of each loaded adapter, by name. */
-  get peftConfig(): Readonly<Record<string, LoraConfig>> {
+  get peftConfig(): Readonly<Record<string, LoraConfig | TunerConfig>> {
     return Object.fromEntries([...this.#loaded()].map((a) => [a.name, a.config]));
   }
 

@@ -1,0 +1,41 @@
+/**
+ * The non-LoRA methods by `peft_type`.
+ * @module
+ */
+import { adalora } from "./adalora/mod.ts";
+import type { TunerType } from "./config.ts";
+import { ia3 } from "./ia3/mod.ts";
+import { loha } from "./loha/mod.ts";
+import { lokr } from "./lokr/mod.ts";
+import type { TunerMethod } from "./method.ts";
+import { vera } from "./vera/mod.ts";
+
+/**
+ * Each supported method by its `peft_type`.
+ *
+ * @example
+ * ```ts
+ * import { TUNER_METHODS } from "./methods.ts";
+ * Object.keys(TUNER_METHODS); // ["IA3", "LOHA", "LOKR", "ADALORA", "VERA"]
+ * ```
+ */
+export const TUNER_METHODS: Readonly<Record<TunerType, TunerMethod>> = Object.freeze({
+  IA3: ia3,
+  LOHA: loha,
+  LOKR: lokr,
+  ADALORA: adalora,
+  VERA: vera,
+});
+
+/**
+ * Whether a `peft_type` is one of {@linkcode TUNER_METHODS}.
+ *
+ * @example
+ * ```ts
+ * import { isTunerType } from "./methods.ts";
+ * isTunerType("LOHA"); // true
+ * ```
+ */
+export function isTunerType(peftType: unknown): peftType is TunerType {
+  return typeof peftType === "string" && Object.hasOwn(TUNER_METHODS, peftType);
+}

@@ -1,0 +1,213 @@
+/**
+ * Reading a non-LoRA adapter for a base: its config by `peft_type`, its
+ * tensors grouped by module, and the merged weight of every module it
+ * changes, as `ReplacePatch`es that the LoRA merged path applies (so
+ * patching, shared-initializer copies and `mergeAndUnload` are one code
+ * path for every method). Nothing of the base is changed.
+ * @module
+ */
+import { createTargetMatcher } from "../config/mod.ts";
+import { AdapterMismatchError, UnsupportedError } from "../errors.ts";
+import type { AdapterOptions, LoadedAdapter } from "../model/adapter.ts";
+import { readAdapterWeights } from "../model/adapter.ts";
+import type { BaseModel } from "../model/base_model.ts";
+import { ModuleNotInExportError, type ReplacePatch } from "../lora/plan.ts";
+import type { WeightTarget } from "../onnx/weight_target.ts";
+import { parseSafetensors, type Safetensors, serializeSafetensors, type TensorInput } from "../safetensors/mod.ts";
+import type { FileSource } from "../storage/file_source.ts";
+import type { TunerConfig, TunerType } from "./config.ts";
+import type { ModuleUpdate, SavedTensor, TunerMethod } from "./method.ts";
+import { TUNER_METHODS } from "./methods.ts";
+
+const PREFIX = "base_model.model.";
+const SHARED_PREFIX = "base_model.";
+// transformers' Conv1D (weights [in, out]) in the models that use it; exports without class names need this.
+const CONV1D_MODEL_TYPES = new Set(["gpt2", "openai-gpt", "imagegpt", "decision_transformer"]);
+const CONV1D_NAMES = /(^|\.)(c_attn|c_proj|c_fc|q_attn)$/;
+
+function isConv1D(base: BaseModel, module: string): boolean {
+  const className = base.weights.resolveScope(module)?.className;
+  if (className) return className === "Conv1D";
+  return CONV1D_MODEL_TYPES.has(String(base.config.model_type)) && CONV1D_NAMES.test(module);
+}
+
+function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(m.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = m[r * cols + c];
+  return out;
+}
+
+interface Grouped {
+  modules: Map<string, Map<string, string>>;
+  shared: Map<string, string>;
+  unknown: string[];
+}
+
+/** Keys as PEFT saves them: `base_model.model.<module>.<param>`, shared ones `base_model.<name>`. */
+function groupKeys(keys: readonly string[], method: TunerMethod): Grouped {
+  const modules = new Map<string, Map<string, string>>();
+  const shared = new Map<string, string>();
+  const unknown: string[] = [];
+  for (const key of keys) {
+    const sharedName = (method.shared ?? []).find((s) => key === `${SHARED_PREFIX}${s}`);
+    if (sharedName) {
+      shared.set(sharedName, key);
+      continue;
+    }
+    const rest = key.startsWith(PREFIX) ? key.slice(PREFIX.length) : key;
+    const param = method.params.find((p) => rest.endsWith(`.${p}`));
+    if (!param) {
+      unknown.push(key);
+      continue;
+    }
+    const module = rest.slice(0, -param.length - 1);
+    if (!modules.has(module)) modules.set(module, new Map());
+    modules.get(module)!.set(param, key);
+  }
+  return { modules, shared, unknown };
+}
+
+function refuseConv1D(peftType: TunerType, module: string): never {
+  const message = peftType === "LOHA" || peftType === "LOKR"
+    ? "Target module of type <class 'transformers.pytorch_utils.Conv1D'> not supported, currently only adapters " +
+      "for Conv2d, Conv1d, Linear are supported"
+    : `Target module ${module} (Conv1D) is not supported`;
+  throw new UnsupportedError(`${message} (as PEFT says; ${peftType} cannot adapt ${module})`, { key: module });
+}
+
+function checkTarget(base: BaseModel, module: string, target: WeightTarget | undefined, exportFile: string) {
+  if (!target) {
+    throw new ModuleNotInExportError(module, exportFile, "no weight found for it");
+  }
+  if (target.kind !== "linear") {
+    throw new UnsupportedError(`${target.nodeName} is an embedding; this method adapts linear modules only`, {
+      key: module,
+    });
+  }
+  if (target.quantized) {
+    throw new UnsupportedError(
+      `cannot merge into a quantized weight (${target.nodeName}); load a float export of ${base.file}`,
+      { key: module },
+    );
+  }
+}
+
+/**
+ * Reads a non-LoRA adapter (`peft_type` one of `TUNER_METHODS`) and merges
+ * it into new values of the weights it changes; returns it planned as
+ * full-parameter replacements.
+ *
+ * @example
+ * ```ts
+ * import { loadBaseModel } from "../model/base_model.ts";
+ * import { resolveSource } from "../hub/resolve.ts";
+ * import { readTunedAdapter } from "./read.ts";
+ * const base = await loadBaseModel("tests/fixtures/real/bases/llama-torchscript");
+ * const source = await resolveSource("tests/fixtures/tuners/llama-loha");
+ * const config = JSON.parse(new TextDecoder().decode(await source.read("adapter_config.json")));
+ * const adapter = await readTunedAdapter(base, source, "default", config);
+ * adapter.plan.patches.length; // 8
+ * ```
+ */
+export async function readTunedAdapter(
+  base: BaseModel,
+  source: FileSource,
+  name: string,
+  values: Readonly<Record<string, unknown>>,
+  options: AdapterOptions = {},
+): Promise<LoadedAdapter> {
+  const peftType = values.peft_type as TunerType;
+  const method = TUNER_METHODS[peftType];
+  const warnings: string[] = [];
+  const warn = (message: string) => {
+    warnings.push(message);
+    (options.onWarning ?? console.warn)(message);
+  };
+  const config = method.parse(values, "adapter_config.json");
+  if ((config.selection.modulesToSave ?? []).length > 0) {
+    throw new UnsupportedError(`modules_to_save is not supported for ${peftType} yet`, { key: "modules_to_save" });
+  }
+  const selects = config.targetModules === null ? () => true : createTargetMatcher(config.selection);
+  if (method.refusesConv1D) {
+    const conv = base.weights.modules.find((m) => selects(m) && isConv1D(base, m));
+    if (conv) refuseConv1D(peftType, conv);
+  }
+  const file = await readAdapterWeights(source);
+  const grouped = groupKeys(file.names(), method);
+  const tensor = (key: string): SavedTensor => ({ values: file.toFloat32(key), shape: file.info(key).shape });
+  const shared = (n: string) => grouped.shared.has(n) ? tensor(grouped.shared.get(n)!) : undefined;
+  const unmatched = [...grouped.unknown];
+  const exportFile = base.weights.file ?? base.file;
+  const chosen: Array<[string, Map<string, string>, WeightTarget]> = [];
+  for (const [module, params] of grouped.modules) {
+    if (!selects(module)) {
+      unmatched.push(...params.values());
+      continue;
+    }
+    const target = base.weights.resolve(module);
+    checkTarget(base, module, target, exportFile);
+    if (method.refusesConv1D && isConv1D(base, module)) refuseConv1D(peftType, module);
+    chosen.push([module, params, target!]);
+  }
+  method.check?.(config, shared);
+  const outputs = new Map<string, TensorInput>();
+  const patches: ReplacePatch[] = [];
+  for (const [module, params, target] of chosen) {
+    const { outFeatures: out, inFeatures: inn } = target;
+    const update: ModuleUpdate = {
+      module,
+      outFeatures: out,
+      inFeatures: inn,
+      tensor: (p) => params.has(p) ? tensor(params.get(p)!) : undefined,
+      shared,
+      weight: () => {
+        const w = base.readWeight(target.initializer);
+        return target.layout === "out_in" ? w : transpose(w, inn, out);
+      },
+      bias: () => target.bias ? base.readWeight(target.bias.initializer) : undefined,
+    };
+    const result = method.merge(update, config);
+    if (result.weight) {
+      // merge.ts reads replaced weights in PyTorch's layout: [in, out] under fan_in_fan_out.
+      const data = config.fanInFanOut ? transpose(result.weight, out, inn) : result.weight;
+      const key = `${module}.weight`;
+      outputs.set(key, { dtype: "F32", shape: config.fanInFanOut ? [inn, out] : [out, inn], data });
+      patches.push({ kind: "replace", module, target, param: "weight", key });
+    }
+    if (result.bias) {
+      if (!target.bias) throw new AdapterMismatchError("the base module has no bias to change", { key: module });
+      const key = `${module}.bias`;
+      outputs.set(key, { dtype: "F32", shape: [out], data: result.bias });
+      patches.push({ kind: "replace", module, target, param: "bias", key });
+    }
+  }
+  if (unmatched.length > 0) {
+    warn(
+      `${source.location}: ${unmatched.length} adapter key(s) match no module of the base and were not applied: ${
+        unmatched.slice(0, 5).join(", ")
+      }`,
+    );
+  }
+  const adapted = new Set(chosen.map(([m]) => base.weights.resolve(m)!.module));
+  const missingModules = config.targetModules === null
+    ? []
+    : base.weights.modules.filter((m) => !adapted.has(m) && selects(m) && base.weights.get(m)!.kind === "linear");
+  if (missingModules.length > 0) {
+    warn(
+      `${source.location}: the config targets ${missingModules.length} base module(s) that have no adapter weights (missing keys): ${
+        missingModules.slice(0, 5).join(", ")
+      }`,
+    );
+  }
+  const merged: Safetensors = parseSafetensors(serializeSafetensors(outputs), `${peftType} merged weights`);
+  const parameters = file.names().reduce((n, k) => n + file.info(k).shape.reduce((a, b) => a * b, 1), 0);
+  return {
+    name,
+    location: source.location,
+    config: config as TunerConfig,
+    plan: { patches, unmatchedKeys: unmatched, missingModules },
+    weights: merged,
+    parameters,
+    warnings,
+  };
+}
