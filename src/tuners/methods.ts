@@ -8,6 +8,7 @@ import { ia3 } from "./ia3/mod.ts";
 import { loha } from "./loha/mod.ts";
 import { lokr } from "./lokr/mod.ts";
 import type { TunerMethod } from "./method.ts";
+import { oft } from "./oft/mod.ts";
 import { vera } from "./vera/mod.ts";
 
 /**
@@ -16,7 +17,7 @@ import { vera } from "./vera/mod.ts";
  * @example
  * ```ts
  * import { TUNER_METHODS } from "./methods.ts";
- * Object.keys(TUNER_METHODS); // ["IA3", "LOHA", "LOKR", "ADALORA", "VERA"]
+ * Object.keys(TUNER_METHODS); // ["IA3", "LOHA", "LOKR", "ADALORA", "VERA", "OFT"]
  * ```
  */
 export const TUNER_METHODS: Readonly<Record<TunerType, TunerMethod>> = Object.freeze({
@@ -25,6 +26,7 @@ export const TUNER_METHODS: Readonly<Record<TunerType, TunerMethod>> = Object.fr
   LOKR: lokr,
   ADALORA: adalora,
   VERA: vera,
+  OFT: oft,
 });
 
 /**

@@ -71,7 +71,8 @@ function refuseConv1D(peftType: TunerType, module: string): never {
   const message = peftType === "LOHA" || peftType === "LOKR"
     ? "Target module of type <class 'transformers.pytorch_utils.Conv1D'> not supported, currently only adapters " +
       "for Conv2d, Conv1d, Linear are supported"
-    : `Target module ${module} (Conv1D) is not supported`;
+    : `Target module ${module} (Conv1D) is not supported. Currently, only \`torch.nn.Linear\`, \`torch.nn.Conv2d\`, ` +
+      "`torch.nn.Embedding` (optionally quantized) are supported.";
   throw new UnsupportedError(`${message} (as PEFT says; ${peftType} cannot adapt ${module})`, { key: module });
 }
 
@@ -136,7 +137,15 @@ export async function readTunedAdapter(
   const grouped = groupKeys(file.names(), method);
   const tensor = (key: string): SavedTensor => ({ values: file.toFloat32(key), shape: file.info(key).shape });
   const shared = (n: string) => grouped.shared.has(n) ? tensor(grouped.shared.get(n)!) : undefined;
-  const unmatched = [...grouped.unknown];
+  if (grouped.unknown.length > 0) {
+    // Not a tensor of this method's linear form (an embedding's, a trained bias): applying the rest would be partial.
+    throw new UnsupportedError(
+      `${grouped.unknown.length} tensor(s) are not ${peftType} tensors of a linear module that peft-edge merges ` +
+        `(${grouped.unknown.slice(0, 3).join(", ")}); nothing of the adapter was applied`,
+      { file: "adapter_model.safetensors", key: grouped.unknown[0] },
+    );
+  }
+  const unmatched: string[] = [];
   const exportFile = base.weights.file ?? base.file;
   const chosen: Array<[string, Map<string, string>, WeightTarget]> = [];
   for (const [module, params] of grouped.modules) {
@@ -148,6 +157,11 @@ export async function readTunedAdapter(
     checkTarget(base, module, target, exportFile);
     if (method.refusesConv1D && isConv1D(base, module)) refuseConv1D(peftType, module);
     chosen.push([module, params, target!]);
+  }
+  if (chosen.length === 0) {
+    throw new AdapterMismatchError(`no tensor of the adapter changes a module the config targets`, {
+      file: "adapter_model.safetensors",
+    });
   }
   method.check?.(config, shared);
   const outputs = new Map<string, TensorInput>();
