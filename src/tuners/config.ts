@@ -16,7 +16,7 @@ import { AdapterConfigError } from "../errors.ts";
  * const t: TunerType = "IA3";
  * ```
  */
-export type TunerType = "IA3" | "LOHA" | "LOKR" | "ADALORA" | "VERA" | "OFT";
+export type TunerType = "IA3" | "LOHA" | "LOKR" | "ADALORA" | "VERA" | "OFT" | "BOFT";
 
 /**
  * A parsed non-LoRA config. `selection` holds the fields shared with LoRA
@@ -97,14 +97,17 @@ export function field<T extends boolean | number | string>(
   values: Readonly<Record<string, unknown>>,
   key: string,
   fallback: T,
-): T {
+): Widened<T> {
   const v = values[key];
-  if (v === undefined || v === null) return fallback;
+  if (v === undefined || v === null) return fallback as Widened<T>;
   if (typeof v !== typeof fallback) {
     throw new AdapterConfigError(`${key} must be a ${typeof fallback}, got ${JSON.stringify(v)}`, { key });
   }
-  return v as T;
+  return v as Widened<T>;
 }
+
+/** `number` for a numeric literal type, and so on: defaults do not narrow what a field may hold. */
+type Widened<T> = T extends number ? number : T extends boolean ? boolean : string;
 
 /**
  * A list of module names (or a regex string) such as IA³'s `feedforward_modules`.

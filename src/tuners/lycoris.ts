@@ -72,3 +72,7 @@ export function refuseConvTensors(m: ModuleUpdate, params: readonly string[]): v
     }
   }
 }
+
+/** PEFT's refusal of transformers' `Conv1D` for LoHa and LoKr. */
+export const LYCORIS_CONV1D = "Target module of type <class 'transformers.pytorch_utils.Conv1D'> not supported, " +
+  "currently only adapters for Conv2d, Conv1d, Linear are supported";

@@ -57,8 +57,8 @@ export interface TunerMethod {
   readonly params: readonly string[];
   /** Tensors saved once under `base_model.<name>`. */
   readonly shared?: readonly string[];
-  /** PEFT raises on transformers' `Conv1D` (GPT-2) for this method. */
-  readonly refusesConv1D: boolean;
+  /** PEFT's message when it refuses transformers' `Conv1D` (GPT-2) for this method; unset where it adapts it. */
+  readonly conv1DRefusal?: string;
   parse(values: Readonly<Record<string, unknown>>, file?: string): TunerConfig;
   /** Checks, for the whole adapter, before any module is merged (e.g. shared tensors present). */
   check?(config: TunerConfig, shared: (name: string) => SavedTensor | undefined): void;

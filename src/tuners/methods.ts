@@ -3,6 +3,7 @@
  * @module
  */
 import { adalora } from "./adalora/mod.ts";
+import { boft } from "./boft/mod.ts";
 import type { TunerType } from "./config.ts";
 import { ia3 } from "./ia3/mod.ts";
 import { loha } from "./loha/mod.ts";
@@ -17,7 +18,7 @@ import { vera } from "./vera/mod.ts";
  * @example
  * ```ts
  * import { TUNER_METHODS } from "./methods.ts";
- * Object.keys(TUNER_METHODS); // ["IA3", "LOHA", "LOKR", "ADALORA", "VERA", "OFT"]
+ * Object.keys(TUNER_METHODS); // ["IA3", "LOHA", "LOKR", "ADALORA", "VERA", "OFT", "BOFT"]
  * ```
  */
 export const TUNER_METHODS: Readonly<Record<TunerType, TunerMethod>> = Object.freeze({
@@ -27,6 +28,7 @@ export const TUNER_METHODS: Readonly<Record<TunerType, TunerMethod>> = Object.fr
   ADALORA: adalora,
   VERA: vera,
   OFT: oft,
+  BOFT: boft,
 });
 
 /**

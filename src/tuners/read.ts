@@ -67,13 +67,11 @@ function groupKeys(keys: readonly string[], method: TunerMethod): Grouped {
   return { modules, shared, unknown };
 }
 
-function refuseConv1D(peftType: TunerType, module: string): never {
-  const message = peftType === "LOHA" || peftType === "LOKR"
-    ? "Target module of type <class 'transformers.pytorch_utils.Conv1D'> not supported, currently only adapters " +
-      "for Conv2d, Conv1d, Linear are supported"
-    : `Target module ${module} (Conv1D) is not supported. Currently, only \`torch.nn.Linear\`, \`torch.nn.Conv2d\`, ` +
-      "`torch.nn.Embedding` (optionally quantized) are supported.";
-  throw new UnsupportedError(`${message} (as PEFT says; ${peftType} cannot adapt ${module})`, { key: module });
+function refuseConv1D(method: TunerMethod, peftType: TunerType, module: string): never {
+  throw new UnsupportedError(
+    `Target module ${module} (Conv1D) is not supported by ${peftType}: ${method.conv1DRefusal} (as PEFT says)`,
+    { key: module },
+  );
 }
 
 function checkTarget(base: BaseModel, module: string, target: WeightTarget | undefined, exportFile: string) {
@@ -129,9 +127,9 @@ export async function readTunedAdapter(
     throw new UnsupportedError(`modules_to_save is not supported for ${peftType} yet`, { key: "modules_to_save" });
   }
   const selects = config.targetModules === null ? () => true : createTargetMatcher(config.selection);
-  if (method.refusesConv1D) {
+  if (method.conv1DRefusal) {
     const conv = base.weights.modules.find((m) => selects(m) && isConv1D(base, m));
-    if (conv) refuseConv1D(peftType, conv);
+    if (conv) refuseConv1D(method, peftType, conv);
   }
   const file = await readAdapterWeights(source);
   const grouped = groupKeys(file.names(), method);
@@ -155,7 +153,7 @@ export async function readTunedAdapter(
     }
     const target = base.weights.resolve(module);
     checkTarget(base, module, target, exportFile);
-    if (method.refusesConv1D && isConv1D(base, module)) refuseConv1D(peftType, module);
+    if (method.conv1DRefusal && isConv1D(base, module)) refuseConv1D(method, peftType, module);
     chosen.push([module, params, target!]);
   }
   if (chosen.length === 0) {

@@ -83,4 +83,4 @@ function merge(m: ModuleUpdate, config: TunerConfig) {
  * adalora.params; // ["lora_A", "lora_B", "lora_E"]
  * ```
  */
-export const adalora: TunerMethod = { params: ["lora_A", "lora_B", "lora_E"], refusesConv1D: false, parse, merge };
+export const adalora: TunerMethod = { params: ["lora_A", "lora_B", "lora_E"], parse, merge };

@@ -63,4 +63,4 @@ function merge(m: ModuleUpdate, config: TunerConfig) {
  * ia3.params; // ["ia3_l"]
  * ```
  */
-export const ia3: TunerMethod = { params: ["ia3_l"], refusesConv1D: false, parse, merge };
+export const ia3: TunerMethod = { params: ["ia3_l"], parse, merge };

@@ -4,7 +4,7 @@
  * @module
  */
 import { addScaled, matmul, required } from "../dense.ts";
-import { lycorisScaling, parseLycorisConfig, refuseConvTensors } from "../lycoris.ts";
+import { LYCORIS_CONV1D, lycorisScaling, parseLycorisConfig, refuseConvTensors } from "../lycoris.ts";
 import type { ModuleUpdate, TunerMethod } from "../method.ts";
 import type { TunerConfig } from "../config.ts";
 
@@ -28,12 +28,12 @@ function merge(m: ModuleUpdate, config: TunerConfig) {
  * @example
  * ```ts
  * import { loha } from "./mod.ts";
- * loha.refusesConv1D; // true
+ * loha.conv1DRefusal !== undefined; // true
  * ```
  */
 export const loha: TunerMethod = {
   params: ["hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2"],
-  refusesConv1D: true,
+  conv1DRefusal: LYCORIS_CONV1D,
   parse: (values, file) => parseLycorisConfig("LOHA", values, file),
   merge,
 };

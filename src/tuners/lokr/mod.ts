@@ -7,7 +7,7 @@
  */
 import { AdapterMismatchError } from "../../errors.ts";
 import { addScaled, checkShape, matmul } from "../dense.ts";
-import { lycorisScaling, parseLycorisConfig, refuseConvTensors } from "../lycoris.ts";
+import { LYCORIS_CONV1D, lycorisScaling, parseLycorisConfig, refuseConvTensors } from "../lycoris.ts";
 import type { ModuleUpdate, SavedTensor, TunerMethod } from "../method.ts";
 import type { TunerConfig } from "../config.ts";
 
@@ -77,7 +77,7 @@ function merge(m: ModuleUpdate, config: TunerConfig) {
  */
 export const lokr: TunerMethod = {
   params: ["lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2"],
-  refusesConv1D: true,
+  conv1DRefusal: LYCORIS_CONV1D,
   parse: (values, file) => parseLycorisConfig("LOKR", values, file),
   merge,
 };

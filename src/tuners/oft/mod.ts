@@ -135,4 +135,10 @@ function merge(m: ModuleUpdate, config: TunerConfig) {
  * oft.params; // ["oft_R.weight"]
  * ```
  */
-export const oft: TunerMethod = { params: ["oft_R.weight"], refusesConv1D: true, parse, merge };
+export const oft: TunerMethod = {
+  params: ["oft_R.weight"],
+  conv1DRefusal: "Currently, only `torch.nn.Linear`, `torch.nn.Conv2d`, `torch.nn.Embedding` (optionally quantized) " +
+    "are supported.",
+  parse,
+  merge,
+};

@@ -75,7 +75,6 @@ function merge(m: ModuleUpdate, config: TunerConfig) {
 export const vera: TunerMethod = {
   params: ["vera_lambda_b", "vera_lambda_d"],
   shared: ["vera_A", "vera_B"],
-  refusesConv1D: false,
   parse,
   check,
   merge,
