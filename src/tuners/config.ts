@@ -99,7 +99,7 @@ export function field<T extends boolean | number | string>(
   fallback: T,
 ): Widened<T> {
   const v = values[key];
-  if (v === undefined || v === null) return fallback as Widened<T>;
+  if (v === undefined || v === null) return fallback as unknown as Widened<T>;
   if (typeof v !== typeof fallback) {
     throw new AdapterConfigError(`${key} must be a ${typeof fallback}, got ${JSON.stringify(v)}`, { key });
   }
