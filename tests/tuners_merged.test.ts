@@ -30,7 +30,6 @@ const real = await realManifest();
 /** PEFT loads these, peft-edge refuses them (with why). */
 const REFUSED: ReadonlyMap<string, RegExp> = new Map([
   ["llama-vera-no-projection", /save_projection is false/],
-  ["llama-fourierft", /peft_type "FOURIERFT" is not supported/],
   ["llama-ln-tuning", /peft_type "LN_TUNING" is not supported/],
 ]);
 

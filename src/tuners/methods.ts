@@ -5,6 +5,7 @@
 import { adalora } from "./adalora/mod.ts";
 import { boft } from "./boft/mod.ts";
 import type { TunerType } from "./config.ts";
+import { fourierft } from "./fourierft/mod.ts";
 import { ia3 } from "./ia3/mod.ts";
 import { loha } from "./loha/mod.ts";
 import { lokr } from "./lokr/mod.ts";
@@ -18,7 +19,7 @@ import { vera } from "./vera/mod.ts";
  * @example
  * ```ts
  * import { TUNER_METHODS } from "./methods.ts";
- * Object.keys(TUNER_METHODS); // ["IA3", "LOHA", "LOKR", "ADALORA", "VERA", "OFT", "BOFT"]
+ * Object.keys(TUNER_METHODS); // ["IA3", "LOHA", "LOKR", "ADALORA", "VERA", "OFT", "BOFT", "FOURIERFT"]
  * ```
  */
 export const TUNER_METHODS: Readonly<Record<TunerType, TunerMethod>> = Object.freeze({
@@ -29,6 +30,7 @@ export const TUNER_METHODS: Readonly<Record<TunerType, TunerMethod>> = Object.fr
   VERA: vera,
   OFT: oft,
   BOFT: boft,
+  FOURIERFT: fourierft,
 });
 
 /**
