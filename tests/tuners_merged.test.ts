@@ -30,7 +30,6 @@ const real = await realManifest();
 /** PEFT loads these, peft-edge refuses them (with why). */
 const REFUSED: ReadonlyMap<string, RegExp> = new Map([
   ["llama-vera-no-projection", /save_projection is false/],
-  ["llama-ln-tuning", /peft_type "LN_TUNING" is not supported/],
 ]);
 
 async function withBase(c: TunerCase, fn: (base: Awaited<ReturnType<typeof loadBaseModel>>) => Promise<void>) {

@@ -16,7 +16,7 @@ import { AdapterConfigError } from "../errors.ts";
  * const t: TunerType = "IA3";
  * ```
  */
-export type TunerType = "IA3" | "LOHA" | "LOKR" | "ADALORA" | "VERA" | "OFT" | "BOFT" | "FOURIERFT";
+export type TunerType = "IA3" | "LOHA" | "LOKR" | "ADALORA" | "VERA" | "OFT" | "BOFT" | "FOURIERFT" | "LN_TUNING";
 
 /**
  * A parsed non-LoRA config. `selection` holds the fields shared with LoRA

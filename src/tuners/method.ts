@@ -59,6 +59,11 @@ export interface TunerMethod {
   readonly shared?: readonly string[];
   /** PEFT's message when it refuses transformers' `Conv1D` (GPT-2) for this method; unset where it adapts it. */
   readonly conv1DRefusal?: string;
+  /**
+   * Set for methods whose tensors replace a module's own parameters (LN
+   * tuning): saved name -> parameter (`weight`, `bias`). `merge` is then unused.
+   */
+  readonly replaces?: Readonly<Record<string, "weight" | "bias">>;
   parse(values: Readonly<Record<string, unknown>>, file?: string): TunerConfig;
   /** Checks, for the whole adapter, before any module is merged (e.g. shared tensors present). */
   check?(config: TunerConfig, shared: (name: string) => SavedTensor | undefined): void;

@@ -8,6 +8,7 @@ import type { TunerType } from "./config.ts";
 import { fourierft } from "./fourierft/mod.ts";
 import { ia3 } from "./ia3/mod.ts";
 import { loha } from "./loha/mod.ts";
+import { lnTuning } from "./ln_tuning/mod.ts";
 import { lokr } from "./lokr/mod.ts";
 import type { TunerMethod } from "./method.ts";
 import { oft } from "./oft/mod.ts";
@@ -19,7 +20,7 @@ import { vera } from "./vera/mod.ts";
  * @example
  * ```ts
  * import { TUNER_METHODS } from "./methods.ts";
- * Object.keys(TUNER_METHODS); // ["IA3", "LOHA", "LOKR", "ADALORA", "VERA", "OFT", "BOFT", "FOURIERFT"]
+ * Object.keys(TUNER_METHODS); // ["IA3", "LOHA", "LOKR", "ADALORA", "VERA", "OFT", "BOFT", "FOURIERFT", "LN_TUNING"]
  * ```
  */
 export const TUNER_METHODS: Readonly<Record<TunerType, TunerMethod>> = Object.freeze({
@@ -31,6 +32,7 @@ export const TUNER_METHODS: Readonly<Record<TunerType, TunerMethod>> = Object.fr
   OFT: oft,
   BOFT: boft,
   FOURIERFT: fourierft,
+  LN_TUNING: lnTuning,
 });
 
 /**

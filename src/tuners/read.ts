@@ -17,6 +17,7 @@ import { parseSafetensors, type Safetensors, serializeSafetensors, type TensorIn
 import type { FileSource } from "../storage/file_source.ts";
 import type { TunerConfig, TunerType } from "./config.ts";
 import type { ModuleUpdate, SavedTensor, TunerMethod } from "./method.ts";
+import { normParamUse } from "./ln_tuning/norm_params.ts";
 import { TUNER_METHODS } from "./methods.ts";
 
 const PREFIX = "base_model.model.";
@@ -92,6 +93,47 @@ function checkTarget(base: BaseModel, module: string, target: WeightTarget | und
 }
 
 /**
+ * Patches that replace a module's own parameters (LN tuning's norms). The
+ * replaced tensor is not a linear weight, so its target is described as a
+ * 1 x n `in_out` tensor: the merged path then writes the values as saved.
+ */
+function replaced(
+  base: BaseModel,
+  module: string,
+  params: ReadonlyMap<string, string>,
+  replaces: Readonly<Record<string, "weight" | "bias">>,
+  tensor: (key: string) => SavedTensor,
+  outputs: Map<string, TensorInput>,
+  exportFile: string,
+): ReplacePatch[] {
+  const graph = base.onnx.graph!;
+  const exportModule = base.weights.resolveScope(module)?.module ?? module;
+  return [...params].map(([param, key]) => {
+    const name = `${exportModule}.${replaces[param]}`;
+    const use = normParamUse(graph, name, module, exportFile);
+    if (!use) throw new ModuleNotInExportError(module, exportFile, `no tensor named ${name}`);
+    const saved = tensor(key);
+    const size = graph.initializer.find((t) => t.name === use.initializer)!.dims.reduce((a, b) => a * Number(b), 1);
+    if (saved.values.length !== size) {
+      throw new AdapterMismatchError(`${key} has ${saved.values.length} values but ${name} has ${size}`, {
+        key: module,
+      });
+    }
+    outputs.set(key, { dtype: "F32", shape: [1, size], data: saved.values });
+    const target: WeightTarget = {
+      module,
+      kind: "embedding",
+      nodeName: graph.node[use.readerIndex].name,
+      ...use,
+      layout: "in_out",
+      inFeatures: 1,
+      outFeatures: size,
+    };
+    return { kind: "replace", module, target, param: "weight", key };
+  });
+}
+
+/**
  * Reads a non-LoRA adapter (`peft_type` one of `TUNER_METHODS`) and merges
  * it into new values of the weights it changes; returns it planned as
  * full-parameter replacements.
@@ -146,9 +188,15 @@ export async function readTunedAdapter(
   const unmatched: string[] = [];
   const exportFile = base.weights.file ?? base.file;
   const chosen: Array<[string, Map<string, string>, WeightTarget]> = [];
+  const outputs = new Map<string, TensorInput>();
+  const patches: ReplacePatch[] = [];
   for (const [module, params] of grouped.modules) {
     if (!selects(module)) {
       unmatched.push(...params.values());
+      continue;
+    }
+    if (method.replaces) {
+      patches.push(...replaced(base, module, params, method.replaces, tensor, outputs, exportFile));
       continue;
     }
     const target = base.weights.resolve(module);
@@ -156,14 +204,12 @@ export async function readTunedAdapter(
     if (method.conv1DRefusal && isConv1D(base, module)) refuseConv1D(method, peftType, module);
     chosen.push([module, params, target!]);
   }
-  if (chosen.length === 0) {
+  if (chosen.length === 0 && patches.length === 0) {
     throw new AdapterMismatchError(`no tensor of the adapter changes a module the config targets`, {
       file: "adapter_model.safetensors",
     });
   }
   method.check?.(config, shared);
-  const outputs = new Map<string, TensorInput>();
-  const patches: ReplacePatch[] = [];
   for (const [module, params, target] of chosen) {
     const { outFeatures: out, inFeatures: inn } = target;
     const update: ModuleUpdate = {
@@ -201,7 +247,7 @@ export async function readTunedAdapter(
     );
   }
   const adapted = new Set(chosen.map(([m]) => base.weights.resolve(m)!.module));
-  const missingModules = config.targetModules === null
+  const missingModules = config.targetModules === null || method.replaces
     ? []
     : base.weights.modules.filter((m) => !adapted.has(m) && selects(m) && base.weights.get(m)!.kind === "linear");
   if (missingModules.length > 0) {
