@@ -7,10 +7,8 @@
  */
 import { UnsupportedError } from "../errors.ts";
 import type { PathOrSource } from "../hub/resolve.ts";
-import { resolveSource } from "../hub/resolve.ts";
-import { readTunedAdapter } from "../tuners/read.ts";
-import { tunerConfigOf } from "../tuners/peek.ts";
-import { type AdapterOptions, checkAdapterName, readAdapter } from "./adapter.ts";
+import { readAdapterFor } from "./any_adapter.ts";
+import type { AdapterOptions } from "./adapter.ts";
 import type { BaseModel } from "./base_model.ts";
 import { dynamicEngine } from "./dynamic_engine.ts";
 import { mergedEngine } from "./merged.ts";
@@ -65,12 +63,7 @@ export async function fromPretrained(
       `mode ${JSON.stringify(mode)} is not supported; supported modes: ${MODES.map((m) => `"${m}"`).join(", ")}`,
     );
   }
-  const name = options.adapterName ?? "default";
-  const source = await resolveSource(adapter, options);
-  const tuned = await tunerConfigOf(source, options, mode);
-  const loaded = tuned
-    ? await readTunedAdapter(base, source, checkAdapterName(name), tuned, options)
-    : await readAdapter(base.weights, source, name, options);
+  const loaded = await readAdapterFor(base, adapter, options.adapterName ?? "default", options, mode);
   // The base's kernels, created by its first adapter and shared by the rest.
   const { merger } = await base.kernels();
   const empty = mode === "merged"

@@ -10,7 +10,8 @@ import type { InferenceSession } from "../deps/ort.ts";
 import { AdapterConfigError, UnsupportedError } from "../errors.ts";
 import type { GenerateOptions, GenerationResult, Prompt } from "../generate/mod.ts";
 import type { FileSource } from "../storage/file_source.ts";
-import { type AdapterOptions, checkAdapterName, type LoadedAdapter, readAdapter } from "./adapter.ts";
+import { type AdapterOptions, checkAdapterName, type LoadedAdapter } from "./adapter.ts";
+import { readAdapterFor } from "./any_adapter.ts";
 import type { BaseModel, Feeds, Outputs } from "./base_model.ts";
 import type { AdapterEngine, WeightedAdapter } from "./engine.ts";
 import { mergedBase } from "./merged.ts";
@@ -202,7 +203,7 @@ export class PeftModel implements AsyncDisposable {
     if (options.isTrainable) {
       throw new UnsupportedError("isTrainable: true is not supported yet: adapters load for inference only");
     }
-    const loaded = await readAdapter(this.base.weights, adapter, adapterName, options);
+    const loaded = await readAdapterFor(this.base, adapter, adapterName, options, this.mode);
     const previous = this.#engine;
     const engine = await previous.add(loaded);
     // Commit only after everything succeeded.

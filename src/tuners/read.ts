@@ -8,13 +8,10 @@
  */
 import { createTargetMatcher } from "../config/mod.ts";
 import { AdapterMismatchError, UnsupportedError } from "../errors.ts";
-import type { AdapterOptions, LoadedAdapter } from "../model/adapter.ts";
-import { readAdapterWeights } from "../model/adapter.ts";
-import type { BaseModel } from "../model/base_model.ts";
-import { ModuleNotInExportError, type ReplacePatch } from "../lora/plan.ts";
-import type { WeightTarget } from "../onnx/weight_target.ts";
+import type { ModelProto } from "../deps/onnx_proto.ts";
+import { type AdapterPlan, ModuleNotInExportError, type ReplacePatch } from "../lora/plan.ts";
+import type { WeightIndex, WeightTarget } from "../onnx/weight_target.ts";
 import { parseSafetensors, type Safetensors, serializeSafetensors, type TensorInput } from "../safetensors/mod.ts";
-import type { FileSource } from "../storage/file_source.ts";
 import type { TunerConfig, TunerType } from "./config.ts";
 import type { ModuleUpdate, SavedTensor, TunerMethod } from "./method.ts";
 import { normParamUse } from "./ln_tuning/norm_params.ts";
@@ -26,7 +23,7 @@ const SHARED_PREFIX = "base_model.";
 const CONV1D_MODEL_TYPES = new Set(["gpt2", "openai-gpt", "imagegpt", "decision_transformer"]);
 const CONV1D_NAMES = /(^|\.)(c_attn|c_proj|c_fc|q_attn)$/;
 
-function isConv1D(base: BaseModel, module: string): boolean {
+function isConv1D(base: TunedBase, module: string): boolean {
   const className = base.weights.resolveScope(module)?.className;
   if (className) return className === "Conv1D";
   return CONV1D_MODEL_TYPES.has(String(base.config.model_type)) && CONV1D_NAMES.test(module);
@@ -75,7 +72,7 @@ function refuseConv1D(method: TunerMethod, peftType: TunerType, module: string):
   );
 }
 
-function checkTarget(base: BaseModel, module: string, target: WeightTarget | undefined, exportFile: string) {
+function checkTarget(base: TunedBase, module: string, target: WeightTarget | undefined, exportFile: string) {
   if (!target) {
     throw new ModuleNotInExportError(module, exportFile, "no weight found for it");
   }
@@ -93,12 +90,49 @@ function checkTarget(base: BaseModel, module: string, target: WeightTarget | und
 }
 
 /**
+ * What the tuners read of a base model (a `BaseModel` is one).
+ *
+ * @example
+ * ```ts
+ * import type { TunedBase } from "./read.ts";
+ * const exportName = (b: TunedBase) => b.weights.file ?? b.file;
+ * ```
+ */
+export interface TunedBase {
+  readonly weights: WeightIndex;
+  readonly onnx: ModelProto;
+  /** The base's `config.json` (its `model_type` tells Conv1D models apart where the export has no class names). */
+  readonly config: Readonly<Record<string, unknown>>;
+  readonly file: string;
+  readWeight(initializer: string): Float32Array;
+}
+
+/**
+ * A non-LoRA adapter read and planned against one base: its config, its
+ * plan (full-parameter replacements) and the tensors the plan names.
+ *
+ * @example
+ * ```ts
+ * import type { TunedAdapter } from "./read.ts";
+ * const count = (a: TunedAdapter) => a.plan.patches.length;
+ * ```
+ */
+export interface TunedAdapter {
+  config: TunerConfig;
+  plan: AdapterPlan;
+  /** The merged parameters, by the keys the plan's patches name. */
+  weights: Safetensors;
+  /** Number of parameters in the saved tensors. */
+  parameters: number;
+}
+
+/**
  * Patches that replace a module's own parameters (LN tuning's norms). The
  * replaced tensor is not a linear weight, so its target is described as a
  * 1 x n `in_out` tensor: the merged path then writes the values as saved.
  */
 function replaced(
-  base: BaseModel,
+  base: TunedBase,
   module: string,
   params: ReadonlyMap<string, string>,
   replaces: Readonly<Record<string, "weight" | "bias">>,
@@ -142,28 +176,26 @@ function replaced(
  * ```ts
  * import { loadBaseModel } from "../model/base_model.ts";
  * import { resolveSource } from "../hub/resolve.ts";
+ * import { parseSafetensors } from "../safetensors/mod.ts";
  * import { readTunedAdapter } from "./read.ts";
  * const base = await loadBaseModel("tests/fixtures/real/bases/llama-torchscript");
- * const source = await resolveSource("tests/fixtures/tuners/llama-loha");
+ * const dir = "tests/fixtures/tuners/llama-loha";
+ * const source = await resolveSource(dir);
  * const config = JSON.parse(new TextDecoder().decode(await source.read("adapter_config.json")));
- * const adapter = await readTunedAdapter(base, source, "default", config);
+ * const read = async () => parseSafetensors(await source.read("adapter_model.safetensors"));
+ * const adapter = await readTunedAdapter(base, read, config, dir, console.warn);
  * adapter.plan.patches.length; // 8
  * ```
  */
 export async function readTunedAdapter(
-  base: BaseModel,
-  source: FileSource,
-  name: string,
+  base: TunedBase,
+  readFile: () => Promise<Safetensors>,
   values: Readonly<Record<string, unknown>>,
-  options: AdapterOptions = {},
-): Promise<LoadedAdapter> {
+  location: string,
+  warn: (message: string) => void,
+): Promise<TunedAdapter> {
   const peftType = values.peft_type as TunerType;
   const method = TUNER_METHODS[peftType];
-  const warnings: string[] = [];
-  const warn = (message: string) => {
-    warnings.push(message);
-    (options.onWarning ?? console.warn)(message);
-  };
   const config = method.parse(values, "adapter_config.json");
   if ((config.selection.modulesToSave ?? []).length > 0) {
     throw new UnsupportedError(`modules_to_save is not supported for ${peftType} yet`, { key: "modules_to_save" });
@@ -173,7 +205,8 @@ export async function readTunedAdapter(
     const conv = base.weights.modules.find((m) => selects(m) && isConv1D(base, m));
     if (conv) refuseConv1D(method, peftType, conv);
   }
-  const file = await readAdapterWeights(source);
+  // Read after the config checks: PEFT's refusals (Conv1D) come before any weight is needed.
+  const file = await readFile();
   const grouped = groupKeys(file.names(), method);
   const tensor = (key: string): SavedTensor => ({ values: file.toFloat32(key), shape: file.info(key).shape });
   const shared = (n: string) => grouped.shared.has(n) ? tensor(grouped.shared.get(n)!) : undefined;
@@ -241,7 +274,7 @@ export async function readTunedAdapter(
   }
   if (unmatched.length > 0) {
     warn(
-      `${source.location}: ${unmatched.length} adapter key(s) match no module of the base and were not applied: ${
+      `${location}: ${unmatched.length} adapter key(s) match no module of the base and were not applied: ${
         unmatched.slice(0, 5).join(", ")
       }`,
     );
@@ -252,20 +285,12 @@ export async function readTunedAdapter(
     : base.weights.modules.filter((m) => !adapted.has(m) && selects(m) && base.weights.get(m)!.kind === "linear");
   if (missingModules.length > 0) {
     warn(
-      `${source.location}: the config targets ${missingModules.length} base module(s) that have no adapter weights (missing keys): ${
+      `${location}: the config targets ${missingModules.length} base module(s) that have no adapter weights (missing keys): ${
         missingModules.slice(0, 5).join(", ")
       }`,
     );
   }
   const merged: Safetensors = parseSafetensors(serializeSafetensors(outputs), `${peftType} merged weights`);
   const parameters = file.names().reduce((n, k) => n + file.info(k).shape.reduce((a, b) => a * b, 1), 0);
-  return {
-    name,
-    location: source.location,
-    config: config as TunerConfig,
-    plan: { patches, unmatchedKeys: unmatched, missingModules },
-    weights: merged,
-    parameters,
-    warnings,
-  };
+  return { config, plan: { patches, unmatchedKeys: unmatched, missingModules }, weights: merged, parameters };
 }
