@@ -53,6 +53,8 @@ test("tuners: loadAdapter and mergeAndUnload on a merged model give PEFT's logit
     const e = await realExpected("../tuners/llama-ia3", info.inputs);
     const out = await model.run(e.feeds);
     assert.ok(comparedDiff(info, e, out.logits.data as Float32Array) <= 1e-4);
+    // Two non-LoRA adapters cannot stack: each plan holds whole weights computed from the base.
+    await assert.rejects(model.mergeAndUnload({ adapterNames: ["ia3", "default"] }), UnsupportedError);
     const merged = await model.mergeAndUnload({ adapterNames: ["ia3"] });
     try {
       const again = await merged.session.run(e.feeds);
