@@ -82,3 +82,19 @@ test("tuners: a non-LoRA adapter loaded into a dynamic model is refused, naming 
     await base.release();
   }
 });
+
+test("tuners: PEFT's Conv1D refusals hold on a dynamo export (qualified class names)", async () => {
+  const manifest = await realManifest();
+  const base = await loadBaseModel(realPath(manifest.bases.find((b) => b.name === "gpt2-dynamo")!.path));
+  try {
+    for (const name of ["gpt2-loha", "gpt2-lokr", "gpt2-oft", "gpt2-boft"]) {
+      await assert.rejects(
+        fromPretrained(base, `tests/fixtures/tuners/${name}`, { mode: "merged" }),
+        (e: unknown) => e instanceof UnsupportedError && /Conv1D/.test(e.message),
+        name,
+      );
+    }
+  } finally {
+    await base.release();
+  }
+});

@@ -25,7 +25,8 @@ const CONV1D_NAMES = /(^|\.)(c_attn|c_proj|c_fc|q_attn)$/;
 
 function isConv1D(base: TunedBase, module: string): boolean {
   const className = base.weights.resolveScope(module)?.className;
-  if (className) return className === "Conv1D";
+  // Dynamo exports record the qualified name (`transformers.pytorch_utils.Conv1D`).
+  if (className) return className === "Conv1D" || className.endsWith(".Conv1D");
   return CONV1D_MODEL_TYPES.has(String(base.config.model_type)) && CONV1D_NAMES.test(module);
 }
 
