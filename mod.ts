@@ -39,6 +39,8 @@ export type { StepResult, Trainer, TrainerOptions } from "./src/train/trainer.ts
 export type { TrainBatch } from "./src/train/batch.ts";
 export type { FitExample, FitOptions, FitProgress, FitResult } from "./src/train/fit.ts";
 export type { LoraConfig } from "./src/config/mod.ts";
+export type { TunerConfig, TunerType } from "./src/tuners/config.ts";
+
 export type { ModelDtype } from "./src/onnx/model_variant.ts";
 export { ModuleNotInExportError } from "./src/lora/plan.ts";
 export type { CombinationType, WeightedAdapterOptions } from "./src/lora/weighted.ts";

@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { fromPretrained, loadBaseModel } from "../mod.ts";
+import type { LoraConfig } from "../src/config/mod.ts";
 import { ADAPTERS, expected, fixture, maxAbsDiff, prefillAndStep } from "./support/fixtures.ts";
 
 const ATOL = 1e-4;
@@ -45,8 +46,8 @@ test("adapterName names the adapter", async () => {
   const base = await loadBaseModel(fixture("llama-tiny"));
   const model = await fromPretrained(base, fixture("llama-tiny-lora-qv"), { adapterName: "qv" });
   assert.equal(model.activeAdapter, "qv");
-  assert.equal(model.peftConfig.qv.r, 8);
-  assert.equal(model.peftConfig.qv.loraAlpha, 16);
+  assert.equal((model.peftConfig.qv as LoraConfig).r, 8);
+  assert.equal((model.peftConfig.qv as LoraConfig).loraAlpha, 16);
   assert.equal(model.mode, "dynamic"); // PEFT's default: unmerged
   assert.deepEqual([...model.inputNames], [...base.inputNames]);
   assert.deepEqual([...model.outputNames], [...base.outputNames]);
@@ -63,7 +64,7 @@ test("a config option overrides adapter_config.json", async () => {
   });
   const out = await prefillAndStep(doubled, e);
   assert.ok(maxAbsDiff(out.logits, e.logits) > 0.01);
-  assert.equal(doubled.peftConfig.default.loraAlpha, 32);
+  assert.equal((doubled.peftConfig.default as LoraConfig).loraAlpha, 32);
   await doubled.release();
   await base.release();
 });

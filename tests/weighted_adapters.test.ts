@@ -7,7 +7,14 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
-import { AdapterConfigError, fromPretrained, loadBaseModel, type PeftModel, UnsupportedError } from "../mod.ts";
+import {
+  AdapterConfigError,
+  fromPretrained,
+  loadBaseModel,
+  type LoraConfig,
+  type PeftModel,
+  UnsupportedError,
+} from "../mod.ts";
 import type { WeightedAdapterOptions } from "../src/lora/weighted.ts";
 import { parseSafetensors } from "../src/safetensors/mod.ts";
 import { svd } from "../src/lora/svd.ts";
@@ -66,7 +73,7 @@ for (const mode of ["dynamic", "merged"] as const) {
       const report: string[] = [];
       for (const c of cases.cases) {
         await model.addWeightedAdapter(c.adapters, c.weights, c.name, camel(c.options));
-        assert.equal(model.peftConfig[c.name].r, c.r, c.name);
+        assert.equal((model.peftConfig[c.name] as LoraConfig).r, c.r, c.name);
         const d = await diff(model, c.name, `${c.name}.logits`);
         report.push(`${c.name}: ${d.toExponential(2)}`);
         assert.ok(d < ATOL, `${c.name}: max abs diff ${d}`);

@@ -5,7 +5,7 @@
  * @module
  */
 import { expandAllLinear, type LoraConfig, parseLoraConfig } from "../config/mod.ts";
-import { AdapterConfigError, AdapterMismatchError } from "../errors.ts";
+import { AdapterConfigError, AdapterMismatchError, UnsupportedError } from "../errors.ts";
 import { groupAdapterKeys } from "../lora/adapter_weights.ts";
 import { type AdapterPlan, planAdapter } from "../lora/plan.ts";
 import { parseSafetensors, type Safetensors } from "../safetensors/mod.ts";
@@ -15,6 +15,7 @@ import { type PathOrSource, type ResolveOptions, resolveSource } from "../hub/re
 import type { WeightIndex } from "../onnx/weight_index.ts";
 import type { WeightTarget } from "../onnx/weight_target.ts";
 import { sameWeightValues, torchWeightToTarget } from "../lora/merge.ts";
+import type { TunerConfig } from "../tuners/config.ts";
 
 /** Options for reading an adapter (PEFT's `load_adapter` arguments, camelCase). */
 export interface AdapterOptions extends ResolveOptions {
@@ -47,12 +48,32 @@ export interface LoadedAdapter {
   name: string;
   /** Where it came from, for messages. */
   location: string;
-  config: LoraConfig;
+  /** LoRA's config, or a non-LoRA method's (`src/tuners`), merged-mode only. */
+  config: LoraConfig | TunerConfig;
   plan: AdapterPlan;
   weights: Safetensors;
   /** Number of parameters in its tensors. */
   parameters: number;
   warnings: readonly string[];
+}
+
+/**
+ * The adapter's LoRA config, or an error saying that `what` (training, weighting)
+ * needs a LoRA adapter (non-LoRA methods load in merged mode only).
+ *
+ * @example
+ * ```ts
+ * import { loraConfigOf, type LoadedAdapter } from "./adapter.ts";
+ * declare const adapter: LoadedAdapter;
+ * console.log(loraConfigOf(adapter, "training").r);
+ * ```
+ */
+export function loraConfigOf(adapter: LoadedAdapter, what: string): LoraConfig {
+  const config = adapter.config;
+  if (config.peftType === "LORA") return config as LoraConfig;
+  throw new UnsupportedError(`${what} needs a LoRA adapter; ${adapter.name} is ${config.peftType}`, {
+    key: adapter.name,
+  });
 }
 
 const ADAPTER_WEIGHTS = "adapter_model.safetensors";
@@ -88,7 +109,18 @@ async function readConfig(source: FileSource, options: AdapterOptions, warn: (m:
   return parseLoraConfig(text, { file: ADAPTER_CONFIG, onWarning: warn, requirePeftType: true });
 }
 
-async function readWeights(source: FileSource): Promise<Safetensors> {
+/**
+ * Reads `adapter_model.safetensors` (refusing pickle-only adapters and
+ * non-float tensors).
+ *
+ * @example
+ * ```ts
+ * import { readAdapterWeights } from "./adapter.ts";
+ * import { resolveSource } from "../hub/resolve.ts";
+ * const weights = await readAdapterWeights(await resolveSource("tests/fixtures/llama-tiny-lora-qv"));
+ * ```
+ */
+export async function readAdapterWeights(source: FileSource): Promise<Safetensors> {
   if (!await source.exists(ADAPTER_WEIGHTS)) {
     const pickleOnly = await safetensorsOnlyError(source, ADAPTER_WEIGHTS);
     if (pickleOnly) throw pickleOnly;
@@ -137,7 +169,7 @@ export async function readAdapter(
   // "all-linear" is expanded against this base, as PEFT expands it against the model.
   const linear = weightsOfBase.modules.filter((m) => weightsOfBase.get(m)!.kind === "linear");
   const config = expandAllLinear(await readConfig(source, options, warn), linear);
-  const weights = await readWeights(source);
+  const weights = await readAdapterWeights(source);
   // A saved full weight equal to the base's is a no-op (needs the base's values; without them it is applied).
   const sameAsBase = base &&
     ((key: string, target: WeightTarget) =>

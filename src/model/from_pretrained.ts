@@ -7,7 +7,8 @@
  */
 import { UnsupportedError } from "../errors.ts";
 import type { PathOrSource } from "../hub/resolve.ts";
-import { type AdapterOptions, readAdapter } from "./adapter.ts";
+import { readAdapterFor } from "./any_adapter.ts";
+import type { AdapterOptions } from "./adapter.ts";
 import type { BaseModel } from "./base_model.ts";
 import { dynamicEngine } from "./dynamic_engine.ts";
 import { mergedEngine } from "./merged.ts";
@@ -46,7 +47,7 @@ const MODES: readonly AdapterMode[] = ["dynamic", "merged"];
  * import { fromPretrained, loadBaseModel } from "../../mod.ts";
  * const base = await loadBaseModel("tests/fixtures/llama-tiny");
  * const model = await fromPretrained(base, "tests/fixtures/llama-tiny-lora-qv", { adapterName: "default" });
- * console.log(model.peftConfig.default.r, model.inputNames);
+ * console.log(model.peftConfig.default.peftType, model.inputNames);
  * ```
  */
 export async function fromPretrained(
@@ -65,13 +66,7 @@ export async function fromPretrained(
       `mode ${JSON.stringify(mode)} is not supported; supported modes: ${MODES.map((m) => `"${m}"`).join(", ")}`,
     );
   }
-  const loaded = await readAdapter(
-    base.weights,
-    adapter,
-    options.adapterName ?? "default",
-    options,
-    base,
-  );
+  const loaded = await readAdapterFor(base, adapter, options.adapterName ?? "default", options, mode);
   // The base's kernels, created by its first adapter and shared by the rest.
   const { merger } = await base.kernels();
   const empty = mode === "merged"

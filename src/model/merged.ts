@@ -39,6 +39,14 @@ export async function mergeAdapters(
   merger: WeightMerger,
   options: { safeMerge?: boolean } = {},
 ): Promise<ModelProto> {
+  const tuned = adapters.find(({ adapter }) => adapter.config.peftType !== "LORA");
+  if (tuned && (adapters.length > 1 || adapters[0].weight !== 1)) {
+    // A non-LoRA adapter's plan holds whole new weights computed from the base: it neither scales nor stacks.
+    throw new UnsupportedError(
+      `${tuned.adapter.config.peftType} adapter ${tuned.adapter.name} merges alone and with weight 1 only`,
+      { key: tuned.adapter.name },
+    );
+  }
   const merged = new Map<string, WeightUpdate>();
   // Biases added to bias-less layers, summed per layer over the adapters.
   const biases = new Map<number, NewBias>();

@@ -5,11 +5,13 @@
  * @module
  */
 import type { LoraConfig } from "../config/mod.ts";
+import type { TunerConfig } from "../tuners/config.ts";
 import type { InferenceSession } from "../deps/ort.ts";
 import { AdapterConfigError, UnsupportedError } from "../errors.ts";
 import type { GenerateOptions, GenerationResult, Prompt } from "../generate/mod.ts";
 import type { FileSource } from "../storage/file_source.ts";
-import { type AdapterOptions, checkAdapterName, type LoadedAdapter, readAdapter } from "./adapter.ts";
+import { type AdapterOptions, checkAdapterName, type LoadedAdapter, loraConfigOf } from "./adapter.ts";
+import { readAdapterFor } from "./any_adapter.ts";
 import type { BaseModel, Feeds, Outputs } from "./base_model.ts";
 import type { AdapterEngine, WeightedAdapter } from "./engine.ts";
 import { mergedBase } from "./merged.ts";
@@ -132,7 +134,7 @@ export class PeftModel implements AsyncDisposable {
   }
 
   /** Parsed PEFT config of each loaded adapter, by name. */
-  get peftConfig(): Readonly<Record<string, LoraConfig>> {
+  get peftConfig(): Readonly<Record<string, LoraConfig | TunerConfig>> {
     return Object.fromEntries([...this.#loaded()].map((a) => [a.name, a.config]));
   }
 
@@ -222,7 +224,7 @@ export class PeftModel implements AsyncDisposable {
     if (options.isTrainable) {
       throw new UnsupportedError("isTrainable: true is not supported yet: adapters load for inference only");
     }
-    const loaded = await readAdapter(this.base.weights, adapter, adapterName, options, this.base);
+    const loaded = await readAdapterFor(this.base, adapter, adapterName, options, this.mode);
     const previous = this.#engine;
     const engine = await previous.add(loaded);
     // Commit only after everything succeeded.
@@ -337,7 +339,7 @@ export class PeftModel implements AsyncDisposable {
         const { adapter } = parts[0];
         return {
           name,
-          config: adapter.config,
+          config: loraConfigOf(adapter, "addWeightedAdapter"),
           patches: adapter.plan.patches,
           read: (key: string) => adapter.weights.toFloat32(key),
         };

@@ -13,7 +13,7 @@ import { externalBytes } from "../onnx/external_data.ts";
 import { readTargetWeight } from "../onnx/quantized_weights.ts";
 import type { WeightTarget } from "../onnx/weight_index.ts";
 import type { TensorInput } from "../safetensors/mod.ts";
-import type { LoadedAdapter } from "./adapter.ts";
+import { type LoadedAdapter, loraConfigOf } from "./adapter.ts";
 import type { BaseModel } from "./base_model.ts";
 import { createSession } from "./session.ts";
 
@@ -66,7 +66,7 @@ export async function trainableAdapter(base: BaseModel, adapter: LoadedAdapter):
     },
     inputNames: base.inputNames,
     vocabSize: layout.vocabSize,
-    dropout: adapter.config.loraDropout,
+    dropout: loraConfigOf(adapter, "training").loraDropout,
     doraNorms: (patch, a, b) => {
       const { target } = patch;
       const dims = { outFeatures: target.outFeatures, inFeatures: target.inFeatures, rank: patch.rank };
@@ -82,7 +82,7 @@ export async function trainableAdapter(base: BaseModel, adapter: LoadedAdapter):
  * written as the full names of the modules it matched (PEFT 0.21 replaces it by that set).
  */
 function savedConfig(adapter: LoadedAdapter): Readonly<Record<string, unknown>> {
-  const raw = adapter.config.raw;
+  const raw = loraConfigOf(adapter, "training").raw;
   if (raw.target_modules !== "all-linear") return raw;
   return { ...raw, target_modules: [...new Set(adapter.plan.patches.map((p) => p.module))].sort() };
 }
@@ -99,7 +99,7 @@ function embeddingBaseLayers(
   adapter: LoadedAdapter,
   weightOf: (target: WeightTarget) => Float32Array,
 ): Record<string, TensorInput> {
-  const targets = adapter.config.raw.target_modules;
+  const targets = loraConfigOf(adapter, "training").raw.target_modules;
   const named = Array.isArray(targets)
     ? EMBEDDING_LAYERS.some((k) => targets.includes(k))
     : typeof targets === "string" && EMBEDDING_LAYERS.some((k) => targets.includes(k));

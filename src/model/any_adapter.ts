@@ -1,0 +1,50 @@
+/**
+ * One entry point for reading any adapter for a base: LoRA's loader, or a
+ * non-LoRA method's (merged mode only), chosen by the config's `peft_type`.
+ * @module
+ */
+import { type PathOrSource, resolveSource } from "../hub/resolve.ts";
+import { tunerConfigOf } from "../tuners/peek.ts";
+import { readTunedAdapter } from "../tuners/read.ts";
+import {
+  type AdapterOptions,
+  checkAdapterName,
+  type LoadedAdapter,
+  readAdapter,
+  readAdapterWeights,
+} from "./adapter.ts";
+import type { BaseModel } from "./base_model.ts";
+
+/**
+ * Reads and plans an adapter of any supported `peft_type` for a base, for
+ * the given mode (non-LoRA methods are refused outside merged mode).
+ *
+ * @example
+ * ```ts
+ * import { loadBaseModel } from "./base_model.ts";
+ * import { readAdapterFor } from "./any_adapter.ts";
+ * const base = await loadBaseModel("tests/fixtures/real/bases/llama-torchscript");
+ * const adapter = await readAdapterFor(base, "tests/fixtures/tuners/llama-ia3", "default", {}, "merged");
+ * adapter.config.peftType; // "IA3"
+ * ```
+ */
+export async function readAdapterFor(
+  base: BaseModel,
+  adapter: PathOrSource,
+  name: string,
+  options: AdapterOptions,
+  mode: string,
+): Promise<LoadedAdapter> {
+  const source = await resolveSource(adapter, options);
+  const values = await tunerConfigOf(source, options, mode);
+  if (!values) return await readAdapter(base.weights, source, name, options, base);
+  checkAdapterName(name);
+  const warnings: string[] = [];
+  const warn = (message: string) => {
+    warnings.push(message);
+    (options.onWarning ?? console.warn)(message);
+  };
+  const read = () => readAdapterWeights(source);
+  const { config, plan, weights, parameters } = await readTunedAdapter(base, read, values, source.location, warn);
+  return { name, location: source.location, config, plan, weights, parameters, warnings };
+}

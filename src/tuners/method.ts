@@ -1,0 +1,71 @@
+/**
+ * What each non-LoRA method tells the loader: its config parser, the tensor
+ * names it saves per module, and its merge math (the new dense weight of a
+ * module, from the base weight and the saved tensors, in float32).
+ * @module
+ */
+import type { TunerConfig } from "./config.ts";
+
+/** A saved tensor, upcast to float32. */
+export interface SavedTensor {
+  values: Float32Array;
+  shape: readonly number[];
+}
+
+/**
+ * One targeted module as a method's merge sees it. Weights are in PyTorch's
+ * `nn.Linear` layout, `[out, in]`, whatever the ONNX layout.
+ *
+ * @example
+ * ```ts
+ * import type { ModuleUpdate } from "./method.ts";
+ * const rows = (m: ModuleUpdate) => m.outFeatures;
+ * ```
+ */
+export interface ModuleUpdate {
+  /** Module name as PEFT saves it (`model.layers.0.self_attn.q_proj`). */
+  module: string;
+  outFeatures: number;
+  inFeatures: number;
+  /** A per-module tensor by its PEFT name (`hada_w1_a`), when saved. */
+  tensor(param: string): SavedTensor | undefined;
+  /** A tensor the method saves once for all modules (`vera_A`), when saved. */
+  shared(name: string): SavedTensor | undefined;
+  /** A fresh copy of the base weight, `[out, in]`. */
+  weight(): Float32Array;
+  /** A fresh copy of the base bias, when the module has one. */
+  bias(): Float32Array | undefined;
+}
+
+/** The new parameters of one module; absent ones stay as in the base. */
+export interface ModuleResult {
+  weight?: Float32Array;
+  bias?: Float32Array;
+}
+
+/**
+ * A PEFT method peft-edge merges.
+ *
+ * @example
+ * ```ts
+ * import type { TunerMethod } from "./method.ts";
+ * const saves = (m: TunerMethod) => m.params.join(", ");
+ * ```
+ */
+export interface TunerMethod {
+  /** Per-module tensor names, as in `<module>.<param>` keys. */
+  readonly params: readonly string[];
+  /** Tensors saved once under `base_model.<name>`. */
+  readonly shared?: readonly string[];
+  /** PEFT's message when it refuses transformers' `Conv1D` (GPT-2) for this method; unset where it adapts it. */
+  readonly conv1DRefusal?: string;
+  /**
+   * Set for methods whose tensors replace a module's own parameters (LN
+   * tuning): saved name -> parameter (`weight`, `bias`). `merge` is then unused.
+   */
+  readonly replaces?: Readonly<Record<string, "weight" | "bias">>;
+  parse(values: Readonly<Record<string, unknown>>, file?: string): TunerConfig;
+  /** Checks, for the whole adapter, before any module is merged (e.g. shared tensors present). */
+  check?(config: TunerConfig, shared: (name: string) => SavedTensor | undefined): void;
+  merge(m: ModuleUpdate, config: TunerConfig): ModuleResult;
+}
