@@ -205,15 +205,17 @@ export function adapterFeeds(branches: ReadonlyMap<string, LoraBranch>, active: 
       }
       offset += r;
     }
+    // Per-row branches take one set for every row as a leading dim of 1 (broadcast).
+    const lead = branch.rowsDim ? [1] : [];
     const tensor = (values: Float32Array, dims: number[]) =>
       branch.elementType === "float16"
-        ? new Tensor("float16", f32ToF16(values), dims)
-        : new Tensor("float32", values, dims);
+        ? new Tensor("float16", f32ToF16(values), [...lead, ...dims])
+        : new Tensor("float32", values, [...lead, ...dims]);
     feeds[branch.a] = tensor(a, [inF, rank]);
     feeds[branch.b] = tensor(b, [rank, outF]);
     if (branch.scale) {
       const dora = parts.find(({ patch }) => patch.magnitude)?.adapter.doraScales?.get(branch.module);
-      feeds[branch.scale] = tensor(dora ?? new Float32Array(outF).fill(1), [outF]);
+      feeds[branch.scale] = tensor(dora ?? new Float32Array(outF).fill(1), branch.rowsDim ? [1, outF] : [outF]);
     }
   }
   return feeds;
@@ -270,16 +272,38 @@ export class AdapterFeedCache {
    * ```
    */
   feeds(active: readonly ActiveAdapter[]): BranchFeeds {
-    const key = active.map((a) => {
+    return this.#cached(this.#key(active), () => adapterFeeds(this.#branches, active));
+  }
+
+  /**
+   * Mixed-batch feeds: row `i` runs with the adapters `rows[i]` (empty: the
+   * base), stacked by {@linkcode stackRowFeeds}; built once per list of sets.
+   *
+   * @example
+   * ```ts
+   * import { AdapterFeedCache } from "./dynamic_feeds.ts";
+   * console.log(new AdapterFeedCache(new Map()).rowFeeds([[], []])); // {}
+   * ```
+   */
+  rowFeeds(rows: readonly (readonly ActiveAdapter[])[]): BranchFeeds {
+    const key = `rows:${rows.map((r) => this.#key(r)).join("|")}`;
+    return this.#cached(key, () => stackRowFeeds(this.#branches, rows.map((r) => this.feeds(r))));
+  }
+
+  #key(active: readonly ActiveAdapter[]): string {
+    return active.map((a) => {
       let id = this.#ids.get(a.plan);
       if (id === undefined) this.#ids.set(a.plan, id = this.#nextId++);
       return `${id}*${a.weight ?? 1}`;
     }).join(",");
+  }
+
+  #cached(key: string, build: () => BranchFeeds): BranchFeeds {
     let feeds = this.#entries.get(key);
     if (feeds) {
       this.#entries.delete(key); // re-inserted below: most recently used last
     } else {
-      feeds = adapterFeeds(this.#branches, active);
+      feeds = build();
     }
     this.#entries.set(key, feeds);
     if (this.#entries.size > this.#limit) this.#entries.delete(this.#entries.keys().next().value!);
@@ -299,8 +323,78 @@ export class AdapterFeedCache {
     const id = this.#ids.get(plan);
     if (id === undefined) return;
     for (const key of [...this.#entries.keys()]) {
-      if (key.split(",").some((part) => part.startsWith(`${id}*`))) this.#entries.delete(key);
+      const parts = key.replace(/^rows:/, "").split(/[,|]/);
+      if (parts.some((part) => part.startsWith(`${id}*`))) this.#entries.delete(key);
     }
     this.#ids.delete(plan);
   }
+}
+
+type TensorArray = Float32Array | Uint16Array;
+
+/** `out` `[rows, outer, width]` row `row` gets `src` `[outer, w]` in its first `w` columns (the rest stay 0). */
+function padInto(out: TensorArray, row: number, outer: number, width: number, src: TensorArray, w: number) {
+  const base = row * outer * width;
+  if (w === width) {
+    out.set(src, base);
+    return;
+  }
+  for (let i = 0; i < outer; i++) out.set(src.subarray(i * w, (i + 1) * w), base + i * width);
+}
+
+/**
+ * Stacks per-row feed sets (each from {@linkcode adapterFeeds} on
+ * per-row branches, one set per batch row) into one mixed-batch feed: A
+ * `[rows, in, maxRank]`, B `[rows, maxRank, out]`, scale `[rows, 1, out]`.
+ * Rows of lower rank are padded with zeros, which add nothing (a zero column
+ * of A^T meets a zero row of B^T). Rows may share a set object.
+ *
+ * @throws {OnnxModelError} when a branch is not per-row (built without `perRow`).
+ * @example
+ * ```ts
+ * import { loadBaseModel } from "../model/base_model.ts";
+ * import { readAdapter } from "../model/adapter.ts";
+ * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+ * const adapter = await readAdapter(base.weights, "tests/fixtures/llama-tiny-lora-qv", "qv");
+ * import { addLoraBranches } from "../onnx/lora_branches.ts";
+ * import { adapterFeeds, loraPatches, stackRowFeeds } from "./dynamic_feeds.ts";
+ * const modules = loraPatches(adapter.plan).map((p) => p.module);
+ * const { branches } = addLoraBranches(base.onnx, base.weights, modules, { perRow: true });
+ * const qv = adapterFeeds(branches, [{ plan: adapter.plan, tensor: (k) => adapter.weights.toFloat32(k) }]);
+ * const off = adapterFeeds(branches, []);
+ * const feeds = stackRowFeeds(branches, [qv, off, qv]); // rows 0 and 2 with the adapter, row 1 the base
+ * ```
+ */
+export function stackRowFeeds(branches: ReadonlyMap<string, LoraBranch>, rows: readonly BranchFeeds[]): BranchFeeds {
+  const feeds: BranchFeeds = {};
+  const n = rows.length;
+  for (const branch of branches.values()) {
+    if (!branch.rowsDim) {
+      throw new OnnxModelError("mixed batches need per-row branches (addLoraBranches with perRow)", {
+        key: branch.module,
+      });
+    }
+    const { inFeatures: inF, outFeatures: outF } = branch;
+    const ranks = rows.map((r) => r[branch.a].dims[2]);
+    const rank = Math.max(0, ...ranks);
+    const make = (size: number): TensorArray =>
+      branch.elementType === "float16" ? new Uint16Array(size) : new Float32Array(size);
+    const a = make(n * inF * rank);
+    const b = make(n * rank * outF);
+    rows.forEach((r, i) => {
+      padInto(a, i, inF, rank, r[branch.a].data as TensorArray, ranks[i]);
+      // B^T rows past a row's rank stay 0: its rows are contiguous.
+      b.set(r[branch.b].data as TensorArray, i * rank * outF);
+    });
+    const tensor = (data: TensorArray, dims: number[]) =>
+      data instanceof Uint16Array ? new Tensor("float16", data, dims) : new Tensor("float32", data, dims);
+    feeds[branch.a] = tensor(a, [n, inF, rank]);
+    feeds[branch.b] = tensor(b, [n, rank, outF]);
+    if (branch.scale) {
+      const scale = make(n * outF);
+      rows.forEach((r, i) => scale.set(r[branch.scale!].data as TensorArray, i * outF));
+      feeds[branch.scale] = tensor(scale, [n, 1, outF]);
+    }
+  }
+  return feeds;
 }

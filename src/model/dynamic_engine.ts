@@ -8,7 +8,7 @@
  * @module
  */
 import type { ModelSession } from "./model_session.ts";
-import { AdapterFeedCache, doraScales, loraPatches } from "../lora/dynamic_feeds.ts";
+import { type ActiveAdapter, AdapterFeedCache, doraScales, loraPatches } from "../lora/dynamic_feeds.ts";
 import type { AdapterTensorReader } from "../lora/readers.ts";
 import type { LoraPatch } from "../lora/plan.ts";
 import { addLoraBranches } from "../onnx/lora_branches.ts";
@@ -57,7 +57,8 @@ async function buildGraph(
   modules: ReadonlySet<string>,
   dora: ReadonlySet<string>,
 ): Promise<BranchGraph> {
-  const { model, branches } = addLoraBranches(base.onnx, base.weights, modules, { dora });
+  // Per-row inputs: one session runs a single adapter set (rows dim 1) or mixed batches alike.
+  const { model, branches } = addLoraBranches(base.onnx, base.weights, modules, { dora, perRow: true });
   const session = await createSession(model, base.externalData, base.settings, base.file);
   const onGpu = base.device === "webgpu" ? new WeakMap<Feeds, Promise<Feeds>>() : undefined;
   return { session, modules, dora, feeds: new AdapterFeedCache(branches), onGpu };
@@ -78,17 +79,25 @@ function engine(
   graph: BranchGraph | undefined,
   adapters: ReadonlyMap<string, Prepared>,
 ): AdapterEngine {
+  const activeOf = (active: readonly WeightedAdapter[]): ActiveAdapter[] =>
+    active.map(({ adapter, weight }) => {
+      const prepared = adapters.get(adapter.name)!;
+      return { plan: adapter.plan, tensor: prepared.tensor, weight, doraScales: prepared.doraScales };
+    });
+  const onGraph = (g: BranchGraph, feeds: Feeds) => {
+    if (!g.onGpu) return { session: g.session, feeds };
+    let gpu = g.onGpu.get(feeds);
+    if (!gpu) g.onGpu.set(feeds, gpu = uploaded(feeds));
+    return { session: g.session, feeds: gpu };
+  };
   return {
     runnable(active: readonly WeightedAdapter[]) {
       if (active.length === 0 || !graph) return { session: base.session, feeds: {} };
-      const feeds = graph.feeds.feeds(active.map(({ adapter, weight }) => {
-        const prepared = adapters.get(adapter.name)!;
-        return { plan: adapter.plan, tensor: prepared.tensor, weight, doraScales: prepared.doraScales };
-      }));
-      if (!graph.onGpu) return { session: graph.session, feeds };
-      let gpu = graph.onGpu.get(feeds);
-      if (!gpu) graph.onGpu.set(feeds, gpu = uploaded(feeds));
-      return { session: graph.session, feeds: gpu };
+      return onGraph(graph, graph.feeds.feeds(activeOf(active)));
+    },
+    rowsRunnable(rows: readonly (readonly WeightedAdapter[])[]) {
+      if (!graph || rows.every((r) => r.length === 0)) return { session: base.session, feeds: {} };
+      return onGraph(graph, graph.feeds.rowFeeds(rows.map(activeOf)));
     },
     async add(adapter: LoadedAdapter) {
       const patches = loraPatches(adapter.plan);

@@ -27,7 +27,9 @@
  * @module
  */
 import {
+  AttributeProto_AttributeType,
   AttributeProtoSchema,
+  create,
   type GraphProto,
   GraphProtoSchema,
   type ModelProto,
@@ -38,7 +40,7 @@ import {
   type ValueInfoProto,
 } from "../deps/onnx_proto.ts";
 import { OnnxModelError, UnsupportedError } from "../errors.ts";
-import { makeNode, nameAllocator, tensorValueInfo, usedNames } from "./graph_parts.ts";
+import { makeNode, nameAllocator, rawTensor, tensorValueInfo, usedNames } from "./graph_parts.ts";
 import { edited } from "./proto_edit.ts";
 import { indexWeights } from "./weight_index.ts";
 import type { ModuleKind, WeightIndex, WeightTarget } from "./weight_target.ts";
@@ -66,6 +68,12 @@ export interface LoraBranch {
   outFeatures: number;
   /** The symbolic dimension name of this branch's rank. */
   rankDim: string;
+  /**
+   * Per-row branches only (`perRow`): the symbolic name of the inputs' leading
+   * dim, 1 (one adapter set for every row, broadcast) or the batch size (one
+   * per row). A is then `[rows, in, rank]`, B `[rows, rank, out]`, scale `[rows, 1, out]`.
+   */
+  rowsDim?: string;
   /** Element type of the branch inputs: the projection's own float type, so a float16 base stays float16. */
   elementType: "float32" | "float16";
 }
@@ -98,6 +106,12 @@ function branchElementType(model: ModelProto, target: WeightTarget): "float32" |
 export interface LoraBranchOptions {
   /** Modules (among those branched) that get the DoRA form with a `scale` input. */
   dora?: Iterable<string>;
+  /**
+   * Give every input a leading rows dim (see {@linkcode LoraBranch.rowsDim}),
+   * so a batch can run a different adapter on each row (mixed batches); fed
+   * with 1 there, every row shares one adapter set. Default false: 2-D inputs.
+   */
+  perRow?: boolean;
 }
 
 /** Where a branch attaches: the node producing the module's float output. */
@@ -156,6 +170,62 @@ class GraphEdits {
   }
 }
 
+/** An int64 constant node. */
+function int64Constant(values: readonly number[], dims: readonly number[], output: string, name: string): NodeProto {
+  const bytes = new Uint8Array(BigInt64Array.from(values, BigInt).buffer);
+  const value = rawTensor(output, TensorProto_DataType.INT64, dims, bytes);
+  const node = makeNode("Constant", [], [output], name);
+  node.attribute.push(
+    create(AttributeProtoSchema, { name: "value", type: AttributeProto_AttributeType.TENSOR, t: value }),
+  );
+  return node;
+}
+
+/**
+ * Per-row embedding LoRA: row i's ids index its own `[num, rank]` slice of A
+ * `[rows, num, rank]`. A is flattened to `[rows * num, rank]` and the ids
+ * offset by `i * num` (offsets `[rows, 1]` broadcast over `[batch, seq]`;
+ * with rows = 1 the offset is 0 and every row reads the one table).
+ */
+function rowGather(
+  branch: LoraBranch,
+  ids: string,
+  xa: string,
+  scope: string,
+  fresh: (name: string) => string,
+): NodeProto[] {
+  const p = `lora.${branch.module}/rows`;
+  const [zero, one, num, col, shape, rows, range, offsets, offsets2, ids64, shifted, flat] = [
+    "zero",
+    "one",
+    "num",
+    "col",
+    "shape",
+    "count",
+    "range",
+    "offsets",
+    "offsets2",
+    "ids64",
+    "ids_shifted",
+    "A_flat",
+  ].map((n) => fresh(`${p}/${n}`));
+  return [
+    int64Constant([0], [], zero, `${scope}lora_rows_zero`),
+    int64Constant([1], [], one, `${scope}lora_rows_one`),
+    int64Constant([branch.inFeatures], [], num, `${scope}lora_rows_num`),
+    int64Constant([-1, 1], [2], col, `${scope}lora_rows_col`),
+    makeNode("Shape", [branch.a], [shape], `${scope}lora_rows_Shape`),
+    makeNode("Gather", [shape, zero], [rows], `${scope}lora_rows_Gather`, { axis: 0 }),
+    makeNode("Range", [zero, rows, one], [range], `${scope}lora_rows_Range`),
+    makeNode("Mul", [range, num], [offsets], `${scope}lora_rows_Mul`),
+    makeNode("Reshape", [offsets, col], [offsets2], `${scope}lora_rows_Reshape`),
+    makeNode("Cast", [ids], [ids64], `${scope}lora_rows_Cast`, { to: TensorProto_DataType.INT64 }),
+    makeNode("Add", [ids64, offsets2], [shifted], `${scope}lora_rows_Add`),
+    makeNode("Flatten", [branch.a], [flat], `${scope}lora_rows_Flatten`, { axis: 2 }),
+    makeNode("Gather", [flat, shifted], [xa], `${scope}lora_A_Gather`, { axis: 0 }),
+  ];
+}
+
 function insertBranch(
   nodes: readonly NodeProto[],
   { branch, target }: Planned,
@@ -191,9 +261,11 @@ function insertBranch(
   const xa = fresh(`${prefix}/xA`);
   const delta = fresh(`${prefix}/delta`);
   const added: NodeProto[] = [
-    target.kind === "embedding"
-      ? makeNode("Gather", [branch.a, site.x], [xa], `${scope}lora_A_Gather`, { axis: 0 })
-      : makeNode("MatMul", [site.x, branch.a], [xa], `${scope}lora_A_MatMul`),
+    ...(target.kind !== "embedding"
+      ? [makeNode("MatMul", [site.x, branch.a], [xa], `${scope}lora_A_MatMul`)]
+      : branch.rowsDim
+      ? rowGather(branch, site.x, xa, scope, fresh)
+      : [makeNode("Gather", [branch.a, site.x], [xa], `${scope}lora_A_Gather`, { axis: 0 })]),
     makeNode("MatMul", [xa, branch.b], [delta], `${scope}lora_B_MatMul`),
   ];
   if (!branch.scale) {
@@ -305,6 +377,8 @@ export function addLoraBranches(
     }
     const prefix = `lora.${module}`;
     const rankDim = `${prefix}.rank`;
+    const rowsDim = options.perRow ? `${prefix}.rows` : undefined;
+    const lead = rowsDim ? [rowsDim] : [];
     const a = inputName(`${prefix}.A`, module);
     const b = inputName(`${prefix}.B`, module);
     const scale = isDora ? inputName(`${prefix}.scale`, module) : undefined;
@@ -312,10 +386,12 @@ export function addLoraBranches(
     const F = elementType === "float16" ? TensorProto_DataType.FLOAT16 : TensorProto_DataType.FLOAT;
     // Fed pre-transposed ([in, rank], [rank, out]) so a run does no Transpose of its own.
     inputs.push(
-      tensorValueInfo(a, F, [target.inFeatures, rankDim]),
-      tensorValueInfo(b, F, [rankDim, target.outFeatures]),
+      tensorValueInfo(a, F, [...lead, target.inFeatures, rankDim]),
+      tensorValueInfo(b, F, [...lead, rankDim, target.outFeatures]),
     );
-    if (scale) inputs.push(tensorValueInfo(scale, F, [target.outFeatures]));
+    if (scale) {
+      inputs.push(tensorValueInfo(scale, F, rowsDim ? [rowsDim, 1, target.outFeatures] : [target.outFeatures]));
+    }
     const branch: LoraBranch = {
       module,
       kind: target.kind,
@@ -325,6 +401,7 @@ export function addLoraBranches(
       inFeatures: target.inFeatures,
       outFeatures: target.outFeatures,
       rankDim,
+      ...(rowsDim ? { rowsDim } : {}),
       elementType,
     };
     branches.set(module, branch);
