@@ -12,16 +12,27 @@ import {
   realPath,
 } from "./support/real_fixtures.ts";
 
-/** Adapters made by PEFT for the llama bases that dynamic mode runs, with different ranks and targets. */
-const ADAPTERS = [
-  "llama-lora-attn",
-  "llama-dora",
-  "llama-rslora",
-  "llama-rank-pattern",
-  "llama-embed",
-  "llama-lora-all-linear",
-  "llama-layers",
-  "llama-regex",
+/**
+ * Real PEFT adapters that dynamic mode runs, per base: different ranks and
+ * targets, embeddings, DoRA, trained biases (qwen2), Conv1D/Gemm (gpt2) and
+ * flattened dynamo projections (gpt2, opt) that branch through `[rows, n, in]`.
+ */
+const CASES: ReadonlyArray<[base: string, adapters: string[]]> = [
+  ["llama-torchscript", [
+    "llama-lora-attn",
+    "llama-dora",
+    "llama-rslora",
+    "llama-rank-pattern",
+    "llama-embed",
+    "llama-lora-all-linear",
+    "llama-layers",
+    "llama-regex",
+  ]],
+  ["llama-dynamo", ["llama-lora-attn", "llama-dora", "llama-embed", "llama-rank-pattern"]],
+  ["qwen2-torchscript", ["qwen2-bias-lora-only", "qwen2-lora-attn", "qwen2-lora-all-linear"]],
+  ["gpt2-torchscript", ["gpt2-lora-attn", "gpt2-embed", "gpt2-lora-all-linear"]],
+  ["gpt2-dynamo", ["gpt2-lora-attn", "gpt2-embed", "gpt2-lora-all-linear"]],
+  ["opt-dynamo", ["opt-dora-all-linear", "opt-lora-attn"]],
 ];
 
 /** The int64 feeds of several batches stacked along the batch dim. */
@@ -49,8 +60,8 @@ function rowsOf(logits: Tensor, from: number, count: number): Float32Array {
   return (logits.data as Float32Array).slice(from * per, (from + count) * per);
 }
 
-for (const baseName of ["llama-torchscript", "llama-dynamo"]) {
-  test(`${baseName}: one mixed batch over ${ADAPTERS.length} real PEFT adapters and the base gives PEFT's logits per row, and each row's run alone`, async () => {
+for (const [baseName, ADAPTERS] of CASES) {
+  test(`${baseName}: one mixed batch over ${ADAPTERS.join(", ")} and the base gives PEFT's logits per row, and each row's run alone`, async () => {
     const m = await realManifest();
     const base = baseNamed(m, baseName);
     const variant = base.variants.find((v) => v.dtype === "fp32")!;
@@ -62,7 +73,7 @@ for (const baseName of ["llama-torchscript", "llama-dynamo"]) {
     });
     for (const a of adapters.slice(1)) await peft.loadAdapter(realPath(a.path), a.name, { onWarning: () => {} });
     // Base rows in the middle, so padded and unpadded rows of every kind sit side by side.
-    const names = [...ADAPTERS.slice(0, 4), BASE_ADAPTER, ...ADAPTERS.slice(4)];
+    const names = [...ADAPTERS.slice(0, 2), BASE_ADAPTER, ...ADAPTERS.slice(2)];
     const expected: RealExpected[] = [];
     for (const name of names) {
       expected.push(await realExpected(name === BASE_ADAPTER ? base.path : `adapters/${name}`, base.inputs));

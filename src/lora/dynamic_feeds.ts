@@ -40,6 +40,8 @@ export interface ActiveAdapter {
   weight?: number;
   /** DoRA scales per module from {@linkcode doraScales}; required for every DoRA patch. */
   doraScales?: ReadonlyMap<string, Float32Array>;
+  /** Bias deltas per module from {@linkcode biasDeltas}; required for `lora_bias` and trained-bias patches. */
+  biasDeltas?: ReadonlyMap<string, Float32Array>;
 }
 
 /**
@@ -106,19 +108,81 @@ export function doraScales(
   return scales;
 }
 
+/**
+ * What each module's `bias` branch input takes for one adapter, summed per
+ * module: `s * lora_B.bias` for `lora_bias`, and a trained bias (`bias:
+ * "all"` / `"lora_only"`, a saved `base_layer.bias`) minus the base's, so
+ * `x W + b_base + delta` is the adapter's `x W + b`. Computed once at load.
+ *
+ * @example
+ * ```ts
+ * import { biasDeltas } from "./dynamic_feeds.ts";
+ * biasDeltas({ patches: [], unmatchedKeys: [], missingModules: [] }, () => new Float32Array(), () => new Float32Array()); // empty map
+ * ```
+ */
+export function biasDeltas(
+  plan: AdapterPlan,
+  baseBias: (target: WeightTarget) => Float32Array,
+  tensor: AdapterTensorReader,
+): Map<string, Float32Array> {
+  const deltas = new Map<string, Float32Array>();
+  const add = (module: string, values: Float32Array, factor: number) => {
+    let d = deltas.get(module);
+    if (!d) deltas.set(module, d = new Float32Array(values.length));
+    for (let i = 0; i < d.length; i++) d[i] += factor * values[i];
+  };
+  for (const p of plan.patches) {
+    if (p.kind === "lora" && p.bias) add(p.module, tensor(p.bias), p.scale);
+    if (p.kind === "replace" && p.param === "bias") {
+      add(p.module, tensor(p.key), 1);
+      add(p.module, baseBias(p.target), -1);
+    }
+  }
+  return deltas;
+}
+
+/** Modules whose branch needs a `bias` input for this plan. */
+export function biasModules(plan: AdapterPlan): string[] {
+  return plan.patches.filter((p) => p.kind === "lora" ? p.bias !== undefined : p.param === "bias").map((p) => p.module);
+}
+
 /** Checks that every patch of every active adapter can be fed to the branches. */
 function checkPlans(branches: ReadonlyMap<string, LoraBranch>, active: readonly ActiveAdapter[]) {
   const perModule = new Map<string, number>();
-  for (const { plan, weight = 1, doraScales } of active) {
+  const replacedBias = new Set<string>();
+  for (const { plan, weight = 1, doraScales, biasDeltas } of active) {
     if (!Number.isFinite(weight)) throw new UnsupportedError(`adapter weight must be a finite number, got ${weight}`);
     for (const p of plan.patches) {
-      if (p.kind === "replace") {
+      if (p.kind === "replace" && p.param === "weight") {
         throw new UnsupportedError(
-          `replaces the module's ${p.param} (modules_to_save / trained bias), which cannot be switched per run; merge this adapter instead`,
+          `replaces the module's weight (modules_to_save), which cannot be switched per run; merge this adapter instead`,
           { key: p.module },
         );
       }
       const branch = branches.get(p.module);
+      if (p.kind === "replace" || p.bias) {
+        if (!branch?.bias) {
+          throw new OnnxModelError("the adapter changes this module's bias but its branch has no bias input", {
+            key: p.module,
+          });
+        }
+        if (!biasDeltas?.has(p.module)) {
+          throw new UnsupportedError("bias patch without its biasDeltas entry", { key: p.module });
+        }
+      }
+      if (p.kind === "replace") {
+        // A replaced bias is the adapter's own value, not a delta that scales or sums.
+        if (weight !== 1) {
+          throw new UnsupportedError("an adapter with trained biases cannot be weighted", { key: p.module });
+        }
+        if (replacedBias.has(p.module)) {
+          throw new UnsupportedError("several active adapters replace this module's bias; activate one of them", {
+            key: p.module,
+          });
+        }
+        replacedBias.add(p.module);
+        continue;
+      }
       if (!branch) {
         throw new OnnxModelError(
           "the graph has no LoRA branch for this module; add branches for every module the adapters touch",
@@ -126,11 +190,6 @@ function checkPlans(branches: ReadonlyMap<string, LoraBranch>, active: readonly 
             key: p.module,
           },
         );
-      }
-      if (p.bias) {
-        throw new UnsupportedError("lora_B.bias (lora_bias) cannot be applied unmerged; merge this adapter instead", {
-          key: p.module,
-        });
       }
       if (p.magnitude) {
         if (!branch.scale) {
@@ -216,6 +275,15 @@ export function adapterFeeds(branches: ReadonlyMap<string, LoraBranch>, active: 
     if (branch.scale) {
       const dora = parts.find(({ patch }) => patch.magnitude)?.adapter.doraScales?.get(branch.module);
       feeds[branch.scale] = tensor(dora ?? new Float32Array(outF).fill(1), branch.rowsDim ? [1, outF] : [outF]);
+    }
+    if (branch.bias) {
+      const sum = new Float32Array(outF);
+      for (const adapter of active) {
+        const d = adapter.biasDeltas?.get(branch.module);
+        const w = adapter.weight ?? 1;
+        if (d) { for (let o = 0; o < outF; o++) sum[o] += w * d[o]; }
+      }
+      feeds[branch.bias] = tensor(sum, branch.rowsDim ? [1, outF] : [outF]);
     }
   }
   return feeds;
@@ -390,10 +458,11 @@ export function stackRowFeeds(branches: ReadonlyMap<string, LoraBranch>, rows: r
       data instanceof Uint16Array ? new Tensor("float16", data, dims) : new Tensor("float32", data, dims);
     feeds[branch.a] = tensor(a, [n, inF, rank]);
     feeds[branch.b] = tensor(b, [n, rank, outF]);
-    if (branch.scale) {
-      const scale = make(n * outF);
-      rows.forEach((r, i) => scale.set(r[branch.scale!].data as TensorArray, i * outF));
-      feeds[branch.scale] = tensor(scale, [n, 1, outF]);
+    for (const name of [branch.scale, branch.bias]) {
+      if (!name) continue;
+      const vector = make(n * outF);
+      rows.forEach((r, i) => vector.set(r[name].data as TensorArray, i * outF));
+      feeds[name] = tensor(vector, [n, 1, outF]);
     }
   }
   return feeds;

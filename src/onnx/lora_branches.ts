@@ -64,6 +64,12 @@ export interface LoraBranch {
   b: string;
   /** Input name of the DoRA scale, float32 `[outFeatures]` (DoRA branches only). */
   scale?: string;
+  /**
+   * Input name of a bias delta `[outFeatures]` added to the output (bias
+   * branches only): `s * lora_B.bias` (`lora_bias`) and/or a trained bias
+   * minus the base's (`bias: "all"`, `"lora_only"`, `base_layer.bias`).
+   */
+  bias?: string;
   inFeatures: number;
   outFeatures: number;
   /** The symbolic dimension name of this branch's rank. */
@@ -112,6 +118,8 @@ export interface LoraBranchOptions {
    * with 1 there, every row shares one adapter set. Default false: 2-D inputs.
    */
   perRow?: boolean;
+  /** Modules (among those branched, not DoRA) that get a `bias` delta input. */
+  bias?: Iterable<string>;
 }
 
 /** Where a branch attaches: the node producing the module's float output. */
@@ -226,11 +234,61 @@ function rowGather(
   ];
 }
 
+/** Known tensor ranks of a graph (value_info, inputs, outputs; subgraphs see their outer graph's too). */
+function knownRanks(graph: GraphProto, outer: ReadonlyMap<string, number> = new Map()): Map<string, number> {
+  const ranks = new Map(outer);
+  for (const v of [...graph.input, ...graph.output, ...graph.valueInfo]) {
+    const type = v.type?.value;
+    if (type?.case === "tensorType" && type.value.shape) ranks.set(v.name, type.value.shape.dim.length);
+  }
+  return ranks;
+}
+
+/**
+ * A per-row branch's input `x` as `[rows, n, in]`, for projections whose
+ * input is not `[batch, seq, in]` (Gemm's `[batch * seq, in]`, dynamo's
+ * flattened views): the rows are contiguous in any such layout, batch first.
+ * `back(t, y)` reshapes a `[rows, n, out]` result to the output's shape;
+ * `rowsOf(t, out)` the output-shaped `t` to `[rows, n, out]`.
+ */
+function rowReshapes(branch: LoraBranch, x: string, base: string, scope: string, fresh: (name: string) => string) {
+  const p = `lora.${branch.module}/rows`;
+  const name = (n: string) => fresh(`${p}/${n}`);
+  const [zero, rest, restOut, shapeA, rows, target, targetOut, x3, shapeY] = [
+    "zero",
+    "rest",
+    "rest_out",
+    "shapeA",
+    "count",
+    "x_shape",
+    "out_shape",
+    "x3",
+    "y_shape",
+  ].map(name);
+  const before = [
+    int64Constant([0], [1], zero, `${scope}lora_rows_zero`),
+    int64Constant([-1, branch.inFeatures], [2], rest, `${scope}lora_rows_rest`),
+    makeNode("Shape", [branch.a], [shapeA], `${scope}lora_rows_ShapeA`),
+    makeNode("Gather", [shapeA, zero], [rows], `${scope}lora_rows_GatherA`, { axis: 0 }),
+    makeNode("Concat", [rows, rest], [target], `${scope}lora_rows_Concat`, { axis: 0 }),
+    makeNode("Reshape", [x, target], [x3], `${scope}lora_rows_ReshapeX`),
+    makeNode("Shape", [base], [shapeY], `${scope}lora_rows_ShapeY`),
+  ];
+  const back = (t: string, y: string) => [makeNode("Reshape", [t, shapeY], [y], `${scope}lora_rows_ReshapeBack`)];
+  const rowsOf = (t: string, out: string) => [
+    int64Constant([-1, branch.outFeatures], [2], restOut, `${scope}lora_rows_rest_out`),
+    makeNode("Concat", [rows, restOut], [targetOut], `${scope}lora_rows_ConcatOut`, { axis: 0 }),
+    makeNode("Reshape", [t, targetOut], [out], `${scope}lora_rows_ReshapeBase`),
+  ];
+  return { x: x3, before, back, rowsOf };
+}
+
 function insertBranch(
   nodes: readonly NodeProto[],
   { branch, target }: Planned,
   edits: GraphEdits,
   fresh: (name: string) => string,
+  ranks: ReadonlyMap<string, number>,
 ) {
   const module = branch.module;
   const site = siteOf(nodes, target);
@@ -260,23 +318,45 @@ function insertBranch(
 
   const xa = fresh(`${prefix}/xA`);
   const delta = fresh(`${prefix}/delta`);
+  // Per-row linear branches on inputs not known to be [batch, seq, in] go through [rows, n, in].
+  const reshaped = branch.rowsDim && target.kind !== "embedding" &&
+      (nodes[site.producer].opType === "Gemm" || (ranks.get(site.x) ?? 3) !== 3)
+    ? rowReshapes(branch, site.x, base, scope, fresh)
+    : undefined;
   const added: NodeProto[] = [
+    ...(reshaped?.before ?? []),
     ...(target.kind !== "embedding"
-      ? [makeNode("MatMul", [site.x, branch.a], [xa], `${scope}lora_A_MatMul`)]
+      ? [makeNode("MatMul", [reshaped?.x ?? site.x, branch.a], [xa], `${scope}lora_A_MatMul`)]
       : branch.rowsDim
       ? rowGather(branch, site.x, xa, scope, fresh)
       : [makeNode("Gather", [branch.a, site.x], [xa], `${scope}lora_A_Gather`, { axis: 0 })]),
     makeNode("MatMul", [xa, branch.b], [delta], `${scope}lora_B_MatMul`),
   ];
+  // The bias delta and DoRA scale are per row: applied where the rows are a dim of their own.
+  let d = delta;
+  if (branch.bias) {
+    const withBias = fresh(`${prefix}/delta_bias`);
+    added.push(makeNode("Add", [d, branch.bias], [withBias], `${scope}lora_bias_delta_Add`));
+    d = withBias;
+  }
   if (!branch.scale) {
-    added.push(makeNode("Add", [base, delta], [site.y], `${scope}lora_Add`));
+    if (reshaped) {
+      const flat = fresh(`${prefix}/delta_out`);
+      added.push(...reshaped.back(d, flat));
+      d = flat;
+    }
+    added.push(makeNode("Add", [base, d], [site.y], `${scope}lora_Add`));
   } else {
     const sum = fresh(`${prefix}/sum`);
     const scaled = splitBias !== undefined ? fresh(`${prefix}/scaled`) : site.y;
+    const base3 = reshaped ? fresh(`${prefix}/base_rows`) : base;
+    if (reshaped) added.push(...reshaped.rowsOf(base, base3));
+    const scaledRows = reshaped ? fresh(`${prefix}/scaled_rows`) : scaled;
     added.push(
-      makeNode("Add", [base, delta], [sum], `${scope}lora_Add`),
-      makeNode("Mul", [sum, branch.scale], [scaled], `${scope}lora_dora_Mul`),
+      makeNode("Add", [base3, d], [sum], `${scope}lora_Add`),
+      makeNode("Mul", [sum, branch.scale], [scaledRows], `${scope}lora_dora_Mul`),
     );
+    if (reshaped) added.push(...reshaped.back(scaledRows, scaled));
     if (splitBias !== undefined) added.push(makeNode("Add", [scaled, splitBias], [site.y], `${scope}lora_bias_Add`));
   }
   edits.after.set(site.producer, added);
@@ -292,6 +372,7 @@ function branchSubgraphs(
   ifIndex: number,
   planned: readonly Planned[],
   fresh: (name: string) => string,
+  ranks: ReadonlyMap<string, number>,
 ): NodeProto {
   const node = graph.node[ifIndex];
   const attribute = node.attribute.map((attr) => {
@@ -307,7 +388,7 @@ function branchSubgraphs(
           key: p.branch.module,
         });
       }
-      insertBranch(attr.g.node, { branch: p.branch, target }, edits, fresh);
+      insertBranch(attr.g.node, { branch: p.branch, target }, edits, fresh, knownRanks(attr.g, ranks));
     }
     return edited(AttributeProtoSchema, attr, {
       g: edited(GraphProtoSchema, attr.g, { node: edits.apply(attr.g.node) }),
@@ -349,6 +430,15 @@ export function addLoraBranches(
   for (const m of dora) {
     if (!wanted.includes(m)) throw new OnnxModelError("DoRA module is not among the modules to branch", { key: m });
   }
+  const biased = new Set(options.bias ?? []);
+  for (const m of biased) {
+    if (!wanted.includes(m)) throw new OnnxModelError("bias module is not among the modules to branch", { key: m });
+    if (dora.has(m)) {
+      throw new UnsupportedError("a bias delta on a DoRA module is not supported (PEFT scales it with DoRA)", {
+        key: m,
+      });
+    }
+  }
   const taken = usedNames(graph);
   const fresh = nameAllocator(taken);
   const inputName = (name: string, module: string) => {
@@ -366,6 +456,7 @@ export function addLoraBranches(
   const branches = new Map<string, LoraBranch>();
   const top = new GraphEdits();
   const inIf = new Map<number, Planned[]>();
+  const ranks = knownRanks(graph);
 
   for (const module of wanted) {
     // Hugging Face names (as plans carry them) resolve to the export's own.
@@ -382,6 +473,7 @@ export function addLoraBranches(
     const a = inputName(`${prefix}.A`, module);
     const b = inputName(`${prefix}.B`, module);
     const scale = isDora ? inputName(`${prefix}.scale`, module) : undefined;
+    const bias = biased.has(module) ? inputName(`${prefix}.bias`, module) : undefined;
     const elementType = branchElementType(model, target);
     const F = elementType === "float16" ? TensorProto_DataType.FLOAT16 : TensorProto_DataType.FLOAT;
     // Fed pre-transposed ([in, rank], [rank, out]) so a run does no Transpose of its own.
@@ -389,15 +481,16 @@ export function addLoraBranches(
       tensorValueInfo(a, F, [...lead, target.inFeatures, rankDim]),
       tensorValueInfo(b, F, [...lead, rankDim, target.outFeatures]),
     );
-    if (scale) {
-      inputs.push(tensorValueInfo(scale, F, rowsDim ? [rowsDim, 1, target.outFeatures] : [target.outFeatures]));
-    }
+    const vector = rowsDim ? [rowsDim, 1, target.outFeatures] : [target.outFeatures];
+    if (scale) inputs.push(tensorValueInfo(scale, F, vector));
+    if (bias) inputs.push(tensorValueInfo(bias, F, vector));
     const branch: LoraBranch = {
       module,
       kind: target.kind,
       a,
       b,
       scale,
+      ...(bias ? { bias } : {}),
       inFeatures: target.inFeatures,
       outFeatures: target.outFeatures,
       rankDim,
@@ -408,10 +501,12 @@ export function addLoraBranches(
     if (target.inSubgraph) {
       inIf.set(target.readerIndex, [...(inIf.get(target.readerIndex) ?? []), { branch, target }]);
     } else {
-      insertBranch(graph.node, { branch, target }, top, fresh);
+      insertBranch(graph.node, { branch, target }, top, fresh, ranks);
     }
   }
-  for (const [ifIndex, planned] of inIf) top.replaced.set(ifIndex, branchSubgraphs(graph, ifIndex, planned, fresh));
+  for (const [ifIndex, planned] of inIf) {
+    top.replaced.set(ifIndex, branchSubgraphs(graph, ifIndex, planned, fresh, ranks));
+  }
 
   const branched = edited(GraphProtoSchema, graph, { node: top.apply(graph.node), input: [...graph.input, ...inputs] });
   return { model: edited(ModelProtoSchema, model, { graph: branched }), branches };
