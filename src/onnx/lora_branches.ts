@@ -241,8 +241,42 @@ function knownRanks(graph: GraphProto, outer: ReadonlyMap<string, number> = new 
     const type = v.type?.value;
     if (type?.case === "tensorType" && type.value.shape) ranks.set(v.name, type.value.shape.dim.length);
   }
+  for (const t of graph.initializer) ranks.set(t.name, t.dims.length);
+  // A light propagation through the ops that keep or combine ranks plainly (exports often omit value_info).
+  for (const node of graph.node) {
+    const out = node.output[0];
+    if (out === undefined || ranks.has(out)) continue;
+    const inputs = node.input.filter((i) => i !== "").map((i) => ranks.get(i));
+    if (inputs.length === 0 || inputs.some((r) => r === undefined)) continue;
+    const known = inputs as number[];
+    let rank: number | undefined;
+    if (SAME_RANK.has(node.opType)) rank = known[0];
+    else if (BROADCAST.has(node.opType)) rank = Math.max(...known);
+    else if (node.opType === "Gather" && known.length === 2) rank = known[0] - 1 + known[1];
+    else if (node.opType === "Gemm") rank = 2;
+    if (rank !== undefined) ranks.set(out, rank);
+  }
   return ranks;
 }
+
+const SAME_RANK = new Set([
+  "Cast",
+  "Identity",
+  "Relu",
+  "Sigmoid",
+  "Tanh",
+  "Neg",
+  "Sqrt",
+  "Reciprocal",
+  "Erf",
+  "Softmax",
+  "Gelu",
+  "Silu",
+  "LayerNormalization",
+  "SimplifiedLayerNormalization",
+  "SkipSimplifiedLayerNormalization",
+]);
+const BROADCAST = new Set(["Add", "Sub", "Mul", "Div", "Pow", "Where", "MatMul"]);
 
 /**
  * A per-row branch's input `x` as `[rows, n, in]`, for projections whose
