@@ -58,6 +58,7 @@ export type {
   GenerationResult,
   Prompt,
 } from "./src/generate/mod.ts";
+export type { BatchGenerateOptions } from "./src/generate/batch_generate.ts";
 export {
   type AdapterInfo,
   type AdapterLocation,

@@ -12,7 +12,8 @@
  *   then release. Target: merged-rebuild / dynamic-switch >= 20.
  * - group `decode`: one decode step (one run, seq = 1) with one adapter,
  *   `merged-run` (baseline) against `dynamic-run` (the same adapter fed to
- *   the LoRA side branches). Target: dynamic-run / merged-run <= 1.3.
+ *   the LoRA side branches), and `base-run` (no adapter) for the issue's
+ *   dynamic / base ratio. Target: dynamic-run / merged-run <= 1.3.
  *
  * Deno's summary prints each bench's time relative to its group's baseline,
  * which is the ratio the target names.
@@ -62,6 +63,10 @@ Deno.bench({ name: "merged-rebuild", group: "switch" }, async () => {
 
 Deno.bench({ name: "merged-run", group: "decode", baseline: true }, async () => {
   await merged.run(feeds);
+});
+
+Deno.bench({ name: "base-run", group: "decode" }, async () => {
+  await base.run(feeds);
 });
 
 Deno.bench({ name: "dynamic-run", group: "decode" }, async () => {

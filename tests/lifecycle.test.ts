@@ -187,7 +187,7 @@ test("dynamic: a graph prepared for all linear modules serves adapters without a
   await base.release();
 });
 
-test("dynamic: adapters that replace parameters are refused with advice to merge", async () => {
+test("a trained base_layer bias is applied in dynamic mode as in merged mode (bias delta input)", async () => {
   const base = await loadBaseModel(fixture("gpt2-tiny"));
   const files = {
     "adapter_config.json": await readFile(`${fixture("gpt2-tiny-lora-c_attn")}/adapter_config.json`),
@@ -207,14 +207,14 @@ test("dynamic: adapters that replace parameters are refused with advice to merge
     "adapter_config.json": new Uint8Array(files["adapter_config.json"]),
     "adapter_model.safetensors": serializeSafetensors(tensors),
   });
-  await assert.rejects(() => fromPretrained(base, source, { mode: "dynamic" }), (e) => {
-    assert.ok(e instanceof UnsupportedError);
-    assert.match((e as Error).message, /merge/);
-    return true;
-  });
   // Merged mode applies it: the c_attn bias of layer 0 is replaced by zeros.
   const merged = await fromPretrained(base, source, { mode: "merged" });
   assert.ok(await distance(merged, "gpt2-tiny-lora-c_attn") > 1e-3);
+  const dynamic = await fromPretrained(base, source, { mode: "dynamic" });
+  const e = await expected("gpt2-tiny-lora-c_attn");
+  const [m, d] = [await prefillAndStep(merged, e), await prefillAndStep(dynamic, e)];
+  assert.ok(maxAbsDiff(m.logits, d.logits) < 1e-4 && maxAbsDiff(m.nextLogits, d.nextLogits) < 1e-4);
+  await dynamic.release();
   await merged.release();
   await base.release();
 });

@@ -9,6 +9,8 @@ import type { InferenceSession, Tensor } from "../deps/ort.ts";
 export interface LmRunOptions extends InferenceSession.RunOptions {
   /** Which loaded adapter(s) to apply, `null` for none; omitted when the caller gave none. */
   adapter?: string | readonly string[] | null;
+  /** One adapter name per batch row (mixed batches); only where the caller gave them. */
+  adapterNames?: readonly string[];
 }
 
 /**

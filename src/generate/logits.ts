@@ -17,7 +17,7 @@ function halfToNumber(bits: number): number {
 
 /**
  * The scores of the last position of a `[batch, seq, vocab]` (or
- * `[batch, vocab]`) logits tensor, for batch item 0, as a fresh
+ * `[batch, vocab]`) logits tensor, for batch item `item` (default 0), as a fresh
  * Float64Array the caller may modify. Accepts float32 and float16 logits.
  *
  * @example
@@ -28,14 +28,17 @@ function halfToNumber(bits: number): number {
  * lastLogits(logits); // Float64Array [5, 2]
  * ```
  */
-export function lastLogits(logits: Tensor): Float64Array {
+export function lastLogits(logits: Tensor, item = 0): Float64Array {
   const dims = logits.dims;
   if (dims.length < 2) {
     throw new GenerationError(`expected [batch, seq, vocab] logits, got dims [${dims}]`, { key: "logits" });
   }
+  if (!Number.isInteger(item) || item < 0 || item >= dims[0]) {
+    throw new GenerationError(`batch item ${item} is not in the logits' ${dims[0]} rows`, { key: "logits" });
+  }
   const vocab = dims[dims.length - 1];
   const rowsPerItem = dims.length === 3 ? dims[1] : 1;
-  const start = (rowsPerItem - 1) * vocab;
+  const start = (item * rowsPerItem + rowsPerItem - 1) * vocab;
   if (logits.type === "float32") {
     return Float64Array.from((logits.data as Float32Array).subarray(start, start + vocab));
   }

@@ -20,6 +20,8 @@
 export type { CausalLm, LmRunOptions } from "./causal_lm.ts";
 export type { TokenizerLike } from "./tokenizer_like.ts";
 export { generate, type GenerationResult, stream } from "./generate.ts";
+export { type BatchGenerateOptions, generateBatch } from "./batch_generate.ts";
+export { BatchDecoderSession, positionsFromMask } from "./batch_session.ts";
 export { type GenerateOptions, type GenerationSettings, resolveSettings, type SettingsContext } from "./options.ts";
 export type { FileSource } from "../storage/file_source.ts";
 export type { ChatMessage, ChatTemplateOptions } from "../tokenizer/chat_template.ts";

@@ -40,6 +40,8 @@ export interface ActiveAdapter {
   weight?: number;
   /** DoRA scales per module from {@linkcode doraScales}; required for every DoRA patch. */
   doraScales?: ReadonlyMap<string, Float32Array>;
+  /** Bias deltas per module from {@linkcode biasDeltas}; required for `lora_bias` and trained-bias patches. */
+  biasDeltas?: ReadonlyMap<string, Float32Array>;
 }
 
 /**
@@ -106,19 +108,81 @@ export function doraScales(
   return scales;
 }
 
+/**
+ * What each module's `bias` branch input takes for one adapter, summed per
+ * module: `s * lora_B.bias` for `lora_bias`, and a trained bias (`bias:
+ * "all"` / `"lora_only"`, a saved `base_layer.bias`) minus the base's, so
+ * `x W + b_base + delta` is the adapter's `x W + b`. Computed once at load.
+ *
+ * @example
+ * ```ts
+ * import { biasDeltas } from "./dynamic_feeds.ts";
+ * biasDeltas({ patches: [], unmatchedKeys: [], missingModules: [], tokens: [] }, () => new Float32Array(), () => new Float32Array()); // empty map
+ * ```
+ */
+export function biasDeltas(
+  plan: AdapterPlan,
+  baseBias: (target: WeightTarget) => Float32Array,
+  tensor: AdapterTensorReader,
+): Map<string, Float32Array> {
+  const deltas = new Map<string, Float32Array>();
+  const add = (module: string, values: Float32Array, factor: number) => {
+    let d = deltas.get(module);
+    if (!d) deltas.set(module, d = new Float32Array(values.length));
+    for (let i = 0; i < d.length; i++) d[i] += factor * values[i];
+  };
+  for (const p of plan.patches) {
+    if (p.kind === "lora" && p.bias) add(p.module, tensor(p.bias), p.scale);
+    if (p.kind === "replace" && p.param === "bias") {
+      add(p.module, tensor(p.key), 1);
+      add(p.module, baseBias(p.target), -1);
+    }
+  }
+  return deltas;
+}
+
+/** Modules whose branch needs a `bias` input for this plan. */
+export function biasModules(plan: AdapterPlan): string[] {
+  return plan.patches.filter((p) => p.kind === "lora" ? p.bias !== undefined : p.param === "bias").map((p) => p.module);
+}
+
 /** Checks that every patch of every active adapter can be fed to the branches. */
 function checkPlans(branches: ReadonlyMap<string, LoraBranch>, active: readonly ActiveAdapter[]) {
   const perModule = new Map<string, number>();
-  for (const { plan, weight = 1, doraScales } of active) {
+  const replacedBias = new Set<string>();
+  for (const { plan, weight = 1, doraScales, biasDeltas } of active) {
     if (!Number.isFinite(weight)) throw new UnsupportedError(`adapter weight must be a finite number, got ${weight}`);
     for (const p of plan.patches) {
-      if (p.kind === "replace") {
+      if (p.kind === "replace" && p.param === "weight") {
         throw new UnsupportedError(
-          `replaces the module's ${p.param} (modules_to_save / trained bias), which cannot be switched per run; merge this adapter instead`,
+          `replaces the module's weight (modules_to_save), which cannot be switched per run; merge this adapter instead`,
           { key: p.module },
         );
       }
       const branch = branches.get(p.module);
+      if (p.kind === "replace" || p.bias) {
+        if (!branch?.bias) {
+          throw new OnnxModelError("the adapter changes this module's bias but its branch has no bias input", {
+            key: p.module,
+          });
+        }
+        if (!biasDeltas?.has(p.module)) {
+          throw new UnsupportedError("bias patch without its biasDeltas entry", { key: p.module });
+        }
+      }
+      if (p.kind === "replace") {
+        // A replaced bias is the adapter's own value, not a delta that scales or sums.
+        if (weight !== 1) {
+          throw new UnsupportedError("an adapter with trained biases cannot be weighted", { key: p.module });
+        }
+        if (replacedBias.has(p.module)) {
+          throw new UnsupportedError("several active adapters replace this module's bias; activate one of them", {
+            key: p.module,
+          });
+        }
+        replacedBias.add(p.module);
+        continue;
+      }
       if (!branch) {
         throw new OnnxModelError(
           "the graph has no LoRA branch for this module; add branches for every module the adapters touch",
@@ -126,11 +190,6 @@ function checkPlans(branches: ReadonlyMap<string, LoraBranch>, active: readonly 
             key: p.module,
           },
         );
-      }
-      if (p.bias) {
-        throw new UnsupportedError("lora_B.bias (lora_bias) cannot be applied unmerged; merge this adapter instead", {
-          key: p.module,
-        });
       }
       if (p.magnitude) {
         if (!branch.scale) {
@@ -205,15 +264,26 @@ export function adapterFeeds(branches: ReadonlyMap<string, LoraBranch>, active: 
       }
       offset += r;
     }
+    // Per-row branches take one set for every row as a leading dim of 1 (broadcast).
+    const lead = branch.rowsDim ? [1] : [];
     const tensor = (values: Float32Array, dims: number[]) =>
       branch.elementType === "float16"
-        ? new Tensor("float16", f32ToF16(values), dims)
-        : new Tensor("float32", values, dims);
+        ? new Tensor("float16", f32ToF16(values), [...lead, ...dims])
+        : new Tensor("float32", values, [...lead, ...dims]);
     feeds[branch.a] = tensor(a, [inF, rank]);
     feeds[branch.b] = tensor(b, [rank, outF]);
     if (branch.scale) {
       const dora = parts.find(({ patch }) => patch.magnitude)?.adapter.doraScales?.get(branch.module);
-      feeds[branch.scale] = tensor(dora ?? new Float32Array(outF).fill(1), [outF]);
+      feeds[branch.scale] = tensor(dora ?? new Float32Array(outF).fill(1), branch.rowsDim ? [1, outF] : [outF]);
+    }
+    if (branch.bias) {
+      const sum = new Float32Array(outF);
+      for (const adapter of active) {
+        const d = adapter.biasDeltas?.get(branch.module);
+        const w = adapter.weight ?? 1;
+        if (d) { for (let o = 0; o < outF; o++) sum[o] += w * d[o]; }
+      }
+      feeds[branch.bias] = tensor(sum, branch.rowsDim ? [1, outF] : [outF]);
     }
   }
   return feeds;
@@ -270,16 +340,38 @@ export class AdapterFeedCache {
    * ```
    */
   feeds(active: readonly ActiveAdapter[]): BranchFeeds {
-    const key = active.map((a) => {
+    return this.#cached(this.#key(active), () => adapterFeeds(this.#branches, active));
+  }
+
+  /**
+   * Mixed-batch feeds: row `i` runs with the adapters `rows[i]` (empty: the
+   * base), stacked by {@linkcode stackRowFeeds}; built once per list of sets.
+   *
+   * @example
+   * ```ts
+   * import { AdapterFeedCache } from "./dynamic_feeds.ts";
+   * console.log(new AdapterFeedCache(new Map()).rowFeeds([[], []])); // {}
+   * ```
+   */
+  rowFeeds(rows: readonly (readonly ActiveAdapter[])[]): BranchFeeds {
+    const key = `rows:${rows.map((r) => this.#key(r)).join("|")}`;
+    return this.#cached(key, () => stackRowFeeds(this.#branches, rows.map((r) => this.feeds(r))));
+  }
+
+  #key(active: readonly ActiveAdapter[]): string {
+    return active.map((a) => {
       let id = this.#ids.get(a.plan);
       if (id === undefined) this.#ids.set(a.plan, id = this.#nextId++);
       return `${id}*${a.weight ?? 1}`;
     }).join(",");
+  }
+
+  #cached(key: string, build: () => BranchFeeds): BranchFeeds {
     let feeds = this.#entries.get(key);
     if (feeds) {
       this.#entries.delete(key); // re-inserted below: most recently used last
     } else {
-      feeds = adapterFeeds(this.#branches, active);
+      feeds = build();
     }
     this.#entries.set(key, feeds);
     if (this.#entries.size > this.#limit) this.#entries.delete(this.#entries.keys().next().value!);
@@ -299,8 +391,79 @@ export class AdapterFeedCache {
     const id = this.#ids.get(plan);
     if (id === undefined) return;
     for (const key of [...this.#entries.keys()]) {
-      if (key.split(",").some((part) => part.startsWith(`${id}*`))) this.#entries.delete(key);
+      const parts = key.replace(/^rows:/, "").split(/[,|]/);
+      if (parts.some((part) => part.startsWith(`${id}*`))) this.#entries.delete(key);
     }
     this.#ids.delete(plan);
   }
+}
+
+type TensorArray = Float32Array | Uint16Array;
+
+/** `out` `[rows, outer, width]` row `row` gets `src` `[outer, w]` in its first `w` columns (the rest stay 0). */
+function padInto(out: TensorArray, row: number, outer: number, width: number, src: TensorArray, w: number) {
+  const base = row * outer * width;
+  if (w === width) {
+    out.set(src, base);
+    return;
+  }
+  for (let i = 0; i < outer; i++) out.set(src.subarray(i * w, (i + 1) * w), base + i * width);
+}
+
+/**
+ * Stacks per-row feed sets (each from {@linkcode adapterFeeds} on
+ * per-row branches, one set per batch row) into one mixed-batch feed: A
+ * `[rows, in, maxRank]`, B `[rows, maxRank, out]`, scale `[rows, 1, out]`.
+ * Rows of lower rank are padded with zeros, which add nothing (a zero column
+ * of A^T meets a zero row of B^T). Rows may share a set object.
+ *
+ * @throws {OnnxModelError} when a branch is not per-row (built without `perRow`).
+ * @example
+ * ```ts
+ * import { loadBaseModel } from "../model/base_model.ts";
+ * import { readAdapter } from "../model/adapter.ts";
+ * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+ * const adapter = await readAdapter(base.weights, "tests/fixtures/llama-tiny-lora-qv", "qv");
+ * import { addLoraBranches } from "../onnx/lora_branches.ts";
+ * import { adapterFeeds, loraPatches, stackRowFeeds } from "./dynamic_feeds.ts";
+ * const modules = loraPatches(adapter.plan).map((p) => p.module);
+ * const { branches } = addLoraBranches(base.onnx, base.weights, modules, { perRow: true });
+ * const qv = adapterFeeds(branches, [{ plan: adapter.plan, tensor: (k) => adapter.weights.toFloat32(k) }]);
+ * const off = adapterFeeds(branches, []);
+ * const feeds = stackRowFeeds(branches, [qv, off, qv]); // rows 0 and 2 with the adapter, row 1 the base
+ * ```
+ */
+export function stackRowFeeds(branches: ReadonlyMap<string, LoraBranch>, rows: readonly BranchFeeds[]): BranchFeeds {
+  const feeds: BranchFeeds = {};
+  const n = rows.length;
+  for (const branch of branches.values()) {
+    if (!branch.rowsDim) {
+      throw new OnnxModelError("mixed batches need per-row branches (addLoraBranches with perRow)", {
+        key: branch.module,
+      });
+    }
+    const { inFeatures: inF, outFeatures: outF } = branch;
+    const ranks = rows.map((r) => r[branch.a].dims[2]);
+    const rank = Math.max(0, ...ranks);
+    const make = (size: number): TensorArray =>
+      branch.elementType === "float16" ? new Uint16Array(size) : new Float32Array(size);
+    const a = make(n * inF * rank);
+    const b = make(n * rank * outF);
+    rows.forEach((r, i) => {
+      padInto(a, i, inF, rank, r[branch.a].data as TensorArray, ranks[i]);
+      // B^T rows past a row's rank stay 0: its rows are contiguous.
+      b.set(r[branch.b].data as TensorArray, i * rank * outF);
+    });
+    const tensor = (data: TensorArray, dims: number[]) =>
+      data instanceof Uint16Array ? new Tensor("float16", data, dims) : new Tensor("float32", data, dims);
+    feeds[branch.a] = tensor(a, [n, inF, rank]);
+    feeds[branch.b] = tensor(b, [n, rank, outF]);
+    for (const name of [branch.scale, branch.bias]) {
+      if (!name) continue;
+      const vector = make(n * outF);
+      rows.forEach((r, i) => vector.set(r[name].data as TensorArray, i * outF));
+      feeds[name] = tensor(vector, [n, 1, outF]);
+    }
+  }
+  return feeds;
 }

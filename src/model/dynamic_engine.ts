@@ -8,7 +8,14 @@
  * @module
  */
 import type { ModelSession } from "./model_session.ts";
-import { AdapterFeedCache, doraScales, loraPatches } from "../lora/dynamic_feeds.ts";
+import {
+  type ActiveAdapter,
+  AdapterFeedCache,
+  biasDeltas,
+  biasModules,
+  doraScales,
+  loraPatches,
+} from "../lora/dynamic_feeds.ts";
 import type { AdapterTensorReader } from "../lora/readers.ts";
 import type { LoraPatch } from "../lora/plan.ts";
 import { addLoraBranches } from "../onnx/lora_branches.ts";
@@ -27,6 +34,8 @@ interface BranchGraph {
   session: ModelSession;
   modules: ReadonlySet<string>;
   dora: ReadonlySet<string>;
+  /** Modules whose branch has a bias delta input (lora_bias, trained biases). */
+  bias: ReadonlySet<string>;
   feeds: AdapterFeedCache;
   /** On WebGPU: each cached feed set's tensors uploaded once, so switching adapters uploads nothing. */
   onGpu?: WeakMap<Feeds, Promise<Feeds>>;
@@ -45,6 +54,7 @@ interface Prepared {
   adapter: LoadedAdapter;
   tensor: AdapterTensorReader;
   doraScales: ReadonlyMap<string, Float32Array>;
+  biasDeltas: ReadonlyMap<string, Float32Array>;
 }
 
 /** Options of {@linkcode dynamicEngine}. */
@@ -57,11 +67,13 @@ async function buildGraph(
   base: BaseModel,
   modules: ReadonlySet<string>,
   dora: ReadonlySet<string>,
+  bias: ReadonlySet<string>,
 ): Promise<BranchGraph> {
-  const { model, branches } = addLoraBranches(base.onnx, base.weights, modules, { dora });
+  // Per-row inputs: one session runs a single adapter set (rows dim 1) or mixed batches alike.
+  const { model, branches } = addLoraBranches(base.onnx, base.weights, modules, { dora, bias, perRow: true });
   const session = await createSession(model, base.externalData, base.settings, base.file);
   const onGpu = base.device === "webgpu" ? new WeakMap<Feeds, Promise<Feeds>>() : undefined;
-  return { session, modules, dora, feeds: new AdapterFeedCache(branches), onGpu };
+  return { session, modules, dora, bias, feeds: new AdapterFeedCache(branches), onGpu };
 }
 
 /** Float32 adapter tensors, converted once per key. */
@@ -79,17 +91,26 @@ function engine(
   graph: BranchGraph | undefined,
   adapters: ReadonlyMap<string, Prepared>,
 ): AdapterEngine {
+  const activeOf = (active: readonly WeightedAdapter[]): ActiveAdapter[] =>
+    active.map(({ adapter, weight }) => {
+      const prepared = adapters.get(adapter.name)!;
+      const { tensor, doraScales, biasDeltas } = prepared;
+      return { plan: adapter.plan, tensor, weight, doraScales, biasDeltas };
+    });
+  const onGraph = (g: BranchGraph, feeds: Feeds) => {
+    if (!g.onGpu) return { session: g.session, feeds };
+    let gpu = g.onGpu.get(feeds);
+    if (!gpu) g.onGpu.set(feeds, gpu = uploaded(feeds));
+    return { session: g.session, feeds: gpu };
+  };
   return {
     runnable(active: readonly WeightedAdapter[]) {
       if (active.length === 0 || !graph) return { session: base.session, feeds: {} };
-      const feeds = graph.feeds.feeds(active.map(({ adapter, weight }) => {
-        const prepared = adapters.get(adapter.name)!;
-        return { plan: adapter.plan, tensor: prepared.tensor, weight, doraScales: prepared.doraScales };
-      }));
-      if (!graph.onGpu) return { session: graph.session, feeds };
-      let gpu = graph.onGpu.get(feeds);
-      if (!gpu) graph.onGpu.set(feeds, gpu = uploaded(feeds));
-      return { session: graph.session, feeds: gpu };
+      return onGraph(graph, graph.feeds.feeds(activeOf(active)));
+    },
+    rowsRunnable(rows: readonly (readonly WeightedAdapter[])[]) {
+      if (!graph || rows.every((r) => r.length === 0)) return { session: base.session, feeds: {} };
+      return onGraph(graph, graph.feeds.rowFeeds(rows.map(activeOf)));
     },
     async add(adapter: LoadedAdapter) {
       if (adapter.plan.tokens.length > 0) {
@@ -104,14 +125,27 @@ function engine(
       const tensor = tensorReader(adapter);
       const graphOf = (t: LoraPatch["target"]) =>
         readTargetWeight(base.onnx.graph!, t, base.file, (tp) => externalBytes(tp, base.externalData, base.file));
-      const prepared: Prepared = { adapter, tensor, doraScales: doraScales(adapter.plan, graphOf, tensor, cpu) };
-      const modules = new Set([...(graph?.modules ?? []), ...patches.map((p) => p.module)]);
+      const prepared: Prepared = {
+        adapter,
+        tensor,
+        doraScales: doraScales(adapter.plan, graphOf, tensor, cpu),
+        biasDeltas: biasDeltas(adapter.plan, (t) => base.readWeight(t.bias!.initializer), tensor),
+      };
+      const biased = biasModules(adapter.plan);
+      const modules = new Set([...(graph?.modules ?? []), ...patches.map((p) => p.module), ...biased]);
       const dora = new Set([...(graph?.dora ?? []), ...patches.filter((p) => p.magnitude).map((p) => p.module)]);
-      const covers = graph && modules.size === graph.modules.size && dora.size === graph.dora.size;
-      const next = covers ? graph : await buildGraph(base, modules, dora);
+      const bias = new Set([...(graph?.bias ?? []), ...biased]);
+      const covers = graph && modules.size === graph.modules.size && dora.size === graph.dora.size &&
+        bias.size === graph.bias.size;
+      const next = covers ? graph : await buildGraph(base, modules, dora, bias);
       try {
-        // Validates the adapter against the branches (replaced parameters, lora_bias, ... cannot run unmerged).
-        next.feeds.feeds([{ plan: adapter.plan, tensor, doraScales: prepared.doraScales }]);
+        // Validates the adapter against the branches (replaced weights cannot run unmerged).
+        next.feeds.feeds([{
+          plan: adapter.plan,
+          tensor,
+          doraScales: prepared.doraScales,
+          biasDeltas: prepared.biasDeltas,
+        }]);
       } catch (error) {
         if (next !== graph) await next.session.release();
         throw error;
@@ -149,6 +183,6 @@ export async function dynamicEngine(
   options: DynamicEngineOptions = {},
 ): Promise<AdapterEngine> {
   const modules = new Set(options.prepareModules ?? []);
-  const graph = modules.size > 0 ? await buildGraph(base, modules, new Set()) : undefined;
+  const graph = modules.size > 0 ? await buildGraph(base, modules, new Set(), new Set()) : undefined;
   return engine(base, graph, new Map());
 }

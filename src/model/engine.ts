@@ -37,6 +37,11 @@ export interface WeightedAdapter {
 export interface AdapterEngine {
   /** The session and extra feeds for running with these adapters (none: the base). */
   runnable(active: readonly WeightedAdapter[]): Runnable;
+  /**
+   * A mixed batch: row `i` of every batched input runs with `rows[i]` (empty:
+   * the base), all in one session. Absent where the engine cannot (merged mode).
+   */
+  rowsRunnable?(rows: readonly (readonly WeightedAdapter[])[]): Runnable;
   /** A new engine that can also run `adapter`. */
   add(adapter: LoadedAdapter): Promise<AdapterEngine>;
   /** A new engine without `name`, and the sessions that only the old one used (to release once idle). */

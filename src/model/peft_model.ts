@@ -8,7 +8,7 @@ import type { LoraConfig } from "../config/mod.ts";
 import type { TunerConfig } from "../tuners/config.ts";
 import type { InferenceSession } from "../deps/ort.ts";
 import { AdapterConfigError, UnsupportedError } from "../errors.ts";
-import type { GenerateOptions, GenerationResult, Prompt } from "../generate/mod.ts";
+import type { BatchGenerateOptions, GenerateOptions, GenerationResult, Prompt } from "../generate/mod.ts";
 import type { FileSource } from "../storage/file_source.ts";
 import { type AdapterOptions, checkAdapterName, type LoadedAdapter, loraConfigOf } from "./adapter.ts";
 import { readAdapterFor } from "./any_adapter.ts";
@@ -16,7 +16,7 @@ import type { BaseModel, Feeds, Outputs } from "./base_model.ts";
 import type { AdapterEngine, WeightedAdapter } from "./engine.ts";
 import { mergedBase } from "./merged.ts";
 import { runQueue } from "./model_session.ts";
-import { generateText, streamText } from "./text.ts";
+import { generateText, generateTextBatch, streamText } from "./text.ts";
 import type { Device } from "../webgpu/device.ts";
 import { localFs } from "../runtime/fs.ts";
 import { parseSafetensors } from "../safetensors/mod.ts";
@@ -47,7 +47,15 @@ export interface PeftRunOptions extends InferenceSession.RunOptions {
    * Default: the active adapters (none while `disableAdapter()` is in effect).
    */
   adapter?: string | readonly string[] | null;
+  /**
+   * A mixed batch (PEFT's `adapter_names`): one adapter name per batch row,
+   * {@linkcode BASE_ADAPTER} for a row without adapters. Not with `adapter`.
+   */
+  adapterNames?: readonly string[];
 }
+
+/** The row name that runs a row of a mixed batch without adapters (PEFT's `"__base__"`). */
+export const BASE_ADAPTER = "__base__";
 
 /** Options of `mergeAndUnload` (PEFT's `merge_and_unload`). */
 export interface MergeOptions {
@@ -180,9 +188,55 @@ export class PeftModel implements AsyncDisposable {
    * state once, so concurrent runs with different adapters do not interfere.
    */
   async run(feeds: Feeds, options: PeftRunOptions = {}): Promise<Outputs> {
-    const { adapter, ...runOptions } = options;
-    const { session, feeds: extra } = this.#engine.runnable(this.#resolve(adapter));
+    const { adapter, adapterNames, ...runOptions } = options;
+    const { session, feeds: extra } = adapterNames === undefined
+      ? this.#engine.runnable(this.#resolve(adapter))
+      : this.#rowsRunnable(feeds, adapterNames, adapter);
     return await session.run({ ...feeds, ...await extra }, runOptions);
+  }
+
+  /**
+   * Generates for several prompts in one batch (left-padded), each row with
+   * its own adapter (`options.adapterNames`, one per prompt, `"__base__"` for
+   * none) or all with `options.adapter`; each row stops on its own eos, stop
+   * string or length. Greedy results equal each prompt generated alone.
+   *
+   * @example
+   * ```ts
+   * import { fromPretrained, loadBaseModel } from "../../mod.ts";
+   * const base = await loadBaseModel("examples/demo/byte-llama");
+   * const model = await fromPretrained(base, "examples/demo/byte-llama-python-lora");
+   * const [a, b] = await model.generateBatch(["def ", "The "], { maxNewTokens: 20, adapterNames: ["default", "__base__"] });
+   * ```
+   */
+  generateBatch(prompts: readonly Prompt[], options?: BatchGenerateOptions): Promise<GenerationResult[]> {
+    return generateTextBatch(this, this.base.text, prompts, this.#pinAdapter(options));
+  }
+
+  #rowsRunnable(feeds: Feeds, names: readonly string[], adapter: PeftRunOptions["adapter"]) {
+    if (adapter !== undefined) {
+      throw new AdapterConfigError("give either adapter or adapterNames, not both", { key: "adapterNames" });
+    }
+    const rows = feeds.input_ids?.dims[0] ?? Object.values(feeds)[0]?.dims[0];
+    if (!Array.isArray(names) || names.length === 0 || (rows !== undefined && names.length !== rows)) {
+      throw new AdapterConfigError(
+        `adapterNames needs one name per batch row (${rows ?? "?"} rows), got ${
+          Array.isArray(names) ? names.length : names
+        }`,
+        { key: "adapterNames" },
+      );
+    }
+    const sets = names.map((name) => name === BASE_ADAPTER ? [] : this.#components([name]));
+    if (names.every((n) => n === names[0])) return this.#engine.runnable(sets[0]);
+    if (!this.#engine.rowsRunnable) {
+      throw new UnsupportedError(
+        'mixed-adapter batches need mode "dynamic" (merged mode runs one adapter per session)',
+        {
+          key: "adapterNames",
+        },
+      );
+    }
+    return this.#engine.rowsRunnable(sets);
   }
 
   /**
@@ -535,8 +589,8 @@ export class PeftModel implements AsyncDisposable {
   }
 
   /** Generation runs many steps: fix the adapters at the start so a concurrent setAdapter cannot change them midway. */
-  #pinAdapter(options: GenerateOptions = {}): GenerateOptions {
-    if (options.adapter !== undefined) return options;
+  #pinAdapter<T extends GenerateOptions & { adapterNames?: readonly string[] }>(options: T = {} as T): T {
+    if (options.adapter !== undefined || options.adapterNames !== undefined) return options;
     return { ...options, adapter: this.#disabled > 0 ? null : [...this.#active] };
   }
 }

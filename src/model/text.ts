@@ -7,7 +7,9 @@
 import { GenerationError } from "../errors.ts";
 import type { CausalLm } from "../generate/causal_lm.ts";
 import {
+  type BatchGenerateOptions,
   generate,
+  generateBatch,
   type GenerateOptions,
   type GenerationConfig,
   type GenerationResult,
@@ -87,4 +89,24 @@ export function streamText(
   options: GenerateOptions = {},
 ): AsyncGenerator<string, GenerationResult, undefined> {
   return stream(lm, requireTokenizer(text), prompt, { generationConfig: text.generationConfig, ...options });
+}
+
+/**
+ * Generates for several prompts in one batch with a model's own tokenizer and generation defaults.
+ *
+ * @example
+ * ```ts
+ * import { loadBaseModel } from "./base_model.ts";
+ * import { generateTextBatch } from "./text.ts";
+ * const base = await loadBaseModel("examples/demo/byte-llama");
+ * const [a, b] = await generateTextBatch(base, base.text, ["def ", "The "], { maxNewTokens: 20 });
+ * ```
+ */
+export function generateTextBatch(
+  lm: CausalLm,
+  text: TextSide,
+  prompts: readonly Prompt[],
+  options: BatchGenerateOptions = {},
+): Promise<GenerationResult[]> {
+  return generateBatch(lm, requireTokenizer(text), prompts, { generationConfig: text.generationConfig, ...options });
 }

@@ -27,7 +27,9 @@
  * @module
  */
 import {
+  AttributeProto_AttributeType,
   AttributeProtoSchema,
+  create,
   type GraphProto,
   GraphProtoSchema,
   type ModelProto,
@@ -38,7 +40,7 @@ import {
   type ValueInfoProto,
 } from "../deps/onnx_proto.ts";
 import { OnnxModelError, UnsupportedError } from "../errors.ts";
-import { makeNode, nameAllocator, tensorValueInfo, usedNames } from "./graph_parts.ts";
+import { makeNode, nameAllocator, rawTensor, tensorValueInfo, usedNames } from "./graph_parts.ts";
 import { edited } from "./proto_edit.ts";
 import { indexWeights } from "./weight_index.ts";
 import type { ModuleKind, WeightIndex, WeightTarget } from "./weight_target.ts";
@@ -62,10 +64,22 @@ export interface LoraBranch {
   b: string;
   /** Input name of the DoRA scale, float32 `[outFeatures]` (DoRA branches only). */
   scale?: string;
+  /**
+   * Input name of a bias delta `[outFeatures]` added to the output (bias
+   * branches only): `s * lora_B.bias` (`lora_bias`) and/or a trained bias
+   * minus the base's (`bias: "all"`, `"lora_only"`, `base_layer.bias`).
+   */
+  bias?: string;
   inFeatures: number;
   outFeatures: number;
   /** The symbolic dimension name of this branch's rank. */
   rankDim: string;
+  /**
+   * Per-row branches only (`perRow`): the symbolic name of the inputs' leading
+   * dim, 1 (one adapter set for every row, broadcast) or the batch size (one
+   * per row). A is then `[rows, in, rank]`, B `[rows, rank, out]`, scale `[rows, 1, out]`.
+   */
+  rowsDim?: string;
   /** Element type of the branch inputs: the projection's own float type, so a float16 base stays float16. */
   elementType: "float32" | "float16";
 }
@@ -98,6 +112,14 @@ function branchElementType(model: ModelProto, target: WeightTarget): "float32" |
 export interface LoraBranchOptions {
   /** Modules (among those branched) that get the DoRA form with a `scale` input. */
   dora?: Iterable<string>;
+  /**
+   * Give every input a leading rows dim (see {@linkcode LoraBranch.rowsDim}),
+   * so a batch can run a different adapter on each row (mixed batches); fed
+   * with 1 there, every row shares one adapter set. Default false: 2-D inputs.
+   */
+  perRow?: boolean;
+  /** Modules (among those branched, not DoRA) that get a `bias` delta input. */
+  bias?: Iterable<string>;
 }
 
 /** Where a branch attaches: the node producing the module's float output. */
@@ -156,11 +178,151 @@ class GraphEdits {
   }
 }
 
+/** An int64 constant node. */
+function int64Constant(values: readonly number[], dims: readonly number[], output: string, name: string): NodeProto {
+  const bytes = new Uint8Array(BigInt64Array.from(values, BigInt).buffer);
+  const value = rawTensor(output, TensorProto_DataType.INT64, dims, bytes);
+  const node = makeNode("Constant", [], [output], name);
+  node.attribute.push(
+    create(AttributeProtoSchema, { name: "value", type: AttributeProto_AttributeType.TENSOR, t: value }),
+  );
+  return node;
+}
+
+/**
+ * Per-row embedding LoRA: row i's ids index its own `[num, rank]` slice of A
+ * `[rows, num, rank]`. A is flattened to `[rows * num, rank]` and the ids
+ * offset by `i * num` (offsets `[rows, 1]` broadcast over `[batch, seq]`;
+ * with rows = 1 the offset is 0 and every row reads the one table).
+ */
+function rowGather(
+  branch: LoraBranch,
+  ids: string,
+  xa: string,
+  scope: string,
+  fresh: (name: string) => string,
+): NodeProto[] {
+  const p = `lora.${branch.module}/rows`;
+  const [zero, one, num, col, shape, rows, range, offsets, offsets2, ids64, shifted, flat] = [
+    "zero",
+    "one",
+    "num",
+    "col",
+    "shape",
+    "count",
+    "range",
+    "offsets",
+    "offsets2",
+    "ids64",
+    "ids_shifted",
+    "A_flat",
+  ].map((n) => fresh(`${p}/${n}`));
+  return [
+    int64Constant([0], [], zero, `${scope}lora_rows_zero`),
+    int64Constant([1], [], one, `${scope}lora_rows_one`),
+    int64Constant([branch.inFeatures], [], num, `${scope}lora_rows_num`),
+    int64Constant([-1, 1], [2], col, `${scope}lora_rows_col`),
+    makeNode("Shape", [branch.a], [shape], `${scope}lora_rows_Shape`),
+    makeNode("Gather", [shape, zero], [rows], `${scope}lora_rows_Gather`, { axis: 0 }),
+    makeNode("Range", [zero, rows, one], [range], `${scope}lora_rows_Range`),
+    makeNode("Mul", [range, num], [offsets], `${scope}lora_rows_Mul`),
+    makeNode("Reshape", [offsets, col], [offsets2], `${scope}lora_rows_Reshape`),
+    makeNode("Cast", [ids], [ids64], `${scope}lora_rows_Cast`, { to: TensorProto_DataType.INT64 }),
+    makeNode("Add", [ids64, offsets2], [shifted], `${scope}lora_rows_Add`),
+    makeNode("Flatten", [branch.a], [flat], `${scope}lora_rows_Flatten`, { axis: 2 }),
+    makeNode("Gather", [flat, shifted], [xa], `${scope}lora_A_Gather`, { axis: 0 }),
+  ];
+}
+
+/** Known tensor ranks of a graph (value_info, inputs, outputs; subgraphs see their outer graph's too). */
+function knownRanks(graph: GraphProto, outer: ReadonlyMap<string, number> = new Map()): Map<string, number> {
+  const ranks = new Map(outer);
+  for (const v of [...graph.input, ...graph.output, ...graph.valueInfo]) {
+    const type = v.type?.value;
+    if (type?.case === "tensorType" && type.value.shape) ranks.set(v.name, type.value.shape.dim.length);
+  }
+  for (const t of graph.initializer) ranks.set(t.name, t.dims.length);
+  // A light propagation through the ops that keep or combine ranks plainly (exports often omit value_info).
+  for (const node of graph.node) {
+    const out = node.output[0];
+    if (out === undefined || ranks.has(out)) continue;
+    const inputs = node.input.filter((i) => i !== "").map((i) => ranks.get(i));
+    if (inputs.length === 0 || inputs.some((r) => r === undefined)) continue;
+    const known = inputs as number[];
+    let rank: number | undefined;
+    if (SAME_RANK.has(node.opType)) rank = known[0];
+    else if (BROADCAST.has(node.opType)) rank = Math.max(...known);
+    else if (node.opType === "Gather" && known.length === 2) rank = known[0] - 1 + known[1];
+    else if (node.opType === "Gemm") rank = 2;
+    if (rank !== undefined) ranks.set(out, rank);
+  }
+  return ranks;
+}
+
+const SAME_RANK = new Set([
+  "Cast",
+  "Identity",
+  "Relu",
+  "Sigmoid",
+  "Tanh",
+  "Neg",
+  "Sqrt",
+  "Reciprocal",
+  "Erf",
+  "Softmax",
+  "Gelu",
+  "Silu",
+  "LayerNormalization",
+  "SimplifiedLayerNormalization",
+  "SkipSimplifiedLayerNormalization",
+]);
+const BROADCAST = new Set(["Add", "Sub", "Mul", "Div", "Pow", "Where", "MatMul"]);
+
+/**
+ * A per-row branch's input `x` as `[rows, n, in]`, for projections whose
+ * input is not `[batch, seq, in]` (Gemm's `[batch * seq, in]`, dynamo's
+ * flattened views): the rows are contiguous in any such layout, batch first.
+ * `back(t, y)` reshapes a `[rows, n, out]` result to the output's shape;
+ * `rowsOf(t, out)` the output-shaped `t` to `[rows, n, out]`.
+ */
+function rowReshapes(branch: LoraBranch, x: string, base: string, scope: string, fresh: (name: string) => string) {
+  const p = `lora.${branch.module}/rows`;
+  const name = (n: string) => fresh(`${p}/${n}`);
+  const [zero, rest, restOut, shapeA, rows, target, targetOut, x3, shapeY] = [
+    "zero",
+    "rest",
+    "rest_out",
+    "shapeA",
+    "count",
+    "x_shape",
+    "out_shape",
+    "x3",
+    "y_shape",
+  ].map(name);
+  const before = [
+    int64Constant([0], [1], zero, `${scope}lora_rows_zero`),
+    int64Constant([-1, branch.inFeatures], [2], rest, `${scope}lora_rows_rest`),
+    makeNode("Shape", [branch.a], [shapeA], `${scope}lora_rows_ShapeA`),
+    makeNode("Gather", [shapeA, zero], [rows], `${scope}lora_rows_GatherA`, { axis: 0 }),
+    makeNode("Concat", [rows, rest], [target], `${scope}lora_rows_Concat`, { axis: 0 }),
+    makeNode("Reshape", [x, target], [x3], `${scope}lora_rows_ReshapeX`),
+    makeNode("Shape", [base], [shapeY], `${scope}lora_rows_ShapeY`),
+  ];
+  const back = (t: string, y: string) => [makeNode("Reshape", [t, shapeY], [y], `${scope}lora_rows_ReshapeBack`)];
+  const rowsOf = (t: string, out: string) => [
+    int64Constant([-1, branch.outFeatures], [2], restOut, `${scope}lora_rows_rest_out`),
+    makeNode("Concat", [rows, restOut], [targetOut], `${scope}lora_rows_ConcatOut`, { axis: 0 }),
+    makeNode("Reshape", [t, targetOut], [out], `${scope}lora_rows_ReshapeBase`),
+  ];
+  return { x: x3, before, back, rowsOf };
+}
+
 function insertBranch(
   nodes: readonly NodeProto[],
   { branch, target }: Planned,
   edits: GraphEdits,
   fresh: (name: string) => string,
+  ranks: ReadonlyMap<string, number>,
 ) {
   const module = branch.module;
   const site = siteOf(nodes, target);
@@ -190,21 +352,45 @@ function insertBranch(
 
   const xa = fresh(`${prefix}/xA`);
   const delta = fresh(`${prefix}/delta`);
+  // Per-row linear branches on inputs not known to be [batch, seq, in] go through [rows, n, in].
+  const reshaped = branch.rowsDim && target.kind !== "embedding" &&
+      (nodes[site.producer].opType === "Gemm" || (ranks.get(site.x) ?? 3) !== 3)
+    ? rowReshapes(branch, site.x, base, scope, fresh)
+    : undefined;
   const added: NodeProto[] = [
-    target.kind === "embedding"
-      ? makeNode("Gather", [branch.a, site.x], [xa], `${scope}lora_A_Gather`, { axis: 0 })
-      : makeNode("MatMul", [site.x, branch.a], [xa], `${scope}lora_A_MatMul`),
+    ...(reshaped?.before ?? []),
+    ...(target.kind !== "embedding"
+      ? [makeNode("MatMul", [reshaped?.x ?? site.x, branch.a], [xa], `${scope}lora_A_MatMul`)]
+      : branch.rowsDim
+      ? rowGather(branch, site.x, xa, scope, fresh)
+      : [makeNode("Gather", [branch.a, site.x], [xa], `${scope}lora_A_Gather`, { axis: 0 })]),
     makeNode("MatMul", [xa, branch.b], [delta], `${scope}lora_B_MatMul`),
   ];
+  // The bias delta and DoRA scale are per row: applied where the rows are a dim of their own.
+  let d = delta;
+  if (branch.bias) {
+    const withBias = fresh(`${prefix}/delta_bias`);
+    added.push(makeNode("Add", [d, branch.bias], [withBias], `${scope}lora_bias_delta_Add`));
+    d = withBias;
+  }
   if (!branch.scale) {
-    added.push(makeNode("Add", [base, delta], [site.y], `${scope}lora_Add`));
+    if (reshaped) {
+      const flat = fresh(`${prefix}/delta_out`);
+      added.push(...reshaped.back(d, flat));
+      d = flat;
+    }
+    added.push(makeNode("Add", [base, d], [site.y], `${scope}lora_Add`));
   } else {
     const sum = fresh(`${prefix}/sum`);
     const scaled = splitBias !== undefined ? fresh(`${prefix}/scaled`) : site.y;
+    const base3 = reshaped ? fresh(`${prefix}/base_rows`) : base;
+    if (reshaped) added.push(...reshaped.rowsOf(base, base3));
+    const scaledRows = reshaped ? fresh(`${prefix}/scaled_rows`) : scaled;
     added.push(
-      makeNode("Add", [base, delta], [sum], `${scope}lora_Add`),
-      makeNode("Mul", [sum, branch.scale], [scaled], `${scope}lora_dora_Mul`),
+      makeNode("Add", [base3, d], [sum], `${scope}lora_Add`),
+      makeNode("Mul", [sum, branch.scale], [scaledRows], `${scope}lora_dora_Mul`),
     );
+    if (reshaped) added.push(...reshaped.back(scaledRows, scaled));
     if (splitBias !== undefined) added.push(makeNode("Add", [scaled, splitBias], [site.y], `${scope}lora_bias_Add`));
   }
   edits.after.set(site.producer, added);
@@ -220,6 +406,7 @@ function branchSubgraphs(
   ifIndex: number,
   planned: readonly Planned[],
   fresh: (name: string) => string,
+  ranks: ReadonlyMap<string, number>,
 ): NodeProto {
   const node = graph.node[ifIndex];
   const attribute = node.attribute.map((attr) => {
@@ -235,7 +422,7 @@ function branchSubgraphs(
           key: p.branch.module,
         });
       }
-      insertBranch(attr.g.node, { branch: p.branch, target }, edits, fresh);
+      insertBranch(attr.g.node, { branch: p.branch, target }, edits, fresh, knownRanks(attr.g, ranks));
     }
     return edited(AttributeProtoSchema, attr, {
       g: edited(GraphProtoSchema, attr.g, { node: edits.apply(attr.g.node) }),
@@ -277,6 +464,15 @@ export function addLoraBranches(
   for (const m of dora) {
     if (!wanted.includes(m)) throw new OnnxModelError("DoRA module is not among the modules to branch", { key: m });
   }
+  const biased = new Set(options.bias ?? []);
+  for (const m of biased) {
+    if (!wanted.includes(m)) throw new OnnxModelError("bias module is not among the modules to branch", { key: m });
+    if (dora.has(m)) {
+      throw new UnsupportedError("a bias delta on a DoRA module is not supported (PEFT scales it with DoRA)", {
+        key: m,
+      });
+    }
+  }
   const taken = usedNames(graph);
   const fresh = nameAllocator(taken);
   const inputName = (name: string, module: string) => {
@@ -294,6 +490,7 @@ export function addLoraBranches(
   const branches = new Map<string, LoraBranch>();
   const top = new GraphEdits();
   const inIf = new Map<number, Planned[]>();
+  const ranks = knownRanks(graph);
 
   for (const module of wanted) {
     // Hugging Face names (as plans carry them) resolve to the export's own.
@@ -305,36 +502,45 @@ export function addLoraBranches(
     }
     const prefix = `lora.${module}`;
     const rankDim = `${prefix}.rank`;
+    const rowsDim = options.perRow ? `${prefix}.rows` : undefined;
+    const lead = rowsDim ? [rowsDim] : [];
     const a = inputName(`${prefix}.A`, module);
     const b = inputName(`${prefix}.B`, module);
     const scale = isDora ? inputName(`${prefix}.scale`, module) : undefined;
+    const bias = biased.has(module) ? inputName(`${prefix}.bias`, module) : undefined;
     const elementType = branchElementType(model, target);
     const F = elementType === "float16" ? TensorProto_DataType.FLOAT16 : TensorProto_DataType.FLOAT;
     // Fed pre-transposed ([in, rank], [rank, out]) so a run does no Transpose of its own.
     inputs.push(
-      tensorValueInfo(a, F, [target.inFeatures, rankDim]),
-      tensorValueInfo(b, F, [rankDim, target.outFeatures]),
+      tensorValueInfo(a, F, [...lead, target.inFeatures, rankDim]),
+      tensorValueInfo(b, F, [...lead, rankDim, target.outFeatures]),
     );
-    if (scale) inputs.push(tensorValueInfo(scale, F, [target.outFeatures]));
+    const vector = rowsDim ? [rowsDim, 1, target.outFeatures] : [target.outFeatures];
+    if (scale) inputs.push(tensorValueInfo(scale, F, vector));
+    if (bias) inputs.push(tensorValueInfo(bias, F, vector));
     const branch: LoraBranch = {
       module,
       kind: target.kind,
       a,
       b,
       scale,
+      ...(bias ? { bias } : {}),
       inFeatures: target.inFeatures,
       outFeatures: target.outFeatures,
       rankDim,
+      ...(rowsDim ? { rowsDim } : {}),
       elementType,
     };
     branches.set(module, branch);
     if (target.inSubgraph) {
       inIf.set(target.readerIndex, [...(inIf.get(target.readerIndex) ?? []), { branch, target }]);
     } else {
-      insertBranch(graph.node, { branch, target }, top, fresh);
+      insertBranch(graph.node, { branch, target }, top, fresh, ranks);
     }
   }
-  for (const [ifIndex, planned] of inIf) top.replaced.set(ifIndex, branchSubgraphs(graph, ifIndex, planned, fresh));
+  for (const [ifIndex, planned] of inIf) {
+    top.replaced.set(ifIndex, branchSubgraphs(graph, ifIndex, planned, fresh, ranks));
+  }
 
   const branched = edited(GraphProtoSchema, graph, { node: top.apply(graph.node), input: [...graph.input, ...inputs] });
   return { model: edited(ModelProtoSchema, model, { graph: branched }), branches };

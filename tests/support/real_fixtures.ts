@@ -154,8 +154,6 @@ const EMBED_QUANT =
   "quantize_dynamic quantizes the embedding too: the embedding LoRA has no float weight, refused whole (ModuleNotInExportError)";
 const DYNAMO_QUANT =
   "onnxruntime's quantizers drop the dynamo metadata, so q_proj has no module path: refused whole (ModuleNotInExportError)";
-const BIAS_DYNAMIC =
-  'the trained base_layer.bias is loaded now, which dynamic mode refuses: "merge this adapter instead"';
 const MISSING_MAGNITUDE = "missing DoRA magnitudes refused; PEFT loads them as the weight norm and warns";
 
 /**
@@ -255,11 +253,7 @@ export const EXPECTED_FAILURES: ReadonlyMap<string, string> = new Map<string, st
   ["adapter llama-trainable-tokens on llama-torchscript onnx/model_q4.onnx merged", TOKENS],
   ["adapter llama-trainable-tokens on llama-torchscript onnx/model_quantized.onnx dynamic", TOKENS],
   ["adapter llama-trainable-tokens on llama-torchscript onnx/model_quantized.onnx merged", TOKENS],
-  ["adapter qwen2-bias-lora-only on qwen2-dynamo onnx/model.onnx dynamic", BIAS_DYNAMIC],
-  ["adapter qwen2-bias-lora-only on qwen2-torchscript onnx/model.onnx dynamic", BIAS_DYNAMIC],
-  ["adapter qwen2-bias-lora-only on qwen2-torchscript onnx/model_fp16.onnx dynamic", BIAS_DYNAMIC],
   ["adapter qwen2-bias-lora-only on qwen2-torchscript onnx/model_q4.onnx merged", QUANT_MERGE],
-  ["adapter qwen2-bias-lora-only on qwen2-torchscript onnx/model_quantized.onnx dynamic", BIAS_DYNAMIC],
   ["adapter qwen2-bias-lora-only on qwen2-torchscript onnx/model_quantized.onnx merged", QUANT_MERGE],
   ["adapter qwen2-lora-all-linear on qwen2-torchscript onnx/model_q4.onnx merged", QUANT_MERGE],
   ["adapter qwen2-lora-all-linear on qwen2-torchscript onnx/model_quantized.onnx merged", QUANT_MERGE],
@@ -275,7 +269,6 @@ export const EXPECTED_FAILURES: ReadonlyMap<string, string> = new Map<string, st
   ["verdict missing-key on llama-torchscript merged", MISSING_B],
   ["adapter llama-embed on llama-dynamo onnx/model_q4.onnx dynamic", DYNAMO_QUANT],
   ["adapter llama-embed on llama-dynamo onnx/model_q4.onnx merged", DYNAMO_QUANT],
-  ["adapter qwen2-bias-lora-only on qwen2-torchscript onnx/model_q4.onnx dynamic", BIAS_DYNAMIC],
 ]);
 
 /** Runs a case; an expected failure must fail, anything else must pass. */
