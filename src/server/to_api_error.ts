@@ -12,12 +12,14 @@ import { HTTPException } from "../deps/hono.ts";
 import {
   AdapterConfigError,
   AdapterMismatchError,
+  FileAccessError,
   FileNotFoundError,
   GenerationError,
   HubError,
   OnnxModelError,
   SafetensorsError,
   UnsupportedError,
+  UrlError,
 } from "../errors.ts";
 import { PoolError } from "../serving/pool_error.ts";
 import { ApiError, type ErrorType } from "./api_error.ts";
@@ -59,6 +61,21 @@ function hubError(error: HubError): ApiError {
       return new ApiError(403, "permission_error", message, options);
     default:
       return new ApiError(503, "service_unavailable", `the Hub cannot be used now: ${message}`, options);
+  }
+}
+
+/** A failure fetching an adapter by URL: the URL's fault (bad, no access) or the remote server's. */
+function urlError(error: UrlError): ApiError {
+  const options = { param: "id", cause: error };
+  const message = redactPaths(error.message);
+  switch (error.reason) {
+    case "invalid":
+      return new ApiError(400, "invalid_request_error", message, options);
+    case "unauthorized":
+    case "forbidden":
+      return new ApiError(403, "permission_error", message, options);
+    default: // timeout, network, server, truncated: the remote end failed
+      return new ApiError(502, "server_error", `the adapter's server failed: ${message}`, options);
   }
 }
 
@@ -124,6 +141,14 @@ export function toApiError(error: unknown): ApiError {
     return new ApiError(status, type, redactPaths(error.message), { param: error.field, cause: error, headers });
   }
   if (error instanceof HubError) return hubError(error);
+  if (error instanceof UrlError) return urlError(error);
+  if (error instanceof FileAccessError) {
+    // A file that leaves its root (a symlink out, `..`): refused without saying where it points.
+    const name = fileName(error.file);
+    const message = `a file of the adapter${name ? ` (${name})` : ""} is outside its folder and was not read; ` +
+      "details are in the server log";
+    return new ApiError(400, "invalid_request_error", message, { param: "id", cause: error });
+  }
   if (error instanceof FileNotFoundError) {
     const name = fileName(error.file);
     const message = `a file the adapter needs${name ? ` (${name})` : ""} was not found; details are in the server log`;
@@ -148,7 +173,8 @@ export function toApiError(error: unknown): ApiError {
 
 /** Errors whose message the client does not see: the log gets it. */
 function hidden(error: unknown): error is Error {
-  return error instanceof FileNotFoundError || isBadAdapter(error) || error instanceof HubError;
+  return error instanceof FileNotFoundError || isBadAdapter(error) || error instanceof HubError ||
+    error instanceof UrlError || error instanceof FileAccessError;
 }
 
 /**
@@ -168,7 +194,11 @@ export function reportedApiError(
 ): ApiError {
   const api = toApiError(error);
   if (api.status === 500) report.onError(error);
-  else if (hidden(error)) report.logger.warn(`${api.status} ${error.name}: ${error.message}`, error);
+  else if (hidden(error)) {
+    // `detail` (PeftEdgeError) holds what the message leaves out: absolute paths, a symlink's target, the OS error.
+    const detail = (error as { detail?: string }).detail;
+    report.logger.warn(`${api.status} ${error.name}: ${error.message}${detail ? ` (${detail})` : ""}`, error);
+  }
   return api;
 }
 
