@@ -14,7 +14,8 @@
  * `fetch`'s second argument):
  * - `PEFT_EDGE_BASE` (required): the base model's folder, URL or Hub repo id;
  *   its model name is the folder's last path segment.
- * - `PEFT_EDGE_ADAPTERS`: comma-separated `name=location` (folder or Hub id),
+ * - `PEFT_EDGE_ADAPTERS`: comma-separated `name=location` (folder, http(s)
+ *   URL of a folder, or Hub id),
  *   loaded before the first request is answered.
  * - `PEFT_EDGE_ADMIN_TOKEN`: enables `/v1/adapters`.
  * - `PEFT_EDGE_THREADS`: onnxruntime threads per worker (default every core;
@@ -61,6 +62,7 @@ export function parseAdapters(value: string | undefined): Array<[name: string, l
 }
 
 function adapterLocation(location: string): AdapterLocation {
+  if (/^https?:\/\//i.test(location)) return { kind: "url", url: location };
   if (!/^(\.|\/|file:)/.test(location) && isValidRepoId(location)) return { kind: "hub", repo: location };
   return { kind: "local", path: location };
 }

@@ -1,5 +1,5 @@
-// examples/edge.ts under `deno serve --parallel` (one worker per core, as Deno Deploy runs it): the base and the
-// adapter serve the reference greedy generations (examples/demo/reference_generations.json), also under 20
+// examples/edge.ts under `deno serve --parallel` (one worker per core, as Deno Deploy runs it), with the base and the
+// adapter given as http:// URL locations of a static server on 127.0.0.1: they serve the reference greedy generations (examples/demo/reference_generations.json), also under 20
 // concurrent requests spread over both models. Runs once, in the Deno suite (it starts its own Deno).
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -8,6 +8,7 @@ import { readFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { serveFolder } from "./support/static_server.ts";
 
 const repo = fileURLToPath(new URL("..", import.meta.url));
 const deno = join(repo, "node_modules/.bin/deno");
@@ -43,6 +44,7 @@ test("deno serve --parallel examples/edge.ts serves the reference generations, a
   timeout: 240_000,
 }, async () => {
   const port = await freePort();
+  const files = await serveFolder(join(repo, "examples/demo"));
   const child: ChildProcess = spawn(
     deno,
     ["serve", "--parallel", "-A", "--no-check", "--host", "127.0.0.1", "--port", String(port), "examples/edge.ts"],
@@ -51,8 +53,8 @@ test("deno serve --parallel examples/edge.ts serves the reference generations, a
       env: {
         ...process.env,
         NO_COLOR: "1",
-        PEFT_EDGE_BASE: "examples/demo/byte-llama",
-        PEFT_EDGE_ADAPTERS: "python=examples/demo/byte-llama-python-lora",
+        PEFT_EDGE_BASE: new URL("byte-llama/", files.url).href,
+        PEFT_EDGE_ADAPTERS: `python=${new URL("byte-llama-python-lora/", files.url).href}`,
         PEFT_EDGE_THREADS: "1",
       },
       stdio: ["ignore", "pipe", "pipe"],
@@ -81,8 +83,12 @@ test("deno serve --parallel examples/edge.ts serves the reference generations, a
     const many = Array.from({ length: 20 }, (_, i) => generations[i % generations.length]);
     const texts = await Promise.all(many.map((g) => complete(url, name(g), g.prompt, 30)));
     texts.forEach((text, i) => assert.equal(text, many[i].text.slice(0, 30), `request ${i}`));
+    for (const file of ["/byte-llama/onnx/model.onnx", "/byte-llama-python-lora/adapter_model.safetensors"]) {
+      assert.ok(files.requests.some((r) => r.path === file), `the workers fetched ${file} by URL`);
+    }
   } finally {
     child.kill("SIGTERM");
     await new Promise((resolve) => child.exitCode !== null ? resolve(null) : child.once("exit", resolve));
+    await files.close();
   }
 });

@@ -2,13 +2,17 @@
  * The adapter pool in code, without HTTP: it reuses the base's tokenizer,
  * keeps every adapter in one PeftModel (dynamic and merged), hands out
  * leases that `using` gives back, frees the model with its last adapter and
- * builds a new one on the next load, and refuses a base without a tokenizer.
+ * builds a new one on the next load, refuses a base without a tokenizer, and
+ * takes URL and FileSource locations as well as folders.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { GenerationError, loadBaseModel } from "../mod.ts";
 import { AdapterPool, createAdapterPool } from "../src/serving/mod.ts";
+import { adapterJson } from "../src/server/routes_adapters.ts";
+import { localSource } from "../src/storage/local.ts";
 import { DEMO_ADAPTER, loadDemo, references } from "./support/server_setup.ts";
+import { serveFolder } from "./support/static_server.ts";
 
 const demo = await loadDemo();
 const refs = await references();
@@ -73,3 +77,41 @@ test("a base without tokenizer.json and no tokenizer given is refused", LONG, as
     await base.release();
   }
 });
+
+test(
+  "the pool loads adapters by http(s) URL and from a FileSource; the same location joins, another conflicts",
+  LONG,
+  async () => {
+    const files = await serveFolder(DEMO_ADAPTER);
+    try {
+      const pool = await createAdapterPool(demo.base);
+      const url = `${files.url}/?sig=secret`;
+      const { info } = await pool.load("by-url", { kind: "url", url });
+      assert.equal(info.status, "ready");
+      assert.ok(files.requests.some((r) => r.path === "/adapter_model.safetensors"), "the weights came over HTTP");
+      assert.equal((await pool.load("by-url", { kind: "url", url: new URL(url) })).created, false, "same URL joins");
+      await assert.rejects(pool.load("by-url", { kind: "url", url: files.url }), /already loaded from/);
+      const json = adapterJson(pool.get("by-url")!);
+      assert.equal(json.source, "url");
+      assert.equal(json.id, `${files.url}/`, "listed without its query");
+
+      const source = localSource(DEMO_ADAPTER);
+      await pool.load("by-source", { kind: "source", source, id: "demo-files" });
+      assert.equal((await pool.load("by-source", { kind: "source", source })).created, false);
+      await assert.rejects(
+        pool.load("by-source", { kind: "source", source: localSource(DEMO_ADAPTER) }),
+        /already loaded from demo-files/,
+        "another source object is another location",
+      );
+      assert.equal(adapterJson(pool.get("by-source")!).id, "demo-files");
+      for (const name of ["by-url", "by-source"]) {
+        let text = "";
+        for await (const piece of pool.stream(name, "def ", greedy)) text += piece;
+        assert.equal(text, pythonText, name);
+      }
+      await pool.close();
+    } finally {
+      await files.close();
+    }
+  },
+);

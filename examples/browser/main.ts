@@ -6,39 +6,19 @@
  * serve onnxruntime-web's `dist/` files under `ort/`, the only setting it
  * needs (`wasmPaths`).
  *
- * The model files are fetched here and handed over with `memorySource`;
- * with URL locations, `loadBaseModel(new URL("models/byte-llama/", location.href).href)`
- * does the same.
+ * Both are loaded by URL: a folder URL is a location like a path or Hub
+ * id, its files fetched relative to it (streamed, sizes checked).
  * @module
  */
-import { fromPretrained, loadBaseModel, memorySource, type PeftModel } from "../../mod.ts";
+import { fromPretrained, loadBaseModel, type PeftModel } from "../../mod.ts";
 
-const BASE_FILES = [
-  "config.json",
-  "generation_config.json",
-  "tokenizer.json",
-  "tokenizer_config.json",
-  "onnx/model.onnx",
-];
-const ADAPTER_FILES = ["adapter_config.json", "adapter_model.safetensors"];
-
-async function fetchFolder(url: URL, files: string[]) {
-  const entries = await Promise.all(files.map(async (file) => {
-    const response = await fetch(new URL(file, url));
-    if (!response.ok) throw new Error(`${new URL(file, url)}: HTTP ${response.status}`);
-    return [file, new Uint8Array(await response.arrayBuffer())] as const;
-  }));
-  return memorySource(url.href, Object.fromEntries(entries));
-}
-
-/** Loads the base and adapter once. */
+/** Loads the base and adapter once, by URL, from the folders under `models/` next to the page. */
 export async function loadDemo(root: URL): Promise<PeftModel> {
-  const [baseFiles, adapterFiles] = await Promise.all([
-    fetchFolder(new URL("models/byte-llama/", root), BASE_FILES),
-    fetchFolder(new URL("models/byte-llama-python-lora/", root), ADAPTER_FILES),
-  ]);
-  const base = await loadBaseModel(baseFiles, { device: "wasm", wasmPaths: new URL("ort/", root).href });
-  return await fromPretrained(base, adapterFiles, { adapterName: "python" });
+  const base = await loadBaseModel(new URL("models/byte-llama/", root), {
+    device: "wasm",
+    wasmPaths: new URL("ort/", root).href,
+  });
+  return await fromPretrained(base, new URL("models/byte-llama-python-lora/", root), { adapterName: "python" });
 }
 
 /** Streams a greedy generation with the base (`"base"`) or the adapter into `output`; resolves to the text. */

@@ -5,6 +5,7 @@
  */
 import type { Hono } from "../deps/hono.ts";
 import { locateAdapter } from "../serving/adapter_id.ts";
+import { type AdapterLocation, describeLocation } from "../serving/location.ts";
 import type { AdapterInfo } from "../serving/pool.ts";
 import { adminAuth } from "./admin_auth.ts";
 import type { ServerContext } from "./app_options.ts";
@@ -27,10 +28,13 @@ export interface AdapterJson {
   object: "adapter";
   /** The name requests use as `model`. */
   name: string;
-  /** The id it was loaded by (a root-relative name, a path given in code, or a Hub repo id). */
+  /**
+   * The id it was loaded by (a root-relative name, a path given in code, a
+   * Hub repo id, a URL without credentials or query, or a source's id).
+   */
   id: string;
-  /** `local` (a folder) or `hub` (a Hub repo). */
-  source: "local" | "hub";
+  /** `local` (a folder), `hub` (a Hub repo), `url` (an http(s) folder) or `source` (a `FileSource` given in code). */
+  source: AdapterLocation["kind"];
   /** The Hub revision, null for local adapters. */
   revision: string | null;
   /** `loading` until its load finishes. */
@@ -61,7 +65,11 @@ export function adapterJson(info: AdapterInfo): AdapterJson {
   return {
     object: "adapter",
     name: info.name,
-    id: location.kind === "local" ? location.id ?? location.path : location.repo,
+    id: location.kind === "local"
+      ? location.id ?? location.path
+      : location.kind === "hub"
+      ? location.repo
+      : describeLocation(location),
     source: location.kind,
     revision: location.kind === "hub" ? location.revision ?? "main" : null,
     status: info.status,

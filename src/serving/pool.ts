@@ -17,7 +17,7 @@ import type { BaseModel } from "../model/base_model.ts";
 import type { FileSource } from "../storage/file_source.ts";
 import { planEviction } from "./eviction.ts";
 import { type Lease, makeLease } from "./lease.ts";
-import { type AdapterLocation, describeLocation, locationKey, openLocation } from "./location.ts";
+import { type AdapterLocation, describeLocation, openLocation, sameLocation } from "./location.ts";
 import { PoolError } from "./pool_error.ts";
 import { type AdapterPoolOptions, type ResolvedPoolOptions, resolvePoolOptions } from "./pool_options.ts";
 import { type ModelAdapter, SharedModel } from "./shared_model.ts";
@@ -81,7 +81,6 @@ export interface PoolUsage {
 interface Entry {
   readonly name: string;
   readonly location: AdapterLocation;
-  readonly key: string;
   status: "loading" | "ready";
   ready: Promise<ModelAdapter>;
   adapter?: ModelAdapter;
@@ -163,14 +162,15 @@ export class AdapterPool {
    * Loads an adapter under a name. The same name and location while it is
    * loading or loaded joins that load (`created: false`); the same name with
    * another location is a conflict. Evicts least recently used idle
-   * adapters to make room, only once the new one has loaded.
+   * adapters to make room, only once the new one has loaded. Any
+   * {@linkcode AdapterLocation}: a folder, a Hub repo, an http(s) URL
+   * (`{ kind: "url", url }`) or a `FileSource` (`{ kind: "source", source }`).
    */
   async load(name: string, location: AdapterLocation): Promise<{ info: AdapterInfo; created: boolean }> {
     if (name === this.baseName) throw new PoolError("conflict", `${name} is the name of the base model`);
-    const key = locationKey(location);
     const existing = this.#entries.get(name);
     if (existing) {
-      if (existing.key !== key) {
+      if (!sameLocation(existing.location, location)) {
         throw new PoolError(
           "conflict",
           `adapter ${name} is already loaded from ${describeLocation(existing.location)}; delete it first`,
@@ -188,7 +188,6 @@ export class AdapterPool {
     const entry: Entry = {
       name,
       location,
-      key,
       status: "loading",
       ready: Promise.resolve() as unknown as Promise<ModelAdapter>,
       bytes: 0,
