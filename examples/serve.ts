@@ -142,11 +142,12 @@ function readArgs(argv: string[]): Args {
   };
 }
 
-/** Where a command-line adapter is: a local folder (the operator's, any path) or a Hub repo. */
+/** Where a command-line adapter is: an http(s) folder URL, a local folder (the operator's, any path) or a Hub repo. */
 async function locate(pathOrId: string): Promise<AdapterLocation> {
+  if (/^https?:\/\//i.test(pathOrId)) return { kind: "url", url: pathOrId };
   if (looksLocal(pathOrId) || await isLocalFolder(pathOrId)) return { kind: "local", path: pathOrId };
   if (isValidRepoId(pathOrId)) return { kind: "hub", repo: pathOrId };
-  throw new Error(`${pathOrId} is neither a local folder nor a Hub repo id`);
+  throw new Error(`${pathOrId} is neither a URL, a local folder nor a Hub repo id`);
 }
 
 /** Logs what a long-running server must survive: a stray rejection or exception is a bug to report, not a crash. */
