@@ -61,7 +61,7 @@ export type BranchFeeds = Record<string, Tensor>;
  * @example
  * ```ts
  * import { loraPatches } from "./dynamic_feeds.ts";
- * loraPatches({ patches: [], unmatchedKeys: [], missingModules: [], tokens: [] }); // []
+ * loraPatches({ patches: [], unmatchedKeys: [], missingModules: [], missingKeys: [], tokens: [] }); // []
  * ```
  */
 export function loraPatches(plan: AdapterPlan): LoraPatch[] {
@@ -99,8 +99,12 @@ export function doraScales(
   for (const p of loraPatches(plan)) {
     if (!p.magnitude) continue;
     const dims = { outFeatures: p.target.outFeatures, inFeatures: p.target.inFeatures, rank: p.rank };
-    const norms = kernels.doraNorms(baseWeight(p.target), tensor(p.a), tensor(p.b), dims, p.scale, p.target.layout);
-    const m = tensor(p.magnitude);
+    const w = baseWeight(p.target);
+    const norms = kernels.doraNorms(w, tensor(p.a), tensor(p.b), dims, p.scale, p.target.layout);
+    // A magnitude the adapter lacks is PEFT's init: the base rows' norms (scale 0 leaves W as it is).
+    const m = p.magnitudeFromBase
+      ? kernels.doraNorms(w, tensor(p.a), tensor(p.b), dims, 0, p.target.layout)
+      : tensor(p.magnitude);
     const factors = new Float32Array(m.length);
     for (let o = 0; o < m.length; o++) factors[o] = m[o] / norms[o];
     scales.set(p.module, factors);
@@ -117,7 +121,7 @@ export function doraScales(
  * @example
  * ```ts
  * import { biasDeltas } from "./dynamic_feeds.ts";
- * biasDeltas({ patches: [], unmatchedKeys: [], missingModules: [], tokens: [] }, () => new Float32Array(), () => new Float32Array()); // empty map
+ * biasDeltas({ patches: [], unmatchedKeys: [], missingModules: [], missingKeys: [], tokens: [] }, () => new Float32Array(), () => new Float32Array()); // empty map
  * ```
  */
 export function biasDeltas(
@@ -384,7 +388,7 @@ export class AdapterFeedCache {
    * @example
    * ```ts
    * import { AdapterFeedCache } from "./dynamic_feeds.ts";
-   * new AdapterFeedCache(new Map()).forget({ patches: [], unmatchedKeys: [], missingModules: [], tokens: [] });
+   * new AdapterFeedCache(new Map()).forget({ patches: [], unmatchedKeys: [], missingModules: [], missingKeys: [], tokens: [] });
    * ```
    */
   forget(plan: AdapterPlan): void {

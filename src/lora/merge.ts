@@ -12,6 +12,7 @@ import type { WeightTarget } from "../onnx/weight_target.ts";
 import { f16BitsToF32, f32ToF16Bits } from "../numeric/mod.ts";
 import type { LoraPatch, ReplacePatch, TokensPatch } from "./plan.ts";
 import type { AdapterTensorReader, BaseWeightReader } from "./readers.ts";
+import { doraNormsReference } from "../kernels/reference.ts";
 
 /** Merges `W += s·B@A` (then DoRA's rescale when `magnitude` is given) in place. */
 export interface WeightMerger {
@@ -191,7 +192,12 @@ export async function mergePatches(
     if (patch.kind === "lora") {
       const w = read(target);
       const dims = { outFeatures: target.outFeatures, inFeatures: target.inFeatures, rank: patch.rank };
-      const magnitude = patch.magnitude ? adapter(patch.magnitude) : undefined;
+      // A magnitude the adapter lacks is PEFT's init: the base rows' norms (scale 0 leaves W as it is).
+      const magnitude = patch.magnitudeFromBase
+        ? doraNormsReference(w, adapter(patch.a), adapter(patch.b), dims, 0, target.layout)
+        : patch.magnitude
+        ? adapter(patch.magnitude)
+        : undefined;
       await merger.mergeWeight(
         w,
         adapter(patch.a),

@@ -35,6 +35,11 @@ export interface LoraPatch {
   bias?: string;
   /** Key of the DoRA magnitude vector ([out]). */
   magnitude?: string;
+  /**
+   * The adapter lacks `magnitude`: PEFT keeps its init value, the row norms of
+   * `W + s·B₀A₀` with B₀ = 0, i.e. of the base weight.
+   */
+  magnitudeFromBase?: boolean;
 }
 
 /** A full parameter replacement (`modules_to_save`, trained biases). */
@@ -71,6 +76,8 @@ export interface AdapterPlan {
   unmatchedKeys: string[];
   /** Base modules the config targets that the adapter has no weights for (PEFT's "missing keys"). */
   missingModules: string[];
+  /** Tensors of adapted modules that the adapter lacks and that PEFT leaves at their init (its "missing adapter keys"). */
+  missingKeys: string[];
 }
 
 const same = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((v, i) => v === b[i]);
@@ -101,14 +108,27 @@ function expectShape(
   }
 }
 
-function planLora(t: ModuleTensors, target: WeightTarget, config: LoraConfig, shapeOf: ShapeOf): LoraPatch {
+/**
+ * PEFT's init (reset_lora_parameters) starts linear B and embedding A at zero
+ * for `init_lora_weights` true or "gaussian"; a tensor missing from the
+ * checkpoint keeps that init. Other inits are random (or data-driven).
+ */
+const zeroInit = (config: LoraConfig) => config.initLoraWeights === true || config.initLoraWeights === "gaussian";
+
+/** The file key of another tensor of the module that `key` (one of its `.lora_*` tensors) belongs to. */
+const keyBeside = (key: string, suffix: string) => key.slice(0, key.lastIndexOf(".lora_")) + suffix;
+
+function planLora(
+  t: ModuleTensors,
+  target: WeightTarget,
+  config: LoraConfig,
+  shapeOf: ShapeOf,
+  missingKeys: string[],
+): LoraPatch | undefined {
   const module = t.module;
   const embedding = t.embeddingA !== undefined || t.embeddingB !== undefined;
   const a = embedding ? t.embeddingA : t.loraA;
   const b = embedding ? t.embeddingB : t.loraB;
-  if (a === undefined || b === undefined) {
-    throw new AdapterMismatchError(`has ${a ? "A" : "B"} but no ${a ? "B" : "A"} matrix`, { key: module });
-  }
   if (embedding !== (target.kind === "embedding")) {
     throw new AdapterMismatchError(
       `adapter has ${embedding ? "embedding" : "linear"} LoRA weights but the base module (${target.nodeName}) is ${
@@ -118,6 +138,26 @@ function planLora(t: ModuleTensors, target: WeightTarget, config: LoraConfig, sh
     );
   }
   const rank = rankFor(config, module);
+  if (a === undefined || b === undefined) {
+    // The factor PEFT starts at zero: its product stays zero, and so does the delta (DoRA's too, when
+    // the magnitude is also at its init, the base norms).
+    const zeroFactor = embedding ? a === undefined : b === undefined;
+    const doraAtInit = !config.useDora || (t.magnitude === undefined && !embedding);
+    if (zeroFactor && zeroInit(config) && doraAtInit && t.loraBias === undefined) {
+      if (a !== undefined) expectShape(module, a, shapeOf(a), [rank, target.inFeatures], target);
+      if (b !== undefined) expectShape(module, b, shapeOf(b), [target.outFeatures, rank], target);
+      missingKeys.push(keyBeside(a ?? b!, embedding ? ".lora_embedding_A" : ".lora_B.weight"));
+      if (config.useDora) missingKeys.push(keyBeside(a!, ".lora_magnitude_vector"));
+      return undefined;
+    }
+    throw new AdapterMismatchError(
+      `has ${a ? "A" : "B"} but no ${a ? "B" : "A"} matrix` +
+        (zeroFactor && !zeroInit(config)
+          ? ` (PEFT would keep its random init_lora_weights=${JSON.stringify(config.initLoraWeights)} value)`
+          : ""),
+      { key: module },
+    );
+  }
   const aShape = shapeOf(a);
   expectShape(module, a, aShape, [rank, target.inFeatures], target);
   expectShape(module, b, shapeOf(b), [target.outFeatures, rank], target);
@@ -130,7 +170,14 @@ function planLora(t: ModuleTensors, target: WeightTarget, config: LoraConfig, sh
     if (embedding) throw new UnsupportedError("DoRA on embeddings is not supported", { key: module });
     expectShape(module, t.magnitude, shapeOf(t.magnitude), [target.outFeatures], target);
   } else if (config.useDora && !embedding) {
-    throw new AdapterMismatchError("config has use_dora but the adapter has no lora_magnitude_vector", { key: module });
+    if (!zeroInit(config)) {
+      throw new AdapterMismatchError(
+        "config has use_dora but the adapter has no lora_magnitude_vector, and PEFT's init value for it " +
+          `(from a random init_lora_weights=${JSON.stringify(config.initLoraWeights)} B) cannot be reproduced`,
+        { key: module },
+      );
+    }
+    missingKeys.push(keyBeside(a, ".lora_magnitude_vector"));
   }
   return {
     kind: "lora",
@@ -141,7 +188,10 @@ function planLora(t: ModuleTensors, target: WeightTarget, config: LoraConfig, sh
     a,
     b,
     bias: t.loraBias,
-    magnitude: t.magnitude,
+    ...(t.magnitude !== undefined ? { magnitude: t.magnitude } : {}),
+    ...(config.useDora && !embedding && t.magnitude === undefined
+      ? { magnitude: keyBeside(a, ".lora_magnitude_vector"), magnitudeFromBase: true }
+      : {}),
   };
 }
 
@@ -296,6 +346,7 @@ export function planAdapter(
   const patches: Array<LoraPatch | ReplacePatch> = [];
   const unmatchedKeys = [...layout.unknownKeys];
   const adapted = new Set<string>();
+  const missingKeys: string[] = [];
   const find = (module: string, why: string) => {
     const target = weights.resolve(module);
     if (!target) {
@@ -342,7 +393,8 @@ export function planAdapter(
         const replace = planReplace({ module: t.module, fullWeight: weightKey }, target, shapeOf, config);
         if (!sameAsBase?.(weightKey, target)) patches.push(...replace);
       }
-      patches.push(planLora(t, target, config, shapeOf));
+      const lora = planLora(t, target, config, shapeOf, missingKeys);
+      if (lora) patches.push(lora);
       adapted.add(target.module);
       if (biasKey !== undefined) {
         patches.push(...planReplace({ module: t.module, fullBias: biasKey }, target, shapeOf, config));
@@ -366,7 +418,7 @@ export function planAdapter(
       ...planReplace({ module: t.module, fullWeight: weightKey, fullBias: biasKey }, target, shapeOf, config),
     );
   }
-  return { patches, tokens, unmatchedKeys, missingModules: missing(config, weights, adapted) };
+  return { patches, tokens, unmatchedKeys, missingModules: missing(config, weights, adapted), missingKeys };
 }
 
 /**

@@ -201,6 +201,14 @@ export async function readAdapter(
       }`,
     );
   }
+  if (plan.missingKeys.length > 0) {
+    // PEFT's words; these tensors stay at PEFT's init (a zero LoRA factor, the base weight's norms).
+    warn(
+      `${source.location}: Found missing adapter keys while loading the checkpoint: [${
+        plan.missingKeys.map((k) => `'${k}'`).join(", ")
+      }]`,
+    );
+  }
   const parameters = weights.names().reduce((n, k) => n + weights.info(k).shape.reduce((a, b) => a * b, 1), 0);
   return { name, location: source.location, config, plan, weights, parameters, warnings };
 }

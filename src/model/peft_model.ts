@@ -440,8 +440,8 @@ export class PeftModel implements AsyncDisposable {
         a.plan.patches.reduce((m, p) =>
           m + (p.kind === "replace"
             ? size(a, p.key)
-            : [p.a, p.b, p.bias, p.magnitude].reduce((k, key) =>
-              k + (key ? size(a, key) : 0), 0)), 0),
+            : [p.a, p.b, p.bias, p.magnitudeFromBase ? undefined : p.magnitude].reduce((k, key) =>
+              k + (key ? size(a, key) : 0), p.magnitudeFromBase ? p.target.outFeatures : 0)), 0),
       0,
     );
     const trainable = this.#trainable?.adapter.params.tensors.reduce((n, t) => n + t.data.length, 0) ?? 0;

@@ -85,6 +85,11 @@ export class LoraParameters {
         throw new UnsupportedError("DoRA module without a DoRA branch", { key: patch.module });
       }
       if (patch.bias) throw new UnsupportedError("training lora_bias is not supported", { key: patch.module });
+      if (patch.magnitudeFromBase) {
+        throw new UnsupportedError("training a DoRA module whose adapter lacks its magnitude is not supported", {
+          key: patch.module,
+        });
+      }
       if (branch.elementType !== "float32") {
         throw new UnsupportedError("training needs a float32 base (this projection is float16)", { key: patch.module });
       }

@@ -295,7 +295,7 @@ export async function readTunedAdapter(
   const parameters = file.names().reduce((n, k) => n + file.info(k).shape.reduce((a, b) => a * b, 1), 0);
   return {
     config,
-    plan: { patches, unmatchedKeys: unmatched, missingModules, tokens: [] },
+    plan: { patches, unmatchedKeys: unmatched, missingModules, missingKeys: [], tokens: [] },
     weights: merged,
     parameters,
   };
