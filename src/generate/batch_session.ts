@@ -11,11 +11,7 @@ import { Tensor } from "../deps/ort.ts";
 import { GenerationError } from "../errors.ts";
 import type { CausalLm, LmRunOptions } from "./causal_lm.ts";
 import type { DecoderLayout } from "./decoder_layout.ts";
-
-/** Frees the GPU buffers of tensors that live on the GPU; CPU tensors are left to the GC. */
-function disposeGpu(tensors: Iterable<Tensor>): void {
-  for (const tensor of tensors) if (tensor.location === "gpu-buffer") tensor.dispose();
-}
+import { disposeGpu, keepStep } from "./kv_step.ts";
 
 /** An int64 `[rows, cols]` tensor of row-major values. */
 function int64Matrix(values: readonly number[], rows: number): Tensor {
@@ -135,14 +131,8 @@ export class BatchDecoderSession {
     if (layout.positionIds) feeds.position_ids = int64Matrix(positionsFromMask(this.#mask, count), rows);
     if (layout.useCacheBranch) feeds.use_cache_branch = new Tensor("bool", new Uint8Array([useCache ? 1 : 0]), [1]);
     const outputs = await this.#lm.run(feeds, this.#runOptions);
-    const next: Record<string, Tensor> = {};
-    for (const { input, output } of layout.cache) next[input] = outputs[output];
-    const used = new Set(Object.values(next));
-    disposeGpu(Object.values(past).filter((t) => !used.has(t)));
+    const { next, logits } = await keepStep(layout, past, outputs);
     this.#past = next;
-    disposeGpu(Object.entries(outputs).filter(([name, t]) => name !== "logits" && !used.has(t)).map(([, t]) => t));
-    const logits = outputs.logits;
-    if (logits.location !== "gpu-buffer") return logits;
-    return new Tensor(logits.type, await logits.getData(true), logits.dims);
+    return logits;
   }
 }

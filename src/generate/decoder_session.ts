@@ -11,15 +11,11 @@
 import { Tensor } from "../deps/ort.ts";
 import type { CausalLm, LmRunOptions } from "./causal_lm.ts";
 import type { DecoderLayout } from "./decoder_layout.ts";
+import { disposeGpu, keepStep } from "./kv_step.ts";
 
 /** An int64 `[1, n]` tensor. */
 function int64Row(values: readonly number[]): Tensor {
   return new Tensor("int64", BigInt64Array.from(values, (v) => BigInt(v)), [1, values.length]);
-}
-
-/** Frees the GPU buffers of tensors that live on the GPU; CPU tensors are left to the GC. */
-function disposeGpu(tensors: Iterable<Tensor>): void {
-  for (const tensor of tensors) if (tensor.location === "gpu-buffer") tensor.dispose();
 }
 
 /** `[from, from + 1, ..., from + count - 1]`. */
@@ -112,15 +108,8 @@ export class DecoderSession {
     if (layout.useCacheBranch) feeds.use_cache_branch = new Tensor("bool", new Uint8Array([useCache ? 1 : 0]), [1]);
     this.#runs++;
     const outputs = await this.#lm.run(feeds, this.#runOptions);
-    const next: Record<string, Tensor> = {};
-    for (const { input, output } of layout.cache) next[input] = outputs[output];
-    const used = new Set(Object.values(next));
-    disposeGpu(Object.values(past).filter((t) => !used.has(t)));
+    const { next, logits } = await keepStep(layout, past, outputs);
     this.#past = next;
-    // Any other GPU-resident output (only when the caller asked for it) is not kept.
-    disposeGpu(Object.entries(outputs).filter(([name, t]) => name !== "logits" && !used.has(t)).map(([, t]) => t));
-    const logits = outputs.logits;
-    if (logits.location !== "gpu-buffer") return logits;
-    return new Tensor(logits.type, await logits.getData(true), logits.dims);
+    return logits;
   }
 }
