@@ -4,7 +4,8 @@
  * then every run feeds the tensors of the adapters it uses (rank 0: off).
  * One session serves every adapter; switching adapters uploads only small
  * matrices. The graph is rewritten again only when a new adapter targets
- * modules it lacks.
+ * modules it lacks. Trainable tokens get a branch of their own after the
+ * embedding (and a tied head), fed the same way (`token_branches.ts`).
  * @module
  */
 import type { ModelSession } from "./model_session.ts";
@@ -19,10 +20,11 @@ import {
 import type { AdapterTensorReader } from "../lora/readers.ts";
 import type { LoraPatch } from "../lora/plan.ts";
 import { addLoraBranches } from "../onnx/lora_branches.ts";
+import { addTokenBranches, type TokenBranch, type TokenSite } from "../onnx/token_branches.ts";
+import { stackTokenRows, tokenFeeds, tokenSites } from "../lora/token_feeds.ts";
 import { externalBytes } from "../onnx/external_data.ts";
 import { readTargetWeight } from "../onnx/quantized_weights.ts";
 import { uploadToOrtGpu } from "../webgpu/ort_tensors.ts";
-import { UnsupportedError } from "../errors.ts";
 import type { LoadedAdapter } from "./adapter.ts";
 import type { Feeds } from "./base_model.ts";
 import type { BaseModel } from "./base_model.ts";
@@ -37,6 +39,11 @@ interface BranchGraph {
   /** Modules whose branch has a bias delta input (lora_bias, trained biases). */
   bias: ReadonlySet<string>;
   feeds: AdapterFeedCache;
+  /** Trainable-tokens branches, by module (the export's name), and the sites they were built for. */
+  tokens: ReadonlyMap<string, TokenBranch>;
+  tokenSites: ReadonlyMap<string, TokenSite>;
+  /** Each cached LoRA feed set with the token feeds of the same adapters added (kept while that set is cached). */
+  withTokens: WeakMap<Feeds, Feeds>;
   /** On WebGPU: each cached feed set's tensors uploaded once, so switching adapters uploads nothing. */
   onGpu?: WeakMap<Feeds, Promise<Feeds>>;
 }
@@ -68,12 +75,23 @@ async function buildGraph(
   modules: ReadonlySet<string>,
   dora: ReadonlySet<string>,
   bias: ReadonlySet<string>,
+  tokenSites: ReadonlyMap<string, TokenSite> = new Map(),
 ): Promise<BranchGraph> {
   // Per-row inputs: one session runs a single adapter set (rows dim 1) or mixed batches alike.
-  const { model, branches } = addLoraBranches(base.onnx, base.weights, modules, { dora, bias, perRow: true });
+  const lora = addLoraBranches(base.onnx, base.weights, modules, { dora, bias, perRow: true });
+  const { model, branches: tokens } = addTokenBranches(lora.model, base.onnx, tokenSites.values());
   const session = await createSession(model, base.externalData, base.settings, base.file);
   const onGpu = base.device === "webgpu" ? new WeakMap<Feeds, Promise<Feeds>>() : undefined;
-  return { session, modules, dora, bias, feeds: new AdapterFeedCache(branches), onGpu };
+  const feeds = new AdapterFeedCache(lora.branches);
+  return { session, modules, dora, bias, feeds, tokens, tokenSites, withTokens: new WeakMap(), onGpu };
+}
+
+/** `lora` (a cached LoRA feed set) plus the token feeds of the same adapters, built once per set. */
+function addTokens(g: BranchGraph, lora: Feeds, tokens: () => Feeds): Feeds {
+  if (g.tokens.size === 0) return lora;
+  let feeds = g.withTokens.get(lora);
+  if (!feeds) g.withTokens.set(lora, feeds = { ...lora, ...tokens() });
+  return feeds;
 }
 
 /** Float32 adapter tensors, converted once per key. */
@@ -106,20 +124,16 @@ function engine(
   return {
     runnable(active: readonly WeightedAdapter[]) {
       if (active.length === 0 || !graph) return { session: base.session, feeds: {} };
-      return onGraph(graph, graph.feeds.feeds(activeOf(active)));
+      const sets = activeOf(active);
+      return onGraph(graph, addTokens(graph, graph.feeds.feeds(sets), () => tokenFeeds(graph.tokens, sets)));
     },
     rowsRunnable(rows: readonly (readonly WeightedAdapter[])[]) {
       if (!graph || rows.every((r) => r.length === 0)) return { session: base.session, feeds: {} };
-      return onGraph(graph, graph.feeds.rowFeeds(rows.map(activeOf)));
+      const sets = rows.map(activeOf);
+      const tokens = () => stackTokenRows(graph.tokens, sets.map((set) => tokenFeeds(graph.tokens, set)));
+      return onGraph(graph, addTokens(graph, graph.feeds.rowFeeds(sets), tokens));
     },
     async add(adapter: LoadedAdapter) {
-      if (adapter.plan.tokens.length > 0) {
-        throw new UnsupportedError(
-          `trainable tokens (trainable_token_indices, ${adapter.plan.tokens[0].module}) replace embedding rows, ` +
-            'which cannot be switched per run yet; use mode "merged"',
-          { key: "trainable_token_indices" },
-        );
-      }
       const patches = loraPatches(adapter.plan);
       const { cpu } = await base.kernels();
       const tensor = tensorReader(adapter);
@@ -135,17 +149,21 @@ function engine(
       const modules = new Set([...(graph?.modules ?? []), ...patches.map((p) => p.module), ...biased]);
       const dora = new Set([...(graph?.dora ?? []), ...patches.filter((p) => p.magnitude).map((p) => p.module)]);
       const bias = new Set([...(graph?.bias ?? []), ...biased]);
+      const sites = new Map(graph?.tokenSites);
+      for (const site of tokenSites(adapter.plan)) sites.set(site.target.module, site);
       const covers = graph && modules.size === graph.modules.size && dora.size === graph.dora.size &&
-        bias.size === graph.bias.size;
-      const next = covers ? graph : await buildGraph(base, modules, dora, bias);
+        bias.size === graph.bias.size && sites.size === graph.tokenSites.size;
+      const next = covers ? graph : await buildGraph(base, modules, dora, bias, sites);
       try {
         // Validates the adapter against the branches (replaced weights cannot run unmerged).
-        next.feeds.feeds([{
+        const alone = [{
           plan: adapter.plan,
           tensor,
           doraScales: prepared.doraScales,
           biasDeltas: prepared.biasDeltas,
-        }]);
+        }];
+        next.feeds.feeds(alone);
+        tokenFeeds(next.tokens, alone);
       } catch (error) {
         if (next !== graph) await next.session.release();
         throw error;

@@ -1,0 +1,175 @@
+/**
+ * Trainable tokens (`trainable_token_indices`) in dynamic mode, against real
+ * PEFT on inputs that hold the tokens (tests/fixtures/real/tokens, made by
+ * tests/fixtures/make/tokens.py): an untied Llama (dict and list forms) and
+ * Gemma3, whose tied lm_head PEFT changes too, on both exporters. Switching
+ * between the adapter and the base creates no session and gives PEFT's logits
+ * each way; a mixed batch gives each row its own; greedy generation gives
+ * PEFT's `generate` tokens.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { type Feeds, fromPretrained, loadBaseModel, type PeftModel, Tensor, UnsupportedError } from "../mod.ts";
+import { ort } from "../src/deps/ort.ts";
+import { generate, generateBatch, type TokenizerLike } from "../src/generate/mod.ts";
+import { BASE_ADAPTER } from "../src/model/peft_model.ts";
+import { parseSafetensors } from "../src/safetensors/mod.ts";
+import { baseNamed, comparedDiff, type RealExpected, realManifest, realPath } from "./support/real_fixtures.ts";
+
+const ATOL = 1e-4;
+const manifest = await realManifest();
+const cases = JSON.parse(await readFile(realPath("tokens/cases.json"), "utf8")) as {
+  name: string;
+  adapter: string;
+  arch: string;
+  tokens: number[];
+  delta_from_base: number;
+}[];
+
+interface TokensExpected {
+  feeds: Feeds;
+  peft: RealExpected;
+  base: RealExpected;
+  genPrompt: number[];
+  genIds: number[];
+  baseGenIds: number[];
+}
+
+async function tokensExpected(name: string): Promise<TokensExpected> {
+  const st = parseSafetensors(new Uint8Array(await readFile(realPath(`tokens/${name}.safetensors`))));
+  const feeds: Feeds = {};
+  for (const n of ["input_ids", "attention_mask", "position_ids"]) {
+    feeds[n] = new Tensor("int64", st.toTypedArray(n) as BigInt64Array, st.get(n).shape);
+  }
+  const mask = st.toTypedArray("attention_mask") as BigInt64Array;
+  const dims = st.get("logits").shape;
+  const ids = (key: string) => [...(st.toTypedArray(key) as BigInt64Array)].map(Number);
+  return {
+    feeds,
+    peft: { feeds, mask, logits: st.toFloat32("logits"), dims },
+    base: { feeds, mask, logits: st.toFloat32("base_logits"), dims },
+    genPrompt: ids("gen_prompt"),
+    genIds: ids("gen_ids"),
+    baseGenIds: ids("base_gen_ids"),
+  };
+}
+
+/** Counts onnxruntime sessions created while `fn` runs. */
+async function sessionsCreated(fn: () => Promise<void>): Promise<number> {
+  const create = ort.InferenceSession.create;
+  let created = 0;
+  ort.InferenceSession.create = ((...args: Parameters<typeof create>) => {
+    created++;
+    return create.apply(ort.InferenceSession, args);
+  }) as typeof create;
+  try {
+    await fn();
+  } finally {
+    ort.InferenceSession.create = create;
+  }
+  return created;
+}
+
+/** Rows `[row, row + 1)` of `[batch, seq, vocab]` logits and of the expected data, compared where the mask is 1. */
+function rowDiff(actual: Float32Array, e: RealExpected, row: number): number {
+  const [, seq, vocab] = e.dims;
+  let max = 0;
+  for (let s = 0; s < seq; s++) {
+    if (e.mask[row * seq + s] === 0n) continue;
+    for (let v = 0; v < vocab; v++) {
+      const i = (row * seq + s) * vocab + v;
+      const d = Math.abs(actual[i] - e.logits[i]);
+      if (!(d <= max)) max = d;
+    }
+  }
+  return max;
+}
+
+const ids: TokenizerLike = { encode: () => [], decode: (t) => t.join(" ") };
+
+for (const c of cases) {
+  for (const exporter of ["torchscript", "dynamo"]) {
+    const base = baseNamed(manifest, `${c.arch}-${exporter}`);
+    test(`${c.name} on ${base.name} dynamic: PEFT's logits with the adapter, the base's without, no new session`, async () => {
+      const model = await loadBaseModel(realPath(base.path));
+      const peft = await fromPretrained(model, realPath(c.adapter), { adapterName: "tokens", onWarning: () => {} });
+      try {
+        const e = await tokensExpected(c.name);
+        assert.ok(comparedDiff(base, e.peft, e.base.logits) > 1e-2, "the tokens change these logits");
+        const created = await sessionsCreated(async () => {
+          for (const adapter of ["tokens", null, "tokens", null]) {
+            const out = (await peft.run(e.feeds, { adapter })).logits.data as Float32Array;
+            const diff = comparedDiff(base, adapter ? e.peft : e.base, out);
+            assert.ok(diff < ATOL, `${adapter ?? "base"}: max abs diff ${diff}`);
+          }
+          {
+            using _off = peft.disableAdapter();
+            const out = (await peft.run(e.feeds)).logits.data as Float32Array;
+            assert.ok(comparedDiff(base, e.base, out) < ATOL, "disabled: the base");
+          }
+        });
+        assert.equal(created, 0, "switching creates no session");
+        // Mixed batch: each row with and without the adapter, in both orders. A row without it goes through
+        // the branched graph (padding id -1, LoRA rank padded with zeros) and is the base session's bit for bit.
+        const plain = (await model.run(e.feeds)).logits.data as Float32Array;
+        const perRow = plain.length / 2;
+        for (const names of [["tokens", BASE_ADAPTER], [BASE_ADAPTER, "tokens"]]) {
+          const out = (await peft.run(e.feeds, { adapterNames: names })).logits.data as Float32Array;
+          names.forEach((name, row) => {
+            const diff = rowDiff(out, name === BASE_ADAPTER ? e.base : e.peft, row);
+            assert.ok(diff < ATOL, `row ${row} (${name}): max abs diff ${diff}`);
+            const slice = (t: Float32Array) => [...t.subarray(row * perRow, (row + 1) * perRow)];
+            if (name === BASE_ADAPTER) assert.deepEqual(slice(out), slice(plain), `row ${row}: the base exactly`);
+          });
+        }
+      } finally {
+        await peft.release();
+        await model.release();
+      }
+    });
+
+    test(`${c.name} on ${base.name} dynamic: greedy generation gives PEFT's tokens, alone and in a mixed batch`, async () => {
+      const model = await loadBaseModel(realPath(base.path));
+      const peft = await fromPretrained(model, realPath(c.adapter), { adapterName: "tokens", onWarning: () => {} });
+      try {
+        const e = await tokensExpected(c.name);
+        const options = { maxNewTokens: e.genIds.length, temperature: 0, eosTokenId: [] };
+        const alone = await generate(peft, ids, e.genPrompt, options);
+        assert.deepEqual(alone.tokenIds, e.genIds);
+        const plain = await generate(peft, ids, e.genPrompt, { ...options, adapter: null });
+        assert.deepEqual(plain.tokenIds, e.baseGenIds);
+        const batch = await generateBatch(peft, ids, [e.genPrompt, e.genPrompt], {
+          ...options,
+          adapterNames: [BASE_ADAPTER, "tokens"],
+        });
+        assert.deepEqual(batch.map((r) => r.tokenIds), [e.baseGenIds, e.genIds]);
+      } finally {
+        await peft.release();
+        await model.release();
+      }
+    });
+  }
+}
+
+test("trainable tokens: two active adapters with tokens on one embedding are refused (PEFT sets one at a time)", async () => {
+  const c = cases.find((x) => x.name === "llama-trainable-tokens")!;
+  const other = cases.find((x) => x.name === "llama-trainable-tokens-list")!;
+  const model = await loadBaseModel(realPath(baseNamed(manifest, "llama-torchscript").path));
+  let peft: PeftModel | undefined;
+  try {
+    peft = await fromPretrained(model, realPath(c.adapter), { adapterName: "a", onWarning: () => {} });
+    await peft.loadAdapter(realPath(other.adapter), "b", { onWarning: () => {} });
+    const e = await tokensExpected(c.name);
+    await assert.rejects(
+      () => peft!.run(e.feeds, { adapter: ["a", "b"] }),
+      (err) => err instanceof UnsupportedError && /one adapter at a time/.test(err.message),
+    );
+    // Each alone still runs.
+    const out = (await peft.run(e.feeds, { adapter: "a" })).logits.data as Float32Array;
+    assert.ok(comparedDiff(baseNamed(manifest, "llama-torchscript"), e.peft, out) < ATOL);
+  } finally {
+    await peft?.release();
+    await model.release();
+  }
+});
