@@ -33,6 +33,7 @@ import {
   baseNamed,
   comparedDiff,
   type RealExpected,
+  realExpected,
   realManifest,
   realPath,
 } from "./support/real_fixtures.ts";
@@ -287,9 +288,48 @@ test("trainable tokens: two active adapters with tokens on one embedding are ref
       () => peft!.run(e.feeds, { adapter: ["a", "b"] }),
       (err) => err instanceof UnsupportedError && /one adapter at a time/.test(err.message),
     );
-    // Each alone still runs.
+    // Each alone still runs; a mixed batch pads the shorter token list (2 ids beside 3) with the padding id.
+    const e2 = await tokensExpected(other.name);
+    const mixed: Feeds = {};
+    for (const [name, t] of Object.entries(e.feeds)) {
+      const half = t.size / 2;
+      const data = new BigInt64Array(t.size);
+      data.set((t.data as BigInt64Array).subarray(0, half));
+      data.set((e2.feeds[name].data as BigInt64Array).subarray(half), half);
+      mixed[name] = new Tensor("int64", data, t.dims);
+    }
+    const rows = (await peft.run(mixed, { adapterNames: ["a", "b"] })).logits.data as Float32Array;
+    assert.ok(rowDiff(rows, e.peft, 0) < ATOL, `row 0 (a): ${rowDiff(rows, e.peft, 0)}`);
+    assert.ok(rowDiff(rows, e2.peft, 1) < ATOL, `row 1 (b): ${rowDiff(rows, e2.peft, 1)}`);
     const out = (await peft.run(e.feeds, { adapter: "a" })).logits.data as Float32Array;
     assert.ok(comparedDiff(baseNamed(manifest, "llama-torchscript"), e.peft, out) < ATOL);
+  } finally {
+    await peft?.release();
+    await model.release();
+  }
+});
+
+test("trainable tokens: refused beside a LoRA on the same embedding, and for training (no such branch there)", async () => {
+  const c = cases.find((x) => x.name === "llama-trainable-tokens")!;
+  const base = baseNamed(manifest, "llama-torchscript");
+  const model = await loadBaseModel(realPath(base.path));
+  let peft: PeftModel | undefined;
+  try {
+    await assert.rejects(
+      () => fromPretrained(model, realPath(c.adapter), { isTrainable: true, onWarning: () => {} }),
+      (err) => err instanceof UnsupportedError && /training trainable tokens/.test(err.message),
+    );
+    peft = await fromPretrained(model, realPath(c.adapter), { adapterName: "tokens", onWarning: () => {} });
+    await peft.loadAdapter(realPath("adapters/llama-embed"), "embed", { onWarning: () => {} });
+    const e = await tokensExpected(c.name);
+    await assert.rejects(
+      () => peft!.run(e.feeds, { adapter: ["tokens", "embed"] }),
+      (err) => err instanceof UnsupportedError && /same module/.test(err.message),
+    );
+    // Each alone runs: the embedding LoRA's branch sits under the tokens' one in the same graph.
+    const embed = await realExpected("adapters/llama-embed", base.inputs);
+    const out = (await peft.run(embed.feeds, { adapter: "embed" })).logits.data as Float32Array;
+    assert.ok(comparedDiff(base, embed, out) < ATOL, `embed: max abs diff ${comparedDiff(base, embed, out)}`);
   } finally {
     await peft?.release();
     await model.release();

@@ -39,6 +39,12 @@ export async function trainableAdapter(base: BaseModel, adapter: LoadedAdapter):
       key: "use_cache_branch",
     });
   }
+  if (adapter.plan.tokens.length > 0) {
+    // The training graph has no trainable-tokens branch: training the rest would drop them.
+    throw new UnsupportedError("training trainable tokens (trainable_token_indices) is not supported", {
+      key: adapter.plan.tokens[0].module,
+    });
+  }
   for (const p of adapter.plan.patches) {
     if (p.kind === "replace") {
       throw new UnsupportedError(`training ${p.param} replacements (modules_to_save, bias) is not supported`, {
