@@ -110,6 +110,13 @@ function siteOf(base: readonly NodeProto[], { target, tokensAreOutputs }: TokenS
   return tokensAreOutputs ? { x: node.input[0], y: node.output[0] } : { x: node.input[1], y: node.output[0] };
 }
 
+/** A tensor's rank where the graph records it (inputs, value_info), else undefined. */
+function recordedRank(model: ModelProto, name: string): number | undefined {
+  const graph = model.graph!;
+  const v = [...graph.input, ...graph.valueInfo].find((i) => i.name === name)?.type?.value;
+  return v?.case === "tensorType" && v.value.shape ? v.value.shape.dim.length : undefined;
+}
+
 function int64Constant(values: readonly number[], dims: readonly number[], output: string, name: string): NodeProto {
   const bytes = new Uint8Array(BigInt64Array.from(values, BigInt).buffer);
   const node = makeNode("Constant", [], [output], name);
@@ -165,6 +172,17 @@ export function addTokenBranches(
     const module = target.module;
     if (branches.has(module)) throw new OnnxModelError("module given twice", { key: module });
     const { x, y } = siteOf(base.graph!.node, site);
+    // The branch lines the rows up as [batch, seq, ...]: ids [batch, seq], a head's input [batch, seq, hidden].
+    const rank = recordedRank(base, x);
+    if (rank !== undefined && rank !== (tokensAreOutputs ? 3 : 2)) {
+      throw new UnsupportedError(
+        `trainable tokens in dynamic mode need ${
+          tokensAreOutputs ? "[batch, seq, hidden] input" : "[batch, seq] ids"
+        } ` +
+          `at ${target.nodeName}; ${x} has rank ${rank}. Use mode "merged"`,
+        { key: module },
+      );
+    }
     const producer = nodes.findIndex((n) => n.output.includes(y));
     if (producer < 0) throw new OnnxModelError(`no node computes ${y}`, { key: module });
     const prefix = `tokens.${module}`;
