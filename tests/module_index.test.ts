@@ -22,6 +22,7 @@ import { localSource } from "../src/storage/local.ts";
 import { memorySource } from "../src/storage/memory.ts";
 import { fixture, maxAbsDiff } from "./support/fixtures.ts";
 import { realPath } from "./support/real_fixtures.ts";
+import { serveFolder } from "./support/static_server.ts";
 
 const MS = "com.microsoft";
 
@@ -175,11 +176,13 @@ function recordingSource(dir: string, reads: string[]): FileSource {
   return { location: local.location, exists: (f) => local.exists(f), read: (f) => (reads.push(f), local.read(f)) };
 }
 
-/** A memory source of a base folder: config.json and the given ONNX files (name in the source -> file on disk). */
-async function memoryBase(files: Record<string, string>): Promise<FileSource> {
+/** A memory source of a base folder: config.json and the given ONNX files (name -> file on disk, or bytes). */
+async function memoryBase(files: Record<string, string | Uint8Array>): Promise<FileSource> {
   const dir = fixture("index/llama-dynamo");
   const entries: Record<string, Uint8Array> = { "config.json": new Uint8Array(await readFile(`${dir}/config.json`)) };
-  for (const [name, path] of Object.entries(files)) entries[name] = new Uint8Array(await readFile(path));
+  for (const [name, file] of Object.entries(files)) {
+    entries[name] = typeof file === "string" ? new Uint8Array(await readFile(file)) : file;
+  }
   return memorySource("memory:llama-dynamo", entries);
 }
 
@@ -219,6 +222,32 @@ for (const dtype of ["q4", "q8"] as const) {
     await base.release();
   });
 }
+
+test("dynamo + onnxruntime q4 by URL: the fp32 graph is fetched, its external data is not", async () => {
+  const server = await serveFolder(fixture("index"));
+  try {
+    const base = await loadBaseModel(`${server.url}/llama-dynamo`, { dtype: "q4" });
+    assert.equal(base.weights.get("model.layers.1.self_attn.v_proj")?.nodeName, "node_linear_9_Q4");
+    const gets = server.requests.filter((r) => r.method === "GET").map((r) => r.path);
+    assert.ok(gets.includes("/llama-dynamo/onnx/model.onnx"), gets.join());
+    assert.ok(!gets.some((p) => p.endsWith(".onnx_data")), gets.join());
+    await base.release();
+  } finally {
+    await server.close();
+  }
+});
+
+test("dynamo + onnxruntime q4 beside an unreadable fp32 file: the base loads; adapters on it say why", async () => {
+  const dir = fixture("index/llama-dynamo");
+  const source = await memoryBase({
+    "onnx/model_q4.onnx": `${dir}/onnx/model_q4.onnx`,
+    "onnx/model.onnx": new Uint8Array(3), // not a ModelProto
+  });
+  const base = await loadBaseModel(source, { dtype: "q4" });
+  assert.match(base.weights.unscopedHint ?? "", /onnx\/model\.onnx beside it could not be read/);
+  await assert.rejects(() => fromPretrained(base, `${dir}/adapter`, { mode: "dynamic" }), ModuleNotInExportError);
+  await base.release();
+});
 
 test("dynamo + onnxruntime q4 without its fp32 export: refused whole, naming the file and what to put beside it", async () => {
   const dir = fixture("index/llama-dynamo");

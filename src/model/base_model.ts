@@ -6,7 +6,7 @@
 import type { GraphProto, ModelProto } from "../deps/onnx_proto.ts";
 import type { InferenceSession, Tensor } from "../deps/ort.ts";
 import type { ModelSession } from "./model_session.ts";
-import { OnnxModelError } from "../errors.ts";
+import { OnnxModelError, PeftEdgeError } from "../errors.ts";
 import { externalBytes, externalDataFiles } from "../onnx/external_data.ts";
 import { decodeGraphNodes, decodeModel, encodeModel } from "../onnx/model_file.ts";
 import { fp32Variant, type ModelDtype, onnxFileForDtype } from "../onnx/model_variant.ts";
@@ -304,14 +304,15 @@ async function recoverModulePaths(source: FileSource, file: string, graph: Graph
     return `${why}; load ${file} under a transformers.js variant name (onnx/model_q4.onnx) with the unquantized ` +
       "export it was made from beside it (onnx/model.onnx), where they are read from";
   }
-  if (!(await source.exists(fp32))) {
-    return `${why}; put the unquantized export ${file} was made from beside it as ${fp32} (only its graph is read)`;
-  }
   let unquantized: GraphProto;
   try {
+    if (!(await source.exists(fp32))) {
+      return `${why}; put the unquantized export ${file} was made from beside it as ${fp32} (only its graph is read)`;
+    }
     unquantized = decodeGraphNodes(await source.read(fp32), fp32);
   } catch (err) {
-    if (err instanceof OnnxModelError) return `${why}; ${fp32} beside it could not be read (${err.message})`;
+    // The base itself loaded: it runs, and only adapters on the unnamed modules are refused, saying this.
+    if (err instanceof PeftEdgeError) return `${why}; ${fp32} beside it could not be read (${err.message})`;
     throw err;
   }
   const recovery = restoreQuantizedScopes(nodes, unquantized, fp32);

@@ -290,7 +290,7 @@ export function indexWeights(graph: GraphProto, file?: string, options: IndexOpt
  * import { readFile } from "node:fs/promises";
  * const q4 = decodeModel(await readFile("tests/fixtures/index/llama-dynamo/onnx/model_q4.onnx"), "model_q4.onnx");
  * unscopedNote(indexWeights(q4.graph!, "onnx/model_q4.onnx", { unscopedHint: "no onnx/model.onnx beside it" }));
- * // "15 weights of the export name no module (node_linear_Q4, ...): no onnx/model.onnx beside it"
+ * // "15 weights of the export name no module (node_linear_Q4, node_linear_1_Q4, node_linear_2_Q4, ...): no onnx/model.onnx beside it"
  * ```
  */
 export function unscopedNote(index: WeightIndex): string {
