@@ -23,6 +23,7 @@ import { memorySource } from "../src/storage/memory.ts";
 import { fixture, maxAbsDiff } from "./support/fixtures.ts";
 import { realPath } from "./support/real_fixtures.ts";
 import { serveFolder } from "./support/static_server.ts";
+import { startTestHub, withEnv, withTempDir } from "./support/hub_server.ts";
 
 const MS = "com.microsoft";
 
@@ -236,6 +237,22 @@ test("dynamo + onnxruntime q4 by URL: the fp32 graph is fetched, its external da
     await server.close();
   }
 });
+
+test("dynamo + onnxruntime q8 from a Hub repo: only the fp32 graph is downloaded beside it", () =>
+  withEnv({}, () =>
+    withTempDir(async (cacheDir) => {
+      const hub = await startTestHub({ repos: { "test/llama-dynamo": { folder: fixture("index/llama-dynamo") } } });
+      try {
+        const base = await loadBaseModel("test/llama-dynamo", { hubUrl: hub.url, cacheDir, dtype: "q8" });
+        assert.equal(base.weights.get("model.layers.0.mlp.down_proj")?.nodeName, "node_linear_6_quant");
+        const downloads = hub.requests.filter((r) => r.method === "GET" && r.path.includes("/resolve/"));
+        assert.ok(downloads.some((r) => r.path.endsWith("/onnx/model.onnx")), downloads.map((r) => r.path).join());
+        assert.ok(!downloads.some((r) => r.path.endsWith(".onnx_data")), downloads.map((r) => r.path).join());
+        await base.release();
+      } finally {
+        await hub.stop();
+      }
+    })));
 
 test("dynamo + onnxruntime q4 beside an unreadable fp32 file: the base loads; adapters on it say why", async () => {
   const dir = fixture("index/llama-dynamo");
