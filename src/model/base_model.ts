@@ -316,7 +316,8 @@ async function recoverModulePaths(source: FileSource, file: string, graph: Graph
     throw err;
   }
   const recovery = restoreQuantizedScopes(nodes, unquantized, fp32);
-  return "untrusted" in recovery ? `${why}; ${recovery.untrusted}` : `${why}; ${fp32} beside it names none of these`;
+  if ("untrusted" in recovery) return `${why}; ${recovery.untrusted}`;
+  return recovery.restored < nodes.length ? `${why}; ${fp32} beside it does not name them all either` : undefined;
 }
 
 /**

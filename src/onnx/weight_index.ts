@@ -171,7 +171,7 @@ function nameTargets(
     // The node's scope names the module even when the weight is shared (tied
     // embeddings); generic node names fall back to the parameter's name.
     const module = scope?.module ?? moduleFromParamName(target.initializer);
-    if (module === undefined) unscoped.add(target.nodeName);
+    if (!module) unscoped.add(target.nodeName);
     else if (!targets.has(module)) targets.set(module, { module, ...target });
   });
 }
