@@ -8,6 +8,7 @@
 import { createTargetMatcher, type LoraConfig, rankFor, scalingFor } from "../config/mod.ts";
 import { AdapterConfigError, AdapterMismatchError, UnsupportedError } from "../errors.ts";
 import { loraSupportsClass } from "../onnx/module_scope.ts";
+import { unscopedNote } from "../onnx/weight_index.ts";
 import type { WeightIndex, WeightTarget } from "../onnx/weight_target.ts";
 import type { AdapterLayout, ModuleTensors } from "./adapter_weights.ts";
 
@@ -352,10 +353,11 @@ export function planAdapter(
     if (!target) {
       const scope = weights.resolveScope(module);
       const where = scope ? `the export shows ${scope.module} but no weight LoRA can adapt there` : "not found";
+      const note = unscopedNote(weights);
       throw new ModuleNotInExportError(
         module,
         exportFile,
-        `${where}; ${why}. Export modules: ${sample(weights.modules) || "(none)"}`,
+        `${where}; ${why}. Export modules: ${sample(weights.modules) || "(none)"}${note ? `. ${note}` : ""}`,
       );
     }
     return target;

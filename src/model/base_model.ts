@@ -3,13 +3,14 @@
  * shared, read-only, by every adapter applied to it.
  * @module
  */
-import type { ModelProto } from "../deps/onnx_proto.ts";
+import type { GraphProto, ModelProto } from "../deps/onnx_proto.ts";
 import type { InferenceSession, Tensor } from "../deps/ort.ts";
 import type { ModelSession } from "./model_session.ts";
-import { OnnxModelError } from "../errors.ts";
+import { OnnxModelError, PeftEdgeError } from "../errors.ts";
 import { externalBytes, externalDataFiles } from "../onnx/external_data.ts";
-import { decodeModel, encodeModel } from "../onnx/model_file.ts";
-import { type ModelDtype, onnxFileForDtype } from "../onnx/model_variant.ts";
+import { decodeGraphNodes, decodeModel, encodeModel } from "../onnx/model_file.ts";
+import { fp32Variant, type ModelDtype, onnxFileForDtype } from "../onnx/model_variant.ts";
+import { restoreQuantizedScopes, unscopedQuantizedNodes } from "../onnx/scope_recovery.ts";
 import { localFs } from "../runtime/fs.ts";
 import { elementCount, floatElementType, readFloatTensor } from "../onnx/tensor_data.ts";
 import { indexWeights, type WeightIndex } from "../onnx/weight_index.ts";
@@ -59,7 +60,8 @@ export interface BaseModelParts {
   /** ONNX file name inside the source. */
   file: string;
   /**
-   * The decoded ONNX model; never mutated.
+   * The decoded ONNX model; never mutated after load (where a quantizer dropped module paths, the loader
+   * restores them into the node metadata first).
    * @ignore internal: read by the adapter, generation and serving stages.
    */
   onnx: ModelProto;
@@ -106,7 +108,8 @@ export class BaseModel implements AsyncDisposable {
   /** ONNX file name inside the source. */
   readonly file: string;
   /**
-   * The decoded ONNX model; never mutated.
+   * The decoded ONNX model; never mutated after load (where a quantizer dropped module paths, the loader
+   * restores them into the node metadata first).
    * @ignore internal: read by the adapter, generation and serving stages.
    */
   readonly onnx: ModelProto;
@@ -287,6 +290,37 @@ async function chooseOnnxFile(source: FileSource, file: string | undefined, dtyp
 }
 
 /**
+ * Gives back the module paths onnxruntime's quantizers dropped from a dynamo
+ * export, from the unquantized export beside the file (only its graph's
+ * nodes are read, never its weights or external data). Returns, when some
+ * stay unknown, why (for errors about modules not found).
+ */
+async function recoverModulePaths(source: FileSource, file: string, graph: GraphProto): Promise<string | undefined> {
+  const nodes = unscopedQuantizedNodes(graph);
+  if (nodes.length === 0) return undefined;
+  const why = "onnxruntime's quantizers drop the node metadata in which a dynamo export keeps module paths";
+  const fp32 = fp32Variant(file);
+  if (fp32 === undefined) {
+    return `${why}; load ${file} under a transformers.js variant name (onnx/model_q4.onnx) with the unquantized ` +
+      "export it was made from beside it (onnx/model.onnx), where they are read from";
+  }
+  let unquantized: GraphProto;
+  try {
+    if (!(await source.exists(fp32))) {
+      return `${why}; put the unquantized export ${file} was made from beside it as ${fp32} (only its graph is read)`;
+    }
+    unquantized = decodeGraphNodes(await source.read(fp32), fp32);
+  } catch (err) {
+    // The base itself loaded: it runs, and only adapters on the unnamed modules are refused, saying this.
+    if (err instanceof PeftEdgeError) return `${why}; ${fp32} beside it could not be read (${err.message})`;
+    throw err;
+  }
+  const recovery = restoreQuantizedScopes(nodes, unquantized, fp32);
+  if ("untrusted" in recovery) return `${why}; ${recovery.untrusted}`;
+  return recovery.restored < nodes.length ? `${why}; ${fp32} beside it does not name them all either` : undefined;
+}
+
+/**
  * Loads an ONNX base model from a folder, `file:` URL or Hub repo: its
  * `config.json`, the ONNX file and any external data files.
  *
@@ -304,6 +338,7 @@ export async function loadBaseModel(pathOrId: PathOrSource, options: LoadBaseMod
   const file = await chooseOnnxFile(source, options.file, options.dtype);
   const bytes = await source.read(file);
   const onnx = decodeModel(bytes, file);
+  const unscopedHint = await recoverModulePaths(source, file, onnx.graph!);
   const externalData = new Map<string, Uint8Array>();
   for (const location of externalDataFiles(onnx, file)) {
     const path = externalDataPath(file, location);
@@ -315,7 +350,7 @@ export async function loadBaseModel(pathOrId: PathOrSource, options: LoadBaseMod
     }
     externalData.set(location, await source.read(path));
   }
-  const weights = indexWeights(onnx.graph!, file);
+  const weights = indexWeights(onnx.graph!, file, { unscopedHint });
   const settings = await sessionSettings(options, onnx.graph!.output.map((o) => o.name));
   const text = await loadTextSide(source);
   const session = await createSession(bytes, externalData, settings, file);

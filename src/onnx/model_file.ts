@@ -4,7 +4,16 @@
  * loses nothing this version of the schema does not know about.
  * @module
  */
-import { fromBinary, type ModelProto, ModelProtoSchema, toBinary } from "../deps/onnx_proto.ts";
+import {
+  BinaryReader,
+  fromBinary,
+  type GraphProto,
+  GraphProtoSchema,
+  type ModelProto,
+  ModelProtoSchema,
+  toBinary,
+  WireType,
+} from "../deps/onnx_proto.ts";
 import { OnnxModelError } from "../errors.ts";
 
 /**
@@ -32,6 +41,55 @@ export function decodeModel(bytes: Uint8Array, file: string): ModelProto {
     throw new OnnxModelError("ONNX model has no graph nodes", { file });
   }
   return model;
+}
+
+/** Field numbers of onnx.proto: `ModelProto.graph`, `GraphProto.node`. */
+const MODEL_GRAPH = 7;
+const GRAPH_NODE = 1;
+
+/**
+ * Parses only the nodes of a model's graph (their attributes and subgraphs
+ * included), skipping its initializers, inputs, outputs and value infos
+ * unread: for reading another file's structure (names, ops, metadata)
+ * without copying its weights. External data is never touched.
+ *
+ * @example
+ * ```ts
+ * import { decodeGraphNodes } from "./model_file.ts";
+ * import { readFile } from "node:fs/promises";
+ * const graph = decodeGraphNodes(await readFile("tests/fixtures/llama-tiny/onnx/model.onnx"), "model.onnx");
+ * console.log(graph.node.length, graph.initializer.length); // n 0
+ * ```
+ */
+export function decodeGraphNodes(bytes: Uint8Array, file: string): GraphProto {
+  let graph: GraphProto;
+  try {
+    const nodes: Uint8Array[] = [];
+    const model = new BinaryReader(bytes);
+    while (model.pos < model.len) {
+      const [field, wire] = model.tag();
+      if (field !== MODEL_GRAPH || wire !== WireType.LengthDelimited) {
+        model.skip(wire, field);
+        continue;
+      }
+      const graphBytes = model.bytes();
+      const reader = new BinaryReader(graphBytes);
+      while (reader.pos < reader.len) {
+        const start = reader.pos;
+        const [f, w] = reader.tag();
+        reader.skip(w, f);
+        // Each kept entry is the node's whole field (tag, length, message), so their concatenation is a GraphProto.
+        if (f === GRAPH_NODE && w === WireType.LengthDelimited) nodes.push(graphBytes.subarray(start, reader.pos));
+      }
+    }
+    const joined = new Uint8Array(nodes.reduce((n, b) => n + b.length, 0));
+    nodes.reduce((offset, b) => (joined.set(b, offset), offset + b.length), 0);
+    graph = fromBinary(GraphProtoSchema, joined);
+  } catch (cause) {
+    throw new OnnxModelError(`not a valid ONNX ModelProto (${(cause as Error).message})`, { file, cause });
+  }
+  if (graph.node.length === 0) throw new OnnxModelError("ONNX model has no graph nodes", { file });
+  return graph;
 }
 
 /**

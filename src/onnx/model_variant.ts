@@ -62,3 +62,25 @@ export function onnxFileForDtype(dtype: string, name = "model"): string {
   }
   return `onnx/${name}${SUFFIX[dtype as ModelDtype]}.onnx`;
 }
+
+/**
+ * The fp32 file a variant was converted from, when `file` is named as a
+ * transformers.js dtype variant (`<stem><suffix>.onnx`, any folder), or
+ * undefined for an fp32 name or another name.
+ *
+ * @example
+ * ```ts
+ * import { fp32Variant } from "./model_variant.ts";
+ * fp32Variant("onnx/model_q4.onnx"); // "onnx/model.onnx"
+ * fp32Variant("onnx/decoder_model_merged_quantized.onnx"); // "onnx/decoder_model_merged.onnx"
+ * fp32Variant("onnx/model.onnx"); // undefined
+ * ```
+ */
+export function fp32Variant(file: string): string | undefined {
+  for (const suffix of Object.values(SUFFIX)) {
+    const end = `${suffix}.onnx`;
+    const stem = file.slice(file.lastIndexOf("/") + 1);
+    if (suffix !== "" && stem.length > end.length && stem.endsWith(end)) return `${file.slice(0, -end.length)}.onnx`;
+  }
+  return undefined;
+}

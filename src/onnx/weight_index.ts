@@ -158,6 +158,7 @@ function nameTargets(
   found: ReadonlyMap<number, Found>,
   targets: Map<string, WeightTarget>,
   scopes: Map<string, GraphModule>,
+  unscoped: Set<string>,
 ) {
   graph.node.forEach((node, nodeIndex) => {
     const scope = nodeScope(node);
@@ -170,7 +171,8 @@ function nameTargets(
     // The node's scope names the module even when the weight is shared (tied
     // embeddings); generic node names fall back to the parameter's name.
     const module = scope?.module ?? moduleFromParamName(target.initializer);
-    if (module && !targets.has(module)) targets.set(module, { module, ...target });
+    if (!module) unscoped.add(target.nodeName);
+    else if (!targets.has(module)) targets.set(module, { module, ...target });
   });
 }
 
@@ -178,6 +180,20 @@ function nameTargets(
 function sameWeight(a: WeightTarget, b: WeightTarget): boolean {
   return a.kind === b.kind && a.initializer === b.initializer && a.layout === b.layout &&
     a.inFeatures === b.inFeatures && a.outFeatures === b.outFeatures && !a.quantized === !b.quantized;
+}
+
+/**
+ * Options of {@linkcode indexWeights}.
+ *
+ * @example
+ * ```ts
+ * import type { IndexOptions } from "./weight_index.ts";
+ * const options: IndexOptions = { unscopedHint: "no onnx/model.onnx beside it to read the module paths from" };
+ * ```
+ */
+export interface IndexOptions {
+  /** Said in errors about modules not found, when some weights name no module (see `WeightIndex.unscoped`). */
+  unscopedHint?: string;
 }
 
 /**
@@ -201,7 +217,7 @@ function sameWeight(a: WeightTarget, b: WeightTarget): boolean {
  * index.resolve("base.model.layers.0.self_attn.q_proj")?.module; // "model.layers.0.self_attn.q_proj"
  * ```
  */
-export function indexWeights(graph: GraphProto, file?: string): WeightIndex {
+export function indexWeights(graph: GraphProto, file?: string, options: IndexOptions = {}): WeightIndex {
   const initializers = new Map<string, TensorProto>(graph.initializer.map((t) => [t.name, t]));
   const consumers = new Map<string, number[]>();
   const read = (input: string, i: number) => {
@@ -210,7 +226,8 @@ export function indexWeights(graph: GraphProto, file?: string): WeightIndex {
   };
   const targets = new Map<string, WeightTarget>();
   const scopes = new Map<string, GraphModule>();
-  nameTargets(graph, targetsOf(graph, initializers), targets, scopes);
+  const unscoped = new Set<string>();
+  nameTargets(graph, targetsOf(graph, initializers), targets, scopes, unscoped);
 
   graph.node.forEach((node, nodeIndex) => {
     for (const input of node.input) read(input, nodeIndex);
@@ -220,7 +237,7 @@ export function indexWeights(graph: GraphProto, file?: string): WeightIndex {
     const perBranch = branches.map((g) => {
       const visible = new Map([...initializers, ...g.initializer.map((t) => [t.name, t] as const)]);
       const own = new Map<string, WeightTarget>();
-      nameTargets(g, targetsOf(g, visible), own, scopes);
+      nameTargets(g, targetsOf(g, visible), own, scopes, unscoped);
       for (const n of g.node) for (const input of n.input) read(input, nodeIndex);
       return own;
     });
@@ -256,5 +273,30 @@ export function indexWeights(graph: GraphProto, file?: string): WeightIndex {
     resolve: (hf) => byHfName(modules, (n) => targets.get(n), hf),
     resolveScope: (hf) => byHfName(scopeNames, (n) => scopes.get(n), hf),
     consumers: (initializer) => consumers.get(initializer) ?? [],
+    unscoped: [...unscoped],
+    unscopedHint: unscoped.size > 0 ? options.unscopedHint : undefined,
   };
+}
+
+/**
+ * A sentence for errors about a module not found, when the export has
+ * weights that name no module (empty when it has none): which nodes, and
+ * why or what to do when the loader said (`IndexOptions.unscopedHint`).
+ *
+ * @example
+ * ```ts
+ * import { indexWeights, unscopedNote } from "./weight_index.ts";
+ * import { decodeModel } from "./model_file.ts";
+ * import { readFile } from "node:fs/promises";
+ * const q4 = decodeModel(await readFile("tests/fixtures/index/llama-dynamo/onnx/model_q4.onnx"), "model_q4.onnx");
+ * unscopedNote(indexWeights(q4.graph!, "onnx/model_q4.onnx", { unscopedHint: "no onnx/model.onnx beside it" }));
+ * // "15 weights of the export name no module (node_linear_Q4, node_linear_1_Q4, node_linear_2_Q4, ...): no onnx/model.onnx beside it"
+ * ```
+ */
+export function unscopedNote(index: WeightIndex): string {
+  const n = index.unscoped.length;
+  if (n === 0) return "";
+  const nodes = index.unscoped.slice(0, 3).join(", ") + (n > 3 ? ", ..." : "");
+  return `${n} weight${n === 1 ? "" : "s"} of the export name no module (${nodes})` +
+    (index.unscopedHint ? `: ${index.unscopedHint}` : "");
 }

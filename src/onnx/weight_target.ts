@@ -148,4 +148,12 @@ export interface WeightIndex {
   resolveScope(hfModule: string): GraphModule | undefined;
   /** Nodes that read an initializer (to detect tied weights). */
   consumers(initializer: string): readonly number[];
+  /**
+   * Nodes computing a weight of the graph whose module the export does not
+   * name (no scope, no parameter name): e.g. the nodes onnxruntime's
+   * quantizers put into a dynamo export, which carry no metadata.
+   */
+  readonly unscoped: readonly string[];
+  /** Why the `unscoped` nodes name no module and what would name them, where the loader knows. */
+  readonly unscopedHint?: string;
 }
