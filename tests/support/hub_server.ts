@@ -153,6 +153,10 @@ async function gitBlobId(bytes: Uint8Array): Promise<string> {
   return await hexDigest("SHA-1", all);
 }
 
+/** Response headers a cross-origin page may read: those `@huggingface/hub` and downloads use. */
+const EXPOSED_HEADERS =
+  "ETag, X-Repo-Commit, X-Linked-Etag, X-Linked-Size, X-Error-Code, Content-Range, Content-Length, Accept-Ranges";
+
 /** Files stored with Git LFS on the real Hub. */
 function isLfs(path: string, size: number): boolean {
   return /\.(safetensors|onnx|onnx_data|bin|data)$/.test(path) || size > 10_000;
@@ -231,6 +235,17 @@ export async function startTestHub(options: TestHubOptions): Promise<TestHub> {
     const token = auth?.startsWith("Bearer ") ? auth.slice("Bearer ".length) : undefined;
     const range = typeof req.headers.range === "string" ? req.headers.range : undefined;
     requests.push({ method: req.method ?? "GET", path: url.pathname, token, range });
+    // CORS as the real Hub answers it, so that a page on another origin (the browser tests) can use this Hub.
+    res.setHeader("Access-Control-Allow-Origin", "*");
+    res.setHeader("Access-Control-Expose-Headers", EXPOSED_HEADERS);
+    if (req.method === "OPTIONS") {
+      res.writeHead(204, {
+        "Access-Control-Allow-Methods": "GET, HEAD",
+        "Access-Control-Allow-Headers": "Authorization, Range, Accept, Content-Type",
+        "Access-Control-Max-Age": "0",
+      });
+      return void res.end();
+    }
     const mode = hub.fail;
     if (mode === "hang") return; // never answered; stop() closes the socket
     if (mode === "drop") return void req.socket.destroy();
