@@ -64,6 +64,28 @@ export function cacheKey(
 }
 
 /**
+ * Whether the Cache API answers here: `globalThis.caches` exists and a
+ * lookup in cache `name` works. Local `workerd` has `caches` but, with no
+ * cache configured, every lookup throws "No Cache was configured".
+ *
+ * @example
+ * ```ts
+ * import { cacheApiWorks } from "./cache_api.ts";
+ * console.log(await cacheApiWorks("peft-edge-hub")); // true in browsers and Deno
+ * ```
+ */
+export async function cacheApiWorks(name: string = DEFAULT_CACHE_NAME): Promise<boolean> {
+  const storage = (globalThis as { caches?: CacheStorage }).caches;
+  if (!storage) return false;
+  try {
+    await (await storage.open(name)).match(`${KEY_ORIGIN}/probe`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * A {@linkcode HubCache} in the Cache API cache `name` (of `storage`,
  * default `globalThis.caches`). The cache is opened on first use. It has
  * no cross-tab lock: two tabs may download one blob at once, and the last

@@ -3,13 +3,14 @@
  * is passed: the `cacheStorage` setting, else the runtime's best: the disk
  * cache where there is a file system (Deno, Bun, Node: Deno also has a Cache
  * API, but the disk cache is shared with Python), the Cache API where
- * `globalThis.caches` exists (browsers), else memory.
+ * `globalThis.caches` exists and answers (browsers; not local `workerd`,
+ * whose `caches` throws unless a cache is configured), else memory.
  * @module
  */
 import { UnsupportedError } from "../errors.ts";
 import { localFs } from "../runtime/fs.ts";
 import { type HubCache, memoryHubCache } from "./cache.ts";
-import { cacheApiHubCache } from "./cache_api.ts";
+import { cacheApiHubCache, cacheApiWorks } from "./cache_api.ts";
 import { diskHubCache } from "./disk_cache.ts";
 import type { HubCacheStorage, HubSettings } from "./settings.ts";
 
@@ -36,7 +37,7 @@ async function hasFileSystem(): Promise<boolean> {
 export async function hubCacheStorage(settings: HubSettings): Promise<HubCacheStorage> {
   if (settings.cacheStorage) return settings.cacheStorage;
   if (settings.cacheDir !== undefined && await hasFileSystem()) return "disk";
-  return (globalThis as { caches?: CacheStorage }).caches ? "cache-api" : "memory";
+  return await cacheApiWorks(settings.cacheName) ? "cache-api" : "memory";
 }
 
 /**
