@@ -40,6 +40,8 @@ export interface TestRepo {
   files?: Record<string, Uint8Array>;
   /** Commit `main` points to; default derived from the repo id. */
   commit?: string;
+  /** Tags (`v1.0`, ...): revisions that point to the first commit, whatever `main` becomes. */
+  tags?: string[];
   /** Requires a known token (401 otherwise). */
   private?: boolean;
   /** Files require an approved token (401 without token, 403 with another). */
@@ -226,6 +228,7 @@ export async function startTestHub(options: TestHubOptions): Promise<TestHub> {
   const revisionCommit = (repo: string, revision: string): string | undefined => {
     const history = commits.get(repo) ?? [];
     if (revision === "main") return history[history.length - 1];
+    if (options.repos[repo]?.tags?.includes(revision)) return history[0];
     return history.includes(revision) ? revision : undefined;
   };
 
