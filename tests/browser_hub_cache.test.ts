@@ -2,8 +2,9 @@
 // adapter loaded by Hub repo id from the test Hub give PEFT's logits; loading them again in the same page and after a
 // reload makes no file request to the Hub server (only the branch is resolved), a pinned commit no request at all,
 // and the logits are the same. A cached blob corrupted in place is fetched again with verifyCache, and offline it is a
-// HubError "corrupt": never used. Chromium's HTTP cache is off (tests/support/browser_hub.mjs), so what the server
-// did not see came from the Cache API. Runs once, in the Deno suite; tests/run_all.sh installs Debian's chromium.
+// HubError "corrupt": never used; a download cut short stores nothing. Chromium's HTTP cache is off
+// (tests/support/browser_hub.mjs), so what the server did not see came from the Cache API. Runs once, in the Deno
+// suite; tests/run_all.sh installs Debian's chromium.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -54,6 +55,11 @@ test("in headless Chromium, Hub downloads are kept in the Cache API across loads
 }, async () => {
   const hub = await startTestHub({
     repos: { [BASE]: { folder: fixture("llama-tiny") }, [ADAPTER]: { folder: fixture("llama-tiny-lora-qv") } },
+    // Before the driver's next step: downloads are cut in half during the "truncated" phase.
+    onRequest: (r) => {
+      if (r.path === "/__mark/truncated") hub.fail = "truncate";
+      else if (r.path.startsWith("/__mark/")) hub.fail = undefined;
+    },
   });
   const out = await mkdtemp(join(tmpdir(), "peft-edge-browser-hub-"));
   const server = await serveFolder(out);
@@ -88,7 +94,11 @@ test("in headless Chromium, Hub downloads are kept in the Cache API across loads
       JSON.stringify(spec),
     ]);
     const result = JSON.parse(stdout.trim().split("\n").pop()!) as {
-      phases: Record<string, LoadResult> & { corrupted: boolean; corruptedAgain: boolean };
+      phases: Record<string, LoadResult> & {
+        corrupted: boolean;
+        corruptedAgain: boolean;
+        keysAfterTruncated: string[];
+      };
       keys: string[];
       errors: string[];
     };
@@ -139,6 +149,13 @@ test("in headless Chromium, Hub downloads are kept in the Cache API across loads
     assert.equal(phases.offline.error?.hubError, true, phases.offline.error?.message ?? "");
     assert.equal(phases.offline.error?.reason, "corrupt", phases.offline.error?.message ?? "");
     assert.deepEqual(during(hub.requests, "offline"), [], "offline: no request");
+
+    // A download cut short (retries: 0, so no resume) leaves no blob and no snapshot entry in the Cache API.
+    const cut = phases.truncated.error;
+    assert.ok(cut?.hubError && /cut short: got \d+ of \d+ bytes/.test(cut.message), JSON.stringify(cut));
+    assert.ok(files(during(hub.requests, "truncated")).length > 0, "the truncated phase did download");
+    assert.deepEqual(phases.keysAfterTruncated.filter((k) => k.includes("/blobs/") || k.includes("/snapshots/")), []);
+    assert.deepEqual(phases.recovered.logits, first.logits, "after the Hub recovers, the same logits");
   } finally {
     await server.close();
     await hub.stop();

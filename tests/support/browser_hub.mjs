@@ -51,6 +51,11 @@ try {
   await page.reload();
   phases.corruptedAgain = await corrupt();
   await run("offline", { verifyCache: true, localFilesOnly: true });
+  // The test switches the Hub to cutting downloads short at this mark (no resume): nothing may be stored.
+  await page.evaluate(() => globalThis.hubPage.clearCache());
+  await run("truncated", { retries: 0 });
+  phases.keysAfterTruncated = await page.evaluate(() => globalThis.hubPage.cachedKeys());
+  await run("recovered");
   await mark("end");
   console.log(JSON.stringify({ phases, keys, errors }));
 } finally {

@@ -3,8 +3,9 @@
  * The page of tests/browser_hub_cache.test.ts, bundled with esbuild: loads
  * the test base and adapter by Hub repo id from the test Hub (default
  * options: the Cache API cache, as any page gets), runs the prefill of
- * PEFT's expected inputs and hands back the logits; and corrupts a cached
- * blob in place, as a failing disk or a stray script could.
+ * PEFT's expected inputs and hands back the logits; corrupts a cached
+ * blob in place, as a failing disk or a stray script could; lists and
+ * empties the cache.
  * @module
  */
 import { fromPretrained, HubError, loadBaseModel, Tensor } from "../../mod.ts";
@@ -19,6 +20,7 @@ export interface HubLoad {
   adapterRevision?: string;
   verifyCache?: boolean;
   localFilesOnly?: boolean;
+  retries?: number;
   inputIds: number[];
 }
 
@@ -33,7 +35,12 @@ export interface HubLoadResult {
 /** Loads base and adapter by repo id and runs the prefill. */
 export async function loadAndRun(job: HubLoad): Promise<HubLoadResult> {
   const storage = await hubCacheStorage(hubSettings({}));
-  const hub = { hubUrl: job.hubUrl, verifyCache: job.verifyCache, localFilesOnly: job.localFilesOnly };
+  const hub = {
+    hubUrl: job.hubUrl,
+    verifyCache: job.verifyCache,
+    localFilesOnly: job.localFilesOnly,
+    retries: job.retries,
+  };
   try {
     const base = await loadBaseModel(job.base, {
       ...hub,
@@ -95,4 +102,9 @@ export async function cachedKeys(): Promise<string[]> {
   return (await cache.keys()).map((request) => new URL(request.url).pathname);
 }
 
-(globalThis as { hubPage?: unknown }).hubPage = { loadAndRun, corruptCached, cachedKeys };
+/** Empties the Cache API cache, as a fresh profile has it. */
+export async function clearCache(): Promise<boolean> {
+  return await caches.delete(DEFAULT_CACHE_NAME);
+}
+
+(globalThis as { hubPage?: unknown }).hubPage = { loadAndRun, corruptCached, cachedKeys, clearCache };

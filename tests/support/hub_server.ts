@@ -110,6 +110,8 @@ export interface TestHubOptions {
   tokens?: string[];
   /** Tokens granted access to gated repos. */
   approvedTokens?: string[];
+  /** Called with each request as it arrives, before it is answered (e.g. to switch `fail` on a marker path). */
+  onRequest?: (request: LoggedRequest) => void;
 }
 
 /**
@@ -237,7 +239,9 @@ export async function startTestHub(options: TestHubOptions): Promise<TestHub> {
     const auth = req.headers.authorization;
     const token = auth?.startsWith("Bearer ") ? auth.slice("Bearer ".length) : undefined;
     const range = typeof req.headers.range === "string" ? req.headers.range : undefined;
-    requests.push({ method: req.method ?? "GET", path: url.pathname, token, range });
+    const logged = { method: req.method ?? "GET", path: url.pathname, token, range };
+    requests.push(logged);
+    options.onRequest?.(logged);
     // CORS as the real Hub answers it, so that a page on another origin (the browser tests) can use this Hub.
     res.setHeader("Access-Control-Allow-Origin", "*");
     res.setHeader("Access-Control-Expose-Headers", EXPOSED_HEADERS);
