@@ -2,9 +2,9 @@
 // adapter loaded by Hub repo id from the test Hub give PEFT's logits; loading them again in the same page and after a
 // reload makes no file request to the Hub server (only the branch is resolved), a pinned commit no request at all,
 // and the logits are the same. A cached blob corrupted in place is fetched again with verifyCache, and offline it is a
-// HubError "corrupt": never used; a download cut short stores nothing. Chromium's HTTP cache is off
-// (tests/support/browser_hub.mjs), so what the server did not see came from the Cache API. Runs once, in the Deno
-// suite; tests/run_all.sh installs Debian's chromium.
+// HubError "corrupt": never used; a download cut short stores nothing; two tabs loading at once download each
+// file once. Chromium's HTTP cache is off (tests/support/browser_hub.mjs), so what the server did not see came from
+// the Cache API. Runs once, in the Deno suite; tests/run_all.sh installs Debian's chromium.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -55,9 +55,10 @@ test("in headless Chromium, Hub downloads are kept in the Cache API across loads
 }, async () => {
   const hub = await startTestHub({
     repos: { [BASE]: { folder: fixture("llama-tiny") }, [ADAPTER]: { folder: fixture("llama-tiny-lora-qv") } },
-    // Before the driver's next step: downloads are cut in half during the "truncated" phase.
+    // Before the driver's next step: downloads are cut in half during "truncated", slowed down during "tabs".
     onRequest: (r) => {
       if (r.path === "/__mark/truncated") hub.fail = "truncate";
+      else if (r.path === "/__mark/tabs") hub.fail = "slow";
       else if (r.path.startsWith("/__mark/")) hub.fail = undefined;
     },
   });
@@ -156,6 +157,13 @@ test("in headless Chromium, Hub downloads are kept in the Cache API across loads
     assert.ok(files(during(hub.requests, "truncated")).length > 0, "the truncated phase did download");
     assert.deepEqual(phases.keysAfterTruncated.filter((k) => k.includes("/blobs/") || k.includes("/snapshots/")), []);
     assert.deepEqual(phases.recovered.logits, first.logits, "after the Hub recovers, the same logits");
+
+    // Two tabs at once: each file downloaded once (the other tab waited on the blob's Web Lock), same logits.
+    assert.deepEqual(phases.tabs.logits, first.logits);
+    assert.deepEqual(phases.otherTab.logits, first.logits);
+    const tabs = files(during(hub.requests, "tabs")).filter((r) => r.method === "GET" && !r.range).map((r) => r.path);
+    assert.ok(tabs.length > 0, "the tabs downloaded");
+    assert.deepEqual(tabs, [...new Set(tabs)], "no file downloaded twice");
   } finally {
     await server.close();
     await hub.stop();

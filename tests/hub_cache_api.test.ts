@@ -161,6 +161,18 @@ cacheApiTest("a large file streams into the cache and back", async (hub, options
 });
 
 cacheApiTest(
+  "two loads of one blob at once download it once (Web Locks, as the disk cache's .locks)",
+  async (hub, options) => {
+    hub.fail = "slow"; // 4 MiB at 2.5 MiB/s: the two downloads would overlap without the lock
+    const read = async () => await (await hubSource("test/big", options)).read("big.safetensors");
+    const [a, b] = await Promise.all([read(), read()]);
+    assert.deepEqual(a, bigFile);
+    assert.deepEqual(b, bigFile);
+    assert.equal(fullDownloads(hub, "big.safetensors").length, 1);
+  },
+);
+
+cacheApiTest(
   "a corrupted entry is fetched again with verifyCache; offline it is a HubError corrupt, never served",
   async (hub, options, cache) => {
     const weights = await fixtureWeights();

@@ -85,11 +85,38 @@ export async function cacheApiWorks(name: string = DEFAULT_CACHE_NAME): Promise<
   }
 }
 
+/** The part of the Web Locks API (`navigator.locks`) used here. */
+interface Locks {
+  request(name: string, callback: () => Promise<void>): Promise<unknown>;
+}
+
+/**
+ * Holds the Web Lock `name` until the returned function is called; where
+ * the lock cannot be had (no Web Locks, an opaque origin), goes on without.
+ */
+function webLock(locks: Locks, name: string): Promise<() => Promise<void>> {
+  const none = () => Promise.resolve();
+  return new Promise((acquired) => {
+    try {
+      locks.request(name, () =>
+        new Promise<void>((release) =>
+          acquired(() => {
+            release();
+            return Promise.resolve();
+          })
+        )).catch(() => acquired(none));
+    } catch {
+      acquired(none);
+    }
+  });
+}
+
 /**
  * A {@linkcode HubCache} in the Cache API cache `name` (of `storage`,
- * default `globalThis.caches`). The cache is opened on first use. It has
- * no cross-tab lock: two tabs may download one blob at once, and the last
- * complete one wins (both are checked, so either is right).
+ * default `globalThis.caches`). The cache is opened on first use. While a
+ * blob downloads, the Web Lock `<name>:models--org--name/<etag>` is held
+ * where `navigator.locks` exists (the disk cache's `.locks/` files), so two
+ * tabs of one origin never download one blob twice.
  *
  * @example
  * ```ts
@@ -105,6 +132,7 @@ export function cacheApiHubCache(name: string = DEFAULT_CACHE_NAME, storage?: Ca
       key: "caches",
     });
   }
+  const locks = (globalThis as { navigator?: { locks?: Locks } }).navigator?.locks;
   let opened: Promise<Cache> | undefined;
   const open = () => opened ??= store.open(name);
   const text = async (key: string) => {
@@ -164,5 +192,6 @@ export function cacheApiHubCache(name: string = DEFAULT_CACHE_NAME, storage?: Ca
       await cache.delete(cacheKey(repo, "blobs", etag));
       await cache.delete(cacheKey(repo, "snapshots", commit, path));
     },
+    lock: locks ? (repo, etag) => webLock(locks, `${name}:${repoFolderName(repo)}/${etag}`) : undefined,
   };
 }
