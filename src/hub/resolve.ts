@@ -31,7 +31,7 @@ export interface ResolveOptions extends NetworkOptions {
    * Where Hub downloads are kept: `disk` (`cacheDir`), `cache-api` (the web
    * Cache API, kept across page reloads) or `memory`; default `disk` where
    * there is a file system, else `cache-api` where `globalThis.caches`
-   * exists (browsers), else `memory`.
+   * answers (browsers), else `memory`.
    */
   cacheStorage?: HubCacheStorage;
   /** The Cache API cache for `cache-api` (default `peft-edge-hub`). */

@@ -49,7 +49,7 @@ export interface HubSettingsInput {
   cacheDir?: string;
   /**
    * Cache storage; default `disk` where there is a file system (Deno, Bun,
-   * Node), else `cache-api` where `globalThis.caches` exists (browsers),
+   * Node), else `cache-api` where `globalThis.caches` answers (browsers),
    * else `memory`.
    */
   cacheStorage?: HubCacheStorage;
