@@ -85,11 +85,12 @@ export {
   type ServerLogger,
 } from "./src/server/mod.ts";
 export { type BlobWriter, type HubCache, memoryHubCache } from "./src/hub/cache.ts";
+export { cacheApiHubCache } from "./src/hub/cache_api.ts";
 // Types the public signatures above refer to.
 export type { ExecutionProviders, SessionChoice } from "./src/model/session.ts";
 export type { PathOrSource } from "./src/hub/resolve.ts";
 export type { HubSourceOptions } from "./src/hub/source.ts";
-export type { HubSettingsInput } from "./src/hub/settings.ts";
+export type { HubCacheStorage, HubSettingsInput } from "./src/hub/settings.ts";
 export type { FileProgress } from "./src/hub/download.ts";
 export type { LrSchedulerType } from "./src/train/schedulers.ts";
 export type { ResolvedTrainerOptions } from "./src/train/trainer_state.ts";

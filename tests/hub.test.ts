@@ -515,6 +515,8 @@ test("settings come from options, then HF_* variables, then Python's defaults", 
       endpoint: DEFAULT_HUB_URL,
       token: undefined,
       cacheDir: "/home/u/.cache/huggingface/hub",
+      cacheStorage: undefined,
+      cacheName: "peft-edge-hub",
       offline: false,
     });
     await withEnv({ HOME: "/home/u", XDG_CACHE_HOME: "/x" }, () => {
@@ -531,12 +533,16 @@ test("settings come from options, then HF_* variables, then Python's defaults", 
         endpoint: "http://mirror.test",
         token: "hf_env",
         cacheDir: "/home/u/hf/hub",
+        cacheStorage: undefined,
+        cacheName: "peft-edge-hub",
         offline: true,
       });
       assert.deepEqual(hubSettings({ hubUrl: "http://other", token: "hf_opt", cacheDir: "/c" }), {
         endpoint: "http://other",
         token: "hf_opt",
         cacheDir: "/c",
+        cacheStorage: undefined,
+        cacheName: "peft-edge-hub",
         offline: true,
       });
     });

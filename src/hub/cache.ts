@@ -2,8 +2,9 @@
  * Cache storage for Hub files, modelled on Python `huggingface_hub`'s cache:
  * per repo, `refs` (revision -> commit), `blobs` (content by ETag),
  * `snapshots` (commit + path -> blob) and `.no_exist` (commit + path known
- * to be absent). {@linkcode memoryHubCache} is the storage for runtimes
- * without a file system; `diskHubCache` (disk_cache.ts) is the on-disk one.
+ * to be absent). {@linkcode memoryHubCache} keeps it in memory;
+ * `diskHubCache` (disk_cache.ts) on disk, `cacheApiHubCache` (cache_api.ts)
+ * in the web Cache API; open_cache.ts chooses among them.
  * @module
  */
 
@@ -87,8 +88,9 @@ function concat(chunks: Uint8Array[]): Uint8Array {
 }
 
 /**
- * An in-memory {@linkcode HubCache}, for edge functions and browsers. Keep
- * one and pass it as `cache` to every load to share downloads between them.
+ * An in-memory {@linkcode HubCache}, for edge functions (browsers keep Hub
+ * files in the Cache API). Keep one and pass it as `cache` to every load to
+ * share downloads between them.
  *
  * @example
  * ```ts

@@ -123,17 +123,6 @@ export async function fileInfo(ctx: RequestContext, path: string, commit: string
   }
 }
 
-/** Concatenates chunks into one array of known length. */
-function concat(chunks: Uint8Array[], length: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.length;
-  }
-  return out;
-}
-
 /** The server's text of a failing response, short (for the message). */
 async function serverText(response: Response): Promise<string> {
   try {
@@ -179,25 +168,25 @@ export async function downloadBlob(
     new HubError(message, { repo: ctx.repo, revision: ctx.revision, file: path, reason, cause });
   const headers: Record<string, string> = ctx.token ? { Authorization: `Bearer ${ctx.token}` } : {};
   let writer: BlobWriter = await cache.writeBlob(ctx.repo, etag);
-  let chunks: Uint8Array[] = [];
+  // Filled in place (the size is announced and capped below): the file is in memory once, not as chunks plus a copy.
+  const bytes = new Uint8Array(info.size);
   let loaded = 0;
   try {
     let outcome;
     try {
       outcome = await streamBody(ctx.downloadFetch ?? ctx.fetch, info.url, headers, {
         write: async (chunk) => {
-          loaded += chunk.length;
-          if (loaded > info.size) {
+          if (loaded + chunk.length > info.size) {
             throw error(`the server sent more than the announced ${info.size} bytes; nothing was cached`, "truncated");
           }
-          chunks.push(chunk);
+          bytes.set(chunk, loaded);
+          loaded += chunk.length;
           await writer.write(chunk);
           onProgress?.({ file: path, loaded, total: info.size });
         },
         restart: async () => {
           await writer.abort();
           writer = await cache.writeBlob(ctx.repo, etag);
-          chunks = [];
           loaded = 0;
         },
       }, { retries: ctx.retries });
@@ -220,7 +209,6 @@ export async function downloadBlob(
         "truncated",
       );
     }
-    const bytes = concat(chunks, loaded);
     if (await matchesEtag(etag, bytes) === false) {
       throw error(`the ${loaded} bytes received differ from the ETag ${etag}; nothing was cached`, "truncated");
     }

@@ -11,6 +11,7 @@ import { isLocalFolder, localSource } from "../storage/local.ts";
 import type { NetworkOptions } from "../storage/http.ts";
 import { isHttpUrl, urlSource } from "../storage/url.ts";
 import type { HubCache } from "./cache.ts";
+import type { HubCacheStorage } from "./settings.ts";
 import { isValidRepoId } from "./repo_id.ts";
 
 /**
@@ -26,6 +27,15 @@ export interface ResolveOptions extends NetworkOptions {
   token?: string;
   /** Cache folder; defaults to `HF_HUB_CACHE` or `HF_HOME/hub`. */
   cacheDir?: string;
+  /**
+   * Where Hub downloads are kept: `disk` (`cacheDir`), `cache-api` (the web
+   * Cache API, kept across page reloads) or `memory`; default `disk` where
+   * there is a file system, else `cache-api` where `globalThis.caches`
+   * answers (browsers), else `memory`.
+   */
+  cacheStorage?: HubCacheStorage;
+  /** The Cache API cache for `cache-api` (default `peft-edge-hub`). */
+  cacheName?: string;
   /** Hub endpoint; defaults to `HF_ENDPOINT` or the public Hub. */
   hubUrl?: string;
   /** Use only the cache, never the network (also `HF_HUB_OFFLINE=1`). */
@@ -40,8 +50,8 @@ export interface ResolveOptions extends NetworkOptions {
   /** The fetch to use (tests, proxies); defaults to the global fetch. */
   fetch?: typeof fetch;
   /**
-   * Hub cache storage (e.g. one shared `memoryHubCache()` on edge runtimes);
-   * defaults to the disk cache at `cacheDir`.
+   * A Hub cache instance (e.g. one shared `memoryHubCache()` on edge
+   * runtimes); overrides `cacheStorage`.
    */
   cache?: HubCache;
 }

@@ -5,6 +5,7 @@
  */
 import { readEnv } from "../runtime/env.ts";
 import { localFs } from "../runtime/fs.ts";
+import { DEFAULT_CACHE_NAME } from "./cache_api.ts";
 
 /**
  * The public Hugging Face Hub.
@@ -18,7 +19,20 @@ import { localFs } from "../runtime/fs.ts";
 export const DEFAULT_HUB_URL = "https://huggingface.co";
 
 /**
- * Options that decide endpoint, token, cache folder and offline mode.
+ * Where Hub downloads are kept: `disk`, the Python-layout folder
+ * `cacheDir`; `cache-api`, the web Cache API (`caches.open(cacheName)`,
+ * kept across page reloads); `memory`, for this load only.
+ *
+ * @example
+ * ```ts
+ * import type { HubCacheStorage } from "./settings.ts";
+ * const storage: HubCacheStorage = "cache-api";
+ * ```
+ */
+export type HubCacheStorage = "disk" | "cache-api" | "memory";
+
+/**
+ * Options that decide endpoint, token, cache storage and offline mode.
  *
  * @example
  * ```ts
@@ -33,6 +47,14 @@ export interface HubSettingsInput {
   token?: string;
   /** Cache folder; else `HF_HUB_CACHE`, `HF_HOME/hub`, `~/.cache/huggingface/hub`. */
   cacheDir?: string;
+  /**
+   * Cache storage; default `disk` where there is a file system (Deno, Bun,
+   * Node), else `cache-api` where `globalThis.caches` answers (browsers),
+   * else `memory`.
+   */
+  cacheStorage?: HubCacheStorage;
+  /** The Cache API cache for `cache-api` (default `peft-edge-hub`). */
+  cacheName?: string;
   /** Cache only; also turned on by `HF_HUB_OFFLINE=1`. */
   localFilesOnly?: boolean;
 }
@@ -51,6 +73,10 @@ export interface HubSettings {
   token?: string;
   /** `undefined` when no home folder is known (no file system). */
   cacheDir?: string;
+  /** `undefined`: chosen by the runtime (see {@linkcode HubSettingsInput.cacheStorage}). */
+  cacheStorage?: HubCacheStorage;
+  /** Name of the Cache API cache. */
+  cacheName: string;
   offline: boolean;
 }
 
@@ -94,7 +120,7 @@ export function defaultCacheDir(): string | undefined {
 }
 
 /**
- * Settles endpoint, token, cache folder and offline mode from options and
+ * Settles endpoint, token, cache storage and offline mode from options and
  * environment, read at call time.
  *
  * @example
@@ -110,6 +136,8 @@ export function hubSettings(input: HubSettingsInput = {}): HubSettings {
     endpoint,
     token: input.token || readEnv("HF_TOKEN") || undefined,
     cacheDir: input.cacheDir || defaultCacheDir(),
+    cacheStorage: input.cacheStorage,
+    cacheName: input.cacheName || DEFAULT_CACHE_NAME,
     offline: input.localFilesOnly === true || isTruthy(readEnv("HF_HUB_OFFLINE")),
   };
 }

@@ -6,12 +6,11 @@
  * @module
  */
 import { HubError } from "../errors.ts";
-import { localFs } from "../runtime/fs.ts";
 import type { FileSource } from "../storage/file_source.ts";
 import { safetensorsOnlyError } from "../storage/bin_only.ts";
 import { boundedFetch, type NetworkOptions } from "../storage/http.ts";
-import { type HubCache, memoryHubCache } from "./cache.ts";
-import { diskHubCache } from "./disk_cache.ts";
+import type { HubCache } from "./cache.ts";
+import { openHubCache } from "./open_cache.ts";
 import { blobName, downloadBlob, type FileInfo, fileInfo, type FileProgress, type RequestContext } from "./download.ts";
 import { isValidRepoId, unsafeRepoPath } from "./repo_id.ts";
 import { hubSettings, type HubSettingsInput, readTokenFile } from "./settings.ts";
@@ -37,9 +36,10 @@ export interface HubSourceOptions extends HubSettingsInput, NetworkOptions {
   /** The fetch to use (tests, proxies); defaults to the global fetch. */
   fetch?: typeof fetch;
   /**
-   * Cache storage; default: the disk cache at `cacheDir` (or its
-   * environment default), or a fresh in-memory cache where there is no
-   * file system. Pass one `memoryHubCache()` to share it between loads.
+   * A cache instance (one `memoryHubCache()` shared between loads, a
+   * `cacheApiHubCache(name)`, your own); it overrides `cacheStorage`, which
+   * otherwise chooses (disk where there is a file system, else the Cache API
+   * in browsers, else memory).
    */
   cache?: HubCache;
   /**
@@ -72,17 +72,6 @@ export interface HubFileSource extends FileSource {
   readonly cache: HubCache;
   /** The commit the revision resolves to (asks the server unless pinned or offline). */
   commit(): Promise<string>;
-}
-
-/** The default cache: disk where there is a file system, else memory. */
-async function defaultCache(cacheDir: string | undefined): Promise<HubCache> {
-  if (cacheDir === undefined) return memoryHubCache();
-  try {
-    await localFs();
-    return diskHubCache(cacheDir);
-  } catch {
-    return memoryHubCache();
-  }
 }
 
 /** An error about the arguments themselves, before any request. */
@@ -136,7 +125,7 @@ export async function hubSource(repoId: string, options: HubSourceOptions = {}):
     downloadFetch: boundedFetch(baseFetch as typeof fetch, options),
     retries: options.retries,
   };
-  const cache = options.cache ?? await defaultCache(settings.cacheDir);
+  const cache = options.cache ?? await openHubCache(settings);
 
   let resolving: Promise<Resolution> | undefined;
   /** The revision's commit; memoized unless it came from a network fallback. */

@@ -40,6 +40,8 @@ export interface TestRepo {
   files?: Record<string, Uint8Array>;
   /** Commit `main` points to; default derived from the repo id. */
   commit?: string;
+  /** Tags (`v1.0`, ...): revisions that point to the first commit, whatever `main` becomes. */
+  tags?: string[];
   /** Requires a known token (401 otherwise). */
   private?: boolean;
   /** Files require an approved token (401 without token, 403 with another). */
@@ -108,6 +110,8 @@ export interface TestHubOptions {
   tokens?: string[];
   /** Tokens granted access to gated repos. */
   approvedTokens?: string[];
+  /** Called with each request as it arrives, before it is answered (e.g. to switch `fail` on a marker path). */
+  onRequest?: (request: LoggedRequest) => void;
 }
 
 /**
@@ -152,6 +156,10 @@ async function gitBlobId(bytes: Uint8Array): Promise<string> {
   all.set(bytes, head.length);
   return await hexDigest("SHA-1", all);
 }
+
+/** Response headers a cross-origin page may read: those `@huggingface/hub` and downloads use. */
+const EXPOSED_HEADERS =
+  "ETag, X-Repo-Commit, X-Linked-Etag, X-Linked-Size, X-Error-Code, Content-Range, Content-Length, Accept-Ranges";
 
 /** Files stored with Git LFS on the real Hub. */
 function isLfs(path: string, size: number): boolean {
@@ -222,6 +230,7 @@ export async function startTestHub(options: TestHubOptions): Promise<TestHub> {
   const revisionCommit = (repo: string, revision: string): string | undefined => {
     const history = commits.get(repo) ?? [];
     if (revision === "main") return history[history.length - 1];
+    if (options.repos[repo]?.tags?.includes(revision)) return history[0];
     return history.includes(revision) ? revision : undefined;
   };
 
@@ -230,7 +239,20 @@ export async function startTestHub(options: TestHubOptions): Promise<TestHub> {
     const auth = req.headers.authorization;
     const token = auth?.startsWith("Bearer ") ? auth.slice("Bearer ".length) : undefined;
     const range = typeof req.headers.range === "string" ? req.headers.range : undefined;
-    requests.push({ method: req.method ?? "GET", path: url.pathname, token, range });
+    const logged = { method: req.method ?? "GET", path: url.pathname, token, range };
+    requests.push(logged);
+    options.onRequest?.(logged);
+    // CORS as the real Hub answers it, so that a page on another origin (the browser tests) can use this Hub.
+    res.setHeader("Access-Control-Allow-Origin", "*");
+    res.setHeader("Access-Control-Expose-Headers", EXPOSED_HEADERS);
+    if (req.method === "OPTIONS") {
+      res.writeHead(204, {
+        "Access-Control-Allow-Methods": "GET, HEAD",
+        "Access-Control-Allow-Headers": "Authorization, Range, Accept, Content-Type",
+        "Access-Control-Max-Age": "0",
+      });
+      return void res.end();
+    }
     const mode = hub.fail;
     if (mode === "hang") return; // never answered; stop() closes the socket
     if (mode === "drop") return void req.socket.destroy();

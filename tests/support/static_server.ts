@@ -1,7 +1,7 @@
 /**
  * A static file server on 127.0.0.1 for tests: tests that import the library
- * over HTTP, as a Deno user importing `mod.ts` from a URL would, and tests of
- * http(s) URL locations. It answers GET and HEAD with `Content-Length` and
+ * over HTTP, as a Deno user importing `mod.ts` from a URL would, tests of
+ * http(s) URL locations, and pages for headless Chromium. It answers GET and HEAD with `Content-Length` and
  * `Range` (206), and `fail` switches on a broken server.
  * @module
  */
@@ -23,6 +23,15 @@ export interface StaticFail {
   /** Misbehave for this many requests only, then serve normally. */
   times?: number;
 }
+
+/** Content types by extension: Deno imports `.ts` by URL, Chromium runs module scripts and streams wasm. */
+const TYPES: Record<string, string> = {
+  ".ts": "application/typescript",
+  ".js": "text/javascript",
+  ".mjs": "text/javascript",
+  ".html": "text/html",
+  ".wasm": "application/wasm",
+};
 
 /** A running server and how to stop it. */
 export interface StaticServer {
@@ -66,7 +75,7 @@ export async function serveFolder(root: string): Promise<StaticServer> {
       res.writeHead(404).end();
       return;
     }
-    const type = path.endsWith(".ts") ? "application/typescript" : "application/octet-stream";
+    const type = TYPES[path.slice(path.lastIndexOf("."))] ?? "application/octet-stream";
     if (req.method === "HEAD") {
       if (fail === "no-head") return void res.writeHead(405).end();
       res.writeHead(200, { "content-type": type, "content-length": body.length, "accept-ranges": "bytes" }).end();
