@@ -41,6 +41,8 @@ export interface ErrorContext {
  * ```
  */
 export class PeftEdgeError extends Error {
+  /** The class name, as a literal so that minified bundles keep it. */
+  override name = "PeftEdgeError";
   /** File the bad input came from, when known. */
   readonly file?: string;
   /** Key, field or module name at fault, when known. */
@@ -55,7 +57,6 @@ export class PeftEdgeError extends Error {
   constructor(message: string, context: ErrorContext = {}) {
     const where = [context.file, context.key].filter(Boolean).join(": ");
     super(where ? `${where}: ${message}` : message, { cause: context.cause });
-    this.name = new.target.name;
     this.file = context.file;
     this.key = context.key;
     this.detail = context.detail;
@@ -71,7 +72,10 @@ export class PeftEdgeError extends Error {
  * new SafetensorsError("unknown dtype F8", { file: "x.safetensors", key: "w" });
  * ```
  */
-export class SafetensorsError extends PeftEdgeError {}
+export class SafetensorsError extends PeftEdgeError {
+  /** Always `"SafetensorsError"`, a literal so that minified bundles keep it. */
+  override name = "SafetensorsError";
+}
 
 /**
  * An `adapter_config.json` (or config object) is invalid for PEFT.
@@ -82,7 +86,10 @@ export class SafetensorsError extends PeftEdgeError {}
  * new AdapterConfigError("must be a positive integer", { file: "adapter_config.json", key: "r" });
  * ```
  */
-export class AdapterConfigError extends PeftEdgeError {}
+export class AdapterConfigError extends PeftEdgeError {
+  /** Always `"AdapterConfigError"`, a literal so that minified bundles keep it. */
+  override name = "AdapterConfigError";
+}
 
 /**
  * An adapter does not fit the base model: no module matches, or shapes differ.
@@ -93,7 +100,10 @@ export class AdapterConfigError extends PeftEdgeError {}
  * new AdapterMismatchError("lora_B is [64, 8] but the base weight needs [32, 8]", { key: "model.layers.0.self_attn.q_proj" });
  * ```
  */
-export class AdapterMismatchError extends PeftEdgeError {}
+export class AdapterMismatchError extends PeftEdgeError {
+  /** Always `"AdapterMismatchError"`, a literal so that minified bundles keep it. */
+  override name = "AdapterMismatchError";
+}
 
 /**
  * An ONNX model file is malformed or uses a layout peft-edge cannot patch.
@@ -104,7 +114,10 @@ export class AdapterMismatchError extends PeftEdgeError {}
  * new OnnxModelError("not a valid ModelProto", { file: "onnx/model.onnx" });
  * ```
  */
-export class OnnxModelError extends PeftEdgeError {}
+export class OnnxModelError extends PeftEdgeError {
+  /** Always `"OnnxModelError"`, a literal so that minified bundles keep it. */
+  override name = "OnnxModelError";
+}
 
 /**
  * A file or folder does not exist in a local folder or in-memory source, or a
@@ -117,7 +130,10 @@ export class OnnxModelError extends PeftEdgeError {}
  * new FileNotFoundError("no such file", { file: "adapters/x/adapter_config.json" });
  * ```
  */
-export class FileNotFoundError extends PeftEdgeError {}
+export class FileNotFoundError extends PeftEdgeError {
+  /** Always `"FileNotFoundError"`, a literal so that minified bundles keep it. */
+  override name = "FileNotFoundError";
+}
 
 /**
  * A file below a folder root resolves (through `..`, an absolute name or a
@@ -131,7 +147,10 @@ export class FileNotFoundError extends PeftEdgeError {}
  * new FileAccessError("resolves to a place outside the folder; not read", { file: "adapter_config.json" });
  * ```
  */
-export class FileAccessError extends PeftEdgeError {}
+export class FileAccessError extends PeftEdgeError {
+  /** Always `"FileAccessError"`, a literal so that minified bundles keep it. */
+  override name = "FileAccessError";
+}
 
 /** Why a download from an http(s) URL location failed; see {@linkcode UrlError}. */
 export type UrlErrorReason =
@@ -158,6 +177,8 @@ export type UrlErrorReason =
  * ```
  */
 export class UrlError extends PeftEdgeError {
+  /** Always `"UrlError"`, a literal so that minified bundles keep it. */
+  override name = "UrlError";
   /** The file's URL (no query string). */
   readonly url: string;
   /** HTTP status, when there was a response. */
@@ -183,7 +204,10 @@ export class UrlError extends PeftEdgeError {
  * new KernelError("scale must be finite, got NaN", { key: "mergeLora" });
  * ```
  */
-export class KernelError extends PeftEdgeError {}
+export class KernelError extends PeftEdgeError {
+  /** Always `"KernelError"`, a literal so that minified bundles keep it. */
+  override name = "KernelError";
+}
 
 /**
  * A feature PEFT has that peft-edge does not support (yet).
@@ -194,7 +218,10 @@ export class KernelError extends PeftEdgeError {}
  * new UnsupportedError("isTrainable: true is not supported yet");
  * ```
  */
-export class UnsupportedError extends PeftEdgeError {}
+export class UnsupportedError extends PeftEdgeError {
+  /** Always `"UnsupportedError"`, a literal so that minified bundles keep it. */
+  override name = "UnsupportedError";
+}
 
 /**
  * Text generation was asked for something it cannot do: an empty prompt, a
@@ -207,7 +234,10 @@ export class UnsupportedError extends PeftEdgeError {}
  * new GenerationError("must be a number in (0, 1], got 1.5", { key: "topP" });
  * ```
  */
-export class GenerationError extends PeftEdgeError {}
+export class GenerationError extends PeftEdgeError {
+  /** Always `"GenerationError"`, a literal so that minified bundles keep it. */
+  override name = "GenerationError";
+}
 
 /** Why a Hub download failed; see {@linkcode HubError}. */
 export type HubErrorReason =
@@ -239,6 +269,8 @@ export type HubErrorReason =
  * ```
  */
 export class HubError extends PeftEdgeError {
+  /** Always `"HubError"`, a literal so that minified bundles keep it. */
+  override name = "HubError";
   /** Repo id, `org/name`. */
   readonly repo: string;
   /** Revision asked for (branch, tag or commit). */
@@ -272,4 +304,7 @@ export class HubError extends PeftEdgeError {
  * new DeviceUnavailableError("this runtime has no navigator.gpu", { key: "device" });
  * ```
  */
-export class DeviceUnavailableError extends UnsupportedError {}
+export class DeviceUnavailableError extends UnsupportedError {
+  /** Always `"DeviceUnavailableError"`, a literal so that minified bundles keep it. */
+  override name = "DeviceUnavailableError";
+}
