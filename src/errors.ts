@@ -250,6 +250,7 @@ export type HubErrorReason =
   | "network" // connection refused, DNS, reset, dropped mid-body
   | "timeout" // no response, or the body stalled or trickled, within `timeoutMs`
   | "truncated" // body shorter or different than announced
+  | "cache" // the cache could not store a downloaded file (a full disk, a Cache API quota)
   | "corrupt" // a cached blob fails its SHA-256 / git check and cannot be fetched again (offline)
   | "offline"; // offline mode and the file is not in the cache
 

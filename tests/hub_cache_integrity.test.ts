@@ -5,7 +5,7 @@ import { readFile, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { fromPretrained, HubError, loadBaseModel } from "../mod.ts";
-import { hubSource, memoryHubCache } from "../src/hub/mod.ts";
+import { type HubCache, hubSource, memoryHubCache } from "../src/hub/mod.ts";
 import { listTree, startTestHub, type TestHub, withEnv, withTempDir } from "./support/hub_server.ts";
 import { expected, fixture, maxAbsDiff, prefillAndStep } from "./support/fixtures.ts";
 
@@ -140,6 +140,29 @@ cacheTest("the in-memory cache verifies too", async (hub) => {
   weights[10] ^= 1; // the cache hands out its own bytes: corrupt them in place
   assert.deepEqual(await src.read(FILE), await fixtureWeights());
 });
+
+cacheTest(
+  "a cache that cannot store (full disk, quota) is a HubError of reason cache, not a network failure",
+  async (hub) => {
+    const inner = memoryHubCache();
+    const full: HubCache = {
+      ...inner,
+      writeBlob: async (repo, etag) => {
+        const writer = await inner.writeBlob(repo, etag);
+        return { ...writer, write: () => Promise.reject(new Error("QuotaExceededError: the quota has been exceeded")) };
+      },
+    };
+    const src = await hubSource(REPO, { hubUrl: hub.url, cache: full });
+    const error = await src.read(FILE).then(() => undefined, (e) => e);
+    assert.ok(error instanceof HubError && error.reason === "cache", String(error));
+    assert.match(error.message, /adapter_model\.safetensors.*the cache cannot store the file \(QuotaExceededError/);
+    // Nothing partial is left behind: a cache that works gets the file.
+    assert.deepEqual(
+      await (await hubSource(REPO, { hubUrl: hub.url, cache: inner })).read(FILE),
+      await fixtureWeights(),
+    );
+  },
+);
 
 cacheTest("two processes downloading one file into one cache end with one good blob", async (hub, cacheDir) => {
   const deno = join(ROOT, "node_modules/.bin/deno");

@@ -21,7 +21,8 @@ import {
   waitFor,
   withService,
 } from "./support/server_setup.ts";
-import { redactPaths } from "../src/server/to_api_error.ts";
+import { redactPaths, toApiError } from "../src/server/to_api_error.ts";
+import { HubError, type HubErrorReason } from "../src/errors.ts";
 import { ResponseEnd } from "../src/server/response_end.ts";
 
 const demo = await loadDemo();
@@ -366,4 +367,15 @@ test("ResponseEnd finds the end of length-framed, chunked, bodiless and interim-
   const interim = new ResponseEnd("POST");
   assert.equal(interim.feed(bytes("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n")), true);
   assert.equal(new ResponseEnd("GET").feed(bytes("HTTP/1.1 200 OK\r\n\r\nstreamed until close")), false);
+});
+
+test("a Hub failure maps to the HTTP status of whose fault it is (the server's own cache full is a 500)", () => {
+  const hub = (reason: HubErrorReason) =>
+    toApiError(new HubError("x", { repo: "o/r", revision: "main", reason, file: "/srv/cache/blob" }));
+  assert.equal(hub("cache").status, 500);
+  assert.equal(hub("cache").type, "server_error");
+  assert.doesNotMatch(hub("cache").message, /\/srv\//);
+  assert.equal(hub("not_found").status, 404);
+  assert.equal(hub("gated").status, 403);
+  assert.equal(hub("network").status, 503);
 });

@@ -166,8 +166,24 @@ export async function downloadBlob(
   const where = failure(ctx, path, {});
   const error = (message: string, reason: "truncated" | "timeout" | "network", cause?: unknown) =>
     new HubError(message, { repo: ctx.repo, revision: ctx.revision, file: path, reason, cause });
+  // A cache that cannot store (a full disk, a Cache API quota) is not the Hub's fault: say so, not "network".
+  const stored = async <T>(step: () => Promise<T>): Promise<T> => {
+    try {
+      return await step();
+    } catch (cause) {
+      if (cause instanceof HubError) throw cause;
+      const why = cause instanceof Error ? cause.message : String(cause);
+      throw new HubError(`the cache cannot store the file (${why}); nothing was cached`, {
+        repo: ctx.repo,
+        revision: ctx.revision,
+        file: path,
+        reason: "cache",
+        cause,
+      });
+    }
+  };
   const headers: Record<string, string> = ctx.token ? { Authorization: `Bearer ${ctx.token}` } : {};
-  let writer: BlobWriter = await cache.writeBlob(ctx.repo, etag);
+  let writer: BlobWriter = await stored(() => cache.writeBlob(ctx.repo, etag));
   // Filled in place (the size is announced and capped below): the file is in memory once, not as chunks plus a copy.
   const bytes = new Uint8Array(info.size);
   let loaded = 0;
@@ -181,12 +197,12 @@ export async function downloadBlob(
           }
           bytes.set(chunk, loaded);
           loaded += chunk.length;
-          await writer.write(chunk);
+          await stored(() => writer.write(chunk));
           onProgress?.({ file: path, loaded, total: info.size });
         },
         restart: async () => {
           await writer.abort();
-          writer = await cache.writeBlob(ctx.repo, etag);
+          writer = await stored(() => cache.writeBlob(ctx.repo, etag));
           loaded = 0;
         },
       }, { retries: ctx.retries });
@@ -212,7 +228,7 @@ export async function downloadBlob(
     if (await matchesEtag(etag, bytes) === false) {
       throw error(`the ${loaded} bytes received differ from the ETag ${etag}; nothing was cached`, "truncated");
     }
-    await writer.commit();
+    await stored(() => writer.commit());
     return bytes;
   } catch (cause) {
     await writer.abort().catch(() => {});

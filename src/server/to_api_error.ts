@@ -59,6 +59,8 @@ function hubError(error: HubError): ApiError {
     case "gated":
     case "forbidden":
       return new ApiError(403, "permission_error", message, options);
+    case "cache": // the server's own storage failed, not the Hub
+      return new ApiError(500, "server_error", message, options);
     default:
       return new ApiError(503, "service_unavailable", `the Hub cannot be used now: ${message}`, options);
   }
