@@ -1,0 +1,73 @@
+/**
+ * The re-quantization arithmetic against onnxruntime's own quantizers
+ * (tests/fixtures/real/quant_formats, made by MatMulNBitsQuantizer's block
+ * quantizer and quantize_dynamic's quantize_data): quantizing the same float
+ * weight gives the same bytes, scales and zero points, in every format a
+ * merged weight is re-quantized into.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { parseSafetensors } from "../src/safetensors/mod.ts";
+import { dequantizeNBits, dequantizeQ8, quantizeNBits, quantizeQ8 } from "../src/onnx/quant_math.ts";
+import { realPath } from "./support/real_fixtures.ts";
+
+interface Case {
+  name: string;
+  op: "MatMulNBits" | "MatMulInteger";
+  k: number;
+  n: number;
+  bits?: number;
+  block_size?: number;
+  symmetric: boolean;
+  scale_type?: "float32" | "float16";
+  signed?: boolean;
+  per_column?: boolean;
+}
+
+const cases = JSON.parse(await readFile(realPath("quant_formats/cases.json"), "utf8")) as Case[];
+const st = parseSafetensors(new Uint8Array(await readFile(realPath("quant_formats/quantized.safetensors"))));
+const bytes = (name: string) => {
+  const a = st.toTypedArray(name) as Uint8Array | Int8Array;
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+};
+
+/** [K, N] row-major to [N, K]. */
+function transposed(w: Float32Array, k: number, n: number): Float32Array {
+  return Float32Array.from({ length: k * n }, (_, i) => w[(i % k) * n + Math.floor(i / k)]);
+}
+
+for (const c of cases) {
+  test(`${c.op} ${c.name}: quantizing onnxruntime's float weight gives onnxruntime's bytes`, () => {
+    const w = st.toFloat32(`${c.name}.weight`);
+    for (const layout of ["in_out", "out_in"] as const) {
+      const input = layout === "in_out" ? w : transposed(w, c.k, c.n);
+      if (c.op === "MatMulNBits") {
+        const format = { bits: c.bits!, blockSize: c.block_size!, symmetric: c.symmetric, scaleType: c.scale_type };
+        const q = quantizeNBits(input, c.k, c.n, format, layout);
+        assert.deepEqual(q.packed, bytes(`${c.name}.packed`), `${layout} codes`);
+        assert.deepEqual(q.scales, st.toFloat32(`${c.name}.scales`), `${layout} scales`);
+        if (c.symmetric) assert.equal(q.zeroPoints, undefined);
+        else assert.deepEqual(q.zeroPoints, bytes(`${c.name}.zero_points`), `${layout} zero points`);
+        // A symmetric weight's dequantized values quantize back to the same bytes (re-quantizing an unchanged weight changes nothing).
+        if (c.symmetric) {
+          const again = quantizeNBits(dequantizeNBits(q, layout), c.k, c.n, format, layout);
+          assert.deepEqual(again.packed, q.packed);
+          // (An all-zero block's scale may come back as +0 for -0.)
+          assert.deepEqual([...again.scales].map((v) => v + 0), [...q.scales].map((v) => v + 0));
+        }
+      } else {
+        const format = { signed: c.signed!, symmetric: c.symmetric, perColumn: c.per_column! };
+        const q = quantizeQ8(input, c.k, c.n, format, layout);
+        assert.deepEqual(new Uint8Array(q.values.buffer), bytes(`${c.name}.values`), `${layout} codes`);
+        assert.deepEqual(q.scales, st.toFloat32(`${c.name}.scales`), `${layout} scales`);
+        assert.deepEqual(new Uint8Array(q.zeroPoints.buffer), bytes(`${c.name}.zero_points`), `${layout} zero points`);
+        const back = dequantizeQ8(q, layout);
+        for (let i = 0; i < back.length; i++) {
+          const scale = q.scales[c.per_column ? (layout === "in_out" ? i % c.n : Math.floor(i / c.k)) : 0];
+          assert.ok(Math.abs(back[i] - input[i]) <= scale / 2 + 1e-7, `${layout} value ${i} within half a step`);
+        }
+      }
+    }
+  });
+}
