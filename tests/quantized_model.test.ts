@@ -1,7 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
-import { fromPretrained, loadBaseModel, memorySource, UnsupportedError } from "../mod.ts";
+import { fromPretrained, loadBaseModel, memorySource, type PeftModel } from "../mod.ts";
+import type { BaseModel } from "../src/model/base_model.ts";
+import { baseNamed, realExpected, realManifest, realPath } from "./support/real_fixtures.ts";
 import { encodeModel } from "../src/onnx/model_file.ts";
 import { quantizeModel } from "./support/quantize.ts";
 import { expected, fixture, maxAbsDiff, prefillAndStep } from "./support/fixtures.ts";
@@ -38,13 +40,60 @@ for (const c of CASES) {
     // The adapter does act on the quantized base.
     assert.ok(maxAbsDiff(got.logits, (await prefillAndStep(quantized, e)).logits) > 0.5);
 
-    // Merging into quantized weights is refused clearly, in both places it could happen.
-    await assert.rejects(
-      () => model.mergeAndUnload(),
-      (err) => err instanceof UnsupportedError && /quantized/.test((err as Error).message),
-    );
-    await assert.rejects(() => fromPretrained(quantized, fixture(c.adapter), { mode: "merged" }), UnsupportedError);
     for (const m of [model, merged]) await m.release();
     for (const b of [quantized, reference]) await b.release();
+  });
+}
+
+/** Op types of a model's nodes, counted. */
+function opCounts(base: BaseModel): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const n of base.onnx.graph!.node) counts.set(n.opType, (counts.get(n.opType) ?? 0) + 1);
+  return counts;
+}
+
+const logitsOf = async (m: BaseModel | PeftModel, feeds: Parameters<BaseModel["run"]>[0]) =>
+  (await m.run(feeds)).logits.data as Float32Array;
+
+// Merging into a file onnxruntime quantized (PEFT's merge into quantized layers: dequantize, add, re-quantize)
+// gives a file quantized the same way: same quantized ops, integer weights, no float copy of a projection. The
+// merged file saved and loaded again runs the same as the merged model. (Closeness to PEFT's own logits is the
+// real-fixture test's job: tests/real_peft.test.ts, merged mode on model_q4 / model_quantized.)
+for (
+  const c of [
+    { file: "onnx/model_q4.onnx", adapter: "llama-lora-attn", quantizedOps: ["MatMulNBits"] },
+    { file: "onnx/model_quantized.onnx", adapter: "llama-embed", quantizedOps: ["MatMulInteger", "DequantizeLinear"] },
+  ]
+) {
+  test(`${c.adapter} merged into llama-torchscript ${c.file} stays quantized, and saves and reloads as it runs`, async () => {
+    const manifest = await realManifest();
+    const baseEntry = baseNamed(manifest, "llama-torchscript");
+    const base = await loadBaseModel(realPath(baseEntry.path), { file: c.file });
+    const e = await realExpected(`adapters/${c.adapter}`, baseEntry.inputs);
+    const dynamic = await fromPretrained(base, realPath(`adapters/${c.adapter}`), { onWarning: () => {} });
+    const merged = await fromPretrained(base, realPath(`adapters/${c.adapter}`), {
+      mode: "merged",
+      onWarning: () => {},
+    });
+    const unloaded = await dynamic.mergeAndUnload();
+
+    const [before, after] = [opCounts(base), opCounts(unloaded)];
+    for (const op of c.quantizedOps) assert.equal(after.get(op), before.get(op), `${op} nodes kept`);
+    const floats = (b: BaseModel) => b.onnx.graph!.initializer.filter((t) => t.dataType === 1 && t.dims.length === 2);
+    assert.equal(floats(unloaded).length, floats(base).length, "no float weight added");
+    assert.equal(unloaded.onnx.graph!.initializer.length, base.onnx.graph!.initializer.length);
+
+    const want = await logitsOf(merged, e.feeds);
+    assert.deepEqual(await logitsOf(unloaded, e.feeds), want, "mergeAndUnload runs as merged mode");
+    assert.ok(maxAbsDiff(want, await logitsOf(base, e.feeds)) > 0.5, "the adapter acts");
+
+    const { model } = unloaded.toOnnx();
+    const config = new Uint8Array(await readFile(realPath(`${baseEntry.path}/config.json`)));
+    const reloaded = await loadBaseModel(memorySource("merged", { "config.json": config, [c.file]: model }), {
+      file: c.file,
+    });
+    assert.deepEqual(await logitsOf(reloaded, e.feeds), want, "saved and reloaded, the same logits");
+    for (const m of [dynamic, merged]) await m.release();
+    for (const b of [reloaded, unloaded, base]) await b.release();
   });
 }

@@ -39,6 +39,8 @@ export interface AdapterOptions extends ResolveOptions {
 export interface BaseValues {
   /** An initializer's values as float32. */
   readWeight(initializer: string): Float32Array;
+  /** Whether a float weight quantizes to exactly what a quantized target stores (a `BaseModel` knows). */
+  storesQuantized?(target: WeightTarget, values: Float32Array): boolean;
   /** The base's config.json. */
   readonly config: Readonly<Record<string, unknown>>;
 }
@@ -172,12 +174,13 @@ export async function readAdapter(
   const weights = await readAdapterWeights(source);
   // A saved full weight equal to the base's is a no-op (needs the base's values; without them it is applied).
   const sameAsBase = base &&
-    ((key: string, target: WeightTarget) =>
-      !target.quantized &&
-      sameWeightValues(
-        torchWeightToTarget(weights.toFloat32(key), target, config.fanInFanOut),
-        base.readWeight(target.initializer),
-      ));
+    ((key: string, target: WeightTarget) => {
+      const saved = torchWeightToTarget(weights.toFloat32(key), target, config.fanInFanOut);
+      // A quantized base stores the weight quantized: the same if quantizing the saved one gives its bytes.
+      return target.quantized
+        ? base.storesQuantized?.(target, saved) === true
+        : sameWeightValues(saved, base.readWeight(target.initializer));
+    });
   // transformers' PretrainedConfig default is tie_word_embeddings=True, and config.json leaves defaults out.
   const tiedEmbeddings = base !== undefined && (base.config["tie_word_embeddings"] ?? true) === true;
   const plan = planAdapter(
