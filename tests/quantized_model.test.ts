@@ -4,7 +4,16 @@ import { readFile } from "node:fs/promises";
 import { fromPretrained, loadBaseModel, memorySource, type PeftModel } from "../mod.ts";
 import type { BaseModel } from "../src/model/base_model.ts";
 import { baseNamed, realExpected, realManifest, realPath } from "./support/real_fixtures.ts";
-import { encodeModel } from "../src/onnx/model_file.ts";
+import { decodeModel, encodeModel } from "../src/onnx/model_file.ts";
+import {
+  GraphProtoSchema,
+  type ModelProto,
+  ModelProtoSchema,
+  type NodeProto,
+  NodeProtoSchema,
+  TensorProtoSchema,
+} from "../src/deps/onnx_proto.ts";
+import { edited } from "../src/onnx/proto_edit.ts";
 import { quantizeModel } from "./support/quantize.ts";
 import { expected, fixture, maxAbsDiff, prefillAndStep } from "./support/fixtures.ts";
 import { fixtureModel } from "./support/onnx_variants.ts";
@@ -95,5 +104,61 @@ for (
     assert.deepEqual(await logitsOf(reloaded, e.feeds), want, "saved and reloaded, the same logits");
     for (const m of [dynamic, merged]) await m.release();
     for (const b of [reloaded, unloaded, base]) await b.release();
+  });
+}
+
+/**
+ * `model` with layer 1's q_proj reading layer 0's quantized tensors (codes, scales, zero points): shared, as
+ * exports share equal weights, or (`copy`) given its own copies of them under new names.
+ */
+function shareQProj(model: ModelProto, op: "MatMulNBits" | "MatMulInteger", copy: boolean): ModelProto {
+  const graph = model.graph!;
+  const find = (name: string) => graph.node.find((n) => n.name === name)!;
+  const suffix = op === "MatMulNBits" ? "MatMul_Q4" : "MatMul_quant";
+  const [from, to] = [0, 1].map((l) => find(`/model/layers.${l}/self_attn/q_proj/${suffix}`));
+  const readers: [NodeProto, NodeProto, number[]][] = [[from, to, op === "MatMulNBits" ? [1, 2] : [1, 3]]];
+  if (op === "MatMulInteger") readers.push([find(`${from.name}_scales_mul`), find(`${to.name}_scales_mul`), [1]]);
+  const initializers = graph.initializer.slice();
+  const nodes = graph.node.slice();
+  for (const [src, dst, inputs] of readers) {
+    const input = dst.input.slice();
+    for (const i of inputs) {
+      input[i] = copy ? `${src.input[i]}_copy` : src.input[i];
+      const original = initializers.find((t) => t.name === src.input[i])!;
+      if (copy) initializers.push(edited(TensorProtoSchema, original, { name: input[i] }));
+    }
+    nodes[nodes.indexOf(dst)] = edited(NodeProtoSchema, dst, { input });
+  }
+  return edited(ModelProtoSchema, model, {
+    graph: edited(GraphProtoSchema, graph, { node: nodes, initializer: initializers }),
+  });
+}
+
+for (
+  const [file, op] of [["onnx/model_q4.onnx", "MatMulNBits"], ["onnx/model_quantized.onnx", "MatMulInteger"]] as const
+) {
+  test(`merging into ${op} tensors two modules share gives each module its own re-quantized copy`, async () => {
+    const baseEntry = baseNamed(await realManifest(), "llama-torchscript");
+    const config = new Uint8Array(await readFile(realPath(`${baseEntry.path}/config.json`)));
+    const original = decodeModel(new Uint8Array(await readFile(realPath(`${baseEntry.path}/${file}`))), file);
+    const e = await realExpected("adapters/llama-lora-attn", baseEntry.inputs);
+    const run = async (model: ModelProto) => {
+      const base = await loadBaseModel(memorySource("b", { "config.json": config, [file]: encodeModel(model) }), {
+        file,
+      });
+      const merged = await fromPretrained(base, realPath("adapters/llama-lora-attn"), { mode: "merged" });
+      const unloaded = await merged.mergeAndUnload();
+      const out = {
+        logits: await logitsOf(merged, e.feeds),
+        names: unloaded.onnx.graph!.initializer.map((t) => t.name),
+      };
+      for (const m of [merged]) await m.release();
+      for (const b of [unloaded, base]) await b.release();
+      return out;
+    };
+    const [shared, copied] = [await run(shareQProj(original, op, false)), await run(shareQProj(original, op, true))];
+    assert.deepEqual(shared.logits, copied.logits);
+    // Both readers moved to their own copies, so the shared originals are gone.
+    assert.ok(shared.names.some((n) => n.includes("::peft_edge::model.layers.1.self_attn.q_proj")));
   });
 }
