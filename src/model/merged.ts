@@ -10,7 +10,13 @@ import { UnsupportedError } from "../errors.ts";
 import { type MergedWeight, mergePatches, type NewBias, type WeightMerger } from "../lora/merge.ts";
 import { externalBytes } from "../onnx/external_data.ts";
 import { patchModel, type WeightUpdate } from "../onnx/patch.ts";
-import { type ExternalBytes, readQuantizedWeight, readTargetWeight } from "../onnx/quantized_weights.ts";
+import {
+  dequantizeStored,
+  type ExternalBytes,
+  readQuantizedWeight,
+  readTargetWeight,
+  type StoredQuantized,
+} from "../onnx/quantized_weights.ts";
 import { quantizedUpdates, requantize, type TensorUpdate } from "../onnx/requantize.ts";
 import { indexWeights, type InitializerUse, type WeightTarget } from "../onnx/weight_index.ts";
 import type { LoadedAdapter } from "./adapter.ts";
@@ -24,8 +30,8 @@ const useKey = (u: InitializerUse) => `${u.initializer}\u0000${u.readerIndex}\u0
 /**
  * Merges adapters, in order, into copies of the base's weights and returns
  * the patched model. Quantized weights are merged dequantized and stored
- * re-quantized in their own format (`requantize.ts`), as PEFT merges into
- * quantized layers. With `safeMerge`, merged weights are checked for NaN
+ * re-quantized in their own format (`requantize.ts`) after each adapter, as
+ * PEFT merges into quantized layers. With `safeMerge`, merged weights are checked for NaN
  * and infinity before anything is returned (PEFT's `safe_merge`).
  *
  * @example
@@ -53,6 +59,7 @@ export async function mergeAdapters(
     );
   }
   const merged = new Map<string, MergedWeight>();
+  const requantized = new Map<string, StoredQuantized>();
   // Biases added to bias-less layers, summed per layer over the adapters.
   const biases = new Map<number, NewBias>();
   const graph = base.onnx.graph!;
@@ -83,18 +90,22 @@ export async function mergeAdapters(
         );
       }
       merged.set(useKey(update), update);
+      if (update.quantized) {
+        // PEFT re-quantizes after each adapter it merges into a quantized layer; the next adapter reads that.
+        const stored = requantize(
+          readQuantizedWeight(graph, update.quantized, base.file, external),
+          update.values,
+          update.quantized.layout,
+        );
+        requantized.set(useKey(update), stored);
+        update.values = dequantizeStored(stored, update.quantized.layout);
+      }
     }
   }
-  // Weights of quantized targets are stored again in their own format (codes, scales, zero points).
-  const updates = [...merged.values()].flatMap((u): (WeightUpdate | TensorUpdate)[] => {
-    if (!u.quantized) return [u];
-    const stored = readQuantizedWeight(graph, u.quantized, base.file, external);
-    return quantizedUpdates(
-      graph,
-      { ...u.quantized, module: u.module },
-      requantize(stored, u.values, u.quantized.layout),
-    );
-  });
+  // Weights of quantized targets are stored in their own format (codes, scales, zero points).
+  const updates = [...merged.values()].flatMap((u): (WeightUpdate | TensorUpdate)[] =>
+    u.quantized ? quantizedUpdates(graph, { ...u.quantized, module: u.module }, requantized.get(useKey(u))!) : [u]
+  );
   return patchModel(base.onnx, base.weights, updates, [...biases.values()]);
 }
 
