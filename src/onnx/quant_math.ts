@@ -350,7 +350,8 @@ export function quantizeQ8(w: Float32Array, k: number, n: number, format: Q8Form
  * @example
  * ```ts
  * import { dequantizeQ8, quantizeQ8 } from "./quant_math.ts";
- * console.log(dequantizeQ8(quantizeQ8(new Float32Array([2, 0]), 1, 2, "in_out"), "in_out")); // [2, 0]
+ * const format = { signed: true, symmetric: true, perColumn: false };
+ * console.log(dequantizeQ8(quantizeQ8(new Float32Array([2, 0]), 1, 2, format, "in_out"), "in_out")); // [2, 0]
  * ```
  */
 export function dequantizeQ8(q: Q8Weight, layout: WeightLayout): Float32Array {
