@@ -10,6 +10,9 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { parseSafetensors } from "../src/safetensors/mod.ts";
 import { dequantizeNBits, dequantizeQ8, quantizeNBits, quantizeQ8 } from "../src/onnx/quant_math.ts";
+import { dequantizeStored, readQuantizedWeight } from "../src/onnx/quantized_weights.ts";
+import { requantize, sameStored } from "../src/onnx/requantize.ts";
+import { loadBaseModel } from "../mod.ts";
 import { realPath } from "./support/real_fixtures.ts";
 
 interface Case {
@@ -32,7 +35,7 @@ const bytes = (name: string) => {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 };
 
-/** [K, N] row-major to [N, K]. */
+/** [K, N] row-major to [N, K] (and, called with the dims swapped, back). */
 function transposed(w: Float32Array, k: number, n: number): Float32Array {
   return Float32Array.from({ length: k * n }, (_, i) => w[(i % k) * n + Math.floor(i / k)]);
 }
@@ -71,3 +74,32 @@ for (const c of cases) {
     }
   });
 }
+
+test("the files onnxruntime quantized: each weight re-quantized from its float original gives the file's bytes", async () => {
+  const path = realPath("bases/llama-torchscript");
+  const float = await loadBaseModel(path);
+  for (const file of ["onnx/model_q4.onnx", "onnx/model_quantized.onnx"]) {
+    const base = await loadBaseModel(path, { file });
+    const targets = base.weights.modules.map((m) => base.weights.get(m)!).filter((t) => t.quantized);
+    assert.ok(targets.length >= 14, `${file}: ${targets.length} quantized weights`);
+    if (file.endsWith("quantized.onnx")) assert.ok(targets.some((t) => t.kind === "embedding"), "the 8-bit embedding");
+    for (const t of targets) {
+      const f = float.weights.get(t.module)!;
+      const original = float.readWeight(f.initializer);
+      const w = f.layout === t.layout ? original : transposed(original, t.inFeatures, t.outFeatures);
+      const stored = readQuantizedWeight(base.onnx.graph!, t, file);
+      assert.ok(sameStored(requantize(stored, w, t.layout), stored), `${file} ${t.module}`);
+      assert.ok(base.storesQuantized(t, w));
+      const moved = w.slice();
+      moved[0] += 0.25;
+      assert.ok(!base.storesQuantized(t, moved), `${t.module}: a changed weight is not the base's`);
+      // Symmetric formats (these MatMulNBits and int8 weights): the dequantized weight re-quantizes to the same bytes.
+      if (t.kind === "linear") {
+        const again = requantize(stored, dequantizeStored(stored, t.layout), t.layout);
+        assert.ok(sameStored(again, stored), `${file} ${t.module} round trip`);
+      }
+    }
+    await base.release();
+  }
+  await float.release();
+});
