@@ -144,23 +144,26 @@ export function quantizedUpdates(graph: GraphProto, target: WeightTarget, quanti
     const original = like(name);
     return rawTensor(name, original.dataType, original.dims.map(Number), bytesOf(bytes).slice());
   };
-  // [initializer, its new tensor, (node, input) reading it], for the codes, the scales and the zero points.
-  const parts: [string, TensorProto, number, number][] = [];
+  // [initializer, its new tensor, the node reading it], for the codes, the scales and the zero points.
+  const parts: [string, TensorProto, number][] = [];
   const scales = writeFloatTensor(like(q.scales), q.scales, quantized.weight.scales);
   if (quantized.op === "MatMulNBits") {
-    parts.push([target.initializer, integer(target.initializer, quantized.weight.packed), target.readerIndex, 1]);
-    parts.push([q.scales, scales, target.readerIndex, 2]);
+    // MatMulNBits(x, codes, scales, zero_points) reads all three.
+    parts.push([target.initializer, integer(target.initializer, quantized.weight.packed), target.readerIndex]);
+    parts.push([q.scales, scales, target.readerIndex]);
     if (q.zeroPoints) {
-      parts.push([q.zeroPoints, integer(q.zeroPoints, quantized.weight.zeroPoints!), target.readerIndex, 3]);
+      parts.push([q.zeroPoints, integer(q.zeroPoints, quantized.weight.zeroPoints!), target.readerIndex]);
     }
   } else {
     const { values, zeroPoints } = quantized.weight;
-    parts.push([target.initializer, integer(target.initializer, values), target.readerIndex, target.inputIndex]);
-    const [scaleReader, zpReader, zpInput] = quantized.op === "Gather"
-      ? [q.outputIndex, q.outputIndex, 2] // DequantizeLinear(codes, scale, zero_point)
-      : [target.inSubgraph ? -1 : feederReading(graph, q.scales, q.outputIndex), target.readerIndex, 3];
-    parts.push([q.scales, scales, scaleReader, quantized.op === "Gather" ? 1 : -2]);
-    if (q.zeroPoints) parts.push([q.zeroPoints, integer(q.zeroPoints, zeroPoints), zpReader, zpInput]);
+    parts.push([target.initializer, integer(target.initializer, values), target.readerIndex]);
+    // Gather's scale and zero point go to DequantizeLinear; MatMulInteger reads the zero point and the
+    // `x_scale * w_scale` Mul the scale.
+    const [scaleReader, zpReader] = quantized.op === "Gather"
+      ? [q.outputIndex, q.outputIndex]
+      : [target.inSubgraph ? -1 : feederReading(graph, q.scales, q.outputIndex), target.readerIndex];
+    parts.push([q.scales, scales, scaleReader]);
+    if (q.zeroPoints) parts.push([q.zeroPoints, integer(q.zeroPoints, zeroPoints), zpReader]);
     else if (zeroPoints.some((z) => z !== 0)) {
       throw new UnsupportedError(
         `${target.nodeName} has no zero point input, and its merged weight needs one; cannot re-quantize it`,
@@ -168,7 +171,7 @@ export function quantizedUpdates(graph: GraphProto, target: WeightTarget, quanti
       );
     }
   }
-  return parts.map(([initializer, tensor, readerIndex, inputIndex]) => {
+  return parts.map(([initializer, tensor, readerIndex]) => {
     // Inside an If's branches (merged decoders) the If node is the reader, and only in-place patches are possible.
     if (target.inSubgraph) {
       return {
@@ -178,12 +181,10 @@ export function quantizedUpdates(graph: GraphProto, target: WeightTarget, quanti
         tensor,
       };
     }
-    const reader = graph.node[readerIndex];
-    if (!reader) {
+    const inputIndex = graph.node[readerIndex]?.input.indexOf(initializer) ?? -1;
+    if (inputIndex < 0) {
       throw new UnsupportedError(`no node reads ${initializer} for ${target.nodeName}`, { key: target.module });
     }
-    // -2: whichever input of that node the initializer is (the scales Mul reads it first or second).
-    const index = inputIndex === -2 ? reader.input.indexOf(initializer) : inputIndex;
-    return { module: target.module, initializer, uses: [{ readerIndex, inputIndex: index }], tensor };
+    return { module: target.module, initializer, uses: [{ readerIndex, inputIndex }], tensor };
   });
 }
