@@ -3,7 +3,7 @@
  * shared, read-only, by every adapter applied to it.
  * @module
  */
-import type { ModelProto, TensorProto } from "../deps/onnx_proto.ts";
+import type { ModelProto } from "../deps/onnx_proto.ts";
 import type { InferenceSession, Tensor } from "../deps/ort.ts";
 import type { ModelSession } from "./model_session.ts";
 import { OnnxModelError } from "../errors.ts";
@@ -12,9 +12,7 @@ import { decodeModel, encodeModel } from "../onnx/model_file.ts";
 import { type ModelDtype, onnxFileForDtype } from "../onnx/model_variant.ts";
 import { localFs } from "../runtime/fs.ts";
 import { elementCount, floatElementType, readFloatTensor } from "../onnx/tensor_data.ts";
-import { indexWeights, type WeightIndex, type WeightTarget } from "../onnx/weight_index.ts";
-import { readQuantizedWeight } from "../onnx/quantized_weights.ts";
-import { requantize, sameStored } from "../onnx/requantize.ts";
+import { indexWeights, type WeightIndex } from "../onnx/weight_index.ts";
 import type { FileSource } from "../storage/file_source.ts";
 import { externalDataPath } from "../storage/paths.ts";
 import { readJsonObject } from "../storage/json_file.ts";
@@ -252,18 +250,6 @@ export class BaseModel implements AsyncDisposable {
     const tensor = this.onnx.graph!.initializer.find((t) => t.name === initializer);
     if (!tensor) throw new OnnxModelError(`no initializer named ${initializer}`, { file: this.file });
     return readFloatTensor(tensor, this.file, externalBytes(tensor, this.externalData, this.file));
-  }
-
-  /**
-   * Whether a float weight (in the target's layout) is what this base stores
-   * for a quantized target: quantized in the file's own format, it gives the
-   * stored bytes (PEFT's saved `base_layer.weight` of an embedding LoRA, on a
-   * file quantized from that weight).
-   */
-  storesQuantized(target: WeightTarget, values: Float32Array): boolean {
-    const external = (t: TensorProto) => externalBytes(t, this.externalData, this.file);
-    const stored = readQuantizedWeight(this.onnx.graph!, target, this.file, external);
-    return sameStored(requantize(stored, values, target.layout), stored);
   }
 
   /** Number of float parameters in the graph's initializers (PEFT's "all params" of the base). */

@@ -14,7 +14,7 @@ import { UnsupportedError } from "../errors.ts";
 import { f16BitsToF32, f32ToF16Bits } from "../numeric/mod.ts";
 import { rawTensor } from "./graph_parts.ts";
 import { type NBitsWeight, type Q8Weight, quantizeNBits, quantizeQ8 } from "./quant_math.ts";
-import type { StoredQuantized } from "./quantized_weights.ts";
+import { type ExternalBytes, readQuantizedWeight, type StoredQuantized } from "./quantized_weights.ts";
 import { writeFloatTensor } from "./tensor_data.ts";
 import type { WeightTarget } from "./weight_target.ts";
 
@@ -98,7 +98,7 @@ const sameFloats = (a: Float32Array, b: Float32Array) => a.length === b.length &
  * @example
  * ```ts
  * import { sameStored } from "./requantize.ts";
- * import type { StoredQuantized } from "./quantized_weights.ts";
+ * import { type ExternalBytes, readQuantizedWeight, type StoredQuantized } from "./quantized_weights.ts";
  * declare const a: StoredQuantized;
  * console.log(sameStored(a, a)); // true
  * ```
@@ -115,6 +115,32 @@ export function sameStored(a: StoredQuantized, b: StoredQuantized): boolean {
     sameBytes(a.weight.zeroPoints, b.weight.zeroPoints);
 }
 
+/**
+ * Whether a float weight (in the target's layout) is what the graph stores
+ * for a quantized target: quantized in the file's own format, it gives the
+ * stored bytes (PEFT's saved `base_layer.weight` of an embedding LoRA, on a
+ * file quantized from that weight).
+ *
+ * @example
+ * ```ts
+ * import { storesWeight } from "./requantize.ts";
+ * import type { WeightTarget } from "./weight_target.ts";
+ * import type { GraphProto } from "../deps/onnx_proto.ts";
+ * declare const graph: GraphProto, target: WeightTarget, saved: Float32Array;
+ * console.log(storesWeight(graph, target, saved, "model_quantized.onnx"));
+ * ```
+ */
+export function storesWeight(
+  graph: GraphProto,
+  target: WeightTarget,
+  values: Float32Array,
+  file: string,
+  external?: ExternalBytes,
+): boolean {
+  const stored = readQuantizedWeight(graph, target, file, external);
+  return sameStored(requantize(stored, values, target.layout), stored);
+}
+
 /** The node reading `tensor` whose output feeds node `consumer` (the `x_scale * w_scale` Mul of a q8 projection). */
 function feederReading(graph: GraphProto, tensor: string, consumer: number): number {
   const inputs = new Set(graph.node[consumer].input);
@@ -129,7 +155,7 @@ function feederReading(graph: GraphProto, tensor: string, consumer: number): num
  * @example
  * ```ts
  * import { quantizedUpdates } from "./requantize.ts";
- * import type { StoredQuantized } from "./quantized_weights.ts";
+ * import { type ExternalBytes, readQuantizedWeight, type StoredQuantized } from "./quantized_weights.ts";
  * import type { WeightTarget } from "./weight_target.ts";
  * import type { GraphProto } from "../deps/onnx_proto.ts";
  * declare const graph: GraphProto, target: WeightTarget, merged: StoredQuantized;
