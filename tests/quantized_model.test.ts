@@ -173,3 +173,23 @@ for (
     assert.ok(shared.names.some((n) => n.includes("::peft_edge::model.layers.1.self_attn.q_proj")));
   });
 }
+
+test("two adapters merged into a quantized base: each one re-quantized in turn, as PEFT merges them one by one", async () => {
+  const baseEntry = baseNamed(await realManifest(), "llama-torchscript");
+  const file = "onnx/model_q4.onnx";
+  const base = await loadBaseModel(realPath(baseEntry.path), { file });
+  const e = await realExpected("adapters/llama-lora-attn", baseEntry.inputs);
+  const quiet = { onWarning: () => {} };
+  const model = await fromPretrained(base, realPath("adapters/llama-lora-attn"), { adapterName: "a", ...quiet });
+  await model.loadAdapter(realPath("adapters/llama-rslora"), "b", quiet);
+  const both = await model.mergeAndUnload({ adapterNames: ["a", "b"] });
+  // The same, one at a time: merge a, then b into that merged (re-quantized) base.
+  const first = await model.mergeAndUnload({ adapterNames: ["a"] });
+  const next = await fromPretrained(first, realPath("adapters/llama-rslora"), quiet);
+  const second = await next.mergeAndUnload();
+  assert.deepEqual(await logitsOf(both, e.feeds), await logitsOf(second, e.feeds));
+  assert.equal(opCounts(both).get("MatMulNBits"), opCounts(base).get("MatMulNBits"));
+  await model.release();
+  await next.release();
+  for (const b of [second, first, both, base]) await b.release();
+});
