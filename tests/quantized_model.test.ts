@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
-import { fromPretrained, loadBaseModel, memorySource, type PeftModel } from "../mod.ts";
+import { fromPretrained, loadBaseModel, memorySource, type PeftModel, UnsupportedError } from "../mod.ts";
 import type { BaseModel } from "../src/model/base_model.ts";
 import { baseNamed, realExpected, realManifest, realPath } from "./support/real_fixtures.ts";
 import { decodeModel, encodeModel } from "../src/onnx/model_file.ts";
@@ -192,4 +192,25 @@ test("two adapters merged into a quantized base: each one re-quantized in turn, 
   await model.release();
   await next.release();
   for (const b of [second, first, both, base]) await b.release();
+});
+
+test("a uint8 MatMulInteger without a zero-point input cannot hold a merged weight: merged mode says so", async () => {
+  const dir = fixture("index/llama-torchscript");
+  const file = "onnx/model_quantized.onnx";
+  const model = decodeModel(new Uint8Array(await readFile(`${dir}/${file}`)), file);
+  const graph = model.graph!;
+  const name = "/model/layers.0/self_attn/q_proj/MatMul_quant";
+  // Zero point dropped: the operator reads it as 0, so the stored weight is q * scale (all of one sign).
+  const node = graph.node.map((n) => n.name === name ? edited(NodeProtoSchema, n, { input: n.input.slice(0, 3) }) : n);
+  const bytes = encodeModel(edited(ModelProtoSchema, model, { graph: edited(GraphProtoSchema, graph, { node }) }));
+  const config = new Uint8Array(await readFile(`${dir}/config.json`));
+  const base = await loadBaseModel(memorySource("no-zp", { "config.json": config, [file]: bytes }), { file });
+  await assert.rejects(
+    () => fromPretrained(base, `${dir}/adapter`, { mode: "merged", onWarning: () => {} }),
+    (err) => err instanceof UnsupportedError && err.message.includes(name) && /zero point/.test(err.message),
+  );
+  // Dynamic mode adds the branch beside it and needs no re-quantization.
+  const dynamic = await fromPretrained(base, `${dir}/adapter`);
+  await dynamic.release();
+  await base.release();
 });
