@@ -15,7 +15,7 @@ import { adapterFeeds, doraScales } from "../src/lora/dynamic_feeds.ts";
 import { makeNode, nameAllocator, usedNames } from "../src/onnx/graph_parts.ts";
 import { addLoraBranches } from "../src/onnx/lora_branches.ts";
 import { encodeModel } from "../src/onnx/model_file.ts";
-import { dequantizeNBits, dequantizeQ8, quantizeQ4, quantizeQ8 } from "../src/onnx/quant_math.ts";
+import { dequantizeNBits, dequantizeQ8, quantizeNBits, quantizeQ8 } from "../src/onnx/quant_math.ts";
 import { quantizeModel } from "./support/quantize.ts";
 import { readTargetWeight } from "../src/onnx/quantized_weights.ts";
 import { indexWeights } from "../src/onnx/weight_index.ts";
@@ -56,9 +56,10 @@ test("q4 blocks follow MatMulNBits' layout: low nibble first, packed zero points
     w[i * 2] = i < 16 ? i / 15 : -(i - 16) / 15; // column 0: block 0 in [0, 1], block 1 in [-1, 0]
     w[i * 2 + 1] = 0; // column 1: all zero
   }
-  const q = quantizeQ4(w, k, 2, 16, "in_out");
+  const q = quantizeNBits(w, k, 2, { bits: 4, blockSize: 16, symmetric: false }, "in_out");
   assert.equal(q.packed.length, 2 * 2 * 8);
-  assert.deepEqual([...q.scales], [Math.fround(1 / 15), Math.fround(1 / 15), 1, 1]);
+  // An all-zero block gets scale 0 and zero point 0, as MLAS writes it.
+  assert.deepEqual([...q.scales], [Math.fround(1 / 15), Math.fround(1 / 15), 0, 0]);
   // block 0: zp 0, codes 0..15 -> bytes (1 << 4 | 0), (3 << 4 | 2), ...
   assert.deepEqual([...q.packed.slice(0, 8)], [0x10, 0x32, 0x54, 0x76, 0x98, 0xba, 0xdc, 0xfe]);
   // block 1: zp 15 (range [-1, 0]), codes 15, 14, ...; zero points of column 0 packed as (15 << 4 | 0).
@@ -73,9 +74,9 @@ test("quantize/dequantize round trips stay within half a step, in both layouts",
   const n = 5;
   const w = Float32Array.from({ length: k * n }, (_, i) => Math.sin(i * 1.7) * (1 + (i % 7)));
   for (const layout of ["in_out", "out_in"] as const) {
-    const q4 = quantizeQ4(w, k, n, 32, layout);
+    const q4 = quantizeNBits(w, k, n, { bits: 4, blockSize: 32, symmetric: false }, layout);
     const d4 = dequantizeNBits(q4, layout);
-    const q8 = quantizeQ8(w, k, n, layout);
+    const q8 = quantizeQ8(w, k, n, { signed: true, symmetric: true, perColumn: true }, layout);
     const d8 = dequantizeQ8(q8, layout);
     for (let col = 0; col < n; col++) {
       for (let i = 0; i < k; i++) {
@@ -105,7 +106,7 @@ test("quantize/dequantize round trips stay within half a step, in both layouts",
     scales: new Float32Array([1]),
   }, "in_out");
   assert.deepEqual([...two.slice(0, 4)], [-2, -1, 0, 1]);
-  assert.throws(() => quantizeQ4(w, k, n, 24, "in_out"), RangeError);
+  assert.throws(() => quantizeNBits(w, k, n, { bits: 4, blockSize: 24, symmetric: false }, "in_out"), RangeError);
 });
 
 for (const baseName of ["llama-tiny", "gpt2-tiny"]) {

@@ -63,13 +63,15 @@ export function cpuMerger(kernels: LoraKernels): WeightMerger {
 export interface MergedWeight extends InitializerUse {
   module: string;
   values: Float32Array;
+  /** Set when the values are the float weight of this quantized target, to be re-quantized in its format. */
+  quantized?: WeightTarget;
 }
 
 /** A bias for a layer that has none (`lora_B.bias` on a bias-less Linear), added after node `readerIndex`. */
 export interface NewBias {
   module: string;
   readerIndex: number;
-  /** The layer's weight initializer (the bias is stored in its element type). */
+  /** The layer's float weight initializer, or a quantized one's scales (the bias is stored in its element type). */
   like: string;
   values: Float32Array;
 }
@@ -139,7 +141,10 @@ function replaceTokenRows(w: Float32Array, patch: TokensPatch, rows: Float32Arra
 /**
  * Computes the merged values of every weight and bias a plan touches.
  * Several patches on one initializer (e.g. LoRA plus a trained bias on
- * different tensors) each get their own entry.
+ * different tensors) each get their own entry. A quantized target is read
+ * through `base` with the whole target (to be dequantized) and its entry
+ * marked `quantized`, for the caller to re-quantize (PEFT's merge into
+ * bitsandbytes layers: dequantize, add, quantize again).
  *
  * @example
  * ```ts
@@ -160,7 +165,7 @@ function replaceTokenRows(w: Float32Array, patch: TokensPatch, rows: Float32Arra
  */
 export async function mergePatches(
   patches: ReadonlyArray<LoraPatch | ReplacePatch>,
-  base: BaseWeightReader,
+  base: BaseWeightReader<InitializerUse | WeightTarget>,
   adapter: AdapterTensorReader,
   merger: WeightMerger,
   options: { fanInFanOut: boolean; weight?: number; tokens?: readonly TokensPatch[]; newBiases?: NewBias[] },
@@ -173,22 +178,20 @@ export async function mergePatches(
     readerIndex: u.readerIndex,
     inputIndex: u.inputIndex,
   });
+  // A quantized target is read dequantized, and its merged values re-quantized (see MergedWeight.quantized).
+  const quantizedOf = (u: InitializerUse | WeightTarget) =>
+    "quantized" in u && u.quantized ? u as WeightTarget : undefined;
   // A later patch on the same weight (the LoRA after its module's saved base weight) builds on the earlier one.
   const done = new Map<string, Float32Array>();
   const key = (u: InitializerUse) => `${u.initializer}\u0000${u.readerIndex}\u0000${u.inputIndex}`;
-  const read = (u: InitializerUse) => done.get(key(u))?.slice() ?? base(use(u));
-  const emit = (module: string, u: InitializerUse, values: Float32Array) => {
-    merged.push({ module, ...use(u), values });
+  const read = (u: InitializerUse | WeightTarget) => done.get(key(u))?.slice() ?? base(quantizedOf(u) ?? use(u));
+  const emit = (module: string, u: InitializerUse | WeightTarget, values: Float32Array) => {
+    const quantized = quantizedOf(u);
+    merged.push({ module, ...use(u), values, ...(quantized ? { quantized } : {}) });
     done.set(key(u), values);
   };
   for (const patch of patches) {
     const { target } = patch;
-    if (target.quantized && (patch.kind === "lora" || patch.param === "weight")) {
-      throw new UnsupportedError(
-        `cannot merge into a quantized weight (${target.nodeName}); use mode "dynamic", which adds the adapter beside it`,
-        { key: patch.module },
-      );
-    }
     if (patch.kind === "lora") {
       const w = read(target);
       const dims = { outFeatures: target.outFeatures, inFeatures: target.inFeatures, rank: patch.rank };
@@ -219,10 +222,12 @@ export async function mergePatches(
             { key: patch.module },
           );
         } else {
+          // A quantized projection's float output is its last node's (the bias goes in its scales' type).
+          const q = target.quantized;
           options.newBiases.push({
             module: patch.module,
-            readerIndex: target.readerIndex,
-            like: target.initializer,
+            readerIndex: q ? q.outputIndex : target.readerIndex,
+            like: q ? q.scales : target.initializer,
             values: bias,
           });
         }

@@ -14,6 +14,9 @@ import type { FileSource } from "../storage/file_source.ts";
 import { type PathOrSource, type ResolveOptions, resolveSource } from "../hub/resolve.ts";
 import type { WeightIndex } from "../onnx/weight_index.ts";
 import type { WeightTarget } from "../onnx/weight_target.ts";
+import type { ModelProto, TensorProto } from "../deps/onnx_proto.ts";
+import { externalBytes } from "../onnx/external_data.ts";
+import { storesWeight } from "../onnx/requantize.ts";
 import { sameWeightValues, torchWeightToTarget } from "../lora/merge.ts";
 import type { TunerConfig } from "../tuners/config.ts";
 
@@ -39,6 +42,10 @@ export interface AdapterOptions extends ResolveOptions {
 export interface BaseValues {
   /** An initializer's values as float32. */
   readWeight(initializer: string): Float32Array;
+  /** The graph, its file and external data (a `BaseModel` has them): quantized weights are read from it. */
+  readonly onnx?: ModelProto;
+  readonly file?: string;
+  readonly externalData?: ReadonlyMap<string, Uint8Array>;
   /** The base's config.json. */
   readonly config: Readonly<Record<string, unknown>>;
 }
@@ -172,12 +179,14 @@ export async function readAdapter(
   const weights = await readAdapterWeights(source);
   // A saved full weight equal to the base's is a no-op (needs the base's values; without them it is applied).
   const sameAsBase = base &&
-    ((key: string, target: WeightTarget) =>
-      !target.quantized &&
-      sameWeightValues(
-        torchWeightToTarget(weights.toFloat32(key), target, config.fanInFanOut),
-        base.readWeight(target.initializer),
-      ));
+    ((key: string, target: WeightTarget) => {
+      const saved = torchWeightToTarget(weights.toFloat32(key), target, config.fanInFanOut);
+      // A quantized base stores the weight quantized: the same if quantizing the saved one gives its bytes.
+      if (!target.quantized) return sameWeightValues(saved, base.readWeight(target.initializer));
+      const file = base.file ?? "model.onnx";
+      const external = (t: TensorProto) => externalBytes(t, base.externalData ?? new Map(), file);
+      return base.onnx !== undefined && storesWeight(base.onnx.graph!, target, saved, file, external);
+    });
   // transformers' PretrainedConfig default is tie_word_embeddings=True, and config.json leaves defaults out.
   const tiedEmbeddings = base !== undefined && (base.config["tie_word_embeddings"] ?? true) === true;
   const plan = planAdapter(

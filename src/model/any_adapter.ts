@@ -37,7 +37,13 @@ export async function readAdapterFor(
 ): Promise<LoadedAdapter> {
   const source = await resolveSource(adapter, options);
   const values = await tunerConfigOf(source, options, mode);
-  if (!values) return await readAdapter(base.weights, source, name, options, base);
+  if (!values) {
+    const loaded = await readAdapter(base.weights, source, name, options, base);
+    // Merging into quantized layers re-quantizes them; PEFT warns of the rounding.
+    const rounding = mode === "merged" ? quantizedMergeWarnings(loaded) : [];
+    for (const w of rounding) (options.onWarning ?? console.warn)(w);
+    return rounding.length > 0 ? { ...loaded, warnings: [...loaded.warnings, ...rounding] } : loaded;
+  }
   checkAdapterName(name);
   const warnings: string[] = [];
   const warn = (message: string) => {
@@ -47,4 +53,18 @@ export async function readAdapterFor(
   const read = () => readAdapterWeights(source);
   const { config, plan, weights, parameters } = await readTunedAdapter(base, read, values, source.location, warn);
   return { name, location: source.location, config, plan, weights, parameters, warnings };
+}
+
+/**
+ * PEFT's warning on merging into quantized layers (bitsandbytes `merge`),
+ * once per bit width, as Python shows a repeated warning once.
+ */
+function quantizedMergeWarnings(adapter: LoadedAdapter): string[] {
+  const targets = [...adapter.plan.patches, ...adapter.plan.tokens]
+    .filter((p) => p.kind !== "replace" || p.param === "weight")
+    .map((p) => p.target);
+  const bits = new Set(targets.flatMap((t) => t.quantized ? [t.quantized.bits] : []));
+  return [...bits].sort().map((b) =>
+    `Merge lora module to ${b}-bit linear may get different generations due to rounding errors.`
+  );
 }

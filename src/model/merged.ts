@@ -7,9 +7,18 @@
  */
 import type { ModelProto } from "../deps/onnx_proto.ts";
 import { UnsupportedError } from "../errors.ts";
-import { mergePatches, type NewBias, type WeightMerger } from "../lora/merge.ts";
+import { type MergedWeight, mergePatches, type NewBias, type WeightMerger } from "../lora/merge.ts";
+import { externalBytes } from "../onnx/external_data.ts";
 import { patchModel, type WeightUpdate } from "../onnx/patch.ts";
-import { indexWeights, type InitializerUse } from "../onnx/weight_index.ts";
+import {
+  dequantizeStored,
+  type ExternalBytes,
+  readQuantizedWeight,
+  readTargetWeight,
+  type StoredQuantized,
+} from "../onnx/quantized_weights.ts";
+import { quantizedUpdates, requantize, type TensorUpdate } from "../onnx/requantize.ts";
+import { indexWeights, type InitializerUse, type WeightTarget } from "../onnx/weight_index.ts";
 import type { LoadedAdapter } from "./adapter.ts";
 import { BaseModel } from "./base_model.ts";
 import type { AdapterEngine, WeightedAdapter } from "./engine.ts";
@@ -20,7 +29,9 @@ const useKey = (u: InitializerUse) => `${u.initializer}\u0000${u.readerIndex}\u0
 
 /**
  * Merges adapters, in order, into copies of the base's weights and returns
- * the patched model. With `safeMerge`, merged weights are checked for NaN
+ * the patched model. Quantized weights are merged dequantized and stored
+ * re-quantized in their own format (`requantize.ts`) after each adapter, as
+ * PEFT merges into quantized layers. With `safeMerge`, merged weights are checked for NaN
  * and infinity before anything is returned (PEFT's `safe_merge`).
  *
  * @example
@@ -47,12 +58,19 @@ export async function mergeAdapters(
       { key: tuned.adapter.name },
     );
   }
-  const merged = new Map<string, WeightUpdate>();
+  const merged = new Map<string, MergedWeight>();
+  const requantized = new Map<string, StoredQuantized>();
   // Biases added to bias-less layers, summed per layer over the adapters.
   const biases = new Map<number, NewBias>();
+  const graph = base.onnx.graph!;
+  const external: ExternalBytes = (t) => externalBytes(t, base.externalData, base.file);
+  const baseWeight = (use: InitializerUse | WeightTarget) =>
+    "quantized" in use && use.quantized
+      ? readTargetWeight(graph, use, base.file, external)
+      : base.readWeight(use.initializer);
   for (const { adapter, weight } of adapters) {
     const newBiases: NewBias[] = [];
-    const read = (use: InitializerUse) => merged.get(useKey(use))?.values.slice() ?? base.readWeight(use.initializer);
+    const read = (use: InitializerUse | WeightTarget) => merged.get(useKey(use))?.values.slice() ?? baseWeight(use);
     const updates = await mergePatches(adapter.plan.patches, read, (k) => adapter.weights.toFloat32(k), merger, {
       fanInFanOut: adapter.config.fanInFanOut,
       weight,
@@ -72,9 +90,23 @@ export async function mergeAdapters(
         );
       }
       merged.set(useKey(update), update);
+      if (update.quantized) {
+        // PEFT re-quantizes after each adapter it merges into a quantized layer; the next adapter reads that.
+        const stored = requantize(
+          readQuantizedWeight(graph, update.quantized, base.file, external),
+          update.values,
+          update.quantized.layout,
+        );
+        requantized.set(useKey(update), stored);
+        update.values = dequantizeStored(stored, update.quantized.layout);
+      }
     }
   }
-  return patchModel(base.onnx, base.weights, [...merged.values()], [...biases.values()]);
+  // Weights of quantized targets are stored in their own format (codes, scales, zero points).
+  const updates = [...merged.values()].flatMap((u): (WeightUpdate | TensorUpdate)[] =>
+    u.quantized ? quantizedUpdates(graph, { ...u.quantized, module: u.module }, requantized.get(useKey(u))!) : [u]
+  );
+  return patchModel(base.onnx, base.weights, updates, [...biases.values()]);
 }
 
 /**

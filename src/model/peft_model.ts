@@ -411,7 +411,9 @@ export class PeftModel implements AsyncDisposable {
 
   /**
    * Merges adapters into a new base model (PEFT's `merge_and_unload`); this
-   * model and its base stay usable. Quantized bases refuse with a clear error.
+   * model and its base stay usable. Into a quantized base, the merged weights
+   * are quantized again in the file's own format (as PEFT merges into
+   * bitsandbytes layers), so the new base is quantized the same way.
    */
   async mergeAndUnload(options: MergeOptions = {}): Promise<BaseModel> {
     const components = this.#components(options.adapterNames ?? this.#active);

@@ -12,10 +12,12 @@ import {
   type NodeProto,
   NodeProtoSchema,
   type TensorProto,
+  TensorProtoSchema,
 } from "../deps/onnx_proto.ts";
 import { UnsupportedError } from "../errors.ts";
 import { makeNode } from "./graph_parts.ts";
 import { edited } from "./proto_edit.ts";
+import type { TensorUpdate } from "./requantize.ts";
 import { writeFloatTensor } from "./tensor_data.ts";
 import type { InitializerUse, WeightIndex } from "./weight_target.ts";
 
@@ -29,7 +31,8 @@ export interface WeightUpdate extends InitializerUse {
 /**
  * A bias for a layer that has none (LoRA's `lora_B.bias` on a bias-less
  * Linear): added to the output of node `readerIndex` (a `MatMul`, or a
- * `Gemm` without C), stored in the element type of `like` (its weight).
+ * `Gemm` without C, or a quantized projection's last node), stored in the
+ * element type of `like` (its weight, or a quantized weight's scales).
  */
 export interface BiasAddition {
   module: string;
@@ -38,8 +41,13 @@ export interface BiasAddition {
   values: Float32Array;
 }
 
+/** Nodes whose float output a bias can be added to: a MatMul, and a quantized projection's last node. */
+const ADDABLE = new Set(["MatMul", "MatMulNBits", "Mul"]);
+
 /**
- * Returns a new model with the updates applied (and new biases added).
+ * Returns a new model with the updates applied (and new biases added):
+ * float values ({@linkcode WeightUpdate}) or whole new tensors
+ * (`TensorUpdate`, a re-quantized weight's codes, scales and zero points).
  *
  * @example
  * ```ts
@@ -55,26 +63,35 @@ export interface BiasAddition {
 export function patchModel(
   model: ModelProto,
   weights: WeightIndex,
-  updates: readonly WeightUpdate[],
+  updates: readonly (WeightUpdate | TensorUpdate)[],
   biases: readonly BiasAddition[] = [],
 ): ModelProto {
   const graph = model.graph!;
   const byName = new Map(graph.initializer.map((t) => [t.name, t]));
+  // Float values become a tensor in the original's element type; re-quantized ones come as tensors.
+  const asTensor = (u: WeightUpdate | TensorUpdate): TensorUpdate =>
+    "tensor" in u ? u : {
+      module: u.module,
+      initializer: u.initializer,
+      uses: [{ readerIndex: u.readerIndex, inputIndex: u.inputIndex }],
+      tensor: writeFloatTensor(byName.get(u.initializer)!, u.initializer, u.values),
+    };
+  const tensorUpdates = updates.map(asTensor);
   const updatesPer = new Map<string, number>();
-  for (const u of updates) updatesPer.set(u.initializer, (updatesPer.get(u.initializer) ?? 0) + 1);
+  for (const u of tensorUpdates) updatesPer.set(u.initializer, (updatesPer.get(u.initializer) ?? 0) + 1);
 
   const replaced = new Map<string, TensorProto>();
   const added: TensorProto[] = [];
   const nodes: NodeProto[] = graph.node.slice();
-  for (const u of updates) {
-    const original = byName.get(u.initializer)!;
+  for (const u of tensorUpdates) {
     const readers = weights.consumers(u.initializer);
-    const exclusive = updatesPer.get(u.initializer) === 1 && readers.every((r) => r === u.readerIndex);
+    const exclusive = updatesPer.get(u.initializer) === 1 &&
+      readers.every((r) => u.uses.some((use) => use.readerIndex === r));
     if (exclusive) {
-      replaced.set(u.initializer, writeFloatTensor(original, u.initializer, u.values));
+      replaced.set(u.initializer, u.tensor);
       continue;
     }
-    if (u.inputIndex < 0) {
+    if (u.uses.some((use) => use.inputIndex < 0)) {
       // Read inside an If's branches (merged decoder) and elsewhere too: a per-node copy
       // would need the subgraphs rewritten; refuse rather than patch one reader of several.
       throw new UnsupportedError(
@@ -82,13 +99,15 @@ export function patchModel(
         { key: u.module },
       );
     }
-    // Shared: give this reader its own patched copy, leave the others on the original.
+    // Shared: give this module's readers their own patched copy, leave the others on the original.
     const name = `${u.initializer}::peft_edge::${u.module}`;
-    added.push(writeFloatTensor(original, name, u.values));
-    const node = nodes[u.readerIndex];
-    const input = node.input.slice();
-    input[u.inputIndex] = name;
-    nodes[u.readerIndex] = edited(NodeProtoSchema, node, { input });
+    added.push(edited(TensorProtoSchema, u.tensor, { name }));
+    for (const use of u.uses) {
+      const node = nodes[use.readerIndex];
+      const input = node.input.slice();
+      input[use.inputIndex] = name;
+      nodes[use.readerIndex] = edited(NodeProtoSchema, node, { input });
+    }
   }
 
   const after = new Map<number, NodeProto>();
@@ -100,7 +119,7 @@ export function patchModel(
     added.push(tensor);
     if (node.opType === "Gemm" && (node.input[2] ?? "") === "") {
       nodes[b.readerIndex] = edited(NodeProtoSchema, node, { input: [node.input[0], node.input[1], name] });
-    } else if (node.opType === "MatMul" && node.output.length === 1) {
+    } else if (ADDABLE.has(node.opType) && node.output.length === 1) {
       // y = MatMul(x, W) becomes y = Add(MatMul(x, W), bias); readers of y are unchanged.
       const inner = `${node.output[0]}::peft_edge::no_bias`;
       nodes[b.readerIndex] = edited(NodeProtoSchema, node, { output: [inner] });

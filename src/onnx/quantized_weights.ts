@@ -5,7 +5,10 @@
  *   `y = x @ dequant(B)^T (+ bias)`, named `<scope>/MatMul_Q4`;
  * - 8-bit dynamic (`q8` / `_quantized` exports): `DynamicQuantizeLinear(x)`
  *   feeding `MatMulInteger` (`<scope>/MatMul_quant`), then `Cast` to float
- *   and `Mul` by `x_scale * w_scale`.
+ *   and `Mul` by `x_scale * w_scale`;
+ * - the embedding of those exports: `Gather` of the 8-bit table
+ *   (`<weight>_quantized`), then `DequantizeLinear` by its per-tensor scale
+ *   and zero point.
  *
  * Recognising them lets the weight index name them by module (`kind:
  * "linear"` with a `quantized` marker), lets LoRA branches attach to their
@@ -15,7 +18,8 @@
  */
 import { type GraphProto, type NodeProto, type TensorProto, TensorProto_DataType } from "../deps/onnx_proto.ts";
 import { OnnxModelError, UnsupportedError } from "../errors.ts";
-import { dequantizeNBits, dequantizeQ8 } from "./quant_math.ts";
+import type { WeightLayout } from "../kernels/types.ts";
+import { dequantizeNBits, dequantizeQ8, type NBitsWeight, type Q8Weight, type ScaleType } from "./quant_math.ts";
 import { elementCount, floatElementType, readFloatTensor } from "./tensor_data.ts";
 import type { InitializerUse, QuantizedProjection, WeightTarget } from "./weight_target.ts";
 
@@ -161,10 +165,50 @@ function matchInteger(graph: GraphProto, nodeIndex: number, ctx: QuantizedMatchC
   };
 }
 
+/** `Gather(table_quantized, ids)` -> `DequantizeLinear(., scale, zero_point)`, per tensor. */
+function matchGather(graph: GraphProto, nodeIndex: number, ctx: QuantizedMatchContext): QuantizedTarget | undefined {
+  const node = graph.node[nodeIndex];
+  const table = ctx.initializers.get(node.input[0] ?? "");
+  const shape = dims(table);
+  const int8 = table && (table.dataType === TensorProto_DataType.INT8 || table.dataType === TensorProto_DataType.UINT8);
+  if (!table || !int8 || shape!.length !== 2 || intAttr(node, "axis") !== undefined && intAttr(node, "axis") !== 0) {
+    return undefined;
+  }
+  const dqlIndex = readerOf(graph, node.output[0], "DequantizeLinear");
+  const dql = graph.node[dqlIndex];
+  if (!dql || dql.input[0] !== node.output[0]) return undefined;
+  const scale = ctx.initializers.get(dql.input[1] ?? "");
+  const zp = dql.input[2] ?? "";
+  const zpTensor = zp !== "" ? ctx.initializers.get(zp) : undefined;
+  const perTensor = (t: TensorProto | undefined) => t !== undefined && elementCount(t) === 1;
+  if (!scale || !floatElementType(scale.dataType) || !perTensor(scale)) return undefined;
+  if (zp !== "" && (!perTensor(zpTensor) || zpTensor!.dataType !== table.dataType)) return undefined;
+  const [num, dim] = shape!;
+  return {
+    kind: "embedding",
+    nodeName: node.name,
+    readerIndex: nodeIndex,
+    inputIndex: 0,
+    initializer: table.name,
+    layout: "in_out",
+    inFeatures: num,
+    outFeatures: dim,
+    quantized: {
+      op: "Gather",
+      bits: 8,
+      input: node.input[1],
+      output: dql.output[0],
+      outputIndex: dqlIndex,
+      scales: scale.name,
+      zeroPoints: zp !== "" ? zp : undefined,
+    },
+  };
+}
+
 /**
  * Recognises the quantized projection computed by `graph.node[nodeIndex]`
  * (a `MatMulNBits`, or the `MatMulInteger` of a dynamic quantization
- * pattern), or returns undefined.
+ * pattern) or the quantized embedding it gathers from, or returns undefined.
  *
  * @example
  * ```ts
@@ -186,6 +230,7 @@ export function matchQuantizedProjection(
   const domain = node.domain ?? "";
   if (node.opType === "MatMulNBits" && domain === MS_DOMAIN) return matchNBits(graph, nodeIndex, ctx);
   if (node.opType === "MatMulInteger" && domain === "") return matchInteger(graph, nodeIndex, ctx);
+  if (node.opType === "Gather" && domain === "") return matchGather(graph, nodeIndex, ctx);
   return undefined;
 }
 
@@ -218,6 +263,104 @@ function byteData(tensor: TensorProto, file: string, raw?: Uint8Array): Uint8Arr
 export type ExternalBytes = (tensor: TensorProto) => Uint8Array | undefined;
 
 /**
+ * A quantized weight as its file stores it: the codes, scales and zero
+ * points, and the float type of the scales.
+ *
+ * @example
+ * ```ts
+ * import type { StoredQuantized } from "./quantized_weights.ts";
+ * const blocks = (s: StoredQuantized) => s.op === "MatMulNBits" ? s.weight.scales.length : 0;
+ * ```
+ */
+export type StoredQuantized =
+  | { op: "MatMulNBits"; weight: NBitsWeight; scaleType: ScaleType }
+  | { op: "MatMulInteger" | "Gather"; weight: Q8Weight; scaleType: ScaleType };
+
+/**
+ * Reads a quantized target's codes, scales and zero points (see
+ * {@linkcode StoredQuantized}), checked against the target's shape.
+ *
+ * @example
+ * ```ts
+ * import { readQuantizedWeight } from "./quantized_weights.ts";
+ * import type { WeightTarget } from "./weight_target.ts";
+ * import type { GraphProto } from "../deps/onnx_proto.ts";
+ * declare const graph: GraphProto, target: WeightTarget;
+ * const stored = readQuantizedWeight(graph, target, "model_q4.onnx");
+ * console.log(stored.op);
+ * ```
+ */
+export function readQuantizedWeight(
+  graph: GraphProto,
+  target: WeightTarget,
+  file: string,
+  external?: ExternalBytes,
+): StoredQuantized {
+  const q = target.quantized;
+  if (!q) throw new UnsupportedError(`${target.initializer} is not a quantized weight`, { file, key: target.module });
+  const initializer = (name: string) => {
+    const t = graph.initializer.find((i) => i.name === name);
+    if (!t) throw new OnnxModelError(`no initializer named ${name}`, { file, key: target.module });
+    return t;
+  };
+  const bytes = (name: string) => {
+    const t = initializer(name);
+    return { tensor: t, data: byteData(t, file, external?.(t)) };
+  };
+  const scalesTensor = initializer(q.scales);
+  const scales = readFloatTensor(scalesTensor, file, external?.(scalesTensor));
+  const scaleType: ScaleType = scalesTensor.dataType === TensorProto_DataType.FLOAT16 ? "float16" : "float32";
+  const k = target.inFeatures;
+  const n = target.outFeatures;
+  if (q.op === "MatMulNBits") {
+    let zeroPoints: Uint8Array | undefined;
+    if (q.zeroPoints) {
+      const zp = bytes(q.zeroPoints);
+      if (zp.tensor.dataType !== TensorProto_DataType.UINT8) {
+        throw new UnsupportedError(
+          `MatMulNBits zero points of element type ${zp.tensor.dataType} (not packed uint8) are not supported`,
+          { file, key: target.module },
+        );
+      }
+      zeroPoints = zp.data;
+    }
+    const packed = bytes(target.initializer).data;
+    const weight = { k, n, bits: q.bits, blockSize: q.blockSize!, packed, scales, zeroPoints };
+    return { op: q.op, weight, scaleType };
+  }
+  const values = bytes(target.initializer);
+  const signed = values.tensor.dataType === TensorProto_DataType.INT8;
+  const view = (d: Uint8Array) => signed ? new Int8Array(d.buffer, d.byteOffset, d.length) : d;
+  const zeroPoints = q.zeroPoints ? view(bytes(q.zeroPoints).data) : view(new Uint8Array(scales.length));
+  if ((scales.length !== 1 && scales.length !== n) || zeroPoints.length !== scales.length) {
+    throw new UnsupportedError(
+      `${q.op} weight scale/zero point of ${scales.length}/${zeroPoints.length} values (need 1 or ${n})`,
+      { file, key: target.module },
+    );
+  }
+  return { op: q.op, weight: { k, n, values: view(values.data), scales, zeroPoints }, scaleType };
+}
+
+/**
+ * The float weight a stored quantized weight stands for, in `layout`
+ * (exactly what the quantized operator multiplies by).
+ *
+ * @example
+ * ```ts
+ * import { dequantizeStored } from "./quantized_weights.ts";
+ * const w = dequantizeStored({
+ *   op: "Gather",
+ *   weight: { k: 1, n: 2, values: new Uint8Array([0, 255]), scales: new Float32Array([0.5]), zeroPoints: new Uint8Array([1]) },
+ *   scaleType: "float32",
+ * }, "in_out");
+ * console.log(w); // Float32Array [-0.5, 127]
+ * ```
+ */
+export function dequantizeStored(stored: StoredQuantized, layout: WeightLayout): Float32Array {
+  return stored.op === "MatMulNBits" ? dequantizeNBits(stored.weight, layout) : dequantizeQ8(stored.weight, layout);
+}
+
+/**
  * Reads a target's weight as float32 in `target.layout`: the float
  * initializer itself, or, for a quantized projection, its dequantized
  * values (exactly what the quantized operator multiplies by).
@@ -238,57 +381,8 @@ export function readTargetWeight(
   file: string,
   external?: ExternalBytes,
 ): Float32Array {
-  const initializer = (name: string) => {
-    const t = graph.initializer.find((i) => i.name === name);
-    if (!t) throw new OnnxModelError(`no initializer named ${name}`, { file, key: target.module });
-    return t;
-  };
-  const float = (name: string) => {
-    const t = initializer(name);
-    return readFloatTensor(t, file, external?.(t));
-  };
-  const bytes = (name: string) => {
-    const t = initializer(name);
-    return { tensor: t, data: byteData(t, file, external?.(t)) };
-  };
-  const q = target.quantized;
-  if (!q) return float(target.initializer);
-  const k = target.inFeatures;
-  const n = target.outFeatures;
-  if (q.op === "MatMulNBits") {
-    let zeroPoints: Uint8Array | undefined;
-    if (q.zeroPoints) {
-      const zp = bytes(q.zeroPoints);
-      if (zp.tensor.dataType !== TensorProto_DataType.UINT8) {
-        throw new UnsupportedError(
-          `MatMulNBits zero points of element type ${zp.tensor.dataType} (not packed uint8) are not supported`,
-          {
-            file,
-            key: target.module,
-          },
-        );
-      }
-      zeroPoints = zp.data;
-    }
-    const packed = bytes(target.initializer).data;
-    return dequantizeNBits(
-      { k, n, bits: q.bits, blockSize: q.blockSize!, packed, scales: float(q.scales), zeroPoints },
-      target.layout,
-    );
-  }
-  const values = bytes(target.initializer);
-  const signed = values.tensor.dataType === TensorProto_DataType.INT8;
-  const view = (d: Uint8Array) => signed ? new Int8Array(d.buffer, d.byteOffset, d.length) : d;
-  const scales = float(q.scales);
-  const zeroPoints = q.zeroPoints ? view(bytes(q.zeroPoints).data) : new Uint8Array(scales.length);
-  if ((scales.length !== 1 && scales.length !== n) || zeroPoints.length !== scales.length) {
-    throw new UnsupportedError(
-      `MatMulInteger weight scale/zero point of ${scales.length}/${zeroPoints.length} values (need 1 or ${n})`,
-      {
-        file,
-        key: target.module,
-      },
-    );
-  }
-  return dequantizeQ8({ k, n, values: view(values.data), scales, zeroPoints }, target.layout);
+  if (target.quantized) return dequantizeStored(readQuantizedWeight(graph, target, file, external), target.layout);
+  const t = graph.initializer.find((i) => i.name === target.initializer);
+  if (!t) throw new OnnxModelError(`no initializer named ${target.initializer}`, { file, key: target.module });
+  return readFloatTensor(t, file, external?.(t));
 }

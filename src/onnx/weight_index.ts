@@ -131,6 +131,8 @@ function targetsOf(graph: GraphProto, initializers: ReadonlyMap<string, TensorPr
       }
     } else if (node.opType === "Gather" && domain === "" && intAttribute(node, "axis", 0) === 0) {
       const w = float2d(node.input[0]);
+      // quantize_dynamic's embedding: an 8-bit table, dequantized after the Gather.
+      if (!w) target = matchQuantizedProjection(graph, nodeIndex, { initializers, producers, addBias });
       if (w) {
         const [num, dim] = w.dims.map(Number);
         target = {

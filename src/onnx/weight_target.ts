@@ -18,7 +18,7 @@ import type { WeightLayout } from "../kernels/reference.ts";
 export type ModuleKind = "linear" | "embedding";
 
 /**
- * How a quantized projection is computed, and where its float ends are.
+ * How a quantized projection (or embedding) is computed, and where its float ends are.
  *
  * @example
  * ```ts
@@ -27,12 +27,13 @@ export type ModuleKind = "linear" | "embedding";
  * ```
  */
 export interface QuantizedProjection {
-  op: "MatMulNBits" | "MatMulInteger";
-  /** Bits per weight code (MatMulNBits: 2-8; MatMulInteger: 8). */
+  /** `Gather`: an 8-bit embedding table, gathered then `DequantizeLinear`ed (quantize_dynamic). */
+  op: "MatMulNBits" | "MatMulInteger" | "Gather";
+  /** Bits per weight code (MatMulNBits: 2-8; MatMulInteger and Gather: 8). */
   bits: number;
   /** MatMulNBits block size along K. */
   blockSize?: number;
-  /** The float tensor the projection reads (`x`). */
+  /** The float tensor the projection reads (`x`; the ids for an embedding). */
   input: string;
   /** The float tensor it produces (`x W`, plus the MatMulNBits bias input when used). */
   output: string;
@@ -89,9 +90,10 @@ export interface WeightTarget {
   bias?: InitializerUse;
   /**
    * Set for quantized projections (`MatMulNBits`, or `MatMulInteger` after
-   * `DynamicQuantizeLinear`): `initializer` then holds integer codes, so the
-   * weight cannot be merged into, only branched; this names the projection's
-   * float input and output.
+   * `DynamicQuantizeLinear`) and embeddings (`Gather` + `DequantizeLinear`):
+   * `initializer` then holds integer codes, which merging dequantizes and
+   * re-quantizes (`requantize.ts`); this names the float input and output
+   * a LoRA branch attaches to.
    */
   quantized?: QuantizedProjection;
   /**

@@ -46,7 +46,7 @@ import {
 } from "../../src/onnx/graph_parts.ts";
 import { patchModel, type WeightUpdate } from "../../src/onnx/patch.ts";
 import { edited } from "../../src/onnx/proto_edit.ts";
-import { blockCount, dequantizeNBits, dequantizeQ8, quantizeQ4, quantizeQ8 } from "../../src/onnx/quant_math.ts";
+import { blockCount, dequantizeNBits, dequantizeQ8, quantizeNBits, quantizeQ8 } from "../../src/onnx/quant_math.ts";
 import type { ExternalBytes } from "../../src/onnx/quantized_weights.ts";
 import { readFloatTensor } from "../../src/onnx/tensor_data.ts";
 import { indexWeights, type InitializerUse } from "../../src/onnx/weight_index.ts";
@@ -248,7 +248,7 @@ export function quantizeModel(model: ModelProto, options: QuantizeOptions): Quan
     const wName = p.weight.name;
     let dequantized: Float32Array;
     if (format === "q4") {
-      const q = quantizeQ4(p.values, p.k, p.n, blockSize, p.layout);
+      const q = quantizeNBits(p.values, p.k, p.n, { bits: 4, blockSize, symmetric: false }, p.layout);
       const blocks = blockCount(p.k, blockSize);
       const b = fresh(`${wName}_Q4`);
       const scales = fresh(`${wName}_scales`);
@@ -267,7 +267,7 @@ export function quantizeModel(model: ModelProto, options: QuantizeOptions): Quan
       quantized.push(`${stem}_Q4`);
       dequantized = dequantizeNBits(q, p.layout);
     } else {
-      const q = quantizeQ8(p.values, p.k, p.n, p.layout);
+      const q = quantizeQ8(p.values, p.k, p.n, { signed: true, symmetric: true, perColumn: true }, p.layout);
       let dyn = dynamicInputs.get(p.x);
       if (!dyn) {
         dyn = [fresh(`${p.x}_quantized`), fresh(`${p.x}_scale`), fresh(`${p.x}_zero_point`)];

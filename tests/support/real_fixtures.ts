@@ -147,9 +147,10 @@ const BIAS =
   'trained biases of bias="all" / modules_to_save refused: "adapter has a bias but the base module has none"';
 const SAVE_DYNAMIC =
   'modules_to_save refused in dynamic mode: "cannot be switched per run; merge this adapter instead"';
-const QUANT_MERGE = 'merged mode refuses quantized bases: "cannot merge into a quantized weight"';
-const EMBED_QUANT =
-  "quantize_dynamic quantizes the embedding too: the embedding LoRA has no float weight, refused whole (ModuleNotInExportError)";
+const DOUBLE_QUANT =
+  "merged into a quantized file, the weight is quantized twice (the base's quantization, then the merged weight's, as " +
+  "PEFT merges into bitsandbytes layers), while the atol comes from PEFT's merge quantized once: measured 2.88 vs " +
+  "atol 1.31 (q4) and 0.209 vs 0.182 (q8); onnxruntime's own quantizer quantizing twice gives 3.51 on q4 (README)";
 
 /**
  * Cases that fail today, each with why (the error or the mismatch seen). Such a
@@ -171,60 +172,12 @@ export const EXPECTED_FAILURES: ReadonlyMap<string, string> = new Map<string, st
   ["adapter gpt2-bias-all on gpt2-dynamo onnx/model.onnx merged", BIAS],
   ["adapter gpt2-bias-all on gpt2-torchscript onnx/model.onnx dynamic", BIAS],
   ["adapter gpt2-bias-all on gpt2-torchscript onnx/model.onnx merged", BIAS],
-  ["adapter llama-dora on llama-dynamo onnx/model_q4.onnx merged", QUANT_MERGE],
-  ["adapter llama-dora on llama-dynamo onnx/model_quantized.onnx merged", QUANT_MERGE],
-  ["adapter llama-dora on llama-torchscript onnx/model_q4.onnx merged", QUANT_MERGE],
-  ["adapter llama-dora on llama-torchscript onnx/model_quantized.onnx merged", QUANT_MERGE],
-  ["adapter llama-embed on llama-dynamo onnx/model_quantized.onnx dynamic", EMBED_QUANT],
-  ["adapter llama-embed on llama-dynamo onnx/model_quantized.onnx merged", EMBED_QUANT],
-  ["adapter llama-embed on llama-torchscript onnx/model_q4.onnx merged", QUANT_MERGE],
-  ["adapter llama-embed on llama-torchscript onnx/model_quantized.onnx dynamic", EMBED_QUANT],
-  ["adapter llama-embed on llama-torchscript onnx/model_quantized.onnx merged", QUANT_MERGE],
-  ["adapter llama-exclude on llama-dynamo onnx/model_q4.onnx merged", QUANT_MERGE],
-  ["adapter llama-exclude on llama-dynamo onnx/model_quantized.onnx merged", QUANT_MERGE],
-  ["adapter llama-exclude on llama-torchscript onnx/model_q4.onnx merged", QUANT_MERGE],
-  ["adapter llama-exclude on llama-torchscript onnx/model_quantized.onnx merged", QUANT_MERGE],
-  ["adapter llama-fp16 on llama-dynamo onnx/model_q4.onnx merged", QUANT_MERGE],
-  ["adapter llama-fp16 on llama-dynamo onnx/model_quantized.onnx merged", QUANT_MERGE],
-  ["adapter llama-fp16 on llama-torchscript onnx/model_q4.onnx merged", QUANT_MERGE],
-  ["adapter llama-fp16 on llama-torchscript onnx/model_quantized.onnx merged", QUANT_MERGE],
-  ["adapter llama-layers on llama-dynamo onnx/model_quantized.onnx merged", QUANT_MERGE],
-  ["adapter llama-layers on llama-torchscript onnx/model_quantized.onnx merged", QUANT_MERGE],
-  ["adapter llama-lora-all-linear on llama-dynamo onnx/model_quantized.onnx merged", QUANT_MERGE],
-  ["adapter llama-lora-all-linear on llama-torchscript onnx/model_quantized.onnx merged", QUANT_MERGE],
-  ["adapter llama-lora-attn on llama-dynamo onnx/model_q4.onnx merged", QUANT_MERGE],
-  ["adapter llama-lora-attn on llama-dynamo onnx/model_quantized.onnx merged", QUANT_MERGE],
-  ["adapter llama-lora-attn on llama-torchscript onnx/model_q4.onnx merged", QUANT_MERGE],
-  ["adapter llama-lora-attn on llama-torchscript onnx/model_quantized.onnx merged", QUANT_MERGE],
-  ["adapter llama-lora-bias on llama-dynamo onnx/model_q4.onnx merged", QUANT_MERGE],
-  ["adapter llama-lora-bias on llama-dynamo onnx/model_quantized.onnx merged", QUANT_MERGE],
-  ["adapter llama-lora-bias on llama-torchscript onnx/model_q4.onnx merged", QUANT_MERGE],
-  ["adapter llama-lora-bias on llama-torchscript onnx/model_quantized.onnx merged", QUANT_MERGE],
-  ["adapter llama-rank-pattern on llama-dynamo onnx/model_q4.onnx merged", QUANT_MERGE],
-  ["adapter llama-rank-pattern on llama-dynamo onnx/model_quantized.onnx merged", QUANT_MERGE],
-  ["adapter llama-rank-pattern on llama-torchscript onnx/model_q4.onnx merged", QUANT_MERGE],
-  ["adapter llama-rank-pattern on llama-torchscript onnx/model_quantized.onnx merged", QUANT_MERGE],
-  ["adapter llama-regex on llama-dynamo onnx/model_q4.onnx merged", QUANT_MERGE],
-  ["adapter llama-regex on llama-dynamo onnx/model_quantized.onnx merged", QUANT_MERGE],
-  ["adapter llama-regex on llama-torchscript onnx/model_q4.onnx merged", QUANT_MERGE],
-  ["adapter llama-regex on llama-torchscript onnx/model_quantized.onnx merged", QUANT_MERGE],
-  ["adapter llama-rslora on llama-dynamo onnx/model_q4.onnx merged", QUANT_MERGE],
-  ["adapter llama-rslora on llama-dynamo onnx/model_quantized.onnx merged", QUANT_MERGE],
-  ["adapter llama-rslora on llama-torchscript onnx/model_q4.onnx merged", QUANT_MERGE],
-  ["adapter llama-rslora on llama-torchscript onnx/model_quantized.onnx merged", QUANT_MERGE],
-  ["adapter llama-trainable-tokens on llama-dynamo onnx/model_q4.onnx merged", QUANT_MERGE],
+  ["adapter llama-rslora on llama-dynamo onnx/model_q4.onnx merged", DOUBLE_QUANT],
+  ["adapter llama-rslora on llama-dynamo onnx/model_quantized.onnx merged", DOUBLE_QUANT],
+  ["adapter llama-rslora on llama-torchscript onnx/model_q4.onnx merged", DOUBLE_QUANT],
+  ["adapter llama-rslora on llama-torchscript onnx/model_quantized.onnx merged", DOUBLE_QUANT],
   ["adapter llama-trainable-tokens on llama-dynamo onnx/model_quantized.onnx dynamic", TOKENS_EMBED_QUANT],
-  ["adapter llama-trainable-tokens on llama-dynamo onnx/model_quantized.onnx merged", TOKENS_EMBED_QUANT],
-  ["adapter llama-trainable-tokens on llama-torchscript onnx/model_q4.onnx merged", QUANT_MERGE],
   ["adapter llama-trainable-tokens on llama-torchscript onnx/model_quantized.onnx dynamic", TOKENS_EMBED_QUANT],
-  ["adapter llama-trainable-tokens on llama-torchscript onnx/model_quantized.onnx merged", TOKENS_EMBED_QUANT],
-  ["adapter qwen2-bias-lora-only on qwen2-torchscript onnx/model_q4.onnx merged", QUANT_MERGE],
-  ["adapter qwen2-bias-lora-only on qwen2-torchscript onnx/model_quantized.onnx merged", QUANT_MERGE],
-  ["adapter qwen2-lora-all-linear on qwen2-torchscript onnx/model_q4.onnx merged", QUANT_MERGE],
-  ["adapter qwen2-lora-all-linear on qwen2-torchscript onnx/model_quantized.onnx merged", QUANT_MERGE],
-  ["adapter qwen2-lora-attn on qwen2-torchscript onnx/model_q4.onnx merged", QUANT_MERGE],
-  ["adapter qwen2-lora-attn on qwen2-torchscript onnx/model_quantized.onnx merged", QUANT_MERGE],
-  ["adapter llama-embed on llama-dynamo onnx/model_q4.onnx merged", QUANT_MERGE],
 ]);
 
 /** Runs a case; an expected failure must fail, anything else must pass. */
