@@ -203,21 +203,13 @@ for (const dtype of ["q4", "q8"] as const) {
     }
     assert.deepEqual(base.weights.unscoped, []);
     const e = await expectedOf("llama-dynamo");
-    if (dtype === "q8") {
-      // quantize_dynamic also quantizes the embedding (Gather): the embedding LoRA has nowhere to go.
-      await assert.rejects(() => fromPretrained(base, `${dir}/adapter`, { mode: "dynamic" }), (err) => {
-        assert.ok(err instanceof ModuleNotInExportError, String(err));
-        assert.equal(err.module, "model.embed_tokens");
-        return true;
-      });
-    } else {
-      // As for TorchScript's q4 above: 3 * the base's own rounding error + 1e-3 (a skipped module moves > 0.05).
-      const tolerance = 3 * maxAbsDiff(await logitsOf(base, e.feeds), e.base) + 1e-3;
-      const model = await fromPretrained(base, `${dir}/adapter`, { mode: "dynamic" });
-      const diff = maxAbsDiff(await logitsOf(model, e.feeds), e.adapter);
-      assert.ok(diff < tolerance, `q4 dynamic: diff ${diff}, tolerance ${tolerance}`);
-      await model.release();
-    }
+    // The embedding LoRA runs on q8 too (quantize_dynamic's 8-bit table: the branch gathers rows of A).
+    // As for TorchScript's q4 above: 3 * the base's own rounding error + 1e-3 (a skipped module moves > 0.05).
+    const tolerance = 3 * maxAbsDiff(await logitsOf(base, e.feeds), e.base) + 1e-3;
+    const model = await fromPretrained(base, `${dir}/adapter`, { mode: "dynamic" });
+    const diff = maxAbsDiff(await logitsOf(model, e.feeds), e.adapter);
+    assert.ok(diff < tolerance, `${dtype} dynamic: diff ${diff}, tolerance ${tolerance}`);
+    await model.release();
     await base.release();
   });
 }
