@@ -15,6 +15,7 @@ import type { GraphProto, NodeProto, TensorProto } from "../deps/onnx_proto.ts";
 import { OnnxModelError } from "../errors.ts";
 import { floatAttribute, intAttribute } from "./graph_parts.ts";
 import { nodeScope } from "./module_scope.ts";
+import { indexNorms } from "./norm_index.ts";
 import { matchQuantizedProjection } from "./quantized_weights.ts";
 import { floatElementType } from "./tensor_data.ts";
 import type { GraphModule, InitializerUse, WeightIndex, WeightTarget } from "./weight_target.ts";
@@ -248,6 +249,8 @@ export function indexWeights(graph: GraphProto, file?: string): WeightIndex {
     return candidates.length === 1 ? get(candidates[0]) : undefined;
   };
   const scopeNames = [...scopes.keys()];
+  const norms = indexNorms(graph);
+  const normNames = [...norms.keys()];
   return {
     file,
     modules,
@@ -255,6 +258,7 @@ export function indexWeights(graph: GraphProto, file?: string): WeightIndex {
     get: (module) => targets.get(module),
     resolve: (hf) => byHfName(modules, (n) => targets.get(n), hf),
     resolveScope: (hf) => byHfName(scopeNames, (n) => scopes.get(n), hf),
+    resolveNorm: (hf) => byHfName(normNames, (n) => norms.get(n), hf),
     consumers: (initializer) => consumers.get(initializer) ?? [],
   };
 }
