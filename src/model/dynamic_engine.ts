@@ -18,7 +18,9 @@ import {
 } from "../lora/dynamic_feeds.ts";
 import type { AdapterTensorReader } from "../lora/readers.ts";
 import type { LoraPatch } from "../lora/plan.ts";
+import { type AdapterParams, adapterParams, paramSiteModules, paramSiteRequest } from "../lora/param_feeds.ts";
 import { addLoraBranches } from "../onnx/lora_branches.ts";
+import { addParamBranches, type ParamSite } from "../onnx/param_branches.ts";
 import { externalBytes } from "../onnx/external_data.ts";
 import { readTargetWeight } from "../onnx/quantized_weights.ts";
 import { uploadToOrtGpu } from "../webgpu/ort_tensors.ts";
@@ -36,6 +38,10 @@ interface BranchGraph {
   dora: ReadonlySet<string>;
   /** Modules whose branch has a bias delta input (lora_bias, trained biases). */
   bias: ReadonlySet<string>;
+  /** Parameter sites (`param_branches.ts`): norm bias deltas, and modules fed whole (modules_to_save). */
+  deltas: ReadonlySet<string>;
+  fed: ReadonlySet<string>;
+  sites: ReadonlyMap<string, ParamSite>;
   feeds: AdapterFeedCache;
   /** On WebGPU: each cached feed set's tensors uploaded once, so switching adapters uploads nothing. */
   onGpu?: WeakMap<Feeds, Promise<Feeds>>;
@@ -55,6 +61,7 @@ interface Prepared {
   tensor: AdapterTensorReader;
   doraScales: ReadonlyMap<string, Float32Array>;
   biasDeltas: ReadonlyMap<string, Float32Array>;
+  params: AdapterParams;
 }
 
 /** Options of {@linkcode dynamicEngine}. */
@@ -68,12 +75,26 @@ async function buildGraph(
   modules: ReadonlySet<string>,
   dora: ReadonlySet<string>,
   bias: ReadonlySet<string>,
+  deltas: ReadonlySet<string> = new Set(),
+  fed: ReadonlySet<string> = new Set(),
 ): Promise<BranchGraph> {
+  const both = [...fed].find((m) => modules.has(m));
+  if (both !== undefined) {
+    throw new UnsupportedError(
+      "one adapter replaces this module whole (modules_to_save) and another adds a LoRA to it; one dynamic graph " +
+        'cannot serve both: load them on separate models, or use mode "merged"',
+      { key: both },
+    );
+  }
   // Per-row inputs: one session runs a single adapter set (rows dim 1) or mixed batches alike.
-  const { model, branches } = addLoraBranches(base.onnx, base.weights, modules, { dora, bias, perRow: true });
+  const branched = addLoraBranches(base.onnx, base.weights, modules, { dora, bias, perRow: true });
+  const { model, sites } = deltas.size + fed.size > 0
+    ? addParamBranches(branched.model, base.weights, { deltas, fed }, (name) => base.readWeight(name))
+    : { model: branched.model, sites: new Map<string, ParamSite>() };
   const session = await createSession(model, base.externalData, base.settings, base.file);
   const onGpu = base.device === "webgpu" ? new WeakMap<Feeds, Promise<Feeds>>() : undefined;
-  return { session, modules, dora, bias, feeds: new AdapterFeedCache(branches), onGpu };
+  const feeds = new AdapterFeedCache(branched.branches, 32, sites);
+  return { session, modules, dora, bias, deltas, fed, sites, feeds, onGpu };
 }
 
 /** Float32 adapter tensors, converted once per key. */
@@ -94,8 +115,8 @@ function engine(
   const activeOf = (active: readonly WeightedAdapter[]): ActiveAdapter[] =>
     active.map(({ adapter, weight }) => {
       const prepared = adapters.get(adapter.name)!;
-      const { tensor, doraScales, biasDeltas } = prepared;
-      return { plan: adapter.plan, tensor, weight, doraScales, biasDeltas };
+      const { tensor, doraScales, biasDeltas, params } = prepared;
+      return { plan: adapter.plan, tensor, weight, doraScales, biasDeltas, params };
     });
   const onGraph = (g: BranchGraph, feeds: Feeds) => {
     if (!g.onGpu) return { session: g.session, feeds };
@@ -125,26 +146,43 @@ function engine(
       const tensor = tensorReader(adapter);
       const graphOf = (t: LoraPatch["target"]) =>
         readTargetWeight(base.onnx.graph!, t, base.file, (tp) => externalBytes(tp, base.externalData, base.file));
-      const prepared: Prepared = {
-        adapter,
-        tensor,
-        doraScales: doraScales(adapter.plan, graphOf, tensor, cpu),
-        biasDeltas: biasDeltas(adapter.plan, (t) => base.readWeight(t.bias!.initializer), tensor),
-      };
-      const biased = biasModules(adapter.plan);
+      // Norm biases and whole replaced modules go to parameter sites; other trained biases to branches.
+      const request = paramSiteRequest(adapter.plan);
+      const onSites = paramSiteModules(request);
+      const biased = biasModules(adapter.plan).filter((m) => !onSites.has(m));
       const modules = new Set([...(graph?.modules ?? []), ...patches.map((p) => p.module), ...biased]);
       const dora = new Set([...(graph?.dora ?? []), ...patches.filter((p) => p.magnitude).map((p) => p.module)]);
       const bias = new Set([...(graph?.bias ?? []), ...biased]);
+      const deltas = new Set([...(graph?.deltas ?? []), ...request.deltas]);
+      const fed = new Set([...(graph?.fed ?? []), ...request.fed]);
       const covers = graph && modules.size === graph.modules.size && dora.size === graph.dora.size &&
-        bias.size === graph.bias.size;
-      const next = covers ? graph : await buildGraph(base, modules, dora, bias);
+        bias.size === graph.bias.size && deltas.size === graph.deltas.size && fed.size === graph.fed.size;
+      const next = covers ? graph : await buildGraph(base, modules, dora, bias, deltas, fed);
+      // A bias the export lacks (dropped by the exporter as zero) is zero.
+      const baseBias = (t: LoraPatch["target"]) =>
+        t.bias ? base.readWeight(t.bias.initializer) : new Float32Array(t.outFeatures);
+      let prepared: Prepared;
       try {
-        // Validates the adapter against the branches (replaced weights cannot run unmerged).
+        prepared = {
+          adapter,
+          tensor,
+          doraScales: doraScales(adapter.plan, graphOf, tensor, cpu),
+          biasDeltas: biasDeltas(adapter.plan, baseBias, tensor),
+          params: adapterParams(
+            adapter.plan,
+            next.sites,
+            tensor,
+            (name) => base.readWeight(name),
+            adapter.config.fanInFanOut,
+          ),
+        };
+        // Validates the adapter against the branches and sites.
         next.feeds.feeds([{
           plan: adapter.plan,
           tensor,
           doraScales: prepared.doraScales,
           biasDeltas: prepared.biasDeltas,
+          params: prepared.params,
         }]);
       } catch (error) {
         if (next !== graph) await next.session.release();

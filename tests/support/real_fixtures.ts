@@ -143,10 +143,6 @@ export const caseId = {
 // Why cases fail today (the error or mismatch each shows), one line per reason.
 const TOKENS =
   'trainable tokens: dynamic mode refuses them ("cannot be switched per run yet; use mode merged"); merged mode refuses the quantized bases (q_proj LoRA, and the dynamo quantized exports lose their module paths)';
-const BIAS =
-  'trained biases of bias="all" / modules_to_save refused: "adapter has a bias but the base module has none"';
-const SAVE_DYNAMIC =
-  'modules_to_save refused in dynamic mode: "cannot be switched per run; merge this adapter instead"';
 const QUANT_MERGE = 'merged mode refuses quantized bases: "cannot merge into a quantized weight"';
 const EMBED_QUANT =
   "quantize_dynamic quantizes the embedding too: the embedding LoRA has no float weight, refused whole (ModuleNotInExportError)";
@@ -159,14 +155,6 @@ const DYNAMO_QUANT =
  * and its line must be removed here.
  */
 export const EXPECTED_FAILURES: ReadonlyMap<string, string> = new Map<string, string>([
-  ["adapter bert-lora-all-linear on bert-dynamo onnx/model.onnx dynamic", BIAS],
-  ["adapter bert-lora-all-linear on bert-torchscript onnx/model.onnx dynamic", SAVE_DYNAMIC],
-  ["adapter bert-lora-attn on bert-dynamo onnx/model.onnx dynamic", BIAS],
-  ["adapter bert-lora-attn on bert-torchscript onnx/model.onnx dynamic", SAVE_DYNAMIC],
-  ["adapter bert-lora-bias-all on bert-dynamo onnx/model.onnx dynamic", BIAS],
-  ["adapter bert-lora-bias-all on bert-torchscript onnx/model.onnx dynamic", BIAS],
-  ["adapter gpt2-bias-all on gpt2-dynamo onnx/model.onnx dynamic", BIAS],
-  ["adapter gpt2-bias-all on gpt2-torchscript onnx/model.onnx dynamic", BIAS],
   ["adapter llama-dora on llama-dynamo onnx/model_q4.onnx dynamic", DYNAMO_QUANT],
   ["adapter llama-dora on llama-dynamo onnx/model_q4.onnx merged", DYNAMO_QUANT],
   ["adapter llama-dora on llama-dynamo onnx/model_quantized.onnx dynamic", DYNAMO_QUANT],

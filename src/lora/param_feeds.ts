@@ -1,0 +1,215 @@
+/**
+ * Feeds of the parameter sites `addParamBranches` adds (norm bias deltas,
+ * modules fed whole for `modules_to_save`), and which patches of a plan go
+ * there. A run's rows each pick a set: the base's own parameters, or those
+ * of the one active adapter that replaces them.
+ * @module
+ */
+import { Tensor } from "../deps/ort.ts";
+import { UnsupportedError } from "../errors.ts";
+import { f32ToF16 } from "../numeric/float16.ts";
+import type { FedModuleSite, ParamSite, ParamSiteRequest } from "../onnx/param_branches.ts";
+import { torchWeightToTarget } from "./merge.ts";
+import type { AdapterPlan } from "./plan.ts";
+import type { AdapterTensorReader } from "./readers.ts";
+
+/**
+ * One adapter's values for the parameter sites, computed once at load.
+ *
+ * @example
+ * ```ts
+ * import type { AdapterParams } from "./param_feeds.ts";
+ * const none: AdapterParams = { deltas: new Map(), modules: new Map() };
+ * ```
+ */
+export interface AdapterParams {
+  /** Norm bias deltas (`adapter - base`), by module. */
+  deltas: Map<string, Float32Array>;
+  /** Replaced modules' parameters in the fed layout (`[in, out]` / `[num, dim]`, and the bias), by module. */
+  modules: Map<string, { weight: Float32Array; bias: Float32Array }>;
+}
+
+/**
+ * Which of a plan's replacements run through parameter sites: norm biases
+ * (deltas) and modules whose weight is replaced (`modules_to_save`: fed
+ * whole, their bias with them). Other replaced biases (a Linear's, under
+ * `bias: "all"`) go to the LoRA branch's bias input.
+ *
+ * @throws {UnsupportedError} for a norm's weight, or a weight replaced under the module's own LoRA.
+ * @example
+ * ```ts
+ * import { paramSiteRequest } from "./param_feeds.ts";
+ * paramSiteRequest({ patches: [], unmatchedKeys: [], missingModules: [], missingKeys: [], tokens: [] }); // { deltas: [], fed: [] }
+ * ```
+ */
+export function paramSiteRequest(plan: AdapterPlan): { deltas: string[]; fed: string[] } {
+  const deltas: string[] = [];
+  const fed: string[] = [];
+  const lora = new Set(plan.patches.filter((p) => p.kind === "lora").map((p) => p.module));
+  for (const p of plan.patches) {
+    if (p.kind !== "replace") continue;
+    if (p.target.kind === "norm") {
+      if (p.param === "weight") {
+        throw new UnsupportedError(
+          `replaces the weight of a norm (modules_to_save), which cannot be switched per run yet; use mode "merged"`,
+          { key: p.module },
+        );
+      }
+      deltas.push(p.module);
+    } else if (p.param === "weight") {
+      if (lora.has(p.module)) {
+        throw new UnsupportedError(
+          "replaces the weight of a module under its own LoRA (a saved base_layer.weight differing from the base's), " +
+            'which cannot be switched per run; use mode "merged"',
+          { key: p.module },
+        );
+      }
+      fed.push(p.module);
+    }
+  }
+  return { deltas, fed };
+}
+
+/** Modules of a plan that parameter sites serve (so LoRA branches need no bias input for them). */
+export function paramSiteModules(request: ParamSiteRequest): Set<string> {
+  return new Set([...request.deltas, ...request.fed]);
+}
+
+/**
+ * An adapter's values for the sites its plan uses: norm bias deltas, and the
+ * replaced modules' parameters (a parameter it does not replace keeps the
+ * base's, from the site).
+ *
+ * @example
+ * ```ts
+ * import { adapterParams } from "./param_feeds.ts";
+ * const plan = { patches: [], unmatchedKeys: [], missingModules: [], missingKeys: [], tokens: [] };
+ * adapterParams(plan, new Map(), () => new Float32Array(), () => new Float32Array(), false); // nothing to feed
+ * ```
+ */
+export function adapterParams(
+  plan: AdapterPlan,
+  sites: ReadonlyMap<string, ParamSite>,
+  tensor: AdapterTensorReader,
+  baseBias: (initializer: string) => Float32Array,
+  fanInFanOut: boolean,
+): AdapterParams {
+  const { deltas: deltaModules, fed } = paramSiteRequest(plan);
+  const params: AdapterParams = { deltas: new Map(), modules: new Map() };
+  for (const p of plan.patches) {
+    if (p.kind !== "replace") continue;
+    if (p.target.kind === "norm" && deltaModules.includes(p.module)) {
+      const d = tensor(p.key).slice();
+      if (p.target.bias) {
+        const b = baseBias(p.target.bias.initializer);
+        for (let i = 0; i < d.length; i++) d[i] -= b[i];
+      }
+      params.deltas.set(p.module, d);
+    } else if (fed.includes(p.module)) {
+      const site = sites.get(p.module) as FedModuleSite;
+      const own = params.modules.get(p.module) ?? { weight: site.base.weight, bias: site.base.bias };
+      if (p.param === "weight") {
+        own.weight = torchWeightToTarget(tensor(p.key), { ...p.target, layout: "in_out" }, fanInFanOut);
+      } else {
+        own.bias = tensor(p.key);
+      }
+      params.modules.set(p.module, own);
+    }
+  }
+  return params;
+}
+
+/** What one row's active adapters contribute to the sites. */
+interface RowAdapter {
+  weight?: number;
+  params?: AdapterParams;
+}
+
+type Row = readonly RowAdapter[];
+
+/**
+ * Feeds of every site for a batch whose row `i` runs `rows[i]` (one row for a
+ * run where every row shares the set: its inputs then broadcast).
+ *
+ * @throws {UnsupportedError} for a weighted adapter with replaced parameters, or two in one row replacing one module.
+ * @example
+ * ```ts
+ * import { paramFeeds } from "./param_feeds.ts";
+ * console.log(paramFeeds(new Map(), [[]])); // {}
+ * ```
+ */
+export function paramFeeds(sites: ReadonlyMap<string, ParamSite>, rows: readonly Row[]): Record<string, Tensor> {
+  for (const row of rows) {
+    for (const a of row) {
+      const touched = a.params && (a.params.deltas.size > 0 || a.params.modules.size > 0);
+      if (touched && (a.weight ?? 1) !== 1) {
+        throw new UnsupportedError(
+          "an adapter that replaces parameters (trained biases, modules_to_save) cannot be weighted",
+        );
+      }
+    }
+  }
+  const feeds: Record<string, Tensor> = {};
+  const n = rows.length;
+  for (const site of sites.values()) {
+    const tensor = (values: Float32Array, dims: number[]) =>
+      site.elementType === "float16"
+        ? new Tensor("float16", f32ToF16(values), dims)
+        : new Tensor("float32", values, dims);
+    if (site.kind === "delta") {
+      const data = new Float32Array(n * site.features);
+      rows.forEach((row, i) => {
+        for (const a of row) {
+          const d = a.params?.deltas.get(site.module);
+          if (d) { for (let o = 0; o < site.features; o++) data[i * site.features + o] += d[o]; }
+        }
+      });
+      feeds[site.delta] = tensor(data, [n, 1, site.features]);
+      continue;
+    }
+    // Distinct parameter sets of the batch, the base's included when some row runs without a replacement.
+    const sets: Array<{ weight: Float32Array; bias: Float32Array }> = [];
+    const pick = rows.map((row) => {
+      const owners = row.filter((a) => a.params?.modules.has(site.module));
+      if (owners.length > 1) {
+        throw new UnsupportedError("several active adapters replace this module (modules_to_save); activate one", {
+          key: site.module,
+        });
+      }
+      const set = owners[0]?.params?.modules.get(site.module) ?? site.base;
+      let k = sets.indexOf(set);
+      if (k < 0) k = sets.push(set) - 1;
+      return k;
+    });
+    const K = sets.length;
+    const { inFeatures: inF, outFeatures: outF } = site;
+    if (site.kind === "embedding") {
+      const table = K === 1 ? sets[0].weight : concat(sets.map((s) => s.weight));
+      feeds[site.weight] = tensor(table, [K * inF, outF]);
+      feeds[site.select] = new Tensor("int64", BigInt64Array.from(pick, (k) => BigInt(k * inF)), [n, 1]);
+      continue;
+    }
+    // [in, K*out]: set k's columns at k*out.
+    let w = sets[0].weight;
+    if (K > 1) {
+      w = new Float32Array(inF * K * outF);
+      for (let i = 0; i < inF; i++) {
+        sets.forEach((s, k) => w.set(s.weight.subarray(i * outF, (i + 1) * outF), (i * K + k) * outF));
+      }
+    }
+    feeds[site.weight] = tensor(w, [inF, K * outF]);
+    feeds[site.bias!] = tensor(K === 1 ? sets[0].bias : concat(sets.map((s) => s.bias)), [K * outF]);
+    feeds[site.select] = new Tensor("int64", BigInt64Array.from(pick, (k, i) => BigInt(i * K + k)), [n]);
+  }
+  return feeds;
+}
+
+function concat(parts: readonly Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
