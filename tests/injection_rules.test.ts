@@ -7,7 +7,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
-import { AdapterConfigError, UnsupportedError } from "../mod.ts";
+import { AdapterConfigError, AdapterMismatchError, UnsupportedError } from "../mod.ts";
 import { parseLoraConfig } from "../src/config/mod.ts";
 import { groupAdapterKeys } from "../src/lora/adapter_weights.ts";
 import { type LoraPatch, ModuleNotInExportError, planAdapter } from "../src/lora/plan.ts";
@@ -119,6 +119,16 @@ test('GPT-2: trained biases (`bias: "all"`) load where the export can take them,
   assert.throws(() => plan({ bias: "all" }, { [`${p}.mlp.act.bias`]: [16] }), (e) => {
     assert.ok(e instanceof ModuleNotInExportError);
     assert.equal(e.module, "transformer.h.0.mlp.act");
+    return true;
+  });
+});
+
+test("a trained bias the export cannot take fails whole, naming the module: a decomposed RMSNorm has no bias Add", async () => {
+  const { plan } = await setup("llama-torchscript");
+  const key = "base_model.model.model.layers.0.input_layernorm.bias";
+  assert.throws(() => plan({ bias: "all" }, { [key]: [16] }), (e) => {
+    assert.ok(e instanceof AdapterMismatchError);
+    assert.match((e as Error).message, /model\.layers\.0\.input_layernorm.*decomposed norm with no bias Add/);
     return true;
   });
 });

@@ -1,0 +1,152 @@
+/**
+ * Trained biases (`bias: "all"`, norms included) and `modules_to_save` in both
+ * modes, through the public API, against real PEFT (tests/fixtures/real/saved,
+ * made by tests/fixtures/make/saved.py, and the manifest's BERT adapters):
+ * decomposed LayerNorms (opset 16) and fp16 files, non-zero base biases (so a
+ * delta differs from the adapter's value), a replaced embedding and lm_head;
+ * switching such adapters per run creates no session, and mixed batches pick
+ * each row's parameters.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import * as ort from "onnxruntime-web";
+import { type Feeds, fromPretrained, loadBaseModel, Tensor } from "../mod.ts";
+import { BASE_ADAPTER } from "../src/model/peft_model.ts";
+import { comparedDiff, type RealBase, type RealExpected, realExpected, realPath } from "./support/real_fixtures.ts";
+
+interface SavedCase {
+  adapter: string;
+  base: string;
+  file: string;
+  atol: number;
+  delta_from_base: number;
+}
+
+const { cases } = JSON.parse(await readFile(realPath("saved/cases.json"), "utf8")) as { cases: SavedCase[] };
+const DECODER_INPUTS = ["input_ids", "attention_mask", "position_ids"];
+const decoder = { compare: "attention_mask" } as RealBase;
+const silent = { onWarning: () => {} };
+
+for (const c of cases) {
+  for (const mode of ["dynamic", "merged"] as const) {
+    test(`${c.adapter} on ${c.base} ${c.file} ${mode} gives PEFT's logits`, async () => {
+      // A case proves something only if the adapter moves the logits well past the tolerance.
+      assert.ok(c.delta_from_base > 2 * c.atol);
+      await using model = await loadBaseModel(realPath(c.base), { file: c.file });
+      await using peft = await fromPretrained(model, realPath(c.adapter), { mode, ...silent });
+      const e = await realExpected(c.adapter, DECODER_INPUTS);
+      const out = await peft.run(e.feeds);
+      const diff = comparedDiff(decoder, e, out.logits.data as Float32Array);
+      assert.ok(diff < c.atol, `max abs diff ${diff} >= ${c.atol}`);
+    });
+  }
+}
+
+/** Counts onnxruntime sessions created while `fn` runs. */
+async function sessionsCreated(fn: () => Promise<void>): Promise<number> {
+  const create = ort.InferenceSession.create;
+  let created = 0;
+  ort.InferenceSession.create = ((...args: Parameters<typeof create>) => {
+    created++;
+    return create.apply(ort.InferenceSession, args);
+  }) as typeof create;
+  try {
+    await fn();
+  } finally {
+    ort.InferenceSession.create = create;
+  }
+  return created;
+}
+
+const BERT_INPUTS = ["input_ids", "attention_mask", "token_type_ids"];
+const bert = { compare: "all" } as RealBase;
+
+for (const baseName of ["bert-torchscript", "bert-dynamo"]) {
+  test(`${baseName} dynamic: switching modules_to_save / bias="all" adapters on and off creates no session and gives PEFT's logits each way`, async () => {
+    await using model = await loadBaseModel(realPath(`bases/${baseName}`));
+    await using peft = await fromPretrained(model, realPath("adapters/bert-lora-attn"), {
+      adapterName: "attn",
+      ...silent,
+    });
+    await peft.loadAdapter(realPath("adapters/bert-lora-bias-all"), "bias", silent);
+    const expect = {
+      attn: await realExpected("adapters/bert-lora-attn", BERT_INPUTS),
+      bias: await realExpected("adapters/bert-lora-bias-all", BERT_INPUTS),
+      base: await realExpected(`bases/${baseName}`, BERT_INPUTS),
+    };
+    const check = async (what: keyof typeof expect, options?: { adapter: string | null }) => {
+      const out = await peft.run(expect[what].feeds, options);
+      const diff = comparedDiff(bert, expect[what], out.logits.data as Float32Array);
+      assert.ok(diff < 1e-4, `${what}: max abs diff ${diff}`);
+    };
+    await check("attn"); // loaded first: the active adapter
+    const created = await sessionsCreated(async () => {
+      for (const name of ["bias", "attn", "bias"] as const) {
+        peft.setAdapter(name);
+        await check(name);
+      }
+      {
+        using _off = peft.disableAdapter();
+        await check("base");
+      }
+      await check("attn", { adapter: "attn" });
+      await check("base", { adapter: null });
+      await check("bias");
+    });
+    assert.equal(created, 0);
+  });
+}
+
+/** The int64 feeds of several batches stacked along the batch dim. */
+function concatRows(parts: readonly Feeds[]): Feeds {
+  const out: Feeds = {};
+  for (const name of Object.keys(parts[0])) {
+    const tensors = parts.map((p) => p[name]);
+    const dims = [...tensors[0].dims];
+    dims[0] = tensors.reduce((n, t) => n + t.dims[0], 0);
+    const data = new BigInt64Array(tensors.reduce((n, t) => n + t.size, 0));
+    let at = 0;
+    for (const t of tensors) {
+      data.set(t.data as BigInt64Array, at);
+      at += t.size;
+    }
+    out[name] = new Tensor("int64", data, dims);
+  }
+  return out;
+}
+
+// Row sets per base: a replaced embedding and lm_head beside a plain LoRA, norm bias deltas beside the base.
+const MIXED: ReadonlyArray<[base: string, adapters: string[]]> = [
+  ["bases/llama-torchscript", ["saved/adapters/llama-save-embed-head", "adapters/llama-lora-attn"]],
+  ["bases/llama-dynamo", ["adapters/llama-lora-attn", "saved/adapters/llama-save-embed-head"]],
+  ["saved/bases/gpt2-nz-torchscript16", ["saved/adapters/gpt2-nz-bias-all"]],
+  ["saved/bases/gpt2-nz-dynamo", ["saved/adapters/gpt2-nz-bias-all"]],
+];
+
+for (const [basePath, adapters] of MIXED) {
+  test(`${basePath}: a mixed batch over ${adapters.join(", ")} and the base gives each row PEFT's logits`, async () => {
+    await using model = await loadBaseModel(realPath(basePath));
+    const nameOf = (path: string) => path.slice(path.lastIndexOf("/") + 1);
+    await using peft = await fromPretrained(model, realPath(adapters[0]), {
+      adapterName: nameOf(adapters[0]),
+      ...silent,
+    });
+    for (const a of adapters.slice(1)) await peft.loadAdapter(realPath(a), nameOf(a), silent);
+    const paths = [adapters[0], basePath, ...adapters.slice(1), adapters[0]];
+    const names = paths.map((p) => p === basePath ? BASE_ADAPTER : nameOf(p));
+    const expected: RealExpected[] = [];
+    for (const path of paths) expected.push(await realExpected(path, DECODER_INPUTS));
+    const rowNames = names.flatMap((name, i) => Array(expected[i].dims[0]).fill(name));
+    const out = await peft.run(concatRows(expected.map((e) => e.feeds)), { adapterNames: rowNames });
+    const per = out.logits.size / out.logits.dims[0];
+    let row = 0;
+    for (const [i, name] of names.entries()) {
+      const e = expected[i];
+      const got = (out.logits.data as Float32Array).slice(row * per, (row + e.dims[0]) * per);
+      const diff = comparedDiff(decoder, e, got);
+      assert.ok(diff < 1e-4, `${name}: max abs diff ${diff}`);
+      row += e.dims[0];
+    }
+  });
+}
