@@ -11,7 +11,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import * as ort from "onnxruntime-web";
-import { type Feeds, fromPretrained, loadBaseModel, Tensor } from "../mod.ts";
+import { AdapterMismatchError, type Feeds, fromPretrained, loadBaseModel, Tensor } from "../mod.ts";
 import { BASE_ADAPTER } from "../src/model/peft_model.ts";
 import { comparedDiff, type RealBase, type RealExpected, realExpected, realPath } from "./support/real_fixtures.ts";
 
@@ -148,5 +148,23 @@ for (const [basePath, adapters] of MIXED) {
       assert.ok(diff < 1e-4, `${name}: max abs diff ${diff}`);
       row += e.dims[0];
     }
+  });
+}
+
+for (const mode of ["dynamic", "merged"] as const) {
+  test(`onnxruntime-optimized BERT ${mode}: a bias fused into BiasGelu/SkipLayerNorm fails whole, naming the module; other adapters load`, async () => {
+    await using model = await loadBaseModel(realPath("saved/bases/bert-ort-optimized"));
+    await assert.rejects(
+      () => fromPretrained(model, realPath("adapters/bert-lora-bias-all"), { mode, ...silent }),
+      (e) => {
+        assert.ok(e instanceof AdapterMismatchError);
+        assert.match((e as Error).message, /bert\.encoder\.layer\.0\.[\w.]*dense.*fused op/);
+        return true;
+      },
+    );
+    await using peft = await fromPretrained(model, realPath("adapters/bert-lora-attn"), { mode, ...silent });
+    const e = await realExpected("adapters/bert-lora-attn", BERT_INPUTS);
+    const diff = comparedDiff(bert, e, (await peft.run(e.feeds)).logits.data as Float32Array);
+    assert.ok(diff < 1e-4, `max abs diff ${diff}`);
   });
 }

@@ -70,7 +70,15 @@ export function paramSiteRequest(plan: AdapterPlan): { deltas: string[]; fed: st
   return { deltas, fed };
 }
 
-/** Modules of a plan that parameter sites serve (so LoRA branches need no bias input for them). */
+/**
+ * Modules of a plan that parameter sites serve (so LoRA branches need no bias input for them).
+ *
+ * @example
+ * ```ts
+ * import { paramSiteModules } from "./param_feeds.ts";
+ * paramSiteModules({ deltas: ["transformer.ln_f"], fed: ["classifier"] }).has("classifier"); // true
+ * ```
+ */
 export function paramSiteModules(request: ParamSiteRequest): Set<string> {
   return new Set([...request.deltas, ...request.fed]);
 }

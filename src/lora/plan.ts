@@ -204,6 +204,9 @@ function planLora(
  */
 function noBiasSite(target: WeightTarget): string | undefined {
   if (target.inSubgraph) return "its node sits inside an If subgraph";
+  if (target.outputFusedInto) {
+    return `its output goes to the fused op ${target.outputFusedInto}, which may hold the bias`;
+  }
   if (target.kind === "embedding") return "it is an embedding";
   if (target.kind === "norm" && !(target as NormTarget).scaleIsWeight) {
     return "it is a decomposed norm with no bias Add to replace";

@@ -88,7 +88,11 @@ export function indexNorms(graph: GraphProto): Map<string, NormTarget> {
   const readers = new Map<string, number[]>();
   graph.node.forEach((node, i) => {
     for (const out of node.output) producers.set(out, i);
-    for (const input of node.input) readers.set(input, [...(readers.get(input) ?? []), i]);
+    for (const input of node.input) {
+      const list = readers.get(input);
+      if (list) list.push(i);
+      else readers.set(input, [i]);
+    }
   });
   const norms = new Map<string, NormTarget>();
   const add = (

@@ -148,6 +148,11 @@ function targetsOf(graph: GraphProto, initializers: ReadonlyMap<string, TensorPr
     } else {
       target = matchQuantizedProjection(graph, nodeIndex, { initializers, producers, addBias });
     }
+    if (target && !target.bias && !target.quantized) {
+      // A contrib op reading the output may hold the layer's bias (onnxruntime's fused BiasGelu, SkipLayerNorm).
+      const fused = graph.node.find((n) => (n.domain ?? "") !== "" && n.input.includes(node.output[0]));
+      if (fused) target = { ...target, outputFusedInto: fused.name || fused.opType };
+    }
     if (target) found.set(nodeIndex, target);
   });
   return found;
@@ -249,8 +254,9 @@ export function indexWeights(graph: GraphProto, file?: string): WeightIndex {
     return candidates.length === 1 ? get(candidates[0]) : undefined;
   };
   const scopeNames = [...scopes.keys()];
-  const norms = indexNorms(graph);
-  const normNames = [...norms.keys()];
+  // Norms matter only to adapters that replace their parameters: indexed on first use.
+  let norms: ReturnType<typeof indexNorms> | undefined;
+  const normsOf = () => norms ??= indexNorms(graph);
   return {
     file,
     modules,
@@ -258,7 +264,7 @@ export function indexWeights(graph: GraphProto, file?: string): WeightIndex {
     get: (module) => targets.get(module),
     resolve: (hf) => byHfName(modules, (n) => targets.get(n), hf),
     resolveScope: (hf) => byHfName(scopeNames, (n) => scopes.get(n), hf),
-    resolveNorm: (hf) => byHfName(normNames, (n) => norms.get(n), hf),
+    resolveNorm: (hf) => byHfName([...normsOf().keys()], (n) => normsOf().get(n), hf),
     consumers: (initializer) => consumers.get(initializer) ?? [],
   };
 }

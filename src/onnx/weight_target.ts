@@ -89,6 +89,11 @@ export interface WeightTarget {
   /** Float initializer holding the bias, when the module has one, and the node input reading it. */
   bias?: InitializerUse;
   /**
+   * Set when no bias was found and the output is read by a contrib op (onnxruntime's fused `BiasGelu`,
+   * `SkipLayerNormalization`, ...), which may hold the bias: its name. A trained bias cannot replace it then.
+   */
+  outputFusedInto?: string;
+  /**
    * Set for quantized projections (`MatMulNBits`, or `MatMulInteger` after
    * `DynamicQuantizeLinear`): `initializer` then holds integer codes, so the
    * weight cannot be merged into, only branched; this names the projection's
