@@ -168,3 +168,18 @@ for (const mode of ["dynamic", "merged"] as const) {
     assert.ok(diff < 1e-4, `max abs diff ${diff}`);
   });
 }
+
+test('dynamic with prepareModules "all-linear": a modules_to_save adapter takes its module back from the prepared LoRA branches', async () => {
+  await using model = await loadBaseModel(realPath("bases/bert-torchscript"));
+  await using peft = await fromPretrained(model, realPath("adapters/bert-lora-all-linear"), {
+    prepareModules: "all-linear",
+    ...silent,
+  });
+  await peft.loadAdapter(realPath("adapters/bert-lora-attn"), "attn", silent);
+  for (const [name, path] of [["default", "adapters/bert-lora-all-linear"], ["attn", "adapters/bert-lora-attn"]]) {
+    const e = await realExpected(path, BERT_INPUTS);
+    const out = await peft.run(e.feeds, { adapter: name });
+    const diff = comparedDiff(bert, e, out.logits.data as Float32Array);
+    assert.ok(diff < 1e-4, `${name}: max abs diff ${diff}`);
+  }
+});

@@ -155,8 +155,19 @@ function engine(
       const bias = new Set([...(graph?.bias ?? []), ...biased]);
       const deltas = new Set([...(graph?.deltas ?? []), ...request.deltas]);
       const fed = new Set([...(graph?.fed ?? []), ...request.fed]);
-      const covers = graph && modules.size === graph.modules.size && dora.size === graph.dora.size &&
-        bias.size === graph.bias.size && deltas.size === graph.deltas.size && fed.size === graph.fed.size;
+      // A module fed whole loses a branch that only preparation (prepareModules) gave it.
+      const used = new Set([...adapters.values(), { adapter }].flatMap(({ adapter: a }) => {
+        const own = paramSiteModules(paramSiteRequest(a.plan));
+        return [...loraPatches(a.plan).map((p) => p.module), ...biasModules(a.plan).filter((m) => !own.has(m))];
+      }));
+      for (const m of fed) {
+        if (used.has(m)) continue;
+        for (const set of [modules, dora, bias]) set.delete(m);
+      }
+      const same = (a: ReadonlySet<string>, b: ReadonlySet<string>) =>
+        a.size === b.size && [...a].every((m) => b.has(m));
+      const covers = graph && same(modules, graph.modules) && same(dora, graph.dora) && same(bias, graph.bias) &&
+        same(deltas, graph.deltas) && same(fed, graph.fed);
       const next = covers ? graph : await buildGraph(base, modules, dora, bias, deltas, fed);
       // A bias the export lacks (dropped by the exporter as zero) is zero.
       const baseBias = (t: LoraPatch["target"]) =>
