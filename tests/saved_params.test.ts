@@ -3,7 +3,8 @@
  * modes, through the public API, against real PEFT (tests/fixtures/real/saved,
  * made by tests/fixtures/make/saved.py, and the manifest's BERT adapters):
  * decomposed LayerNorms (opset 16) and fp16 files, non-zero base biases (so a
- * delta differs from the adapter's value), a replaced embedding and lm_head;
+ * delta differs from the adapter's value), replaced LayerNorms, a replaced
+ * embedding and lm_head;
  * switching such adapters per run creates no session, and mixed batches pick
  * each row's parameters.
  */
@@ -116,12 +117,13 @@ function concatRows(parts: readonly Feeds[]): Feeds {
   return out;
 }
 
-// Row sets per base: a replaced embedding and lm_head beside a plain LoRA, norm bias deltas beside the base.
+// Row sets per base: a replaced embedding and lm_head beside a plain LoRA, norm bias deltas and whole norms.
 const MIXED: ReadonlyArray<[base: string, adapters: string[]]> = [
   ["bases/llama-torchscript", ["saved/adapters/llama-save-embed-head", "adapters/llama-lora-attn"]],
   ["bases/llama-dynamo", ["adapters/llama-lora-attn", "saved/adapters/llama-save-embed-head"]],
-  ["saved/bases/gpt2-nz-torchscript16", ["saved/adapters/gpt2-nz-bias-all"]],
-  ["saved/bases/gpt2-nz-dynamo", ["saved/adapters/gpt2-nz-bias-all"]],
+  // ln_2: one adapter's trained bias (a delta) and the other's whole norm share one site.
+  ["saved/bases/gpt2-nz-torchscript16", ["saved/adapters/gpt2-nz-bias-all", "saved/adapters/gpt2-nz-save-norms"]],
+  ["saved/bases/gpt2-nz-dynamo", ["saved/adapters/gpt2-nz-save-norms", "saved/adapters/gpt2-nz-bias-all"]],
 ];
 
 for (const [basePath, adapters] of MIXED) {

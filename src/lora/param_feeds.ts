@@ -8,7 +8,7 @@
 import { Tensor } from "../deps/ort.ts";
 import { UnsupportedError } from "../errors.ts";
 import { f32ToF16 } from "../numeric/float16.ts";
-import type { FedModuleSite, ParamSite, ParamSiteRequest } from "../onnx/param_branches.ts";
+import type { BiasDeltaSite, FedModuleSite, NormSite, ParamSite, ParamSiteRequest } from "../onnx/param_branches.ts";
 import { torchWeightToTarget } from "./merge.ts";
 import type { AdapterPlan } from "./plan.ts";
 import type { AdapterTensorReader } from "./readers.ts";
@@ -39,23 +39,20 @@ export interface AdapterParams {
  * @example
  * ```ts
  * import { paramSiteRequest } from "./param_feeds.ts";
- * paramSiteRequest({ patches: [], unmatchedKeys: [], missingModules: [], missingKeys: [], tokens: [] }); // { deltas: [], fed: [] }
+ * paramSiteRequest({ patches: [], unmatchedKeys: [], missingModules: [], missingKeys: [], tokens: [] }); // { deltas: [], fed: [], norms: [] }
  * ```
  */
-export function paramSiteRequest(plan: AdapterPlan): { deltas: string[]; fed: string[] } {
+export function paramSiteRequest(plan: AdapterPlan): { deltas: string[]; fed: string[]; norms: string[] } {
   const deltas: string[] = [];
   const fed: string[] = [];
+  const norms: string[] = [];
   const lora = new Set(plan.patches.filter((p) => p.kind === "lora").map((p) => p.module));
   for (const p of plan.patches) {
     if (p.kind !== "replace") continue;
     if (p.target.kind === "norm") {
-      if (p.param === "weight") {
-        throw new UnsupportedError(
-          `replaces the weight of a norm (modules_to_save), which cannot be switched per run yet; use mode "merged"`,
-          { key: p.module },
-        );
-      }
-      deltas.push(p.module);
+      // A replaced weight feeds the whole norm; a bias alone is a delta.
+      if (p.param === "weight") norms.push(p.module);
+      else deltas.push(p.module);
     } else if (p.param === "weight") {
       if (lora.has(p.module)) {
         throw new UnsupportedError(
@@ -67,7 +64,7 @@ export function paramSiteRequest(plan: AdapterPlan): { deltas: string[]; fed: st
       fed.push(p.module);
     }
   }
-  return { deltas, fed };
+  return { deltas, fed, norms };
 }
 
 /**
@@ -80,7 +77,7 @@ export function paramSiteRequest(plan: AdapterPlan): { deltas: string[]; fed: st
  * ```
  */
 export function paramSiteModules(request: ParamSiteRequest): Set<string> {
-  return new Set([...request.deltas, ...request.fed]);
+  return new Set([...request.deltas, ...request.fed, ...(request.norms ?? [])]);
 }
 
 /**
@@ -102,11 +99,17 @@ export function adapterParams(
   baseBias: (initializer: string) => Float32Array,
   fanInFanOut: boolean,
 ): AdapterParams {
-  const { deltas: deltaModules, fed } = paramSiteRequest(plan);
+  const { deltas: deltaModules, fed, norms } = paramSiteRequest(plan);
   const params: AdapterParams = { deltas: new Map(), modules: new Map() };
   for (const p of plan.patches) {
     if (p.kind !== "replace") continue;
-    if (p.target.kind === "norm" && deltaModules.includes(p.module)) {
+    if (norms.includes(p.module)) {
+      const site = sites.get(p.module) as NormSite;
+      const own = params.modules.get(p.module) ?? { weight: site.base.weight, bias: site.base.bias };
+      if (p.param === "weight") own.weight = tensor(p.key);
+      else own.bias = tensor(p.key);
+      params.modules.set(p.module, own);
+    } else if (p.target.kind === "norm" && deltaModules.includes(p.module)) {
       const d = tensor(p.key).slice();
       if (p.target.bias) {
         const b = baseBias(p.target.bias.initializer);
@@ -164,26 +167,19 @@ export function paramFeeds(sites: ReadonlyMap<string, ParamSite>, rows: readonly
       site.elementType === "float16"
         ? new Tensor("float16", f32ToF16(values), dims)
         : new Tensor("float32", values, dims);
-    if (site.kind === "delta") {
-      const data = new Float32Array(n * site.features);
-      rows.forEach((row, i) => {
-        for (const a of row) {
-          const d = a.params?.deltas.get(site.module);
-          if (d) { for (let o = 0; o < site.features; o++) data[i * site.features + o] += d[o]; }
-        }
+    const several = () =>
+      new UnsupportedError("several active adapters replace this module's parameters; activate one of them", {
+        key: site.module,
       });
-      feeds[site.delta] = tensor(data, [n, 1, site.features]);
+    if (site.kind === "delta" || site.kind === "norm") {
+      feedVectors(site, rows, feeds, tensor, several);
       continue;
     }
     // Distinct parameter sets of the batch, the base's included when some row runs without a replacement.
     const sets: Array<{ weight: Float32Array; bias: Float32Array }> = [];
     const pick = rows.map((row) => {
       const owners = row.filter((a) => a.params?.modules.has(site.module));
-      if (owners.length > 1) {
-        throw new UnsupportedError("several active adapters replace this module (modules_to_save); activate one", {
-          key: site.module,
-        });
-      }
+      if (owners.length > 1) throw several();
       const set = owners[0]?.params?.modules.get(site.module) ?? site.base;
       let k = sets.indexOf(set);
       if (k < 0) k = sets.push(set) - 1;
@@ -210,6 +206,40 @@ export function paramFeeds(sites: ReadonlyMap<string, ParamSite>, rows: readonly
     feeds[site.select] = new Tensor("int64", BigInt64Array.from(pick, (k, i) => BigInt(i * K + k)), [n]);
   }
   return feeds;
+}
+
+/**
+ * Per-row vectors of a delta or norm site: the row's set's weight (norm sites)
+ * and bias; a replaced bias alone comes as a delta on the base's.
+ */
+function feedVectors(
+  site: BiasDeltaSite | NormSite,
+  rows: readonly Row[],
+  feeds: Record<string, Tensor>,
+  tensor: (values: Float32Array, dims: number[]) => Tensor,
+  several: () => Error,
+) {
+  const n = rows.length;
+  const N = site.features;
+  const weight = new Float32Array(site.kind === "norm" ? n * N : 0);
+  const bias = new Float32Array(n * N);
+  rows.forEach((row, i) => {
+    const deltas = row.map((a) => a.params?.deltas.get(site.module)).filter((d) => d !== undefined);
+    const owners = row.filter((a) => a.params?.modules.has(site.module));
+    if (deltas.length + owners.length > 1) throw several();
+    if (site.kind === "norm") {
+      const set = owners[0]?.params?.modules.get(site.module) ?? site.base;
+      weight.set(set.weight, i * N);
+      bias.set(set.bias, i * N);
+    }
+    if (deltas[0]) { for (let o = 0; o < N; o++) bias[i * N + o] += deltas[0][o]; }
+  });
+  if (site.kind === "norm") {
+    feeds[site.weight] = tensor(weight, [n, 1, N]);
+    feeds[site.bias] = tensor(bias, [n, 1, N]);
+  } else {
+    feeds[site.delta] = tensor(bias, [n, 1, N]);
+  }
 }
 
 function concat(parts: readonly Float32Array[]): Float32Array {

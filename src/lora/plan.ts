@@ -208,7 +208,7 @@ function noBiasSite(target: WeightTarget): string | undefined {
     return `its output goes to the fused op ${target.outputFusedInto}, which may hold the bias`;
   }
   if (target.kind === "embedding") return "it is an embedding";
-  if (target.kind === "norm" && !(target as NormTarget).scaleIsWeight) {
+  if (target.kind === "norm" && (target as NormTarget).scaleNode !== undefined) {
     return "it is a decomposed norm with no bias Add to replace";
   }
   return undefined;
@@ -219,7 +219,7 @@ function planReplace(t: ModuleTensors, target: WeightTarget, shapeOf: ShapeOf, c
   if (t.fullWeight !== undefined) {
     if (target.kind === "norm" && !(target as NormTarget).scaleIsWeight) {
       throw new UnsupportedError(
-        `replacing the weight of ${target.nodeName}, a decomposed norm (its scale may be a folded expression of the weight), is not supported`,
+        `replacing the weight of ${target.nodeName}, a decomposed norm whose scale is not read as ${t.module}.weight (it may be a folded expression such as 1 + weight), is not supported`,
         { key: t.module },
       );
     }

@@ -41,6 +41,7 @@ interface BranchGraph {
   /** Parameter sites (`param_branches.ts`): norm bias deltas, and modules fed whole (modules_to_save). */
   deltas: ReadonlySet<string>;
   fed: ReadonlySet<string>;
+  norms: ReadonlySet<string>;
   sites: ReadonlyMap<string, ParamSite>;
   feeds: AdapterFeedCache;
   /** On WebGPU: each cached feed set's tensors uploaded once, so switching adapters uploads nothing. */
@@ -77,6 +78,7 @@ async function buildGraph(
   bias: ReadonlySet<string>,
   deltas: ReadonlySet<string> = new Set(),
   fed: ReadonlySet<string> = new Set(),
+  norms: ReadonlySet<string> = new Set(),
 ): Promise<BranchGraph> {
   const both = [...fed].find((m) => modules.has(m));
   if (both !== undefined) {
@@ -88,13 +90,13 @@ async function buildGraph(
   }
   // Per-row inputs: one session runs a single adapter set (rows dim 1) or mixed batches alike.
   const branched = addLoraBranches(base.onnx, base.weights, modules, { dora, bias, perRow: true });
-  const { model, sites } = deltas.size + fed.size > 0
-    ? addParamBranches(branched.model, base.weights, { deltas, fed }, (name) => base.readWeight(name))
+  const { model, sites } = deltas.size + fed.size + norms.size > 0
+    ? addParamBranches(branched.model, base.weights, { deltas, fed, norms }, (name) => base.readWeight(name))
     : { model: branched.model, sites: new Map<string, ParamSite>() };
   const session = await createSession(model, base.externalData, base.settings, base.file);
   const onGpu = base.device === "webgpu" ? new WeakMap<Feeds, Promise<Feeds>>() : undefined;
   const feeds = new AdapterFeedCache(branched.branches, 32, sites);
-  return { session, modules, dora, bias, deltas, fed, sites, feeds, onGpu };
+  return { session, modules, dora, bias, deltas, fed, norms, sites, feeds, onGpu };
 }
 
 /** Float32 adapter tensors, converted once per key. */
@@ -155,6 +157,7 @@ function engine(
       const bias = new Set([...(graph?.bias ?? []), ...biased]);
       const deltas = new Set([...(graph?.deltas ?? []), ...request.deltas]);
       const fed = new Set([...(graph?.fed ?? []), ...request.fed]);
+      const norms = new Set([...(graph?.norms ?? []), ...request.norms]);
       // A module fed whole loses a branch that only preparation (prepareModules) gave it.
       const used = new Set([...adapters.values(), { adapter }].flatMap(({ adapter: a }) => {
         const own = paramSiteModules(paramSiteRequest(a.plan));
@@ -167,8 +170,8 @@ function engine(
       const same = (a: ReadonlySet<string>, b: ReadonlySet<string>) =>
         a.size === b.size && [...a].every((m) => b.has(m));
       const covers = graph && same(modules, graph.modules) && same(dora, graph.dora) && same(bias, graph.bias) &&
-        same(deltas, graph.deltas) && same(fed, graph.fed);
-      const next = covers ? graph : await buildGraph(base, modules, dora, bias, deltas, fed);
+        same(deltas, graph.deltas) && same(fed, graph.fed) && same(norms, graph.norms);
+      const next = covers ? graph : await buildGraph(base, modules, dora, bias, deltas, fed, norms);
       // A bias the export lacks (dropped by the exporter as zero) is zero.
       const baseBias = (t: LoraPatch["target"]) =>
         t.bias ? base.readWeight(t.bias.initializer) : new Float32Array(t.outFeatures);

@@ -55,10 +55,13 @@ export interface NormTarget extends WeightTarget {
   outputIndex: number;
   /**
    * Whether the scale initializer is the module's `weight` itself (a
-   * `LayerNormalization` node). A decomposed norm's scale may be a folded
+   * `LayerNormalization` node, or a decomposed norm's `Mul` reading the
+   * tensor named `<module>.weight`). Otherwise the scale may be a folded
    * expression of it (Gemma's `1 + weight`), so it is not replaced.
    */
   scaleIsWeight: boolean;
+  /** A decomposed norm's `Mul` by the scale (`nodeName` is then its bias `Add`, when it has one). */
+  scaleNode?: string;
 }
 
 /** The other input of a binary node `node` that reads `from`, when `from` is one of its two inputs. */
@@ -101,6 +104,7 @@ export function indexNorms(graph: GraphProto): Map<string, NormTarget> {
     weight: InitializerUse,
     bias: InitializerUse | undefined,
     scaleIsWeight: boolean,
+    scaleNode?: string,
   ) => {
     if (norms.has(module)) return;
     const features = Number(initializers.get(weight.initializer)!.dims[0]);
@@ -115,6 +119,7 @@ export function indexNorms(graph: GraphProto): Map<string, NormTarget> {
       outFeatures: features,
       ...(bias ? { bias } : {}),
       scaleIsWeight,
+      ...(scaleNode !== undefined ? { scaleNode } : {}),
     });
   };
   graph.node.forEach((node, i) => {
@@ -142,7 +147,9 @@ export function indexNorms(graph: GraphProto): Map<string, NormTarget> {
       .find(([r]) => r.opType === "Add" && (r.domain ?? "") === "" && nodeScope(r)?.module === module);
     const biasAt = next ? otherInput(next[0], node.output[0]) : -1;
     const bias = next && biasAt >= 0 ? vectorUse(graph, initializers, producers, next[1], biasAt, n) : undefined;
-    add(module, bias ? next![1] : i, weight, bias, false);
+    // The scale is the parameter itself when read under its own name (not a folded `1 + weight`).
+    const named = node.input[wIndex] === `${module}.weight`;
+    add(module, bias ? next![1] : i, weight, bias, named, node.name);
   });
   return norms;
 }

@@ -34,6 +34,7 @@ import {
   ModelProtoSchema,
   type NodeProto,
   NodeProtoSchema,
+  type TensorProto,
   TensorProto_DataType,
   type ValueInfoProto,
 } from "../deps/onnx_proto.ts";
@@ -41,6 +42,7 @@ import { OnnxModelError, UnsupportedError } from "../errors.ts";
 import { makeNode, nameAllocator, rawTensor, tensorValueInfo, usedNames } from "./graph_parts.ts";
 import type { NormTarget } from "./norm_index.ts";
 import { edited } from "./proto_edit.ts";
+import { writeFloatTensor } from "./tensor_data.ts";
 import type { WeightIndex, WeightTarget } from "./weight_target.ts";
 
 /**
@@ -87,15 +89,37 @@ export interface FedModuleSite {
 }
 
 /**
+ * A norm whose weight and bias are fed per run, per row (`modules_to_save`
+ * naming a norm): the graph normalizes with scale 1 and no bias, then
+ * applies the row's `weight` and `bias`, both `[rows, 1, features]`.
+ *
+ * @example
+ * ```ts
+ * import type { NormSite } from "./param_branches.ts";
+ * const dims = (s: NormSite, rows: number) => [rows, 1, s.features];
+ * ```
+ */
+export interface NormSite {
+  kind: "norm";
+  module: string;
+  weight: string;
+  bias: string;
+  features: number;
+  elementType: "float32" | "float16";
+  /** The export's own weight and bias (zeros if it has none). */
+  base: { weight: Float32Array; bias: Float32Array };
+}
+
+/**
  * A parameter site of a graph (see {@linkcode addParamBranches}).
  *
  * @example
  * ```ts
  * import type { ParamSite } from "./param_branches.ts";
- * const inputs = (s: ParamSite) => s.kind === "delta" ? [s.delta] : [s.weight, s.select];
+ * const inputs = (s: ParamSite) => s.kind === "delta" ? [s.delta] : s.kind === "norm" ? [s.weight, s.bias] : [s.weight, s.select];
  * ```
  */
-export type ParamSite = BiasDeltaSite | FedModuleSite;
+export type ParamSite = BiasDeltaSite | FedModuleSite | NormSite;
 
 /**
  * What {@linkcode addParamBranches} adds: bias deltas on norms, and fed
@@ -104,12 +128,14 @@ export type ParamSite = BiasDeltaSite | FedModuleSite;
  * @example
  * ```ts
  * import type { ParamSiteRequest } from "./param_branches.ts";
- * const request: ParamSiteRequest = { deltas: ["transformer.h.0.ln_1"], fed: ["classifier"] };
+ * const request: ParamSiteRequest = { deltas: ["transformer.h.0.ln_1"], fed: ["classifier"], norms: ["transformer.ln_f"] };
  * ```
  */
 export interface ParamSiteRequest {
   deltas: Iterable<string>;
   fed: Iterable<string>;
+  /** Norms whose weight and bias are fed (a module here gets no delta site). */
+  norms?: Iterable<string>;
 }
 
 function int64Constant(values: readonly number[], dims: readonly number[], output: string, name: string): NodeProto {
@@ -188,9 +214,90 @@ export function addParamBranches(
   const edits = new Edits();
   const inputs: ValueInfoProto[] = [];
   const sites = new Map<string, ParamSite>();
+  const newInitializers: TensorProto[] = [];
   const F = (t: "float32" | "float16") => t === "float16" ? TensorProto_DataType.FLOAT16 : TensorProto_DataType.FLOAT;
 
-  for (const module of new Set(request.deltas)) {
+  const norms = new Set(request.norms ?? []);
+  for (const module of norms) {
+    const target = weights.resolveNorm?.(module) as NormTarget | undefined;
+    if (!target) throw new OnnxModelError("the base graph has no norm for this module", { key: module });
+    const elementType = elementTypeOf(model, target);
+    const prefix = `param.${module}`;
+    const p = `/${prefix}/`;
+    const name = (n: string) => fresh(`${prefix}/${n}`);
+    const weight = fresh(`${prefix}.weight`);
+    const bias = fresh(`${prefix}.bias`);
+    const vector = [`${prefix}.rows`, 1, target.outFeatures];
+    inputs.push(tensorValueInfo(weight, F(elementType), vector), tensorValueInfo(bias, F(elementType), vector));
+    const find = (nodeName: string) => {
+      const i = nodeName === "" ? -1 : graph.node.findIndex((n) => n.name === nodeName);
+      if (i < 0) throw new OnnxModelError(`the norm's node ${nodeName} is not in the graph`, { key: module });
+      return i;
+    };
+    // `n`: the normalized tensor; `y`: the norm's output, now computed from `n` and the fed parameters.
+    let n: string;
+    let last: number;
+    const y = graph.node[find(target.nodeName)].output[0];
+    if (target.scaleNode === undefined) {
+      const at = find(target.nodeName);
+      const ln = graph.node[at];
+      const ones = fresh(`${prefix}/ones`);
+      const scale = model.graph!.initializer.find((t) => t.name === target.initializer)!;
+      newInitializers.push(writeFloatTensor(scale, ones, new Float32Array(target.outFeatures).fill(1)));
+      n = name("normalized");
+      edits.replaced.set(
+        at,
+        edited(NodeProtoSchema, ln, { input: [ln.input[0], ones], output: [n, ...ln.output.slice(1)] }),
+      );
+      last = at;
+    } else {
+      const mul = find(target.scaleNode);
+      n = graph.node[mul].input[1 - target.inputIndex];
+      edits.removed.add(mul);
+      last = mul;
+      if (target.bias) {
+        const add = find(target.nodeName);
+        edits.removed.add(add);
+        last = Math.max(last, add);
+      }
+    }
+    const [zero, tail, shapeW, rows, shape3, n3, scaled, sum, shapeY] = [
+      "zero",
+      "tail",
+      "weight_shape",
+      "rows",
+      "rows_shape",
+      "rows_view",
+      "scaled",
+      "sum",
+      "out_shape",
+    ].map(name);
+    edits.after.set(last, [
+      ...(edits.after.get(last) ?? []),
+      int64Constant([0], [1], zero, `${p}zero`),
+      int64Constant([-1, target.outFeatures], [2], tail, `${p}tail`),
+      makeNode("Shape", [weight], [shapeW], `${p}ShapeWeight`),
+      makeNode("Gather", [shapeW, zero], [rows], `${p}GatherRows`, { axis: 0 }),
+      makeNode("Concat", [rows, tail], [shape3], `${p}Concat`, { axis: 0 }),
+      makeNode("Reshape", [n, shape3], [n3], `${p}ReshapeRows`),
+      makeNode("Mul", [n3, weight], [scaled], `${p}MulWeight`),
+      makeNode("Add", [scaled, bias], [sum], `${p}AddBias`),
+      makeNode("Shape", [n], [shapeY], `${p}ShapeOut`),
+      makeNode("Reshape", [sum, shapeY], [y], `${p}ReshapeBack`),
+    ]);
+    const baseBias = target.bias ? readWeight(target.bias.initializer) : new Float32Array(target.outFeatures);
+    sites.set(module, {
+      kind: "norm",
+      module,
+      weight,
+      bias,
+      features: target.outFeatures,
+      elementType,
+      base: { weight: readWeight(target.initializer), bias: baseBias },
+    });
+  }
+
+  for (const module of new Set([...request.deltas].filter((m) => !norms.has(m)))) {
     const target = weights.resolveNorm?.(module) as NormTarget | undefined;
     if (!target) throw new OnnxModelError("the base graph has no norm for this module", { key: module });
     const y = outputOf(model, target);
@@ -372,7 +479,9 @@ export function addParamBranches(
   };
   collect(node);
   for (const o of graph.output) read.add(o.name);
-  const initializer = graph.initializer.filter((t) => !droppable.has(t.name) || read.has(t.name));
+  const initializer = graph.initializer.filter((t) => !droppable.has(t.name) || read.has(t.name)).concat(
+    newInitializers,
+  );
   const out = edited(GraphProtoSchema, graph, { node, initializer, input: [...graph.input, ...inputs] });
   return { model: edited(ModelProtoSchema, model, { graph: out }), sites };
 }
