@@ -13,7 +13,12 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import * as ort from "onnxruntime-web";
 import { AdapterMismatchError, type Feeds, fromPretrained, loadBaseModel, Tensor } from "../mod.ts";
+import { AdapterFeedCache, loraPatches } from "../src/lora/dynamic_feeds.ts";
+import { adapterParams } from "../src/lora/param_feeds.ts";
+import { readAdapter } from "../src/model/adapter.ts";
 import { BASE_ADAPTER } from "../src/model/peft_model.ts";
+import { addLoraBranches } from "../src/onnx/lora_branches.ts";
+import { addParamBranches } from "../src/onnx/param_branches.ts";
 import { comparedDiff, type RealBase, type RealExpected, realExpected, realPath } from "./support/real_fixtures.ts";
 
 interface SavedCase {
@@ -184,4 +189,29 @@ test('dynamic with prepareModules "all-linear": a modules_to_save adapter takes 
     const diff = comparedDiff(bert, e, out.logits.data as Float32Array);
     assert.ok(diff < 1e-4, `${name}: max abs diff ${diff}`);
   }
+});
+
+test("mixed batches over the same parameter sets share one stacked weight, whatever the rows' order", async () => {
+  await using model = await loadBaseModel(realPath("bases/bert-torchscript"));
+  const adapter = await readAdapter(model.weights, realPath("adapters/bert-lora-attn"), "attn", silent);
+  const lora = loraPatches(adapter.plan).map((p) => p.module);
+  const branched = addLoraBranches(model.onnx, model.weights, lora, { perRow: true });
+  const read = (n: string) => model.readWeight(n);
+  const { sites } = addParamBranches(branched.model, model.weights, { deltas: [], fed: ["classifier"] }, read);
+  const cache = new AdapterFeedCache(branched.branches, 32, sites);
+  const tensor = (k: string) => adapter.weights.toFloat32(k);
+  const params = adapterParams(adapter.plan, sites, tensor, (n) => model.readWeight(n), false);
+  const active = [{ plan: adapter.plan, tensor, params }];
+  const site = sites.get("classifier")!;
+  assert.equal(site.kind, "linear");
+  const name = (site as { weight: string }).weight;
+  const a = cache.rowFeeds([active, [], active]);
+  const b = cache.rowFeeds([[], active, [], []]);
+  assert.notEqual(a, b); // different compositions, different feed sets
+  assert.equal(a[name], b[name]); // the same [in, 2*out] weight tensor
+  assert.deepEqual(a[name].dims, [16, 6]);
+  // One set: the adapter's own weight, not a copy stacked with the base's.
+  const single = cache.feeds(active)[name];
+  assert.deepEqual(single.dims, [16, 3]);
+  assert.equal(single.data, params.modules.get("classifier")!.weight);
 });

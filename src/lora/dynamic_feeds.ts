@@ -17,7 +17,7 @@ import { f32ToF16 } from "../numeric/float16.ts";
 import type { LoraBranch } from "../onnx/lora_branches.ts";
 import type { WeightTarget } from "../onnx/weight_index.ts";
 import type { ParamSite } from "../onnx/param_branches.ts";
-import { type AdapterParams, paramFeeds } from "./param_feeds.ts";
+import { type AdapterParams, paramFeeds, ParamTensorMemo } from "./param_feeds.ts";
 import type { AdapterPlan, LoraPatch } from "./plan.ts";
 import type { AdapterTensorReader, BaseWeightReader } from "./readers.ts";
 
@@ -322,6 +322,7 @@ export function adapterFeeds(branches: ReadonlyMap<string, LoraBranch>, active: 
 export class AdapterFeedCache {
   readonly #branches: ReadonlyMap<string, LoraBranch>;
   readonly #sites: ReadonlyMap<string, ParamSite>;
+  readonly #memo = new ParamTensorMemo();
   readonly #limit: number;
   readonly #ids = new WeakMap<AdapterPlan, number>();
   readonly #entries = new Map<string, BranchFeeds>();
@@ -359,7 +360,7 @@ export class AdapterFeedCache {
   feeds(active: readonly ActiveAdapter[]): BranchFeeds {
     return this.#cached(
       this.#key(active),
-      () => ({ ...adapterFeeds(this.#branches, active), ...paramFeeds(this.#sites, [active]) }),
+      () => ({ ...adapterFeeds(this.#branches, active), ...paramFeeds(this.#sites, [active], this.#memo) }),
     );
   }
 
@@ -377,7 +378,7 @@ export class AdapterFeedCache {
     const key = `rows:${rows.map((r) => this.#key(r)).join("|")}`;
     return this.#cached(key, () => ({
       ...stackRowFeeds(this.#branches, rows.map((r) => this.feeds(r))),
-      ...paramFeeds(this.#sites, rows),
+      ...paramFeeds(this.#sites, rows, this.#memo),
     }));
   }
 

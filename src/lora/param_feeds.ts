@@ -149,7 +149,11 @@ type Row = readonly RowAdapter[];
  * console.log(paramFeeds(new Map(), [[]])); // {}
  * ```
  */
-export function paramFeeds(sites: ReadonlyMap<string, ParamSite>, rows: readonly Row[]): Record<string, Tensor> {
+export function paramFeeds(
+  sites: ReadonlyMap<string, ParamSite>,
+  rows: readonly Row[],
+  memo: ParamTensorMemo = new ParamTensorMemo(),
+): Record<string, Tensor> {
   for (const row of rows) {
     for (const a of row) {
       const touched = a.params && (a.params.deltas.size > 0 || a.params.modules.size > 0);
@@ -175,37 +179,110 @@ export function paramFeeds(sites: ReadonlyMap<string, ParamSite>, rows: readonly
       feedVectors(site, rows, feeds, tensor, several);
       continue;
     }
-    // Distinct parameter sets of the batch, the base's included when some row runs without a replacement.
-    const sets: Array<{ weight: Float32Array; bias: Float32Array }> = [];
-    const pick = rows.map((row) => {
+    // Distinct parameter sets of the batch, the base's included when some row runs without a replacement,
+    // in a fixed order (by identity), so every batch over the same sets shares one stacked tensor.
+    const chosen = rows.map((row) => {
       const owners = row.filter((a) => a.params?.modules.has(site.module));
       if (owners.length > 1) throw several();
-      const set = owners[0]?.params?.modules.get(site.module) ?? site.base;
-      let k = sets.indexOf(set);
-      if (k < 0) k = sets.push(set) - 1;
-      return k;
+      return owners[0]?.params?.modules.get(site.module) ?? site.base;
     });
+    const sets = [...new Set(chosen)].sort((a, b) => memo.id(a) - memo.id(b));
+    const pick = chosen.map((set) => sets.indexOf(set));
     const K = sets.length;
+    const key = `${site.module}\u0000${sets.map((set) => memo.id(set)).join(",")}`;
     const { inFeatures: inF, outFeatures: outF } = site;
     if (site.kind === "embedding") {
-      const table = K === 1 ? sets[0].weight : concat(sets.map((s) => s.weight));
-      feeds[site.weight] = tensor(table, [K * inF, outF]);
+      feeds[site.weight] = memo.tensor(
+        `${key}\u0000weight`,
+        () => tensor(K === 1 ? sets[0].weight : concat(sets.map((s) => s.weight)), [K * inF, outF]),
+      );
       feeds[site.select] = new Tensor("int64", BigInt64Array.from(pick, (k) => BigInt(k * inF)), [n, 1]);
       continue;
     }
-    // [in, K*out]: set k's columns at k*out.
-    let w = sets[0].weight;
-    if (K > 1) {
-      w = new Float32Array(inF * K * outF);
-      for (let i = 0; i < inF; i++) {
-        sets.forEach((s, k) => w.set(s.weight.subarray(i * outF, (i + 1) * outF), (i * K + k) * outF));
+    feeds[site.weight] = memo.tensor(`${key}\u0000weight`, () => {
+      // [in, K*out]: set k's columns at k*out.
+      let w = sets[0].weight;
+      if (K > 1) {
+        w = new Float32Array(inF * K * outF);
+        for (let i = 0; i < inF; i++) {
+          sets.forEach((s, k) => w.set(s.weight.subarray(i * outF, (i + 1) * outF), (i * K + k) * outF));
+        }
       }
-    }
-    feeds[site.weight] = tensor(w, [inF, K * outF]);
-    feeds[site.bias!] = tensor(K === 1 ? sets[0].bias : concat(sets.map((s) => s.bias)), [K * outF]);
+      return tensor(w, [inF, K * outF]);
+    });
+    feeds[site.bias!] = memo.tensor(
+      `${key}\u0000bias`,
+      () => tensor(K === 1 ? sets[0].bias : concat(sets.map((s) => s.bias)), [K * outF]),
+    );
     feeds[site.select] = new Tensor("int64", BigInt64Array.from(pick, (k, i) => BigInt(i * K + k)), [n]);
   }
   return feeds;
+}
+
+/**
+ * Shares the big fed tensors (a module's weights side by side, float16
+ * copies) among the feed sets built over the same parameter sets, so a cache
+ * of many batch compositions holds each combination once. Belongs to one
+ * feed cache; keeps the `limit` most recently used tensors.
+ *
+ * @example
+ * ```ts
+ * import { ParamTensorMemo } from "./param_feeds.ts";
+ * const memo = new ParamTensorMemo(4);
+ * memo.id({}); // 0: an id per object, for keys
+ * ```
+ */
+export class ParamTensorMemo {
+  readonly #ids = new WeakMap<object, number>();
+  readonly #tensors = new Map<string, Tensor>();
+  #next = 0;
+
+  /**
+   * `limit`: how many tensors to keep.
+   *
+   * @example
+   * ```ts
+   * import { ParamTensorMemo } from "./param_feeds.ts";
+   * new ParamTensorMemo(16);
+   * ```
+   */
+  constructor(readonly limit = 16) {}
+
+  /**
+   * A stable id for an object (a parameter set).
+   *
+   * @example
+   * ```ts
+   * import { ParamTensorMemo } from "./param_feeds.ts";
+   * const memo = new ParamTensorMemo();
+   * const set = {};
+   * memo.id(set) === memo.id(set); // true
+   * ```
+   */
+  id(o: object): number {
+    let id = this.#ids.get(o);
+    if (id === undefined) this.#ids.set(o, id = this.#next++);
+    return id;
+  }
+
+  /**
+   * The tensor kept under `key`, built once.
+   *
+   * @example
+   * ```ts
+   * import { ParamTensorMemo } from "./param_feeds.ts";
+   * import { Tensor } from "../deps/ort.ts";
+   * const t = new ParamTensorMemo().tensor("k", () => new Tensor("float32", new Float32Array(2), [2]));
+   * ```
+   */
+  tensor(key: string, build: () => Tensor): Tensor {
+    let t = this.#tensors.get(key);
+    if (t) this.#tensors.delete(key);
+    else t = build();
+    this.#tensors.set(key, t);
+    if (this.#tensors.size > this.limit) this.#tensors.delete(this.#tensors.keys().next().value!);
+    return t;
+  }
 }
 
 /**
