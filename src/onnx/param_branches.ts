@@ -18,10 +18,13 @@
  *   copy of the weight (the export's initializer is dropped).
  *
  *   Embedding: `W` `[K*num, dim]` (the tables stacked) and `offset`
- *   `[rows, 1]` (fed `k_i*num`) added to the ids before the Gather.
+ *   `[rows, 1]` (fed `k_i*num`) added to the ids before the Gather;
+ * - a **fed norm** (`modules_to_save` naming a norm): the norm normalizes
+ *   with scale 1 and no bias, then each row's `weight` and `bias` (fed
+ *   `[rows, 1, n]`) apply.
  *
- * Both are exact: a set's values are used as they are, never as a
- * difference from the base's. They are added after `addLoraBranches`, on
+ * Fed modules and norms are exact: a set's values are used as they are,
+ * never as a difference from the base's. They are added after `addLoraBranches`, on
  * modules that have no LoRA branch.
  * @module
  */
