@@ -12,7 +12,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import * as ort from "onnxruntime-web";
-import { AdapterMismatchError, type Feeds, fromPretrained, loadBaseModel, Tensor } from "../mod.ts";
+import { AdapterMismatchError, type Feeds, fromPretrained, loadBaseModel, Tensor, UnsupportedError } from "../mod.ts";
 import { AdapterFeedCache, loraPatches } from "../src/lora/dynamic_feeds.ts";
 import { adapterParams } from "../src/lora/param_feeds.ts";
 import { readAdapter } from "../src/model/adapter.ts";
@@ -214,4 +214,35 @@ test("mixed batches over the same parameter sets share one stacked weight, whate
   const single = cache.feeds(active)[name];
   assert.deepEqual(single.dims, [16, 3]);
   assert.equal(single.data, params.modules.get("classifier")!.weight);
+});
+
+test("a LoRA on a module another adapter saves whole: each runs alone in both modes; one dynamic graph refuses both, typed", async () => {
+  await using model = await loadBaseModel(realPath("bases/bert-torchscript"));
+  const lora = { path: "saved/adapters/bert-lora-classifier", name: "cls" };
+  const saved = { path: "adapters/bert-lora-attn", name: "attn" };
+  const check = async (peft: Awaited<ReturnType<typeof fromPretrained>>, a: typeof lora) => {
+    const e = await realExpected(a.path, BERT_INPUTS);
+    const diff = comparedDiff(bert, e, (await peft.run(e.feeds, { adapter: a.name })).logits.data as Float32Array);
+    assert.ok(diff < 1e-4, `${a.name}: max abs diff ${diff}`);
+  };
+  {
+    await using merged = await fromPretrained(model, realPath(lora.path), {
+      mode: "merged",
+      adapterName: "cls",
+      ...silent,
+    });
+    await merged.loadAdapter(realPath(saved.path), saved.name, silent);
+    await check(merged, lora);
+    await check(merged, saved);
+  }
+  for (const [first, second] of [[lora, saved], [saved, lora]]) {
+    await using peft = await fromPretrained(model, realPath(first.path), { adapterName: first.name, ...silent });
+    await check(peft, first);
+    await assert.rejects(() => peft.loadAdapter(realPath(second.path), second.name, silent), (e) => {
+      assert.ok(e instanceof UnsupportedError);
+      assert.match((e as Error).message, /classifier.*replaces this module whole.*LoRA/);
+      return true;
+    });
+    await check(peft, first); // the failed load left the model as it was
+  }
 });
