@@ -7,7 +7,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
-import { AdapterConfigError, UnsupportedError } from "../mod.ts";
+import { AdapterConfigError, AdapterMismatchError, UnsupportedError } from "../mod.ts";
 import { parseLoraConfig } from "../src/config/mod.ts";
 import { groupAdapterKeys } from "../src/lora/adapter_weights.ts";
 import { type LoraPatch, ModuleNotInExportError, planAdapter } from "../src/lora/plan.ts";
@@ -111,10 +111,24 @@ test('GPT-2: trained biases (`bias: "all"`) load where the export can take them,
   assert.deepEqual(biases, ["transformer.h.0.attn.c_attn", "transformer.h.0.attn.c_proj"]);
   // `c_attn.bias` (without base_layer) names no parameter of an injected c_attn: unexpected.
   assert.deepEqual(plan({}, { [`${p}.attn.c_attn.bias`]: [48] }).unmatchedKeys, [`${p}.attn.c_attn.bias`]);
-  // A LayerNorm's bias exists in the model, but the export has no patchable weight for it: nothing is applied.
-  assert.throws(() => plan({ bias: "all" }, { [`${p}.ln_1.bias`]: [16] }), (e) => {
+  // A LayerNorm's bias (trained under `bias: "all"`) is found on its LayerNormalization node.
+  const norm = plan({ bias: "all" }, { [`${p}.ln_1.bias`]: [16] }).patches.find((x) => x.module.endsWith("ln_1"));
+  assert.equal(norm?.target.kind, "norm");
+  assert.equal(norm?.target.bias?.inputIndex, 2);
+  // A bias for a module the export shows but holds no parameter of: nothing is applied.
+  assert.throws(() => plan({ bias: "all" }, { [`${p}.mlp.act.bias`]: [16] }), (e) => {
     assert.ok(e instanceof ModuleNotInExportError);
-    assert.equal(e.module, "transformer.h.0.ln_1");
+    assert.equal(e.module, "transformer.h.0.mlp.act");
+    return true;
+  });
+});
+
+test("a trained bias the export cannot take fails whole, naming the module: a decomposed RMSNorm has no bias Add", async () => {
+  const { plan } = await setup("llama-torchscript");
+  const key = "base_model.model.model.layers.0.input_layernorm.bias";
+  assert.throws(() => plan({ bias: "all" }, { [key]: [16] }), (e) => {
+    assert.ok(e instanceof AdapterMismatchError);
+    assert.match((e as Error).message, /model\.layers\.0\.input_layernorm.*decomposed norm with no bias Add/);
     return true;
   });
 });

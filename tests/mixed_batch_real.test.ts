@@ -14,8 +14,10 @@ import {
 
 /**
  * Real PEFT adapters that dynamic mode runs, per base: different ranks and
- * targets, embeddings, DoRA, trained biases (qwen2), Conv1D/Gemm (gpt2) and
- * flattened dynamo projections (gpt2, opt) that branch through `[rows, n, in]`.
+ * targets, embeddings, DoRA, trained biases (qwen2; gpt2 and bert with
+ * `bias: "all"`, norms included), modules_to_save (bert's classifier),
+ * Conv1D/Gemm (gpt2) and flattened dynamo projections (gpt2, opt) that branch
+ * through `[rows, n, in]`.
  */
 const CASES: ReadonlyArray<[base: string, adapters: string[]]> = [
   ["llama-torchscript", [
@@ -30,8 +32,11 @@ const CASES: ReadonlyArray<[base: string, adapters: string[]]> = [
   ]],
   ["llama-dynamo", ["llama-lora-attn", "llama-dora", "llama-embed", "llama-rank-pattern"]],
   ["qwen2-torchscript", ["qwen2-bias-lora-only", "qwen2-lora-attn", "qwen2-lora-all-linear"]],
-  ["gpt2-torchscript", ["gpt2-lora-attn", "gpt2-embed", "gpt2-lora-all-linear"]],
-  ["gpt2-dynamo", ["gpt2-lora-attn", "gpt2-embed", "gpt2-lora-all-linear"]],
+  ["gpt2-torchscript", ["gpt2-lora-attn", "gpt2-embed", "gpt2-bias-all", "gpt2-lora-all-linear"]],
+  ["gpt2-dynamo", ["gpt2-lora-attn", "gpt2-bias-all", "gpt2-embed", "gpt2-lora-all-linear"]],
+  // Each adapter's own classifier (modules_to_save) and trained biases (norms included) per row.
+  ["bert-torchscript", ["bert-lora-attn", "bert-lora-bias-all", "bert-lora-all-linear"]],
+  ["bert-dynamo", ["bert-lora-bias-all", "bert-lora-attn", "bert-lora-all-linear"]],
   ["opt-dynamo", ["opt-dora-all-linear", "opt-lora-attn"]],
 ];
 

@@ -75,16 +75,6 @@ for (const [name, what, q] of CASES) {
       assert.ok(base.weights.get(q), `${q} indexed`);
       assert.ok(maxAbsDiff(await logitsOf(base, e.feeds), e.base) < ATOL);
       const warnings: string[] = [];
-      if (mode === "dynamic" && name.startsWith("bert-cls")) {
-        // modules_to_save replaces the classifier: dynamic mode refuses that with a reason (merged mode applies it).
-        await assert.rejects(() => fromPretrained(base, `${fixture(`index/${name}`)}/adapter`, { mode }), (err) => {
-          assert.ok(err instanceof UnsupportedError);
-          assert.match((err as Error).message, /classifier.*merge this adapter/);
-          return true;
-        });
-        await base.release();
-        return;
-      }
       const model = await fromPretrained(base, `${fixture(`index/${name}`)}/adapter`, {
         mode,
         onWarning: (m) => warnings.push(m),

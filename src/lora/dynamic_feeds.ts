@@ -16,6 +16,8 @@ import type { LoraKernels } from "../kernels/kernels.ts";
 import { f32ToF16 } from "../numeric/float16.ts";
 import type { LoraBranch } from "../onnx/lora_branches.ts";
 import type { WeightTarget } from "../onnx/weight_index.ts";
+import type { ParamSite } from "../onnx/param_branches.ts";
+import { type AdapterParams, paramFeeds, ParamTensorMemo } from "./param_feeds.ts";
 import type { AdapterPlan, LoraPatch } from "./plan.ts";
 import type { AdapterTensorReader, BaseWeightReader } from "./readers.ts";
 
@@ -42,6 +44,8 @@ export interface ActiveAdapter {
   doraScales?: ReadonlyMap<string, Float32Array>;
   /** Bias deltas per module from {@linkcode biasDeltas}; required for `lora_bias` and trained-bias patches. */
   biasDeltas?: ReadonlyMap<string, Float32Array>;
+  /** Values for parameter sites (`param_feeds.ts`); their modules' replacements are fed there, not to branches. */
+  params?: AdapterParams;
 }
 
 /**
@@ -154,9 +158,11 @@ export function biasModules(plan: AdapterPlan): string[] {
 function checkPlans(branches: ReadonlyMap<string, LoraBranch>, active: readonly ActiveAdapter[]) {
   const perModule = new Map<string, number>();
   const replacedBias = new Set<string>();
-  for (const { plan, weight = 1, doraScales, biasDeltas } of active) {
+  for (const { plan, weight = 1, doraScales, biasDeltas, params } of active) {
     if (!Number.isFinite(weight)) throw new UnsupportedError(`adapter weight must be a finite number, got ${weight}`);
     for (const p of plan.patches) {
+      // Fed to a parameter site instead (checked by paramFeeds).
+      if (p.kind === "replace" && (params?.deltas.has(p.module) || params?.modules.has(p.module))) continue;
       if (p.kind === "replace" && p.param === "weight") {
         throw new UnsupportedError(
           `replaces the module's weight (modules_to_save), which cannot be switched per run; merge this adapter instead`,
@@ -315,13 +321,16 @@ export function adapterFeeds(branches: ReadonlyMap<string, LoraBranch>, active: 
  */
 export class AdapterFeedCache {
   readonly #branches: ReadonlyMap<string, LoraBranch>;
+  readonly #sites: ReadonlyMap<string, ParamSite>;
+  readonly #memo = new ParamTensorMemo();
   readonly #limit: number;
   readonly #ids = new WeakMap<AdapterPlan, number>();
   readonly #entries = new Map<string, BranchFeeds>();
   #nextId = 0;
 
   /**
-   * `limit`: how many adapter sets to keep (least recently used dropped first).
+   * `limit`: how many adapter sets to keep (least recently used dropped first); `sites`: the
+   * graph's parameter sites (`addParamBranches`), fed alongside the branches.
    *
    * @example
    * ```ts
@@ -329,9 +338,14 @@ export class AdapterFeedCache {
    * const cache = new AdapterFeedCache(new Map(), 8);
    * ```
    */
-  constructor(branches: ReadonlyMap<string, LoraBranch>, limit = 32) {
+  constructor(
+    branches: ReadonlyMap<string, LoraBranch>,
+    limit = 32,
+    sites: ReadonlyMap<string, ParamSite> = new Map(),
+  ) {
     this.#branches = branches;
     this.#limit = limit;
+    this.#sites = sites;
   }
 
   /**
@@ -344,7 +358,10 @@ export class AdapterFeedCache {
    * ```
    */
   feeds(active: readonly ActiveAdapter[]): BranchFeeds {
-    return this.#cached(this.#key(active), () => adapterFeeds(this.#branches, active));
+    return this.#cached(
+      this.#key(active),
+      () => ({ ...adapterFeeds(this.#branches, active), ...paramFeeds(this.#sites, [active], this.#memo) }),
+    );
   }
 
   /**
@@ -359,7 +376,10 @@ export class AdapterFeedCache {
    */
   rowFeeds(rows: readonly (readonly ActiveAdapter[])[]): BranchFeeds {
     const key = `rows:${rows.map((r) => this.#key(r)).join("|")}`;
-    return this.#cached(key, () => stackRowFeeds(this.#branches, rows.map((r) => this.feeds(r))));
+    return this.#cached(key, () => ({
+      ...stackRowFeeds(this.#branches, rows.map((r) => this.feeds(r))),
+      ...paramFeeds(this.#sites, rows, this.#memo),
+    }));
   }
 
   #key(active: readonly ActiveAdapter[]): string {

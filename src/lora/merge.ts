@@ -67,13 +67,21 @@ export interface MergedWeight extends InitializerUse {
   quantized?: WeightTarget;
 }
 
-/** A bias for a layer that has none (`lora_B.bias` on a bias-less Linear), added after node `readerIndex`. */
+/**
+ * A bias for a layer that has none in the export (`lora_B.bias` on a
+ * bias-less Linear, a trained bias where the exporter dropped a zero one),
+ * added to node `nodeName` (or `readerIndex`).
+ */
 export interface NewBias {
   module: string;
   readerIndex: number;
+  /** The node computing the layer (the weight's reader may be a Transpose or Cast before it). */
+  nodeName?: string;
   /** The layer's float weight initializer, or a quantized one's scales (the bias is stored in its element type). */
   like: string;
   values: Float32Array;
+  /** The values replace the layer's bias (a trained bias) rather than add to it (`lora_B.bias`). */
+  replaces?: boolean;
 }
 
 /** Transposes a row-major [rows, cols] matrix. */
@@ -227,6 +235,8 @@ export async function mergePatches(
           options.newBiases.push({
             module: patch.module,
             readerIndex: q ? q.outputIndex : target.readerIndex,
+            // A quantized projection's bias goes after its last node (outputIndex), not on the named MatMul.
+            nodeName: q ? undefined : target.nodeName,
             like: q ? q.scales : target.initializer,
             values: bias,
           });
@@ -236,6 +246,20 @@ export async function mergePatches(
       emit(patch.module, target, torchWeightToTarget(adapter(patch.key), target, fanInFanOut));
     } else if (target.bias) {
       emit(patch.module, target.bias, adapter(patch.key));
+    } else if (options.newBiases && !target.inSubgraph) {
+      // The export has no bias (a zero one dropped by the exporter): the trained one is added.
+      options.newBiases.push({
+        module: patch.module,
+        readerIndex: target.readerIndex,
+        nodeName: target.nodeName,
+        like: target.initializer,
+        values: adapter(patch.key).slice(),
+        replaces: true,
+      });
+    } else {
+      throw new UnsupportedError(`the base module (${target.nodeName}) has no bias for the trained one to replace`, {
+        key: patch.module,
+      });
     }
   }
   for (const patch of options.tokens ?? []) {

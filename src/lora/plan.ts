@@ -9,6 +9,7 @@ import { createTargetMatcher, type LoraConfig, rankFor, scalingFor } from "../co
 import { AdapterConfigError, AdapterMismatchError, UnsupportedError } from "../errors.ts";
 import { loraSupportsClass } from "../onnx/module_scope.ts";
 import { unscopedNote } from "../onnx/weight_index.ts";
+import type { NormTarget } from "../onnx/norm_index.ts";
 import type { WeightIndex, WeightTarget } from "../onnx/weight_target.ts";
 import type { AdapterLayout, ModuleTensors } from "./adapter_weights.ts";
 
@@ -196,21 +197,49 @@ function planLora(
   };
 }
 
+/**
+ * Why a bias cannot be given to a module whose export has none, or undefined
+ * when it can: a linear layer exported without one (exporters drop a bias
+ * that is all zeros: dynamo's `Gemm` without C) computes `x W` and gets an
+ * added bias; so does a `LayerNormalization` without its B input.
+ */
+function noBiasSite(target: WeightTarget): string | undefined {
+  if (target.inSubgraph) return "its node sits inside an If subgraph";
+  if (target.outputFusedInto) {
+    return `its output goes to the fused op ${target.outputFusedInto}, which may hold the bias`;
+  }
+  if (target.kind === "embedding") return "it is an embedding";
+  if (target.kind === "norm" && (target as NormTarget).scaleNode !== undefined) {
+    return "it is a decomposed norm with no bias Add to replace";
+  }
+  return undefined;
+}
+
 function planReplace(t: ModuleTensors, target: WeightTarget, shapeOf: ShapeOf, config: LoraConfig): ReplacePatch[] {
   const patches: ReplacePatch[] = [];
   if (t.fullWeight !== undefined) {
-    // PyTorch stores Linear as [out, in], Conv1D (fan_in_fan_out) and Embedding as [in, out].
-    const torchShape = target.kind === "embedding" || config.fanInFanOut
+    if (target.kind === "norm" && !(target as NormTarget).scaleIsWeight) {
+      throw new UnsupportedError(
+        `replacing the weight of ${target.nodeName}, a decomposed norm whose scale is not read as ${t.module}.weight (it may be a folded expression such as 1 + weight), is not supported`,
+        { key: t.module },
+      );
+    }
+    // PyTorch stores Linear as [out, in], Conv1D (fan_in_fan_out) and Embedding as [in, out]; a norm's weight is [n].
+    const torchShape = target.kind === "norm"
+      ? [target.outFeatures]
+      : target.kind === "embedding" || config.fanInFanOut
       ? [target.inFeatures, target.outFeatures]
       : [target.outFeatures, target.inFeatures];
     expectShape(t.module, t.fullWeight, shapeOf(t.fullWeight), torchShape, target);
     patches.push({ kind: "replace", module: t.module, target, param: "weight", key: t.fullWeight });
   }
   if (t.fullBias !== undefined) {
-    if (target.bias === undefined) {
-      throw new AdapterMismatchError(`adapter has a bias but the base module (${target.nodeName}) has none`, {
-        key: t.module,
-      });
+    const why = target.bias === undefined ? noBiasSite(target) : undefined;
+    if (why !== undefined) {
+      throw new AdapterMismatchError(
+        `adapter has a bias but the base module (${target.nodeName}) has none in the export, and none can be added (${why})`,
+        { key: t.module },
+      );
     }
     expectShape(t.module, t.fullBias, shapeOf(t.fullBias), [target.outFeatures], target);
     patches.push({ kind: "replace", module: t.module, target, param: "bias", key: t.fullBias });
@@ -395,12 +424,13 @@ export function planAdapter(
         const replace = planReplace({ module: t.module, fullWeight: weightKey }, target, shapeOf, config);
         if (!sameAsBase?.(weightKey, target)) patches.push(...replace);
       }
-      const lora = planLora(t, target, config, shapeOf, missingKeys);
-      if (lora) patches.push(lora);
-      adapted.add(target.module);
+      // The trained bias first: a `lora_B.bias` then adds to the replaced value, as in PEFT's forward.
       if (biasKey !== undefined) {
         patches.push(...planReplace({ module: t.module, fullBias: biasKey }, target, shapeOf, config));
       }
+      const lora = planLora(t, target, config, shapeOf, missingKeys);
+      if (lora) patches.push(lora);
+      adapted.add(target.module);
       continue;
     }
     if (injected || (weightKey === undefined && biasKey === undefined)) {
@@ -408,7 +438,9 @@ export function planAdapter(
       continue;
     }
     // A full parameter of a module the model has: PEFT loads it (modules_to_save, `bias: "all"`).
-    const target = saved ? find(t.module, "it is in modules_to_save") : weights.resolve(t.module);
+    // A norm's parameters (`bias: "all"` trains LayerNorm biases) are found apart from the LoRA targets.
+    const target = weights.resolve(t.module) ?? weights.resolveNorm?.(t.module) ??
+      (saved ? find(t.module, "it is in modules_to_save") : undefined);
     if (!target) {
       // The export shows the module but has no patchable weight for it (a norm's bias): it cannot be
       // applied, and applying the rest would be partial.

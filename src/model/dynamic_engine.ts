@@ -19,12 +19,15 @@ import {
 } from "../lora/dynamic_feeds.ts";
 import type { AdapterTensorReader } from "../lora/readers.ts";
 import type { LoraPatch } from "../lora/plan.ts";
+import { type AdapterParams, adapterParams, paramSiteModules, paramSiteRequest } from "../lora/param_feeds.ts";
 import { addLoraBranches } from "../onnx/lora_branches.ts";
+import { addParamBranches, type ParamSite } from "../onnx/param_branches.ts";
 import { addTokenBranches, type TokenBranch, type TokenSite } from "../onnx/token_branches.ts";
 import { stackTokenRows, tokenFeeds, tokenSites } from "../lora/token_feeds.ts";
 import { externalBytes } from "../onnx/external_data.ts";
 import { readTargetWeight } from "../onnx/quantized_weights.ts";
 import { uploadToOrtGpu } from "../webgpu/ort_tensors.ts";
+import { UnsupportedError } from "../errors.ts";
 import type { LoadedAdapter } from "./adapter.ts";
 import type { Feeds } from "./base_model.ts";
 import type { BaseModel } from "./base_model.ts";
@@ -38,6 +41,11 @@ interface BranchGraph {
   dora: ReadonlySet<string>;
   /** Modules whose branch has a bias delta input (lora_bias, trained biases). */
   bias: ReadonlySet<string>;
+  /** Parameter sites (`param_branches.ts`): norm bias deltas, and modules fed whole (modules_to_save). */
+  deltas: ReadonlySet<string>;
+  fed: ReadonlySet<string>;
+  norms: ReadonlySet<string>;
+  sites: ReadonlyMap<string, ParamSite>;
   feeds: AdapterFeedCache;
   /** Trainable-tokens branches, by module (the export's name), and the sites they were built for. */
   tokens: ReadonlyMap<string, TokenBranch>;
@@ -62,6 +70,7 @@ interface Prepared {
   tensor: AdapterTensorReader;
   doraScales: ReadonlyMap<string, Float32Array>;
   biasDeltas: ReadonlyMap<string, Float32Array>;
+  params: AdapterParams;
 }
 
 /** Options of {@linkcode dynamicEngine}. */
@@ -75,15 +84,52 @@ async function buildGraph(
   modules: ReadonlySet<string>,
   dora: ReadonlySet<string>,
   bias: ReadonlySet<string>,
+  deltas: ReadonlySet<string> = new Set(),
+  fed: ReadonlySet<string> = new Set(),
+  norms: ReadonlySet<string> = new Set(),
   tokenSites: ReadonlyMap<string, TokenSite> = new Map(),
 ): Promise<BranchGraph> {
+  const tokensOnFed = [...tokenSites.keys()].find((m) => fed.has(m));
+  if (tokensOnFed !== undefined) {
+    throw new UnsupportedError(
+      "trainable tokens and a whole replacement (modules_to_save) of the same embedding cannot share one dynamic " +
+        'graph: load them on separate models, or use mode "merged"',
+      { key: tokensOnFed },
+    );
+  }
+  const both = [...fed].find((m) => modules.has(m));
+  if (both !== undefined) {
+    throw new UnsupportedError(
+      "one adapter replaces this module whole (modules_to_save) and another adds a LoRA to it; one dynamic graph " +
+        'cannot serve both: load them on separate models, or use mode "merged"',
+      { key: both },
+    );
+  }
   // Per-row inputs: one session runs a single adapter set (rows dim 1) or mixed batches alike.
-  const lora = addLoraBranches(base.onnx, base.weights, modules, { dora, bias, perRow: true });
-  const { model, branches: tokens } = addTokenBranches(lora.model, base.onnx, tokenSites.values());
+  const branched = addLoraBranches(base.onnx, base.weights, modules, { dora, bias, perRow: true });
+  const params = deltas.size + fed.size + norms.size > 0
+    ? addParamBranches(branched.model, base.weights, { deltas, fed, norms }, (name) => base.readWeight(name))
+    : { model: branched.model, sites: new Map<string, ParamSite>() };
+  const sites = params.sites;
+  const { model, branches: tokens } = addTokenBranches(params.model, base.onnx, tokenSites.values());
   const session = await createSession(model, base.externalData, base.settings, base.file);
   const onGpu = base.device === "webgpu" ? new WeakMap<Feeds, Promise<Feeds>>() : undefined;
-  const feeds = new AdapterFeedCache(lora.branches);
-  return { session, modules, dora, bias, feeds, tokens, tokenSites, withTokens: new WeakMap(), onGpu };
+  const feeds = new AdapterFeedCache(branched.branches, 32, sites);
+  return {
+    session,
+    modules,
+    dora,
+    bias,
+    deltas,
+    fed,
+    norms,
+    sites,
+    feeds,
+    tokens,
+    tokenSites,
+    withTokens: new WeakMap(),
+    onGpu,
+  };
 }
 
 /** `lora` (a cached LoRA feed set) plus the token feeds of the same adapters, built once per set. */
@@ -112,8 +158,8 @@ function engine(
   const activeOf = (active: readonly WeightedAdapter[]): ActiveAdapter[] =>
     active.map(({ adapter, weight }) => {
       const prepared = adapters.get(adapter.name)!;
-      const { tensor, doraScales, biasDeltas } = prepared;
-      return { plan: adapter.plan, tensor, weight, doraScales, biasDeltas };
+      const { tensor, doraScales, biasDeltas, params } = prepared;
+      return { plan: adapter.plan, tensor, weight, doraScales, biasDeltas, params };
     });
   const onGraph = (g: BranchGraph, feeds: Feeds) => {
     if (!g.onGpu) return { session: g.session, feeds };
@@ -139,28 +185,58 @@ function engine(
       const tensor = tensorReader(adapter);
       const graphOf = (t: LoraPatch["target"]) =>
         readTargetWeight(base.onnx.graph!, t, base.file, (tp) => externalBytes(tp, base.externalData, base.file));
-      const prepared: Prepared = {
-        adapter,
-        tensor,
-        doraScales: doraScales(adapter.plan, graphOf, tensor, cpu),
-        biasDeltas: biasDeltas(adapter.plan, (t) => base.readWeight(t.bias!.initializer), tensor),
-      };
-      const biased = biasModules(adapter.plan);
+      // Norm biases and whole replaced modules go to parameter sites; other trained biases to branches.
+      const request = paramSiteRequest(adapter.plan);
+      const onSites = paramSiteModules(request);
+      const biased = biasModules(adapter.plan).filter((m) => !onSites.has(m));
       const modules = new Set([...(graph?.modules ?? []), ...patches.map((p) => p.module), ...biased]);
       const dora = new Set([...(graph?.dora ?? []), ...patches.filter((p) => p.magnitude).map((p) => p.module)]);
       const bias = new Set([...(graph?.bias ?? []), ...biased]);
-      const sites = new Map(graph?.tokenSites);
-      for (const site of tokenSites(adapter.plan)) sites.set(site.target.module, site);
-      const covers = graph && modules.size === graph.modules.size && dora.size === graph.dora.size &&
-        bias.size === graph.bias.size && sites.size === graph.tokenSites.size;
-      const next = covers ? graph : await buildGraph(base, modules, dora, bias, sites);
+      const deltas = new Set([...(graph?.deltas ?? []), ...request.deltas]);
+      const fed = new Set([...(graph?.fed ?? []), ...request.fed]);
+      const norms = new Set([...(graph?.norms ?? []), ...request.norms]);
+      const tokenSiteMap = new Map(graph?.tokenSites);
+      for (const site of tokenSites(adapter.plan)) tokenSiteMap.set(site.target.module, site);
+      // A module fed whole loses a branch that only preparation (prepareModules) gave it.
+      const used = new Set([...adapters.values(), { adapter }].flatMap(({ adapter: a }) => {
+        const own = paramSiteModules(paramSiteRequest(a.plan));
+        return [...loraPatches(a.plan).map((p) => p.module), ...biasModules(a.plan).filter((m) => !own.has(m))];
+      }));
+      for (const m of fed) {
+        if (used.has(m)) continue;
+        for (const set of [modules, dora, bias]) set.delete(m);
+      }
+      const same = (a: ReadonlySet<string>, b: ReadonlySet<string>) =>
+        a.size === b.size && [...a].every((m) => b.has(m));
+      const covers = graph && same(modules, graph.modules) && same(dora, graph.dora) && same(bias, graph.bias) &&
+        same(deltas, graph.deltas) && same(fed, graph.fed) && same(norms, graph.norms) &&
+        same(new Set(tokenSiteMap.keys()), new Set(graph.tokenSites.keys()));
+      const next = covers ? graph : await buildGraph(base, modules, dora, bias, deltas, fed, norms, tokenSiteMap);
+      // A bias the export lacks (dropped by the exporter as zero) is zero.
+      const baseBias = (t: LoraPatch["target"]) =>
+        t.bias ? base.readWeight(t.bias.initializer) : new Float32Array(t.outFeatures);
+      let prepared: Prepared;
       try {
-        // Validates the adapter against the branches (replaced weights cannot run unmerged).
+        prepared = {
+          adapter,
+          tensor,
+          doraScales: doraScales(adapter.plan, graphOf, tensor, cpu),
+          biasDeltas: biasDeltas(adapter.plan, baseBias, tensor),
+          params: adapterParams(
+            adapter.plan,
+            next.sites,
+            tensor,
+            (name) => base.readWeight(name),
+            adapter.config.fanInFanOut,
+          ),
+        };
+        // Validates the adapter against the branches and sites.
         const alone = [{
           plan: adapter.plan,
           tensor,
           doraScales: prepared.doraScales,
           biasDeltas: prepared.biasDeltas,
+          params: prepared.params,
         }];
         next.feeds.feeds(alone);
         tokenFeeds(next.tokens, alone);

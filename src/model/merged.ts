@@ -78,9 +78,10 @@ export async function mergeAdapters(
       newBiases,
     });
     for (const b of newBiases) {
-      const known = biases.get(b.readerIndex);
+      // A trained bias replaces what earlier adapters added; `lora_B.bias` deltas add up.
+      const known = b.replaces ? undefined : biases.get(b.readerIndex);
       if (known) b.values.forEach((v, i) => known.values[i] += v);
-      else biases.set(b.readerIndex, b);
+      else biases.set(b.readerIndex, { ...b, values: b.values.slice() });
     }
     for (const update of updates) {
       if (options.safeMerge && !update.values.every(Number.isFinite)) {

@@ -37,8 +37,12 @@ export interface WeightUpdate extends InitializerUse {
 export interface BiasAddition {
   module: string;
   readerIndex: number;
+  /** The node to add the bias to, when not `readerIndex` (a weight read through a Transpose or Cast). */
+  nodeName?: string;
   like: string;
   values: Float32Array;
+  /** A trained bias (named as one in errors and in the graph), not `lora_B.bias`. */
+  replaces?: boolean;
 }
 
 /** Nodes whose float output a bias can be added to: a MatMul, and a quantized projection's last node. */
@@ -112,23 +116,25 @@ export function patchModel(
 
   const after = new Map<number, NodeProto>();
   for (const b of biases) {
-    const node = nodes[b.readerIndex];
-    const name = `${b.like}::peft_edge::${b.module}::lora_bias`;
+    const named = b.nodeName ? nodes.findIndex((n) => n.name === b.nodeName) : -1;
+    const at = named >= 0 ? named : b.readerIndex;
+    const node = nodes[at];
+    const name = `${b.like}::peft_edge::${b.module}::${b.replaces ? "bias" : "lora_bias"}`;
     const tensor = writeFloatTensor(byName.get(b.like)!, name, b.values);
     tensor.dims = [BigInt(b.values.length)];
     added.push(tensor);
-    if (node.opType === "Gemm" && (node.input[2] ?? "") === "") {
-      nodes[b.readerIndex] = edited(NodeProtoSchema, node, { input: [node.input[0], node.input[1], name] });
+    if (["Gemm", "LayerNormalization"].includes(node.opType) && (node.input[2] ?? "") === "") {
+      nodes[at] = edited(NodeProtoSchema, node, { input: [node.input[0], node.input[1], name] });
     } else if (ADDABLE.has(node.opType) && node.output.length === 1) {
       // y = MatMul(x, W) becomes y = Add(MatMul(x, W), bias); readers of y are unchanged.
       const inner = `${node.output[0]}::peft_edge::no_bias`;
-      nodes[b.readerIndex] = edited(NodeProtoSchema, node, { output: [inner] });
-      after.set(b.readerIndex, makeNode("Add", [inner, name], [node.output[0]], `${node.name}::peft_edge::lora_bias`));
+      nodes[at] = edited(NodeProtoSchema, node, { output: [inner] });
+      after.set(at, makeNode("Add", [inner, name], [node.output[0]], `${node.name}::peft_edge::lora_bias`));
     } else {
       throw new UnsupportedError(
-        `lora_B.bias needs a bias on ${
+        `${b.replaces ? "the trained bias" : "lora_B.bias"} needs a bias on ${
           node.name || node.opType
-        }, which is a ${node.opType} peft-edge cannot add one to`,
+        }, which has none in the export and is a ${node.opType} peft-edge cannot add one to`,
         { key: b.module },
       );
     }

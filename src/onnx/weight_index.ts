@@ -15,6 +15,7 @@ import type { GraphProto, NodeProto, TensorProto } from "../deps/onnx_proto.ts";
 import { OnnxModelError } from "../errors.ts";
 import { floatAttribute, intAttribute } from "./graph_parts.ts";
 import { nodeScope } from "./module_scope.ts";
+import { indexNorms } from "./norm_index.ts";
 import { matchQuantizedProjection } from "./quantized_weights.ts";
 import { floatElementType } from "./tensor_data.ts";
 import type { GraphModule, InitializerUse, WeightIndex, WeightTarget } from "./weight_target.ts";
@@ -149,6 +150,11 @@ function targetsOf(graph: GraphProto, initializers: ReadonlyMap<string, TensorPr
     } else {
       target = matchQuantizedProjection(graph, nodeIndex, { initializers, producers, addBias });
     }
+    if (target && !target.bias && !target.quantized) {
+      // A contrib op reading the output may hold the layer's bias (onnxruntime's fused BiasGelu, SkipLayerNorm).
+      const fused = graph.node.find((n) => (n.domain ?? "") !== "" && n.input.includes(node.output[0]));
+      if (fused) target = { ...target, outputFusedInto: fused.name || fused.opType };
+    }
     if (target) found.set(nodeIndex, target);
   });
   return found;
@@ -267,6 +273,9 @@ export function indexWeights(graph: GraphProto, file?: string, options: IndexOpt
     return candidates.length === 1 ? get(candidates[0]) : undefined;
   };
   const scopeNames = [...scopes.keys()];
+  // Norms matter only to adapters that replace their parameters: indexed on first use.
+  let norms: ReturnType<typeof indexNorms> | undefined;
+  const normsOf = () => norms ??= indexNorms(graph);
   return {
     file,
     modules,
@@ -274,6 +283,7 @@ export function indexWeights(graph: GraphProto, file?: string, options: IndexOpt
     get: (module) => targets.get(module),
     resolve: (hf) => byHfName(modules, (n) => targets.get(n), hf),
     resolveScope: (hf) => byHfName(scopeNames, (n) => scopes.get(n), hf),
+    resolveNorm: (hf) => byHfName([...normsOf().keys()], (n) => normsOf().get(n), hf),
     consumers: (initializer) => consumers.get(initializer) ?? [],
     unscoped: [...unscoped],
     unscopedHint: unscoped.size > 0 ? options.unscopedHint : undefined,

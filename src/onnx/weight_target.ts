@@ -7,7 +7,8 @@
 import type { WeightLayout } from "../kernels/reference.ts";
 
 /**
- * What kind of PyTorch module an ONNX weight belongs to.
+ * What kind of PyTorch module an ONNX weight belongs to (`norm`: only
+ * from {@linkcode WeightIndex.resolveNorm}, never a LoRA target).
  *
  * @example
  * ```ts
@@ -15,7 +16,7 @@ import type { WeightLayout } from "../kernels/reference.ts";
  * const kind: ModuleKind = "linear";
  * ```
  */
-export type ModuleKind = "linear" | "embedding";
+export type ModuleKind = "linear" | "embedding" | "norm";
 
 /**
  * How a quantized projection (or embedding) is computed, and where its float ends are.
@@ -89,6 +90,11 @@ export interface WeightTarget {
   /** Float initializer holding the bias, when the module has one, and the node input reading it. */
   bias?: InitializerUse;
   /**
+   * Set when no bias was found and the output is read by a contrib op (onnxruntime's fused `BiasGelu`,
+   * `SkipLayerNormalization`, ...), which may hold the bias: its name. A trained bias cannot replace it then.
+   */
+  outputFusedInto?: string;
+  /**
    * Set for quantized projections (`MatMulNBits`, or `MatMulInteger` after
    * `DynamicQuantizeLinear`) and embeddings (`Gather` + `DequantizeLinear`):
    * `initializer` then holds integer codes, which merging dequantizes and
@@ -146,6 +152,11 @@ export interface WeightIndex {
    * the candidates when more than one would fit.
    */
   resolve(hfModule: string): WeightTarget | undefined;
+  /**
+   * A normalization layer's parameters (`kind: "norm"`, see `norm_index.ts`) by its Hugging Face
+   * name, resolved like {@linkcode WeightIndex.resolve}; norms are not among `modules`.
+   */
+  resolveNorm?(hfModule: string): WeightTarget | undefined;
   /** The scope of a module by its Hugging Face name, resolved like {@linkcode WeightIndex.resolve}. */
   resolveScope(hfModule: string): GraphModule | undefined;
   /** Nodes that read an initializer (to detect tied weights). */

@@ -143,10 +143,6 @@ export const caseId = {
 // Why cases fail today (the error or mismatch each shows), one line per reason.
 const TOKENS_EMBED_QUANT =
   "quantize_dynamic quantizes the embedding too: trainable tokens have no float embedding rows to replace, refused whole (ModuleNotInExportError)";
-const BIAS =
-  'trained biases of bias="all" / modules_to_save refused: "adapter has a bias but the base module has none"';
-const SAVE_DYNAMIC =
-  'modules_to_save refused in dynamic mode: "cannot be switched per run; merge this adapter instead"';
 const DOUBLE_QUANT =
   "merged into a quantized file, the weight is quantized twice (the base's quantization, then the merged weight's, as " +
   "PEFT merges into bitsandbytes layers), while the atol comes from PEFT's merge quantized once: measured 2.88 vs " +
@@ -158,20 +154,6 @@ const DOUBLE_QUANT =
  * and its line must be removed here.
  */
 export const EXPECTED_FAILURES: ReadonlyMap<string, string> = new Map<string, string>([
-  ["adapter bert-lora-all-linear on bert-dynamo onnx/model.onnx dynamic", BIAS],
-  ["adapter bert-lora-all-linear on bert-dynamo onnx/model.onnx merged", BIAS],
-  ["adapter bert-lora-all-linear on bert-torchscript onnx/model.onnx dynamic", SAVE_DYNAMIC],
-  ["adapter bert-lora-attn on bert-dynamo onnx/model.onnx dynamic", BIAS],
-  ["adapter bert-lora-attn on bert-dynamo onnx/model.onnx merged", BIAS],
-  ["adapter bert-lora-attn on bert-torchscript onnx/model.onnx dynamic", SAVE_DYNAMIC],
-  ["adapter bert-lora-bias-all on bert-dynamo onnx/model.onnx dynamic", BIAS],
-  ["adapter bert-lora-bias-all on bert-dynamo onnx/model.onnx merged", BIAS],
-  ["adapter bert-lora-bias-all on bert-torchscript onnx/model.onnx dynamic", BIAS],
-  ["adapter bert-lora-bias-all on bert-torchscript onnx/model.onnx merged", BIAS],
-  ["adapter gpt2-bias-all on gpt2-dynamo onnx/model.onnx dynamic", BIAS],
-  ["adapter gpt2-bias-all on gpt2-dynamo onnx/model.onnx merged", BIAS],
-  ["adapter gpt2-bias-all on gpt2-torchscript onnx/model.onnx dynamic", BIAS],
-  ["adapter gpt2-bias-all on gpt2-torchscript onnx/model.onnx merged", BIAS],
   ["adapter llama-rslora on llama-dynamo onnx/model_q4.onnx merged", DOUBLE_QUANT],
   ["adapter llama-rslora on llama-dynamo onnx/model_quantized.onnx merged", DOUBLE_QUANT],
   ["adapter llama-rslora on llama-torchscript onnx/model_q4.onnx merged", DOUBLE_QUANT],
