@@ -1,6 +1,7 @@
 /**
- * One entry point for reading any adapter for a base: LoRA's loader, or a
- * non-LoRA method's (merged mode only), chosen by the config's `peft_type`.
+ * One entry point for reading any adapter for a base: LoRA's loader, a
+ * non-LoRA method's (merged mode only), or a prompt-learning one (either
+ * mode), chosen by the config's `peft_type`.
  * @module
  */
 import { type PathOrSource, resolveSource } from "../hub/resolve.ts";
@@ -14,6 +15,7 @@ import {
   readAdapterWeights,
 } from "./adapter.ts";
 import type { BaseModel } from "./base_model.ts";
+import { promptConfigOf, readPromptAdapter } from "./prompt_adapter.ts";
 
 /**
  * Reads and plans an adapter of any supported `peft_type` for a base, for
@@ -36,6 +38,8 @@ export async function readAdapterFor(
   mode: string,
 ): Promise<LoadedAdapter> {
   const source = await resolveSource(adapter, options);
+  const prompt = await promptConfigOf(source, options);
+  if (prompt) return await readPromptAdapter(base, source, prompt, name, options);
   const values = await tunerConfigOf(source, options, mode);
   if (!values) return await readAdapter(base.weights, source, name, options, base);
   checkAdapterName(name);
