@@ -15,7 +15,8 @@ import {
   readAdapterWeights,
 } from "./adapter.ts";
 import type { BaseModel } from "./base_model.ts";
-import { promptConfigOf, readPromptAdapter } from "./prompt_adapter.ts";
+import { adapterConfigValues, readPromptAdapter } from "./prompt_adapter.ts";
+import { isPromptLearningType } from "../tuners/prompt_learning/config.ts";
 
 /**
  * Reads and plans an adapter of any supported `peft_type` for a base, for
@@ -38,9 +39,12 @@ export async function readAdapterFor(
   mode: string,
 ): Promise<LoadedAdapter> {
   const source = await resolveSource(adapter, options);
-  const prompt = await promptConfigOf(source, options);
-  if (prompt) return await readPromptAdapter(base, source, prompt, name, options);
-  const values = await tunerConfigOf(source, options, mode);
+  // The config file is read once here for both peeks (a URL source fetches on every read).
+  const peeked = await adapterConfigValues(source, options);
+  if (peeked && isPromptLearningType(peeked.peft_type)) {
+    return await readPromptAdapter(base, source, peeked, name, options);
+  }
+  const values = await tunerConfigOf(source, peeked ? { config: peeked } : options, mode);
   if (!values) return await readAdapter(base.weights, source, name, options, base);
   checkAdapterName(name);
   const warnings: string[] = [];

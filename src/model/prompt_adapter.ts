@@ -8,7 +8,7 @@
 import { AdapterMismatchError, UnsupportedError } from "../errors.ts";
 import { findTokenEmbedding } from "../onnx/prompt_surgery.ts";
 import type { FileSource } from "../storage/file_source.ts";
-import { isPromptLearningType, type PromptLearningConfig } from "../tuners/prompt_learning/config.ts";
+import type { PromptLearningConfig } from "../tuners/prompt_learning/config.ts";
 import { PROMPT_METHODS } from "../tuners/prompt_learning/methods.ts";
 import { type AdapterOptions, checkAdapterName, type LoadedAdapter, readAdapterWeights } from "./adapter.ts";
 import type { BaseModel } from "./base_model.ts";
@@ -18,18 +18,19 @@ export const PROMPT_EMBEDDINGS = "prompt_embeddings";
 const CONFIG_FILE = "adapter_config.json";
 
 /**
- * The adapter's config object when its `peft_type` is a prompt-learning
- * method, else `undefined` (other loaders then read and report it).
+ * The adapter's config object (`options.config`, else `adapter_config.json`),
+ * or `undefined` when there is none or it is not a JSON object (the LoRA
+ * loader then reports it).
  *
  * @example
  * ```ts
  * import { resolveSource } from "../hub/resolve.ts";
- * import { promptConfigOf } from "./prompt_adapter.ts";
+ * import { adapterConfigValues } from "./prompt_adapter.ts";
  * const source = await resolveSource("tests/fixtures/prompt/byte-llama-prompt-tuning");
- * (await promptConfigOf(source, {}))?.peft_type; // "PROMPT_TUNING"
+ * (await adapterConfigValues(source, {}))?.peft_type; // "PROMPT_TUNING"
  * ```
  */
-export async function promptConfigOf(
+export async function adapterConfigValues(
   source: FileSource,
   options: { config?: Record<string, unknown> },
 ): Promise<Record<string, unknown> | undefined> {
@@ -43,9 +44,7 @@ export async function promptConfigOf(
     }
   }
   if (typeof values !== "object" || values === null || Array.isArray(values)) return undefined;
-  return isPromptLearningType((values as Record<string, unknown>).peft_type)
-    ? values as Record<string, unknown>
-    : undefined;
+  return values as Record<string, unknown>;
 }
 
 /** Checks a prefix against the base's KV cache inputs: one key and value per layer, `[batch, heads, past, head_dim]`. */
@@ -95,10 +94,10 @@ function checkPrefixFits(base: BaseModel, config: PromptLearningConfig, file: st
  * ```ts
  * import { loadBaseModel } from "./base_model.ts";
  * import { resolveSource } from "../hub/resolve.ts";
- * import { promptConfigOf, readPromptAdapter } from "./prompt_adapter.ts";
+ * import { adapterConfigValues, readPromptAdapter } from "./prompt_adapter.ts";
  * const base = await loadBaseModel("examples/demo/byte-llama");
  * const source = await resolveSource("tests/fixtures/prompt/byte-llama-p-tuning-mlp");
- * const adapter = await readPromptAdapter(base, source, (await promptConfigOf(source, {}))!, "default", {});
+ * const adapter = await readPromptAdapter(base, source, (await adapterConfigValues(source, {}))!, "default", {});
  * adapter.config.peftType; // "P_TUNING"
  * ```
  */
