@@ -31,6 +31,7 @@ const TYPES: readonly PromptLearningType[] = ["PROMPT_TUNING", "P_TUNING", "PREF
  * ```
  */
 export interface PromptLearningConfig {
+  /** PEFT's `peft_type`. */
   readonly peftType: PromptLearningType;
   /** `task_type`; only `CAUSAL_LM` runs on an ONNX decoder. */
   readonly taskType: string;
