@@ -16,6 +16,20 @@ import { AdapterConfigError, AdapterMismatchError, type PeftEdgeError, Unsupport
 import type { Feeds } from "../src/model/base_model.ts";
 import { generate, type TokenizerLike } from "../src/generate/mod.ts";
 import { parseSafetensors } from "../src/safetensors/mod.ts";
+import {
+  AttributeProto_AttributeType,
+  AttributeProtoSchema,
+  create,
+  type GraphProto,
+  GraphProtoSchema,
+  type ModelProto,
+  ModelProtoSchema,
+  NodeProtoSchema,
+} from "../src/deps/onnx_proto.ts";
+import { makeNode, tensorValueInfo } from "../src/onnx/graph_parts.ts";
+import { decodeModel, encodeModel } from "../src/onnx/model_file.ts";
+import { edited } from "../src/onnx/proto_edit.ts";
+import { memorySource } from "../src/storage/memory.ts";
 import { call, DEMO_ADAPTER, loadDemo, withService } from "./support/server_setup.ts";
 
 interface PromptCase {
@@ -276,4 +290,59 @@ test("prompt learning: configs and tensors that do not fit are refused with type
   await model.release();
   assert.equal(warnings.length, 1);
   assert.match(warnings[0], /ignoring unknown PromptTuningConfig fields future_field/);
+});
+
+/**
+ * Optimum's merged-decoder layout of a base: an `If(use_cache_branch)` whose branches are the whole decoder
+ * (intermediates renamed per branch), weights in the outer graph (as tests/fixtures/make/index_exports.py makes it).
+ */
+function underIf(model: ModelProto): ModelProto {
+  const g = model.graph!;
+  const branch = (tag: string) => {
+    const rename = (x: string) => (g.node.some((n) => n.output.includes(x)) ? `${tag}/${x}` : x);
+    const nodes = g.node.map((n) =>
+      edited(NodeProtoSchema, n, { input: n.input.map(rename), output: n.output.map((o) => `${tag}/${o}`) })
+    );
+    const out = `logits_${tag}`;
+    nodes.push(makeNode("Identity", [`${tag}/logits`], [out], `${tag}/identity`));
+    return create(GraphProtoSchema, { name: tag, node: nodes, output: [tensorValueInfo(out, 1, ["b", "s", "v"])] });
+  };
+  const graphAttr = (name: string, graph: GraphProto) =>
+    create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.GRAPH, g: graph });
+  const ifNode = create(NodeProtoSchema, {
+    opType: "If",
+    name: "optimum::if",
+    input: ["use_cache_branch"],
+    output: ["logits"],
+    attribute: [graphAttr("then_branch", branch("then")), graphAttr("else_branch", branch("else"))],
+  });
+  const graph = edited(GraphProtoSchema, g, {
+    node: [ifNode],
+    input: [...g.input, tensorValueInfo("use_cache_branch", 9, [1])],
+    valueInfo: [],
+  });
+  return edited(ModelProtoSchema, model, { graph });
+}
+
+test("prompt learning: a merged decoder (If) gets the prompt in both branches", LONG, async () => {
+  const c = manifest.cases.find((x) => x.name === "llama-torchscript-prompt-tuning")!;
+  const folder = c.base;
+  const merged = underIf(decodeModel(new Uint8Array(await readFile(`${folder}/onnx/model.onnx`)), "model.onnx"));
+  const source = memorySource("llama-merged", {
+    "config.json": await readFile(`${folder}/config.json`),
+    "onnx/model.onnx": encodeModel(merged),
+  });
+  const base = await loadBaseModel(source);
+  const model = await fromPretrained(base, `${FIXTURES}/${c.path}`);
+  try {
+    const e = await expected(c, model);
+    for (const branch of [true, false]) {
+      const out = await model.run({ ...e.feeds, use_cache_branch: new Tensor("bool", [branch], [1]) });
+      const d = diff(c, e.mask, e.logits, out.logits.data as Float32Array);
+      assert.ok(d <= 1e-4, `use_cache_branch=${branch}: max abs diff ${d} vs PEFT`);
+    }
+  } finally {
+    await model.release();
+    await base.release();
+  }
 });
