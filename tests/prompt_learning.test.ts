@@ -346,3 +346,32 @@ test("prompt learning: a merged decoder (If) gets the prompt in both branches", 
     await base.release();
   }
 });
+
+test(
+  "prompt learning: converted and quantized files (fp16, q8, q4) run the prompt near PEFT's logits",
+  LONG,
+  async () => {
+    const real = JSON.parse(await readFile("tests/fixtures/real/manifest.json", "utf8")) as {
+      bases: { name: string; variants: { file: string; dtype: string; ort_max_abs_diff: number }[] }[];
+    };
+    for (const name of ["llama-torchscript-prompt-tuning", "llama-dynamo-p-tuning"]) {
+      const c = manifest.cases.find((x) => x.name === name)!;
+      const variants = real.bases.find((b) => `tests/fixtures/real/bases/${b.name}` === c.base)!.variants;
+      for (const v of variants.filter((x) => x.dtype !== "fp32")) {
+        const converted = await loadBaseModel(c.base, { file: v.file });
+        const model = await fromPretrained(converted, `${FIXTURES}/${c.path}`);
+        try {
+          const e = await expected(c, model);
+          const d = diff(c, e.mask, e.logits, (await model.run(e.feeds)).logits.data as Float32Array);
+          // The file's own error on the base (onnxruntime vs torch), plus the prompt rounded to its dtype: 3x.
+          const atol = Math.max(1e-4, 3 * v.ort_max_abs_diff);
+          console.log(`${name} ${v.file}: max abs diff ${d.toExponential(2)} (atol ${atol.toExponential(2)})`);
+          assert.ok(d <= atol && d < c.delta_from_base / 2, `${name} ${v.file}: ${d} vs PEFT`);
+        } finally {
+          await model.release();
+          await converted.release();
+        }
+      }
+    }
+  },
+);

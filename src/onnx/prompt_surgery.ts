@@ -77,18 +77,24 @@ function siteIn(graph: GraphProto, outer: GraphProto, ids: Set<string>): Embeddi
     const table = [...graph.initializer, ...outer.initializer].find((t) => t.name === node.input[0]);
     if (table && table.dims.length !== 2) continue;
     let producer = i;
-    // Gemma scales its embeddings inside the module (`embed_scale`): the module's output is after that Mul.
-    const readers = graph.node.map((n, j) => [n, j] as const).filter(([n]) => n.input.includes(node.output[0]));
-    if (readers.length === 1) {
-      const [mul, j] = readers[0];
-      const other = mul.input.find((x) => x !== node.output[0]);
-      if (mul.opType === "Mul" && other !== undefined && scalarConstant(graph, outer, other)) producer = j;
+    let elemType = table?.dataType ?? TensorProto_DataType.FLOAT;
+    // The module's output can be further on: after a quantized table's DequantizeLinear (quantize_dynamic), and
+    // after Gemma's scaling Mul (`embed_scale`), each the only reader of what precedes it.
+    for (;;) {
+      const out = graph.node[producer].output[0];
+      const readers = graph.node.map((n, j) => [n, j] as const).filter(([n]) => n.input.includes(out));
+      if (readers.length !== 1) break;
+      const [next, j] = readers[0];
+      const other = next.input.find((x) => x !== out);
+      if (next.opType === "DequantizeLinear" && next.input[0] === out) {
+        const scale = [...graph.initializer, ...outer.initializer].find((t) => t.name === next.input[1]);
+        elemType = scale?.dataType ?? TensorProto_DataType.FLOAT;
+      } else if (!(next.opType === "Mul" && other !== undefined && scalarConstant(graph, outer, other))) {
+        break;
+      }
+      producer = j;
     }
-    return {
-      producer,
-      hidden: table ? Number(table.dims[1]) : undefined,
-      elemType: table?.dataType ?? TensorProto_DataType.FLOAT,
-    };
+    return { producer, hidden: table ? Number(table.dims[1]) : undefined, elemType };
   }
   return undefined;
 }
