@@ -281,6 +281,26 @@ test("prompt learning: configs and tensors that do not fit are refused with type
     fromPretrained(demo, prefix, { config: { ...await savedConfig(prefix), num_attention_heads: 4 } }),
     (err: unknown) => err instanceof AdapterMismatchError && /4 heads of size 16/.test(err.message),
   );
+  const ptune = `${FIXTURES}/byte-llama-p-tuning-mlp`;
+  const ptuneConfig = await savedConfig(ptune);
+  await assert.rejects(
+    fromPretrained(demo, ptune, { config: { ...ptuneConfig, encoder_num_layers: "two" } }),
+    (err: unknown) => err instanceof AdapterConfigError && /encoder_num_layers must be a number/.test(err.message),
+  );
+  const prefixConfig = await savedConfig(prefix);
+  for (
+    const [change, pattern] of [
+      [{ num_layers: null }, /PREFIX_TUNING needs num_layers/],
+      [{ init_weights: "ones" }, /init_weights must be one of "zero"/],
+      [{ token_dim: 63 }, /token_dim 63 is not a multiple of num_attention_heads 2/],
+    ] as const
+  ) {
+    await assert.rejects(
+      fromPretrained(demo, prefix, { config: { ...prefixConfig, ...change } }),
+      (err: unknown) => err instanceof AdapterConfigError && pattern.test(err.message),
+      JSON.stringify(change),
+    );
+  }
   // Unknown fields are ignored with a warning, as PEFT's config loading does.
   const warnings: string[] = [];
   const model = await fromPretrained(demo, TUNING, {
