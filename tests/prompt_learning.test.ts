@@ -214,28 +214,34 @@ test(
   },
 );
 
-test("prompt learning: a server completion with a prompt-tuning adapter equals PEFT's generate", LONG, async () => {
-  const demo = await loadDemo();
-  const c = manifest.cases.find((x) => x.name === "byte-llama-p-tuning-mlp")!;
-  const g = await generations(c);
-  try {
-    for (const mode of ["merged", "dynamic"] as const) {
-      await withService(demo, { pool: { mode } }, async (service) => {
-        await service.pool.load("ptune", {
-          kind: "local",
-          path: fileURLToPath(new URL(`./fixtures/prompt/${c.path}`, import.meta.url)),
+test(
+  "prompt learning: a server completion with a P-tuning adapter equals PEFT's generate (both pool modes)",
+  LONG,
+  async () => {
+    const demo = await loadDemo();
+    const c = manifest.cases.find((x) => x.name === "byte-llama-p-tuning-mlp")!;
+    const g = await generations(c);
+    try {
+      for (const mode of ["merged", "dynamic"] as const) {
+        await withService(demo, { pool: { mode } }, async (service) => {
+          await service.pool.load("ptune", {
+            kind: "local",
+            path: fileURLToPath(new URL(`./fixtures/prompt/${c.path}`, import.meta.url)),
+          });
+          const reply = await call(service.url, "POST", "/v1/completions", {
+            body: { model: "ptune", prompt: g.text!.prompt, max_tokens: 12, temperature: 0 },
+          });
+          assert.equal(reply.status, 200, JSON.stringify(reply.body));
+          assert.equal(reply.body.choices[0].text, g.text!.completion, mode);
+          // Fed in either mode: the pool counts the prompt (and its per-run copy), not a merged weight copy.
+          assert.equal(service.pool.get("ptune")?.bytes, 2 * 4 * 4 * 128, mode);
         });
-        const reply = await call(service.url, "POST", "/v1/completions", {
-          body: { model: "ptune", prompt: g.text!.prompt, max_tokens: 12, temperature: 0 },
-        });
-        assert.equal(reply.status, 200, JSON.stringify(reply.body));
-        assert.equal(reply.body.choices[0].text, g.text!.completion, mode);
-      });
+      }
+    } finally {
+      await demo.base.release();
     }
-  } finally {
-    await demo.base.release();
-  }
-});
+  },
+);
 
 test("prompt learning: PEFT's config refusals are refused with its words", async () => {
   const demo = await base(DEMO);
