@@ -187,6 +187,9 @@ export class PeftModel implements AsyncDisposable {
    * Runs the model exactly like `InferenceSession.run`, with the active
    * adapters or those named in `options.adapter`. Each run reads the model's
    * state once, so concurrent runs with different adapters do not interfere.
+   * With a prompt-learning adapter the feeds hold the real tokens only, as in
+   * PEFT: an empty past gets the prompt (prompt/P-tuning: its logits come
+   * first in `logits`) or the prefix; a non-empty past is a decode step.
    */
   async run(feeds: Feeds, options: PeftRunOptions = {}): Promise<Outputs> {
     const { adapter, adapterNames, ...runOptions } = options;
