@@ -25,6 +25,7 @@ import {
   type ModelProto,
   ModelProtoSchema,
   NodeProtoSchema,
+  ValueInfoProtoSchema,
 } from "../src/deps/onnx_proto.ts";
 import { makeNode, tensorValueInfo } from "../src/onnx/graph_parts.ts";
 import { decodeModel, encodeModel } from "../src/onnx/model_file.ts";
@@ -322,16 +323,26 @@ test("prompt learning: configs and tensors that do not fit are refused with type
  * Optimum's merged-decoder layout of a base: an `If(use_cache_branch)` whose branches are the whole decoder
  * (intermediates renamed per branch), weights in the outer graph (as tests/fixtures/make/index_exports.py makes it).
  */
-function underIf(model: ModelProto): ModelProto {
+function underIf(model: ModelProto, options: { zeroNoCacheLogits?: boolean } = {}): ModelProto {
   const g = model.graph!;
   const branch = (tag: string) => {
     const rename = (x: string) => (g.node.some((n) => n.output.includes(x)) ? `${tag}/${x}` : x);
     const nodes = g.node.map((n) =>
       edited(NodeProtoSchema, n, { input: n.input.map(rename), output: n.output.map((o) => `${tag}/${o}`) })
     );
-    const out = `logits_${tag}`;
-    nodes.push(makeNode("Identity", [`${tag}/logits`], [out], `${tag}/identity`));
-    return create(GraphProtoSchema, { name: tag, node: nodes, output: [tensorValueInfo(out, 1, ["b", "s", "v"])] });
+    // Each decoder output (logits, present.*) leaves the branch through an Identity.
+    const outputs = g.output.map((o) => edited(ValueInfoProtoSchema, o, { name: `${tag}:${o.name}` }));
+    for (const o of g.output) {
+      const to = `${tag}:${o.name}`;
+      if (options.zeroNoCacheLogits && tag === "else" && o.name === "logits") {
+        // Optimum's no-cache branch ignores the past: here its logits are zeros, so a lost prefix shows.
+        nodes.push(makeNode("Constant", [], [`${tag}/zero`], `${tag}/zero`, { value_float: { f: 0 } }));
+        nodes.push(makeNode("Mul", [`${tag}/${o.name}`, `${tag}/zero`], [to], to));
+      } else {
+        nodes.push(makeNode("Identity", [`${tag}/${o.name}`], [to], to));
+      }
+    }
+    return create(GraphProtoSchema, { name: tag, node: nodes, output: outputs });
   };
   const graphAttr = (name: string, graph: GraphProto) =>
     create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.GRAPH, g: graph });
@@ -339,7 +350,7 @@ function underIf(model: ModelProto): ModelProto {
     opType: "If",
     name: "optimum::if",
     input: ["use_cache_branch"],
-    output: ["logits"],
+    output: g.output.map((o) => o.name),
     attribute: [graphAttr("then_branch", branch("then")), graphAttr("else_branch", branch("else"))],
   });
   const graph = edited(GraphProtoSchema, g, {
@@ -401,3 +412,28 @@ test(
     }
   },
 );
+
+test("prompt learning: on a merged decoder with a KV cache, the prefix takes the cache branch", LONG, async () => {
+  const c = manifest.cases.find((x) => x.name === "byte-llama-prefix-tuning")!;
+  const merged = underIf(decodeModel(new Uint8Array(await readFile(`${DEMO}/onnx/model.onnx`)), "model.onnx"), {
+    zeroNoCacheLogits: true,
+  });
+  const files: Record<string, Uint8Array> = { "onnx/model.onnx": encodeModel(merged) };
+  for (const f of ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"]) {
+    files[f] = new Uint8Array(await readFile(`${DEMO}/${f}`));
+  }
+  const base = await loadBaseModel(memorySource("byte-llama-merged", files));
+  const model = await fromPretrained(base, `${FIXTURES}/${c.path}`);
+  try {
+    const e = await expected(c, model);
+    // The no-cache branch is what a prefill asks for; with a prefix in the past it must run the cache branch.
+    const out = await model.run({ ...e.feeds, use_cache_branch: new Tensor("bool", [false], [1]) });
+    assert.ok(diff(c, e.mask, e.logits, out.logits.data as Float32Array) <= 1e-4);
+    const g = await generations(c);
+    const result = await model.generate(g.text!.prompt, { maxNewTokens: 12 });
+    assert.deepEqual(result.tokenIds, g.text!.tokens);
+  } finally {
+    await model.release();
+    await base.release();
+  }
+});
