@@ -283,30 +283,53 @@ test("prompt learning: configs and tensors that do not fit are refused with type
     /token_dim is 128, but the base's token embeddings have width 16/,
   );
   const prefix = `${FIXTURES}/byte-llama-prefix-tuning`;
-  // PEFT's reshape (token_dim / num_attention_heads per head) must give the base's cache shape.
+  // PEFT re-derives the GQA split on load (head_dim = token_dim / num_attention_heads, times the base's 2 key/value
+  // heads), so a wrong saved head count changes the prefix width and the saved tensor no longer fits.
   await assert.rejects(
     fromPretrained(demo, prefix, { config: { ...await savedConfig(prefix), num_attention_heads: 4 } }),
-    (err: unknown) => err instanceof AdapterMismatchError && /4 heads of size 16/.test(err.message),
+    (err: unknown) =>
+      err instanceof AdapterMismatchError && /\[3, 512\], but the config gives \[3, 256\]/.test(err.message),
   );
+  // A base whose config.json disagrees with its export's cache is refused before anything runs.
+  const fake = await loadBaseModel(memorySource("byte-llama-wrong-config", {
+    "config.json": new TextEncoder().encode(JSON.stringify({ ...demo.config, num_key_value_heads: 4, head_dim: 16 })),
+    "onnx/model.onnx": await readFile(`${DEMO}/onnx/model.onnx`),
+  }));
+  try {
+    await assert.rejects(
+      fromPretrained(fake, prefix),
+      (err: unknown) => err instanceof AdapterMismatchError && /takes 2 heads of size 32/.test(err.message),
+    );
+  } finally {
+    await fake.release();
+  }
   const ptune = `${FIXTURES}/byte-llama-p-tuning-mlp`;
   const ptuneConfig = await savedConfig(ptune);
   await assert.rejects(
     fromPretrained(demo, ptune, { config: { ...ptuneConfig, encoder_num_layers: "two" } }),
     (err: unknown) => err instanceof AdapterConfigError && /encoder_num_layers must be a number/.test(err.message),
   );
-  const prefixConfig = await savedConfig(prefix);
+  await assert.rejects(
+    fromPretrained(demo, prefix, { config: { ...await savedConfig(prefix), init_weights: "ones" } }),
+    (err: unknown) => err instanceof AdapterConfigError && /init_weights must be one of "zero"/.test(err.message),
+  );
+  // Dimensions PEFT did not save come from the base's config.json, as PEFT's from_pretrained fills them; a saved
+  // prefix config not yet GQA-adjusted (hidden 128, 4 heads) is adjusted to the 2 key/value heads the same way.
+  const c = manifest.cases.find((x) => x.name === "byte-llama-prefix-tuning")!;
   for (
-    const [change, pattern] of [
-      [{ num_layers: null }, /PREFIX_TUNING needs num_layers/],
-      [{ init_weights: "ones" }, /init_weights must be one of "zero"/],
-      [{ token_dim: 63 }, /token_dim 63 is not a multiple of num_attention_heads 2/],
-    ] as const
+    const change of [{ num_layers: null, token_dim: null, num_attention_heads: null }, {
+      token_dim: 128,
+      num_attention_heads: 4,
+    }]
   ) {
-    await assert.rejects(
-      fromPretrained(demo, prefix, { config: { ...prefixConfig, ...change } }),
-      (err: unknown) => err instanceof AdapterConfigError && pattern.test(err.message),
-      JSON.stringify(change),
-    );
+    const filled = await fromPretrained(demo, prefix, { config: { ...await savedConfig(prefix), ...change } });
+    try {
+      const e = await expected(c, filled);
+      const d = diff(c, e.mask, e.logits, (await filled.run(e.feeds)).logits.data as Float32Array);
+      assert.ok(d <= 1e-4, `${JSON.stringify(change)}: max abs diff ${d}`);
+    } finally {
+      await filled.release();
+    }
   }
   // Unknown fields are ignored with a warning, as PEFT's config loading does.
   const warnings: string[] = [];

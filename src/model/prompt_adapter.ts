@@ -8,7 +8,7 @@
 import { AdapterMismatchError, UnsupportedError } from "../errors.ts";
 import { findTokenEmbedding } from "../onnx/prompt_surgery.ts";
 import type { FileSource } from "../storage/file_source.ts";
-import type { PromptLearningConfig } from "../tuners/prompt_learning/config.ts";
+import { preparedForModel, type PromptLearningConfig } from "../tuners/prompt_learning/config.ts";
 import { PROMPT_METHODS } from "../tuners/prompt_learning/methods.ts";
 import { type AdapterOptions, checkAdapterName, type LoadedAdapter, readAdapterWeights } from "./adapter.ts";
 import type { BaseModel } from "./base_model.ts";
@@ -121,7 +121,8 @@ export async function readPromptAdapter(
   };
   const file = options.config ? "config option" : CONFIG_FILE;
   const method = PROMPT_METHODS[values.peft_type as keyof typeof PROMPT_METHODS];
-  const config = method.parse(values, { file, warn });
+  // As PEFT's from_pretrained: the saved config completed (and GQA-adjusted) from the base's config.json.
+  const config = method.parse(preparedForModel(values, base.config, file), { file, warn });
   const weights = await readAdapterWeights(source);
   const weightsFile = "adapter_model.safetensors";
   if (!weights.names().includes(PROMPT_EMBEDDINGS)) {

@@ -4,9 +4,9 @@
  * its past. PEFT saves the prefix encoder's output (`[num_virtual_tokens,
  * num_layers * 2 * token_dim]`, after the projection MLP when
  * `prefix_projection`), and in inference mode `get_prompt` uses that tensor
- * as it is. `token_dim` and `num_attention_heads` are saved GQA-adjusted
- * (PEFT's `_prepare_prompt_learning_config` scales them to the key/value
- * heads).
+ * as it is. `token_dim` and `num_attention_heads` are those of the key/value
+ * heads (PEFT's `_prepare_prompt_learning_config` scales them, when saving
+ * and again when loading: `preparedForModel`).
  * @module
  */
 import { AdapterConfigError } from "../../errors.ts";

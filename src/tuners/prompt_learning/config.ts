@@ -215,3 +215,56 @@ export interface PromptMethod {
     options: { file?: string; warn: (m: string) => void },
   ): PromptLearningConfig;
 }
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/**
+ * PEFT's `_prepare_prompt_learning_config`, which `from_pretrained` runs on
+ * the saved config with the base's `config.json`: absent dimensions come
+ * from the base, and for prefix tuning on a grouped-query model `token_dim`
+ * and `num_attention_heads` are set to the key/value heads' (idempotent on
+ * configs PEFT already adjusted). Returns new values; `values` is not changed.
+ *
+ * @throws {AdapterConfigError} where PEFT raises (a dimension neither saved nor in the base's config).
+ * @example
+ * ```ts
+ * import { preparedForModel } from "./config.ts";
+ * const v = preparedForModel(
+ *   { peft_type: "PREFIX_TUNING", num_virtual_tokens: 3, token_dim: null },
+ *   { hidden_size: 128, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2 },
+ * );
+ * [v.token_dim, v.num_attention_heads, v.num_layers]; // [64, 2, 4]
+ * ```
+ */
+export function preparedForModel(
+  values: Readonly<Record<string, unknown>>,
+  modelConfig: Readonly<Record<string, unknown>>,
+  file?: string,
+): Record<string, unknown> {
+  // A vision-language model's text part.
+  const model = isRecord(modelConfig.text_config) ? modelConfig.text_config : modelConfig;
+  const out: Record<string, unknown> = { ...values };
+  const fill = (key: string, from: readonly string[]) => {
+    if (out[key] !== undefined && out[key] !== null) return;
+    const found = from.map((k) => model[k]).find((v) => v !== undefined && v !== null);
+    if (found === undefined) {
+      throw new AdapterConfigError(`Please specify \`${key}\` in \`peft_config\``, { file, key });
+    }
+    out[key] = found;
+  };
+  fill("num_layers", ["num_hidden_layers", "num_layers", "n_layer"]);
+  fill("token_dim", ["hidden_size", "n_embd", "d_model"]);
+  fill("num_attention_heads", ["num_attention_heads", "n_head", "num_heads", "encoder_attention_heads"]);
+  const kv = model.num_key_value_heads;
+  if (out.peft_type === "PREFIX_TUNING" && kv !== undefined && kv !== null) {
+    for (const key of ["global_head_dim", "per_layer_config"]) {
+      if (model[key] !== undefined && model[key] !== null) {
+        throw new UnsupportedError(`PREFIX_TUNING on a model with ${key} (per-layer key/value shapes)`, { key });
+      }
+    }
+    const headDim = model.head_dim ?? Math.floor(Number(out.token_dim) / Number(out.num_attention_heads));
+    out.token_dim = Number(headDim) * Number(kv);
+    out.num_attention_heads = kv;
+  }
+  return out;
+}
