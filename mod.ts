@@ -40,6 +40,7 @@ export type { TrainBatch } from "./src/train/batch.ts";
 export type { FitExample, FitOptions, FitProgress, FitResult } from "./src/train/fit.ts";
 export type { LoraConfig } from "./src/config/mod.ts";
 export type { TunerConfig, TunerType } from "./src/tuners/config.ts";
+export type { PromptLearningConfig, PromptLearningType } from "./src/tuners/prompt_learning/config.ts";
 
 export type { ModelDtype } from "./src/onnx/model_variant.ts";
 export { ModuleNotInExportError } from "./src/lora/plan.ts";

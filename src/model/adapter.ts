@@ -19,6 +19,7 @@ import { externalBytes } from "../onnx/external_data.ts";
 import { storesWeight } from "../onnx/requantize.ts";
 import { sameWeightValues, torchWeightToTarget } from "../lora/merge.ts";
 import type { TunerConfig } from "../tuners/config.ts";
+import type { PromptLearningConfig } from "../tuners/prompt_learning/config.ts";
 
 /** Options for reading an adapter (PEFT's `load_adapter` arguments, camelCase). */
 export interface AdapterOptions extends ResolveOptions {
@@ -55,8 +56,8 @@ export interface LoadedAdapter {
   name: string;
   /** Where it came from, for messages. */
   location: string;
-  /** LoRA's config, or a non-LoRA method's (`src/tuners`), merged-mode only. */
-  config: LoraConfig | TunerConfig;
+  /** LoRA's config, a non-LoRA method's (`src/tuners`, merged mode only), or a prompt-learning one. */
+  config: LoraConfig | TunerConfig | PromptLearningConfig;
   plan: AdapterPlan;
   weights: Safetensors;
   /** Number of parameters in its tensors. */

@@ -1,6 +1,7 @@
 /**
- * One entry point for reading any adapter for a base: LoRA's loader, or a
- * non-LoRA method's (merged mode only), chosen by the config's `peft_type`.
+ * One entry point for reading any adapter for a base: LoRA's loader, a
+ * non-LoRA method's (merged mode only), or a prompt-learning one (either
+ * mode), chosen by the config's `peft_type`.
  * @module
  */
 import { type PathOrSource, resolveSource } from "../hub/resolve.ts";
@@ -14,6 +15,8 @@ import {
   readAdapterWeights,
 } from "./adapter.ts";
 import type { BaseModel } from "./base_model.ts";
+import { adapterConfigValues, readPromptAdapter } from "./prompt_adapter.ts";
+import { isPromptLearningType } from "../tuners/prompt_learning/config.ts";
 
 /**
  * Reads and plans an adapter of any supported `peft_type` for a base, for
@@ -36,7 +39,12 @@ export async function readAdapterFor(
   mode: string,
 ): Promise<LoadedAdapter> {
   const source = await resolveSource(adapter, options);
-  const values = await tunerConfigOf(source, options, mode);
+  // The config file is read once here for both peeks (a URL source fetches on every read).
+  const peeked = await adapterConfigValues(source, options);
+  if (peeked && isPromptLearningType(peeked.peft_type)) {
+    return await readPromptAdapter(base, source, peeked, name, options);
+  }
+  const values = await tunerConfigOf(source, peeked ? { config: peeked } : options, mode);
   if (!values) {
     const loaded = await readAdapter(base.weights, source, name, options, base);
     // Merging into quantized layers re-quantizes them; PEFT warns of the rounding.

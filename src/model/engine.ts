@@ -12,6 +12,8 @@ import type { Feeds } from "./base_model.ts";
 export interface Runnable {
   session: ModelSession;
   feeds: Feeds | Promise<Feeds>;
+  /** Rewrites the caller's feeds before the run (prompt learning: the prompt, longer mask and positions). */
+  prepare?(feeds: Feeds): Feeds;
 }
 
 /**

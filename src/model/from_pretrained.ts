@@ -12,6 +12,7 @@ import type { AdapterOptions } from "./adapter.ts";
 import type { BaseModel } from "./base_model.ts";
 import { dynamicEngine } from "./dynamic_engine.ts";
 import { mergedEngine } from "./merged.ts";
+import { withPromptLearning } from "./prompt_engine.ts";
 import { trainableAdapter } from "./training.ts";
 import { type AdapterMode, PeftModel } from "./peft_model.ts";
 
@@ -69,9 +70,12 @@ export async function fromPretrained(
   const loaded = await readAdapterFor(base, adapter, options.adapterName ?? "default", options, mode);
   // The base's kernels, created by its first adapter and shared by the rest.
   const { merger } = await base.kernels();
-  const empty = mode === "merged"
-    ? mergedEngine(base)
-    : await dynamicEngine(base, { prepareModules: preparedModules(base, options.prepareModules) });
+  const empty = withPromptLearning(
+    base,
+    mode === "merged"
+      ? mergedEngine(base)
+      : await dynamicEngine(base, { prepareModules: preparedModules(base, options.prepareModules) }),
+  );
   const engine = await empty.add(loaded);
   const trainable = options.isTrainable ? await trainableAdapter(base, loaded) : undefined;
   return new PeftModel(base, mode, engine, loaded, merger.backend, trainable);

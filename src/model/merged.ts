@@ -19,6 +19,7 @@ import {
 } from "../onnx/quantized_weights.ts";
 import { quantizedUpdates, requantize, type TensorUpdate } from "../onnx/requantize.ts";
 import { indexWeights, type InitializerUse, type WeightTarget } from "../onnx/weight_index.ts";
+import { isPromptLearning } from "../tuners/prompt_learning/config.ts";
 import type { LoadedAdapter } from "./adapter.ts";
 import { BaseModel } from "./base_model.ts";
 import type { AdapterEngine, WeightedAdapter } from "./engine.ts";
@@ -50,6 +51,14 @@ export async function mergeAdapters(
   merger: WeightMerger,
   options: { safeMerge?: boolean } = {},
 ): Promise<ModelProto> {
+  const prompt = adapters.find(({ adapter }) => isPromptLearning(adapter.config));
+  if (prompt) {
+    // PEFT's merge_and_unload has nothing to merge either: the prompt is an input, not a weight delta.
+    throw new UnsupportedError(
+      `${prompt.adapter.config.peftType} adapter ${prompt.adapter.name} changes no weight, so it cannot be merged`,
+      { key: prompt.adapter.name },
+    );
+  }
   const tuned = adapters.find(({ adapter }) => adapter.config.peftType !== "LORA");
   if (tuned && (adapters.length > 1 || adapters[0].weight !== 1)) {
     // A non-LoRA adapter's plan holds whole new weights computed from the base: it neither scales nor stacks.

@@ -6,6 +6,7 @@
  */
 import type { LoraConfig } from "../config/mod.ts";
 import type { TunerConfig } from "../tuners/config.ts";
+import { isPromptLearning, type PromptLearningConfig } from "../tuners/prompt_learning/config.ts";
 import type { InferenceSession } from "../deps/ort.ts";
 import { AdapterConfigError, UnsupportedError } from "../errors.ts";
 import type { BatchGenerateOptions, GenerateOptions, GenerationResult, Prompt } from "../generate/mod.ts";
@@ -142,7 +143,7 @@ export class PeftModel implements AsyncDisposable {
   }
 
   /** Parsed PEFT config of each loaded adapter, by name. */
-  get peftConfig(): Readonly<Record<string, LoraConfig | TunerConfig>> {
+  get peftConfig(): Readonly<Record<string, LoraConfig | TunerConfig | PromptLearningConfig>> {
     return Object.fromEntries([...this.#loaded()].map((a) => [a.name, a.config]));
   }
 
@@ -186,13 +187,16 @@ export class PeftModel implements AsyncDisposable {
    * Runs the model exactly like `InferenceSession.run`, with the active
    * adapters or those named in `options.adapter`. Each run reads the model's
    * state once, so concurrent runs with different adapters do not interfere.
+   * With a prompt-learning adapter the feeds hold the real tokens only, as in
+   * PEFT: an empty past gets the prompt (prompt/P-tuning: its logits come
+   * first in `logits`) or the prefix; a non-empty past is a decode step.
    */
   async run(feeds: Feeds, options: PeftRunOptions = {}): Promise<Outputs> {
     const { adapter, adapterNames, ...runOptions } = options;
-    const { session, feeds: extra } = adapterNames === undefined
+    const { session, feeds: extra, prepare } = adapterNames === undefined
       ? this.#engine.runnable(this.#resolve(adapter))
       : this.#rowsRunnable(feeds, adapterNames, adapter);
-    return await session.run({ ...feeds, ...await extra }, runOptions);
+    return await session.run({ ...(prepare ? prepare(feeds) : feeds), ...await extra }, runOptions);
   }
 
   /**
@@ -438,7 +442,8 @@ export class PeftModel implements AsyncDisposable {
     const size = (a: LoadedAdapter, key: string) => a.weights.info(key).shape.reduce((x, y) => x * y, 1);
     const adapters = [...this.#loaded()].reduce(
       (n, a) =>
-        n +
+        // A prompt-learning adapter's parameters are its prompt encoder's embedding (what PEFT counts).
+        n + (isPromptLearning(a.config) ? a.parameters : 0) +
         a.plan.patches.reduce((m, p) =>
           m + (p.kind === "replace"
             ? size(a, p.key)

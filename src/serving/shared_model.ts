@@ -11,6 +11,7 @@
 import type { BaseModel } from "../model/base_model.ts";
 import { fromPretrained } from "../model/from_pretrained.ts";
 import { runQueue } from "../model/model_session.ts";
+import { isPromptLearning } from "../tuners/prompt_learning/config.ts";
 import type { AdapterMode, PeftModel } from "../model/peft_model.ts";
 import type { FileSource } from "../storage/file_source.ts";
 
@@ -100,8 +101,10 @@ export class SharedModel {
       const model = this.#model;
       const parameters = model.adapterParameters(key);
       // Dynamic: float32 adapter tensors plus their concatenated feed copies. Merged: a float32 copy of the
-      // base's parameters in the adapter's own session, plus the adapter's.
-      const bytes = this.mode === "dynamic" ? 2 * 4 * parameters : 4 * (this.#base.numParameters() + parameters);
+      // base's parameters in the adapter's own session, plus the adapter's. A prompt-learning adapter is fed in
+      // either mode (its prompt and the per-run copy), never merged.
+      const fed = this.mode === "dynamic" || isPromptLearning(model.peftConfig[key]);
+      const bytes = fed ? 2 * 4 * parameters : 4 * (this.#base.numParameters() + parameters);
       return { model, key, bytes };
     });
   }
