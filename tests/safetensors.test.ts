@@ -4,6 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
+import { Buffer } from "node:buffer";
 import { SafetensorsError } from "../src/errors.ts";
 import { f16BitsToF32, f32ToF16 } from "../src/numeric/mod.ts";
 import { parseSafetensors, parseSafetensorsHeader, readSafetensorsHeader } from "../src/safetensors/mod.ts";
@@ -569,10 +570,14 @@ test("toFloat32 and toTypedArray on data that is not aligned in the buffer", () 
   dv.setFloat64(16, 1 / 3, true);
   dv.setBigInt64(24, -7n, true);
   const file = rawFile(h, data);
-  for (const shift of [0, 1, 2, 3, 5]) {
-    const backing = new Uint8Array(file.length + shift);
+  // Node Buffers too: Buffer#slice() is a view (its .buffer the whole pool), not a copy as Uint8Array#slice() is.
+  const views = [0, 1, 2, 3, 5].flatMap((shift) => {
+    const backing = new Uint8Array(file.length + shift + 7).fill(0xee);
     backing.set(file, shift);
-    const st = parse(backing.subarray(shift));
+    return [backing.subarray(shift, shift + file.length), Buffer.from(backing.buffer, shift, file.length)];
+  });
+  for (const view of views) {
+    const st = parse(view);
     assert.deepEqual([...st.toFloat32("f")], [1.5, -2, Math.fround(1e-3)]);
     assert.deepEqual([...st.toFloat32("h")], [1, -2.5]);
     assert.deepEqual([...st.toFloat32("d")], [Math.fround(1 / 3)]);

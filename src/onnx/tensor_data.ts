@@ -49,7 +49,8 @@ function aligned(bytes: Uint8Array, elementSize: number): ArrayBuffer {
   if (bytes.byteOffset % elementSize === 0) {
     return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
   }
-  return bytes.slice().buffer;
+  // new Uint8Array(view) copies; a Node Buffer's slice() would be a view whose .buffer is its whole pool.
+  return new Uint8Array(bytes).buffer;
 }
 
 /**

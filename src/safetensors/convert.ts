@@ -41,7 +41,8 @@ function view<T>(
   if (bytes.byteOffset % size === 0) {
     return make(bytes.buffer, bytes.byteOffset, length);
   }
-  return make(bytes.slice().buffer, 0, length);
+  // new Uint8Array(view) copies; a Node Buffer's slice() would be a view whose .buffer is its whole pool.
+  return make(new Uint8Array(bytes).buffer, 0, length);
 }
 
 /**
