@@ -163,3 +163,33 @@ test("mergeAndUnload of an IA3 adapter loaded in dynamic mode merges its scales:
   const diff = comparedDiff(decoder, e, out.logits.data as Float32Array);
   assert.ok(diff <= 1e-4, `max abs diff ${diff}`);
 });
+
+for (const exporter of ["torchscript", "dynamo"]) {
+  test(`llama-${exporter} dynamic: two IA3 adapters active at once multiply their scales, as PEFT does`, async () => {
+    await using base = await loadBaseModel(realPath(`bases/llama-${exporter}`));
+    const pair = `${TUNERS}/llama-ia3-pair`;
+    await using model = await fromPretrained(base, realPath(`${pair}/a`), { adapterName: "a", ...silent });
+    await model.loadAdapter(realPath(`${pair}/b`), "b", silent);
+    const e = await realExpected(pair, INPUTS);
+    const created = await sessionsCreated(async () => {
+      model.setAdapter(["a", "b"]);
+      const diff = comparedDiff(decoder, e, (await model.run(e.feeds)).logits.data as Float32Array);
+      assert.ok(diff <= 1e-4, `max abs diff ${diff}`);
+      // One of them alone is another model: the pair's logits are not reached by either.
+      const alone = comparedDiff(decoder, e, (await model.run(e.feeds, { adapter: "a" })).logits.data as Float32Array);
+      assert.ok(alone > 1e-2, `adapter a alone is within ${alone} of the pair`);
+    });
+    assert.equal(created, 0);
+  });
+}
+
+test("two LN tuning adapters active at once are refused, as PEFT's LNTuningLayer refuses them", async () => {
+  await using base = await loadBaseModel(realPath("bases/gpt2-torchscript"));
+  await using model = await fromPretrained(base, realPath(`${TUNERS}/gpt2-ln-tuning`), { adapterName: "a", ...silent });
+  await model.loadAdapter(realPath(`${TUNERS}/gpt2-ln-tuning`), "b", silent);
+  const e = await realExpected(`${TUNERS}/gpt2-ln-tuning`, INPUTS);
+  await assert.rejects(
+    (async () => await model.run(e.feeds, { adapter: ["a", "b"] }))(),
+    (err: unknown) => err instanceof UnsupportedError && /more than one adapter/.test(err.message),
+  );
+});

@@ -195,6 +195,14 @@ function engine(
         { key: "adapter" },
       );
     }
+    if (types.has("LN_TUNING") && active.length > 1) {
+      // LNTuningLayer.forward refuses any other active adapter, even one on other norms.
+      throw new UnsupportedError(
+        `Trying to run forward with ${active.length} active adapters, but LN tuning does not allow inference ` +
+          "with more than one adapter at a time (as PEFT says)",
+        { key: "adapter" },
+      );
+    }
     return active.map(({ adapter, weight }) => ({ scales: adapters.get(adapter.name)!.scales, weight }));
   };
   const onGraph = (g: BranchGraph, feeds: Feeds) => {
