@@ -11,9 +11,11 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
 import * as ort from "onnxruntime-web";
 import { type Feeds, fromPretrained, loadBaseModel, Tensor, UnsupportedError } from "../mod.ts";
 import { BASE_ADAPTER } from "../src/model/peft_model.ts";
+import { parseSafetensors } from "../src/safetensors/mod.ts";
 import { comparedDiff, type RealBase, type RealExpected, realExpected, realPath } from "./support/real_fixtures.ts";
 
 const INPUTS = ["input_ids", "attention_mask", "position_ids"];
@@ -158,6 +160,10 @@ test("mergeAndUnload of an IA3 adapter loaded in dynamic mode merges its scales:
   await using base = await loadBaseModel(realPath("bases/llama-torchscript"));
   await using model = await fromPretrained(base, realPath(`${TUNERS}/llama-ia3`), silent);
   const e = await realExpected(`${TUNERS}/llama-ia3`, INPUTS);
+  // PEFT counts the ia3_l vectors: every tensor of the saved file.
+  const saved = parseSafetensors(await readFile(realPath(`${TUNERS}/llama-ia3/adapter_model.safetensors`)));
+  const count = saved.names().reduce((n, k) => n + saved.info(k).shape.reduce((a, b) => a * b, 1), 0);
+  assert.equal(model.getNbTrainableParameters().all - base.numParameters(), count);
   await using merged = await model.mergeAndUnload();
   const out = await merged.session.run(e.feeds);
   const diff = comparedDiff(decoder, e, out.logits.data as Float32Array);
