@@ -16,7 +16,15 @@ import * as ort from "onnxruntime-web";
 import { type Feeds, fromPretrained, loadBaseModel, Tensor, UnsupportedError } from "../mod.ts";
 import { BASE_ADAPTER } from "../src/model/peft_model.ts";
 import { parseSafetensors } from "../src/safetensors/mod.ts";
-import { comparedDiff, type RealBase, type RealExpected, realExpected, realPath } from "./support/real_fixtures.ts";
+import {
+  baseNamed,
+  comparedDiff,
+  type RealBase,
+  type RealExpected,
+  realExpected,
+  realManifest,
+  realPath,
+} from "./support/real_fixtures.ts";
 
 const INPUTS = ["input_ids", "attention_mask", "position_ids"];
 const decoder = { compare: "attention_mask" } as RealBase;
@@ -38,6 +46,24 @@ for (const name of CASES) {
         const e = await realExpected(`${TUNERS}/${name}`, INPUTS);
         const diff = comparedDiff(decoder, e, (await model.run(e.feeds)).logits.data as Float32Array);
         assert.ok(diff <= 1e-4, `max abs diff ${diff}`);
+      });
+    }
+  }
+}
+
+// fp16 files: held to the tolerance the manifest gives the file (the adapters move logits by ~1, far past it).
+const real = await realManifest();
+for (const name of ["llama-ia3", "llama-ln-tuning"]) {
+  for (const exporter of ["torchscript", "dynamo"]) {
+    const info = baseNamed(real, `llama-${exporter}`);
+    const variant = info.variants.find((v) => v.file === "onnx/model_fp16.onnx")!;
+    for (const mode of ["dynamic", "merged"] as const) {
+      test(`${name} on llama-${exporter} ${variant.file} ${mode} gives PEFT's logits within ${variant.atol}`, async () => {
+        await using base = await loadBaseModel(realPath(info.path), { file: variant.file });
+        await using model = await fromPretrained(base, realPath(`${TUNERS}/${name}`), { mode, ...silent });
+        const e = await realExpected(`${TUNERS}/${name}`, INPUTS);
+        const diff = comparedDiff(decoder, e, (await model.run(e.feeds)).logits.data as Float32Array);
+        assert.ok(diff < variant.atol, `max abs diff ${diff}`);
       });
     }
   }
@@ -197,5 +223,14 @@ test("two LN tuning adapters active at once are refused, as PEFT's LNTuningLayer
   await assert.rejects(
     (async () => await model.run(e.feeds, { adapter: ["a", "b"] }))(),
     (err: unknown) => err instanceof UnsupportedError && /more than one adapter/.test(err.message),
+  );
+});
+
+test("IA3 on a quantized export is refused in dynamic mode too, with a typed error naming the module", async () => {
+  await using base = await loadBaseModel(realPath("bases/llama-torchscript"), { file: "onnx/model_quantized.onnx" });
+  await assert.rejects(
+    fromPretrained(base, realPath(`${TUNERS}/llama-ia3`), silent),
+    (e: unknown) =>
+      e instanceof UnsupportedError && /quantized weight/.test(e.message) && /layers\.0\./.test(e.message),
   );
 });

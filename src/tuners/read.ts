@@ -89,7 +89,7 @@ function checkTarget(base: TunedBase, module: string, target: WeightTarget | und
   }
   if (target.quantized) {
     throw new UnsupportedError(
-      `cannot merge into a quantized weight (${target.nodeName}); load a float export of ${base.file}`,
+      `cannot apply this method to a quantized weight (${target.nodeName}) in either mode; load a float export of ${base.file}`,
       { key: module },
     );
   }
