@@ -154,7 +154,7 @@ test("missing files: no folder, no adapter_config.json, no weights, .bin only", 
 test("non-LORA peft_type and invalid configs raise; isTrainable in merged mode and unknown modes raise", async () => {
   const { config, weights } = await qvFiles();
   await failsAndLeavesModelsIntact(
-    (base) => fromPretrained(base, adapterSource("ia3", { ...config, peft_type: "IA3" }, weights)),
+    (base) => fromPretrained(base, adapterSource("loha", { ...config, peft_type: "LOHA" }, weights)),
     (e) => {
       assert.ok(e instanceof UnsupportedError);
       assert.match((e as Error).message, /LORA/);

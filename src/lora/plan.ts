@@ -69,11 +69,29 @@ export interface TokensPatch {
   tokensAreOutputs: boolean;
 }
 
+/**
+ * A per-channel scale of a module's input or output (IA³'s `ia3_l`), as
+ * dynamic mode runs it: `key` holds the `[features]` vector.
+ */
+export interface ScalePatch {
+  kind: "scale";
+  module: string;
+  target: WeightTarget;
+  key: string;
+  /** Scales the module's input (IA³'s `feedforward_modules`), else its output (bias included). */
+  input: boolean;
+}
+
 /** Everything to apply for one adapter. */
 export interface AdapterPlan {
   patches: Array<LoraPatch | ReplacePatch>;
   /** Trainable-token rows; kept apart from `patches`, which both modes apply, as only merged mode applies these. */
   tokens: TokensPatch[];
+  /**
+   * Per-channel scales (IA³ loaded in dynamic mode, whose `patches` are then
+   * empty: merging computes the scaled weights when asked, `tuners/scales_merged.ts`).
+   */
+  scales?: ScalePatch[];
   /** Adapter keys that match no module of the base (PEFT's "unexpected keys"). */
   unmatchedKeys: string[];
   /** Base modules the config targets that the adapter has no weights for (PEFT's "missing keys"). */
@@ -215,7 +233,28 @@ function noBiasSite(target: WeightTarget): string | undefined {
   return undefined;
 }
 
-function planReplace(t: ModuleTensors, target: WeightTarget, shapeOf: ShapeOf, config: LoraConfig): ReplacePatch[] {
+/**
+ * The replacements of a module's own weight and/or bias by saved full
+ * tensors (`modules_to_save`, trained biases, LN tuning's norms), checked
+ * against the target (shape, a bias site where the export has none).
+ *
+ * @throws {AdapterMismatchError} for a wrong shape, or a bias the export cannot take.
+ * @throws {UnsupportedError} for the weight of a decomposed norm whose scale is not the weight itself.
+ * @example
+ * ```ts
+ * import { planReplace } from "./plan.ts";
+ * import type { WeightTarget } from "../onnx/weight_target.ts";
+ * import { parseLoraConfig } from "../config/mod.ts";
+ * declare const norm: WeightTarget;
+ * planReplace({ module: "model.norm", fullWeight: "w" }, norm, () => [norm.outFeatures], parseLoraConfig({ peft_type: "LORA" }));
+ * ```
+ */
+export function planReplace(
+  t: ModuleTensors,
+  target: WeightTarget,
+  shapeOf: ShapeOf,
+  config: LoraConfig,
+): ReplacePatch[] {
   const patches: ReplacePatch[] = [];
   if (t.fullWeight !== undefined) {
     if (target.kind === "norm" && !(target as NormTarget).scaleIsWeight) {

@@ -56,7 +56,7 @@ export interface LoadedAdapter {
   name: string;
   /** Where it came from, for messages. */
   location: string;
-  /** LoRA's config, a non-LoRA method's (`src/tuners`, merged mode only), or a prompt-learning one. */
+  /** LoRA's config, a non-LoRA method's (`src/tuners`), or a prompt-learning one. */
   config: LoraConfig | TunerConfig | PromptLearningConfig;
   plan: AdapterPlan;
   weights: Safetensors;
@@ -67,7 +67,7 @@ export interface LoadedAdapter {
 
 /**
  * The adapter's LoRA config, or an error saying that `what` (training, weighting)
- * needs a LoRA adapter (non-LoRA methods load in merged mode only).
+ * needs a LoRA adapter.
  *
  * @example
  * ```ts

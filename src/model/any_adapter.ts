@@ -1,7 +1,7 @@
 /**
  * One entry point for reading any adapter for a base: LoRA's loader, a
- * non-LoRA method's (merged mode only), or a prompt-learning one (either
- * mode), chosen by the config's `peft_type`.
+ * non-LoRA method's (merged mode; IA³ and LN tuning dynamic too), or a
+ * prompt-learning one (either mode), chosen by the config's `peft_type`.
  * @module
  */
 import { type PathOrSource, resolveSource } from "../hub/resolve.ts";
@@ -20,7 +20,7 @@ import { isPromptLearningType } from "../tuners/prompt_learning/config.ts";
 
 /**
  * Reads and plans an adapter of any supported `peft_type` for a base, for
- * the given mode (non-LoRA methods are refused outside merged mode).
+ * the given mode (non-LoRA methods without a dynamic form are refused outside merged mode).
  *
  * @example
  * ```ts
@@ -59,7 +59,15 @@ export async function readAdapterFor(
     (options.onWarning ?? console.warn)(message);
   };
   const read = () => readAdapterWeights(source);
-  const { config, plan, weights, parameters } = await readTunedAdapter(base, read, values, source.location, warn);
+  const tunedMode = mode === "dynamic" ? "dynamic" : "merged";
+  const { config, plan, weights, parameters } = await readTunedAdapter(
+    base,
+    read,
+    values,
+    source.location,
+    warn,
+    tunedMode,
+  );
   return { name, location: source.location, config, plan, weights, parameters, warnings };
 }
 

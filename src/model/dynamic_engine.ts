@@ -5,7 +5,9 @@
  * One session serves every adapter; switching adapters uploads only small
  * matrices. The graph is rewritten again only when a new adapter targets
  * modules it lacks. Trainable tokens get a branch of their own after the
- * embedding (and a tied head), fed the same way (`token_branches.ts`).
+ * embedding (and a tied head), fed the same way (`token_branches.ts`);
+ * per-channel scales (IA³) multiply a module's input or output by a fed
+ * vector (`scale_branches.ts`).
  * @module
  */
 import type { ModelSession } from "./model_session.ts";
@@ -24,6 +26,8 @@ import { addLoraBranches } from "../onnx/lora_branches.ts";
 import { addParamBranches, type ParamSite } from "../onnx/param_branches.ts";
 import { addTokenBranches, type TokenBranch, type TokenSite } from "../onnx/token_branches.ts";
 import { stackTokenRows, tokenFeeds, tokenSites } from "../lora/token_feeds.ts";
+import { addScaleBranches, type ScaleRequest, type ScaleSite, scaleSiteKey } from "../onnx/scale_branches.ts";
+import { adapterScales, scaleFeeds, type ScaleRowAdapter } from "../tuners/ia3/feeds.ts";
 import { externalBytes } from "../onnx/external_data.ts";
 import { readTargetWeight } from "../onnx/quantized_weights.ts";
 import { uploadToOrtGpu } from "../webgpu/ort_tensors.ts";
@@ -50,6 +54,9 @@ interface BranchGraph {
   /** Trainable-tokens branches, by module (the export's name), and the sites they were built for. */
   tokens: ReadonlyMap<string, TokenBranch>;
   tokenSites: ReadonlyMap<string, TokenSite>;
+  /** Per-channel scale sites (`scale_branches.ts`) by site key, and the requests they were built for. */
+  scaleSites: ReadonlyMap<string, ScaleSite>;
+  scaleRequests: ReadonlyMap<string, ScaleRequest>;
   /** Each cached LoRA feed set with the token feeds of the same adapters added (kept while that set is cached). */
   withTokens: WeakMap<Feeds, Feeds>;
   /** On WebGPU: each cached feed set's tensors uploaded once, so switching adapters uploads nothing. */
@@ -71,6 +78,8 @@ interface Prepared {
   doraScales: ReadonlyMap<string, Float32Array>;
   biasDeltas: ReadonlyMap<string, Float32Array>;
   params: AdapterParams;
+  /** Per-channel scales by site key (IA³). */
+  scales: ReadonlyMap<string, Float32Array>;
 }
 
 /** Options of {@linkcode dynamicEngine}. */
@@ -88,6 +97,7 @@ async function buildGraph(
   fed: ReadonlySet<string> = new Set(),
   norms: ReadonlySet<string> = new Set(),
   tokenSites: ReadonlyMap<string, TokenSite> = new Map(),
+  scaleRequests: ReadonlyMap<string, ScaleRequest> = new Map(),
 ): Promise<BranchGraph> {
   const tokensOnFed = [...tokenSites.keys()].find((m) => fed.has(m));
   if (tokensOnFed !== undefined) {
@@ -105,13 +115,25 @@ async function buildGraph(
       { key: both },
     );
   }
+  const scaledFed = [...scaleRequests.values()].find((r) => fed.has(r.target.module));
+  if (scaledFed !== undefined) {
+    throw new UnsupportedError(
+      "one adapter replaces this module whole (modules_to_save) and another scales it (IA3); one dynamic graph " +
+        'cannot serve both: load them on separate models, or use mode "merged"',
+      { key: scaledFed.target.module },
+    );
+  }
   // Per-row inputs: one session runs a single adapter set (rows dim 1) or mixed batches alike.
   const branched = addLoraBranches(base.onnx, base.weights, modules, { dora, bias, perRow: true });
   const params = deltas.size + fed.size + norms.size > 0
     ? addParamBranches(branched.model, base.weights, { deltas, fed, norms }, (name) => base.readWeight(name))
     : { model: branched.model, sites: new Map<string, ParamSite>() };
   const sites = params.sites;
-  const { model, branches: tokens } = addTokenBranches(params.model, base.onnx, tokenSites.values());
+  const withTokens = addTokenBranches(params.model, base.onnx, tokenSites.values());
+  const tokens = withTokens.branches;
+  const { model, sites: scaleSites } = scaleRequests.size > 0
+    ? addScaleBranches(withTokens.model, base.onnx, scaleRequests.values())
+    : { model: withTokens.model, sites: new Map<string, ScaleSite>() };
   const session = await createSession(model, base.externalData, base.settings, base.file);
   const onGpu = base.device === "webgpu" ? new WeakMap<Feeds, Promise<Feeds>>() : undefined;
   const feeds = new AdapterFeedCache(branched.branches, 32, sites);
@@ -127,14 +149,16 @@ async function buildGraph(
     feeds,
     tokens,
     tokenSites,
+    scaleSites,
+    scaleRequests,
     withTokens: new WeakMap(),
     onGpu,
   };
 }
 
-/** `lora` (a cached LoRA feed set) plus the token feeds of the same adapters, built once per set. */
+/** `lora` (a cached LoRA feed set) plus the token and scale feeds of the same adapters, built once per set. */
 function addTokens(g: BranchGraph, lora: Feeds, tokens: () => Feeds): Feeds {
-  if (g.tokens.size === 0) return lora;
+  if (g.tokens.size === 0 && g.scaleSites.size === 0) return lora;
   let feeds = g.withTokens.get(lora);
   if (!feeds) g.withTokens.set(lora, feeds = { ...lora, ...tokens() });
   return feeds;
@@ -161,6 +185,26 @@ function engine(
       const { tensor, doraScales, biasDeltas, params } = prepared;
       return { plan: adapter.plan, tensor, weight, doraScales, biasDeltas, params };
     });
+  const scaleRow = (active: readonly WeightedAdapter[]): ScaleRowAdapter[] => {
+    // PEFT's add_adapter: "Cannot combine adapters with different peft types" (IA3 and LN tuning alike).
+    const types = new Set(active.map(({ adapter }) => adapter.config.peftType));
+    if (types.size > 1 && [...types].some((t) => t === "IA3" || t === "LN_TUNING")) {
+      throw new UnsupportedError(
+        `Cannot combine adapters with different peft types (${[...types].join(", ")}) in one run, as PEFT says; ` +
+          "run them on different rows (adapterNames) or one at a time",
+        { key: "adapter" },
+      );
+    }
+    if (types.has("LN_TUNING") && active.length > 1) {
+      // LNTuningLayer.forward refuses any other active adapter, even one on other norms.
+      throw new UnsupportedError(
+        `Trying to run forward with ${active.length} active adapters, but LN tuning does not allow inference ` +
+          "with more than one adapter at a time (as PEFT says)",
+        { key: "adapter" },
+      );
+    }
+    return active.map(({ adapter, weight }) => ({ scales: adapters.get(adapter.name)!.scales, weight }));
+  };
   const onGraph = (g: BranchGraph, feeds: Feeds) => {
     if (!g.onGpu) return { session: g.session, feeds };
     let gpu = g.onGpu.get(feeds);
@@ -171,12 +215,24 @@ function engine(
     runnable(active: readonly WeightedAdapter[]) {
       if (active.length === 0 || !graph) return { session: base.session, feeds: {} };
       const sets = activeOf(active);
-      return onGraph(graph, addTokens(graph, graph.feeds.feeds(sets), () => tokenFeeds(graph.tokens, sets)));
+      const scales = scaleRow(active);
+      return onGraph(
+        graph,
+        addTokens(
+          graph,
+          graph.feeds.feeds(sets),
+          () => ({ ...tokenFeeds(graph.tokens, sets), ...scaleFeeds(graph.scaleSites, [scales]) }),
+        ),
+      );
     },
     rowsRunnable(rows: readonly (readonly WeightedAdapter[])[]) {
       if (!graph || rows.every((r) => r.length === 0)) return { session: base.session, feeds: {} };
       const sets = rows.map(activeOf);
-      const tokens = () => stackTokenRows(graph.tokens, sets.map((set) => tokenFeeds(graph.tokens, set)));
+      const scales = rows.map(scaleRow);
+      const tokens = () => ({
+        ...stackTokenRows(graph.tokens, sets.map((set) => tokenFeeds(graph.tokens, set))),
+        ...scaleFeeds(graph.scaleSites, scales),
+      });
       return onGraph(graph, addTokens(graph, graph.feeds.rowFeeds(sets), tokens));
     },
     async add(adapter: LoadedAdapter) {
@@ -197,6 +253,10 @@ function engine(
       const norms = new Set([...(graph?.norms ?? []), ...request.norms]);
       const tokenSiteMap = new Map(graph?.tokenSites);
       for (const site of tokenSites(adapter.plan)) tokenSiteMap.set(site.target.module, site);
+      const scaleRequests = new Map(graph?.scaleRequests);
+      for (const s of adapter.plan.scales ?? []) {
+        scaleRequests.set(scaleSiteKey(s.target.module, s.input), { target: s.target, input: s.input });
+      }
       // A module fed whole loses a branch that only preparation (prepareModules) gave it.
       const used = new Set([...adapters.values(), { adapter }].flatMap(({ adapter: a }) => {
         const own = paramSiteModules(paramSiteRequest(a.plan));
@@ -210,8 +270,11 @@ function engine(
         a.size === b.size && [...a].every((m) => b.has(m));
       const covers = graph && same(modules, graph.modules) && same(dora, graph.dora) && same(bias, graph.bias) &&
         same(deltas, graph.deltas) && same(fed, graph.fed) && same(norms, graph.norms) &&
-        same(new Set(tokenSiteMap.keys()), new Set(graph.tokenSites.keys()));
-      const next = covers ? graph : await buildGraph(base, modules, dora, bias, deltas, fed, norms, tokenSiteMap);
+        same(new Set(tokenSiteMap.keys()), new Set(graph.tokenSites.keys())) &&
+        same(new Set(scaleRequests.keys()), new Set(graph.scaleRequests.keys()));
+      const next = covers
+        ? graph
+        : await buildGraph(base, modules, dora, bias, deltas, fed, norms, tokenSiteMap, scaleRequests);
       // A bias the export lacks (dropped by the exporter as zero) is zero.
       const baseBias = (t: LoraPatch["target"]) =>
         t.bias ? base.readWeight(t.bias.initializer) : new Float32Array(t.outFeatures);
@@ -229,6 +292,7 @@ function engine(
             (name) => base.readWeight(name),
             adapter.config.fanInFanOut,
           ),
+          scales: adapterScales(adapter.plan.scales ?? [], tensor),
         };
         // Validates the adapter against the branches and sites.
         const alone = [{
@@ -240,6 +304,7 @@ function engine(
         }];
         next.feeds.feeds(alone);
         tokenFeeds(next.tokens, alone);
+        scaleFeeds(next.scaleSites, [[{ scales: prepared.scales }]]);
       } catch (error) {
         if (next !== graph) await next.session.release();
         throw error;

@@ -20,6 +20,7 @@ import {
 import { quantizedUpdates, requantize, type TensorUpdate } from "../onnx/requantize.ts";
 import { indexWeights, type InitializerUse, type WeightTarget } from "../onnx/weight_index.ts";
 import { isPromptLearning } from "../tuners/prompt_learning/config.ts";
+import { withScalesMerged } from "../tuners/scales_merged.ts";
 import type { LoadedAdapter } from "./adapter.ts";
 import { BaseModel } from "./base_model.ts";
 import type { AdapterEngine, WeightedAdapter } from "./engine.ts";
@@ -77,7 +78,9 @@ export async function mergeAdapters(
     "quantized" in use && use.quantized
       ? readTargetWeight(graph, use, base.file, external)
       : base.readWeight(use.initializer);
-  for (const { adapter, weight } of adapters) {
+  for (const { adapter: loaded, weight } of adapters) {
+    // Per-channel scales loaded for dynamic mode (IA³) are merged into weights only now.
+    const adapter = withScalesMerged(base, loaded);
     const newBiases: NewBias[] = [];
     const read = (use: InitializerUse | WeightTarget) => merged.get(useKey(use))?.values.slice() ?? baseWeight(use);
     const updates = await mergePatches(adapter.plan.patches, read, (k) => adapter.weights.toFloat32(k), merger, {

@@ -444,6 +444,7 @@ export class PeftModel implements AsyncDisposable {
       (n, a) =>
         // A prompt-learning adapter's parameters are its prompt encoder's embedding (what PEFT counts).
         n + (isPromptLearning(a.config) ? a.parameters : 0) +
+        (a.plan.scales ?? []).reduce((m, s) => m + size(a, s.key), 0) +
         a.plan.patches.reduce((m, p) =>
           m + (p.kind === "replace"
             ? size(a, p.key)

@@ -56,7 +56,8 @@ export interface NormTarget extends WeightTarget {
   /**
    * Whether the scale initializer is the module's `weight` itself (a
    * `LayerNormalization` node, or a decomposed norm's `Mul` reading the
-   * tensor named `<module>.weight`). Otherwise the scale may be a folded
+   * tensor named `<module>.weight`, or another norm's `.weight` that the
+   * exporter shared among equal norms). Otherwise the scale may be a folded
    * expression of it (Gemma's `1 + weight`), so it is not replaced.
    */
   scaleIsWeight: boolean;
@@ -151,6 +152,14 @@ export function indexNorms(graph: GraphProto): Map<string, NormTarget> {
     const named = node.input[wIndex] === `${module}.weight`;
     add(module, bias ? next![1] : i, weight, bias, named, node.name);
   });
+  // Dynamo exports share one initializer among norms with equal weights (every RMSNorm's ones), under the
+  // first one's name: a scale read as another norm's own `.weight` is this norm's weight too (a folded
+  // `1 + weight` is a computed tensor of another name).
+  for (const norm of norms.values()) {
+    if (norm.scaleIsWeight || norm.scaleNode === undefined) continue;
+    const owner = norm.initializer.endsWith(".weight") ? norms.get(norm.initializer.slice(0, -7)) : undefined;
+    if (owner?.scaleIsWeight && owner.initializer === norm.initializer) norm.scaleIsWeight = true;
+  }
   return norms;
 }
 

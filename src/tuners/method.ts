@@ -37,6 +37,24 @@ export interface ModuleUpdate {
   bias(): Float32Array | undefined;
 }
 
+/**
+ * A module's per-channel scale (see {@linkcode TunerMethod.scale}).
+ *
+ * @example
+ * ```ts
+ * import type { ChannelScale } from "./method.ts";
+ * const features = (s: ChannelScale) => s.values.length;
+ * ```
+ */
+export interface ChannelScale {
+  /** The saved tensor it comes from (`ia3_l`). */
+  param: string;
+  /** `[in]` when `input`, else `[out]`. */
+  values: Float32Array;
+  /** Whether the module's input is scaled (else its output, bias included). */
+  input: boolean;
+}
+
 /** The new parameters of one module; absent ones stay as in the base. */
 export interface ModuleResult {
   weight?: Float32Array;
@@ -64,6 +82,12 @@ export interface TunerMethod {
    * tuning): saved name -> parameter (`weight`, `bias`). `merge` is then unused.
    */
   readonly replaces?: Readonly<Record<string, "weight" | "bias">>;
+  /**
+   * Set for methods that are a per-channel scale of a module's input or
+   * output (IA³): the checked vector of one module and which side it scales.
+   * Dynamic mode feeds it per run (`scale_branches.ts`); `merge` folds it into the weight.
+   */
+  scale?(m: ModuleUpdate, config: TunerConfig): ChannelScale;
   parse(values: Readonly<Record<string, unknown>>, file?: string): TunerConfig;
   /** Checks, for the whole adapter, before any module is merged (e.g. shared tensors present). */
   check?(config: TunerConfig, shared: (name: string) => SavedTensor | undefined): void;

@@ -5,13 +5,13 @@
  */
 import { UnsupportedError } from "../errors.ts";
 import type { FileSource } from "../storage/file_source.ts";
-import { isTunerType } from "./methods.ts";
+import { isTunerType, TUNER_METHODS } from "./methods.ts";
 
 /**
  * The adapter's config object when its `peft_type` is a non-LoRA method
  * peft-edge merges, else `undefined` (LoRA's loader then reads, checks and
- * reports the config, including an unsupported `peft_type`). Such a method
- * in dynamic mode is refused, naming merged mode.
+ * reports the config, including an unsupported `peft_type`). A method
+ * without dynamic mode is refused there, naming merged mode.
  *
  * @example
  * ```ts
@@ -38,12 +38,20 @@ export async function tunerConfigOf(
   if (typeof values !== "object" || values === null || Array.isArray(values)) return undefined;
   const peftType = (values as Record<string, unknown>).peft_type;
   if (!isTunerType(peftType)) return undefined;
-  if (mode !== "merged") {
+  if (mode !== "merged" && !(mode === "dynamic" && hasDynamicMode(peftType))) {
     throw new UnsupportedError(
       `peft_type ${peftType} loads in mode "merged" only (its weights are merged into the base); ` +
-        `mode ${JSON.stringify(mode)} supports LORA`,
+        `mode ${JSON.stringify(mode)} supports LORA, ${DYNAMIC.join(", ")}`,
       { key: "mode" },
     );
   }
   return values as Record<string, unknown>;
 }
+
+/** Methods whose dynamic mode exists: a fed per-channel scale, or fed norm parameters (`param_branches.ts`). */
+function hasDynamicMode(peftType: keyof typeof TUNER_METHODS): boolean {
+  const method = TUNER_METHODS[peftType];
+  return method.scale !== undefined || method.replaces !== undefined;
+}
+
+const DYNAMIC = (Object.keys(TUNER_METHODS) as (keyof typeof TUNER_METHODS)[]).filter(hasDynamicMode);

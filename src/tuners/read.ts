@@ -9,12 +9,17 @@
 import { createTargetMatcher } from "../config/mod.ts";
 import { AdapterMismatchError, UnsupportedError } from "../errors.ts";
 import type { ModelProto } from "../deps/onnx_proto.ts";
-import { type AdapterPlan, ModuleNotInExportError, type ReplacePatch } from "../lora/plan.ts";
+import {
+  type AdapterPlan,
+  ModuleNotInExportError,
+  planReplace,
+  type ReplacePatch,
+  type ScalePatch,
+} from "../lora/plan.ts";
 import type { WeightIndex, WeightTarget } from "../onnx/weight_target.ts";
 import { parseSafetensors, type Safetensors, serializeSafetensors, type TensorInput } from "../safetensors/mod.ts";
 import type { TunerConfig, TunerType } from "./config.ts";
 import type { ModuleUpdate, SavedTensor, TunerMethod } from "./method.ts";
-import { normParamUse } from "./ln_tuning/norm_params.ts";
 import { TUNER_METHODS } from "./methods.ts";
 
 const PREFIX = "base_model.model.";
@@ -84,7 +89,7 @@ function checkTarget(base: TunedBase, module: string, target: WeightTarget | und
   }
   if (target.quantized) {
     throw new UnsupportedError(
-      `cannot merge into a quantized weight (${target.nodeName}); load a float export of ${base.file}`,
+      `cannot apply this method to a quantized weight (${target.nodeName}) in either mode; load a float export of ${base.file}`,
       { key: module },
     );
   }
@@ -128,9 +133,10 @@ export interface TunedAdapter {
 }
 
 /**
- * Patches that replace a module's own parameters (LN tuning's norms). The
- * replaced tensor is not a linear weight, so its target is described as a
- * 1 x n `in_out` tensor: the merged path then writes the values as saved.
+ * Patches that replace a module's own parameters (LN tuning's norms), on the
+ * norm as the norm index finds it by module scope (`norm_index.ts`, either
+ * exporter; a parameter shared with other norms is copied for this one when
+ * patched), checked as `modules_to_save` replacements are.
  */
 function replaced(
   base: TunedBase,
@@ -139,39 +145,88 @@ function replaced(
   replaces: Readonly<Record<string, "weight" | "bias">>,
   tensor: (key: string) => SavedTensor,
   outputs: Map<string, TensorInput>,
+  config: TunerConfig,
   exportFile: string,
 ): ReplacePatch[] {
-  const graph = base.onnx.graph!;
-  const exportModule = base.weights.resolveScope(module)?.module ?? module;
-  return [...params].map(([param, key]) => {
-    const name = `${exportModule}.${replaces[param]}`;
-    const use = normParamUse(graph, name, module, exportFile);
-    if (!use) throw new ModuleNotInExportError(module, exportFile, `no tensor named ${name}`);
-    const saved = tensor(key);
-    const size = graph.initializer.find((t) => t.name === use.initializer)!.dims.reduce((a, b) => a * Number(b), 1);
-    if (saved.values.length !== size) {
-      throw new AdapterMismatchError(`${key} has ${saved.values.length} values but ${name} has ${size}`, {
-        key: module,
-      });
-    }
-    outputs.set(key, { dtype: "F32", shape: [1, size], data: saved.values });
-    const target: WeightTarget = {
-      module,
-      kind: "embedding",
-      nodeName: graph.node[use.readerIndex].name,
-      ...use,
-      layout: "in_out",
-      inFeatures: 1,
-      outFeatures: size,
-    };
-    return { kind: "replace", module, target, param: "weight", key };
-  });
+  const target = base.weights.resolveNorm?.(module);
+  if (!target) throw new ModuleNotInExportError(module, exportFile, "no normalization layer found for it");
+  const keys = { module, fullWeight: undefined as string | undefined, fullBias: undefined as string | undefined };
+  for (const [param, key] of params) {
+    if (replaces[param] === "weight") keys.fullWeight = key;
+    else keys.fullBias = key;
+  }
+  const patches = planReplace(keys, target, (key) => tensor(key).shape, config.selection);
+  for (const p of patches) outputs.set(p.key, { dtype: "F32", shape: tensor(p.key).shape, data: tensor(p.key).values });
+  return patches;
+}
+
+/** One targeted module as the merge reads it (see {@linkcode ModuleUpdate}). */
+function moduleUpdate(
+  base: TunedBase,
+  module: string,
+  target: WeightTarget,
+  tensor: (param: string) => SavedTensor | undefined,
+  shared: (name: string) => SavedTensor | undefined,
+): ModuleUpdate {
+  const { outFeatures: out, inFeatures: inn } = target;
+  return {
+    module,
+    outFeatures: out,
+    inFeatures: inn,
+    tensor,
+    shared,
+    weight: () => {
+      const w = base.readWeight(target.initializer);
+      return target.layout === "out_in" ? w : transpose(w, inn, out);
+    },
+    bias: () => target.bias ? base.readWeight(target.bias.initializer) : undefined,
+  };
+}
+
+/**
+ * Merges one module by its method's math into full replacements of its
+ * weight (and bias), added to `outputs` under `<module>.weight` / `.bias`.
+ *
+ * @example
+ * ```ts
+ * import { mergeModule } from "./read.ts";
+ * // mergeModule(base, TUNER_METHODS.IA3, config, "model.layers.0.mlp.down_proj", target, tensor, shared, outputs);
+ * ```
+ */
+export function mergeModule(
+  base: TunedBase,
+  method: TunerMethod,
+  config: TunerConfig,
+  module: string,
+  target: WeightTarget,
+  tensor: (param: string) => SavedTensor | undefined,
+  shared: (name: string) => SavedTensor | undefined,
+  outputs: Map<string, TensorInput>,
+): ReplacePatch[] {
+  const { outFeatures: out, inFeatures: inn } = target;
+  const result = method.merge(moduleUpdate(base, module, target, tensor, shared), config);
+  const patches: ReplacePatch[] = [];
+  if (result.weight) {
+    // merge.ts reads replaced weights in PyTorch's layout: [in, out] under fan_in_fan_out.
+    const data = config.fanInFanOut ? transpose(result.weight, out, inn) : result.weight;
+    const key = `${module}.weight`;
+    outputs.set(key, { dtype: "F32", shape: config.fanInFanOut ? [inn, out] : [out, inn], data });
+    patches.push({ kind: "replace", module, target, param: "weight", key });
+  }
+  if (result.bias) {
+    if (!target.bias) throw new AdapterMismatchError("the base module has no bias to change", { key: module });
+    const key = `${module}.bias`;
+    outputs.set(key, { dtype: "F32", shape: [out], data: result.bias });
+    patches.push({ kind: "replace", module, target, param: "bias", key });
+  }
+  return patches;
 }
 
 /**
  * Reads a non-LoRA adapter (`peft_type` one of `TUNER_METHODS`) and merges
  * it into new values of the weights it changes; returns it planned as
- * full-parameter replacements.
+ * full-parameter replacements. In `mode` `"dynamic"`, a per-channel scale
+ * method (IA³) is planned as `scales` instead, merged by nothing.
  *
  * @example
  * ```ts
@@ -194,6 +249,7 @@ export async function readTunedAdapter(
   values: Readonly<Record<string, unknown>>,
   location: string,
   warn: (message: string) => void,
+  mode: "merged" | "dynamic" = "merged",
 ): Promise<TunedAdapter> {
   const peftType = values.peft_type as TunerType;
   const method = TUNER_METHODS[peftType];
@@ -230,7 +286,7 @@ export async function readTunedAdapter(
       continue;
     }
     if (method.replaces) {
-      patches.push(...replaced(base, module, params, method.replaces, tensor, outputs, exportFile));
+      patches.push(...replaced(base, module, params, method.replaces, tensor, outputs, config, exportFile));
       continue;
     }
     const target = base.weights.resolve(module);
@@ -244,34 +300,19 @@ export async function readTunedAdapter(
     });
   }
   method.check?.(config, shared);
+  const scales: ScalePatch[] = [];
   for (const [module, params, target] of chosen) {
-    const { outFeatures: out, inFeatures: inn } = target;
-    const update: ModuleUpdate = {
-      module,
-      outFeatures: out,
-      inFeatures: inn,
-      tensor: (p) => params.has(p) ? tensor(params.get(p)!) : undefined,
-      shared,
-      weight: () => {
-        const w = base.readWeight(target.initializer);
-        return target.layout === "out_in" ? w : transpose(w, inn, out);
-      },
-      bias: () => target.bias ? base.readWeight(target.bias.initializer) : undefined,
-    };
-    const result = method.merge(update, config);
-    if (result.weight) {
-      // merge.ts reads replaced weights in PyTorch's layout: [in, out] under fan_in_fan_out.
-      const data = config.fanInFanOut ? transpose(result.weight, out, inn) : result.weight;
-      const key = `${module}.weight`;
-      outputs.set(key, { dtype: "F32", shape: config.fanInFanOut ? [inn, out] : [out, inn], data });
-      patches.push({ kind: "replace", module, target, param: "weight", key });
+    const own = (p: string) => params.has(p) ? tensor(params.get(p)!) : undefined;
+    if (mode === "dynamic" && method.scale) {
+      // Fed per run: the saved vector is kept as saved, and merged only if mergeAndUnload asks.
+      const { param, input } = method.scale(moduleUpdate(base, module, target, own, shared), config);
+      const key = params.get(param)!;
+      const saved = tensor(key);
+      outputs.set(key, { dtype: "F32", shape: saved.shape, data: saved.values });
+      scales.push({ kind: "scale", module, target, key, input });
+      continue;
     }
-    if (result.bias) {
-      if (!target.bias) throw new AdapterMismatchError("the base module has no bias to change", { key: module });
-      const key = `${module}.bias`;
-      outputs.set(key, { dtype: "F32", shape: [out], data: result.bias });
-      patches.push({ kind: "replace", module, target, param: "bias", key });
-    }
+    patches.push(...mergeModule(base, method, config, module, target, own, shared, outputs));
   }
   if (unmatched.length > 0) {
     warn(
@@ -295,7 +336,14 @@ export async function readTunedAdapter(
   const parameters = file.names().reduce((n, k) => n + file.info(k).shape.reduce((a, b) => a * b, 1), 0);
   return {
     config,
-    plan: { patches, unmatchedKeys: unmatched, missingModules, missingKeys: [], tokens: [] },
+    plan: {
+      patches,
+      unmatchedKeys: unmatched,
+      missingModules,
+      missingKeys: [],
+      tokens: [],
+      ...(scales.length > 0 ? { scales } : {}),
+    },
     weights: merged,
     parameters,
   };

@@ -2,14 +2,15 @@
  * IA³ (PEFT's `tuners/ia3`): a learned vector `ia3_l` scales a module's
  * output (`[out, 1]`) or, for `feedforward_modules`, its input (`[1, in]`).
  * Merged as PEFT's `merge`: `W * ia3_l` (rows or columns), and for output
- * scaling the bias too.
+ * scaling the bias too; in dynamic mode the vector is fed per run
+ * (`onnx/scale_branches.ts`, `feeds.ts`).
  * @module
  */
 import { compilePythonRegex } from "../../config/mod.ts";
 import { AdapterConfigError } from "../../errors.ts";
 import { names, parseTunerConfig, type TunerConfig } from "../config.ts";
 import { required } from "../dense.ts";
-import type { ModuleUpdate, TunerMethod } from "../method.ts";
+import type { ChannelScale, ModuleUpdate, TunerMethod } from "../method.ts";
 
 /**
  * PEFT's `_check_target_module_feedforward`: a regex string must fully
@@ -41,10 +42,15 @@ function parse(values: Readonly<Record<string, unknown>>, file?: string): TunerC
   return config;
 }
 
+function scale(m: ModuleUpdate, config: TunerConfig): ChannelScale {
+  const input = isFeedforward(names(config.fields, "feedforward_modules"), m.module);
+  const values = required(m, "ia3_l", input ? [1, m.inFeatures] : [m.outFeatures, 1]).values;
+  return { param: "ia3_l", values, input };
+}
+
 function merge(m: ModuleUpdate, config: TunerConfig) {
-  const ff = isFeedforward(names(config.fields, "feedforward_modules"), m.module);
+  const { values: l, input: ff } = scale(m, config);
   const { outFeatures: out, inFeatures: inn } = m;
-  const l = required(m, "ia3_l", ff ? [1, inn] : [out, 1]).values;
   const w = m.weight();
   for (let o = 0; o < out; o++) {
     for (let i = 0; i < inn; i++) w[o * inn + i] = Math.fround(w[o * inn + i] * (ff ? l[i] : l[o]));
@@ -63,4 +69,4 @@ function merge(m: ModuleUpdate, config: TunerConfig) {
  * ia3.params; // ["ia3_l"]
  * ```
  */
-export const ia3: TunerMethod = { params: ["ia3_l"], parse, merge };
+export const ia3: TunerMethod = { params: ["ia3_l"], parse, scale, merge };
