@@ -452,7 +452,46 @@ export function planAdapter(
       ...planReplace({ module: t.module, fullWeight: weightKey, fullBias: biasKey }, target, shapeOf, config),
     );
   }
+  checkTokenModules(config, tokens, patches, (m) => config.targetModules !== null && selects(m));
   return { patches, tokens, unmatchedKeys, missingModules: missing(config, weights, adapted), missingKeys };
+}
+
+/**
+ * PEFT's `set_additional_trainable_modules` wraps the token modules after
+ * LoRA is injected and after `modules_to_save` is wrapped: a module that is
+ * also in `modules_to_save` raises ValueError, one that LoRA targets (its
+ * wrapper's `check_module` sees a LoRA layer) raises TypeError.
+ */
+function checkTokenModules(
+  config: LoraConfig,
+  tokens: readonly TokensPatch[],
+  patches: ReadonlyArray<LoraPatch | ReplacePatch>,
+  selects: (module: string) => boolean,
+): void {
+  const spec = config.trainableTokenIndices;
+  for (const p of tokens) {
+    const named = spec !== null && !Array.isArray(spec)
+      ? Object.keys(spec).filter((n) => p.module === n || p.module.endsWith(`.${n}`))
+      : [p.module];
+    const saved = named.find((n) => config.modulesToSave?.includes(n));
+    if (!p.tokensAreOutputs && saved !== undefined) {
+      throw new AdapterConfigError(
+        `${saved} is in modules_to_save and in trainable_token_indices; PEFT raises ValueError (the embedding ` +
+          "layer is already marked to be trained fully: specify modules_to_save or trainable_token_indices, not both)",
+        { key: "trainable_token_indices" },
+      );
+    }
+    const lora = patches.some((x) => x.kind === "lora" && x.target.module === p.target.module) ||
+      (!savedModule(config, p.module) && selects(p.module));
+    if (lora) {
+      throw new AdapterConfigError(
+        `trainable_token_indices names ${p.module}, which target_modules also adapts with LoRA; PEFT wraps it for ` +
+          "the tokens after injecting the LoRA and raises TypeError: trainable_token_indices cannot be applied to " +
+          `modules of type lora.${p.tokensAreOutputs ? "Linear" : "Embedding"} (one module takes either)`,
+        { key: "trainable_token_indices" },
+      );
+    }
+  }
 }
 
 /**

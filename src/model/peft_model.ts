@@ -30,6 +30,7 @@ import {
 } from "../train/peft_format.ts";
 import type { TrainableAdapter } from "../train/trainable.ts";
 import { resolveTrainerOptions, Trainer, type TrainerOptions } from "../train/trainer.ts";
+import { checkTokensBesideLora } from "../lora/token_rules.ts";
 import { weightedAdapter, type WeightedAdapterOptions } from "../lora/weighted.ts";
 import { serializeSafetensors } from "../safetensors/write.ts";
 import { memorySource } from "../storage/memory.ts";
@@ -283,6 +284,7 @@ export class PeftModel implements AsyncDisposable {
       throw new UnsupportedError("isTrainable: true is not supported yet: adapters load for inference only");
     }
     const loaded = await readAdapterFor(this.base, adapter, adapterName, options, this.mode);
+    checkTokensBesideLora(this.#loaded(), loaded);
     const previous = this.#engine;
     const engine = await previous.add(loaded);
     // Commit only after everything succeeded.
