@@ -391,3 +391,61 @@ for (const mode of ["dynamic", "merged"] as const) {
     }
   });
 }
+
+interface WeightedTokens {
+  sources: Record<string, string>;
+  cases: {
+    name: string;
+    adapters: string[];
+    weights: number[];
+    combination_type: "cat" | "linear";
+    trainable_token_indices: number[] | Record<string, number[]>;
+    token_indices: number[];
+    rows_are_base: boolean;
+  }[];
+}
+
+for (const mode of ["dynamic", "merged"] as const) {
+  test(`trainable tokens ${mode}: addWeightedAdapter does what PEFT's does (first source's indices, the base's rows) and says so`, async () => {
+    const spec = JSON.parse(await readFile(realPath("tokens/weighted.json"), "utf8")) as WeightedTokens;
+    const st = parseSafetensors(new Uint8Array(await readFile(realPath("tokens/weighted.safetensors"))));
+    const base = baseNamed(manifest, "llama-torchscript");
+    const feeds: Feeds = {};
+    for (const n of ["input_ids", "attention_mask", "position_ids"]) {
+      feeds[n] = new Tensor("int64", st.toTypedArray(n) as BigInt64Array, st.get(n).shape);
+    }
+    const expected = (key: string): RealExpected => ({
+      feeds,
+      mask: st.toTypedArray("attention_mask") as BigInt64Array,
+      logits: st.toFloat32(key),
+      dims: st.get(key).shape,
+    });
+    const model = await loadBaseModel(realPath(base.path));
+    const [[first, folder], ...rest] = Object.entries(spec.sources);
+    const peft = await fromPretrained(model, realPath(folder), { mode, adapterName: first, onWarning: () => {} });
+    try {
+      for (const [name, path] of rest) await peft.loadAdapter(realPath(path), name, { onWarning: () => {} });
+      for (const c of spec.cases) {
+        assert.ok(c.rows_are_base, "PEFT starts the new adapter's rows as the base's");
+        const warnings: string[] = [];
+        await peft.addWeightedAdapter(c.adapters, c.weights, c.name, {
+          combinationType: c.combination_type,
+          onWarning: (m) => warnings.push(m),
+        });
+        assert.equal(warnings.length, 1, c.name);
+        assert.match(warnings[0], /does not combine trainable tokens .*base's rows/, c.name);
+        assert.deepEqual(
+          (peft.peftConfig[c.name] as { trainableTokenIndices: unknown }).trainableTokenIndices,
+          c.trainable_token_indices,
+        );
+        const want = expected(`${c.name}.logits`);
+        assert.ok(comparedDiff(base, want, expected("base_logits").logits) > 1e-2, "the LoRA part moves the logits");
+        const out = (await peft.run(feeds, { adapter: c.name })).logits.data as Float32Array;
+        assert.ok(comparedDiff(base, want, out) < ATOL, `${c.name}: max abs diff ${comparedDiff(base, want, out)}`);
+      }
+    } finally {
+      await peft.release();
+      await model.release();
+    }
+  });
+}
