@@ -338,6 +338,7 @@ for (const mode of ["dynamic", "merged"] as const) {
       for (
         const [name, exception, why] of [
           ["lora-and-tokens", "TypeError", /target_modules also adapts with LoRA; PEFT .* raises TypeError/],
+          ["lora-and-tokens-no-rows", "TypeError", /target_modules also adapts with LoRA; PEFT .* raises TypeError/],
           [
             "tokens-and-modules-to-save",
             "ValueError",

@@ -469,28 +469,32 @@ function checkTokenModules(
   selects: (module: string) => boolean,
 ): void {
   const spec = config.trainableTokenIndices;
-  for (const p of tokens) {
-    const named = spec !== null && !Array.isArray(spec)
-      ? Object.keys(spec).filter((n) => p.module === n || p.module.endsWith(`.${n}`))
-      : [p.module];
-    const saved = named.find((n) => config.modulesToSave?.includes(n));
-    if (!p.tokensAreOutputs && saved !== undefined) {
-      throw new AdapterConfigError(
-        `${saved} is in modules_to_save and in trainable_token_indices; PEFT raises ValueError (the embedding ` +
-          "layer is already marked to be trained fully: specify modules_to_save or trainable_token_indices, not both)",
-        { key: "trainable_token_indices" },
-      );
-    }
-    const lora = patches.some((x) => x.kind === "lora" && x.target.module === p.target.module) ||
-      (!savedModule(config, p.module) && selects(p.module));
-    if (lora) {
-      throw new AdapterConfigError(
-        `trainable_token_indices names ${p.module}, which target_modules also adapts with LoRA; PEFT wraps it for ` +
-          "the tokens after injecting the LoRA and raises TypeError: trainable_token_indices cannot be applied to " +
-          `modules of type lora.${p.tokensAreOutputs ? "Linear" : "Embedding"} (one module takes either)`,
-        { key: "trainable_token_indices" },
-      );
-    }
+  if (spec === null) return;
+  // PEFT compares the names as written (a list means the input embedding's full name) with modules_to_save.
+  const names = Array.isArray(spec)
+    ? tokens.filter((p) => !p.tokensAreOutputs).map((p) => p.module)
+    : Object.keys(spec);
+  const saved = names.find((n) => config.modulesToSave?.includes(n));
+  if (saved !== undefined) {
+    throw new AdapterConfigError(
+      `${saved} is in modules_to_save and in trainable_token_indices; PEFT raises ValueError (the embedding ` +
+        "layer is already marked to be trained fully: specify modules_to_save or trainable_token_indices, not both)",
+      { key: "trainable_token_indices" },
+    );
+  }
+  const named = (m: string) => !Array.isArray(spec) && names.some((n) => m === n || m.endsWith(`.${n}`));
+  const lora = patches.filter((x): x is LoraPatch => x.kind === "lora");
+  const clash =
+    tokens.find((p) =>
+      lora.some((x) => x.target.module === p.target.module) || (!savedModule(config, p.module) && selects(p.module))
+    )?.module ?? lora.find((x) => x.target.kind === "embedding" && named(x.module))?.module;
+  if (clash !== undefined) {
+    throw new AdapterConfigError(
+      `trainable_token_indices names ${clash}, which target_modules also adapts with LoRA; PEFT wraps it for ` +
+        "the tokens after injecting the LoRA and raises TypeError: trainable_token_indices cannot be applied to " +
+        "modules of type lora.Embedding (one module takes either)",
+      { key: "trainable_token_indices" },
+    );
   }
 }
 
