@@ -15,6 +15,9 @@ import {
   rankFor,
   scalingFor,
 } from "../src/config/mod.ts";
+import { PROMPT_LEARNING_TYPES, SUPPORTED_PEFT_TYPES, TUNER_TYPES } from "../src/config/peft_types.ts";
+import { isTunerType, TUNER_METHODS } from "../src/tuners/methods.ts";
+import { isPromptLearningType } from "../src/tuners/prompt_learning/config.ts";
 
 const quiet = { onWarning: () => {} };
 const parse = (json: unknown, overrides?: Record<string, unknown>): LoraConfig =>
@@ -326,22 +329,43 @@ test("PEFT-valid edge values are accepted", () => {
 // peft_type and unsupported features
 // ---------------------------------------------------------------------------
 
-for (const peftType of ["IA3", "PREFIX_TUNING", "ADALORA", "lora", 3]) {
-  test(`peft_type ${JSON.stringify(peftType)} raises UnsupportedError naming supported types`, () => {
-    const warnings: string[] = [];
-    assert.throws(
-      () => parseLoraConfig({ peft_type: peftType, num_virtual_tokens: 20 }, { onWarning: (m) => warnings.push(m) }),
-      (e) => {
-        assert.ok(e instanceof UnsupportedError);
-        assert.equal(e.key, "peft_type");
-        assert.ok(e.message.includes(JSON.stringify(peftType)), e.message);
-        assert.match(e.message, /supports: LORA/);
-        return true;
-      },
-    );
-    assert.deepEqual(warnings, [], "no unknown-field noise for a non-LoRA config");
-  });
+for (const peftType of ["NOT_A_METHOD", "lora", 3, "IA3", "PREFIX_TUNING", "ADALORA"]) {
+  const loaded = typeof peftType === "string" && SUPPORTED_PEFT_TYPES.includes(peftType);
+  test(
+    `peft_type ${JSON.stringify(peftType)} raises UnsupportedError ${
+      loaded ? "saying LoRA's parser reads LORA only" : "naming every supported type"
+    }`,
+    () => {
+      const warnings: string[] = [];
+      assert.throws(
+        () => parseLoraConfig({ peft_type: peftType, num_virtual_tokens: 20 }, { onWarning: (m) => warnings.push(m) }),
+        (e) => {
+          assert.ok(e instanceof UnsupportedError);
+          assert.equal(e.key, "peft_type");
+          assert.ok(e.message.includes(JSON.stringify(peftType)), e.message);
+          if (loaded) {
+            assert.match(e.message, /is not a LoRA config; LoRA's parser reads peft_type LORA only/);
+          } else {
+            // The list is the one the loaders dispatch on: every tuner method and prompt-learning type.
+            const listed = e.message.split("peft-edge supports: ")[1]?.split(", ");
+            assert.deepEqual(listed, [...SUPPORTED_PEFT_TYPES]);
+            for (const t of ["LORA", ...Object.keys(TUNER_METHODS), "PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING"]) {
+              assert.ok(listed!.includes(t), `${t} listed`);
+            }
+          }
+          return true;
+        },
+      );
+      assert.deepEqual(warnings, [], "no unknown-field noise for a non-LoRA config");
+    },
+  );
 }
+
+test("every listed tuner type has a method and every prompt-learning type is recognized", () => {
+  assert.deepEqual(Object.keys(TUNER_METHODS).sort(), [...TUNER_TYPES].sort());
+  for (const t of PROMPT_LEARNING_TYPES) assert.ok(isPromptLearningType(t), t);
+  assert.ok(!isTunerType("LORA") && !isPromptLearningType("LORA"));
+});
 
 const UNSUPPORTED: [string, unknown, string][] = [
   ["layer_replication", { layer_replication: [[0, 4], [2, 5]] }, "layer_replication"],

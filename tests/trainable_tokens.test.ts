@@ -12,6 +12,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import {
+  AdapterConfigError,
   type Feeds,
   fromPretrained,
   loadBaseModel,
@@ -210,6 +211,9 @@ const CONVERTED: ReadonlyArray<[base: string, file: string]> = [
   ["llama-torchscript", "onnx/model_fp16.onnx"],
   ["llama-torchscript", "onnx/model_q4.onnx"],
   ["llama-dynamo", "onnx/model_fp16.onnx"],
+  // quantize_dynamic's 8-bit embedding: the rows are replaced after its DequantizeLinear.
+  ["llama-torchscript", "onnx/model_quantized.onnx"],
+  ["llama-dynamo", "onnx/model_quantized.onnx"],
 ];
 for (const [baseName, file] of CONVERTED) {
   test(`llama-trainable-tokens on ${baseName} ${file} dynamic: PEFT's logits within the file's tolerance`, async () => {
@@ -309,29 +313,140 @@ test("trainable tokens: two active adapters with tokens on one embedding are ref
   }
 });
 
-test("trainable tokens: refused beside a LoRA on the same embedding, and for training (no such branch there)", async () => {
+test("trainable tokens: refused for training (no such branch there)", async () => {
   const c = cases.find((x) => x.name === "llama-trainable-tokens")!;
-  const base = baseNamed(manifest, "llama-torchscript");
-  const model = await loadBaseModel(realPath(base.path));
-  let peft: PeftModel | undefined;
+  const model = await loadBaseModel(realPath(baseNamed(manifest, "llama-torchscript").path));
   try {
     await assert.rejects(
       () => fromPretrained(model, realPath(c.adapter), { isTrainable: true, onWarning: () => {} }),
       (err) => err instanceof UnsupportedError && /training trainable tokens/.test(err.message),
     );
-    peft = await fromPretrained(model, realPath(c.adapter), { adapterName: "tokens", onWarning: () => {} });
-    await peft.loadAdapter(realPath("adapters/llama-embed"), "embed", { onWarning: () => {} });
-    const e = await tokensExpected(c.name);
-    await assert.rejects(
-      () => peft!.run(e.feeds, { adapter: ["tokens", "embed"] }),
-      (err) => err instanceof UnsupportedError && /same module/.test(err.message),
-    );
-    // Each alone runs: the embedding LoRA's branch sits under the tokens' one in the same graph.
-    const embed = await realExpected("adapters/llama-embed", base.inputs);
-    const out = (await peft.run(embed.feeds, { adapter: "embed" })).logits.data as Float32Array;
-    assert.ok(comparedDiff(base, embed, out) < ATOL, `embed: max abs diff ${comparedDiff(base, embed, out)}`);
   } finally {
-    await peft?.release();
     await model.release();
   }
 });
+
+/** PEFT's verdict on a folder of tests/fixtures/real/tokens (made by tokens.py). */
+async function tokensVerdict(name: string): Promise<{ outcome: string; exception?: string; message?: string }> {
+  return JSON.parse(await readFile(realPath(`tokens/${name}/verdict.json`), "utf8"));
+}
+
+for (const mode of ["dynamic", "merged"] as const) {
+  test(`trainable tokens ${mode}: PEFT's errors for a LoRA or modules_to_save on the tokens' own embedding in one config`, async () => {
+    const model = await loadBaseModel(realPath(baseNamed(manifest, "llama-torchscript").path));
+    try {
+      for (
+        const [name, exception, why] of [
+          ["lora-and-tokens", "TypeError", /target_modules also adapts with LoRA; PEFT .* raises TypeError/],
+          ["lora-and-tokens-no-rows", "TypeError", /target_modules also adapts with LoRA; PEFT .* raises TypeError/],
+          [
+            "tokens-and-modules-to-save",
+            "ValueError",
+            /in modules_to_save and in trainable_token_indices; PEFT raises ValueError/,
+          ],
+        ] as const
+      ) {
+        const verdict = await tokensVerdict(name);
+        assert.equal(verdict.outcome, "raises");
+        assert.equal(verdict.exception, exception);
+        await assert.rejects(
+          () => fromPretrained(model, realPath(`tokens/${name}`), { mode, onWarning: () => {} }),
+          (err) => err instanceof AdapterConfigError && err.key === "trainable_token_indices" && why.test(err.message),
+          name,
+        );
+      }
+    } finally {
+      await model.release();
+    }
+  });
+
+  test(`trainable tokens ${mode}: PEFT's errors for a LoRA and tokens on one embedding from two adapters, either order; the model stays as it was`, async () => {
+    const tokens = cases.find((x) => x.name === "llama-trainable-tokens")!;
+    const base = baseNamed(manifest, "llama-torchscript");
+    const model = await loadBaseModel(realPath(base.path));
+    const embed = await realExpected("adapters/llama-embed", base.inputs);
+    const e = await tokensExpected(tokens.name);
+    try {
+      for (
+        const [first, second, why] of [
+          [tokens.adapter, "adapters/llama-embed", /has a LoRA on model\.embed_tokens, which carries .* ValueError/],
+          ["adapters/llama-embed", tokens.adapter, /has trainable tokens on model\.embed_tokens, .* TypeError/],
+        ] as const
+      ) {
+        const peft = await fromPretrained(model, realPath(first), { mode, adapterName: "first", onWarning: () => {} });
+        try {
+          await assert.rejects(
+            () => peft.loadAdapter(realPath(second), "second", { onWarning: () => {} }),
+            (err) => err instanceof AdapterConfigError && why.test(err.message),
+          );
+          assert.deepEqual(peft.listAdapters(), ["first"]);
+          const [want, feeds] = first === tokens.adapter ? [e.peft, e.feeds] : [embed, embed.feeds];
+          const out = (await peft.run(feeds)).logits.data as Float32Array;
+          assert.ok(comparedDiff(base, want, out) < ATOL, `${first} still runs: ${comparedDiff(base, want, out)}`);
+        } finally {
+          await peft.release();
+        }
+      }
+    } finally {
+      await model.release();
+    }
+  });
+}
+
+interface WeightedTokens {
+  sources: Record<string, string>;
+  cases: {
+    name: string;
+    adapters: string[];
+    weights: number[];
+    combination_type: "cat" | "linear";
+    trainable_token_indices: number[] | Record<string, number[]>;
+    token_indices: number[];
+    rows_are_base: boolean;
+  }[];
+}
+
+for (const mode of ["dynamic", "merged"] as const) {
+  test(`trainable tokens ${mode}: addWeightedAdapter does what PEFT's does (first source's indices, the base's rows) and says so`, async () => {
+    const spec = JSON.parse(await readFile(realPath("tokens/weighted.json"), "utf8")) as WeightedTokens;
+    const st = parseSafetensors(new Uint8Array(await readFile(realPath("tokens/weighted.safetensors"))));
+    const base = baseNamed(manifest, "llama-torchscript");
+    const feeds: Feeds = {};
+    for (const n of ["input_ids", "attention_mask", "position_ids"]) {
+      feeds[n] = new Tensor("int64", st.toTypedArray(n) as BigInt64Array, st.get(n).shape);
+    }
+    const expected = (key: string): RealExpected => ({
+      feeds,
+      mask: st.toTypedArray("attention_mask") as BigInt64Array,
+      logits: st.toFloat32(key),
+      dims: st.get(key).shape,
+    });
+    const model = await loadBaseModel(realPath(base.path));
+    const [[first, folder], ...rest] = Object.entries(spec.sources);
+    const peft = await fromPretrained(model, realPath(folder), { mode, adapterName: first, onWarning: () => {} });
+    try {
+      for (const [name, path] of rest) await peft.loadAdapter(realPath(path), name, { onWarning: () => {} });
+      for (const c of spec.cases) {
+        assert.ok(c.rows_are_base, "PEFT starts the new adapter's rows as the base's");
+        const warnings: string[] = [];
+        await peft.addWeightedAdapter(c.adapters, c.weights, c.name, {
+          combinationType: c.combination_type,
+          onWarning: (m) => warnings.push(m),
+        });
+        assert.equal(warnings.length, 1, c.name);
+        assert.match(warnings[0], /does not combine trainable tokens .*base's rows/, c.name);
+        assert.deepEqual(
+          (peft.peftConfig[c.name] as { trainableTokenIndices: unknown }).trainableTokenIndices,
+          c.trainable_token_indices,
+        );
+        const want = expected(`${c.name}.logits`);
+        assert.ok(comparedDiff(base, want, expected("base_logits").logits) > 1e-2, "the LoRA part moves the logits");
+        const out = (await peft.run(feeds, { adapter: c.name })).logits.data as Float32Array;
+        assert.ok(comparedDiff(base, want, out) < ATOL, `${c.name}: max abs diff ${comparedDiff(base, want, out)}`);
+      }
+    } finally {
+      await peft.release();
+      await model.release();
+    }
+  });
+}

@@ -14,6 +14,7 @@ import { describeValue, isPlainObject } from "../json/values.ts";
 import * as read from "./fields.ts";
 import { fullmatchRegex, layerIndexRegex, modulesToSaveRegex, patternKeyRegex } from "./regex.ts";
 import { jsonSyntaxError } from "../json/syntax.ts";
+import { SUPPORTED_PEFT_TYPES } from "./peft_types.ts";
 
 /**
  * Every snake_case key a PEFT LoRA config may contain: `PeftConfigMixin` +
@@ -326,8 +327,15 @@ export function parseLoraConfig(json: unknown, options: ParseLoraConfigOptions =
     );
   }
   if (peftType !== undefined && peftType !== null && peftType !== "LORA") {
+    // A method peft-edge loads, handed to LoRA's parser: say where it loads rather than "not supported".
+    const known = typeof peftType === "string" && SUPPORTED_PEFT_TYPES.includes(peftType);
     throw new UnsupportedError(
-      `peft_type ${describeValue(peftType)} is not supported; peft-edge supports: LORA`,
+      known
+        ? `peft_type ${describeValue(peftType)} is not a LoRA config; LoRA's parser reads peft_type LORA only ` +
+          "(fromPretrained and loadAdapter load every supported type)"
+        : `peft_type ${describeValue(peftType)} is not supported; peft-edge supports: ${
+          SUPPORTED_PEFT_TYPES.join(", ")
+        }`,
       { file, key: "peft_type" },
     );
   }

@@ -491,7 +491,50 @@ export function planAdapter(
       ...planReplace({ module: t.module, fullWeight: weightKey, fullBias: biasKey }, target, shapeOf, config),
     );
   }
+  checkTokenModules(config, tokens, patches, (m) => config.targetModules !== null && selects(m));
   return { patches, tokens, unmatchedKeys, missingModules: missing(config, weights, adapted), missingKeys };
+}
+
+/**
+ * PEFT's `set_additional_trainable_modules` wraps the token modules after
+ * LoRA is injected and after `modules_to_save` is wrapped: a module that is
+ * also in `modules_to_save` raises ValueError, one that LoRA targets (its
+ * wrapper's `check_module` sees a LoRA layer) raises TypeError.
+ */
+function checkTokenModules(
+  config: LoraConfig,
+  tokens: readonly TokensPatch[],
+  patches: ReadonlyArray<LoraPatch | ReplacePatch>,
+  selects: (module: string) => boolean,
+): void {
+  const spec = config.trainableTokenIndices;
+  if (spec === null) return;
+  // PEFT compares the names as written (a list means the input embedding's full name) with modules_to_save.
+  const names = Array.isArray(spec)
+    ? tokens.filter((p) => !p.tokensAreOutputs).map((p) => p.module)
+    : Object.keys(spec);
+  const saved = names.find((n) => config.modulesToSave?.includes(n));
+  if (saved !== undefined) {
+    throw new AdapterConfigError(
+      `${saved} is in modules_to_save and in trainable_token_indices; PEFT raises ValueError (the embedding ` +
+        "layer is already marked to be trained fully: specify modules_to_save or trainable_token_indices, not both)",
+      { key: "trainable_token_indices" },
+    );
+  }
+  const named = (m: string) => !Array.isArray(spec) && names.some((n) => m === n || m.endsWith(`.${n}`));
+  const lora = patches.filter((x): x is LoraPatch => x.kind === "lora");
+  const clash =
+    tokens.find((p) =>
+      lora.some((x) => x.target.module === p.target.module) || (!savedModule(config, p.module) && selects(p.module))
+    )?.module ?? lora.find((x) => x.target.kind === "embedding" && named(x.module))?.module;
+  if (clash !== undefined) {
+    throw new AdapterConfigError(
+      `trainable_token_indices names ${clash}, which target_modules also adapts with LoRA; PEFT wraps it for ` +
+        "the tokens after injecting the LoRA and raises TypeError: trainable_token_indices cannot be applied to " +
+        "modules of type lora.Embedding (one module takes either)",
+      { key: "trainable_token_indices" },
+    );
+  }
 }
 
 /**

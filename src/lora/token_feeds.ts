@@ -14,7 +14,7 @@ import { Tensor } from "../deps/ort.ts";
 import { OnnxModelError, UnsupportedError } from "../errors.ts";
 import { f32ToF16 } from "../numeric/float16.ts";
 import type { TokenBranch, TokenSite } from "../onnx/token_branches.ts";
-import { type ActiveAdapter, type BranchFeeds, loraPatches } from "./dynamic_feeds.ts";
+import type { ActiveAdapter, BranchFeeds } from "./dynamic_feeds.ts";
 import type { AdapterPlan, TokensPatch } from "./plan.ts";
 
 /**
@@ -55,16 +55,7 @@ function activeTokens(
       byModule.set(module, { patch, adapter });
     }
   }
-  for (const adapter of active) {
-    for (const p of loraPatches(adapter.plan)) {
-      if (byModule.has(p.target.module)) {
-        throw new UnsupportedError(
-          'a LoRA and trainable tokens on the same module cannot run together in dynamic mode; use mode "merged"',
-          { key: p.target.module },
-        );
-      }
-    }
-  }
+  // A LoRA beside tokens on one module never gets here: PEFT refuses the pair at load (token_rules.ts, plan.ts).
   return byModule;
 }
 
@@ -90,7 +81,7 @@ function valuesTensor(branch: TokenBranch, values: Float32Array, dims: number[])
  * The feeds of every token branch for one set of active adapters (one set
  * for all batch rows: a leading dim of 1). Validates first.
  *
- * @throws {UnsupportedError} for weighted tokens, two active adapters with tokens on one module, or LoRA beside tokens on one module.
+ * @throws {UnsupportedError} for weighted tokens, or two active adapters with tokens on one module.
  * @throws {OnnxModelError} when an adapter has tokens on a module without a branch.
  * @example
  * ```ts

@@ -10,7 +10,7 @@
 import type { LoraConfig } from "../config/mod.ts";
 import { AdapterConfigError, UnsupportedError } from "../errors.ts";
 import type { TensorInput } from "../safetensors/write.ts";
-import type { LoraPatch, ReplacePatch } from "./plan.ts";
+import type { LoraPatch, ReplacePatch, TokensPatch } from "./plan.ts";
 import { svd } from "./svd.ts";
 
 /** PEFT's combination types. */
@@ -55,6 +55,8 @@ export interface WeightedAdapterOptions {
   density?: number;
   /** How `ties` elects each value's sign: `"total"` (default) or `"frequency"`. */
   majoritySignMethod?: "total" | "frequency";
+  /** Receives the warning that trainable tokens are not combined; default `console.warn`. */
+  onWarning?: (message: string) => void;
 }
 
 /** A loaded adapter as `weightedAdapter` reads it. */
@@ -62,9 +64,14 @@ export interface WeightSource {
   name: string;
   config: LoraConfig;
   patches: ReadonlyArray<LoraPatch | ReplacePatch>;
+  /** Its trainable tokens (the plan's), if any. */
+  tokens?: readonly TokensPatch[];
   /** An adapter tensor as float32. */
   read(key: string): Float32Array;
 }
+
+/** The base's float weight of a module (as the graph stores it, dequantized where quantized). */
+export type BaseWeight = (target: TokensPatch["target"]) => Float32Array;
 
 /** The new adapter: an `adapter_config.json` object and its `adapter_model.safetensors` tensors. */
 export interface WeightedResult {
@@ -348,13 +355,52 @@ const f32 = (shape: number[], data: Float64Array): TensorInput => ({
 });
 
 /**
+ * PEFT's new adapter takes the first source's config, `trainable_token_indices`
+ * included, and `inject_adapter` then wraps those tokens afresh:
+ * `TrainableTokensLayer.update_layer` starts their rows as the base's own
+ * (`trainable_tokens_delta = weight[indices]`). So the tokens' rows of no
+ * source survive (PEFT says nothing; this warns): the new adapter carries the
+ * first source's indices with the base's rows, under the key PEFT saves.
+ */
+function baseTokenRows(
+  sources: readonly WeightSource[],
+  baseWeight: BaseWeight | undefined,
+  warn: (message: string) => void,
+): Map<string, TensorInput> {
+  const withTokens = sources.filter((s) => (s.tokens?.length ?? 0) > 0);
+  const rows = new Map<string, TensorInput>();
+  if (withTokens.length === 0) return rows;
+  const first = sources[0].tokens?.filter((p) => !p.tokensAreOutputs) ?? [];
+  warn(
+    `add_weighted_adapter does not combine trainable tokens (neither does PEFT): the trained rows of ` +
+      `${withTokens.map((s) => s.name).join(", ")} are not in the new adapter` +
+      (first.length > 0
+        ? `; it has ${sources[0].name}'s trainable_token_indices with the base's rows there, as PEFT initializes them`
+        : ""),
+  );
+  for (const p of first) {
+    if (!baseWeight) throw new Error("internal: weighting trainable tokens needs the base's weights");
+    const w = baseWeight(p.target);
+    const { inFeatures: num, outFeatures: dim, layout } = p.target;
+    const data = new Float32Array(p.indices.length * dim);
+    p.indices.forEach((token, j) => {
+      for (let f = 0; f < dim; f++) data[j * dim + f] = w[layout === "in_out" ? token * dim + f : f * num + token];
+    });
+    rows.set(p.key, { dtype: "F32", shape: [p.indices.length, dim], data });
+  }
+  return rows;
+}
+
+/**
  * Makes the weighted adapter as PEFT's `add_weighted_adapter` does: the new
  * config is the first adapter's with `r = lora_alpha =` the new rank, the
  * union of `target_modules` and no rank/alpha patterns; each module any
  * source adapts gets the combined factors. Throws PEFT's errors (unequal
  * ranks for `linear`/`ties`, mixed target types) as `AdapterConfigError`,
  * and refuses what it cannot reproduce (`dare_*` with density < 1: random;
- * DoRA, `lora_bias`, trained biases) with `UnsupportedError`.
+ * DoRA, `lora_bias`, trained biases) with `UnsupportedError`. Trainable
+ * tokens are not combined, as in PEFT (see `baseTokenRows`); `baseWeight`
+ * reads the base rows the first source's tokens then start from.
  *
  * @example
  * ```ts
@@ -366,6 +412,7 @@ export function weightedAdapter(
   sources: readonly WeightSource[],
   weights: readonly number[],
   options: WeightedAdapterOptions = {},
+  baseWeight?: BaseWeight,
 ): WeightedResult {
   const requested = options.combinationType ?? "svd";
   if (!COMBINATION_TYPES.includes(requested)) {
@@ -388,6 +435,9 @@ export function weightedAdapter(
     tensors.set(m.embedding ? `${prefix}.lora_embedding_B` : `${prefix}.lora_B.weight`, f32([m.out, rank], b));
   }
   if (tensors.size === 0) fail("No matching LoRAs found in the adapters to weight", "adapters");
+  for (const [key, rows] of baseTokenRows(sources, baseWeight, options.onWarning ?? console.warn)) {
+    tensors.set(key, rows);
+  }
   const config: Record<string, unknown> = {
     ...sources[0].config.raw,
     peft_type: "LORA",

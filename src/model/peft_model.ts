@@ -30,6 +30,8 @@ import {
 } from "../train/peft_format.ts";
 import type { TrainableAdapter } from "../train/trainable.ts";
 import { resolveTrainerOptions, Trainer, type TrainerOptions } from "../train/trainer.ts";
+import { checkTokensBesideLora } from "../lora/token_rules.ts";
+import { baseTargetWeight } from "./base_weight.ts";
 import { weightedAdapter, type WeightedAdapterOptions } from "../lora/weighted.ts";
 import { serializeSafetensors } from "../safetensors/write.ts";
 import { memorySource } from "../storage/memory.ts";
@@ -283,6 +285,7 @@ export class PeftModel implements AsyncDisposable {
       throw new UnsupportedError("isTrainable: true is not supported yet: adapters load for inference only");
     }
     const loaded = await readAdapterFor(this.base, adapter, adapterName, options, this.mode);
+    checkTokensBesideLora(this.#loaded(), loaded);
     const previous = this.#engine;
     const engine = await previous.add(loaded);
     // Commit only after everything succeeded.
@@ -399,10 +402,11 @@ export class PeftModel implements AsyncDisposable {
           name,
           config: loraConfigOf(adapter, "addWeightedAdapter"),
           patches: adapter.plan.patches,
+          tokens: adapter.plan.tokens,
           read: (key: string) => adapter.weights.toFloat32(key),
         };
       });
-      const result = weightedAdapter(sources, weights, options);
+      const result = weightedAdapter(sources, weights, options, (target) => baseTargetWeight(this.base, target));
       const files = {
         "adapter_config.json": new TextEncoder().encode(JSON.stringify(result.config)),
         "adapter_model.safetensors": serializeSafetensors(result.tensors, { format: "pt" }),

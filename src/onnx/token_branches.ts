@@ -92,10 +92,10 @@ function siteOf(base: readonly NodeProto[], { target, tokensAreOutputs }: TokenS
   if (target.inSubgraph) {
     throw fail(`${target.nodeName} is computed inside an If (a merged decoder); use mode "merged"`);
   }
-  if (target.quantized) {
-    if (!tokensAreOutputs) throw fail(`the embedding ${target.nodeName} is quantized`);
-    return { x: target.quantized.input, y: target.quantized.output };
-  }
+  // A quantized module's float ends: the ids and the DequantizeLinear after quantize_dynamic's 8-bit Gather
+  // (the rows PEFT writes are float, so replacing that output is what the merged reference computes), or a
+  // tied head's input and product.
+  if (target.quantized) return { x: target.quantized.input, y: target.quantized.output };
   let node = base[target.readerIndex];
   // The weight may pass through a Transpose (or the fp16 converter's Cast) before its op.
   for (let hops = 0; hops < 2 && ["Transpose", "Cast"].includes(node.opType); hops++) {
@@ -142,7 +142,7 @@ function opsetOf(model: ModelProto): number {
  * (`addLoraBranches`), which keep every tensor the sites name: the branch
  * then wraps whatever computes the module's output.
  *
- * @throws {UnsupportedError} for a quantized or non-float embedding, a module inside an If, or a head that is not a MatMul.
+ * @throws {UnsupportedError} for a non-float embedding, a module inside an If, or a head that is not a MatMul.
  * @example
  * ```ts
  * import { addTokenBranches } from "./token_branches.ts";

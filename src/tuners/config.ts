@@ -6,6 +6,7 @@
  */
 import { type LoraConfig, parseLoraConfig } from "../config/mod.ts";
 import { AdapterConfigError } from "../errors.ts";
+import type { TUNER_TYPES } from "../config/peft_types.ts";
 
 /**
  * The PEFT methods besides LoRA that peft-edge loads.
@@ -16,7 +17,7 @@ import { AdapterConfigError } from "../errors.ts";
  * const t: TunerType = "IA3";
  * ```
  */
-export type TunerType = "IA3" | "LOHA" | "LOKR" | "ADALORA" | "VERA" | "OFT" | "BOFT" | "FOURIERFT" | "LN_TUNING";
+export type TunerType = typeof TUNER_TYPES[number];
 
 /**
  * A parsed non-LoRA config. `selection` holds the fields shared with LoRA

@@ -141,8 +141,6 @@ export const caseId = {
 };
 
 // Why cases fail today (the error or mismatch each shows), one line per reason.
-const TOKENS_EMBED_QUANT =
-  "quantize_dynamic quantizes the embedding too: trainable tokens have no float embedding rows to replace, refused whole (ModuleNotInExportError)";
 const DOUBLE_QUANT =
   "merged into a quantized file, the weight is quantized twice (the base's quantization, then the merged weight's, as " +
   "PEFT merges into bitsandbytes layers), while the atol comes from PEFT's merge quantized once: measured 2.88 vs " +
@@ -158,8 +156,6 @@ export const EXPECTED_FAILURES: ReadonlyMap<string, string> = new Map<string, st
   ["adapter llama-rslora on llama-dynamo onnx/model_quantized.onnx merged", DOUBLE_QUANT],
   ["adapter llama-rslora on llama-torchscript onnx/model_q4.onnx merged", DOUBLE_QUANT],
   ["adapter llama-rslora on llama-torchscript onnx/model_quantized.onnx merged", DOUBLE_QUANT],
-  ["adapter llama-trainable-tokens on llama-dynamo onnx/model_quantized.onnx dynamic", TOKENS_EMBED_QUANT],
-  ["adapter llama-trainable-tokens on llama-torchscript onnx/model_quantized.onnx dynamic", TOKENS_EMBED_QUANT],
 ]);
 
 /** Runs a case; an expected failure must fail, anything else must pass. */

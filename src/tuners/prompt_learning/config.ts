@@ -6,6 +6,7 @@
  * @module
  */
 import { AdapterConfigError, UnsupportedError } from "../../errors.ts";
+import { PROMPT_LEARNING_TYPES } from "../../config/peft_types.ts";
 
 /**
  * The prompt-learning `peft_type`s peft-edge loads.
@@ -16,9 +17,7 @@ import { AdapterConfigError, UnsupportedError } from "../../errors.ts";
  * const t: PromptLearningType = "P_TUNING";
  * ```
  */
-export type PromptLearningType = "PROMPT_TUNING" | "P_TUNING" | "PREFIX_TUNING";
-
-const TYPES: readonly PromptLearningType[] = ["PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING"];
+export type PromptLearningType = typeof PROMPT_LEARNING_TYPES[number];
 
 /**
  * A parsed prompt-learning config. The dimensions are those PEFT filled in
@@ -61,7 +60,7 @@ export interface PromptLearningConfig {
  * ```
  */
 export function isPromptLearningType(peftType: unknown): peftType is PromptLearningType {
-  return typeof peftType === "string" && (TYPES as readonly string[]).includes(peftType);
+  return typeof peftType === "string" && (PROMPT_LEARNING_TYPES as readonly string[]).includes(peftType);
 }
 
 /**
