@@ -96,6 +96,7 @@ export type { FileProgress } from "./src/hub/download.ts";
 export type { LrSchedulerType } from "./src/train/schedulers.ts";
 export type { ResolvedTrainerOptions } from "./src/train/trainer_state.ts";
 export { type LoraBias, TASK_TYPES, type TaskType } from "./src/config/lora.ts";
+export { PROMPT_LEARNING_TYPES, SUPPORTED_PEFT_TYPES, TUNER_TYPES } from "./src/config/peft_types.ts";
 export type { LoopTimings } from "./src/generate/token_loop.ts";
 export type { TokenizerLike } from "./src/generate/tokenizer_like.ts";
 export type { ChatTemplateOptions } from "./src/tokenizer/chat_template.ts";
