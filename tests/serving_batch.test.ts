@@ -3,17 +3,21 @@
  * steps (counted), join after their prefill and leave when done or
  * cancelled, a batch size cap queues the rest, and every response equals
  * the same request served alone: different adapters (dynamic mode), prompt
- * lengths, max_tokens, stop strings, streamed or not, a client that aborts.
+ * lengths, max_tokens, stop strings, streamed or not, a client that aborts;
+ * what cannot share rows (a prompt-tuning adapter, `maxBatch: 1`) runs alone.
  */
 import { after, test } from "node:test";
+import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
 import { Tensor } from "../src/deps/ort.ts";
 import { describeDecoder, generate } from "../src/generate/mod.ts";
 import { commonPadding, gatherPast } from "../src/serving/batch_past.ts";
 import { DecodeScheduler } from "../src/serving/decode_scheduler.ts";
+import { AdapterPool } from "../src/serving/mod.ts";
 import {
   ADMIN,
   call,
+  DEMO_ADAPTER,
   loadDemo,
   makeAdapterRoot,
   readEvents,
@@ -192,4 +196,40 @@ test(
       assert.deepEqual(await Promise.all(asks.map((ask) => complete(service.url, ask))), alone);
       assert.ok(service.pool.batchStats.maxRows >= 2);
     }),
+);
+
+test(
+  "what cannot share rows runs alone: a prompt-tuning adapter beside batched LoRA rows, and maxBatch 1",
+  LONG,
+  async () => {
+    const tuning = fileURLToPath(new URL("./fixtures/prompt/byte-llama-prompt-tuning", import.meta.url));
+    const greedy = { maxNewTokens: 16, temperature: 0 };
+    const run = async (pool: AdapterPool, model: string, prompt: string) => {
+      let text = "";
+      for await (const piece of pool.stream(model, prompt, greedy)) text += piece;
+      return text;
+    };
+    const asks = [["py", "def "], ["prompt", "The "], ["py", "class A:\n"], ["prompt", "x = "]] as const;
+    for (const maxBatch of [8, 1]) {
+      const pool = new AdapterPool(demo.base, { mode: "dynamic", maxBatch });
+      try {
+        await pool.load("py", { kind: "local", path: DEMO_ADAPTER });
+        await pool.load("prompt", { kind: "local", path: tuning });
+        const alone = [];
+        for (const [model, prompt] of asks) alone.push(await run(pool, model, prompt));
+        const before = pool.batchStats.prefillRuns;
+        assert.deepEqual(await Promise.all(asks.map(([model, prompt]) => run(pool, model, prompt))), alone);
+        if (maxBatch === 1) {
+          assert.deepEqual(pool.batchStats, { prefillRuns: 0, decodeRuns: 0, maxRows: 0 }, "nothing batched");
+        } else {
+          // Alone: each LoRA request prefilled once (2); together: both in one prefill. The prompt rows never join.
+          assert.equal(before, 2);
+          assert.equal(pool.batchStats.prefillRuns - before, 1);
+          assert.equal(pool.batchStats.maxRows, 2);
+        }
+      } finally {
+        await pool.close();
+      }
+    }
+  },
 );
