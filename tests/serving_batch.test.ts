@@ -233,3 +233,19 @@ test(
     }
   },
 );
+
+test("an abort stops a stream even when its generation has run ahead of the reader", LONG, async () => {
+  const pool = new AdapterPool(demo.base, { mode: "dynamic" });
+  try {
+    const controller = new AbortController();
+    const options = { maxNewTokens: 24, temperature: 0, eosTokenId: [], signal: controller.signal };
+    const pieces = pool.stream("base", "def ", options);
+    assert.equal((await pieces.next()).done, false);
+    await waitFor(() => pool.batchStats.decodeRuns >= 23, 60_000); // every token made, none read but the first
+    controller.abort();
+    await assert.rejects(pieces.next(), (e: Error) => e.name === "AbortError");
+    assert.equal(pool.usage().active, 0, "the lease was given back");
+  } finally {
+    await pool.close();
+  }
+});

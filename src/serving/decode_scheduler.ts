@@ -209,17 +209,20 @@ export class DecodeScheduler {
     return job;
   }
 
-  /** Takes a job out: it fails with `reason` (unless it has ended) and leaves at the next step. */
+  /**
+   * Takes a job out: its stream fails with `reason` unless its reader already has the result (a job that ran
+   * ahead of its reader is stopped too, as alone), and a running row leaves at the next step.
+   */
   #cancel(job: Job, reason: unknown): void {
     job.detach();
-    if (job.channel.ended) return;
-    job.cancelled = true;
     job.channel.fail(reason);
+    if (job.row.finish !== undefined) return;
+    job.cancelled = true;
     this.#waiting = this.#waiting.filter((j) => j !== job);
   }
 
+  /** Ends a job's stream with its result; its abort listener stays until the reader is done (`stream`). */
   #finish(job: Job): void {
-    job.detach();
     const { row, timings } = job;
     job.channel.end({
       text: row.text,

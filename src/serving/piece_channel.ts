@@ -25,6 +25,7 @@ export class PieceChannel {
   #pieces: string[] = [];
   #result?: GenerationResult;
   #error?: { reason: unknown };
+  #delivered = false;
   #wake?: () => void;
 
   /** Whether it has ended (result or error). */
@@ -46,11 +47,16 @@ export class PieceChannel {
     this.#signal();
   }
 
-  /** Ends with an error, which the next read throws (queued pieces are dropped, as an abort stops at once). */
+  /**
+   * Ends with an error, which the next read throws: queued pieces, and a result not read yet, are dropped (an
+   * abort stops the stream at once, even when the generation ran ahead of its reader). Does nothing once the
+   * result has been read or an error given.
+   */
   fail(reason: unknown): void {
-    if (this.ended) return;
+    if (this.#delivered || this.#error) return;
     this.#error = { reason };
     this.#pieces = [];
+    this.#result = undefined;
     this.#signal();
   }
 
@@ -60,7 +66,10 @@ export class PieceChannel {
       if (this.#error) throw this.#error.reason;
       const piece = this.#pieces.shift();
       if (piece !== undefined) return { done: false, value: piece };
-      if (this.#result) return { done: true, value: this.#result };
+      if (this.#result) {
+        this.#delivered = true;
+        return { done: true, value: this.#result };
+      }
       await new Promise<void>((resolve) => this.#wake = resolve);
     }
   }
