@@ -24,7 +24,7 @@ import { isPromptLearning } from "../tuners/prompt_learning/config.ts";
 import { DecodeScheduler, type SchedulerOptions, type SchedulerStats } from "./decode_scheduler.ts";
 import type { Lease } from "./lease.ts";
 
-/** The key a base row or a whole-batch adapter is known by inside a batch. */
+/** A base row's adapter name (PEFT's `__base__`); base batches run without adapter options. */
 const BASE_ROW = "__base__";
 
 /**
@@ -75,11 +75,6 @@ export class BatchRouter {
   /** A router whose batches hold at most `maxBatch` rows (1: every request runs alone). */
   constructor(maxBatch: number) {
     this.maxBatch = maxBatch;
-  }
-
-  /** Schedulers busy now (for tests and monitoring). */
-  get active(): DecodeScheduler[] {
-    return [...this.#schedulers.values()].flatMap((byKey) => [...byKey.values()]);
   }
 
   /** Where a lease's generation runs batched, or undefined to run it alone. */
