@@ -22,7 +22,9 @@
  * requests and attempts are capped and each workload has a deadline; traffic
  * goes to 127.0.0.1 only. Options: `--requests N` (max 2000),
  * `--concurrency N` (max 64), `--max-tokens N` (max 64), `--rounds N`
- * (max 10). The temp root is deleted at the end.
+ * (max 10), `--max-batch N` (the pool's `maxBatch`, default 8; 1 serves
+ * every request alone, as before continuous batching). The temp root is
+ * deleted at the end.
  * @module
  */
 import { parseArgs } from "node:util";
@@ -54,8 +56,9 @@ async function measure(
   root: string,
   adapters: readonly WorkloadAdapter[],
   shape: { requests: number; concurrency: number; maxTokens: number },
+  maxBatch: number,
 ): Promise<WorkloadResult> {
-  const pool = await createAdapterPool(base, { baseName: "byte-llama", maxAdapters: POOL_ADAPTERS });
+  const pool = await createAdapterPool(base, { baseName: "byte-llama", maxAdapters: POOL_ADAPTERS, maxBatch });
   const app = createApp({ pool, adminToken: ADMIN_TOKEN, localRoots: [root], allowHub: false, maxTokens: 64 });
   const server = await listen(app.fetch);
   try {
@@ -124,6 +127,7 @@ async function main(): Promise<void> {
       concurrency: { type: "string" },
       "max-tokens": { type: "string" },
       rounds: { type: "string" },
+      "max-batch": { type: "string" },
     },
   });
   const shape = {
@@ -132,10 +136,11 @@ async function main(): Promise<void> {
     maxTokens: bounded("max-tokens", values["max-tokens"], 8, 64),
   };
   const rounds = bounded("rounds", values.rounds, 3, 10);
+  const maxBatch = bounded("max-batch", values["max-batch"], 8, 64);
   const runtime = "Bun" in globalThis ? "Bun" : "Deno";
   console.log(
     `serve bench (${runtime}): ${shape.requests} completions per workload and round, ${shape.concurrency} in flight,` +
-      ` max_tokens ${shape.maxTokens}, greedy; pool of ${POOL_ADAPTERS} adapters, churn over ${B_SCALES.length};` +
+      ` max_tokens ${shape.maxTokens}, greedy, batches of ${maxBatch} at most; pool of ${POOL_ADAPTERS} adapters, churn over ${B_SCALES.length};` +
       ` ${rounds} round(s), workloads alternating`,
   );
   const base = await loadBaseModel(DEMO_BASE);
@@ -149,7 +154,7 @@ async function main(): Promise<void> {
     for (let round = 0; round < rounds; round++) {
       // single, churn, churn, single, ...: neither workload always runs first.
       const order = round % 2 === 0 ? (["single", "churn"] as const) : (["churn", "single"] as const);
-      for (const name of order) results[name].push(await measure(base, root.dir, workloads[name], shape));
+      for (const name of order) results[name].push(await measure(base, root.dir, workloads[name], shape, maxBatch));
     }
     const single = pooled(results.single);
     const churn = pooled(results.churn);

@@ -20,6 +20,7 @@
  * name; default the last part of `--base`), `--chat-template FILE` (a Jinja
  * chat template for bases without one), `--cors-origin ORIGIN` (repeatable;
  * CORS is off without it), `--max-connections N`, `--max-queued N`,
+ * `--max-batch N` (rows per shared decode batch; 1 serves requests alone),
  * `--grace-ms N` (how long SIGINT/SIGTERM let generations finish before
  * cancelling them). `PEFT_EDGE_API_KEY` makes the inference routes require
  * that bearer key. Prints the URL it listens on; logs refused requests'
@@ -38,7 +39,8 @@ import { looksLocal } from "../src/hub/resolve.ts";
 
 const USAGE = `usage: serve.ts --base <path|id> [--adapter NAME=<path|id>]... [--port N] [--host 127.0.0.1]
        [--adapter-root DIR]... [--no-hub] [--max-adapters N] [--max-adapter-bytes N] [--max-tokens N] [--name NAME]
-       [--chat-template FILE] [--cors-origin ORIGIN]... [--max-connections N] [--max-queued N] [--grace-ms N]
+       [--chat-template FILE] [--cors-origin ORIGIN]... [--max-connections N] [--max-queued N] [--max-batch N]
+       [--grace-ms N]
 environment: PEFT_EDGE_ADMIN_TOKEN enables the adapter-management routes (/v1/adapters);
              PEFT_EDGE_API_KEY makes the inference routes require that bearer key`;
 
@@ -58,6 +60,7 @@ interface Args {
   corsOrigins: string[];
   maxConnections?: number;
   maxQueued?: number;
+  maxBatch?: number;
   graceMs: number;
 }
 
@@ -99,6 +102,7 @@ function readArgs(argv: string[]): Args {
         "cors-origin": { type: "string", multiple: true },
         "max-connections": { type: "string" },
         "max-queued": { type: "string" },
+        "max-batch": { type: "string" },
         "grace-ms": { type: "string" },
       },
     }));
@@ -111,7 +115,15 @@ function readArgs(argv: string[]): Args {
   }
   if (!values.base) usage("--base is required");
   const whole = (
-    flag: "port" | "max-adapters" | "max-adapter-bytes" | "max-tokens" | "max-connections" | "max-queued" | "grace-ms",
+    flag:
+      | "port"
+      | "max-adapters"
+      | "max-adapter-bytes"
+      | "max-tokens"
+      | "max-connections"
+      | "max-queued"
+      | "max-batch"
+      | "grace-ms",
   ) => {
     const value = values[flag];
     return value === undefined ? undefined : integer(`--${flag}`, value);
@@ -138,6 +150,7 @@ function readArgs(argv: string[]): Args {
     corsOrigins: values["cors-origin"] ?? [],
     maxConnections: whole("max-connections"),
     maxQueued: whole("max-queued"),
+    maxBatch: whole("max-batch"),
     graceMs: whole("grace-ms") ?? 10_000,
   };
 }
@@ -174,6 +187,7 @@ async function main(): Promise<void> {
     baseName,
     maxAdapters: args.maxAdapters,
     maxBytes: args.maxBytes,
+    maxBatch: args.maxBatch,
     chatTemplate: args.chatTemplate === undefined ? undefined : await readFile(args.chatTemplate, "utf8"),
     onWarning: (message) => process.stderr.write(`warning: ${message}\n`),
   });

@@ -12,54 +12,16 @@ import { BatchDecoderSession } from "./batch_session.ts";
 import type { CausalLm, LmRunOptions } from "./causal_lm.ts";
 import { describeDecoder } from "./decoder_layout.ts";
 import type { GenerationResult } from "./generate.ts";
-import { IncrementalDecoder } from "./incremental_decoder.ts";
-import { lastLogits } from "./logits.ts";
-import { type GenerateOptions, type GenerationSettings, resolveSettings } from "./options.ts";
+import { type GenerateOptions, resolveSettings } from "./options.ts";
 import { type Prompt, promptIds } from "./prompt.ts";
-import { createRng, type Rng } from "./rng.ts";
-import { applyRepetitionPenalty, chooseToken } from "./sampling.ts";
-import { StopStringFilter } from "./stop_strings.ts";
-import type { FinishReason, LoopTimings } from "./token_loop.ts";
+import { acceptToken, chooseNext, createRow, type RowState } from "./row_state.ts";
+import type { LoopTimings } from "./token_loop.ts";
 import type { TokenizerLike } from "./tokenizer_like.ts";
 
 /** Options of {@linkcode generateBatch}: those of `generate`, plus one adapter name per prompt. */
 export interface BatchGenerateOptions extends GenerateOptions {
   /** One adapter name per prompt (`"__base__"`: none), passed to the model's `run`. Not with `adapter`. */
   adapterNames?: readonly string[];
-}
-
-/** One row's state while the batch runs. */
-interface Row {
-  ids: number[];
-  settings: GenerationSettings;
-  rng: Rng;
-  seen: Set<number>;
-  limit: number;
-  decoder: IncrementalDecoder;
-  filter: StopStringFilter;
-  generated: number[];
-  text: string;
-  finish?: FinishReason;
-}
-
-/** Pushes a chosen id into a row; returns whether the row has ended. */
-function accept(row: Row, id: number): boolean {
-  if (row.settings.eosTokenIds.has(id)) {
-    row.finish = "eos";
-  } else {
-    row.seen.add(id);
-    row.generated.push(id);
-    const piece = row.filter.push(row.decoder.push(id));
-    row.text += piece.text;
-    if (piece.stopped) row.finish = "stop";
-    else if (row.generated.length >= row.limit) row.finish = "length";
-  }
-  if (row.finish && row.finish !== "stop") {
-    const tail = row.filter.push(row.decoder.flush());
-    row.text += tail.text + row.filter.flush();
-    if (tail.stopped) row.finish = "stop";
-  }
-  return row.finish !== undefined;
 }
 
 /**
@@ -102,27 +64,15 @@ export async function generateBatch(
     }
   }
   const layout = describeDecoder(lm);
-  const rows: Row[] = prompts.map((prompt) => {
+  const rows: RowState[] = prompts.map((prompt) => {
     const ids = promptIds(tokenizer, prompt, { ...layout, addSpecialTokens: options.addSpecialTokens });
     const settings = resolveSettings(options, {
       promptLength: ids.length,
       configEos: lm.config.eos_token_id,
       tokenizerEos: tokenizer.eosTokenId,
     });
-    const context = layout.contextLength === undefined ? Infinity : layout.contextLength - ids.length;
-    return {
-      ids,
-      settings,
-      rng: createRng(settings.seed),
-      seen: new Set(ids),
-      limit: Math.min(settings.maxNewTokens, context),
-      decoder: new IncrementalDecoder(tokenizer),
-      filter: new StopStringFilter(settings.stop),
-      generated: [],
-      text: "",
-    };
+    return createRow(ids, settings, tokenizer, layout);
   });
-  for (const row of rows) if (row.limit <= 0) row.finish = "length";
   const timings: LoopTimings = { prefillMs: 0, decodeMs: 0, decodeRuns: 0 };
   const runOptions: LmRunOptions | undefined = adapterNames !== undefined
     ? { adapterNames }
@@ -141,10 +91,8 @@ export async function generateBatch(
         // Rows that have ended are fed their last id again; their outputs are not read.
         const next = rows.map((row, i) => {
           if (row.finish) return row.generated.at(-1) ?? row.ids.at(-1)!;
-          const scores = lastLogits(logits, i);
-          applyRepetitionPenalty(scores, row.seen, row.settings.repetitionPenalty);
-          const id = chooseToken(scores, row.settings, row.rng);
-          accept(row, id);
+          const id = chooseNext(row, logits, i);
+          acceptToken(row, id);
           return id;
         });
         const now = performance.now();
@@ -162,7 +110,7 @@ export async function generateBatch(
   return rows.map((row) => ({
     text: row.text,
     tokenIds: row.generated,
-    promptTokenIds: row.ids,
+    promptTokenIds: [...row.ids],
     finishReason: row.finish!,
     timings,
     seed: row.settings.seed,

@@ -40,6 +40,36 @@ export function positionsFromMask(mask: readonly (readonly number[])[], count: n
 }
 
 /**
+ * The feeds of one batched run: the last `count` ids of every row (flat,
+ * row-major), the whole left-padded mask, positions from the mask, the past
+ * and `use_cache_branch` where the model has them.
+ *
+ * @example
+ * ```ts
+ * import { batchFeeds } from "./batch_session.ts";
+ * import { describeDecoder } from "./decoder_layout.ts";
+ * import type { CausalLm } from "./causal_lm.ts";
+ * declare const lm: CausalLm;
+ * // Two rows, one new id each, the first row one position shorter (padded).
+ * const feeds = batchFeeds(describeDecoder(lm), [32, 101], [[0, 1, 1], [1, 1, 1]], {}, false);
+ * ```
+ */
+export function batchFeeds(
+  layout: DecoderLayout,
+  ids: readonly number[],
+  mask: readonly (readonly number[])[],
+  past: Readonly<Record<string, Tensor>>,
+  useCache: boolean,
+): Record<string, Tensor> {
+  const rows = mask.length;
+  const feeds: Record<string, Tensor> = { ...past, input_ids: int64Matrix(ids, rows) };
+  if (layout.attentionMask) feeds.attention_mask = int64Matrix(mask.flat(), rows);
+  if (layout.positionIds) feeds.position_ids = int64Matrix(positionsFromMask(mask, ids.length / rows), rows);
+  if (layout.useCacheBranch) feeds.use_cache_branch = new Tensor("bool", new Uint8Array([useCache ? 1 : 0]), [1]);
+  return feeds;
+}
+
+/**
  * Runs a decoder over a batch of rows, left-padded.
  *
  * @example
@@ -124,12 +154,8 @@ export class BatchDecoderSession {
 
   async #run(count: number, past: Record<string, Tensor>, useCache: boolean): Promise<Tensor> {
     const layout = this.#layout;
-    const rows = this.rows;
     const ids = this.#ids.flatMap((row) => row.slice(row.length - count));
-    const feeds: Record<string, Tensor> = { ...past, input_ids: int64Matrix(ids, rows) };
-    if (layout.attentionMask) feeds.attention_mask = int64Matrix(this.#mask.flat(), rows);
-    if (layout.positionIds) feeds.position_ids = int64Matrix(positionsFromMask(this.#mask, count), rows);
-    if (layout.useCacheBranch) feeds.use_cache_branch = new Tensor("bool", new Uint8Array([useCache ? 1 : 0]), [1]);
+    const feeds = batchFeeds(layout, ids, this.#mask, past, useCache);
     const outputs = await this.#lm.run(feeds, this.#runOptions);
     const { next, logits } = await keepStep(layout, past, outputs);
     this.#past = next;

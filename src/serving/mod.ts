@@ -1,7 +1,8 @@
 /**
  * Serving, apart from HTTP: the adapter pool (many adapters on one base
  * model in one `PeftModel`, bounded by count and bytes, least recently used
- * idle adapters evicted), adapter locations and id checks, chat templates.
+ * idle adapters evicted), continuous batching (concurrent requests share
+ * decode steps), adapter locations and id checks, chat templates.
  *
  * @example
  * ```ts
@@ -16,6 +17,8 @@
  */
 export { type AdapterSources, locateAdapter } from "./adapter_id.ts";
 export { withChatTemplate } from "./chat_template.ts";
+export { BatchRouter, type BatchSeat } from "./batch_router.ts";
+export { DecodeScheduler, type SchedulerOptions, type SchedulerStats } from "./decode_scheduler.ts";
 export { createAdapterPool, type CreatePoolOptions } from "./create_pool.ts";
 export type { Lease } from "./lease.ts";
 export { type AdapterLocation, type HubOptions, openLocation } from "./location.ts";

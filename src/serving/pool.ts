@@ -15,6 +15,8 @@ import {
 } from "../generate/mod.ts";
 import type { BaseModel } from "../model/base_model.ts";
 import type { FileSource } from "../storage/file_source.ts";
+import { BatchRouter } from "./batch_router.ts";
+import type { SchedulerStats } from "./decode_scheduler.ts";
 import { planEviction } from "./eviction.ts";
 import { type Lease, makeLease } from "./lease.ts";
 import { type AdapterLocation, describeLocation, openLocation, sameLocation } from "./location.ts";
@@ -113,6 +115,7 @@ export class AdapterPool {
   readonly base: BaseModel;
   readonly #options: ResolvedPoolOptions;
   readonly #model: SharedModel;
+  readonly #batches: BatchRouter;
   readonly #entries = new Map<string, Entry>();
   #tick = 0;
   #drainingBytes = 0;
@@ -127,6 +130,12 @@ export class AdapterPool {
     this.#options = resolvePoolOptions(base, options);
     this.baseName = this.#options.baseName;
     this.#model = new SharedModel(base, options);
+    this.#batches = new BatchRouter(this.#options.maxBatch);
+  }
+
+  /** Model runs of the pool's decode batches so far (prefills and batched steps), added up. */
+  get batchStats(): Readonly<SchedulerStats> {
+    return this.#batches.stats;
   }
 
   /** The tokenizer generation uses (it also renders chat prompts). */
@@ -254,7 +263,10 @@ export class AdapterPool {
   /**
    * Generates with a model (the base's name or an adapter's), with the
    * pool's tokenizer and generation defaults; same contract as `stream` in
-   * src/generate. The model is released when the generator ends.
+   * src/generate. Concurrent requests share decode steps where they can
+   * (see `BatchRouter`; `maxBatch`), each with its own settings, stop
+   * strings and stream, with the texts they give alone (greedy). The model
+   * is released when the generator ends.
    */
   async *stream(
     model: string,
@@ -262,9 +274,12 @@ export class AdapterPool {
     options: GenerateOptions,
   ): AsyncGenerator<string, GenerationResult, undefined> {
     using lease = await this.acquire(model);
-    return yield* stream(lease.model, this.#options.tokenizer, prompt, {
-      generationConfig: this.#options.generationConfig,
-      ...options,
+    const tokenizer = this.#options.tokenizer;
+    const settings = { generationConfig: this.#options.generationConfig, ...options };
+    const seat = this.#batches.seatFor(lease);
+    if (seat) return yield* seat.scheduler.stream(tokenizer, prompt, settings, seat.adapter);
+    return yield* stream(lease.model, tokenizer, prompt, {
+      ...settings,
       // Every adapter run names its adapter: which ones the shared model has active never matters.
       adapter: lease.adapter ?? undefined,
     });

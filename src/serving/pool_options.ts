@@ -29,6 +29,12 @@ export interface AdapterPoolOptions extends SharedModelOptions {
   maxBytes?: number;
   /** Generations running at once at most; more are refused as busy (default 64). */
   maxActive?: number;
+  /**
+   * Rows one decode batch holds at most (continuous batching, see
+   * `BatchRouter`); further requests wait in order. Default 8; 1 runs every
+   * request alone.
+   */
+  maxBatch?: number;
   /** Hub settings for adapters loaded from the Hub. */
   hub?: HubOptions;
   /** Receives warnings from loads and releases (default: ignored). */
@@ -61,6 +67,8 @@ export interface ResolvedPoolOptions {
   readonly maxBytes: number;
   /** Generations at once at most. */
   readonly maxActive: number;
+  /** Rows per decode batch at most. */
+  readonly maxBatch: number;
   /** Hub settings. */
   readonly hub: HubOptions;
   /** Receives warnings. */
@@ -106,6 +114,7 @@ export function resolvePoolOptions(base: BaseModel, options: AdapterPoolOptions)
     maxAdapters: limit("maxAdapters", options.maxAdapters, 8),
     maxBytes: limit("maxBytes", options.maxBytes, Infinity, true),
     maxActive: limit("maxActive", options.maxActive, 64),
+    maxBatch: limit("maxBatch", options.maxBatch, 8),
     hub: options.hub ?? {},
     onWarning: options.onWarning ?? (() => {}),
     tokenizer,
