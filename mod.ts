@@ -72,6 +72,7 @@ export {
   PoolError,
   type PoolErrorKind,
   type PoolUsage,
+  type SchedulerStats,
   type SharedModelOptions,
 } from "./src/serving/mod.ts";
 export {
