@@ -12,15 +12,20 @@ import {
   caseId,
   checkAdapter,
   checkBase,
+  checkQuantMerged,
+  checkQuantRefBase,
   checkVerdict,
   distinguishable,
   EXPECTED_FAILURES,
+  quantMergeRef,
   realManifest,
   runCase,
 } from "./support/real_fixtures.ts";
 
 const manifest = await realManifest();
+const quantRef = await quantMergeRef();
 const MODES = ["dynamic", "merged"] as const;
+const QUANTIZED = new Set(["q4", "q8"]);
 const ids = new Set<string>();
 
 for (const base of manifest.bases) {
@@ -31,14 +36,37 @@ for (const base of manifest.bases) {
   }
 }
 
+for (const { base: name, file } of quantRef.round_trip) {
+  const id = caseId.quantRef(name, file);
+  ids.add(id);
+  test(id, () => runCase(id, () => checkQuantRefBase(quantRef, baseNamed(manifest, name), file)));
+}
+
 for (const adapter of manifest.adapters) {
   for (const name of adapter.bases) {
     const base = baseNamed(manifest, name);
     for (const variant of base.variants) {
-      for (const mode of MODES.filter((m) => distinguishable(adapter, base, variant, m))) {
+      for (const mode of MODES) {
         const id = caseId.adapter(adapter.name, base.name, variant.file, mode);
-        ids.add(id);
-        test(id, () => runCase(id, () => checkAdapter(adapter, base, variant, mode)));
+        // Merged into a quantized file: PEFT's merge on that quantized base is the reference (where PEFT can
+        // merge: else torch's logits and the manifest's rule); dynamic mode does not re-quantize and keeps those.
+        const quantized = mode === "merged" && QUANTIZED.has(variant.dtype);
+        const ref = quantRef.cases.find((c) =>
+          c.adapter === adapter.name && c.base === base.name && c.file === variant.file
+        );
+        if (quantized && ref === undefined) {
+          ids.add(id);
+          test(id, () => {
+            throw new Error(`no quantized-merge reference for it: run tests/fixtures/make/quant_merge_ref.py`);
+          });
+        } else if (quantized && ref?.key !== undefined) {
+          if (!(ref.delta_from_base! > 2 * quantRef.atol)) continue;
+          ids.add(id);
+          test(id, () => runCase(id, () => checkQuantMerged(quantRef, ref, adapter, base)));
+        } else if (distinguishable(adapter, base, variant, mode)) {
+          ids.add(id);
+          test(id, () => runCase(id, () => checkAdapter(adapter, base, variant, mode)));
+        }
       }
     }
   }

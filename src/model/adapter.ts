@@ -63,6 +63,12 @@ export interface LoadedAdapter {
   /** Number of parameters in its tensors. */
   parameters: number;
   warnings: readonly string[];
+  /**
+   * Saved full weights (`base_layer.weight`) of quantized targets that the file was quantized from, by
+   * module, in the target's layout. Not applied (the file stores them already), but merging starts from
+   * them: PEFT loads them over the layer and merges into the loaded float weight.
+   */
+  quantizedBaseWeights?: ReadonlyMap<string, Float32Array>;
 }
 
 /**
@@ -179,6 +185,7 @@ export async function readAdapter(
   const config = expandAllLinear(await readConfig(source, options, warn), linear);
   const weights = await readAdapterWeights(source);
   // A saved full weight equal to the base's is a no-op (needs the base's values; without them it is applied).
+  const quantizedBaseWeights = new Map<string, Float32Array>();
   const sameAsBase = base &&
     ((key: string, target: WeightTarget) => {
       const saved = torchWeightToTarget(weights.toFloat32(key), target, config.fanInFanOut);
@@ -186,7 +193,9 @@ export async function readAdapter(
       if (!target.quantized) return sameWeightValues(saved, base.readWeight(target.initializer));
       const file = base.file ?? "model.onnx";
       const external = (t: TensorProto) => externalBytes(t, base.externalData ?? new Map(), file);
-      return base.onnx !== undefined && storesWeight(base.onnx.graph!, target, saved, file, external);
+      const same = base.onnx !== undefined && storesWeight(base.onnx.graph!, target, saved, file, external);
+      if (same) quantizedBaseWeights.set(target.module, saved);
+      return same;
     });
   // transformers' PretrainedConfig default is tie_word_embeddings=True, and config.json leaves defaults out.
   const tiedEmbeddings = base !== undefined && (base.config["tie_word_embeddings"] ?? true) === true;
@@ -220,5 +229,5 @@ export async function readAdapter(
     );
   }
   const parameters = weights.names().reduce((n, k) => n + weights.info(k).shape.reduce((a, b) => a * b, 1), 0);
-  return { name, location: source.location, config, plan, weights, parameters, warnings };
+  return { name, location: source.location, config, plan, weights, parameters, warnings, quantizedBaseWeights };
 }

@@ -82,7 +82,12 @@ export async function mergeAdapters(
     // Per-channel scales loaded for dynamic mode (IA³) are merged into weights only now.
     const adapter = withScalesMerged(base, loaded);
     const newBiases: NewBias[] = [];
-    const read = (use: InitializerUse | WeightTarget) => merged.get(useKey(use))?.values.slice() ?? baseWeight(use);
+    // A quantized layer merges from the float weight the adapter saved for it, when the file was quantized from
+    // that weight: PEFT loads it over the layer (strict=False), then merges into it, then re-quantizes.
+    const saved = (use: InitializerUse | WeightTarget) =>
+      "module" in use && use.quantized ? adapter.quantizedBaseWeights?.get(use.module)?.slice() : undefined;
+    const read = (use: InitializerUse | WeightTarget) =>
+      merged.get(useKey(use))?.values.slice() ?? saved(use) ?? baseWeight(use);
     const updates = await mergePatches(adapter.plan.patches, read, (k) => adapter.weights.toFloat32(k), merger, {
       fanInFanOut: adapter.config.fanInFanOut,
       weight,

@@ -84,8 +84,6 @@ function matchNBits(graph: GraphProto, nodeIndex: number, ctx: QuantizedMatchCon
   if (shape.length !== 3 || shape[0] !== n || shape[1] !== blocks || shape[2] !== (blockSize * bits) / 8) {
     return undefined;
   }
-  // g_idx (deprecated) reorders K; such weights are not read back here.
-  if ((node.input[4] ?? "") !== "") return undefined;
   const zp = node.input[3] ?? "";
   const biasName = node.input[5] ?? "";
   const biasTensor = ctx.initializers.get(biasName);
@@ -111,6 +109,8 @@ function matchNBits(graph: GraphProto, nodeIndex: number, ctx: QuantizedMatchCon
       outputIndex: nodeIndex,
       scales: scales.name,
       zeroPoints: zp !== "" ? zp : undefined,
+      // g_idx (act-order) reorders K: indexed so that branches can attach, but its weight is never read.
+      groupIndex: (node.input[4] ?? "") !== "" ? node.input[4] : undefined,
     },
   };
 }
@@ -298,6 +298,15 @@ export function readQuantizedWeight(
 ): StoredQuantized {
   const q = target.quantized;
   if (!q) throw new UnsupportedError(`${target.initializer} is not a quantized weight`, { file, key: target.module });
+  if (q.groupIndex) {
+    // No onnxruntime tool writes act-order weights, so there are no bytes a re-quantization could be checked against.
+    throw new UnsupportedError(
+      `${target.nodeName} is a MatMulNBits with a g_idx input (${q.groupIndex}: act-order, its K rows assigned to ` +
+        `blocks out of order); its weight is not read or re-quantized here, so merging into it (merged mode, ` +
+        `mergeAndUnload, DoRA, saved base weights) is not supported; mode "dynamic" adds a LoRA beside it`,
+      { file, key: target.module },
+    );
+  }
   const initializer = (name: string) => {
     const t = graph.initializer.find((i) => i.name === name);
     if (!t) throw new OnnxModelError(`no initializer named ${name}`, { file, key: target.module });

@@ -44,6 +44,11 @@ export interface QuantizedProjection {
   scales: string;
   /** Initializer holding the weight zero points, when present. */
   zeroPoints?: string;
+  /**
+   * MatMulNBits' `g_idx` input, when present (act-order: each K row names its block, out of order). A LoRA
+   * branch beside the node needs nothing of the weight; reading or re-quantizing the weight is refused.
+   */
+  groupIndex?: string;
 }
 
 /**

@@ -80,6 +80,27 @@ export interface RealManifest {
   verdicts: RealVerdict[];
 }
 
+/** One case of PEFT's merge on a quantized file (tests/fixtures/make/quant_merge_ref.py). */
+export interface QuantMergeCase {
+  adapter: string;
+  base: string;
+  file: string;
+  /** Key of its logits in `quant_merge_ref/<base>.safetensors`; absent where PEFT cannot merge. */
+  key?: string;
+  merge_error?: string;
+  /** Max change of the reference's logits over the unchanged file's (`base/<file>`). */
+  delta_from_base?: number;
+}
+
+/** tests/fixtures/real/quant_merge_ref/manifest.json: the reference for merged mode on quantized files. */
+export interface QuantMergeRef {
+  how: string;
+  tolerance_rule: string;
+  atol: number;
+  round_trip: { base: string; file: string }[];
+  cases: QuantMergeCase[];
+}
+
 /** Absolute path of a file or folder under tests/fixtures/real. */
 export function realPath(relative: string): string {
   return fileURLToPath(new URL(`../fixtures/real/${relative}`, import.meta.url));
@@ -88,6 +109,11 @@ export function realPath(relative: string): string {
 /** The manifest, read once per test file. */
 export async function realManifest(): Promise<RealManifest> {
   return JSON.parse(await readFile(realPath("manifest.json"), "utf8")) as RealManifest;
+}
+
+/** The quantized-merge reference's manifest, read once per test file. */
+export async function quantMergeRef(): Promise<QuantMergeRef> {
+  return JSON.parse(await readFile(realPath("quant_merge_ref/manifest.json"), "utf8")) as QuantMergeRef;
 }
 
 /** Inputs and torch's logits from a folder's `expected.safetensors`. */
@@ -138,25 +164,15 @@ export const caseId = {
   adapter: (adapter: string, base: string, file: string, mode: string) =>
     `adapter ${adapter} on ${base} ${file} ${mode}`,
   verdict: (verdict: string, base: string, mode: string) => `verdict ${verdict} on ${base} ${mode}`,
+  quantRef: (base: string, file: string) => `quantized merge reference: ${base} ${file} runs as onnxruntime ran it`,
 };
-
-// Why cases fail today (the error or mismatch each shows), one line per reason.
-const DOUBLE_QUANT =
-  "merged into a quantized file, the weight is quantized twice (the base's quantization, then the merged weight's, as " +
-  "PEFT merges into bitsandbytes layers), while the atol comes from PEFT's merge quantized once: measured 2.88 vs " +
-  "atol 1.31 (q4) and 0.209 vs 0.182 (q8); onnxruntime's own quantizer quantizing twice gives 3.51 on q4 (README)";
 
 /**
  * Cases that fail today, each with why (the error or the mismatch seen). Such a
  * case is run and must fail: once the code is fixed it passes, the test fails,
- * and its line must be removed here.
+ * and its line must be removed here. Empty now: every generated case passes.
  */
-export const EXPECTED_FAILURES: ReadonlyMap<string, string> = new Map<string, string>([
-  ["adapter llama-rslora on llama-dynamo onnx/model_q4.onnx merged", DOUBLE_QUANT],
-  ["adapter llama-rslora on llama-dynamo onnx/model_quantized.onnx merged", DOUBLE_QUANT],
-  ["adapter llama-rslora on llama-torchscript onnx/model_q4.onnx merged", DOUBLE_QUANT],
-  ["adapter llama-rslora on llama-torchscript onnx/model_quantized.onnx merged", DOUBLE_QUANT],
-]);
+export const EXPECTED_FAILURES: ReadonlyMap<string, string> = new Map<string, string>([]);
 
 /** Runs a case; an expected failure must fail, anything else must pass. */
 export async function runCase(id: string, fn: () => Promise<void>): Promise<void> {
@@ -245,6 +261,59 @@ export async function checkAdapter(
         `${adapter.name} on ${base.name} ${variant.file} ${mode}`,
         comparedDiff(base, e, out.logits.data as Float32Array),
         atol,
+      );
+    } finally {
+      await peft.release();
+    }
+  } finally {
+    await model.release();
+  }
+}
+
+/** Logits of `key` in the quantized-merge reference of `base`. */
+async function quantRefLogits(base: RealBase, key: string): Promise<Float32Array> {
+  const st = parseSafetensors(new Uint8Array(await readFile(realPath(`quant_merge_ref/${base.name}.safetensors`))));
+  return st.toFloat32(key);
+}
+
+/**
+ * The unchanged quantized file gives the logits the reference's onnxruntime gave (`base/<file>`) within half the
+ * reference's atol: the runtime's own difference, on which that atol rests (its `tolerance_rule`).
+ */
+export async function checkQuantRefBase(ref: QuantMergeRef, base: RealBase, file: string): Promise<void> {
+  const model = await loadBaseModel(realPath(base.path), { file });
+  try {
+    const e = await realExpected(base.path, base.inputs);
+    const out = await model.run(e.feeds);
+    const expected = { ...e, logits: await quantRefLogits(base, `base/${file}`) };
+    assertClose(`${base.name} ${file}`, comparedDiff(base, expected, out.logits.data as Float32Array), ref.atol / 2);
+  } finally {
+    await model.release();
+  }
+}
+
+/**
+ * Merged mode on a quantized file gives PEFT's merge on that quantized base (dequantized weights, merge_and_unload,
+ * the same exporter and quantizer: tests/fixtures/make/quant_merge_ref.py) within the reference's atol. Torch's
+ * float logits are no reference here: the file's own quantization error (up to ~0.6 on q4) would set the bound.
+ */
+export async function checkQuantMerged(
+  ref: QuantMergeRef,
+  c: QuantMergeCase,
+  adapter: RealAdapter,
+  base: RealBase,
+): Promise<void> {
+  const model = await loadBaseModel(realPath(base.path), { file: c.file });
+  try {
+    const peft = await fromPretrained(model, realPath(adapter.path), { mode: "merged", onWarning: () => {} });
+    try {
+      const e = await realExpected(adapter.path, base.inputs);
+      const out = await peft.run(e.feeds);
+      const expected = { ...e, logits: await quantRefLogits(base, c.key!) };
+      assertClose(
+        `${adapter.name} on ${base.name} ${c.file} merged (vs PEFT's merge on the quantized base)`,
+        comparedDiff(base, expected, out.logits.data as Float32Array),
+        ref.atol,
       );
     } finally {
       await peft.release();
