@@ -32,7 +32,7 @@ import { rawTensor } from "../src/onnx/graph_parts.ts";
 
 const dir = Deno.args[0];
 if (!dir) throw new Error("usage: deno run -A bench/dynamic_decode_bench.ts DIR [rounds]");
-const ROUNDS = Number(Deno.args[1] ?? 7);
+const ROUNDS = Number(Deno.args.find((a, i) => i > 0 && !a.startsWith("--")) ?? 7);
 const PER = 4;
 const PAST = 32;
 
@@ -73,34 +73,47 @@ function baked(model: ModelProto, feeds: Record<string, Tensor>): ModelProto {
   return edited(ModelProtoSchema, model, { graph });
 }
 
-const { model, branches } = addLoraBranches(base.onnx, base.weights, modules, { perRow: true });
-const on = adapterFeeds(branches, [{ plan: adapter.plan, tensor: (k) => adapter.weights.toFloat32(k) }]);
-const off = adapterFeeds(branches, []);
-const bytes = Object.values(on).reduce((n, t) => n + t.size * 4, 0);
+const active = [{ plan: adapter.plan, tensor: (k: string) => adapter.weights.toFloat32(k) }];
 const nodes = (m: ModelProto) => m.graph!.node.length;
-console.log(
-  `${modules.length} branches, ${Object.keys(on).length} fed inputs (${(bytes / 1e6).toFixed(1)} MB), ` +
-    `${nodes(model) - nodes(base.onnx)} extra nodes`,
-);
-const dynamic = await createSession(model, base.externalData, base.settings, base.file);
-const bakedSession = await createSession(baked(model, on), base.externalData, base.settings, base.file);
-
-// Same logits from the fed and the baked graph; the adapter changes them.
+/** The branched graph (q/k/v and gate/up sharing x @ A or not), its session and feeds. */
+async function branched(shareA: boolean, bake = false) {
+  const { model, branches } = addLoraBranches(base.onnx, base.weights, modules, { perRow: true, shareA });
+  const on = adapterFeeds(branches, active);
+  const bytes = Object.values(on).reduce((n, t) => n + t.size * (t.type === "int64" ? 8 : 4), 0);
+  console.log(
+    `shareA=${shareA}: ${Object.keys(on).length} fed inputs (${(bytes / 1e6).toFixed(1)} MB), ` +
+      `${nodes(model) - nodes(base.onnx)} extra nodes`,
+  );
+  const session = await createSession(bake ? baked(model, on) : model, base.externalData, base.settings, base.file);
+  return { session, on, off: adapterFeeds(branches, []) };
+}
 const logits = async (p: Promise<Record<string, Tensor>>) => (await p).logits.data as Float32Array;
 const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
-const fed = await logits(dynamic.run({ ...step, ...on }));
-const [bakedOff, baseOff] = [
-  maxDiff(fed, await logits(bakedSession.run(step))),
-  maxDiff(fed, await logits(base.run(step))),
-];
-if (bakedOff > 1e-4 || baseOff < 1e-3) throw new Error(`outputs look wrong: baked ${bakedOff}, base ${baseOff}`);
 
-const variants: Record<string, () => Promise<unknown>> = {
-  base: () => base.run(step),
-  dynamic: () => dynamic.run({ ...step, ...on }),
-  rank0: () => dynamic.run({ ...step, ...off }),
-  baked: () => bakedSession.run(step),
-};
+// Two branched sessions beside the base (more would not fit onnxruntime-web's 4 GB heap):
+// `separate` vs `shared`, or with --feeds `shared` vs the same graph with the adapter baked in.
+const feedsMode = Deno.args.includes("--feeds");
+const shared = await branched(true);
+const other = feedsMode ? await branched(true, true) : await branched(false);
+const variants: Record<string, () => Promise<unknown>> = feedsMode
+  ? {
+    base: () => base.run(step),
+    shared: () => shared.session.run({ ...step, ...shared.on }),
+    rank0: () => shared.session.run({ ...step, ...shared.off }),
+    baked: () => other.session.run(step),
+  }
+  : {
+    base: () => base.run(step),
+    separate: () => other.session.run({ ...step, ...other.on }),
+    shared: () => shared.session.run({ ...step, ...shared.on }),
+  };
+// The same logits either way; the adapter changes them.
+const viaShared = await logits(shared.session.run({ ...step, ...shared.on }));
+const viaOther = await logits(other.session.run(feedsMode ? step : { ...step, ...other.on }));
+const [otherOff, baseOff] = [maxDiff(viaShared, viaOther), maxDiff(viaShared, await logits(base.run(step)))];
+console.log(`max |shared - ${feedsMode ? "baked" : "separate"}| ${otherOff.toExponential(2)}`);
+if (otherOff > 1e-4 || baseOff < 1e-3) throw new Error(`outputs look wrong: ${otherOff}, base ${baseOff}`);
+
 const cpu: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
 for (const run of Object.values(variants)) for (let i = 0; i < 3; i++) await run();
 for (let r = 0; r < ROUNDS; r++) {
@@ -119,5 +132,5 @@ for (const [name, ms] of Object.entries(cpu)) {
       `x base ${median(ratios).toFixed(3)} (${Math.min(...ratios).toFixed(3)}..${Math.max(...ratios).toFixed(3)})`,
   );
 }
-await dynamic.release();
-await bakedSession.release();
+await shared.session.release();
+await other.session.release();
