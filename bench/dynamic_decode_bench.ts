@@ -3,21 +3,25 @@
  * (random weights, exported with a KV cache as Optimum does, and a PEFT LoRA
  * r=16 on all seven projections: make them with
  * `python bench/support/make_smollm_shape.py DIR`), then
- * `deno run -A bench/dynamic_decode_bench.ts DIR [rounds]`.
+ * `deno run -A bench/dynamic_decode_bench.ts DIR [steps] [--variant=V] [--check]`.
  *
- * One decode step (one new token after a 32-token past) of:
- * - `base`: the base session;
- * - `dynamic`: the branched session (per-row inputs, as the engine builds
- *   it) fed the adapter;
- * - `rank0`: the same session with every branch at rank 0 (the extra nodes
- *   without adapter data);
- * - `baked`: the branched graph with the adapter's feeds made initializers
- *   (the same nodes, nothing fed): `dynamic - baked` is what feeding costs.
+ * One decode step (one new token after a 32-token past) of `base` (the base
+ * session) against one branched session as the engine builds it (per-row
+ * inputs), the variant V:
+ * - `separate`: fed the adapter, one `x @ A` per branch;
+ * - `shared` (default): fed the adapter, q/k/v and gate/up sharing one
+ *   `x @ A` (`shareA`); also `rank0`, the same session with every branch at
+ *   rank 0 (the extra nodes and inputs without adapter data);
+ * - `baked`: the shared graph with the adapter's feeds made initializers
+ *   (the same nodes, nothing fed): `shared - baked` is what feeding costs.
+ * `--check` also builds the other form and checks both give the same logits.
  *
- * Rounds are interleaved and timed in CPU time (process.cpuUsage), since
- * wall time on a shared machine is noisy; printed per variant: the median
- * ms per step and tokens per CPU-second, each ratio to `base` with its
- * spread over rounds (min..max of the per-round ratios).
+ * Steps are interleaved (each round one step of each variant, in a shuffled
+ * order) and timed in CPU time (process.cpuUsage) and wall time; printed per
+ * variant: the median ms per step with its quartiles, tokens/s at the
+ * median, the ratio of medians to `base`, and the median (quartiles) of the
+ * per-round ratios, which say how noisy the machine was. Compare variants
+ * across processes by their ratios to their own `base`.
  * @module
  */
 import process from "node:process";
@@ -32,8 +36,7 @@ import { rawTensor } from "../src/onnx/graph_parts.ts";
 
 const dir = Deno.args[0];
 if (!dir) throw new Error("usage: deno run -A bench/dynamic_decode_bench.ts DIR [rounds]");
-const ROUNDS = Number(Deno.args.find((a, i) => i > 0 && !a.startsWith("--")) ?? 7);
-const PER = 4;
+const ROUNDS = Number(Deno.args.find((a, i) => i > 0 && !a.startsWith("--")) ?? 40);
 const PAST = 32;
 
 const base = await loadBaseModel(`${dir}/base`, { device: "wasm" });
@@ -90,47 +93,56 @@ async function branched(shareA: boolean, bake = false) {
 const logits = async (p: Promise<Record<string, Tensor>>) => (await p).logits.data as Float32Array;
 const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
 
-// Two branched sessions beside the base (more would not fit onnxruntime-web's 4 GB heap):
-// `separate` vs `shared`, or with --feeds `shared` vs the same graph with the adapter baked in.
-const feedsMode = Deno.args.includes("--feeds");
-const shared = await branched(true);
-const other = feedsMode ? await branched(true, true) : await branched(false);
-const variants: Record<string, () => Promise<unknown>> = feedsMode
-  ? {
-    base: () => base.run(step),
-    shared: () => shared.session.run({ ...step, ...shared.on }),
-    rank0: () => shared.session.run({ ...step, ...shared.off }),
-    baked: () => other.session.run(step),
-  }
-  : {
-    base: () => base.run(step),
-    separate: () => other.session.run({ ...step, ...other.on }),
-    shared: () => shared.session.run({ ...step, ...shared.on }),
-  };
-// The same logits either way; the adapter changes them.
-const viaShared = await logits(shared.session.run({ ...step, ...shared.on }));
-const viaOther = await logits(other.session.run(feedsMode ? step : { ...step, ...other.on }));
-const [otherOff, baseOff] = [maxDiff(viaShared, viaOther), maxDiff(viaShared, await logits(base.run(step)))];
-console.log(`max |shared - ${feedsMode ? "baked" : "separate"}| ${otherOff.toExponential(2)}`);
-if (otherOff > 1e-4 || baseOff < 1e-3) throw new Error(`outputs look wrong: ${otherOff}, base ${baseOff}`);
+// One branched session beside the base per process: a session created after two others of this size ran
+// ~10% slower here whatever it held (where it lands in onnxruntime-web's heap), which would bias the ratios.
+const which = Deno.args.find((a) => a.startsWith("--variant="))?.slice("--variant=".length) ?? "shared";
+if (!["separate", "shared", "baked"].includes(which)) throw new Error(`unknown --variant=${which}`);
+const graph = await branched(which !== "separate", which === "baked");
+const variants: Record<string, () => Promise<unknown>> = {
+  base: () => base.run(step),
+  [which]: () => graph.session.run(which === "baked" ? step : { ...step, ...graph.on }),
+  ...(which === "shared" ? { rank0: () => graph.session.run({ ...step, ...graph.off }) } : {}),
+};
+// The adapter changes the logits, and (checked untimed) the shared product gives the separate branches' ones.
+const viaGraph = await logits(graph.session.run(which === "baked" ? step : { ...step, ...graph.on }));
+if (maxDiff(viaGraph, await logits(base.run(step))) < 1e-3) throw new Error("the adapter does not change the logits");
+if (Deno.args.includes("--check")) {
+  const check = await branched(which === "separate");
+  const diff = maxDiff(viaGraph, await logits(check.session.run({ ...step, ...check.on })));
+  console.log(`max |shared - separate| ${diff.toExponential(2)}`);
+  if (diff > 1e-4) throw new Error(`shared and separate products differ by ${diff}`);
+  await check.session.release();
+}
 
 const cpu: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
+const wall: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
 for (const run of Object.values(variants)) for (let i = 0; i < 3; i++) await run();
+// One step of each variant per round, so load from other processes falls on all of them alike.
+let seed = 1;
 for (let r = 0; r < ROUNDS; r++) {
-  for (const [name, run] of Object.entries(variants)) {
-    const t = process.cpuUsage();
-    for (let i = 0; i < PER; i++) await run();
+  // In a shuffled order each round, so no variant always follows another.
+  const order = Object.entries(variants).map((v) => [v, seed = (seed * 48271) % 2147483647] as const);
+  for (const [[name, run]] of order.sort((a, b) => a[1] - b[1])) {
+    const [t, w] = [process.cpuUsage(), performance.now()];
+    await run();
     const d = process.cpuUsage(t);
-    cpu[name].push((d.user + d.system) / 1000 / PER);
+    wall[name].push(performance.now() - w);
+    cpu[name].push((d.user + d.system) / 1000);
   }
 }
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-for (const [name, ms] of Object.entries(cpu)) {
-  const ratios = ms.map((m, r) => cpu.base[r] / m);
-  console.log(
-    `${name.padEnd(8)} ${median(ms).toFixed(2)} ms/step  ${(1000 / median(ms)).toFixed(2)} tok/cpu-s  ` +
-      `x base ${median(ratios).toFixed(3)} (${Math.min(...ratios).toFixed(3)}..${Math.max(...ratios).toFixed(3)})`,
-  );
+const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) * q)];
+for (const [label, times] of [["cpu", cpu], ["wall", wall]] as const) {
+  console.log(`${label} time, ${ROUNDS} steps each: median ms (quartiles), tok/s at the median, median ratio to base`);
+  for (const [name, ms] of Object.entries(times)) {
+    const [q1, m, q3] = [0.25, 0.5, 0.75].map((q) => quantile(ms, q));
+    // Ratio of per-round pairs (the same moment of load), median and quartiles.
+    const ratios = ms.map((v, r) => times.base[r] / v);
+    const [r1, rm, r3] = [0.25, 0.5, 0.75].map((q) => quantile(ratios, q));
+    console.log(
+      `  ${name.padEnd(8)} ${m.toFixed(1)} ms (${q1.toFixed(1)}..${q3.toFixed(1)})  ${(1000 / m).toFixed(2)} tok/s  ` +
+        `x base ${(times.base.length ? quantile(times.base, 0.5) / m : 1).toFixed(3)}, per round ${rm.toFixed(3)} ` +
+        `(${r1.toFixed(3)}..${r3.toFixed(3)})`,
+    );
+  }
 }
-await shared.session.release();
-await other.session.release();
+await graph.session.release();
