@@ -61,13 +61,9 @@ for (let i = 0; i < config.num_hidden_layers; i++) {
 function baked(model: ModelProto, feeds: Record<string, Tensor>): ModelProto {
   const g = model.graph!;
   const initializer = Object.entries(feeds).map(([name, t]) => {
-    const data = t.data as Float32Array;
-    return rawTensor(
-      name,
-      TensorProto_DataType.FLOAT,
-      t.dims,
-      new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
-    );
+    const data = t.data as Float32Array | BigInt64Array;
+    const type = t.type === "int64" ? TensorProto_DataType.INT64 : TensorProto_DataType.FLOAT;
+    return rawTensor(name, type, t.dims, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
   });
   const graph = edited(GraphProtoSchema, g, {
     input: g.input.filter((i) => !(i.name in feeds)),
