@@ -470,17 +470,19 @@ function shareableGroups(
   resolved: readonly { module: string; target: WeightTarget }[],
   perRow: boolean,
   ranks: ReadonlyMap<string, number>,
-): string[][] {
+): { modules: string[]; x: string; target: WeightTarget }[] {
   const nodes = model.graph!.node;
-  const byInput = new Map<string, string[]>();
+  const byInput = new Map<string, { modules: string[]; x: string; target: WeightTarget }>();
   for (const { module, target } of resolved) {
     if (target.inSubgraph || target.kind === "embedding") continue;
     const site = siteOf(nodes, target);
     if (needsRowReshape(nodes, site, target, perRow, ranks)) continue;
     const key = `${branchElementType(model, target)}:${site.x}`;
-    byInput.set(key, [...(byInput.get(key) ?? []), module]);
+    const group = byInput.get(key);
+    if (group) group.modules.push(module);
+    else byInput.set(key, { modules: [module], x: site.x, target });
   }
-  return [...byInput.values()].filter((g) => g.length > 1);
+  return [...byInput.values()].filter((g) => g.modules.length > 1);
 }
 
 /**
@@ -587,8 +589,9 @@ export function addLoraBranches(
   });
   const perRow = options.perRow ?? false;
   const groupOf = new Map<string, LoraGroup>();
+  const groupInput = new Map<LoraGroup, string>();
   if (options.shareA && opsetOf(model) >= 13) {
-    for (const modules of shareableGroups(model, resolved, perRow, ranks)) {
+    for (const { modules, x, target } of shareableGroups(model, resolved, perRow, ranks)) {
       const prefix = `lora.${modules[0]}.shared`;
       const group: LoraGroup = {
         a: inputName(`${prefix}.A`, modules[0]),
@@ -597,13 +600,13 @@ export function addLoraBranches(
         rankDim: `${prefix}.rank`,
       };
       for (const m of modules) groupOf.set(m, group);
+      groupInput.set(group, x);
       const lead = perRow ? [`${prefix}.rows`] : [];
-      const { inFeatures } = resolved.find((r) => r.module === modules[0])!.target;
-      const F = branchElementType(model, resolved.find((r) => r.module === modules[0])!.target) === "float16"
+      const F = branchElementType(model, target) === "float16"
         ? TensorProto_DataType.FLOAT16
         : TensorProto_DataType.FLOAT;
       inputs.push(
-        tensorValueInfo(group.a, F, [...lead, inFeatures, group.rankDim]),
+        tensorValueInfo(group.a, F, [...lead, target.inFeatures, group.rankDim]),
         tensorValueInfo(group.split, TensorProto_DataType.INT64, [modules.length]),
       );
     }
@@ -656,9 +659,8 @@ export function addLoraBranches(
     }
   }
   // Each shared product runs right after the first of its producers (which reads the same x).
-  for (const group of new Set(groupOf.values())) {
+  for (const [group, x] of groupInput) {
     const first = Math.min(...group.modules.map((m) => producers.get(m)!));
-    const x = siteOf(graph.node, resolved.find((r) => r.module === group.modules[0])!.target).x;
     const producer = graph.node[first];
     const scope = producer.name.includes("/")
       ? producer.name.slice(0, producer.name.lastIndexOf("/") + 1)
