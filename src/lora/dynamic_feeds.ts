@@ -14,7 +14,7 @@ import { Tensor } from "../deps/ort.ts";
 import { OnnxModelError, UnsupportedError } from "../errors.ts";
 import type { LoraKernels } from "../kernels/kernels.ts";
 import { f32ToF16 } from "../numeric/float16.ts";
-import type { LoraBranch } from "../onnx/lora_branches.ts";
+import type { LoraBranch, LoraGroup } from "../onnx/lora_branches.ts";
 import type { WeightTarget } from "../onnx/weight_index.ts";
 import type { ParamSite } from "../onnx/param_branches.ts";
 import { type AdapterParams, paramFeeds, ParamTensorMemo } from "./param_feeds.ts";
@@ -255,6 +255,8 @@ export function adapterFeeds(branches: ReadonlyMap<string, LoraBranch>, active: 
     }
   }
   const feeds: BranchFeeds = {};
+  // A^T of branches in a shared product, joined per group after the loop.
+  const grouped = new Map<string, Float32Array>();
   for (const branch of branches.values()) {
     const parts = byModule.get(branch.module) ?? [];
     const { inFeatures: inF, outFeatures: outF } = branch;
@@ -280,7 +282,8 @@ export function adapterFeeds(branches: ReadonlyMap<string, LoraBranch>, active: 
       branch.elementType === "float16"
         ? new Tensor("float16", f32ToF16(values), [...lead, ...dims])
         : new Tensor("float32", values, [...lead, ...dims]);
-    feeds[branch.a] = tensor(a, [inF, rank]);
+    if (branch.group) grouped.set(branch.module, a);
+    else feeds[branch.a] = tensor(a, [inF, rank]);
     feeds[branch.b] = tensor(b, [rank, outF]);
     if (branch.scale) {
       const dora = parts.find(({ patch }) => patch.magnitude)?.adapter.doraScales?.get(branch.module);
@@ -296,7 +299,42 @@ export function adapterFeeds(branches: ReadonlyMap<string, LoraBranch>, active: 
       feeds[branch.bias] = tensor(sum, branch.rowsDim ? [1, outF] : [outF]);
     }
   }
+  for (const group of groupsOf(branches)) {
+    const first = branches.get(group.modules[0])!;
+    const parts = group.modules.map((m) => grouped.get(m)!);
+    const ranks = parts.map((p) => p.length / first.inFeatures);
+    const a = joinColumns(parts, ranks, first.inFeatures);
+    const lead = first.rowsDim ? [1] : [];
+    const dims = [...lead, first.inFeatures, a.length / first.inFeatures];
+    feeds[group.a] = first.elementType === "float16"
+      ? new Tensor("float16", f32ToF16(a), dims)
+      : new Tensor("float32", a, dims);
+    feeds[group.split] = splitTensor(ranks);
+  }
   return feeds;
+}
+
+/** The shared products (`LoraGroup`) of these branches, each once. */
+function groupsOf(branches: ReadonlyMap<string, LoraBranch>): LoraGroup[] {
+  return [...new Set([...branches.values()].flatMap((b) => (b.group ? [b.group] : [])))];
+}
+
+/** A group's split sizes. */
+function splitTensor(ranks: readonly number[]): Tensor {
+  return new Tensor("int64", BigInt64Array.from(ranks, BigInt), [ranks.length]);
+}
+
+/** `[rows, sum of ranks]` from `[rows, ranks[i]]` parts side by side (A^T's of one group, joined along the rank). */
+function joinColumns<T extends TensorArray>(parts: readonly T[], ranks: readonly number[], rows: number): T {
+  const width = ranks.reduce((n, r) => n + r, 0);
+  const out = (parts[0] instanceof Uint16Array ? new Uint16Array(rows * width) : new Float32Array(rows * width)) as T;
+  let offset = 0;
+  parts.forEach((part, p) => {
+    const r = ranks[p];
+    for (let i = 0; i < rows; i++) out.set(part.subarray(i * r, (i + 1) * r), i * width + offset);
+    offset += r;
+  });
+  return out;
 }
 
 /**
@@ -467,21 +505,19 @@ export function stackRowFeeds(branches: ReadonlyMap<string, LoraBranch>, rows: r
       });
     }
     const { inFeatures: inF, outFeatures: outF } = branch;
-    const ranks = rows.map((r) => r[branch.a].dims[2]);
+    const ranks = rows.map((r) => r[branch.b].dims[1]);
     const rank = Math.max(0, ...ranks);
     const make = (size: number): TensorArray =>
       branch.elementType === "float16" ? new Uint16Array(size) : new Float32Array(size);
-    const a = make(n * inF * rank);
     const b = make(n * rank * outF);
-    rows.forEach((r, i) => {
-      padInto(a, i, inF, rank, r[branch.a].data as TensorArray, ranks[i]);
-      // B^T rows past a row's rank stay 0: its rows are contiguous.
-      b.set(r[branch.b].data as TensorArray, i * rank * outF);
-    });
-    const tensor = (data: TensorArray, dims: number[]) =>
-      data instanceof Uint16Array ? new Tensor("float16", data, dims) : new Tensor("float32", data, dims);
-    feeds[branch.a] = tensor(a, [n, inF, rank]);
+    // B^T rows past a row's rank stay 0: its rows are contiguous.
+    rows.forEach((r, i) => b.set(r[branch.b].data as TensorArray, i * rank * outF));
     feeds[branch.b] = tensor(b, [n, rank, outF]);
+    if (!branch.group) {
+      const a = make(n * inF * rank);
+      rows.forEach((r, i) => padInto(a, i, inF, rank, r[branch.a].data as TensorArray, ranks[i]));
+      feeds[branch.a] = tensor(a, [n, inF, rank]);
+    }
     for (const name of [branch.scale, branch.bias]) {
       if (!name) continue;
       const vector = make(n * outF);
@@ -489,5 +525,34 @@ export function stackRowFeeds(branches: ReadonlyMap<string, LoraBranch>, rows: r
       feeds[name] = tensor(vector, [n, 1, outF]);
     }
   }
+  for (const group of groupsOf(branches)) {
+    // Each member padded to its largest rank over the rows, as its B is.
+    const inF = branches.get(group.modules[0])!.inFeatures;
+    const rowRanks = rows.map((r) => [...(r[group.split].data as BigInt64Array)].map(Number));
+    const padded = group.modules.map((_, m) => Math.max(0, ...rowRanks.map((ranks) => ranks[m])));
+    const width = padded.reduce((s, r) => s + r, 0);
+    const first = rows[0]?.[group.a].data as TensorArray | undefined;
+    const a = first instanceof Uint16Array ? new Uint16Array(n * inF * width) : new Float32Array(n * inF * width);
+    rows.forEach((r, i) => {
+      const src = r[group.a].data as TensorArray;
+      const ranks = rowRanks[i];
+      const rowWidth = ranks.reduce((s, k) => s + k, 0);
+      for (let j = 0; j < inF; j++) {
+        let from = j * rowWidth;
+        let to = (i * inF + j) * width;
+        group.modules.forEach((_, m) => {
+          a.set(src.subarray(from, from + ranks[m]), to);
+          from += ranks[m];
+          to += padded[m];
+        });
+      }
+    });
+    feeds[group.a] = tensor(a, [n, inF, width]);
+    feeds[group.split] = splitTensor(padded);
+  }
   return feeds;
+}
+
+function tensor(data: TensorArray, dims: number[]): Tensor {
+  return data instanceof Uint16Array ? new Tensor("float16", data, dims) : new Tensor("float32", data, dims);
 }

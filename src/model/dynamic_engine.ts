@@ -63,10 +63,14 @@ interface BranchGraph {
   onGpu?: WeakMap<Feeds, Promise<Feeds>>;
 }
 
-/** Uploads the non-empty tensors of a feed set to onnxruntime's GPU device (empty ones, rank 0, stay). */
+/**
+ * Uploads the float tensors of a feed set to onnxruntime's GPU device: empty
+ * ones (rank 0) stay, and so do int64 sizes (shared products' splits), which onnxruntime reads on the CPU.
+ */
 async function uploaded(feeds: Feeds): Promise<Feeds> {
+  const onGpu = (t: Feeds[string]) => t.size > 0 && t.type !== "int64";
   const entries = await Promise.all(
-    Object.entries(feeds).map(async ([name, t]) => [name, t.size > 0 ? await uploadToOrtGpu(t) : t] as const),
+    Object.entries(feeds).map(async ([name, t]) => [name, onGpu(t) ? await uploadToOrtGpu(t) : t] as const),
   );
   return Object.fromEntries(entries);
 }
@@ -123,8 +127,14 @@ async function buildGraph(
       { key: scaledFed.target.module },
     );
   }
-  // Per-row inputs: one session runs a single adapter set (rows dim 1) or mixed batches alike.
-  const branched = addLoraBranches(base.onnx, base.weights, modules, { dora, bias, perRow: true });
+  // Per-row inputs: one session runs a single adapter set (rows dim 1) or mixed batches alike; q/k/v (and
+  // gate/up) share one x @ A.
+  const branched = addLoraBranches(base.onnx, base.weights, modules, {
+    dora,
+    bias,
+    perRow: true,
+    shareA: true,
+  });
   const params = deltas.size + fed.size + norms.size > 0
     ? addParamBranches(branched.model, base.weights, { deltas, fed, norms }, (name) => base.readWeight(name))
     : { model: branched.model, sites: new Map<string, ParamSite>() };

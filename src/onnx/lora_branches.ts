@@ -24,6 +24,12 @@
  * (m/n) * lora(x) * s`, rearranged: the bias is not scaled. A `Gemm` (or
  * `MatMulNBits`) carrying its bias inside gets the bias split off into its
  * own `Add` after the scale.
+ *
+ * With `shareA`, branches that read the same activation (q/k/v on one
+ * normed input, gate/up on another) share one product: their A's are fed
+ * concatenated along the rank (`[in, r_q + r_k + r_v]`), multiplied once and
+ * `Split` per module before each B (the ranks fed beside them), so a decode
+ * step runs one MatMul where it ran three.
  * @module
  */
 import {
@@ -82,6 +88,30 @@ export interface LoraBranch {
   rowsDim?: string;
   /** Element type of the branch inputs: the projection's own float type, so a float16 base stays float16. */
   elementType: "float32" | "float16";
+  /** Set when this branch's A is fed inside a shared product (`shareA`); `a` is then the group's input. */
+  group?: LoraGroup;
+}
+
+/**
+ * Branches sharing one `x @ A` product (`shareA`): their A's are fed
+ * concatenated along the rank, in `modules` order, and the product is split
+ * by the ranks fed in `split`.
+ *
+ * @example
+ * ```ts
+ * import type { LoraGroup } from "./lora_branches.ts";
+ * // feeds[group.split] = new Tensor("int64", BigInt64Array.from([16n, 16n, 16n]), [3]);
+ * const members = (group: LoraGroup) => group.modules.length;
+ * ```
+ */
+export interface LoraGroup {
+  /** Input name of the concatenated A^T: `[inFeatures, sum of ranks]` (`[rows, in, sum]` per row). */
+  a: string;
+  /** Input name of the members' ranks, int64 `[modules.length]`, in `modules` order (0: member off). */
+  split: string;
+  modules: readonly string[];
+  /** The symbolic dimension name of the summed rank. */
+  rankDim: string;
 }
 
 /** The float type a projection computes in: its weight's, or for quantized ones, their scales'. */
@@ -120,6 +150,12 @@ export interface LoraBranchOptions {
   perRow?: boolean;
   /** Modules (among those branched, not DoRA) that get a `bias` delta input. */
   bias?: Iterable<string>;
+  /**
+   * Branches reading the same activation share one `x @ A` (see
+   * {@linkcode LoraGroup}); needs opset 13 (Split with sizes as an input),
+   * ignored below. Default false: one A input per branch.
+   */
+  shareA?: boolean;
 }
 
 /** Where a branch attaches: the node producing the module's float output. */
@@ -317,13 +353,30 @@ function rowReshapes(branch: LoraBranch, x: string, base: string, scope: string,
   return { x: x3, before, back, rowsOf };
 }
 
+/** Whether a per-row linear branch on this site goes through `[rows, n, in]` (see {@linkcode rowReshapes}). */
+function needsRowReshape(
+  nodes: readonly NodeProto[],
+  site: Site,
+  target: WeightTarget,
+  perRow: boolean,
+  ranks: ReadonlyMap<string, number>,
+): boolean {
+  return perRow && target.kind !== "embedding" &&
+    (nodes[site.producer].opType === "Gemm" || (ranks.get(site.x) ?? 3) !== 3);
+}
+
+/**
+ * Inserts one module's branch; `sharedXa` names its `x @ A` when a shared
+ * product computes it (the branch then starts at B). Returns the producer's index.
+ */
 function insertBranch(
   nodes: readonly NodeProto[],
   { branch, target }: Planned,
   edits: GraphEdits,
   fresh: (name: string) => string,
   ranks: ReadonlyMap<string, number>,
-) {
+  sharedXa?: string,
+): number {
   const module = branch.module;
   const site = siteOf(nodes, target);
   if (edits.replaced.has(site.producer)) {
@@ -350,16 +403,20 @@ function insertBranch(
   output[0] = base;
   edits.replaced.set(site.producer, edited(NodeProtoSchema, producer, { input, output }));
 
-  const xa = fresh(`${prefix}/xA`);
+  const xa = sharedXa ?? fresh(`${prefix}/xA`);
   const delta = fresh(`${prefix}/delta`);
   // Per-row linear branches on inputs not known to be [batch, seq, in] go through [rows, n, in].
-  const reshaped = branch.rowsDim && target.kind !== "embedding" &&
-      (nodes[site.producer].opType === "Gemm" || (ranks.get(site.x) ?? 3) !== 3)
+  const reshaped = needsRowReshape(nodes, site, target, branch.rowsDim !== undefined, ranks)
     ? rowReshapes(branch, site.x, base, scope, fresh)
     : undefined;
+  if (sharedXa !== undefined && reshaped) {
+    throw new OnnxModelError("a shared x @ A needs [batch, seq, in]", { key: module });
+  }
   const added: NodeProto[] = [
     ...(reshaped?.before ?? []),
-    ...(target.kind !== "embedding"
+    ...(sharedXa !== undefined
+      ? []
+      : target.kind !== "embedding"
       ? [makeNode("MatMul", [reshaped?.x ?? site.x, branch.a], [xa], `${scope}lora_A_MatMul`)]
       : branch.rowsDim
       ? rowGather(branch, site.x, xa, scope, fresh)
@@ -394,6 +451,38 @@ function insertBranch(
     if (splitBias !== undefined) added.push(makeNode("Add", [scaled, splitBias], [site.y], `${scope}lora_bias_Add`));
   }
   edits.after.set(site.producer, added);
+  return site.producer;
+}
+
+/** The default-domain opset (Split takes its sizes as an input from 13). */
+function opsetOf(model: ModelProto): number {
+  const entry = model.opsetImport.find((o) => o.domain === "" || o.domain === "ai.onnx");
+  return Number(entry?.version ?? 0n);
+}
+
+/**
+ * The modules of the top-level graph whose branches can share `x @ A`:
+ * linear ones reading the same float input, of one element type, not
+ * reshaped per row; groups of two or more, by that input.
+ */
+function shareableGroups(
+  model: ModelProto,
+  resolved: readonly { module: string; target: WeightTarget }[],
+  perRow: boolean,
+  ranks: ReadonlyMap<string, number>,
+): { modules: string[]; x: string; target: WeightTarget }[] {
+  const nodes = model.graph!.node;
+  const byInput = new Map<string, { modules: string[]; x: string; target: WeightTarget }>();
+  for (const { module, target } of resolved) {
+    if (target.inSubgraph || target.kind === "embedding") continue;
+    const site = siteOf(nodes, target);
+    if (needsRowReshape(nodes, site, target, perRow, ranks)) continue;
+    const key = `${branchElementType(model, target)}:${site.x}`;
+    const group = byInput.get(key);
+    if (group) group.modules.push(module);
+    else byInput.set(key, { modules: [module], x: site.x, target });
+  }
+  return [...byInput.values()].filter((g) => g.modules.length > 1);
 }
 
 /**
@@ -492,10 +581,39 @@ export function addLoraBranches(
   const inIf = new Map<number, Planned[]>();
   const ranks = knownRanks(graph);
 
-  for (const module of wanted) {
+  const resolved = wanted.map((module) => {
     // Hugging Face names (as plans carry them) resolve to the export's own.
     const target = weights.get(module) ?? weights.resolve(module);
     if (!target) throw new OnnxModelError("the base graph has no patchable weight for this module", { key: module });
+    return { module, target };
+  });
+  const perRow = options.perRow ?? false;
+  const groupOf = new Map<string, LoraGroup>();
+  const groupInput = new Map<LoraGroup, string>();
+  if (options.shareA && opsetOf(model) >= 13) {
+    for (const { modules, x, target } of shareableGroups(model, resolved, perRow, ranks)) {
+      const prefix = `lora.${modules[0]}.shared`;
+      const group: LoraGroup = {
+        a: inputName(`${prefix}.A`, modules[0]),
+        split: inputName(`${prefix}.split`, modules[0]),
+        modules,
+        rankDim: `${prefix}.rank`,
+      };
+      for (const m of modules) groupOf.set(m, group);
+      groupInput.set(group, x);
+      const lead = perRow ? [`${prefix}.rows`] : [];
+      const F = branchElementType(model, target) === "float16"
+        ? TensorProto_DataType.FLOAT16
+        : TensorProto_DataType.FLOAT;
+      inputs.push(
+        tensorValueInfo(group.a, F, [...lead, target.inFeatures, group.rankDim]),
+        tensorValueInfo(group.split, TensorProto_DataType.INT64, [modules.length]),
+      );
+    }
+  }
+  const producers = new Map<string, number>();
+  const sharedXa = new Map<string, string>();
+  for (const { module, target } of resolved) {
     const isDora = dora.has(module);
     if (isDora && target.kind === "embedding") {
       throw new UnsupportedError("DoRA on embeddings is not supported", { key: module });
@@ -504,17 +622,16 @@ export function addLoraBranches(
     const rankDim = `${prefix}.rank`;
     const rowsDim = options.perRow ? `${prefix}.rows` : undefined;
     const lead = rowsDim ? [rowsDim] : [];
-    const a = inputName(`${prefix}.A`, module);
+    const group = groupOf.get(module);
+    const a = group ? group.a : inputName(`${prefix}.A`, module);
     const b = inputName(`${prefix}.B`, module);
     const scale = isDora ? inputName(`${prefix}.scale`, module) : undefined;
     const bias = biased.has(module) ? inputName(`${prefix}.bias`, module) : undefined;
     const elementType = branchElementType(model, target);
     const F = elementType === "float16" ? TensorProto_DataType.FLOAT16 : TensorProto_DataType.FLOAT;
     // Fed pre-transposed ([in, rank], [rank, out]) so a run does no Transpose of its own.
-    inputs.push(
-      tensorValueInfo(a, F, [...lead, target.inFeatures, rankDim]),
-      tensorValueInfo(b, F, [...lead, rankDim, target.outFeatures]),
-    );
+    if (!group) inputs.push(tensorValueInfo(a, F, [...lead, target.inFeatures, rankDim]));
+    inputs.push(tensorValueInfo(b, F, [...lead, rankDim, target.outFeatures]));
     const vector = rowsDim ? [rowsDim, 1, target.outFeatures] : [target.outFeatures];
     if (scale) inputs.push(tensorValueInfo(scale, F, vector));
     if (bias) inputs.push(tensorValueInfo(bias, F, vector));
@@ -530,13 +647,38 @@ export function addLoraBranches(
       rankDim,
       ...(rowsDim ? { rowsDim } : {}),
       elementType,
+      ...(group ? { group } : {}),
     };
     branches.set(module, branch);
     if (target.inSubgraph) {
       inIf.set(target.readerIndex, [...(inIf.get(target.readerIndex) ?? []), { branch, target }]);
     } else {
-      insertBranch(graph.node, { branch, target }, top, fresh, ranks);
+      const xa = group ? fresh(`${prefix}/xA`) : undefined;
+      if (xa) sharedXa.set(module, xa);
+      producers.set(module, insertBranch(graph.node, { branch, target }, top, fresh, ranks, xa));
     }
+  }
+  // Each shared product runs right after the first of its producers (which reads the same x).
+  for (const [group, x] of groupInput) {
+    const first = Math.min(...group.modules.map((m) => producers.get(m)!));
+    const producer = graph.node[first];
+    const scope = producer.name.includes("/")
+      ? producer.name.slice(0, producer.name.lastIndexOf("/") + 1)
+      : `/lora.${group.modules[0]}/`;
+    const product = fresh(`lora.${group.modules[0]}.shared/xA`);
+    top.after.set(first, [
+      makeNode("MatMul", [x, group.a], [product], `${scope}lora_shared_A_MatMul`),
+      makeNode(
+        "Split",
+        [product, group.split],
+        group.modules.map((m) => sharedXa.get(m)!),
+        `${scope}lora_shared_Split`,
+        {
+          axis: -1,
+        },
+      ),
+      ...(top.after.get(first) ?? []),
+    ]);
   }
   for (const [ifIndex, planned] of inIf) {
     top.replaced.set(ifIndex, branchSubgraphs(graph, ifIndex, planned, fresh, ranks));

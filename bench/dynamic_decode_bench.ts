@@ -1,0 +1,144 @@
+/**
+ * Dynamic mode's decode-step overhead on a base of SmolLM2-135M's shape
+ * (random weights, exported with a KV cache as Optimum does, and a PEFT LoRA
+ * r=16 on all seven projections: make them with
+ * `python bench/support/make_smollm_shape.py DIR`), then
+ * `deno run -A bench/dynamic_decode_bench.ts DIR [steps] [--variant=V] [--check]`.
+ *
+ * One decode step (one new token after a 32-token past) of `base` (the base
+ * session) against one branched session as the engine builds it (per-row
+ * inputs), the variant V:
+ * - `separate`: fed the adapter, one `x @ A` per branch;
+ * - `shared` (default): fed the adapter, q/k/v and gate/up sharing one
+ *   `x @ A` (`shareA`); also `rank0`, the same session with every branch at
+ *   rank 0 (the extra nodes and inputs without adapter data);
+ * - `baked`: the shared graph with the adapter's feeds made initializers
+ *   (the same nodes, nothing fed): `shared - baked` is what feeding costs.
+ * `--check` also builds the other form and checks both give the same logits.
+ *
+ * Steps are interleaved (each round one step of each variant, in a shuffled
+ * order) and timed in CPU time (process.cpuUsage) and wall time; printed per
+ * variant: the median ms per step with its quartiles, tokens/s at the
+ * median, the ratio of medians to `base`, and the median (quartiles) of the
+ * per-round ratios, which say how noisy the machine was. Compare variants
+ * across processes by their ratios to their own `base`.
+ * @module
+ */
+import process from "node:process";
+import { loadBaseModel, Tensor } from "../mod.ts";
+import { readAdapter } from "../src/model/adapter.ts";
+import { addLoraBranches } from "../src/onnx/lora_branches.ts";
+import { adapterFeeds, loraPatches } from "../src/lora/dynamic_feeds.ts";
+import { createSession } from "../src/model/session.ts";
+import { GraphProtoSchema, type ModelProto, ModelProtoSchema, TensorProto_DataType } from "../src/deps/onnx_proto.ts";
+import { edited } from "../src/onnx/proto_edit.ts";
+import { rawTensor } from "../src/onnx/graph_parts.ts";
+
+const dir = Deno.args[0];
+if (!dir) throw new Error("usage: deno run -A bench/dynamic_decode_bench.ts DIR [rounds]");
+const ROUNDS = Number(Deno.args.find((a, i) => i > 0 && !a.startsWith("--")) ?? 40);
+const PAST = 32;
+
+const base = await loadBaseModel(`${dir}/base`, { device: "wasm" });
+const adapter = await readAdapter(base.weights, `${dir}/lora`, "lora");
+const modules = loraPatches(adapter.plan).map((p) => p.module);
+const config = base.config as { num_hidden_layers: number; num_key_value_heads: number; hidden_size: number };
+const heads = config.num_key_value_heads;
+const headDim = config.hidden_size / (base.config.num_attention_heads as number);
+const step: Record<string, Tensor> = {
+  input_ids: new Tensor("int64", new BigInt64Array([42n]), [1, 1]),
+  attention_mask: new Tensor("int64", new BigInt64Array(PAST + 1).fill(1n), [1, PAST + 1]),
+  position_ids: new Tensor("int64", new BigInt64Array([BigInt(PAST)]), [1, 1]),
+};
+for (let i = 0; i < config.num_hidden_layers; i++) {
+  for (const k of ["key", "value"]) {
+    const data = new Float32Array(heads * PAST * headDim).map((_, j) => Math.sin(j + i));
+    step[`past_key_values.${i}.${k}`] = new Tensor("float32", data, [1, heads, PAST, headDim]);
+  }
+}
+
+/** `model` with these inputs turned into initializers holding the fed values. */
+function baked(model: ModelProto, feeds: Record<string, Tensor>): ModelProto {
+  const g = model.graph!;
+  const initializer = Object.entries(feeds).map(([name, t]) => {
+    const data = t.data as Float32Array | BigInt64Array;
+    const type = t.type === "int64" ? TensorProto_DataType.INT64 : TensorProto_DataType.FLOAT;
+    return rawTensor(name, type, t.dims, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  });
+  const graph = edited(GraphProtoSchema, g, {
+    input: g.input.filter((i) => !(i.name in feeds)),
+    initializer: [...g.initializer, ...initializer],
+  });
+  return edited(ModelProtoSchema, model, { graph });
+}
+
+const active = [{ plan: adapter.plan, tensor: (k: string) => adapter.weights.toFloat32(k) }];
+const nodes = (m: ModelProto) => m.graph!.node.length;
+/** The branched graph (q/k/v and gate/up sharing x @ A or not), its session and feeds. */
+async function branched(shareA: boolean, bake = false) {
+  const { model, branches } = addLoraBranches(base.onnx, base.weights, modules, { perRow: true, shareA });
+  const on = adapterFeeds(branches, active);
+  const bytes = Object.values(on).reduce((n, t) => n + t.size * (t.type === "int64" ? 8 : 4), 0);
+  console.log(
+    `shareA=${shareA}: ${Object.keys(on).length} fed inputs (${(bytes / 1e6).toFixed(1)} MB), ` +
+      `${nodes(model) - nodes(base.onnx)} extra nodes`,
+  );
+  const session = await createSession(bake ? baked(model, on) : model, base.externalData, base.settings, base.file);
+  return { session, on, off: adapterFeeds(branches, []) };
+}
+const logits = async (p: Promise<Record<string, Tensor>>) => (await p).logits.data as Float32Array;
+const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
+
+// One branched session beside the base per process: a session created after two others of this size ran
+// ~10% slower here whatever it held (where it lands in onnxruntime-web's heap), which would bias the ratios.
+const which = Deno.args.find((a) => a.startsWith("--variant="))?.slice("--variant=".length) ?? "shared";
+if (!["separate", "shared", "baked"].includes(which)) throw new Error(`unknown --variant=${which}`);
+const graph = await branched(which !== "separate", which === "baked");
+const variants: Record<string, () => Promise<unknown>> = {
+  base: () => base.run(step),
+  [which]: () => graph.session.run(which === "baked" ? step : { ...step, ...graph.on }),
+  ...(which === "shared" ? { rank0: () => graph.session.run({ ...step, ...graph.off }) } : {}),
+};
+// The adapter changes the logits, and (checked untimed) the shared product gives the separate branches' ones.
+const viaGraph = await logits(graph.session.run(which === "baked" ? step : { ...step, ...graph.on }));
+if (maxDiff(viaGraph, await logits(base.run(step))) < 1e-3) throw new Error("the adapter does not change the logits");
+if (Deno.args.includes("--check")) {
+  const check = await branched(which === "separate");
+  const diff = maxDiff(viaGraph, await logits(check.session.run({ ...step, ...check.on })));
+  console.log(`max |shared - separate| ${diff.toExponential(2)}`);
+  if (diff > 1e-4) throw new Error(`shared and separate products differ by ${diff}`);
+  await check.session.release();
+}
+
+const cpu: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
+const wall: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
+for (const run of Object.values(variants)) for (let i = 0; i < 3; i++) await run();
+// One step of each variant per round, so load from other processes falls on all of them alike.
+let seed = 1;
+for (let r = 0; r < ROUNDS; r++) {
+  // In a shuffled order each round, so no variant always follows another.
+  const order = Object.entries(variants).map((v) => [v, seed = (seed * 48271) % 2147483647] as const);
+  for (const [[name, run]] of order.sort((a, b) => a[1] - b[1])) {
+    const [t, w] = [process.cpuUsage(), performance.now()];
+    await run();
+    const d = process.cpuUsage(t);
+    wall[name].push(performance.now() - w);
+    cpu[name].push((d.user + d.system) / 1000);
+  }
+}
+const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) * q)];
+for (const [label, times] of [["cpu", cpu], ["wall", wall]] as const) {
+  console.log(`${label} time, ${ROUNDS} steps each: median ms (quartiles), tok/s at the median, median ratio to base`);
+  for (const [name, ms] of Object.entries(times)) {
+    const [q1, m, q3] = [0.25, 0.5, 0.75].map((q) => quantile(ms, q));
+    // Ratio of per-round pairs (the same moment of load), median and quartiles.
+    const ratios = ms.map((v, r) => times.base[r] / v);
+    const [r1, rm, r3] = [0.25, 0.5, 0.75].map((q) => quantile(ratios, q));
+    console.log(
+      `  ${name.padEnd(8)} ${m.toFixed(1)} ms (${q1.toFixed(1)}..${q3.toFixed(1)})  ${(1000 / m).toFixed(2)} tok/s  ` +
+        `x base ${(times.base.length ? quantile(times.base, 0.5) / m : 1).toFixed(3)}, per round ${rm.toFixed(3)} ` +
+        `(${r1.toFixed(3)}..${r3.toFixed(3)})`,
+    );
+  }
+}
+await graph.session.release();
