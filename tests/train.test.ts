@@ -34,6 +34,8 @@ for (
     "llama-embed-sgd",
     "gpt2-cattn-adamw",
     "llama-dora-sgd",
+    "llama-qv-lorabias-adamw",
+    "gpt2-cattn-loraonly-sgd",
   ]
 ) {
   test(`${name}: per-call loss and grad norm, trained tensors and logits match PyTorch + PEFT`, async () => {

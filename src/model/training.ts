@@ -8,7 +8,7 @@ import { Tensor } from "../deps/ort.ts";
 import { UnsupportedError } from "../errors.ts";
 import { describeDecoder } from "../generate/decoder_layout.ts";
 import { TrainableAdapter } from "../train/trainable.ts";
-import { transposed } from "../train/lora_params.ts";
+import { type BiasParameter, transposed } from "../train/lora_params.ts";
 import { externalBytes } from "../onnx/external_data.ts";
 import { readTargetWeight } from "../onnx/quantized_weights.ts";
 import type { WeightTarget } from "../onnx/weight_index.ts";
@@ -45,16 +45,10 @@ export async function trainableAdapter(base: BaseModel, adapter: LoadedAdapter):
       key: adapter.plan.tokens[0].module,
     });
   }
-  for (const p of adapter.plan.patches) {
-    if (p.kind === "replace") {
-      throw new UnsupportedError(`training ${p.param} replacements (modules_to_save, bias) is not supported`, {
-        key: p.module,
-      });
-    }
-  }
   const { cpu } = await base.kernels();
   const weightOf = (target: WeightTarget) =>
     readTargetWeight(base.onnx.graph!, target, base.file, (t) => externalBytes(t, base.externalData, base.file));
+  const config = loraConfigOf(adapter, "training");
   const settings = {
     device: base.device,
     executionProviders: base.settings.executionProviders,
@@ -72,7 +66,8 @@ export async function trainableAdapter(base: BaseModel, adapter: LoadedAdapter):
     },
     inputNames: base.inputNames,
     vocabSize: layout.vocabSize,
-    dropout: loraConfigOf(adapter, "training").loraDropout,
+    dropout: config.loraDropout,
+    biases: trainedBiases(adapter, (name) => base.readWeight(name)),
     doraNorms: (patch, a, b) => {
       const { target } = patch;
       const dims = { outFeatures: target.outFeatures, inFeatures: target.inFeatures, rank: patch.rank };
@@ -81,6 +76,45 @@ export async function trainableAdapter(base: BaseModel, adapter: LoadedAdapter):
     savedExtras: embeddingBaseLayers(adapter, weightOf),
     config: savedConfig(adapter),
   });
+}
+
+/**
+ * The projection biases PEFT trains (`bias: "lora_only"` / `"all"`: the
+ * adapter holds each one, as PEFT's save writes them), each with the base's
+ * own value (zeros where the exporter dropped an all-zero bias).
+ *
+ * @throws {UnsupportedError} for a replaced weight (`modules_to_save`) or a norm's bias, not trained yet.
+ */
+function trainedBiases(adapter: LoadedAdapter, read: (initializer: string) => Float32Array): BiasParameter[] {
+  const biases: BiasParameter[] = [];
+  const config = loraConfigOf(adapter, "training");
+  for (const p of adapter.plan.patches) {
+    if (p.kind !== "replace") continue;
+    if (p.param === "weight" || p.target.kind === "norm") {
+      const what = p.param === "weight" ? "whole modules (modules_to_save)" : "norm biases";
+      throw new UnsupportedError(`training ${what} is not supported`, { key: p.module });
+    }
+    const t = p.target;
+    biases.push({
+      module: p.module,
+      key: p.key,
+      base: t.bias ? read(t.bias.initializer) : new Float32Array(t.outFeatures),
+    });
+  }
+  if (config.bias !== "none") {
+    // PEFT trains the bias of every LoRA module that has one, saved or not: training without it would differ.
+    const trained = new Set(biases.map((b) => b.module));
+    const lacking = adapter.plan.patches.find((p) => p.kind === "lora" && p.target.bias && !trained.has(p.module));
+    if (lacking) {
+      throw new UnsupportedError(
+        `bias is "${config.bias}" but the adapter lacks this module's bias, which PEFT trains`,
+        {
+          key: lacking.module,
+        },
+      );
+    }
+  }
+  return biases;
 }
 
 /**

@@ -19,7 +19,7 @@ import { makeNode, tensorValueInfo, usedNames } from "../onnx/graph_parts.ts";
 import { edited } from "../onnx/proto_edit.ts";
 import type { WeightIndex } from "../onnx/weight_index.ts";
 import { type BatchTensors, batchTensors, type TrainBatch } from "./batch.ts";
-import { type DoraNorms, LoraParameters } from "./lora_params.ts";
+import { type BiasParameter, type DoraNorms, LoraParameters } from "./lora_params.ts";
 import type { TensorInput } from "../safetensors/mod.ts";
 import { LABEL_WEIGHTS_INPUT, LABELS_INPUT, type SessionFactory, TrainingGraph } from "./training_graph.ts";
 
@@ -45,6 +45,8 @@ export interface TrainableParts {
   vocabSize?: number;
   /** `lora_dropout`. */
   dropout: number;
+  /** Module biases trained in full (`bias: "all"` / `"lora_only"` on projections), each on its branch's bias input. */
+  biases?: readonly BiasParameter[];
   /** DoRA's weight norms for a module's current A and B (needed when the plan has DoRA patches). */
   doraNorms?: DoraNorms;
   /** Tensors `savePretrained` writes besides the trained ones (PEFT's embedding base layers). */
@@ -102,11 +104,18 @@ export class TrainableAdapter {
         key: dora[0],
       });
     }
-    const { model, branches } = addLoraBranches(parts.onnx, parts.weights, patches.map((p) => p.module), { dora });
-    this.params = new LoraParameters(patches, branches, parts.tensor, parts.doraNorms);
+    const biases = parts.biases ?? [];
+    const biased = [...patches.filter((p) => p.bias).map((p) => p.module), ...biases.map((b) => b.module)];
+    const modules = [...new Set([...patches.map((p) => p.module), ...biased])];
+    const { model, branches } = addLoraBranches(parts.onnx, parts.weights, modules, { dora, bias: new Set(biased) });
+    this.params = new LoraParameters(patches, branches, parts.tensor, parts.doraNorms, biases);
     let graph = model;
     if (parts.dropout > 0) {
-      graph = this.#withDropout(model, [...branches.values()].filter((b) => b.kind !== "embedding"));
+      const lora = new Set(patches.map((p) => p.module));
+      graph = this.#withDropout(
+        model,
+        [...branches.values()].filter((b) => b.kind !== "embedding" && lora.has(b.module)),
+      );
     }
     this.#graph = new TrainingGraph(graph, "logits", this.params.inputs, parts.factory);
   }
