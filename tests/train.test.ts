@@ -36,6 +36,7 @@ for (
     "llama-dora-sgd",
     "llama-qv-lorabias-adamw",
     "gpt2-cattn-loraonly-sgd",
+    "gpt2-bias-all-adamw",
   ]
 ) {
   test(`${name}: per-call loss and grad norm, trained tensors and logits match PyTorch + PEFT`, async () => {

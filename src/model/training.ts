@@ -79,27 +79,23 @@ export async function trainableAdapter(base: BaseModel, adapter: LoadedAdapter):
 }
 
 /**
- * The projection biases PEFT trains (`bias: "lora_only"` / `"all"`: the
+ * The biases PEFT trains (`bias: "lora_only"` / `"all"`: the
  * adapter holds each one, as PEFT's save writes them), each with the base's
  * own value (zeros where the exporter dropped an all-zero bias).
  *
- * @throws {UnsupportedError} for a replaced weight (`modules_to_save`) or a norm's bias, not trained yet.
+ * @throws {UnsupportedError} for a replaced weight (`modules_to_save`), not trained yet.
  */
 function trainedBiases(adapter: LoadedAdapter, read: (initializer: string) => Float32Array): BiasParameter[] {
   const biases: BiasParameter[] = [];
   const config = loraConfigOf(adapter, "training");
   for (const p of adapter.plan.patches) {
     if (p.kind !== "replace") continue;
-    if (p.param === "weight" || p.target.kind === "norm") {
-      const what = p.param === "weight" ? "whole modules (modules_to_save)" : "norm biases";
-      throw new UnsupportedError(`training ${what} is not supported`, { key: p.module });
+    if (p.param === "weight") {
+      throw new UnsupportedError("training whole modules (modules_to_save) is not supported", { key: p.module });
     }
     const t = p.target;
-    biases.push({
-      module: p.module,
-      key: p.key,
-      base: t.bias ? read(t.bias.initializer) : new Float32Array(t.outFeatures),
-    });
+    const base = t.bias ? read(t.bias.initializer) : new Float32Array(t.outFeatures);
+    biases.push({ module: p.module, key: p.key, base, ...(t.kind === "norm" ? { norm: true } : {}) });
   }
   if (config.bias !== "none") {
     // PEFT trains the bias of every LoRA module that has one, saved or not: training without it would differ.

@@ -10,6 +10,7 @@ import { Tensor } from "../deps/ort.ts";
 import { UnsupportedError } from "../errors.ts";
 import type { LoraPatch } from "../lora/plan.ts";
 import type { LoraBranch } from "../onnx/lora_branches.ts";
+import type { BiasDeltaSite } from "../onnx/param_branches.ts";
 
 /**
  * One trained tensor under its PEFT key.
@@ -44,6 +45,11 @@ interface TrainedBias {
   base: Float32Array;
 }
 
+/** A norm's bias (`bias: "all"`), on its parameter site's delta input `[1, 1, n]`. */
+interface NormBias extends TrainedBias {
+  site: BiasDeltaSite;
+}
+
 interface Module {
   branch: LoraBranch;
   /** Absent on a module whose only trained tensor is its bias (rank 0 branch). */
@@ -53,7 +59,8 @@ interface Module {
 
 /**
  * A module's bias that is trained in full: the module, the adapter key of
- * the trained value and the base's own bias (zeros when the export has none).
+ * the trained value and the base's own bias (zeros when the export has none);
+ * `norm` when the module is a norm (fed through a parameter site, not a branch).
  *
  * @example
  * ```ts
@@ -65,6 +72,7 @@ export interface BiasParameter {
   module: string;
   key: string;
   base: Float32Array;
+  norm?: boolean;
 }
 
 /**
@@ -97,6 +105,7 @@ export function transposed(data: Float32Array, rows: number, cols: number, scale
  */
 export class LoraParameters {
   readonly #modules: Module[];
+  readonly #norms: NormBias[] = [];
   /** Every trained tensor: A, B (and B's bias, DoRA's magnitude) per module in the adapter's order, then trained biases. */
   readonly tensors: TrainedTensor[];
 
@@ -108,6 +117,7 @@ export class LoraParameters {
     read: (key: string) => Float32Array,
     doraNorms?: DoraNorms,
     biases: readonly BiasParameter[] = [],
+    normSites: ReadonlyMap<string, BiasDeltaSite> = new Map(),
   ) {
     this.#doraNorms = doraNorms;
     const branchOf = (module: string) => {
@@ -140,7 +150,14 @@ export class LoraParameters {
       }
       modules.set(patch.module, { branch, lora: { patch, a, b, m, bias } });
     }
-    for (const { module, key, base } of biases) {
+    for (const { module, key, base, norm } of biases) {
+      if (norm) {
+        const site = normSites.get(module);
+        if (!site) throw new UnsupportedError("trained norm bias without its parameter site", { key: module });
+        const tensor = { key, shape: [site.features], data: Float32Array.from(read(key)) };
+        this.#norms.push({ tensor, base, site });
+        continue;
+      }
       const branch = branchOf(module);
       if (!branch.bias) throw new UnsupportedError("trained bias without a bias input", { key: module });
       const tensor = { key, shape: [branch.outFeatures], data: Float32Array.from(read(key)) };
@@ -155,6 +172,7 @@ export class LoraParameters {
         l ? [l.a, l.b, ...(l.bias ? [l.bias] : []), ...(l.m ? [l.m] : [])] : []
       ),
       ...this.#modules.flatMap((m) => (m.bias ? [m.bias.tensor] : [])),
+      ...this.#norms.map((n) => n.tensor),
     ];
   }
 
@@ -164,7 +182,7 @@ export class LoraParameters {
       l ? [branch.a, branch.b, ...(l.bias ? [branch.bias!] : []), ...(l.m ? [branch.scale!] : [])] : []
     );
     const bias = this.#modules.filter((m) => m.bias && !m.lora?.bias).map((m) => m.branch.bias!);
-    return [...lora, ...bias];
+    return [...lora, ...bias, ...this.#norms.map((n) => n.site.delta)];
   }
 
   /**
@@ -199,6 +217,9 @@ export class LoraParameters {
         feeds[branch.bias] = new Tensor("float32", delta, [out]);
       }
     }
+    for (const { tensor, base, site } of this.#norms) {
+      feeds[site.delta] = new Tensor("float32", tensor.data.map((v, i) => v - base[i]), [1, 1, site.features]);
+    }
     return feeds;
   }
 
@@ -220,6 +241,7 @@ export class LoraParameters {
     const bias = this.#modules.flatMap(({ branch, bias: b }) =>
       b ? [grads.get(branch.bias!)!.map((v) => v * factor)] : []
     );
-    return [...lora, ...bias];
+    const norms = this.#norms.map(({ site }) => grads.get(site.delta)!.map((v) => v * factor));
+    return [...lora, ...bias, ...norms];
   }
 }

@@ -15,6 +15,7 @@ import { loraPatches } from "../lora/dynamic_feeds.ts";
 import type { AdapterPlan } from "../lora/plan.ts";
 import type { AdapterTensorReader } from "../lora/readers.ts";
 import { addLoraBranches } from "../onnx/lora_branches.ts";
+import { addParamBranches, type BiasDeltaSite } from "../onnx/param_branches.ts";
 import { makeNode, tensorValueInfo, usedNames } from "../onnx/graph_parts.ts";
 import { edited } from "../onnx/proto_edit.ts";
 import type { WeightIndex } from "../onnx/weight_index.ts";
@@ -105,10 +106,20 @@ export class TrainableAdapter {
       });
     }
     const biases = parts.biases ?? [];
-    const biased = [...patches.filter((p) => p.bias).map((p) => p.module), ...biases.map((b) => b.module)];
+    const onBranches = biases.filter((b) => !b.norm).map((b) => b.module);
+    const biased = [...patches.filter((p) => p.bias).map((p) => p.module), ...onBranches];
     const modules = [...new Set([...patches.map((p) => p.module), ...biased])];
-    const { model, branches } = addLoraBranches(parts.onnx, parts.weights, modules, { dora, bias: new Set(biased) });
-    this.params = new LoraParameters(patches, branches, parts.tensor, parts.doraNorms, biases);
+    const branched = addLoraBranches(parts.onnx, parts.weights, modules, { dora, bias: new Set(biased) });
+    const { branches } = branched;
+    // Norm biases: a delta added to the norm's output (a parameter site), its gradient the bias's.
+    const norms = biases.filter((b) => b.norm).map((b) => b.module);
+    const { model, sites } = norms.length > 0
+      ? addParamBranches(branched.model, parts.weights, { deltas: norms, fed: [] }, () => {
+        throw new UnsupportedError("a bias delta site reads no base weight");
+      })
+      : { model: branched.model, sites: new Map() };
+    const normSites = new Map([...sites].filter((e): e is [string, BiasDeltaSite] => e[1].kind === "delta"));
+    this.params = new LoraParameters(patches, branches, parts.tensor, parts.doraNorms, biases, normSites);
     let graph = model;
     if (parts.dropout > 0) {
       const lora = new Set(patches.map((p) => p.module));
