@@ -37,6 +37,7 @@ for (
     "llama-qv-lorabias-adamw",
     "gpt2-cattn-loraonly-sgd",
     "gpt2-bias-all-adamw",
+    "llama-qv-lmhead-adamw",
   ]
 ) {
   test(`${name}: per-call loss and grad norm, trained tensors and logits match PyTorch + PEFT`, async () => {

@@ -9,6 +9,7 @@ import { UnsupportedError } from "../errors.ts";
 import { describeDecoder } from "../generate/decoder_layout.ts";
 import { TrainableAdapter } from "../train/trainable.ts";
 import { type BiasParameter, transposed } from "../train/lora_params.ts";
+import type { SiteParameter } from "../train/site_params.ts";
 import { externalBytes } from "../onnx/external_data.ts";
 import { readTargetWeight } from "../onnx/quantized_weights.ts";
 import type { WeightTarget } from "../onnx/weight_index.ts";
@@ -49,6 +50,7 @@ export async function trainableAdapter(base: BaseModel, adapter: LoadedAdapter):
   const weightOf = (target: WeightTarget) =>
     readTargetWeight(base.onnx.graph!, target, base.file, (t) => externalBytes(t, base.externalData, base.file));
   const config = loraConfigOf(adapter, "training");
+  const trained = trainedParameters(adapter, (name) => base.readWeight(name));
   const settings = {
     device: base.device,
     executionProviders: base.settings.executionProviders,
@@ -67,7 +69,10 @@ export async function trainableAdapter(base: BaseModel, adapter: LoadedAdapter):
     inputNames: base.inputNames,
     vocabSize: layout.vocabSize,
     dropout: config.loraDropout,
-    biases: trainedBiases(adapter, (name) => base.readWeight(name)),
+    biases: trained.biases,
+    siteParameters: trained.sites,
+    readWeight: (name) => base.readWeight(name),
+    fanInFanOut: config.fanInFanOut,
     doraNorms: (patch, a, b) => {
       const { target } = patch;
       const dims = { outFeatures: target.outFeatures, inFeatures: target.inFeatures, rank: patch.rank };
@@ -79,23 +84,46 @@ export async function trainableAdapter(base: BaseModel, adapter: LoadedAdapter):
 }
 
 /**
- * The biases PEFT trains (`bias: "lora_only"` / `"all"`: the
- * adapter holds each one, as PEFT's save writes them), each with the base's
- * own value (zeros where the exporter dropped an all-zero bias).
+ * The full parameters PEFT trains besides the LoRA tensors, as the adapter
+ * holds them (PEFT's save writes each one): biases under `bias: "lora_only"` /
+ * `"all"` (a projection's on its LoRA branch, a norm's on a parameter site,
+ * each with the base's own value, zeros where the exporter dropped an
+ * all-zero bias) and `modules_to_save` modules (fed whole on parameter sites).
  *
- * @throws {UnsupportedError} for a replaced weight (`modules_to_save`), not trained yet.
+ * @throws {UnsupportedError} for a norm in modules_to_save, a replaced weight under a LoRA, or a missing bias PEFT trains.
  */
-function trainedBiases(adapter: LoadedAdapter, read: (initializer: string) => Float32Array): BiasParameter[] {
+function trainedParameters(
+  adapter: LoadedAdapter,
+  read: (initializer: string) => Float32Array,
+): { biases: BiasParameter[]; sites: SiteParameter[] } {
   const biases: BiasParameter[] = [];
+  const sites: SiteParameter[] = [];
   const config = loraConfigOf(adapter, "training");
+  const lora = new Set(adapter.plan.patches.filter((p) => p.kind === "lora").map((p) => p.module));
+  const whole = new Set<string>();
   for (const p of adapter.plan.patches) {
-    if (p.kind !== "replace") continue;
-    if (p.param === "weight") {
-      throw new UnsupportedError("training whole modules (modules_to_save) is not supported", { key: p.module });
+    if (p.kind !== "replace" || p.param !== "weight") continue;
+    if (p.target.kind === "norm") {
+      throw new UnsupportedError("training a norm in modules_to_save is not supported", { key: p.module });
     }
+    if (lora.has(p.module)) {
+      throw new UnsupportedError("training a module's weight under its own LoRA (base_layer.weight) is not supported", {
+        key: p.module,
+      });
+    }
+    whole.add(p.module);
+    sites.push({ module: p.module, key: p.key, param: "weight" });
+  }
+  for (const p of adapter.plan.patches) {
+    if (p.kind !== "replace" || p.param !== "bias") continue;
     const t = p.target;
+    if (whole.has(p.module)) {
+      sites.push({ module: p.module, key: p.key, param: "bias" });
+      continue;
+    }
     const base = t.bias ? read(t.bias.initializer) : new Float32Array(t.outFeatures);
-    biases.push({ module: p.module, key: p.key, base, ...(t.kind === "norm" ? { norm: true } : {}) });
+    if (t.kind === "norm") sites.push({ module: p.module, key: p.key, param: "bias", base });
+    else biases.push({ module: p.module, key: p.key, base });
   }
   if (config.bias !== "none") {
     // PEFT trains the bias of every LoRA module that has one, saved or not: training without it would differ.
@@ -110,7 +138,7 @@ function trainedBiases(adapter: LoadedAdapter, read: (initializer: string) => Fl
       );
     }
   }
-  return biases;
+  return { biases, sites };
 }
 
 /**

@@ -10,7 +10,7 @@ import { Tensor } from "../deps/ort.ts";
 import { UnsupportedError } from "../errors.ts";
 import type { LoraPatch } from "../lora/plan.ts";
 import type { LoraBranch } from "../onnx/lora_branches.ts";
-import type { BiasDeltaSite } from "../onnx/param_branches.ts";
+import type { SiteParameters } from "./site_params.ts";
 
 /**
  * One trained tensor under its PEFT key.
@@ -45,11 +45,6 @@ interface TrainedBias {
   base: Float32Array;
 }
 
-/** A norm's bias (`bias: "all"`), on its parameter site's delta input `[1, 1, n]`. */
-interface NormBias extends TrainedBias {
-  site: BiasDeltaSite;
-}
-
 interface Module {
   branch: LoraBranch;
   /** Absent on a module whose only trained tensor is its bias (rank 0 branch). */
@@ -59,8 +54,7 @@ interface Module {
 
 /**
  * A module's bias that is trained in full: the module, the adapter key of
- * the trained value and the base's own bias (zeros when the export has none);
- * `norm` when the module is a norm (fed through a parameter site, not a branch).
+ * the trained value and the base's own bias (zeros when the export has none).
  *
  * @example
  * ```ts
@@ -72,7 +66,6 @@ export interface BiasParameter {
   module: string;
   key: string;
   base: Float32Array;
-  norm?: boolean;
 }
 
 /**
@@ -105,7 +98,7 @@ export function transposed(data: Float32Array, rows: number, cols: number, scale
  */
 export class LoraParameters {
   readonly #modules: Module[];
-  readonly #norms: NormBias[] = [];
+  readonly #sites?: SiteParameters;
   /** Every trained tensor: A, B (and B's bias, DoRA's magnitude) per module in the adapter's order, then trained biases. */
   readonly tensors: TrainedTensor[];
 
@@ -117,8 +110,9 @@ export class LoraParameters {
     read: (key: string) => Float32Array,
     doraNorms?: DoraNorms,
     biases: readonly BiasParameter[] = [],
-    normSites: ReadonlyMap<string, BiasDeltaSite> = new Map(),
+    sites?: SiteParameters,
   ) {
+    this.#sites = sites;
     this.#doraNorms = doraNorms;
     const branchOf = (module: string) => {
       const branch = branches.get(module);
@@ -150,14 +144,7 @@ export class LoraParameters {
       }
       modules.set(patch.module, { branch, lora: { patch, a, b, m, bias } });
     }
-    for (const { module, key, base, norm } of biases) {
-      if (norm) {
-        const site = normSites.get(module);
-        if (!site) throw new UnsupportedError("trained norm bias without its parameter site", { key: module });
-        const tensor = { key, shape: [site.features], data: Float32Array.from(read(key)) };
-        this.#norms.push({ tensor, base, site });
-        continue;
-      }
+    for (const { module, key, base } of biases) {
       const branch = branchOf(module);
       if (!branch.bias) throw new UnsupportedError("trained bias without a bias input", { key: module });
       const tensor = { key, shape: [branch.outFeatures], data: Float32Array.from(read(key)) };
@@ -172,7 +159,7 @@ export class LoraParameters {
         l ? [l.a, l.b, ...(l.bias ? [l.bias] : []), ...(l.m ? [l.m] : [])] : []
       ),
       ...this.#modules.flatMap((m) => (m.bias ? [m.bias.tensor] : [])),
-      ...this.#norms.map((n) => n.tensor),
+      ...(sites?.tensors ?? []),
     ];
   }
 
@@ -182,14 +169,15 @@ export class LoraParameters {
       l ? [branch.a, branch.b, ...(l.bias ? [branch.bias!] : []), ...(l.m ? [branch.scale!] : [])] : []
     );
     const bias = this.#modules.filter((m) => m.bias && !m.lora?.bias).map((m) => m.branch.bias!);
-    return [...lora, ...bias, ...this.#norms.map((n) => n.site.delta)];
+    return [...lora, ...bias, ...(this.#sites?.inputs ?? [])];
   }
 
   /**
    * The branch inputs for the current tensors: `A^T` `[in, r]`, `(s·B)^T` `[r, out]`
-   * (`[in, 0]`, `[0, out]` on a bias-only module) and the bias delta `[out]`.
+   * (`[in, 0]`, `[0, out]` on a bias-only module) and the bias delta `[out]`;
+   * and the parameter sites' inputs for a batch of `rows`.
    */
-  feeds(): Record<string, Tensor> {
+  feeds(rows = 1): Record<string, Tensor> {
     const feeds: Record<string, Tensor> = {};
     for (const { branch, lora, bias } of this.#modules) {
       const out = branch.outFeatures;
@@ -217,10 +205,7 @@ export class LoraParameters {
         feeds[branch.bias] = new Tensor("float32", delta, [out]);
       }
     }
-    for (const { tensor, base, site } of this.#norms) {
-      feeds[site.delta] = new Tensor("float32", tensor.data.map((v, i) => v - base[i]), [1, 1, site.features]);
-    }
-    return feeds;
+    return { ...feeds, ...this.#sites?.feeds(rows) };
   }
 
   /** Gradients of the branch inputs -> gradients of PEFT's tensors, in {@linkcode LoraParameters.tensors} order. */
@@ -241,7 +226,6 @@ export class LoraParameters {
     const bias = this.#modules.flatMap(({ branch, bias: b }) =>
       b ? [grads.get(branch.bias!)!.map((v) => v * factor)] : []
     );
-    const norms = this.#norms.map(({ site }) => grads.get(site.delta)!.map((v) => v * factor));
-    return [...lora, ...bias, ...norms];
+    return [...lora, ...bias, ...(this.#sites?.gradients(grads, factor) ?? [])];
   }
 }
