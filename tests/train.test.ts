@@ -38,6 +38,7 @@ for (
     "gpt2-cattn-loraonly-sgd",
     "gpt2-bias-all-adamw",
     "llama-qv-lmhead-adamw",
+    "llama-mlp-embedsave-sgd",
   ]
 ) {
   test(`${name}: per-call loss and grad norm, trained tensors and logits match PyTorch + PEFT`, async () => {
