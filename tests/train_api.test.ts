@@ -5,7 +5,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
-import { createAdapter, fromPretrained, loadBaseModel, UnsupportedError } from "../mod.ts";
+import { createAdapter, fromPretrained, loadBaseModel, memorySource, UnsupportedError } from "../mod.ts";
+import { serializeSafetensors, type TensorInput } from "../src/safetensors/mod.ts";
 import { makeNode } from "../src/onnx/graph_parts.ts";
 import { differentiate, gradientRegion } from "../src/train/differentiate.ts";
 import { GradGraph } from "../src/train/grad_graph.ts";
@@ -177,4 +178,43 @@ test("errors: an op without a gradient rule is named; isTrainable needs dynamic 
   );
   await model.release();
   await frozen.release();
+});
+
+test("errors: a bias PEFT trains that the adapter lacks, and a norm in modules_to_save, are refused for training", async () => {
+  const folder = trainCase("gpt2-cattn-loraonly-sgd", "start");
+  const config = JSON.parse(await readFile(`${folder}/adapter_config.json`, "utf8"));
+  const st = await safetensorsAt(`${folder}/adapter_model.safetensors`);
+  const tensors: Record<string, TensorInput> = Object.fromEntries(
+    st.names().map((n) => [n, { dtype: "F32", shape: [...st.info(n).shape], data: st.toFloat32(n) }]),
+  );
+  const source = (name: string, cfg: unknown, t: Record<string, TensorInput>) =>
+    memorySource(name, {
+      "adapter_config.json": new TextEncoder().encode(JSON.stringify(cfg)),
+      "adapter_model.safetensors": serializeSafetensors(t),
+    });
+  const base = await loadBaseModel(fixture("gpt2-tiny"), { device: "wasm" });
+  // bias="lora_only" trains every wrapped module's bias: without h.1's, training would leave it out.
+  const lacking = { ...tensors };
+  delete lacking["base_model.model.transformer.h.1.attn.c_attn.base_layer.bias"];
+  await assert.rejects(
+    fromPretrained(base, source("lacking", config, lacking), { isTrainable: true, ...quiet }),
+    (e) => e instanceof UnsupportedError && /lora_only/.test(e.message) && /h\.1\.attn\.c_attn/.test(e.message),
+  );
+  const n = st.info("base_model.model.transformer.h.0.attn.c_attn.lora_A.weight").shape[1];
+  const norm = {
+    ...tensors,
+    "base_model.model.transformer.ln_f.weight": { dtype: "F32", shape: [n], data: new Float32Array(n).fill(1.5) },
+    "base_model.model.transformer.ln_f.bias": { dtype: "F32", shape: [n], data: new Float32Array(n).fill(0.5) },
+  } satisfies Record<string, TensorInput>;
+  await assert.rejects(
+    fromPretrained(base, source("norm", { ...config, modules_to_save: ["ln_f"] }, norm), {
+      isTrainable: true,
+      ...quiet,
+    }),
+    (e) => e instanceof UnsupportedError && /norm in modules_to_save/.test(e.message) && /ln_f/.test(e.message),
+  );
+  // Both load for inference.
+  const frozen = await fromPretrained(base, source("norm", { ...config, modules_to_save: ["ln_f"] }, norm), quiet);
+  await frozen.release();
+  await base.release();
 });
