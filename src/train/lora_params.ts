@@ -47,7 +47,7 @@ interface TrainedBias {
 
 interface Module {
   branch: LoraBranch;
-  /** Absent on a module whose only trained tensor is its bias (rank 0 branch). */
+  /** Absent on a module whose only trained tensor is its bias (its branch fed zeros). */
   lora?: Lora;
   bias?: TrainedBias;
 }
@@ -174,7 +174,7 @@ export class LoraParameters {
 
   /**
    * The branch inputs for the current tensors: `A^T` `[in, r]`, `(s·B)^T` `[r, out]`
-   * (`[in, 0]`, `[0, out]` on a bias-only module) and the bias delta `[out]`;
+   * (zeros `[in, 1]`, `[1, out]` on a bias-only module) and the bias delta `[out]`;
    * and the parameter sites' inputs for a batch of `rows`.
    */
   feeds(rows = 1): Record<string, Tensor> {
@@ -182,9 +182,10 @@ export class LoraParameters {
     for (const { branch, lora, bias } of this.#modules) {
       const out = branch.outFeatures;
       if (!lora) {
+        // Rank 1 of zeros, not rank 0: WebGPU cannot bind the empty buffers of a rank 0 branch.
         const inDim = branch.inFeatures;
-        feeds[branch.a] = new Tensor("float32", new Float32Array(0), [inDim, 0]);
-        feeds[branch.b] = new Tensor("float32", new Float32Array(0), [0, out]);
+        feeds[branch.a] = new Tensor("float32", new Float32Array(inDim), [inDim, 1]);
+        feeds[branch.b] = new Tensor("float32", new Float32Array(out), [1, out]);
       } else {
         const { patch, a, b, m } = lora;
         const [r, inDim] = a.shape;
