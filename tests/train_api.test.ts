@@ -55,7 +55,7 @@ for (const [name, split] of resumeCases) {
   });
 }
 
-for (const name of ["created-qv-causal", "created-mlp-gaussian", "created-all-linear"]) {
+for (const name of ["created-qv-causal", "created-mlp-gaussian", "created-all-linear", "created-qv-lorabias"]) {
   test(`createAdapter ${name}: PEFT's keys, shapes, dtype and config; PEFT's init law`, async () => {
     const config = JSON.parse(await readFile(trainCase(name, "create_config.json"), "utf8"));
     const base = await loadBaseModel(fixture("llama-tiny"), { device: "wasm" });
