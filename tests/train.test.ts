@@ -34,6 +34,11 @@ for (
     "llama-embed-sgd",
     "gpt2-cattn-adamw",
     "llama-dora-sgd",
+    "llama-qv-lorabias-adamw",
+    "gpt2-cattn-loraonly-sgd",
+    "gpt2-bias-all-adamw",
+    "llama-qv-lmhead-adamw",
+    "llama-mlp-embedsave-sgd",
   ]
 ) {
   test(`${name}: per-call loss and grad norm, trained tensors and logits match PyTorch + PEFT`, async () => {

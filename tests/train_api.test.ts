@@ -5,7 +5,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
-import { createAdapter, fromPretrained, loadBaseModel, UnsupportedError } from "../mod.ts";
+import { createAdapter, fromPretrained, loadBaseModel, memorySource, UnsupportedError } from "../mod.ts";
+import { serializeSafetensors, type TensorInput } from "../src/safetensors/mod.ts";
 import { makeNode } from "../src/onnx/graph_parts.ts";
 import { differentiate, gradientRegion } from "../src/train/differentiate.ts";
 import { GradGraph } from "../src/train/grad_graph.ts";
@@ -14,25 +15,32 @@ import { reference, relDiff, safetensorsAt, tempDir, tensorRelDiff, trainCase } 
 
 const quiet = { onWarning: () => {} };
 
-for (const name of ["llama-qv-sgd", "llama-qv-adamw-accum"]) {
-  test(`${name}: a checkpoint after 3 calls resumes on a fresh model to the same tensors as one run`, async () => {
+// With trained biases and a whole module too: their optimizer state is checkpointed beside the LoRA tensors'.
+const resumeCases: [string, number][] = [
+  ["llama-qv-sgd", 3],
+  ["llama-qv-adamw-accum", 3],
+  ["gpt2-bias-all-adamw", 1],
+  ["llama-qv-lmhead-adamw", 2],
+];
+for (const [name, split] of resumeCases) {
+  test(`${name}: a checkpoint after ${split} calls resumes on a fresh model to the same tensors as one run`, async () => {
     const ref = await reference(name);
     const base = await loadBaseModel(fixture(ref.base), { device: "wasm" });
     const start = trainCase(name, "start");
     const first = await fromPretrained(base, start, { isTrainable: true, ...quiet });
     const trainer = first.trainer(ref.trainer);
-    // 3 calls: with accumulation 2 the checkpoint holds one update plus half an accumulation.
-    for (const b of ref.batches.slice(0, 3)) await trainer.step(b);
+    // With accumulation 2, 3 calls leave one update plus half an accumulation in the checkpoint.
+    for (const b of ref.batches.slice(0, split)) await trainer.step(b);
     const ckpt = await tempDir();
     await trainer.saveCheckpoint(ckpt);
     await first.release();
 
     const second = await fromPretrained(base, start, { isTrainable: true, ...quiet });
     const resumed = second.trainer({ ...ref.trainer, resumeFrom: ckpt });
-    for (const [i, b] of ref.batches.slice(3).entries()) {
+    for (const [i, b] of ref.batches.slice(split).entries()) {
       const r = await resumed.step(b);
-      const want = ref.calls[3 + i];
-      assert.ok(relDiff(r.loss, want.loss) < 1e-4, `call ${3 + i}: loss ${r.loss} vs ${want.loss}`);
+      const want = ref.calls[split + i];
+      assert.ok(relDiff(r.loss, want.loss) < 1e-4, `call ${split + i}: loss ${r.loss} vs ${want.loss}`);
       if (want.gradNorm !== null) assert.ok(relDiff(r.gradNorm!, want.gradNorm) < 1e-4);
     }
     assert.equal(resumed.globalStep, ref.calls.filter((c) => c.gradNorm !== null).length);
@@ -47,7 +55,7 @@ for (const name of ["llama-qv-sgd", "llama-qv-adamw-accum"]) {
   });
 }
 
-for (const name of ["created-qv-causal", "created-mlp-gaussian", "created-all-linear"]) {
+for (const name of ["created-qv-causal", "created-mlp-gaussian", "created-all-linear", "created-qv-lorabias"]) {
   test(`createAdapter ${name}: PEFT's keys, shapes, dtype and config; PEFT's init law`, async () => {
     const config = JSON.parse(await readFile(trainCase(name, "create_config.json"), "utf8"));
     const base = await loadBaseModel(fixture("llama-tiny"), { device: "wasm" });
@@ -177,4 +185,43 @@ test("errors: an op without a gradient rule is named; isTrainable needs dynamic 
   );
   await model.release();
   await frozen.release();
+});
+
+test("errors: a bias PEFT trains that the adapter lacks, and a norm in modules_to_save, are refused for training", async () => {
+  const folder = trainCase("gpt2-cattn-loraonly-sgd", "start");
+  const config = JSON.parse(await readFile(`${folder}/adapter_config.json`, "utf8"));
+  const st = await safetensorsAt(`${folder}/adapter_model.safetensors`);
+  const tensors: Record<string, TensorInput> = Object.fromEntries(
+    st.names().map((n) => [n, { dtype: "F32", shape: [...st.info(n).shape], data: st.toFloat32(n) }]),
+  );
+  const source = (name: string, cfg: unknown, t: Record<string, TensorInput>) =>
+    memorySource(name, {
+      "adapter_config.json": new TextEncoder().encode(JSON.stringify(cfg)),
+      "adapter_model.safetensors": serializeSafetensors(t),
+    });
+  const base = await loadBaseModel(fixture("gpt2-tiny"), { device: "wasm" });
+  // bias="lora_only" trains every wrapped module's bias: without h.1's, training would leave it out.
+  const lacking = { ...tensors };
+  delete lacking["base_model.model.transformer.h.1.attn.c_attn.base_layer.bias"];
+  await assert.rejects(
+    fromPretrained(base, source("lacking", config, lacking), { isTrainable: true, ...quiet }),
+    (e) => e instanceof UnsupportedError && /lora_only/.test(e.message) && /h\.1\.attn\.c_attn/.test(e.message),
+  );
+  const n = st.info("base_model.model.transformer.h.0.attn.c_attn.lora_A.weight").shape[1];
+  const norm = {
+    ...tensors,
+    "base_model.model.transformer.ln_f.weight": { dtype: "F32", shape: [n], data: new Float32Array(n).fill(1.5) },
+    "base_model.model.transformer.ln_f.bias": { dtype: "F32", shape: [n], data: new Float32Array(n).fill(0.5) },
+  } satisfies Record<string, TensorInput>;
+  await assert.rejects(
+    fromPretrained(base, source("norm", { ...config, modules_to_save: ["ln_f"] }, norm), {
+      isTrainable: true,
+      ...quiet,
+    }),
+    (e) => e instanceof UnsupportedError && /norm in modules_to_save/.test(e.message) && /ln_f/.test(e.message),
+  );
+  // Both load for inference.
+  const frozen = await fromPretrained(base, source("norm", { ...config, modules_to_save: ["ln_f"] }, norm), quiet);
+  await frozen.release();
+  await base.release();
 });

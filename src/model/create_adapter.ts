@@ -8,7 +8,7 @@ import { createTargetMatcher, expandAllLinear, parseLoraConfig, rankFor } from "
 import { AdapterConfigError, UnsupportedError } from "../errors.ts";
 import { serializeSafetensors, type TensorInput } from "../safetensors/mod.ts";
 import { memorySource } from "../storage/memory.ts";
-import { initLora, PEFT_LORA_DEFAULTS } from "../train/lora_init.ts";
+import { initLora, initLoraBias, PEFT_LORA_DEFAULTS } from "../train/lora_init.ts";
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE } from "../train/peft_format.ts";
 import type { BaseModel } from "./base_model.ts";
 import { fromPretrained } from "./from_pretrained.ts";
@@ -59,8 +59,8 @@ export async function createAdapter(
   }
   const linear = base.weights.modules.filter((m) => base.weights.get(m)!.kind === "linear");
   const config = expandAllLinear(parseLoraConfig(raw, { file: "loraConfig", onWarning: () => {} }), linear);
-  if (config.modulesToSave || config.bias !== "none" || config.useDora || config.loraBias) {
-    throw new UnsupportedError("createAdapter covers plain LoRA (no modules_to_save, bias, use_dora, lora_bias)", {
+  if (config.modulesToSave || config.bias !== "none" || config.useDora) {
+    throw new UnsupportedError("createAdapter covers LoRA without modules_to_save, bias or use_dora", {
       key: "loraConfig",
     });
   }
@@ -82,6 +82,16 @@ export async function createAdapter(
       : [`${prefix}.lora_A.weight`, `${prefix}.lora_B.weight`];
     tensors[keyA] = { dtype: "F32", shape: [r, target.inFeatures], data: a };
     tensors[keyB] = { dtype: "F32", shape: [target.outFeatures, r], data: b };
+    if (config.loraBias) {
+      if (kind === "embedding") {
+        throw new UnsupportedError("createAdapter: lora_bias on an embedding is not supported", { key: module });
+      }
+      tensors[`${prefix}.lora_B.bias`] = {
+        dtype: "F32",
+        shape: [target.outFeatures],
+        data: initLoraBias(r, target.outFeatures, config.initLoraWeights, seed + i),
+      };
+    }
   });
   const source = memorySource("createAdapter", {
     [ADAPTER_CONFIG_FILE]: new TextEncoder().encode(JSON.stringify(raw)),

@@ -8,7 +8,8 @@ import { Tensor } from "../deps/ort.ts";
 import { UnsupportedError } from "../errors.ts";
 import { describeDecoder } from "../generate/decoder_layout.ts";
 import { TrainableAdapter } from "../train/trainable.ts";
-import { transposed } from "../train/lora_params.ts";
+import { type BiasParameter, transposed } from "../train/lora_params.ts";
+import type { SiteParameter } from "../train/site_params.ts";
 import { externalBytes } from "../onnx/external_data.ts";
 import { readTargetWeight } from "../onnx/quantized_weights.ts";
 import type { WeightTarget } from "../onnx/weight_index.ts";
@@ -45,16 +46,11 @@ export async function trainableAdapter(base: BaseModel, adapter: LoadedAdapter):
       key: adapter.plan.tokens[0].module,
     });
   }
-  for (const p of adapter.plan.patches) {
-    if (p.kind === "replace") {
-      throw new UnsupportedError(`training ${p.param} replacements (modules_to_save, bias) is not supported`, {
-        key: p.module,
-      });
-    }
-  }
   const { cpu } = await base.kernels();
   const weightOf = (target: WeightTarget) =>
     readTargetWeight(base.onnx.graph!, target, base.file, (t) => externalBytes(t, base.externalData, base.file));
+  const config = loraConfigOf(adapter, "training");
+  const trained = trainedParameters(adapter, (name) => base.readWeight(name));
   const settings = {
     device: base.device,
     executionProviders: base.settings.executionProviders,
@@ -72,7 +68,11 @@ export async function trainableAdapter(base: BaseModel, adapter: LoadedAdapter):
     },
     inputNames: base.inputNames,
     vocabSize: layout.vocabSize,
-    dropout: loraConfigOf(adapter, "training").loraDropout,
+    dropout: config.loraDropout,
+    biases: trained.biases,
+    siteParameters: trained.sites,
+    readWeight: (name) => base.readWeight(name),
+    fanInFanOut: config.fanInFanOut,
     doraNorms: (patch, a, b) => {
       const { target } = patch;
       const dims = { outFeatures: target.outFeatures, inFeatures: target.inFeatures, rank: patch.rank };
@@ -81,6 +81,64 @@ export async function trainableAdapter(base: BaseModel, adapter: LoadedAdapter):
     savedExtras: embeddingBaseLayers(adapter, weightOf),
     config: savedConfig(adapter),
   });
+}
+
+/**
+ * The full parameters PEFT trains besides the LoRA tensors, as the adapter
+ * holds them (PEFT's save writes each one): biases under `bias: "lora_only"` /
+ * `"all"` (a projection's on its LoRA branch, a norm's on a parameter site,
+ * each with the base's own value, zeros where the exporter dropped an
+ * all-zero bias) and `modules_to_save` modules (fed whole on parameter sites).
+ *
+ * @throws {UnsupportedError} for a norm in modules_to_save, a replaced weight under a LoRA, or a missing bias PEFT trains.
+ */
+function trainedParameters(
+  adapter: LoadedAdapter,
+  read: (initializer: string) => Float32Array,
+): { biases: BiasParameter[]; sites: SiteParameter[] } {
+  const biases: BiasParameter[] = [];
+  const sites: SiteParameter[] = [];
+  const config = loraConfigOf(adapter, "training");
+  const lora = new Set(adapter.plan.patches.filter((p) => p.kind === "lora").map((p) => p.module));
+  const whole = new Set<string>();
+  for (const p of adapter.plan.patches) {
+    if (p.kind !== "replace" || p.param !== "weight") continue;
+    if (p.target.kind === "norm") {
+      throw new UnsupportedError("training a norm in modules_to_save is not supported", { key: p.module });
+    }
+    if (lora.has(p.module)) {
+      throw new UnsupportedError("training a module's weight under its own LoRA (base_layer.weight) is not supported", {
+        key: p.module,
+      });
+    }
+    whole.add(p.module);
+    sites.push({ module: p.module, key: p.key, param: "weight" });
+  }
+  for (const p of adapter.plan.patches) {
+    if (p.kind !== "replace" || p.param !== "bias") continue;
+    const t = p.target;
+    if (whole.has(p.module)) {
+      sites.push({ module: p.module, key: p.key, param: "bias" });
+      continue;
+    }
+    const base = t.bias ? read(t.bias.initializer) : new Float32Array(t.outFeatures);
+    if (t.kind === "norm") sites.push({ module: p.module, key: p.key, param: "bias", base });
+    else biases.push({ module: p.module, key: p.key, base });
+  }
+  if (config.bias !== "none") {
+    // PEFT trains the bias of every LoRA module that has one, saved or not: training without it would differ.
+    const trained = new Set(biases.map((b) => b.module));
+    const lacking = adapter.plan.patches.find((p) => p.kind === "lora" && p.target.bias && !trained.has(p.module));
+    if (lacking) {
+      throw new UnsupportedError(
+        `bias is "${config.bias}" but the adapter lacks this module's bias, which PEFT trains`,
+        {
+          key: lacking.module,
+        },
+      );
+    }
+  }
+  return { biases, sites };
 }
 
 /**

@@ -67,6 +67,23 @@ export function initLora(
 }
 
 /**
+ * A new `lora_B.bias` (`[out]`, `lora_bias`): zeros for `init_lora_weights`
+ * true or `"gaussian"` (PEFT's reset), else `nn.Linear`'s default bias init
+ * (uniform, bound `1/sqrt(r)`).
+ *
+ * @example
+ * ```ts
+ * import { initLoraBias } from "./lora_init.ts";
+ * console.log(initLoraBias(8, 64, true, 0).every((v) => v === 0)); // true
+ * ```
+ */
+export function initLoraBias(r: number, outFeatures: number, init: boolean | string, seed: number): Float32Array {
+  if (init === true || init === "gaussian") return new Float32Array(outFeatures);
+  // A seed of its own, apart from the module's A and B.
+  return uniform(createRng(seed + 0x5eed), outFeatures, 1 / Math.sqrt(r));
+}
+
+/**
  * The fields PEFT 0.21's `LoraConfig` writes to `adapter_config.json`, with its defaults.
  *
  * @example

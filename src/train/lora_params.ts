@@ -1,14 +1,16 @@
 /**
  * The trained tensors of one LoRA adapter, kept in PEFT's layout (`lora_A`
- * `[r, in]`, `lora_B` `[out, r]`, float32) and turned into the dynamic
- * branches' feeds (`A^T`, `(s·B)^T`) and back (the branches' gradients into
- * gradients of PEFT's tensors).
+ * `[r, in]`, `lora_B` `[out, r]`, biases `[out]`, float32) and turned into the
+ * dynamic branches' feeds (`A^T`, `(s·B)^T`, the bias delta `s·lora_B.bias +
+ * bias - base bias`) and back (the branches' gradients into gradients of
+ * PEFT's tensors).
  * @module
  */
 import { Tensor } from "../deps/ort.ts";
 import { UnsupportedError } from "../errors.ts";
 import type { LoraPatch } from "../lora/plan.ts";
 import type { LoraBranch } from "../onnx/lora_branches.ts";
+import type { SiteParameters } from "./site_params.ts";
 
 /**
  * One trained tensor under its PEFT key.
@@ -25,15 +27,45 @@ export interface TrainedTensor {
   data: Float32Array;
 }
 
-interface Module {
+interface Lora {
   patch: LoraPatch;
-  branch: LoraBranch;
   a: TrainedTensor;
   b: TrainedTensor;
   /** DoRA's magnitude `[out]`. */
   m?: TrainedTensor;
+  /** `lora_B.bias` `[out]` (`lora_bias`). */
+  bias?: TrainedTensor;
   /** The weight norms `||W + s·B·A||` of the last feeds (DoRA; PEFT detaches them). */
   norms?: Float32Array;
+}
+
+/** A module's own bias trained in full (`bias: "all"` / `"lora_only"`), fed as its difference from the base's. */
+interface TrainedBias {
+  tensor: TrainedTensor;
+  base: Float32Array;
+}
+
+interface Module {
+  branch: LoraBranch;
+  /** Absent on a module whose only trained tensor is its bias (its branch fed zeros). */
+  lora?: Lora;
+  bias?: TrainedBias;
+}
+
+/**
+ * A module's bias that is trained in full: the module, the adapter key of
+ * the trained value and the base's own bias (zeros when the export has none).
+ *
+ * @example
+ * ```ts
+ * import type { BiasParameter } from "./lora_params.ts";
+ * const p: BiasParameter = { module: "h.0.attn.c_attn", key: "base_model.model.h.0.attn.c_attn.base_layer.bias", base: new Float32Array(3) };
+ * ```
+ */
+export interface BiasParameter {
+  module: string;
+  key: string;
+  base: Float32Array;
 }
 
 /**
@@ -66,7 +98,8 @@ export function transposed(data: Float32Array, rows: number, cols: number, scale
  */
 export class LoraParameters {
   readonly #modules: Module[];
-  /** Every trained tensor, A then B per module, in the adapter's module order. */
+  readonly #sites?: SiteParameters;
+  /** Every trained tensor: A, B (and B's bias, DoRA's magnitude) per module in the adapter's order, then trained biases. */
   readonly tensors: TrainedTensor[];
 
   readonly #doraNorms?: DoraNorms;
@@ -76,71 +109,124 @@ export class LoraParameters {
     branches: ReadonlyMap<string, LoraBranch>,
     read: (key: string) => Float32Array,
     doraNorms?: DoraNorms,
+    biases: readonly BiasParameter[] = [],
+    sites?: SiteParameters,
   ) {
+    this.#sites = sites;
     this.#doraNorms = doraNorms;
-    this.#modules = patches.map((patch) => {
-      const branch = branches.get(patch.module);
-      if (!branch) throw new UnsupportedError("no LoRA branch for this module", { key: patch.module });
+    const branchOf = (module: string) => {
+      const branch = branches.get(module);
+      if (!branch) throw new UnsupportedError("no LoRA branch for this module", { key: module });
+      if (branch.elementType !== "float32") {
+        throw new UnsupportedError("training needs a float32 base (this projection is float16)", { key: module });
+      }
+      return branch;
+    };
+    const modules = new Map<string, Module>();
+    for (const patch of patches) {
+      const branch = branchOf(patch.module);
       if (patch.magnitude && (!branch.scale || !doraNorms)) {
         throw new UnsupportedError("DoRA module without a DoRA branch", { key: patch.module });
       }
-      if (patch.bias) throw new UnsupportedError("training lora_bias is not supported", { key: patch.module });
       if (patch.magnitudeFromBase) {
         throw new UnsupportedError("training a DoRA module whose adapter lacks its magnitude is not supported", {
           key: patch.module,
         });
       }
-      if (branch.elementType !== "float32") {
-        throw new UnsupportedError("training needs a float32 base (this projection is float16)", { key: patch.module });
-      }
       const inDim = branch.kind === "embedding" ? patch.target.inFeatures : branch.inFeatures;
+      const vector = (key: string) => ({ key, shape: [branch.outFeatures], data: Float32Array.from(read(key)) });
       const a = { key: patch.a, shape: [patch.rank, inDim], data: Float32Array.from(read(patch.a)) };
       const b = { key: patch.b, shape: [branch.outFeatures, patch.rank], data: Float32Array.from(read(patch.b)) };
-      const m = patch.magnitude
-        ? { key: patch.magnitude, shape: [branch.outFeatures], data: Float32Array.from(read(patch.magnitude)) }
-        : undefined;
-      return { patch, branch, a, b, m };
-    });
-    // PEFT's parameter order: lora_A, lora_B, lora_magnitude_vector per module.
-    this.tensors = this.#modules.flatMap((m) => (m.m ? [m.a, m.b, m.m] : [m.a, m.b]));
+      const m = patch.magnitude ? vector(patch.magnitude) : undefined;
+      const bias = patch.bias ? vector(patch.bias) : undefined;
+      if (bias && !branch.bias) {
+        throw new UnsupportedError("lora_bias module without a bias input", { key: patch.module });
+      }
+      modules.set(patch.module, { branch, lora: { patch, a, b, m, bias } });
+    }
+    for (const { module, key, base } of biases) {
+      const branch = branchOf(module);
+      if (!branch.bias) throw new UnsupportedError("trained bias without a bias input", { key: module });
+      const tensor = { key, shape: [branch.outFeatures], data: Float32Array.from(read(key)) };
+      const entry = modules.get(module) ?? { branch };
+      entry.bias = { tensor, base };
+      modules.set(module, entry);
+    }
+    this.#modules = [...modules.values()];
+    // PEFT's parameter order per module: lora_A, lora_B (weight, bias), lora_magnitude_vector; then the biases.
+    this.tensors = [
+      ...this.#modules.flatMap(({ lora: l }) =>
+        l ? [l.a, l.b, ...(l.bias ? [l.bias] : []), ...(l.m ? [l.m] : [])] : []
+      ),
+      ...this.#modules.flatMap((m) => (m.bias ? [m.bias.tensor] : [])),
+      ...(sites?.tensors ?? []),
+    ];
   }
 
   /** Names of the graph inputs that are trained. */
   get inputs(): string[] {
-    return this.#modules.flatMap((m) => (m.m ? [m.branch.a, m.branch.b, m.branch.scale!] : [m.branch.a, m.branch.b]));
+    const lora = this.#modules.flatMap(({ branch, lora: l }) =>
+      l ? [branch.a, branch.b, ...(l.bias ? [branch.bias!] : []), ...(l.m ? [branch.scale!] : [])] : []
+    );
+    const bias = this.#modules.filter((m) => m.bias && !m.lora?.bias).map((m) => m.branch.bias!);
+    return [...lora, ...bias, ...(this.#sites?.inputs ?? [])];
   }
 
-  /** The branch inputs for the current tensors: `A^T` `[in, r]` and `(s·B)^T` `[r, out]`. */
-  feeds(): Record<string, Tensor> {
+  /**
+   * The branch inputs for the current tensors: `A^T` `[in, r]`, `(s·B)^T` `[r, out]`
+   * (zeros `[in, 1]`, `[1, out]` on a bias-only module) and the bias delta `[out]`;
+   * and the parameter sites' inputs for a batch of `rows`.
+   */
+  feeds(rows = 1): Record<string, Tensor> {
     const feeds: Record<string, Tensor> = {};
-    for (const module of this.#modules) {
-      const { patch, branch, a, b, m } = module;
-      const [r, inDim] = a.shape;
-      const out = b.shape[0];
-      feeds[branch.a] = new Tensor("float32", transposed(a.data, r, inDim), [inDim, r]);
-      feeds[branch.b] = new Tensor("float32", transposed(b.data, out, r, patch.scale), [r, out]);
-      if (m) {
-        // DoRA's scale m / ||W + s B A||, the norm computed from the current A, B and treated as a constant.
-        const norms = this.#doraNorms!(patch, a.data, b.data);
-        module.norms = norms;
-        feeds[branch.scale!] = new Tensor("float32", m.data.map((v, o) => v / norms[o]), [out]);
+    for (const { branch, lora, bias } of this.#modules) {
+      const out = branch.outFeatures;
+      if (!lora) {
+        // Rank 1 of zeros, not rank 0: WebGPU cannot bind the empty buffers of a rank 0 branch.
+        const inDim = branch.inFeatures;
+        feeds[branch.a] = new Tensor("float32", new Float32Array(inDim), [inDim, 1]);
+        feeds[branch.b] = new Tensor("float32", new Float32Array(out), [1, out]);
+      } else {
+        const { patch, a, b, m } = lora;
+        const [r, inDim] = a.shape;
+        feeds[branch.a] = new Tensor("float32", transposed(a.data, r, inDim), [inDim, r]);
+        feeds[branch.b] = new Tensor("float32", transposed(b.data, out, r, patch.scale), [r, out]);
+        if (m) {
+          // DoRA's scale m / ||W + s B A||, the norm computed from the current A, B and treated as a constant.
+          const norms = this.#doraNorms!(patch, a.data, b.data);
+          lora.norms = norms;
+          feeds[branch.scale!] = new Tensor("float32", m.data.map((v, o) => v / norms[o]), [out]);
+        }
+      }
+      if (branch.bias) {
+        // PEFT's lora_B(x) * s carries s·lora_B.bias; a trained bias replaces the base's.
+        const delta = new Float32Array(out);
+        if (lora?.bias) { for (let o = 0; o < out; o++) delta[o] += lora.patch.scale * lora.bias.data[o]; }
+        if (bias) { for (let o = 0; o < out; o++) delta[o] += bias.tensor.data[o] - bias.base[o]; }
+        feeds[branch.bias] = new Tensor("float32", delta, [out]);
       }
     }
-    return feeds;
+    return { ...feeds, ...this.#sites?.feeds(rows) };
   }
 
   /** Gradients of the branch inputs -> gradients of PEFT's tensors, in {@linkcode LoraParameters.tensors} order. */
   gradients(grads: ReadonlyMap<string, Float32Array>, factor = 1): Float32Array[] {
-    return this.#modules.flatMap(({ patch, branch, a, b, m, norms }) => {
-      const [r, inDim] = a.shape;
-      const out = b.shape[0];
-      const ab = [
+    const lora = this.#modules.flatMap(({ branch, lora: l }) => {
+      if (!l) return [];
+      const [r, inDim] = l.a.shape;
+      const out = l.b.shape[0];
+      const s = l.patch.scale;
+      const g = [
         transposed(grads.get(branch.a)!, inDim, r, factor),
-        transposed(grads.get(branch.b)!, r, out, patch.scale * factor),
+        transposed(grads.get(branch.b)!, r, out, s * factor),
       ];
-      if (!m) return ab;
-      const dScale = grads.get(branch.scale!)!;
-      return [...ab, dScale.map((g, o) => (g * factor) / norms![o])];
+      if (l.bias) g.push(grads.get(branch.bias!)!.map((v) => v * s * factor));
+      if (l.m) g.push(grads.get(branch.scale!)!.map((v, o) => (v * factor) / l.norms![o]));
+      return g;
     });
+    const bias = this.#modules.flatMap(({ branch, bias: b }) =>
+      b ? [grads.get(branch.bias!)!.map((v) => v * factor)] : []
+    );
+    return [...lora, ...bias, ...(this.#sites?.gradients(grads, factor) ?? [])];
   }
 }

@@ -15,11 +15,13 @@ import { loraPatches } from "../lora/dynamic_feeds.ts";
 import type { AdapterPlan } from "../lora/plan.ts";
 import type { AdapterTensorReader } from "../lora/readers.ts";
 import { addLoraBranches } from "../onnx/lora_branches.ts";
+import { addParamBranches } from "../onnx/param_branches.ts";
 import { makeNode, tensorValueInfo, usedNames } from "../onnx/graph_parts.ts";
 import { edited } from "../onnx/proto_edit.ts";
 import type { WeightIndex } from "../onnx/weight_index.ts";
 import { type BatchTensors, batchTensors, type TrainBatch } from "./batch.ts";
-import { type DoraNorms, LoraParameters } from "./lora_params.ts";
+import { type BiasParameter, type DoraNorms, LoraParameters } from "./lora_params.ts";
+import { type SiteParameter, SiteParameters } from "./site_params.ts";
 import type { TensorInput } from "../safetensors/mod.ts";
 import { LABEL_WEIGHTS_INPUT, LABELS_INPUT, type SessionFactory, TrainingGraph } from "./training_graph.ts";
 
@@ -45,6 +47,14 @@ export interface TrainableParts {
   vocabSize?: number;
   /** `lora_dropout`. */
   dropout: number;
+  /** Projection biases trained in full (`bias: "all"` / `"lora_only"`), each on its branch's bias input. */
+  biases?: readonly BiasParameter[];
+  /** Norm biases (`bias: "all"`) and whole modules (`modules_to_save`) trained through parameter sites. */
+  siteParameters?: readonly SiteParameter[];
+  /** Reads a base initializer as float32 (the base values of fed modules). */
+  readWeight: (initializer: string) => Float32Array;
+  /** The config's `fan_in_fan_out` (how PyTorch stores a fed Linear's weight). */
+  fanInFanOut?: boolean;
   /** DoRA's weight norms for a module's current A and B (needed when the plan has DoRA patches). */
   doraNorms?: DoraNorms;
   /** Tensors `savePretrained` writes besides the trained ones (PEFT's embedding base layers). */
@@ -102,11 +112,27 @@ export class TrainableAdapter {
         key: dora[0],
       });
     }
-    const { model, branches } = addLoraBranches(parts.onnx, parts.weights, patches.map((p) => p.module), { dora });
-    this.params = new LoraParameters(patches, branches, parts.tensor, parts.doraNorms);
+    const biases = parts.biases ?? [];
+    const siteParams = parts.siteParameters ?? [];
+    const biased = [...patches.filter((p) => p.bias).map((p) => p.module), ...biases.map((b) => b.module)];
+    const modules = [...new Set([...patches.map((p) => p.module), ...biased])];
+    const branched = addLoraBranches(parts.onnx, parts.weights, modules, { dora, bias: new Set(biased) });
+    const { branches } = branched;
+    // Norm biases (a delta on the norm's output) and whole modules (their parameters fed) on parameter sites.
+    const fed = siteParams.filter((p) => p.param === "weight").map((p) => p.module);
+    const deltas = siteParams.filter((p) => !fed.includes(p.module)).map((p) => p.module);
+    const { model, sites } = siteParams.length > 0
+      ? addParamBranches(branched.model, parts.weights, { deltas, fed }, parts.readWeight)
+      : { model: branched.model, sites: new Map() };
+    const onSites = new SiteParameters(sites, siteParams, parts.tensor, parts.fanInFanOut ?? false);
+    this.params = new LoraParameters(patches, branches, parts.tensor, parts.doraNorms, biases, onSites);
     let graph = model;
     if (parts.dropout > 0) {
-      graph = this.#withDropout(model, [...branches.values()].filter((b) => b.kind !== "embedding"));
+      const lora = new Set(patches.map((p) => p.module));
+      graph = this.#withDropout(
+        model,
+        [...branches.values()].filter((b) => b.kind !== "embedding" && lora.has(b.module)),
+      );
     }
     this.#graph = new TrainingGraph(graph, "logits", this.params.inputs, parts.factory);
   }
@@ -147,7 +173,7 @@ export class TrainableAdapter {
       input_ids: b.inputIds,
       [LABELS_INPUT]: b.labels,
       [LABEL_WEIGHTS_INPUT]: b.labelWeights,
-      ...this.params.feeds(),
+      ...this.params.feeds(b.rows),
     };
     if (this.#parts.inputNames.includes("attention_mask")) feeds.attention_mask = b.attentionMask;
     if (this.#parts.inputNames.includes("position_ids")) feeds.position_ids = b.positionIds;
