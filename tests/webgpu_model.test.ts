@@ -17,6 +17,7 @@ import { fromPretrained, loadBaseModel, Tensor } from "../mod.ts";
 import { probeWebGpu, uploadToOrtGpu } from "../src/webgpu/mod.ts";
 import { ADAPTERS, expected, fixture, maxAbsDiff, prefillAndStep } from "./support/fixtures.ts";
 import { countGpuDevices } from "./support/gpu_devices.ts";
+import { baseNamed, comparedDiff, realExpected, type RealManifest } from "./support/real_fixtures.ts";
 
 const { adapter, description } = await probeWebGpu();
 const skip = adapter ? false : `no WebGPU adapter: ${description}`;
@@ -163,5 +164,46 @@ test(
     });
     assert.equal(requested, 1);
     assert.equal(destroyed, 1);
+  },
+);
+
+test(
+  "dynamic mode on WebGPU: branches no active adapter uses (rank 0 on the CPU) and a bias-only module run",
+  { skip },
+  async () => {
+    // Two adapters on different modules: running one leaves the other's branches off.
+    const base = await loadBaseModel(fixture("llama-tiny"), { device: "webgpu" });
+    try {
+      const model = await fromPretrained(base, fixture("llama-tiny-lora-qv"), { adapterName: "qv" });
+      await model.loadAdapter(fixture("llama-tiny-lora-mlp-b"), "mlp");
+      for (const name of ["qv", "mlp"]) {
+        model.setAdapter(name);
+        const e = await expected(`llama-tiny-lora-${name === "qv" ? "qv" : "mlp-b"}`);
+        const out = await prefillAndStep(model, e);
+        assert.ok(
+          maxAbsDiff(out.logits, e.logits) < ATOL,
+          `${name}: prefill max diff ${maxAbsDiff(out.logits, e.logits)}`,
+        );
+      }
+      await model.release();
+    } finally {
+      await base.release();
+    }
+    // bias="all" on GPT-2: c_proj has a trained bias and no LoRA (a branch whose A and B are empty).
+    const real = (p: string) => fileURLToPath(new URL(`./fixtures/real/${p}`, import.meta.url));
+    const m = JSON.parse(await readFile(real("manifest.json"), "utf8")) as RealManifest;
+    const gpt2 = baseNamed(m, "gpt2-torchscript");
+    const gpt2Base = await loadBaseModel(real(gpt2.path), { device: "webgpu" });
+    try {
+      const adapter = m.adapters.find((a) => a.name === "gpt2-bias-all")!;
+      const model = await fromPretrained(gpt2Base, real(adapter.path), { onWarning: () => {} });
+      const e = await realExpected(adapter.path, gpt2.inputs);
+      const out = await model.run(e.feeds);
+      const diff = comparedDiff(gpt2, e, out.logits.data as Float32Array);
+      assert.ok(diff < ATOL, `gpt2-bias-all: max diff ${diff}`);
+      await model.release();
+    } finally {
+      await gpt2Base.release();
+    }
   },
 );

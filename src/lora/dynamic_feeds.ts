@@ -246,7 +246,11 @@ function checkPlans(branches: ReadonlyMap<string, LoraBranch>, active: readonly 
  * const feeds = adapterFeeds(branches, [{ plan: adapter.plan, tensor: (k) => adapter.weights.toFloat32(k) }]);
  * ```
  */
-export function adapterFeeds(branches: ReadonlyMap<string, LoraBranch>, active: readonly ActiveAdapter[]): BranchFeeds {
+export function adapterFeeds(
+  branches: ReadonlyMap<string, LoraBranch>,
+  active: readonly ActiveAdapter[],
+  minRank = 0,
+): BranchFeeds {
   checkPlans(branches, active);
   const byModule = new Map<string, Array<{ patch: LoraPatch; adapter: ActiveAdapter }>>();
   for (const adapter of active) {
@@ -260,7 +264,8 @@ export function adapterFeeds(branches: ReadonlyMap<string, LoraBranch>, active: 
   for (const branch of branches.values()) {
     const parts = byModule.get(branch.module) ?? [];
     const { inFeatures: inF, outFeatures: outF } = branch;
-    const rank = parts.reduce((r, { patch }) => r + patch.rank, 0);
+    // Zero columns past the adapters' ranks add nothing (minRank 1: WebGPU cannot bind an empty buffer).
+    const rank = Math.max(minRank, parts.reduce((r, { patch }) => r + patch.rank, 0));
     // Transposed once here, per adapter set: A^T [in, rank] and (s·B)^T [rank, out].
     const a = new Float32Array(inF * rank);
     const b = new Float32Array(rank * outF);
@@ -362,13 +367,15 @@ export class AdapterFeedCache {
   readonly #sites: ReadonlyMap<string, ParamSite>;
   readonly #memo = new ParamTensorMemo();
   readonly #limit: number;
+  readonly #minRank: number;
   readonly #ids = new WeakMap<AdapterPlan, number>();
   readonly #entries = new Map<string, BranchFeeds>();
   #nextId = 0;
 
   /**
    * `limit`: how many adapter sets to keep (least recently used dropped first); `sites`: the
-   * graph's parameter sites (`addParamBranches`), fed alongside the branches.
+   * graph's parameter sites (`addParamBranches`), fed alongside the branches; `minRank`: the
+   * smallest rank fed (1 on WebGPU, whose kernels cannot bind the empty tensors of rank 0).
    *
    * @example
    * ```ts
@@ -380,10 +387,12 @@ export class AdapterFeedCache {
     branches: ReadonlyMap<string, LoraBranch>,
     limit = 32,
     sites: ReadonlyMap<string, ParamSite> = new Map(),
+    minRank = 0,
   ) {
     this.#branches = branches;
     this.#limit = limit;
     this.#sites = sites;
+    this.#minRank = minRank;
   }
 
   /**
@@ -398,7 +407,7 @@ export class AdapterFeedCache {
   feeds(active: readonly ActiveAdapter[]): BranchFeeds {
     return this.#cached(
       this.#key(active),
-      () => ({ ...adapterFeeds(this.#branches, active), ...paramFeeds(this.#sites, [active], this.#memo) }),
+      () => ({ ...adapterFeeds(this.#branches, active, this.#minRank), ...paramFeeds(this.#sites, [active], this.#memo) }),
     );
   }
 

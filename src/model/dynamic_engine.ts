@@ -146,7 +146,8 @@ async function buildGraph(
     : { model: withTokens.model, sites: new Map<string, ScaleSite>() };
   const session = await createSession(model, base.externalData, base.settings, base.file);
   const onGpu = base.device === "webgpu" ? new WeakMap<Feeds, Promise<Feeds>>() : undefined;
-  const feeds = new AdapterFeedCache(branched.branches, 32, sites);
+  // WebGPU cannot bind the empty tensors of a rank-0 (off) branch: off branches get rank 1 of zeros there.
+  const feeds = new AdapterFeedCache(branched.branches, 32, sites, base.device === "webgpu" ? 1 : 0);
   return {
     session,
     modules,
