@@ -407,7 +407,10 @@ export class AdapterFeedCache {
   feeds(active: readonly ActiveAdapter[]): BranchFeeds {
     return this.#cached(
       this.#key(active),
-      () => ({ ...adapterFeeds(this.#branches, active, this.#minRank), ...paramFeeds(this.#sites, [active], this.#memo) }),
+      () => ({
+        ...adapterFeeds(this.#branches, active, this.#minRank),
+        ...paramFeeds(this.#sites, [active], this.#memo),
+      }),
     );
   }
 

@@ -243,7 +243,7 @@ export async function mergePatches(
         }
       }
     } else if (patch.param === "weight") {
-      emit(patch.module, target, torchWeightToTarget(adapter(patch.key), target, fanInFanOut));
+      emit(patch.module, target, torchWeightToTarget(adapter(patch.key), target, patch.torchInOut ?? fanInFanOut));
     } else if (target.bias) {
       emit(patch.module, target.bias, adapter(patch.key));
     } else if (options.newBiases && !target.inSubgraph) {

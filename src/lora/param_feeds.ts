@@ -120,7 +120,7 @@ export function adapterParams(
       const site = sites.get(p.module) as FedModuleSite;
       const own = params.modules.get(p.module) ?? { weight: site.base.weight, bias: site.base.bias };
       if (p.param === "weight") {
-        own.weight = torchWeightToTarget(tensor(p.key), { ...p.target, layout: "in_out" }, fanInFanOut);
+        own.weight = torchWeightToTarget(tensor(p.key), { ...p.target, layout: "in_out" }, p.torchInOut ?? fanInFanOut);
       } else {
         own.bias = tensor(p.key);
       }

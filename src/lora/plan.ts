@@ -52,6 +52,32 @@ export interface ReplacePatch {
   /** Which parameter of the module is replaced. */
   param: "weight" | "bias";
   key: string;
+  /**
+   * A replaced Linear-kind weight is saved `[in, out]` (transformers' Conv1D), not `[out, in]` (`nn.Linear`). A
+   * module saved whole keeps its own class's layout whatever `fan_in_fan_out` says (GPT-2's `lm_head` is a Linear).
+   */
+  torchInOut?: boolean;
+}
+
+/**
+ * Whether a Linear-kind module's saved full weight is `[in, out]` (Conv1D). Its class decides where the export
+ * records it; else the shape does when it is not square (only one reading fits); a square weight of unknown class
+ * follows `fan_in_fan_out` (set for GPT-2-style Conv1D models).
+ */
+function savedInOut(
+  target: WeightTarget,
+  shape: readonly number[] | undefined,
+  fanInFanOut: boolean,
+  className: string | undefined,
+): boolean {
+  const cls = className?.slice(className.lastIndexOf(".") + 1);
+  if (cls === "Conv1D") return true;
+  if (cls === "Linear") return false;
+  if (shape?.length === 2 && target.inFeatures !== target.outFeatures) {
+    if (shape[0] === target.inFeatures && shape[1] === target.outFeatures) return true;
+    if (shape[0] === target.outFeatures && shape[1] === target.inFeatures) return false;
+  }
+  return fanInFanOut;
 }
 
 /**
@@ -254,6 +280,7 @@ export function planReplace(
   target: WeightTarget,
   shapeOf: ShapeOf,
   config: LoraConfig,
+  className?: string,
 ): ReplacePatch[] {
   const patches: ReplacePatch[] = [];
   if (t.fullWeight !== undefined) {
@@ -263,14 +290,16 @@ export function planReplace(
         { key: t.module },
       );
     }
-    // PyTorch stores Linear as [out, in], Conv1D (fan_in_fan_out) and Embedding as [in, out]; a norm's weight is [n].
+    // PyTorch stores Linear as [out, in], Conv1D and Embedding as [in, out]; a norm's weight is [n].
+    const torchInOut = target.kind === "linear" &&
+      savedInOut(target, shapeOf(t.fullWeight), config.fanInFanOut, className);
     const torchShape = target.kind === "norm"
       ? [target.outFeatures]
-      : target.kind === "embedding" || config.fanInFanOut
+      : target.kind === "embedding" || torchInOut
       ? [target.inFeatures, target.outFeatures]
       : [target.outFeatures, target.inFeatures];
     expectShape(t.module, t.fullWeight, shapeOf(t.fullWeight), torchShape, target);
-    patches.push({ kind: "replace", module: t.module, target, param: "weight", key: t.fullWeight });
+    patches.push({ kind: "replace", module: t.module, target, param: "weight", key: t.fullWeight, torchInOut });
   }
   if (t.fullBias !== undefined) {
     const why = target.bias === undefined ? noBiasSite(target) : undefined;
@@ -488,7 +517,13 @@ export function planAdapter(
       continue;
     }
     patches.push(
-      ...planReplace({ module: t.module, fullWeight: weightKey, fullBias: biasKey }, target, shapeOf, config),
+      ...planReplace(
+        { module: t.module, fullWeight: weightKey, fullBias: biasKey },
+        target,
+        shapeOf,
+        config,
+        weights.scopes.find((s) => s.module === t.module)?.className,
+      ),
     );
   }
   checkTokenModules(config, tokens, patches, (m) => config.targetModules !== null && selects(m));

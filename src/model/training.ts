@@ -112,7 +112,7 @@ function trainedParameters(
       });
     }
     whole.add(p.module);
-    sites.push({ module: p.module, key: p.key, param: "weight" });
+    sites.push({ module: p.module, key: p.key, param: "weight", torchInOut: p.torchInOut });
   }
   for (const p of adapter.plan.patches) {
     if (p.kind !== "replace" || p.param !== "bias") continue;

@@ -27,6 +27,8 @@ export interface SiteParameter {
   key: string;
   param: "weight" | "bias";
   base?: Float32Array;
+  /** A Linear's weight saved `[in, out]` (Conv1D; `ReplacePatch.torchInOut`). */
+  torchInOut?: boolean;
 }
 
 interface NormBias {
@@ -79,7 +81,7 @@ export class SiteParameters {
         continue;
       }
       if ((site?.kind === "linear" || site?.kind === "embedding") && p.param === "weight") {
-        const outIn = site.kind === "linear" && !fanInFanOut;
+        const outIn = site.kind === "linear" && !(p.torchInOut ?? fanInFanOut);
         const [inF, outF] = [site.inFeatures, site.outFeatures];
         const entry: FedModule = { kind: "fed", site, weight: tensor(p.key, outIn ? [outF, inF] : [inF, outF]), outIn };
         fed.set(p.module, entry);
