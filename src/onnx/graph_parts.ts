@@ -13,6 +13,7 @@ import {
   NodeProtoSchema,
   type TensorProto,
   TensorProto_DataLocation,
+  TensorProto_DataType,
   TensorProtoSchema,
   type ValueInfoProto,
   ValueInfoProtoSchema,
@@ -101,6 +102,31 @@ export function rawTensor(name: string, dataType: number, dims: readonly number[
     rawData: bytes as Uint8Array<ArrayBuffer>,
     dataLocation: TensorProto_DataLocation.DEFAULT,
   });
+}
+
+/**
+ * A `Constant` node holding an int64 tensor (shapes, split sizes, axes).
+ *
+ * @example
+ * ```ts
+ * import { int64Constant } from "./graph_parts.ts";
+ * const axes = int64Constant([0], [1], "axes_0", "peft_edge::axes_0");
+ * ```
+ */
+export function int64Constant(
+  values: readonly number[],
+  dims: readonly number[],
+  output: string,
+  name: string,
+): NodeProto {
+  const bytes = new Uint8Array(BigInt64Array.from(values, BigInt).buffer);
+  const node = makeNode("Constant", [], [output], name);
+  node.attribute.push(create(AttributeProtoSchema, {
+    name: "value",
+    type: AttributeProto_AttributeType.TENSOR,
+    t: rawTensor(output, TensorProto_DataType.INT64, dims, bytes),
+  }));
+  return node;
 }
 
 /**

@@ -33,9 +33,7 @@
  * @module
  */
 import {
-  AttributeProto_AttributeType,
   AttributeProtoSchema,
-  create,
   type GraphProto,
   GraphProtoSchema,
   type ModelProto,
@@ -46,7 +44,7 @@ import {
   type ValueInfoProto,
 } from "../deps/onnx_proto.ts";
 import { OnnxModelError, UnsupportedError } from "../errors.ts";
-import { makeNode, nameAllocator, rawTensor, tensorValueInfo, usedNames } from "./graph_parts.ts";
+import { int64Constant, makeNode, nameAllocator, tensorValueInfo, usedNames } from "./graph_parts.ts";
 import { edited } from "./proto_edit.ts";
 import { indexWeights } from "./weight_index.ts";
 import type { ModuleKind, WeightIndex, WeightTarget } from "./weight_target.ts";
@@ -212,17 +210,6 @@ class GraphEdits {
   apply(nodes: readonly NodeProto[]): NodeProto[] {
     return nodes.flatMap((n, i) => [this.replaced.get(i) ?? n, ...(this.after.get(i) ?? [])]);
   }
-}
-
-/** An int64 constant node. */
-function int64Constant(values: readonly number[], dims: readonly number[], output: string, name: string): NodeProto {
-  const bytes = new Uint8Array(BigInt64Array.from(values, BigInt).buffer);
-  const value = rawTensor(output, TensorProto_DataType.INT64, dims, bytes);
-  const node = makeNode("Constant", [], [output], name);
-  node.attribute.push(
-    create(AttributeProtoSchema, { name: "value", type: AttributeProto_AttributeType.TENSOR, t: value }),
-  );
-  return node;
 }
 
 /**

@@ -29,9 +29,6 @@
  * @module
  */
 import {
-  AttributeProto_AttributeType,
-  AttributeProtoSchema,
-  create,
   GraphProtoSchema,
   type ModelProto,
   ModelProtoSchema,
@@ -42,7 +39,7 @@ import {
   type ValueInfoProto,
 } from "../deps/onnx_proto.ts";
 import { OnnxModelError, UnsupportedError } from "../errors.ts";
-import { makeNode, nameAllocator, rawTensor, tensorValueInfo, usedNames } from "./graph_parts.ts";
+import { int64Constant, makeNode, nameAllocator, tensorValueInfo, usedNames } from "./graph_parts.ts";
 import type { NormTarget } from "./norm_index.ts";
 import { edited } from "./proto_edit.ts";
 import { writeFloatTensor } from "./tensor_data.ts";
@@ -139,17 +136,6 @@ export interface ParamSiteRequest {
   fed: Iterable<string>;
   /** Norms whose weight and bias are fed (a module here gets no delta site). */
   norms?: Iterable<string>;
-}
-
-function int64Constant(values: readonly number[], dims: readonly number[], output: string, name: string): NodeProto {
-  const bytes = new Uint8Array(BigInt64Array.from(values, BigInt).buffer);
-  const node = makeNode("Constant", [], [output], name);
-  node.attribute.push(create(AttributeProtoSchema, {
-    name: "value",
-    type: AttributeProto_AttributeType.TENSOR,
-    t: rawTensor(output, TensorProto_DataType.INT64, dims, bytes),
-  }));
-  return node;
 }
 
 function elementTypeOf(model: ModelProto, target: WeightTarget): "float32" | "float16" {

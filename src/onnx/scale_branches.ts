@@ -16,9 +16,6 @@
  * @module
  */
 import {
-  AttributeProto_AttributeType,
-  AttributeProtoSchema,
-  create,
   GraphProtoSchema,
   type ModelProto,
   ModelProtoSchema,
@@ -28,7 +25,7 @@ import {
   type ValueInfoProto,
 } from "../deps/onnx_proto.ts";
 import { OnnxModelError, UnsupportedError } from "../errors.ts";
-import { intAttribute, makeNode, nameAllocator, rawTensor, tensorValueInfo, usedNames } from "./graph_parts.ts";
+import { int64Constant, intAttribute, makeNode, nameAllocator, tensorValueInfo, usedNames } from "./graph_parts.ts";
 import { edited } from "./proto_edit.ts";
 import type { WeightTarget } from "./weight_target.ts";
 
@@ -181,9 +178,9 @@ export function addScaleBranches(
     // `from` scaled into `to`.
     const chain = (from: string, to: string) => [
       makeNode("Shape", [scale], [shapeS], `${p}ShapeScale`),
-      int64Constant([0], zero, `${p}zero`),
+      int64Constant([0], [1], zero, `${p}zero`),
       makeNode("Gather", [shapeS, zero], [rows], `${p}GatherRows`, { axis: 0 }),
-      int64Constant([-1, features], tail, `${p}tail`),
+      int64Constant([-1, features], [2], tail, `${p}tail`),
       makeNode("Concat", [rows, tail], [shape3], `${p}Concat`, { axis: 0 }),
       makeNode("Reshape", [from, shape3], [t3], `${p}ReshapeRows`),
       makeNode("Mul", [t3, scale], [scaled3], `${p}Mul`),
@@ -213,16 +210,4 @@ export function addScaleBranches(
   const node = nodes.flatMap((n, i) => [...(before.get(i) ?? []), n, ...(after.get(i) ?? [])]);
   const out = edited(GraphProtoSchema, graph, { node, input: [...graph.input, ...inputs] });
   return { model: edited(ModelProtoSchema, model, { graph: out }), sites };
-}
-
-/** A 1-D int64 `Constant` node. */
-function int64Constant(values: readonly number[], output: string, name: string): NodeProto {
-  const bytes = new Uint8Array(BigInt64Array.from(values, BigInt).buffer);
-  const node = makeNode("Constant", [], [output], name);
-  node.attribute.push(create(AttributeProtoSchema, {
-    name: "value",
-    type: AttributeProto_AttributeType.TENSOR,
-    t: rawTensor(output, TensorProto_DataType.INT64, [values.length], bytes),
-  }));
-  return node;
 }

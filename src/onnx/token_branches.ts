@@ -20,9 +20,6 @@
  * @module
  */
 import {
-  AttributeProto_AttributeType,
-  AttributeProtoSchema,
-  create,
   GraphProtoSchema,
   type ModelProto,
   ModelProtoSchema,
@@ -32,7 +29,7 @@ import {
   type ValueInfoProto,
 } from "../deps/onnx_proto.ts";
 import { OnnxModelError, UnsupportedError } from "../errors.ts";
-import { makeNode, nameAllocator, rawTensor, tensorValueInfo, usedNames } from "./graph_parts.ts";
+import { int64Constant, makeNode, nameAllocator, tensorValueInfo, usedNames } from "./graph_parts.ts";
 import { edited } from "./proto_edit.ts";
 import type { WeightTarget } from "./weight_target.ts";
 
@@ -115,17 +112,6 @@ function recordedRank(model: ModelProto, name: string): number | undefined {
   const graph = model.graph!;
   const v = [...graph.input, ...graph.valueInfo].find((i) => i.name === name)?.type?.value;
   return v?.case === "tensorType" && v.value.shape ? v.value.shape.dim.length : undefined;
-}
-
-function int64Constant(values: readonly number[], dims: readonly number[], output: string, name: string): NodeProto {
-  const bytes = new Uint8Array(BigInt64Array.from(values, BigInt).buffer);
-  const node = makeNode("Constant", [], [output], name);
-  node.attribute.push(create(AttributeProtoSchema, {
-    name: "value",
-    type: AttributeProto_AttributeType.TENSOR,
-    t: rawTensor(output, TensorProto_DataType.INT64, dims, bytes),
-  }));
-  return node;
 }
 
 /** The default-domain opset: where Unsqueeze (13) and ReduceMax (18) take their axes as an input. */
