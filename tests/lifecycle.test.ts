@@ -11,7 +11,7 @@ import {
   UnsupportedError,
 } from "../mod.ts";
 import { readFile } from "node:fs/promises";
-import { ort } from "../src/deps/ort.ts";
+import { sessionsCreated } from "./support/sessions.ts";
 import { parseSafetensors, serializeSafetensors } from "../src/safetensors/mod.ts";
 import { expected, fixture, maxAbsDiff, prefillAndStep } from "./support/fixtures.ts";
 import { countWasmCompiles } from "./support/wasm_compiles.ts";
@@ -227,14 +227,8 @@ test("dynamic: switching adapters and disabling create no session; 50 concurrent
   });
   await model.loadAdapter(fixture("llama-tiny-dora-qv"), "dora");
   await model.loadAdapter(fixture("llama-tiny-lora-mlp-b"), "mlp");
-  // Count onnxruntime sessions created from here on.
-  const create = ort.InferenceSession.create;
-  let created = 0;
-  ort.InferenceSession.create = ((...args: Parameters<typeof create>) => {
-    created++;
-    return create.apply(ort.InferenceSession, args);
-  }) as typeof create;
-  try {
+  // No onnxruntime session is created from here on.
+  const created = await sessionsCreated(async () => {
     for (
       const [name, fixtureName] of [["dora", "llama-tiny-dora-qv"], ["qv", "llama-tiny-lora-qv"], [
         "mlp",
@@ -258,10 +252,8 @@ test("dynamic: switching adapters and disabling create no session; 50 concurrent
       Array.from({ length: 50 }, (_, i) => cases[i % 4]).map(([a, n]) => distance(withAdapter(model, a), n)),
     );
     assert.equal(results.filter((d) => d < ATOL).length, 50);
-    assert.equal(created, 0);
-  } finally {
-    ort.InferenceSession.create = create;
-  }
+  });
+  assert.equal(created, 0);
   await model.release();
   await base.release();
 });
@@ -312,4 +304,14 @@ test("await using releases a PeftModel and its base", async () => {
     assert.ok(await distance(model, "llama-tiny-lora-qv") < ATOL);
   }
   assert.deepEqual(calls, ["model", "base"]); // disposed in reverse order of declaration
+});
+
+test("the session counter counts the sessions src/ creates (so the 'no new session' checks can fail)", async () => {
+  const created = await sessionsCreated(async () => {
+    const base = await loadBaseModel(fixture("llama-tiny"));
+    const model = await fromPretrained(base, fixture("llama-tiny-lora-qv"));
+    await model.release();
+    await base.release();
+  });
+  assert.equal(created, 2); // the base's session and the branched graph's
 });

@@ -11,7 +11,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
-import * as ort from "onnxruntime-web";
 import { AdapterMismatchError, type Feeds, fromPretrained, loadBaseModel, Tensor, UnsupportedError } from "../mod.ts";
 import { AdapterFeedCache, loraPatches } from "../src/lora/dynamic_feeds.ts";
 import { adapterParams } from "../src/lora/param_feeds.ts";
@@ -20,6 +19,7 @@ import { BASE_ADAPTER } from "../src/model/peft_model.ts";
 import { addLoraBranches } from "../src/onnx/lora_branches.ts";
 import { addParamBranches } from "../src/onnx/param_branches.ts";
 import { comparedDiff, type RealBase, type RealExpected, realExpected, realPath } from "./support/real_fixtures.ts";
+import { sessionsCreated } from "./support/sessions.ts";
 
 interface SavedCase {
   adapter: string;
@@ -47,22 +47,6 @@ for (const c of cases) {
       assert.ok(diff < c.atol, `max abs diff ${diff} >= ${c.atol}`);
     });
   }
-}
-
-/** Counts onnxruntime sessions created while `fn` runs. */
-async function sessionsCreated(fn: () => Promise<void>): Promise<number> {
-  const create = ort.InferenceSession.create;
-  let created = 0;
-  ort.InferenceSession.create = ((...args: Parameters<typeof create>) => {
-    created++;
-    return create.apply(ort.InferenceSession, args);
-  }) as typeof create;
-  try {
-    await fn();
-  } finally {
-    ort.InferenceSession.create = create;
-  }
-  return created;
 }
 
 const BERT_INPUTS = ["input_ids", "attention_mask", "token_type_ids"];

@@ -21,7 +21,6 @@ import {
   Tensor,
   UnsupportedError,
 } from "../mod.ts";
-import { ort } from "../src/deps/ort.ts";
 import { GraphProtoSchema, ModelProtoSchema, NodeProtoSchema } from "../src/deps/onnx_proto.ts";
 import { makeNode } from "../src/onnx/graph_parts.ts";
 import { decodeModel, encodeModel } from "../src/onnx/model_file.ts";
@@ -38,6 +37,7 @@ import {
   realManifest,
   realPath,
 } from "./support/real_fixtures.ts";
+import { sessionsCreated } from "./support/sessions.ts";
 
 const ATOL = 1e-4;
 const manifest = await realManifest();
@@ -75,22 +75,6 @@ async function tokensExpected(name: string): Promise<TokensExpected> {
     genIds: ids("gen_ids"),
     baseGenIds: ids("base_gen_ids"),
   };
-}
-
-/** Counts onnxruntime sessions created while `fn` runs. */
-async function sessionsCreated(fn: () => Promise<void>): Promise<number> {
-  const create = ort.InferenceSession.create;
-  let created = 0;
-  ort.InferenceSession.create = ((...args: Parameters<typeof create>) => {
-    created++;
-    return create.apply(ort.InferenceSession, args);
-  }) as typeof create;
-  try {
-    await fn();
-  } finally {
-    ort.InferenceSession.create = create;
-  }
-  return created;
 }
 
 /** Rows `[row, row + 1)` of `[batch, seq, vocab]` logits and of the expected data, compared where the mask is 1. */

@@ -12,7 +12,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
-import * as ort from "onnxruntime-web";
 import { type Feeds, fromPretrained, loadBaseModel, Tensor, UnsupportedError } from "../mod.ts";
 import { BASE_ADAPTER } from "../src/model/peft_model.ts";
 import { parseSafetensors } from "../src/safetensors/mod.ts";
@@ -25,6 +24,7 @@ import {
   realManifest,
   realPath,
 } from "./support/real_fixtures.ts";
+import { sessionsCreated } from "./support/sessions.ts";
 
 const INPUTS = ["input_ids", "attention_mask", "position_ids"];
 const decoder = { compare: "attention_mask" } as RealBase;
@@ -67,22 +67,6 @@ for (const name of ["llama-ia3", "llama-ln-tuning"]) {
       });
     }
   }
-}
-
-/** Counts onnxruntime sessions created while `fn` runs. */
-async function sessionsCreated(fn: () => Promise<void>): Promise<number> {
-  const create = ort.InferenceSession.create;
-  let created = 0;
-  ort.InferenceSession.create = ((...args: Parameters<typeof create>) => {
-    created++;
-    return create.apply(ort.InferenceSession, args);
-  }) as typeof create;
-  try {
-    await fn();
-  } finally {
-    ort.InferenceSession.create = create;
-  }
-  return created;
 }
 
 /** Row `row` of a `[batch, ...]` expectation, as a one-row expectation. */
