@@ -70,8 +70,8 @@ for (const c of cases) {
         await model.release();
       }
     }));
-  // IA3 and LN tuning run in dynamic mode too (tests/tuners_dynamic.test.ts).
-  if (c.outcome === "loads" && !refused && !/-(ia3|ln-tuning)$/.test(c.name)) {
+  // IA3, LN tuning, AdaLoRA and VeRA run in dynamic mode too (tests/tuners_dynamic.test.ts).
+  if (c.outcome === "loads" && !refused && !/-(ia3|ln-tuning|adalora|vera)$/.test(c.name)) {
     test(`tuners: ${c.name} dynamic is refused, naming merged mode`, () =>
       withBase(c, async (base) => {
         await assert.rejects(fromPretrained(base, folder, { onWarning: () => {} }), (err: unknown) => {

@@ -1,6 +1,6 @@
 /**
  * One entry point for reading any adapter for a base: LoRA's loader, a
- * non-LoRA method's (merged mode; IA³ and LN tuning dynamic too), or a
+ * non-LoRA method's (merged mode; IA³, LN tuning, AdaLoRA and VeRA dynamic too), or a
  * prompt-learning one (either mode), chosen by the config's `peft_type`.
  * @module
  */

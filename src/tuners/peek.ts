@@ -1,6 +1,6 @@
 /**
  * Which loader an adapter needs: LoRA's, or a non-LoRA method's (by the
- * `peft_type` of its config). Non-LoRA methods merge only.
+ * `peft_type` of its config).
  * @module
  */
 import { UnsupportedError } from "../errors.ts";
@@ -48,10 +48,13 @@ export async function tunerConfigOf(
   return values as Record<string, unknown>;
 }
 
-/** Methods whose dynamic mode exists: a fed per-channel scale, or fed norm parameters (`param_branches.ts`). */
+/**
+ * Methods whose dynamic mode exists: a fed per-channel scale, fed norm parameters (`param_branches.ts`), or a
+ * low-rank delta run as a LoRA branch.
+ */
 function hasDynamicMode(peftType: keyof typeof TUNER_METHODS): boolean {
   const method = TUNER_METHODS[peftType];
-  return method.scale !== undefined || method.replaces !== undefined;
+  return method.scale !== undefined || method.replaces !== undefined || method.lowRank !== undefined;
 }
 
 const DYNAMIC = (Object.keys(TUNER_METHODS) as (keyof typeof TUNER_METHODS)[]).filter(hasDynamicMode);
