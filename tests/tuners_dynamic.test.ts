@@ -40,6 +40,12 @@ const CASES = [
   "gpt2-adalora",
   "llama-vera",
   "gpt2-vera",
+  "llama-loha",
+  "llama-lokr",
+  "llama-oft",
+  "llama-boft",
+  "llama-fourierft",
+  "gpt2-fourierft",
 ];
 
 for (const name of CASES) {
@@ -251,6 +257,41 @@ for (const name of ["llama-adalora", "gpt2-vera"]) {
     const out = await merged.session.run(e.feeds);
     const diff = comparedDiff(decoder, e, out.logits.data as Float32Array);
     assert.ok(diff <= 1e-4, `max abs diff ${diff}`);
+  });
+}
+
+for (const exporter of ["torchscript", "dynamo"]) {
+  test(`llama-${exporter} dynamic: LoHa, LoKr, OFT and FourierFT switch with no new session, and mix per row`, async () => {
+    await using base = await loadBaseModel(realPath(`bases/llama-${exporter}`));
+    const names = ["loha", "lokr", "oft", "fourierft"] as const;
+    await using model = await fromPretrained(base, realPath(`${TUNERS}/llama-loha`), {
+      adapterName: "loha",
+      ...silent,
+    });
+    for (const n of names.slice(1)) await model.loadAdapter(realPath(`${TUNERS}/llama-${n}`), n, silent);
+    const expect: Record<string, RealExpected> = {
+      [BASE_ADAPTER]: await realExpected(`bases/llama-${exporter}`, INPUTS),
+    };
+    for (const n of names) expect[n] = await realExpected(`${TUNERS}/llama-${n}`, INPUTS);
+    const created = await sessionsCreated(async () => {
+      for (const name of ["lokr", "oft", "fourierft", "loha", BASE_ADAPTER]) {
+        const out = await model.run(expect[name].feeds, { adapter: name === BASE_ADAPTER ? null : name });
+        const diff = comparedDiff(decoder, expect[name], out.logits.data as Float32Array);
+        assert.ok(diff <= 1e-4, `${name}: max abs diff ${diff}`);
+      }
+      for (const rows of [["loha", BASE_ADAPTER], ["oft", "lokr"], ["fourierft", "loha"]]) {
+        const e = batchOf(rows.map((r) => expect[r]));
+        const out = await model.run(e.feeds, { adapterNames: rows });
+        const diff = comparedDiff(decoder, e, out.logits.data as Float32Array);
+        assert.ok(diff <= 1e-4, `rows ${rows.join(", ")}: max abs diff ${diff}`);
+      }
+    });
+    assert.equal(created, 0);
+    // A module fed whole cannot also take a LoRA branch in one graph: refused, not run without one of them.
+    await assert.rejects(
+      model.loadAdapter(realPath("adapters/llama-lora-attn"), "lora", silent),
+      (e: unknown) => e instanceof UnsupportedError && /LoHa/.test(e.message) && /mode "merged"/.test(e.message),
+    );
   });
 }
 

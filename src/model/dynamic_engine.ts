@@ -8,7 +8,8 @@
  * embedding (and a tied head), fed the same way (`token_branches.ts`);
  * per-channel scales (IA³) multiply a module's input or output by a fed
  * vector (`scale_branches.ts`). Low-rank methods (AdaLoRA, VeRA) arrive as
- * LoRA patches and use the LoRA branches.
+ * LoRA patches and use the LoRA branches; dense-delta methods (LoHa, LoKr,
+ * OFT, BOFT, FourierFT) as whole merged weights, fed like `modules_to_save`.
  * @module
  */
 import type { ModelSession } from "./model_session.ts";
@@ -116,7 +117,8 @@ async function buildGraph(
   const both = [...fed].find((m) => modules.has(m));
   if (both !== undefined) {
     throw new UnsupportedError(
-      "one adapter replaces this module whole (modules_to_save) and another adds a LoRA to it; one dynamic graph " +
+      "one adapter replaces this module whole (modules_to_save, or a LoHa/LoKr/OFT/BOFT/FourierFT merged weight) " +
+        "and another adds a LoRA (or AdaLoRA/VeRA) branch to it; one dynamic graph " +
         'cannot serve both: load them on separate models, or use mode "merged"',
       { key: both },
     );
