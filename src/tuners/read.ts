@@ -229,6 +229,7 @@ export function mergeModule(
  * full-parameter replacements. In `mode` `"dynamic"`, a per-channel scale
  * method (IA³) is planned as `scales` instead, and a low-rank one (AdaLoRA,
  * VeRA) as LoRA patches whose A/B are its per-module pair; neither merges anything.
+ * The other methods' replacements serve both modes (dynamic mode feeds them whole).
  *
  * @example
  * ```ts
