@@ -68,21 +68,6 @@ test("tuners: loadAdapter and mergeAndUnload on a merged model give PEFT's logit
   }
 });
 
-test("tuners: a non-LoRA adapter without a dynamic form loaded into a dynamic model is refused, naming merged mode", async () => {
-  const manifest = await realManifest();
-  const base = await loadBaseModel(realPath(manifest.bases.find((b) => b.name === "llama-torchscript")!.path));
-  try {
-    const model = await fromPretrained(base, "tests/fixtures/tuners/llama-loha", { mode: "merged" });
-    await model.release();
-    await assert.rejects(
-      fromPretrained(base, "tests/fixtures/tuners/llama-loha", { config: { peft_type: "LOHA" } }),
-      (e: unknown) => e instanceof UnsupportedError && /mode "merged"/.test(e.message),
-    );
-  } finally {
-    await base.release();
-  }
-});
-
 test("tuners: PEFT's Conv1D refusals hold on a dynamo export (qualified class names)", async () => {
   const manifest = await realManifest();
   const base = await loadBaseModel(realPath(manifest.bases.find((b) => b.name === "gpt2-dynamo")!.path));

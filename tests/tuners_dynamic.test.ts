@@ -31,7 +31,22 @@ const decoder = { compare: "attention_mask" } as RealBase;
 const silent = { onWarning: () => {} };
 const TUNERS = "../tuners";
 
-const CASES = ["llama-ia3", "gpt2-ia3", "llama-ln-tuning", "gpt2-ln-tuning"];
+const CASES = [
+  "llama-ia3",
+  "gpt2-ia3",
+  "llama-ln-tuning",
+  "gpt2-ln-tuning",
+  "llama-adalora",
+  "gpt2-adalora",
+  "llama-vera",
+  "gpt2-vera",
+  "llama-loha",
+  "llama-lokr",
+  "llama-oft",
+  "llama-boft",
+  "llama-fourierft",
+  "gpt2-fourierft",
+];
 
 for (const name of CASES) {
   const arch = name.slice(0, name.indexOf("-"));
@@ -145,6 +160,127 @@ for (const exporter of ["torchscript", "dynamo"]) {
     await assert.rejects(
       (async () => await model.run(expect.ia3.feeds, { adapter: ["ia3", "lora"] }))(),
       (e: unknown) => e instanceof UnsupportedError && /different peft types/.test(e.message),
+    );
+  });
+}
+
+for (const exporter of ["torchscript", "dynamo"]) {
+  test(`llama-${exporter} dynamic: AdaLoRA, VeRA and LoRA adapters switch with no new session, and mix per row`, async () => {
+    await using base = await loadBaseModel(realPath(`bases/llama-${exporter}`));
+    await using model = await fromPretrained(base, realPath(`${TUNERS}/llama-adalora`), {
+      adapterName: "adalora",
+      ...silent,
+    });
+    await model.loadAdapter(realPath(`${TUNERS}/llama-vera`), "vera", silent);
+    await model.loadAdapter(realPath("adapters/llama-lora-attn"), "lora", silent);
+    const expect = {
+      adalora: await realExpected(`${TUNERS}/llama-adalora`, INPUTS),
+      vera: await realExpected(`${TUNERS}/llama-vera`, INPUTS),
+      lora: await realExpected("adapters/llama-lora-attn", INPUTS),
+      [BASE_ADAPTER]: await realExpected(`bases/llama-${exporter}`, INPUTS),
+    };
+    for (const e of Object.values(expect)) {
+      assert.deepEqual(e.feeds.input_ids.data, expect.adalora.feeds.input_ids.data);
+    }
+    const check = async (what: keyof typeof expect, options?: { adapter: string | null }) => {
+      const out = await model.run(expect[what].feeds, options);
+      const diff = comparedDiff(decoder, expect[what], out.logits.data as Float32Array);
+      assert.ok(diff <= 1e-4, `${what}: max abs diff ${diff}`);
+    };
+    const created = await sessionsCreated(async () => {
+      await check("adalora");
+      for (const name of ["vera", "lora", "adalora", "vera"] as const) {
+        model.setAdapter(name);
+        await check(name);
+      }
+      await check(BASE_ADAPTER, { adapter: null });
+      const mixes = [["adalora", BASE_ADAPTER], ["lora", "vera"], ["vera", "adalora"], [BASE_ADAPTER, "vera"]];
+      for (const rows of mixes as (keyof typeof expect)[][]) {
+        const e = batchOf(rows.map((r) => expect[r]));
+        const out = await model.run(e.feeds, { adapterNames: rows });
+        const diff = comparedDiff(decoder, e, out.logits.data as Float32Array);
+        assert.ok(diff <= 1e-4, `rows ${rows.join(", ")}: max abs diff ${diff}`);
+      }
+    });
+    assert.equal(created, 0);
+    await assert.rejects(
+      (async () => await model.run(expect.vera.feeds, { adapter: ["vera", "lora"] }))(),
+      (e: unknown) => e instanceof UnsupportedError && /different peft types/.test(e.message),
+    );
+  });
+}
+
+test("gpt2 dynamic (Conv1D, fan_in_fan_out): AdaLoRA and VeRA rows beside LoRA and base rows give PEFT's logits", async () => {
+  await using base = await loadBaseModel(realPath("bases/gpt2-dynamo"));
+  await using model = await fromPretrained(base, realPath(`${TUNERS}/gpt2-adalora`), {
+    adapterName: "adalora",
+    ...silent,
+  });
+  await model.loadAdapter(realPath(`${TUNERS}/gpt2-vera`), "vera", silent);
+  await model.loadAdapter(realPath("adapters/gpt2-lora-attn"), "lora", silent);
+  const expect = {
+    adalora: await realExpected(`${TUNERS}/gpt2-adalora`, INPUTS),
+    vera: await realExpected(`${TUNERS}/gpt2-vera`, INPUTS),
+    lora: await realExpected("adapters/gpt2-lora-attn", INPUTS),
+    [BASE_ADAPTER]: await realExpected("bases/gpt2-dynamo", INPUTS),
+  };
+  for (const rows of [[BASE_ADAPTER, "adalora"], ["vera", "lora"], ["adalora", "vera"]] as const) {
+    const e = batchOf(rows.map((r) => expect[r]));
+    const out = await model.run(e.feeds, { adapterNames: rows });
+    const diff = comparedDiff(decoder, e, out.logits.data as Float32Array);
+    assert.ok(diff <= 1e-4, `rows ${rows.join(", ")}: max abs diff ${diff}`);
+  }
+});
+
+for (const name of ["llama-adalora", "gpt2-vera"]) {
+  test(`mergeAndUnload of ${name} loaded in dynamic mode gives PEFT's logits from the new base`, async () => {
+    await using base = await loadBaseModel(realPath(`bases/${name.slice(0, name.indexOf("-"))}-torchscript`));
+    await using model = await fromPretrained(base, realPath(`${TUNERS}/${name}`), silent);
+    const e = await realExpected(`${TUNERS}/${name}`, INPUTS);
+    await using merged = await model.mergeAndUnload();
+    const out = await merged.session.run(e.feeds);
+    const diff = comparedDiff(decoder, e, out.logits.data as Float32Array);
+    assert.ok(diff <= 1e-4, `max abs diff ${diff}`);
+  });
+}
+
+for (const exporter of ["torchscript", "dynamo"]) {
+  test(`llama-${exporter} dynamic: LoHa, LoKr, OFT and FourierFT switch with no new session, and mix per row`, async () => {
+    await using base = await loadBaseModel(realPath(`bases/llama-${exporter}`));
+    const names = ["loha", "lokr", "oft", "fourierft"] as const;
+    await using model = await fromPretrained(base, realPath(`${TUNERS}/llama-loha`), {
+      adapterName: "loha",
+      ...silent,
+    });
+    for (const n of names.slice(1)) await model.loadAdapter(realPath(`${TUNERS}/llama-${n}`), n, silent);
+    const expect: Record<string, RealExpected> = {
+      [BASE_ADAPTER]: await realExpected(`bases/llama-${exporter}`, INPUTS),
+    };
+    for (const n of names) expect[n] = await realExpected(`${TUNERS}/llama-${n}`, INPUTS);
+    const created = await sessionsCreated(async () => {
+      for (const name of ["lokr", "oft", "fourierft", "loha", BASE_ADAPTER]) {
+        const out = await model.run(expect[name].feeds, { adapter: name === BASE_ADAPTER ? null : name });
+        const diff = comparedDiff(decoder, expect[name], out.logits.data as Float32Array);
+        assert.ok(diff <= 1e-4, `${name}: max abs diff ${diff}`);
+      }
+      for (const rows of [["loha", BASE_ADAPTER], ["oft", "lokr"], ["fourierft", "loha"]]) {
+        const e = batchOf(rows.map((r) => expect[r]));
+        const out = await model.run(e.feeds, { adapterNames: rows });
+        const diff = comparedDiff(decoder, e, out.logits.data as Float32Array);
+        assert.ok(diff <= 1e-4, `rows ${rows.join(", ")}: max abs diff ${diff}`);
+      }
+    });
+    assert.equal(created, 0);
+    // Two merged weights of one module on one row cannot both be fed: refused (PEFT would add their deltas).
+    await model.loadAdapter(realPath(`${TUNERS}/llama-loha-rank-pattern`), "loha2", silent);
+    await assert.rejects(
+      (async () => await model.run(expect.loha.feeds, { adapter: ["loha", "loha2"] }))(),
+      (e: unknown) => e instanceof UnsupportedError && /several active adapters/.test(e.message),
+    );
+    // A module fed whole cannot also take a LoRA branch in one graph: refused, not run without one of them.
+    await assert.rejects(
+      model.loadAdapter(realPath("adapters/llama-lora-attn"), "lora", silent),
+      (e: unknown) => e instanceof UnsupportedError && /LoHa/.test(e.message) && /mode "merged"/.test(e.message),
     );
   });
 }

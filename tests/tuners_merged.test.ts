@@ -1,7 +1,6 @@
 /**
  * Non-LoRA PEFT methods (tests/fixtures/tuners, made by the real PEFT with
- * tests/fixtures/make/tuners.py): merged mode gives PEFT's logits at 1e-4;
- * dynamic mode refuses, naming merged mode, for the methods without one; PEFT's own refusals (LoHa, LoKr,
+ * tests/fixtures/make/tuners.py): merged and dynamic modes give PEFT's logits at 1e-4; PEFT's own refusals (LoHa, LoKr,
  * OFT on GPT-2's Conv1D) are refused with a typed error; what peft-edge does
  * not reproduce is refused with a typed error too.
  */
@@ -9,7 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { fromPretrained, loadBaseModel } from "../mod.ts";
-import { PeftEdgeError, UnsupportedError } from "../src/errors.ts";
+import { PeftEdgeError } from "../src/errors.ts";
 import { baseNamed, comparedDiff, realExpected, realManifest, realPath } from "./support/real_fixtures.ts";
 
 interface TunerCase {
@@ -70,15 +69,15 @@ for (const c of cases) {
         await model.release();
       }
     }));
-  // IA3 and LN tuning run in dynamic mode too (tests/tuners_dynamic.test.ts).
-  if (c.outcome === "loads" && !refused && !/-(ia3|ln-tuning)$/.test(c.name)) {
-    test(`tuners: ${c.name} dynamic is refused, naming merged mode`, () =>
+  // Every loading method runs in dynamic mode too: the variants tests/tuners_dynamic.test.ts does not load.
+  if (c.outcome === "loads" && !refused) {
+    test(`tuners: ${c.name} dynamic`, () =>
       withBase(c, async (base) => {
-        await assert.rejects(fromPretrained(base, folder, { onWarning: () => {} }), (err: unknown) => {
-          assert.ok(err instanceof UnsupportedError);
-          assert.match(err.message, /mode "merged"/);
-          return true;
-        });
+        await using model = await fromPretrained(base, folder, { onWarning: (m) => assert.fail(m) });
+        const baseInfo = baseNamed(real, c.base);
+        const e = await realExpected(`../tuners/${c.path}`, baseInfo.inputs);
+        const diff = comparedDiff(baseInfo, e, (await model.run(e.feeds)).logits.data as Float32Array);
+        assert.ok(diff <= 1e-4, `${c.name}: max abs diff ${diff} vs PEFT`);
       }));
   }
 }

@@ -1,7 +1,7 @@
 /**
  * One entry point for reading any adapter for a base: LoRA's loader, a
- * non-LoRA method's (merged mode; IA³ and LN tuning dynamic too), or a
- * prompt-learning one (either mode), chosen by the config's `peft_type`.
+ * non-LoRA method's, or a prompt-learning one (each in either mode), chosen
+ * by the config's `peft_type`.
  * @module
  */
 import { type PathOrSource, resolveSource } from "../hub/resolve.ts";
@@ -20,7 +20,7 @@ import { isPromptLearningType } from "../tuners/prompt_learning/config.ts";
 
 /**
  * Reads and plans an adapter of any supported `peft_type` for a base, for
- * the given mode (non-LoRA methods without a dynamic form are refused outside merged mode).
+ * the given mode.
  *
  * @example
  * ```ts
@@ -44,7 +44,7 @@ export async function readAdapterFor(
   if (peeked && isPromptLearningType(peeked.peft_type)) {
     return await readPromptAdapter(base, source, peeked, name, options);
   }
-  const values = await tunerConfigOf(source, peeked ? { config: peeked } : options, mode);
+  const values = await tunerConfigOf(source, peeked ? { config: peeked } : options);
   if (!values) {
     const loaded = await readAdapter(base.weights, source, name, options, base);
     // Merging into quantized layers re-quantizes them; PEFT warns of the rounding.

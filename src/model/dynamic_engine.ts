@@ -7,7 +7,9 @@
  * modules it lacks. Trainable tokens get a branch of their own after the
  * embedding (and a tied head), fed the same way (`token_branches.ts`);
  * per-channel scales (IA³) multiply a module's input or output by a fed
- * vector (`scale_branches.ts`).
+ * vector (`scale_branches.ts`). Low-rank methods (AdaLoRA, VeRA) arrive as
+ * LoRA patches and use the LoRA branches; dense-delta methods (LoHa, LoKr,
+ * OFT, BOFT, FourierFT) as whole merged weights, fed like `modules_to_save`.
  * @module
  */
 import type { ModelSession } from "./model_session.ts";
@@ -28,6 +30,7 @@ import { addTokenBranches, type TokenBranch, type TokenSite } from "../onnx/toke
 import { stackTokenRows, tokenFeeds, tokenSites } from "../lora/token_feeds.ts";
 import { addScaleBranches, type ScaleRequest, type ScaleSite, scaleSiteKey } from "../onnx/scale_branches.ts";
 import { adapterScales, scaleFeeds, type ScaleRowAdapter } from "../tuners/ia3/feeds.ts";
+import { isTunerType } from "../tuners/methods.ts";
 import { externalBytes } from "../onnx/external_data.ts";
 import { readTargetWeight } from "../onnx/quantized_weights.ts";
 import { uploadToOrtGpu } from "../webgpu/ort_tensors.ts";
@@ -114,7 +117,8 @@ async function buildGraph(
   const both = [...fed].find((m) => modules.has(m));
   if (both !== undefined) {
     throw new UnsupportedError(
-      "one adapter replaces this module whole (modules_to_save) and another adds a LoRA to it; one dynamic graph " +
+      "one adapter replaces this module whole (modules_to_save, or a LoHa/LoKr/OFT/BOFT/FourierFT merged weight) " +
+        "and another adds a LoRA (or AdaLoRA/VeRA) branch to it; one dynamic graph " +
         'cannot serve both: load them on separate models, or use mode "merged"',
       { key: both },
     );
@@ -197,9 +201,9 @@ function engine(
       return { plan: adapter.plan, tensor, weight, doraScales, biasDeltas, params };
     });
   const scaleRow = (active: readonly WeightedAdapter[]): ScaleRowAdapter[] => {
-    // PEFT's add_adapter: "Cannot combine adapters with different peft types" (IA3 and LN tuning alike).
+    // PEFT's add_adapter: "Cannot combine adapters with different peft types" (every non-LoRA method alike).
     const types = new Set(active.map(({ adapter }) => adapter.config.peftType));
-    if (types.size > 1 && [...types].some((t) => t === "IA3" || t === "LN_TUNING")) {
+    if (types.size > 1 && [...types].some(isTunerType)) {
       throw new UnsupportedError(
         `Cannot combine adapters with different peft types (${[...types].join(", ")}) in one run, as PEFT says; ` +
           "run them on different rows (adapterNames) or one at a time",

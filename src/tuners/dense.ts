@@ -3,7 +3,7 @@
  * @module
  */
 import { AdapterMismatchError } from "../errors.ts";
-import type { ModuleUpdate, SavedTensor } from "./method.ts";
+import type { LowRankDelta, ModuleResult, ModuleUpdate, SavedTensor } from "./method.ts";
 
 /**
  * `a [n, k] @ b [k, m]`, row-major, accumulated in float64 then rounded.
@@ -79,4 +79,19 @@ export function checkShape(module: string, param: string, t: SavedTensor, shape:
 export function addScaled(w: Float32Array, delta: Float32Array, scale: number): Float32Array {
   for (let i = 0; i < w.length; i++) w[i] += Math.fround(delta[i] * scale);
   return w;
+}
+
+/**
+ * A module's merge from its low-rank delta: `W + scale · B @ A`, nothing for a rank-0 module.
+ *
+ * @example
+ * ```ts
+ * import { mergeLowRank } from "./dense.ts";
+ * // adalora.merge = (m, config) => mergeLowRank(m, lowRank(m, config));
+ * ```
+ */
+export function mergeLowRank(m: ModuleUpdate, delta: LowRankDelta | undefined): ModuleResult {
+  if (!delta) return {};
+  const product = matmul(delta.b, delta.a, m.outFeatures, delta.rank, m.inFeatures);
+  return { weight: addScaled(m.weight(), product, delta.scale) };
 }

@@ -55,6 +55,24 @@ export interface ChannelScale {
   input: boolean;
 }
 
+/**
+ * A module's delta as a LoRA pair, `ΔW = scale · B @ A` (see {@linkcode TunerMethod.lowRank}).
+ *
+ * @example
+ * ```ts
+ * import type { LowRankDelta } from "./method.ts";
+ * const entries = (d: LowRankDelta) => d.a.length + d.b.length;
+ * ```
+ */
+export interface LowRankDelta {
+  rank: number;
+  /** `[rank, in]`. */
+  a: Float32Array;
+  /** `[out, rank]`. */
+  b: Float32Array;
+  scale: number;
+}
+
 /** The new parameters of one module; absent ones stay as in the base. */
 export interface ModuleResult {
   weight?: Float32Array;
@@ -88,6 +106,12 @@ export interface TunerMethod {
    * Dynamic mode feeds it per run (`scale_branches.ts`); `merge` folds it into the weight.
    */
   scale?(m: ModuleUpdate, config: TunerConfig): ChannelScale;
+  /**
+   * Set for methods whose delta is low-rank (AdaLoRA, VeRA): the module's
+   * delta as a LoRA pair, `undefined` for a rank pruned to 0. Dynamic mode
+   * runs it as a LoRA branch; `merge` adds it to the weight.
+   */
+  lowRank?(m: ModuleUpdate, config: TunerConfig): LowRankDelta | undefined;
   parse(values: Readonly<Record<string, unknown>>, file?: string): TunerConfig;
   /** Checks, for the whole adapter, before any module is merged (e.g. shared tensors present). */
   check?(config: TunerConfig, shared: (name: string) => SavedTensor | undefined): void;

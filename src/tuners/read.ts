@@ -11,6 +11,7 @@ import { AdapterMismatchError, UnsupportedError } from "../errors.ts";
 import type { ModelProto } from "../deps/onnx_proto.ts";
 import {
   type AdapterPlan,
+  type LoraPatch,
   ModuleNotInExportError,
   planReplace,
   type ReplacePatch,
@@ -226,7 +227,9 @@ export function mergeModule(
  * Reads a non-LoRA adapter (`peft_type` one of `TUNER_METHODS`) and merges
  * it into new values of the weights it changes; returns it planned as
  * full-parameter replacements. In `mode` `"dynamic"`, a per-channel scale
- * method (IA³) is planned as `scales` instead, merged by nothing.
+ * method (IA³) is planned as `scales` instead, and a low-rank one (AdaLoRA,
+ * VeRA) as LoRA patches whose A/B are its per-module pair; neither merges anything.
+ * The other methods' replacements serve both modes (dynamic mode feeds them whole).
  *
  * @example
  * ```ts
@@ -279,7 +282,7 @@ export async function readTunedAdapter(
   const exportFile = base.weights.file ?? base.file;
   const chosen: Array<[string, Map<string, string>, WeightTarget]> = [];
   const outputs = new Map<string, TensorInput>();
-  const patches: ReplacePatch[] = [];
+  const patches: Array<LoraPatch | ReplacePatch> = [];
   for (const [module, params] of grouped.modules) {
     if (!selects(module)) {
       unmatched.push(...params.values());
@@ -310,6 +313,18 @@ export async function readTunedAdapter(
       const saved = tensor(key);
       outputs.set(key, { dtype: "F32", shape: saved.shape, data: saved.values });
       scales.push({ kind: "scale", module, target, key, input });
+      continue;
+    }
+    if (mode === "dynamic" && method.lowRank) {
+      // Run as a LoRA branch of the module: its A' and B' are the adapter's tensors the branch is fed.
+      const delta = method.lowRank(moduleUpdate(base, module, target, own, shared), config);
+      if (!delta) continue; // a rank pruned to 0: the module stays as the base has it
+      const { rank, scale } = delta;
+      const a = `${module}.lora_A`;
+      const b = `${module}.lora_B`;
+      outputs.set(a, { dtype: "F32", shape: [rank, target.inFeatures], data: delta.a });
+      outputs.set(b, { dtype: "F32", shape: [target.outFeatures, rank], data: delta.b });
+      patches.push({ kind: "lora", module, target, rank, scale, a, b });
       continue;
     }
     patches.push(...mergeModule(base, method, config, module, target, own, shared, outputs));

@@ -11,8 +11,8 @@
  */
 import { AdapterConfigError } from "../../errors.ts";
 import { field, parseTunerConfig, type TunerConfig } from "../config.ts";
-import { addScaled, matmul, required } from "../dense.ts";
-import type { ModuleUpdate, TunerMethod } from "../method.ts";
+import { mergeLowRank, required } from "../dense.ts";
+import type { LowRankDelta, ModuleUpdate, TunerMethod } from "../method.ts";
 
 function parse(values: Readonly<Record<string, unknown>>, file?: string): TunerConfig {
   const fail = (key: string, message: string) => {
@@ -55,23 +55,20 @@ function rankOf(config: TunerConfig, module: string): number {
   return mask ? mask.filter((b) => b).length : field(config.fields, "init_r", 12);
 }
 
-function merge(m: ModuleUpdate, config: TunerConfig) {
+/** `A' = A ⊙ E`, `B' = B`, scale `scaling / (ranknum + 1e-5)`, as `SVDLinear.forward` computes it. */
+function lowRank(m: ModuleUpdate, config: TunerConfig): LowRankDelta | undefined {
   const rank = rankOf(config, m.module);
   const { outFeatures: out, inFeatures: inn } = m;
   const a = required(m, "lora_A", [rank, inn]).values;
   const e = required(m, "lora_E", [rank, 1]).values;
   const b = required(m, "lora_B", [out, rank]).values;
-  if (rank === 0) return {};
+  if (rank === 0) return undefined;
   const alpha = field(config.fields, "lora_alpha", 8);
   const scaling = alpha > 0 ? alpha : rank;
   const ranknum = field(config.fields, "init_r", 12);
   const ae = new Float32Array(a.length);
   for (let r = 0; r < rank; r++) for (let i = 0; i < inn; i++) ae[r * inn + i] = Math.fround(a[r * inn + i] * e[r]);
-  const delta = matmul(b, ae, out, rank, inn);
-  for (let i = 0; i < delta.length; i++) {
-    delta[i] = Math.fround(Math.fround(delta[i] * scaling) / Math.fround(ranknum + 1e-5));
-  }
-  return { weight: addScaled(m.weight(), delta, 1) };
+  return { rank, a: ae, b, scale: scaling / Math.fround(ranknum + 1e-5) };
 }
 
 /**
@@ -83,4 +80,9 @@ function merge(m: ModuleUpdate, config: TunerConfig) {
  * adalora.params; // ["lora_A", "lora_B", "lora_E"]
  * ```
  */
-export const adalora: TunerMethod = { params: ["lora_A", "lora_B", "lora_E"], parse, merge };
+export const adalora: TunerMethod = {
+  params: ["lora_A", "lora_B", "lora_E"],
+  parse,
+  lowRank,
+  merge: (m, config) => mergeLowRank(m, lowRank(m, config)),
+};

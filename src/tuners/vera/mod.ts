@@ -11,8 +11,8 @@
  */
 import { AdapterConfigError, UnsupportedError } from "../../errors.ts";
 import { field, parseTunerConfig, type TunerConfig } from "../config.ts";
-import { addScaled, checkShape, required } from "../dense.ts";
-import type { ModuleUpdate, SavedTensor, TunerMethod } from "../method.ts";
+import { checkShape, mergeLowRank, required } from "../dense.ts";
+import type { LowRankDelta, ModuleUpdate, SavedTensor, TunerMethod } from "../method.ts";
 
 function parse(values: Readonly<Record<string, unknown>>, file?: string): TunerConfig {
   const r = field(values, "r", 256);
@@ -34,33 +34,29 @@ function check(config: TunerConfig, shared: (name: string) => SavedTensor | unde
   );
 }
 
-function merge(m: ModuleUpdate, config: TunerConfig) {
+/** `A' = λ_d ⊙ vera_A[:, :in]`, `B' = λ_b ⊙ vera_B[:out]`, scale 1, as `Linear.forward` computes it. */
+function lowRank(m: ModuleUpdate, config: TunerConfig): LowRankDelta {
   const r = field(config.fields, "r", 256);
   const { outFeatures: out, inFeatures: inn } = m;
-  const a = m.shared("vera_A")!;
-  const b = m.shared("vera_B")!;
-  checkShape(m.module, "vera_A", a, [r, -1]);
-  checkShape(m.module, "vera_B", b, [-1, r]);
-  if (a.shape[1] < inn || b.shape[0] < out) {
+  const sharedA = m.shared("vera_A")!;
+  const sharedB = m.shared("vera_B")!;
+  checkShape(m.module, "vera_A", sharedA, [r, -1]);
+  checkShape(m.module, "vera_B", sharedB, [-1, r]);
+  if (sharedA.shape[1] < inn || sharedB.shape[0] < out) {
     throw new UnsupportedError(
-      `vera_A [${a.shape}] / vera_B [${b.shape}] are smaller than the module's [${out}, ${inn}]`,
+      `vera_A [${sharedA.shape}] / vera_B [${sharedB.shape}] are smaller than the module's [${out}, ${inn}]`,
       { key: m.module },
     );
   }
   const ld = required(m, "vera_lambda_d", [r]).values;
   const lb = required(m, "vera_lambda_b", [out]).values;
-  const maxIn = a.shape[1];
-  const delta = new Float32Array(out * inn);
-  const row = new Float64Array(inn);
-  for (let o = 0; o < out; o++) {
-    row.fill(0);
-    for (let k = 0; k < r; k++) {
-      const x = Math.fround(lb[o] * b.values[o * r + k]);
-      for (let i = 0; i < inn; i++) row[i] += x * Math.fround(ld[k] * a.values[k * maxIn + i]);
-    }
-    delta.set(row, o * inn);
-  }
-  return { weight: addScaled(m.weight(), delta, 1) };
+  const maxIn = sharedA.shape[1];
+  const a = new Float32Array(r * inn);
+  for (let k = 0; k < r; k++) for (let i = 0; i < inn; i++) a[k * inn + i] = ld[k] * sharedA.values[k * maxIn + i];
+  // vera_B's rows are [r] wide: its first `out` rows are the slice, row-major.
+  const b = new Float32Array(out * r);
+  for (let o = 0; o < out; o++) for (let k = 0; k < r; k++) b[o * r + k] = lb[o] * sharedB.values[o * r + k];
+  return { rank: r, a, b, scale: 1 };
 }
 
 /**
@@ -77,5 +73,6 @@ export const vera: TunerMethod = {
   shared: ["vera_A", "vera_B"],
   parse,
   check,
-  merge,
+  lowRank,
+  merge: (m, config) => mergeLowRank(m, lowRank(m, config)),
 };
