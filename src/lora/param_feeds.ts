@@ -159,7 +159,7 @@ export function paramFeeds(
       const touched = a.params && (a.params.deltas.size > 0 || a.params.modules.size > 0);
       if (touched && (a.weight ?? 1) !== 1) {
         throw new UnsupportedError(
-          "an adapter that replaces parameters (trained biases, modules_to_save) cannot be weighted",
+          "an adapter that replaces parameters (trained biases, modules_to_save, or a LoHa/LoKr/OFT/BOFT/FourierFT weight fed whole) cannot be weighted",
         );
       }
     }
