@@ -10,7 +10,7 @@ import { AdapterMismatchError, FileNotFoundError } from "../errors.ts";
 import { localFs } from "../runtime/fs.ts";
 import { parseSafetensors, serializeSafetensors, type TensorInput } from "../safetensors/mod.ts";
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, adapterConfigText, adapterWeightsBytes } from "./peft_format.ts";
-import type { TrainedTensor } from "./lora_params.ts";
+import type { TrainedTensor } from "./trained_tensor.ts";
 import type { ResolvedTrainerOptions, TrainerState } from "./trainer_state.ts";
 
 const OPTIMIZER_FILE = "optimizer.safetensors";
@@ -27,7 +27,7 @@ const join = (dir: string, file: string) => `${dir.replace(/\/+$/, "")}/${file}`
  * import { writeCheckpoint } from "./checkpoint.ts";
  * declare const state: import("./trainer_state.ts").TrainerState;
  * declare const options: import("./trainer_state.ts").ResolvedTrainerOptions;
- * declare const tensors: import("./lora_params.ts").TrainedTensor[];
+ * declare const tensors: import("./trained_tensor.ts").TrainedTensor[];
  * await writeCheckpoint("ckpt", tensors, {}, { r: 8 }, state, options);
  * ```
  */
@@ -80,7 +80,7 @@ async function read(dir: string, file: string): Promise<Uint8Array> {
  * @example
  * ```ts
  * import { readCheckpoint } from "./checkpoint.ts";
- * declare const tensors: import("./lora_params.ts").TrainedTensor[];
+ * declare const tensors: import("./trained_tensor.ts").TrainedTensor[];
  * declare const options: import("./trainer_state.ts").ResolvedTrainerOptions;
  * const state = await readCheckpoint("ckpt", tensors, options);
  * console.log(state);

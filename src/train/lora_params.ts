@@ -11,21 +11,7 @@ import { UnsupportedError } from "../errors.ts";
 import type { LoraPatch } from "../lora/plan.ts";
 import type { LoraBranch } from "../onnx/lora_branches.ts";
 import type { SiteParameters } from "./site_params.ts";
-
-/**
- * One trained tensor under its PEFT key.
- *
- * @example
- * ```ts
- * import type { TrainedTensor } from "./lora_params.ts";
- * const t: TrainedTensor = { key: "base_model.model.x.lora_A.weight", shape: [1, 2], data: new Float32Array(2) };
- * ```
- */
-export interface TrainedTensor {
-  key: string;
-  shape: number[];
-  data: Float32Array;
-}
+import { type TrainedTensor, transposed } from "./trained_tensor.ts";
 
 interface Lora {
   patch: LoraPatch;
@@ -78,13 +64,6 @@ export interface BiasParameter {
  * ```
  */
 export type DoraNorms = (patch: LoraPatch, a: Float32Array, b: Float32Array) => Float32Array;
-
-/** `[rows, cols]` row-major -> its transpose, times `scale`. */
-export function transposed(data: Float32Array, rows: number, cols: number, scale = 1): Float32Array {
-  const out = new Float32Array(data.length);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c] * scale;
-  return out;
-}
 
 /**
  * An adapter's trainable LoRA tensors and their mapping to branch inputs.

@@ -6,7 +6,7 @@
  * @module
  */
 import { serializeSafetensors, type TensorInput } from "../safetensors/mod.ts";
-import type { TrainedTensor } from "./lora_params.ts";
+import type { TrainedTensor } from "./trained_tensor.ts";
 
 /** PEFT's file names. */
 export const ADAPTER_CONFIG_FILE = "adapter_config.json";

@@ -9,7 +9,7 @@
 import { Tensor } from "../deps/ort.ts";
 import { UnsupportedError } from "../errors.ts";
 import type { BiasDeltaSite, FedModuleSite, ParamSite } from "../onnx/param_branches.ts";
-import { type TrainedTensor, transposed } from "./lora_params.ts";
+import { type TrainedTensor, transposed } from "./trained_tensor.ts";
 
 /**
  * One parameter trained through a site: its module, adapter key and which
