@@ -15,7 +15,7 @@ import { UnsupportedError } from "../src/errors.ts";
 import type { Feeds } from "../src/model/base_model.ts";
 import { parseSafetensors } from "../src/safetensors/mod.ts";
 import { aloraOffset } from "../src/lora/alora.ts";
-import { DEMO_ADAPTER } from "./support/server_setup.ts";
+import { call, DEMO_ADAPTER, loadDemo, withService } from "./support/server_setup.ts";
 
 const FIXTURES = "tests/fixtures/alora";
 const manifest = JSON.parse(await readFile(`${FIXTURES}/manifest.json`, "utf8")) as {
@@ -137,6 +137,19 @@ test("aLoRA merged mode is refused with PEFT's reason", LONG, async () => {
   });
 });
 
+test("aLoRA: training it and weighting it are refused (they would drop the invocation mask)", LONG, async () => {
+  await assert.rejects(fromPretrained(await base(), folder, { isTrainable: true }), (err: unknown) => {
+    assert.ok(err instanceof UnsupportedError && err.key === "alora_invocation_tokens", `${err}`);
+    return true;
+  });
+  const model = await fromPretrained(await base(), folder);
+  try {
+    await assert.rejects(model.addWeightedAdapter(["default"], [1], "w"), UnsupportedError);
+  } finally {
+    await model.release();
+  }
+});
+
 test("aLoRA beside a plain LoRA: the plain one is unchanged; together in one run they are refused", LONG, async () => {
   const model = await fromPretrained(await base(), DEMO_ADAPTER, { adapterName: "py" });
   const alone = await fromPretrained(await base(), DEMO_ADAPTER);
@@ -153,5 +166,28 @@ test("aLoRA beside a plain LoRA: the plain one is unchanged; together in one run
   } finally {
     await model.release();
     await alone.release();
+  }
+});
+
+test("aLoRA in the server: concurrent completions (batched) equal PEFT's greedy generate", LONG, async () => {
+  const demo = await loadDemo();
+  try {
+    await withService(demo, { pool: { mode: "dynamic", maxBatch: 8 } }, async (service) => {
+      await service.pool.load("alora", { kind: "local", path: folder });
+      const replies = await Promise.all(
+        generations.single.map(({ prompt, tokens }) =>
+          call(service.url, "POST", "/v1/completions", {
+            body: { model: "alora", prompt, max_tokens: tokens.length, temperature: 0 },
+          })
+        ),
+      );
+      replies.forEach((reply, i) => {
+        assert.equal(reply.status, 200, JSON.stringify(reply.body));
+        assert.equal(reply.body.choices[0].text, demo.tokenizer.decode(generations.single[i].tokens), `prompt ${i}`);
+      });
+      assert.ok(service.pool.batchStats.maxRows >= 2, "the requests shared decode steps");
+    });
+  } finally {
+    await demo.base.release();
   }
 });
