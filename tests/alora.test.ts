@@ -12,6 +12,7 @@ import { readFile } from "node:fs/promises";
 import { type BaseModel, fromPretrained, loadBaseModel } from "../mod.ts";
 import { Tensor } from "../src/deps/ort.ts";
 import { UnsupportedError } from "../src/errors.ts";
+import { generate, type TokenizerLike } from "../src/generate/mod.ts";
 import type { Feeds } from "../src/model/base_model.ts";
 import { parseSafetensors } from "../src/safetensors/mod.ts";
 import { aloraOffset } from "../src/lora/alora.ts";
@@ -43,8 +44,11 @@ after(async () => {
 });
 
 /** The fixture's batch as the base takes it (an empty past), PEFT's logits and the base's. */
-async function expected(model: { inputNames: readonly string[]; config: Record<string, unknown> }) {
-  const st = parseSafetensors(new Uint8Array(await readFile(`${folder}/expected.safetensors`)));
+async function expected(
+  model: { inputNames: readonly string[]; config: Record<string, unknown> },
+  from: string = folder,
+) {
+  const st = parseSafetensors(new Uint8Array(await readFile(`${from}/expected.safetensors`)));
   const feeds: Feeds = {};
   for (const name of ["input_ids", "attention_mask", "position_ids"]) {
     feeds[name] = new Tensor("int64", st.toTypedArray(name) as BigInt64Array, st.get(name).shape);
@@ -191,3 +195,29 @@ test("aLoRA in the server: concurrent completions (batched) equal PEFT's greedy 
     await demo.base.release();
   }
 });
+
+// The tiny cache-less Llama (config use_cache false): PEFT's generate reruns the whole sequence each step.
+const IDS_ONLY: TokenizerLike = { encode: () => [], decode: (ids) => ids.join(" ") };
+for (const tiny of manifest.cases.slice(1)) {
+  test(`aLoRA dynamic on ${tiny.name}: PEFT's logits and its cache-less greedy generate`, LONG, async () => {
+    const tinyBase = await loadBaseModel(tiny.base);
+    const dir = `${FIXTURES}/${tiny.path}`;
+    const model = await fromPretrained(tinyBase, dir, { onWarning: (m) => assert.fail(m) });
+    try {
+      const e = await expected(model, dir);
+      const out = await model.run(e.feeds);
+      const diffs = rowDiffs(e.shape, e.mask, e.logits, out.logits.data as Float32Array);
+      console.log(`${tiny.name}: per-row max abs diff vs PEFT ${diffs.map((d) => d.toExponential(2))}`);
+      for (const d of diffs) assert.ok(d <= 1e-4, `max abs diff ${d} vs PEFT`);
+      assert.ok(tiny.delta_from_base[0] > 1e-2 && tiny.delta_from_base[2] === 0);
+      const g = JSON.parse(await readFile(`${dir}/generations.json`, "utf8")) as typeof generations;
+      for (const { prompt, tokens } of g.single) {
+        const result = await generate(model, IDS_ONLY, prompt, { maxNewTokens: tokens.length + 1 });
+        assert.deepEqual(result.tokenIds.slice(0, tokens.length), tokens, `greedy generate of ${prompt}`);
+      }
+    } finally {
+      await model.release();
+      await tinyBase.release();
+    }
+  });
+}

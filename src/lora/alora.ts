@@ -54,7 +54,12 @@ export function aloraOffset(ids: ArrayLike<number | bigint>, invocation: readonl
  * The mask of one run, float32 `[rows, seq, 1]`: 1 where the adapter applies.
  * Row `r` uses `invocations[r]` (one entry: every row's; `null`: an adapter
  * that is not aLoRA, all ones) and finds it in `promptIds[r]` when given
- * (generation), else in the run's own `input_ids` row.
+ * (generation), else in the run's own `input_ids` row. PEFT applies the
+ * prompt's offsets to every run as they are: a generation that reruns the
+ * whole sequence (`use_cache: false` in PEFT) then adapts only the last
+ * `offset` positions. With `cached` (the model's config does not turn the
+ * cache off: PEFT's generate keeps one) the run's tokens past the prompt (by
+ * its `attentionMask`) are adapted too, as PEFT's cached steps adapt them.
  *
  * @example
  * ```ts
@@ -68,6 +73,7 @@ export function aloraMask(
   inputIds: Tensor,
   invocations: readonly (readonly number[] | null)[],
   promptIds?: readonly (readonly number[])[],
+  generation: { attentionMask?: Tensor; cached?: boolean } = {},
 ): Tensor {
   const [rows, seq] = inputIds.dims as readonly number[];
   const ids = inputIds.data as BigInt64Array;
@@ -78,8 +84,24 @@ export function aloraMask(
       mask.fill(1, r * seq, (r + 1) * seq);
       continue;
     }
-    const offset = aloraOffset(promptIds ? promptIds[r] : ids.subarray(r * seq, (r + 1) * seq), invocation);
-    if (offset !== null) mask.fill(1, (r + 1) * seq - Math.min(offset, seq), (r + 1) * seq);
+    const prompt = promptIds?.[r];
+    let offset = aloraOffset(prompt ?? ids.subarray(r * seq, (r + 1) * seq), invocation);
+    if (offset === null) continue;
+    // Tokens of this run that follow the prompt: its real (unpadded) tokens beyond the prompt's length.
+    if (prompt && generation.cached) {
+      offset += Math.max(0, realTokens(generation.attentionMask, r, seq) - prompt.length);
+    }
+    mask.fill(1, (r + 1) * seq - Math.min(offset, seq), (r + 1) * seq);
   }
   return new Tensor("float32", mask, [rows, seq, 1]);
+}
+
+/** Real tokens among the run's `seq` positions of row `r`: the ones of its mask's last `seq` columns (no mask: all). */
+function realTokens(attentionMask: Tensor | undefined, r: number, seq: number): number {
+  if (!attentionMask) return seq;
+  const width = attentionMask.dims[1];
+  const data = attentionMask.data as BigInt64Array;
+  let count = 0;
+  for (let p = width - seq; p < width; p++) if (data[r * width + p] !== 0n) count++;
+  return count;
 }

@@ -194,8 +194,14 @@ function rowInvocation(active: readonly WeightedAdapter[]): readonly number[] | 
 }
 
 /** Adds the activated-LoRA mask of this run (when the graph has one) to the caller's feeds. */
-function maskPrepare(g: BranchGraph, invocations: readonly (readonly number[] | null)[]): Runnable["prepare"] {
+function maskPrepare(
+  base: BaseModel,
+  g: BranchGraph,
+  invocations: readonly (readonly number[] | null)[],
+): Runnable["prepare"] {
   const mask = g.mask;
+  // PEFT's generate keeps a KV cache unless the config turns it off (generation_config takes use_cache from it).
+  const cached = base.config.use_cache !== false;
   if (mask === undefined) return undefined;
   return (feeds, promptIds) => {
     const ids = feeds.input_ids;
@@ -204,7 +210,8 @@ function maskPrepare(g: BranchGraph, invocations: readonly (readonly number[] | 
         key: "input_ids",
       });
     }
-    return { ...feeds, [mask]: aloraMask(ids, invocations, promptIds) };
+    const attention = feeds.attention_mask?.type === "int64" ? feeds.attention_mask : undefined;
+    return { ...feeds, [mask]: aloraMask(ids, invocations, promptIds, { attentionMask: attention, cached }) };
   };
 }
 
@@ -268,7 +275,7 @@ function engine(
       if (active.length === 0 || !graph) return { session: base.session, feeds: {} };
       const sets = activeOf(active);
       const scales = scaleRow(active);
-      const prepare = maskPrepare(graph, [rowInvocation(active)]);
+      const prepare = maskPrepare(base, graph, [rowInvocation(active)]);
       const run = onGraph(
         graph,
         addTokens(
@@ -287,7 +294,7 @@ function engine(
         ...stackTokenRows(graph.tokens, sets.map((set) => tokenFeeds(graph.tokens, set))),
         ...scaleFeeds(graph.scaleSites, scales),
       });
-      const prepare = maskPrepare(graph, rows.map(rowInvocation));
+      const prepare = maskPrepare(base, graph, rows.map(rowInvocation));
       const run = onGraph(graph, addTokens(graph, graph.feeds.rowFeeds(sets), tokens));
       return prepare ? { ...run, prepare } : run;
     },
