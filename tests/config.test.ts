@@ -375,7 +375,8 @@ const UNSUPPORTED: [string, unknown, string][] = [
     "target_parameters",
   ],
   ["use_qalora", { use_qalora: true }, "use_qalora"],
-  ["aLoRA", { alora_invocation_tokens: [128, 9] }, "alora_invocation_tokens"],
+  ["aLoRA with DoRA", { alora_invocation_tokens: [128, 9], use_dora: true }, "alora_invocation_tokens"],
+  ["aLoRA with an empty invocation", { alora_invocation_tokens: [] }, "alora_invocation_tokens"],
   ["megatron", { megatron_config: { tensor_model_parallel_size: 2 } }, "megatron_config"],
   ["PiSSA init", { init_lora_weights: "pissa" }, "init_lora_weights"],
   ["fast PiSSA init", { init_lora_weights: "pissa_niter_16" }, "init_lora_weights"],
@@ -386,6 +387,18 @@ const UNSUPPORTED: [string, unknown, string][] = [
   ["arrow", { arrow_config: { top_k: 2 } }, "arrow_config"],
   ["ensure_weight_tying", { ensure_weight_tying: true }, "ensure_weight_tying"],
 ];
+
+test("alora_invocation_tokens is read (activated LoRA); PEFT warns off CAUSAL_LM", () => {
+  const warnings: string[] = [];
+  const c = parseLoraConfig({ alora_invocation_tokens: [128, 9] }, { onWarning: (m) => warnings.push(m) });
+  assert.deepEqual(c.aloraInvocationTokens, [128, 9]);
+  assert.ok(warnings.some((m) => m.includes("aLoRA is currently only supported for CAUSAL_LM task.")), `${warnings}`);
+  const causal = parseLoraConfig({ task_type: "CAUSAL_LM", alora_invocation_tokens: [1] }, {
+    onWarning: (m) => assert.fail(m),
+  });
+  assert.deepEqual(causal.aloraInvocationTokens, [1]);
+  assert.equal(parseLoraConfig({}, { onWarning: () => {} }).aloraInvocationTokens, null);
+});
 
 for (const [name, json, key] of UNSUPPORTED) {
   test(`unsupported PEFT feature raises UnsupportedError: ${name}`, () => {

@@ -180,6 +180,11 @@ export interface LoraConfig {
   readonly trainableTokenIndices: readonly number[] | Readonly<Record<string, readonly number[]>> | null;
   /** `target_parameters`: `null` or `[]` (unsupported otherwise). */
   readonly targetParameters: readonly string[] | null;
+  /**
+   * `alora_invocation_tokens`: activated LoRA (aLoRA) applies the adapter only
+   * from the last occurrence of these ids in the input on; `null` for plain LoRA.
+   */
+  readonly aloraInvocationTokens: readonly number[] | null;
   /** The JSON object as read, before overrides. */
   readonly raw: Readonly<Record<string, unknown>>;
 }
@@ -400,13 +405,17 @@ export function parseLoraConfig(json: unknown, options: ParseLoraConfigOptions =
     layerReplication: null,
     trainableTokenIndices: null,
     targetParameters: null,
+    aloraInvocationTokens: null,
     raw: object,
   };
   const extra = readUnmodelled(src);
   const targetParameters = checkLoraRules(config, src, extra, warn);
   // checkShapes validated it: a list of ints, or an object of such lists.
   const trainableTokenIndices = extra.trainableTokenIndices as LoraConfig["trainableTokenIndices"];
-  return Object.freeze({ ...config, targetParameters, trainableTokenIndices });
+  const aloraInvocationTokens = extra.aloraInvocationTokens === null
+    ? null
+    : Object.freeze([...extra.aloraInvocationTokens as number[]]);
+  return Object.freeze({ ...config, targetParameters, trainableTokenIndices, aloraInvocationTokens });
 }
 
 function readUnmodelled(src: read.FieldSource): UnmodelledFields {
@@ -581,11 +590,13 @@ function checkSupported(
   if (targetParameters !== null && targetParameters.length > 0) {
     refuse("target_parameters", "LoRA on nn.Parameter targets (target_parameters, e.g. MoE experts) is not supported");
   }
-  if (extra.aloraInvocationTokens !== null) {
-    refuse(
-      "alora_invocation_tokens",
-      "activated LoRA (aLoRA), which applies the adapter only after an invocation sequence, is not supported",
-    );
+  const alora = extra.aloraInvocationTokens as readonly number[] | null;
+  if (alora !== null && alora.length === 0) {
+    refuse("alora_invocation_tokens", "an empty invocation sequence never occurs: aLoRA would never apply");
+  }
+  if (alora !== null && config.useDora) {
+    // LoraLayer's variant table has no (alora_invocation_tokens, use_dora) entry.
+    refuse("alora_invocation_tokens", "Invalid or unsupported variant combination: aLoRA with DoRA (as PEFT says)");
   }
   if (extra.useQalora) refuse("use_qalora", "QALoRA (quantization-aware pooled LoRA) is not supported");
   if (extra.useBdlora !== null) refuse("use_bdlora", "block-diagonal LoRA (use_bdlora) is not supported");
@@ -609,6 +620,9 @@ function warnIgnored(
   warn: (message: string) => void,
 ): void {
   const where = src.file ?? "adapter config";
+  if (extra.aloraInvocationTokens !== null && config.taskType !== "CAUSAL_LM") {
+    warn(`${where}: aLoRA is currently only supported for CAUSAL_LM task.`);
+  }
   const init = config.initLoraWeights;
   if (init !== "loftq" && truthy(extra.loftqConfig)) {
     warn(`${where}: loftq_config specified but will be ignored when init_lora_weights is not 'loftq'`);

@@ -92,6 +92,8 @@ export class BatchDecoderSession {
   /** Every row's ids so far, padding included (all rows the same length). */
   #ids: number[][] = [];
   #mask: number[][] = [];
+  /** Every row's prompt (activated LoRA finds its invocation there on every step, as PEFT's generate does). */
+  #prompts: readonly (readonly number[])[] = [];
 
   /**
    * Starts a session; nothing runs until `prefill`.
@@ -125,6 +127,7 @@ export class BatchDecoderSession {
     const length = Math.max(...prompts.map((p) => p.length));
     this.#ids = prompts.map((p) => [...new Array(length - p.length).fill(this.#padId), ...p]);
     this.#mask = prompts.map((p) => [...new Array(length - p.length).fill(0), ...p.map(() => 1)]);
+    this.#prompts = prompts.map((p) => [...p]);
     disposeGpu(Object.values(this.#past));
     this.#past = {};
     const empty: Record<string, Tensor> = {};
@@ -156,7 +159,7 @@ export class BatchDecoderSession {
     const layout = this.#layout;
     const ids = this.#ids.flatMap((row) => row.slice(row.length - count));
     const feeds = batchFeeds(layout, ids, this.#mask, past, useCache);
-    const outputs = await this.#lm.run(feeds, this.#runOptions);
+    const outputs = await this.#lm.run(feeds, { ...this.#runOptions, promptIds: this.#prompts });
     const { next, logits } = await keepStep(layout, past, outputs);
     this.#past = next;
     return logits;

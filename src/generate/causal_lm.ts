@@ -11,6 +11,8 @@ export interface LmRunOptions extends InferenceSession.RunOptions {
   adapter?: string | readonly string[] | null;
   /** One adapter name per batch row (mixed batches); only where the caller gave them. */
   adapterNames?: readonly string[];
+  /** The prompt's token ids per row, on every run of a generation (activated LoRA finds its invocation there). */
+  promptIds?: readonly (readonly number[])[];
 }
 
 /**

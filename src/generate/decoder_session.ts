@@ -44,6 +44,8 @@ export class DecoderSession {
   readonly #runOptions?: LmRunOptions;
   #past: Record<string, Tensor> = {};
   #ids: number[] = [];
+  /** The prompt (activated LoRA finds its invocation there on every step, as PEFT's generate does). */
+  #prompt: readonly number[] = [];
   #runs = 0;
 
   /**
@@ -71,6 +73,7 @@ export class DecoderSession {
   /** Runs the whole prompt with an empty cache; returns the logits. */
   prefill(ids: readonly number[]): Promise<Tensor> {
     this.#ids = [...ids];
+    this.#prompt = [...ids];
     const empty: Record<string, Tensor> = {};
     for (const { input } of this.#layout.cache) {
       empty[input] = new Tensor("float32", new Float32Array(0), [...this.#layout.emptyPastDims]);
@@ -107,7 +110,7 @@ export class DecoderSession {
     if (layout.positionIds) feeds.position_ids = int64Row(range(pastLength, ids.length));
     if (layout.useCacheBranch) feeds.use_cache_branch = new Tensor("bool", new Uint8Array([useCache ? 1 : 0]), [1]);
     this.#runs++;
-    const outputs = await this.#lm.run(feeds, this.#runOptions);
+    const outputs = await this.#lm.run(feeds, { ...this.#runOptions, promptIds: [this.#prompt] });
     const { next, logits } = await keepStep(layout, past, outputs);
     this.#past = next;
     return logits;

@@ -73,7 +73,7 @@ export interface LoadedAdapter {
 
 /**
  * The adapter's LoRA config, or an error saying that `what` (training, weighting)
- * needs a LoRA adapter.
+ * needs a LoRA adapter (and not an activated one).
  *
  * @example
  * ```ts
@@ -84,6 +84,12 @@ export interface LoadedAdapter {
  */
 export function loraConfigOf(adapter: LoadedAdapter, what: string): LoraConfig {
   const config = adapter.config;
+  if (config.peftType === "LORA" && (config as LoraConfig).aloraInvocationTokens !== null) {
+    // Its training graph and weighted combinations would need the invocation mask, which they do not carry.
+    throw new UnsupportedError(`${what} of an activated LoRA (aLoRA, ${adapter.name}) is not supported`, {
+      key: "alora_invocation_tokens",
+    });
+  }
   if (config.peftType === "LORA") return config as LoraConfig;
   throw new UnsupportedError(`${what} needs a LoRA adapter; ${adapter.name} is ${config.peftType}`, {
     key: adapter.name,

@@ -38,7 +38,9 @@ import { UnsupportedError } from "../errors.ts";
 import type { LoadedAdapter } from "./adapter.ts";
 import type { Feeds } from "./base_model.ts";
 import type { BaseModel } from "./base_model.ts";
-import type { AdapterEngine, WeightedAdapter } from "./engine.ts";
+import type { AdapterEngine, Runnable, WeightedAdapter } from "./engine.ts";
+import { aloraMask, isAlora } from "../lora/alora.ts";
+import type { LoraConfig } from "../config/mod.ts";
 import { createSession } from "./session.ts";
 
 /** The rewritten graph's session and what it has branches for. */
@@ -64,6 +66,9 @@ interface BranchGraph {
   withTokens: WeakMap<Feeds, Feeds>;
   /** On WebGPU: each cached feed set's tensors uploaded once, so switching adapters uploads nothing. */
   onGpu?: WeakMap<Feeds, Promise<Feeds>>;
+  /** Modules whose delta is masked (an activated LoRA targets them), and the mask's input name. */
+  masked: ReadonlySet<string>;
+  mask?: string;
 }
 
 /**
@@ -105,6 +110,7 @@ async function buildGraph(
   norms: ReadonlySet<string> = new Set(),
   tokenSites: ReadonlyMap<string, TokenSite> = new Map(),
   scaleRequests: ReadonlyMap<string, ScaleRequest> = new Map(),
+  masked: ReadonlySet<string> = new Set(),
 ): Promise<BranchGraph> {
   const tokensOnFed = [...tokenSites.keys()].find((m) => fed.has(m));
   if (tokensOnFed !== undefined) {
@@ -138,6 +144,7 @@ async function buildGraph(
     bias,
     perRow: true,
     shareA: true,
+    masked,
   });
   const params = deltas.size + fed.size + norms.size > 0
     ? addParamBranches(branched.model, base.weights, { deltas, fed, norms }, (name) => base.readWeight(name))
@@ -168,6 +175,47 @@ async function buildGraph(
     scaleRequests,
     withTokens: new WeakMap(),
     onGpu,
+    masked,
+    mask: [...branched.branches.values()].find((b) => b.mask)?.mask,
+  };
+}
+
+/**
+ * The invocation sequence of one row's adapters: an activated LoRA's, or
+ * `null` (plain adapters: the mask is all ones). PEFT masks each aLoRA
+ * module by its own adapter's offsets; one mask per row serves an aLoRA alone.
+ */
+function rowInvocation(active: readonly WeightedAdapter[]): readonly number[] | null {
+  const alora = active.find(({ adapter }) => isAlora(adapter.config) !== null);
+  if (!alora) return null;
+  if (active.length > 1) {
+    throw new UnsupportedError(
+      `activated LoRA ${alora.adapter.name} runs alone: combined with other adapters in one run it is not supported`,
+      { key: "adapter" },
+    );
+  }
+  return isAlora(alora.adapter.config);
+}
+
+/** Adds the activated-LoRA mask of this run (when the graph has one) to the caller's feeds. */
+function maskPrepare(
+  base: BaseModel,
+  g: BranchGraph,
+  invocations: readonly (readonly number[] | null)[],
+): Runnable["prepare"] {
+  const mask = g.mask;
+  // PEFT's generate keeps a KV cache unless the config turns it off (generation_config takes use_cache from it).
+  const cached = base.config.use_cache !== false;
+  if (mask === undefined) return undefined;
+  return (feeds, promptIds) => {
+    const ids = feeds.input_ids;
+    if (!ids || ids.type !== "int64") {
+      throw new UnsupportedError("activated LoRA finds its invocation in int64 input_ids, which this run lacks", {
+        key: "input_ids",
+      });
+    }
+    const attention = feeds.attention_mask?.type === "int64" ? feeds.attention_mask : undefined;
+    return { ...feeds, [mask]: aloraMask(ids, invocations, promptIds, { attentionMask: attention, cached }) };
   };
 }
 
@@ -231,7 +279,8 @@ function engine(
       if (active.length === 0 || !graph) return { session: base.session, feeds: {} };
       const sets = activeOf(active);
       const scales = scaleRow(active);
-      return onGraph(
+      const prepare = maskPrepare(base, graph, [rowInvocation(active)]);
+      const run = onGraph(
         graph,
         addTokens(
           graph,
@@ -239,6 +288,7 @@ function engine(
           () => ({ ...tokenFeeds(graph.tokens, sets), ...scaleFeeds(graph.scaleSites, [scales]) }),
         ),
       );
+      return prepare ? { ...run, prepare } : run;
     },
     rowsRunnable(rows: readonly (readonly WeightedAdapter[])[]) {
       if (!graph || rows.every((r) => r.length === 0)) return { session: base.session, feeds: {} };
@@ -248,7 +298,9 @@ function engine(
         ...stackTokenRows(graph.tokens, sets.map((set) => tokenFeeds(graph.tokens, set))),
         ...scaleFeeds(graph.scaleSites, scales),
       });
-      return onGraph(graph, addTokens(graph, graph.feeds.rowFeeds(sets), tokens));
+      const prepare = maskPrepare(base, graph, rows.map(rowInvocation));
+      const run = onGraph(graph, addTokens(graph, graph.feeds.rowFeeds(sets), tokens));
+      return prepare ? { ...run, prepare } : run;
     },
     async add(adapter: LoadedAdapter) {
       const patches = loraPatches(adapter.plan);
@@ -268,6 +320,14 @@ function engine(
       const norms = new Set([...(graph?.norms ?? []), ...request.norms]);
       const tokenSiteMap = new Map(graph?.tokenSites);
       for (const site of tokenSites(adapter.plan)) tokenSiteMap.set(site.target.module, site);
+      const invocation = isAlora(adapter.config);
+      if (invocation !== null && (adapter.config as LoraConfig).bias !== "none") {
+        // The trained base biases are not masked in PEFT, the branch's bias delta would be.
+        throw new UnsupportedError('activated LoRA with trained base biases (bias != "none") is not supported', {
+          key: "bias",
+        });
+      }
+      const masked = new Set([...(graph?.masked ?? []), ...(invocation ? patches.map((p) => p.module) : [])]);
       const scaleRequests = new Map(graph?.scaleRequests);
       for (const s of adapter.plan.scales ?? []) {
         scaleRequests.set(scaleSiteKey(s.target.module, s.input), { target: s.target, input: s.input });
@@ -285,11 +345,11 @@ function engine(
         a.size === b.size && [...a].every((m) => b.has(m));
       const covers = graph && same(modules, graph.modules) && same(dora, graph.dora) && same(bias, graph.bias) &&
         same(deltas, graph.deltas) && same(fed, graph.fed) && same(norms, graph.norms) &&
-        same(new Set(tokenSiteMap.keys()), new Set(graph.tokenSites.keys())) &&
+        same(new Set(tokenSiteMap.keys()), new Set(graph.tokenSites.keys())) && same(masked, graph.masked) &&
         same(new Set(scaleRequests.keys()), new Set(graph.scaleRequests.keys()));
       const next = covers
         ? graph
-        : await buildGraph(base, modules, dora, bias, deltas, fed, norms, tokenSiteMap, scaleRequests);
+        : await buildGraph(base, modules, dora, bias, deltas, fed, norms, tokenSiteMap, scaleRequests, masked);
       // A bias the export lacks (dropped by the exporter as zero) is zero.
       const baseBias = (t: LoraPatch["target"]) =>
         t.bias ? base.readWeight(t.bias.initializer) : new Float32Array(t.outFeatures);

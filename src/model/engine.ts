@@ -12,8 +12,11 @@ import type { Feeds } from "./base_model.ts";
 export interface Runnable {
   session: ModelSession;
   feeds: Feeds | Promise<Feeds>;
-  /** Rewrites the caller's feeds before the run (prompt learning: the prompt, longer mask and positions). */
-  prepare?(feeds: Feeds): Feeds;
+  /**
+   * Rewrites the caller's feeds before the run (prompt learning: the prompt,
+   * longer mask and positions; activated LoRA: its mask, from `promptIds` when given).
+   */
+  prepare?(feeds: Feeds, promptIds?: readonly (readonly number[])[]): Feeds;
 }
 
 /**

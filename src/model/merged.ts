@@ -20,6 +20,7 @@ import {
 import { quantizedUpdates, requantize, type TensorUpdate } from "../onnx/requantize.ts";
 import { indexWeights, type InitializerUse, type WeightTarget } from "../onnx/weight_index.ts";
 import { isPromptLearning } from "../tuners/prompt_learning/config.ts";
+import { isAlora } from "../lora/alora.ts";
 import { withScalesMerged } from "../tuners/scales_merged.ts";
 import type { LoadedAdapter } from "./adapter.ts";
 import { BaseModel } from "./base_model.ts";
@@ -58,6 +59,15 @@ export async function mergeAdapters(
     throw new UnsupportedError(
       `${prompt.adapter.config.peftType} adapter ${prompt.adapter.name} changes no weight, so it cannot be merged`,
       { key: prompt.adapter.name },
+    );
+  }
+  const activated = adapters.find(({ adapter }) => isAlora(adapter.config));
+  if (activated) {
+    // ALoraLinearVariant.merge_unsafe: the delta applies to some tokens only, which no weight can say.
+    throw new UnsupportedError(
+      `aLoRA does not support merging (adapter ${activated.adapter.name} applies only after its invocation ` +
+        'tokens, as PEFT says); use mode "dynamic"',
+      { key: "alora_invocation_tokens" },
     );
   }
   const tuned = adapters.find(({ adapter }) => adapter.config.peftType !== "LORA");

@@ -55,6 +55,13 @@ export interface PeftRunOptions extends InferenceSession.RunOptions {
    * {@linkcode BASE_ADAPTER} for a row without adapters. Not with `adapter`.
    */
   adapterNames?: readonly string[];
+  /**
+   * The token ids of the generation's prompt per row, where the run is one
+   * step of a generation: activated LoRA finds its invocation there (PEFT's
+   * `generate` computes `alora_offsets` once from the prompt), not in the
+   * step's `input_ids`.
+   */
+  promptIds?: readonly (readonly number[])[];
 }
 
 /** The row name that runs a row of a mixed batch without adapters (PEFT's `"__base__"`). */
@@ -194,11 +201,11 @@ export class PeftModel implements AsyncDisposable {
    * first in `logits`) or the prefix; a non-empty past is a decode step.
    */
   async run(feeds: Feeds, options: PeftRunOptions = {}): Promise<Outputs> {
-    const { adapter, adapterNames, ...runOptions } = options;
+    const { adapter, adapterNames, promptIds, ...runOptions } = options;
     const { session, feeds: extra, prepare } = adapterNames === undefined
       ? this.#engine.runnable(this.#resolve(adapter))
       : this.#rowsRunnable(feeds, adapterNames, adapter);
-    return await session.run({ ...(prepare ? prepare(feeds) : feeds), ...await extra }, runOptions);
+    return await session.run({ ...(prepare ? prepare(feeds, promptIds) : feeds), ...await extra }, runOptions);
   }
 
   /**

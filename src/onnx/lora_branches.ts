@@ -88,6 +88,11 @@ export interface LoraBranch {
   elementType: "float32" | "float16";
   /** Set when this branch's A is fed inside a shared product (`shareA`); `a` is then the group's input. */
   group?: LoraGroup;
+  /**
+   * Input name of the activated-LoRA mask, float32 `[batch, seq, 1]`, shared by
+   * every masked branch: the delta is multiplied by it (`masked` branches only).
+   */
+  mask?: string;
 }
 
 /**
@@ -154,6 +159,12 @@ export interface LoraBranchOptions {
    * ignored below. Default false: one A input per branch.
    */
   shareA?: boolean;
+  /**
+   * Modules (linear, not DoRA, on `[batch, seq, in]`) whose delta is
+   * multiplied by one shared mask input (activated LoRA); fed all ones, they
+   * compute as unmasked branches.
+   */
+  masked?: Iterable<string>;
 }
 
 /** Where a branch attaches: the node producing the module's float output. */
@@ -417,6 +428,23 @@ function insertBranch(
     added.push(makeNode("Add", [d, branch.bias], [withBias], `${scope}lora_bias_delta_Add`));
     d = withBias;
   }
+  if (branch.mask) {
+    if (reshaped || branch.scale || target.kind === "embedding") {
+      throw new UnsupportedError("activated LoRA (aLoRA) is supported on linear projections of [batch, seq, in]", {
+        key: module,
+      });
+    }
+    let mask = branch.mask;
+    if (branch.elementType === "float16") {
+      mask = fresh(`${prefix}/mask_f16`);
+      added.push(
+        makeNode("Cast", [branch.mask], [mask], `${scope}lora_mask_Cast`, { to: TensorProto_DataType.FLOAT16 }),
+      );
+    }
+    const masked = fresh(`${prefix}/delta_masked`);
+    added.push(makeNode("Mul", [d, mask], [masked], `${scope}lora_mask_Mul`));
+    d = masked;
+  }
   if (!branch.scale) {
     if (reshaped) {
       const flat = fresh(`${prefix}/delta_out`);
@@ -549,6 +577,10 @@ export function addLoraBranches(
       });
     }
   }
+  const masked = new Set(options.masked ?? []);
+  for (const m of masked) {
+    if (!wanted.includes(m)) throw new OnnxModelError("masked module is not among the modules to branch", { key: m });
+  }
   const taken = usedNames(graph);
   const fresh = nameAllocator(taken);
   const inputName = (name: string, module: string) => {
@@ -567,6 +599,12 @@ export function addLoraBranches(
   const top = new GraphEdits();
   const inIf = new Map<number, Planned[]>();
   const ranks = knownRanks(graph);
+  const maskInput = masked.size > 0 ? inputName("lora.alora_mask", [...masked][0]) : undefined;
+  if (maskInput) {
+    inputs.push(
+      tensorValueInfo(maskInput, TensorProto_DataType.FLOAT, ["lora.alora_mask.rows", "lora.alora_mask.seq", 1]),
+    );
+  }
 
   const resolved = wanted.map((module) => {
     // Hugging Face names (as plans carry them) resolve to the export's own.
@@ -635,6 +673,7 @@ export function addLoraBranches(
       ...(rowsDim ? { rowsDim } : {}),
       elementType,
       ...(group ? { group } : {}),
+      ...(maskInput && masked.has(module) ? { mask: maskInput } : {}),
     };
     branches.set(module, branch);
     if (target.inSubgraph) {

@@ -268,6 +268,11 @@ export class DecodeScheduler {
     }
   }
 
+  /** The run options of these rows, with their prompts (activated LoRA finds its invocation there on every step). */
+  #runOptions(jobs: readonly Job[]): LmRunOptions {
+    return { ...this.#options.runOptions(jobs.map((job) => job.adapter)), promptIds: jobs.map((job) => job.row.ids) };
+  }
+
   /** Prefills the arrivals together, chooses their first tokens, and merges those still going into the batch. */
   async #join(arrivals: readonly Job[]): Promise<void> {
     const layout = this.#layout;
@@ -282,7 +287,7 @@ export class DecodeScheduler {
     const started = performance.now();
     const outputs = await this.#lm.run(
       batchFeeds(layout, ids, mask, empty, false),
-      this.#options.runOptions(arrivals.map((job) => job.adapter)),
+      this.#runOptions(arrivals),
     );
     const { next, logits } = await keepStep(layout, empty, outputs);
     this.stats.prefillRuns++;
@@ -305,7 +310,7 @@ export class DecodeScheduler {
     const mask = this.#mask.map((row) => [...row, 1]);
     const feeds = batchFeeds(this.#layout, jobs.map((job) => job.pending), mask, this.#past, true);
     const started = performance.now();
-    const outputs = await this.#lm.run(feeds, this.#options.runOptions(jobs.map((job) => job.adapter)));
+    const outputs = await this.#lm.run(feeds, this.#runOptions(jobs));
     const { next, logits } = await keepStep(this.#layout, this.#past, outputs);
     this.#past = next;
     this.#mask = mask;
