@@ -4,12 +4,11 @@
 // Runs once, in the Deno suite.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { copyFile, mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { bundleWorker, startWorkerd, type Workerd } from "./support/workerd.ts";
 
 const repo = fileURLToPath(new URL("..", import.meta.url));
 const isBun = (globalThis as { Bun?: unknown }).Bun !== undefined;
@@ -17,20 +16,12 @@ const ORT = join(repo, "node_modules/onnxruntime-web/dist");
 const BASE = join(repo, "examples/demo/byte-llama");
 const ADAPTER = join(repo, "examples/demo/byte-llama-python-lora");
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 test("workerd runs the demo worker with precompiled modules and reproduces the reference generations", {
   skip: isBun ? "runs in the Deno suite" : false,
   timeout: 180_000,
 }, async () => {
   const dir = await mkdtemp(join(tmpdir(), "peft-edge-workerd-"));
-  let child: ChildProcess | undefined;
+  let workerd: Workerd | undefined;
   try {
     await mkdir(join(dir, "files"));
     const copies: Array<[string, string]> = [
@@ -46,34 +37,9 @@ test("workerd runs the demo worker with precompiled modules and reproduces the r
         .map((f): [string, string] => [join(BASE, f), `files/${f}.bin`]),
     ];
     for (const [from, to] of copies) await copyFile(from, join(dir, to));
-    await new Promise<void>((resolve, reject) =>
-      execFile(
-        join(repo, "node_modules/.bin/esbuild"),
-        [
-          "examples/workerd/worker.ts",
-          "--bundle",
-          "--format=esm",
-          "--platform=browser",
-          "--tsconfig=examples/browser/tsconfig.json",
-          "--external:node:*",
-          "--external:./files/*",
-          "--external:./lora_kernel.wasm",
-          `--outfile=${join(dir, "worker.js")}`,
-          "--log-level=warning",
-        ],
-        { cwd: repo },
-        (error, _out, stderr) => error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(),
-      )
-    );
-    const port = await freePort();
-    child = spawn(
-      join(repo, "node_modules/.bin/workerd"),
-      ["serve", "config.capnp", "--socket-addr", `http=127.0.0.1:${port}`],
-      { cwd: dir, stdio: ["ignore", "pipe", "pipe"] },
-    );
-    let log = "";
-    child.stdout!.on("data", (d) => log += d);
-    child.stderr!.on("data", (d) => log += d);
+    await bundleWorker("examples/workerd/worker.ts", dir, ["./files/*", "./lora_kernel.wasm"]);
+    workerd = await startWorkerd(dir);
+    const { port, child: running, log } = workerd;
     const ask = async (model: string, prompt: string) => {
       for (let i = 0;; i++) {
         try {
@@ -82,10 +48,10 @@ test("workerd runs the demo worker with precompiled modules and reproduces the r
             body: JSON.stringify({ model, prompt, max_tokens: 120 }),
           });
           const body = await response.text();
-          assert.equal(response.status, 200, `${body}\n${log}`);
+          assert.equal(response.status, 200, `${body}\n${log()}`);
           return JSON.parse(body).text as string;
         } catch (error) {
-          if (i > 100 || child!.exitCode !== null || error instanceof assert.AssertionError) throw error;
+          if (i > 100 || running.exitCode !== null || error instanceof assert.AssertionError) throw error;
           await new Promise((resolve) => setTimeout(resolve, 100)); // not listening yet
         }
       }
@@ -96,8 +62,7 @@ test("workerd runs the demo worker with precompiled modules and reproduces the r
       assert.equal(await ask(g.variant === "base" ? "base" : "python", g.prompt), g.text, `${g.variant} ${g.prompt}`);
     }
   } finally {
-    child?.kill("SIGTERM");
-    if (child && child.exitCode === null) await new Promise((resolve) => child!.once("exit", resolve));
+    await workerd?.stop();
     await rm(dir, { recursive: true, force: true });
   }
 });
