@@ -170,6 +170,7 @@ function planLora(
   config: LoraConfig,
   shapeOf: ShapeOf,
   missingKeys: string[],
+  patternKey: string = t.module,
 ): LoraPatch | undefined {
   const module = t.module;
   const embedding = t.embeddingA !== undefined || t.embeddingB !== undefined;
@@ -183,7 +184,7 @@ function planLora(
       { key: module },
     );
   }
-  const rank = rankFor(config, module);
+  const rank = rankFor(config, patternKey);
   if (a === undefined || b === undefined) {
     // The factor PEFT starts at zero: its product stays zero, and so does the delta (DoRA's too, when
     // the magnitude is also at its init, the base norms).
@@ -230,7 +231,7 @@ function planLora(
     module,
     target,
     rank,
-    scale: scalingFor(config, module),
+    scale: scalingFor(config, patternKey),
     a,
     b,
     bias: t.loraBias,
@@ -321,6 +322,12 @@ export interface PlanOptions {
   sameAsBase?: SameAsBase;
   /** The HF config's `tie_word_embeddings` (PEFT then also replaces trainable-token rows of `lm_head`). */
   tiedEmbeddings?: boolean;
+  /**
+   * Modules holding a parameter the adapter wraps (`target_parameters`, see `param_targets.ts`), their LoRA
+   * rewritten as the module's: injected whatever `target_modules` says, with rank and alpha patterns matched
+   * against the parameter's key (the value).
+   */
+  wrapped?: ReadonlyMap<string, string>;
 }
 
 /**
@@ -363,11 +370,19 @@ function formatTargets(config: LoraConfig): string {
  * The modules known here are those the export shows (with or without a
  * weight) and those the adapter has weights for.
  */
-function checkSelection(config: LoraConfig, weights: WeightIndex, layout: AdapterLayout, exportFile: string) {
+function checkSelection(
+  config: LoraConfig,
+  weights: WeightIndex,
+  layout: AdapterLayout,
+  exportFile: string,
+  wrapsParameters: boolean,
+) {
   if (config.targetModules === null) return;
   const known = [...new Set([...layout.modules.keys(), ...weights.scopes.map((s) => s.module), ...weights.modules])];
   const selects = createTargetMatcher(config);
   const selected = known.filter(selects);
+  // inject_adapter: matched parameters count as targets (target_modules [] is how PEFT says "parameters only").
+  if (selected.length === 0 && wrapsParameters) return;
   if (selected.length === 0) {
     const unexcluded = config.excludeModules
       ? known.filter(createTargetMatcher({ ...config, excludeModules: null }))
@@ -437,10 +452,12 @@ export function planAdapter(
   options: PlanOptions = {},
 ): AdapterPlan {
   const { sameAsBase } = options;
+  const wrapped = options.wrapped ?? new Map<string, string>();
   const exportFile = weights.file ?? "the ONNX model";
   // target_modules null: PEFT would pick targets from its per-architecture table; the keys must then decide.
-  const selects = config.targetModules === null ? () => true : createTargetMatcher(config);
-  checkSelection(config, weights, layout, exportFile);
+  const matcher = config.targetModules === null ? () => true : createTargetMatcher(config);
+  const selects = (module: string) => wrapped.has(module) || matcher(module);
+  checkSelection(config, weights, layout, exportFile, wrapped.size > 0);
   const patches: Array<LoraPatch | ReplacePatch> = [];
   const unmatchedKeys = [...layout.unknownKeys];
   const adapted = new Set<string>();
@@ -496,7 +513,7 @@ export function planAdapter(
       if (biasKey !== undefined) {
         patches.push(...planReplace({ module: t.module, fullBias: biasKey }, target, shapeOf, config));
       }
-      const lora = planLora(t, target, config, shapeOf, missingKeys);
+      const lora = planLora(t, target, config, shapeOf, missingKeys, wrapped.get(t.module));
       if (lora) patches.push(lora);
       adapted.add(target.module);
       continue;
