@@ -160,9 +160,10 @@ export interface LoraBranchOptions {
    */
   shareA?: boolean;
   /**
-   * Modules (linear, not DoRA, on `[batch, seq, in]`) whose delta is
-   * multiplied by one shared mask input (activated LoRA); fed all ones, they
-   * compute as unmasked branches.
+   * Modules (linear, not DoRA; inputs `[batch, seq, in]` or flattened
+   * `[batch * seq, in]`, as GPT-2's Conv1D Gemm) whose delta is multiplied
+   * by one shared mask input (activated LoRA); fed all ones, they compute as
+   * unmasked branches.
    */
   masked?: Iterable<string>;
 }
@@ -343,12 +344,21 @@ function rowReshapes(branch: LoraBranch, x: string, base: string, scope: string,
     makeNode("Shape", [base], [shapeY], `${scope}lora_rows_ShapeY`),
   ];
   const back = (t: string, y: string) => [makeNode("Reshape", [t, shapeY], [y], `${scope}lora_rows_ReshapeBack`)];
+  // A [batch, seq, 1] mask as [rows, n, 1]: the same batch-first order the rows of x were read in.
+  const maskRows = (mask: string, out: string) => {
+    const [tail, target] = [name("mask_tail"), name("mask_shape")];
+    return [
+      int64Constant([-1, 1], [2], tail, `${scope}lora_rows_mask_tail`),
+      makeNode("Concat", [rows, tail], [target], `${scope}lora_rows_mask_Concat`, { axis: 0 }),
+      makeNode("Reshape", [mask, target], [out], `${scope}lora_rows_mask_Reshape`),
+    ];
+  };
   const rowsOf = (t: string, out: string) => [
     int64Constant([-1, branch.outFeatures], [2], restOut, `${scope}lora_rows_rest_out`),
     makeNode("Concat", [rows, restOut], [targetOut], `${scope}lora_rows_ConcatOut`, { axis: 0 }),
     makeNode("Reshape", [t, targetOut], [out], `${scope}lora_rows_ReshapeBase`),
   ];
-  return { x: x3, before, back, rowsOf };
+  return { x: x3, before, back, rowsOf, maskRows };
 }
 
 /** Whether a per-row linear branch on this site goes through `[rows, n, in]` (see {@linkcode rowReshapes}). */
@@ -429,17 +439,30 @@ function insertBranch(
     d = withBias;
   }
   if (branch.mask) {
-    if (reshaped || branch.scale || target.kind === "embedding") {
-      throw new UnsupportedError("activated LoRA (aLoRA) is supported on linear projections of [batch, seq, in]", {
+    if (branch.scale || target.kind === "embedding") {
+      // PEFT's variant tables: no aLoRA for Embedding, none with DoRA.
+      throw new UnsupportedError("activated LoRA (aLoRA) is supported on linear projections without DoRA", {
         key: module,
       });
     }
     let mask = branch.mask;
-    if (branch.elementType === "float16") {
-      mask = fresh(`${prefix}/mask_f16`);
+    if (reshaped) {
+      // Per-row branches through [rows, n, in] (Gemm's [batch * seq, in], flattened views).
+      mask = fresh(`${prefix}/mask_rows`);
+      added.push(...reshaped.maskRows(branch.mask, mask));
+    } else if (nodes[site.producer].opType === "Gemm" || ranks.get(site.x) === 2) {
+      // A [batch * seq, in] input: the mask's rows in the same order.
+      mask = fresh(`${prefix}/mask_flat`);
+      const flat = fresh(`${prefix}/mask_flat_shape`);
       added.push(
-        makeNode("Cast", [branch.mask], [mask], `${scope}lora_mask_Cast`, { to: TensorProto_DataType.FLOAT16 }),
+        int64Constant([-1, 1], [2], flat, `${scope}lora_mask_flat_shape`),
+        makeNode("Reshape", [branch.mask, flat], [mask], `${scope}lora_mask_Reshape`),
       );
+    }
+    if (branch.elementType === "float16") {
+      const cast = fresh(`${prefix}/mask_f16`);
+      added.push(makeNode("Cast", [mask], [cast], `${scope}lora_mask_Cast`, { to: TensorProto_DataType.FLOAT16 }));
+      mask = cast;
     }
     const masked = fresh(`${prefix}/delta_masked`);
     added.push(makeNode("Mul", [d, mask], [masked], `${scope}lora_mask_Mul`));
