@@ -1,7 +1,8 @@
 /**
  * LoRA on nn.Parameters (`target_parameters`, PEFT's ParamWrapper; tests/fixtures/tparams, made by the real PEFT
  * with tests/fixtures/make/target_params.py): a Linear's, a Conv1D's and an Embedding's weight, on both exporters'
- * tiny bases, give PEFT's logits at 1e-4 in dynamic and merged mode and through mergeAndUnload; PEFT's refusals
+ * tiny bases, give PEFT's logits at 1e-4 in dynamic and merged mode and through mergeAndUnload, and a tiny
+ * Mixtral's 3-D expert stacks (one, and two nested on one module) in merged mode; PEFT's refusals
  * (its ValueErrors for the wrapper's settings and 1-D parameters, mixed-adapter batches, adapters targeting
  * different parameter sets) are reproduced, and a parameter the export cannot take is refused by name.
  */
@@ -22,6 +23,8 @@ interface Case {
   target_parameters: string[];
   mixed_batch: { outcome: string; message: string };
   delta_from_base: number;
+  /** 3-D expert stacks (a tiny Mixtral): merged mode only. */
+  experts?: number;
 }
 interface Refusal {
   label: string;
@@ -90,6 +93,31 @@ for (const c of manifest.cases) {
       assert.ok(c.delta_from_base > 1e-2, "the adapter moves the logits");
       assert.ok(maxDiff(e.mask, e.logits, e.merged) <= 1e-5, "PEFT's merge gives its forward's logits");
       const b = await base(basePath);
+      if (c.experts) {
+        // 3-D expert stacks: merged only; dynamic mode says so, naming the parameter.
+        await assert.rejects(fromPretrained(b, folder, { onWarning: () => {} }), (err: unknown) => {
+          assert.ok(err instanceof UnsupportedError, `${err}`);
+          assert.match(err.message, /experts\.(down|gate_up)_proj .*mode "merged"/);
+          return true;
+        });
+        const model = await fromPretrained(b, folder, { mode: "merged", onWarning: (m) => assert.fail(m) });
+        try {
+          const out = await model.run(feedsFor(model, e.feeds));
+          const d = maxDiff(e.mask, e.logits, out.logits.data as Float32Array);
+          console.log(`${c.name} merged: max abs diff vs PEFT ${d.toExponential(2)}`);
+          assert.ok(d <= 1e-4, `merged: max abs diff ${d}`);
+          const merged = await model.mergeAndUnload();
+          try {
+            const m = await merged.run(feedsFor(merged, e.feeds));
+            assert.ok(maxDiff(e.mask, e.merged, m.logits.data as Float32Array) <= 1e-4, "mergeAndUnload");
+          } finally {
+            await merged.release();
+          }
+        } finally {
+          await model.release();
+        }
+        return;
+      }
       const dynamic = await fromPretrained(b, folder, { onWarning: (m) => assert.fail(m) });
       try {
         const out = await dynamic.run(feedsFor(dynamic, e.feeds));

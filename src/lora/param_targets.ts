@@ -9,13 +9,17 @@
  * Embedding's `lora_embedding_A`/`_B`). This module finds the wrapped
  * parameters among the adapter's keys, applies PEFT's refusals, and rewrites
  * the adapter as those module LoRAs, so planning, both modes and merging are
- * LoRA's. Parameters the export has no such weight for (3-D expert stacks,
- * parameters used outside a MatMul/Gemm/Gather) are refused, naming the parameter.
+ * LoRA's. A 3-D expert stack (`[experts, out, in]`, PEFT's per-expert delta
+ * `s · B_e @ A_e` with `A` `[r·E, in]` read as `(E, r, in)` and `B` `[out, r·E]`
+ * as `(out, r, E)`) that the export keeps as an initializer of its name is a
+ * target of its own (`WeightTarget.experts`), merged whole. Parameters the
+ * export has no such weight for are refused, naming the parameter.
  * @module
  */
 import { createTargetMatcher, type LoraConfig, rankFor } from "../config/mod.ts";
 import { AdapterConfigError, AdapterMismatchError, UnsupportedError } from "../errors.ts";
 import { parseSafetensors, type Safetensors, serializeSafetensors, type TensorInput } from "../safetensors/mod.ts";
+import type { GraphProto } from "../deps/onnx_proto.ts";
 import type { WeightIndex, WeightTarget } from "../onnx/weight_target.ts";
 import { type AdapterLayout, groupAdapterKeys, type ModuleTensors } from "./adapter_weights.ts";
 
@@ -35,9 +39,12 @@ export interface ParamTargets {
   weights: Safetensors;
   /**
    * Each module holding a wrapped parameter -> the key PEFT matches `rank_pattern`/`alpha_pattern` against
-   * for it (`<module>.<parameter>`, e.g. `model.layers.0.self_attn.q_proj.weight`).
+   * for it (`<module>.<parameter>`, e.g. `model.layers.0.self_attn.q_proj.weight`). A 3-D expert stack is its own
+   * entry, under its parameter key.
    */
   wrapped: ReadonlyMap<string, string>;
+  /** The targets of wrapped 3-D expert stacks (`WeightTarget.experts`), by parameter key: merged mode only. */
+  targets: ReadonlyMap<string, WeightTarget>;
 }
 
 const NEST = ".base_layer";
@@ -145,6 +152,72 @@ function weightLayout(
   );
 }
 
+/** The 3-D float initializers of the graph (MoE expert stacks), found by parameter key. */
+function expertStacks(graph: GraphProto | undefined, index: WeightIndex) {
+  const all = (graph?.initializer ?? []).filter((t) => t.dims.length === 3);
+  return {
+    /** The initializer named `key`, or the one whose name and `key` differ by a leading prefix. */
+    find(key: string): { name: string; dims: number[] } | undefined {
+      const hits = all.filter((t) => t.name === key || t.name.endsWith(`.${key}`) || key.endsWith(`.${t.name}`));
+      const exact = hits.find((t) => t.name === key);
+      const hit = exact ?? (hits.length === 1 ? hits[0] : undefined);
+      if (!hit || index.consumers(hit.name).length === 0) return undefined;
+      return { name: hit.name, dims: hit.dims.map(Number) };
+    },
+  };
+}
+
+/**
+ * How a stack `[experts, d1, d2]` holds a 3-D LoRA (`lora_A` `[r·E, in]`, `lora_B` `[out, r·E]`): PEFT's default
+ * `[experts, out, in]` ("out_in"), or `[experts, in, out]` ("in_out") for layers marked `is_transposed`;
+ * undefined when neither fits (or both do: a square stack, whose marking the export does not keep).
+ */
+function stackLayout(
+  dims: readonly number[],
+  aShape: readonly number[],
+  bShape: readonly number[],
+  r: number,
+): "out_in" | "in_out" | undefined {
+  const [experts, d1, d2] = dims;
+  if (aShape[0] !== r * experts || bShape[1] !== r * experts) return undefined;
+  const outIn = bShape[0] === d1 && aShape[1] === d2;
+  const inOut = bShape[0] === d2 && aShape[1] === d1;
+  return outIn === inOut ? undefined : outIn ? "out_in" : "in_out";
+}
+
+/** A whole expert stack as a target: every reader of the initializer reads it; features are one expert's. */
+function stackTarget(
+  key: string,
+  stack: { name: string; dims: number[] },
+  aShape: readonly number[],
+  bShape: readonly number[],
+  r: number,
+  graph: GraphProto,
+): WeightTarget {
+  const layout = stackLayout(stack.dims, aShape, bShape, r);
+  if (!layout) {
+    throw new UnsupportedError(
+      `the LoRA of the 3-D parameter ${key} (lora_A [${aShape.join(", ")}], lora_B [${bShape.join(", ")}]) does ` +
+        `not fit the export's ${stack.name} [${stack.dims.join(", ")}] in one layout`,
+      { key },
+    );
+  }
+  const readerIndex = graph.node.findIndex((n) => n.input.includes(stack.name));
+  const reader = graph.node[readerIndex];
+  return {
+    module: key,
+    kind: "linear",
+    nodeName: reader.name,
+    readerIndex,
+    inputIndex: reader.input.indexOf(stack.name),
+    initializer: stack.name,
+    layout,
+    inFeatures: aShape[1],
+    outFeatures: bShape[0],
+    experts: stack.dims[0],
+  };
+}
+
 /**
  * Finds the adapter's wrapped parameters (`target_parameters`) and rewrites
  * them as LoRAs of the modules holding them (see the module doc). Without
@@ -155,8 +228,8 @@ function weightLayout(
  *
  * @throws {AdapterConfigError} for PEFT's refusals: `lora_dropout`, `fan_in_fan_out`, `lora_bias` or `use_dora`
  *   with a wrapped parameter, a 1-D parameter, a module both in `target_modules` and holding a wrapped parameter.
- * @throws {UnsupportedError} for a parameter the export computes with no MatMul/Gemm/Gather weight (3-D expert
- *   stacks included), or several wrapped parameters of one module.
+ * @throws {UnsupportedError} for a parameter the export has no MatMul/Gemm/Gather weight or 3-D initializer for,
+ *   or nested wrappers whose parameters the stacks' shapes do not tell apart.
  * @example
  * ```ts
  * import { wrapParamTargets } from "./param_targets.ts";
@@ -174,15 +247,19 @@ export function wrapParamTargets(
   weights: Safetensors,
   index: WeightIndex,
   modelType?: string,
+  graph?: GraphProto,
 ): ParamTargets {
   const layout = groupAdapterKeys(weights.names());
   const entries = config.targetParameters ?? [];
-  if (entries.length === 0) return { layout, weights, wrapped: new Map() };
+  if (entries.length === 0) return { layout, weights, wrapped: new Map(), targets: new Map() };
   checkOneDimensional(entries, index);
   const selects = config.targetModules === null ? () => false : createTargetMatcher(config);
   const modules = new Map<string, ModuleTensors>();
   const wrapped = new Map<string, string>();
   const added = new Map<string, TensorInput>();
+  const targets = new Map<string, WeightTarget>();
+  const stacks = expertStacks(graph, index);
+  const taken = new Set<string>();
   for (const t of layout.modules.values()) {
     const module = t.module.split(NEST).join("");
     const params = t.loraA !== undefined || t.loraB !== undefined ? targetedParams(module, entries) : [];
@@ -190,14 +267,6 @@ export function wrapParamTargets(
       modules.set(t.module, t);
       continue;
     }
-    if (params.length > 1 || module !== t.module) {
-      throw new UnsupportedError(
-        `LoRA on several parameters of one module (${params.map((p) => `${module}.${p}`).join(", ")}), nested ` +
-          "ParamWrappers in PEFT, is not supported",
-        { key: module },
-      );
-    }
-    const key = `${module}.${params[0]}`;
     checkWrapperConfig(config);
     if (selects(module)) {
       // _inject_parameters: the module is a LoRA layer already when target_modules matched it.
@@ -208,24 +277,47 @@ export function wrapParamTargets(
       );
     }
     if (t.loraA === undefined || t.loraB === undefined) {
-      throw new AdapterMismatchError(`has ${t.loraA ? "A" : "B"} but no ${t.loraA ? "B" : "A"} matrix`, { key });
+      throw new AdapterMismatchError(`has ${t.loraA ? "A" : "B"} but no ${t.loraA ? "B" : "A"} matrix`, {
+        key: t.module,
+      });
     }
-    const [rank, cols] = weights.info(t.loraA).shape;
-    const [rows, rankB] = weights.info(t.loraB).shape;
+    const aShape = weights.info(t.loraA).shape, bShape = weights.info(t.loraB).shape;
+    const [rank, cols] = aShape;
+    const [rows, rankB] = bShape;
+    // Nested wrappers (several parameters of one module): which LoRA is which parameter's, by the stacks' shapes.
+    const fitting = params.filter((p) => {
+      const stack = stacks.find(`${module}.${p}`);
+      return stack !== undefined && stackLayout(stack.dims, aShape, bShape, rankFor(config, `${module}.${p}`));
+    });
+    const param = params.length === 1 && module === t.module ? params[0] : fitting.length === 1 ? fitting[0] : "";
+    if (param === "" || taken.has(`${module}.${param}`)) {
+      throw new UnsupportedError(
+        `cannot tell which of the parameters ${params.map((p) => `${module}.${p}`).join(", ")} the LoRA ` +
+          `${t.loraA} is for (nested ParamWrappers whose parameters the export does not tell apart by shape)`,
+        { key: module },
+      );
+    }
+    const key = `${module}.${param}`;
+    taken.add(key);
     const r = rankFor(config, key);
     if (rank !== rankB || rank % r !== 0) {
       throw new AdapterMismatchError(
-        `lora_A [${weights.info(t.loraA).shape.join(", ")}] and lora_B [${
-          weights.info(t.loraB).shape.join(", ")
-        }] do not fit rank ${r}`,
+        `lora_A [${aShape.join(", ")}] and lora_B [${bShape.join(", ")}] do not fit rank ${r}`,
         { key },
       );
     }
-    const target = params[0] === "weight" ? index.resolve(module) : undefined;
+    const stack = stacks.find(key);
+    if (stack) {
+      const target = stackTarget(key, stack, aShape, bShape, r, graph!);
+      modules.set(key, { module: key, loraA: t.loraA, loraB: t.loraB });
+      targets.set(key, target);
+      wrapped.set(key, key);
+      continue;
+    }
+    const target = param === "weight" ? index.resolve(module) : undefined;
     if (rank !== r || !target || target.kind === "norm") {
       const what = rank !== r
-        ? `a 3-D parameter (${rank / r} experts, rank ${r}): PEFT adds a per-expert delta to the whole stack, which ` +
-          "the export does not compute as one MatMul/Gemm weight"
+        ? `a 3-D parameter (${rank / r} experts, rank ${r}) the export has no initializer of that name for`
         : "the export has no MatMul, Gemm or Gather weight for it";
       throw new UnsupportedError(`LoRA on the parameter ${key} (target_parameters) is not supported: ${what}`, {
         key,
@@ -247,9 +339,9 @@ export function wrapParamTargets(
     );
     wrapped.set(module, key);
   }
-  if (wrapped.size === 0) return { layout, weights, wrapped };
+  if (wrapped.size === 0) return { layout, weights, wrapped, targets };
   const derived = added.size === 0 ? weights : withTensors(weights, added);
-  return { layout: { modules, unknownKeys: layout.unknownKeys }, weights: derived, wrapped };
+  return { layout: { modules, unknownKeys: layout.unknownKeys }, weights: derived, wrapped, targets };
 }
 
 /** The file's tensors as they are, plus `extra`. */

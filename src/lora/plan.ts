@@ -184,7 +184,8 @@ function planLora(
       { key: module },
     );
   }
-  const rank = rankFor(config, patternKey);
+  // A 3-D expert stack's factors hold every expert's: [r·E, in] and [out, r·E].
+  const rank = rankFor(config, patternKey) * (target.experts ?? 1);
   if (a === undefined || b === undefined) {
     // The factor PEFT starts at zero: its product stays zero, and so does the delta (DoRA's too, when
     // the magnitude is also at its init, the base norms).
@@ -328,6 +329,8 @@ export interface PlanOptions {
    * against the parameter's key (the value).
    */
   wrapped?: ReadonlyMap<string, string>;
+  /** Targets the export's weight index lacks (wrapped 3-D expert stacks), by the name the layout gives them. */
+  targets?: ReadonlyMap<string, WeightTarget>;
 }
 
 /**
@@ -463,7 +466,7 @@ export function planAdapter(
   const adapted = new Set<string>();
   const missingKeys: string[] = [];
   const find = (module: string, why: string) => {
-    const target = weights.resolve(module);
+    const target = options.targets?.get(module) ?? weights.resolve(module);
     if (!target) {
       const scope = weights.resolveScope(module);
       const where = scope ? `the export shows ${scope.module} but no weight LoRA can adapt there` : "not found";

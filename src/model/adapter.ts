@@ -201,11 +201,12 @@ export async function readAdapter(
   const file = await readAdapterWeights(source);
   // Wrapped parameters (target_parameters) become LoRAs of their modules, some factors transposed.
   const modelType = base?.config.model_type;
-  const { layout, weights, wrapped } = wrapParamTargets(
+  const { layout, weights, wrapped, targets } = wrapParamTargets(
     config,
     file,
     weightsOfBase,
     typeof modelType === "string" ? modelType : undefined,
+    base?.onnx?.graph,
   );
   // A saved full weight equal to the base's is a no-op (needs the base's values; without them it is applied).
   const quantizedBaseWeights = new Map<string, Float32Array>();
@@ -226,6 +227,7 @@ export async function readAdapter(
     sameAsBase,
     tiedEmbeddings,
     wrapped,
+    targets,
   });
   if (plan.unmatchedKeys.length > 0) {
     warn(

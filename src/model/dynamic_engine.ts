@@ -308,6 +308,15 @@ function engine(
     },
     async add(adapter: LoadedAdapter) {
       const patches = loraPatches(adapter.plan);
+      const stack = patches.find((p) => p.target.experts !== undefined);
+      if (stack) {
+        // The export gathers one expert at a time from the whole stack: no side branch can follow that.
+        throw new UnsupportedError(
+          `LoRA on the 3-D expert parameter ${stack.module} (target_parameters) runs in mode "merged" only: the ` +
+            "export reads the stack whole, one expert at a time, where no LoRA branch can be added",
+          { key: stack.module },
+        );
+      }
       const { cpu } = await base.kernels();
       const tensor = tensorReader(adapter);
       const graphOf = (t: LoraPatch["target"]) =>
