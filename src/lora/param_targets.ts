@@ -20,6 +20,7 @@ import { createTargetMatcher, type LoraConfig, rankFor } from "../config/mod.ts"
 import { AdapterConfigError, AdapterMismatchError, UnsupportedError } from "../errors.ts";
 import { parseSafetensors, type Safetensors, serializeSafetensors, type TensorInput } from "../safetensors/mod.ts";
 import type { GraphProto } from "../deps/onnx_proto.ts";
+import { expertStacks, stackLayout, stackTarget } from "./expert_stacks.ts";
 import type { WeightIndex, WeightTarget } from "../onnx/weight_target.ts";
 import { type AdapterLayout, groupAdapterKeys, type ModuleTensors } from "./adapter_weights.ts";
 
@@ -152,72 +153,6 @@ function weightLayout(
   );
 }
 
-/** The 3-D float initializers of the graph (MoE expert stacks), found by parameter key. */
-function expertStacks(graph: GraphProto | undefined, index: WeightIndex) {
-  const all = (graph?.initializer ?? []).filter((t) => t.dims.length === 3);
-  return {
-    /** The initializer named `key`, or the one whose name and `key` differ by a leading prefix. */
-    find(key: string): { name: string; dims: number[] } | undefined {
-      const hits = all.filter((t) => t.name === key || t.name.endsWith(`.${key}`) || key.endsWith(`.${t.name}`));
-      const exact = hits.find((t) => t.name === key);
-      const hit = exact ?? (hits.length === 1 ? hits[0] : undefined);
-      if (!hit || index.consumers(hit.name).length === 0) return undefined;
-      return { name: hit.name, dims: hit.dims.map(Number) };
-    },
-  };
-}
-
-/**
- * How a stack `[experts, d1, d2]` holds a 3-D LoRA (`lora_A` `[r·E, in]`, `lora_B` `[out, r·E]`): PEFT's default
- * `[experts, out, in]` ("out_in"), or `[experts, in, out]` ("in_out") for layers marked `is_transposed`;
- * undefined when neither fits (or both do: a square stack, whose marking the export does not keep).
- */
-function stackLayout(
-  dims: readonly number[],
-  aShape: readonly number[],
-  bShape: readonly number[],
-  r: number,
-): "out_in" | "in_out" | undefined {
-  const [experts, d1, d2] = dims;
-  if (aShape[0] !== r * experts || bShape[1] !== r * experts) return undefined;
-  const outIn = bShape[0] === d1 && aShape[1] === d2;
-  const inOut = bShape[0] === d2 && aShape[1] === d1;
-  return outIn === inOut ? undefined : outIn ? "out_in" : "in_out";
-}
-
-/** A whole expert stack as a target: every reader of the initializer reads it; features are one expert's. */
-function stackTarget(
-  key: string,
-  stack: { name: string; dims: number[] },
-  aShape: readonly number[],
-  bShape: readonly number[],
-  r: number,
-  graph: GraphProto,
-): WeightTarget {
-  const layout = stackLayout(stack.dims, aShape, bShape, r);
-  if (!layout) {
-    throw new UnsupportedError(
-      `the LoRA of the 3-D parameter ${key} (lora_A [${aShape.join(", ")}], lora_B [${bShape.join(", ")}]) does ` +
-        `not fit the export's ${stack.name} [${stack.dims.join(", ")}] in one layout`,
-      { key },
-    );
-  }
-  const readerIndex = graph.node.findIndex((n) => n.input.includes(stack.name));
-  const reader = graph.node[readerIndex];
-  return {
-    module: key,
-    kind: "linear",
-    nodeName: reader.name,
-    readerIndex,
-    inputIndex: reader.input.indexOf(stack.name),
-    initializer: stack.name,
-    layout,
-    inFeatures: aShape[1],
-    outFeatures: bShape[0],
-    experts: stack.dims[0],
-  };
-}
-
 /**
  * Finds the adapter's wrapped parameters (`target_parameters`) and rewrites
  * them as LoRAs of the modules holding them (see the module doc). Without
@@ -326,7 +261,7 @@ export function wrapParamTargets(
     const layoutOf = weightLayout(key, module, target, [rows, cols], index, modelType);
     let a = t.loraA, b = t.loraB;
     if (layoutOf === "in_out") {
-      // delta = B @ A in [in, out]: as a module LoRA (delta^T = A' ... ) A' = B^T [r, in], B' = A^T [out, r].
+      // PEFT's B @ A is [in, out]; the module LoRA's B' @ A' is its transpose: A' = B^T [r, in], B' = A^T [out, r].
       a = `${t.loraB}.T`;
       b = `${t.loraA}.T`;
       added.set(a, { dtype: "F32", shape: [rank, rows], data: transposed(weights.toFloat32(t.loraB), rows, rank) });
