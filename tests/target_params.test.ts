@@ -14,6 +14,7 @@ import { Tensor } from "../src/deps/ort.ts";
 import { AdapterConfigError, PeftEdgeError, UnsupportedError } from "../src/errors.ts";
 import type { Feeds } from "../src/model/base_model.ts";
 import { parseSafetensors } from "../src/safetensors/mod.ts";
+import { call, DEMO_ADAPTER, loadDemo, withService } from "./support/server_setup.ts";
 
 const FIXTURES = "tests/fixtures/tparams";
 interface Case {
@@ -36,6 +37,7 @@ interface Refusal {
 const manifest = JSON.parse(await readFile(`${FIXTURES}/manifest.json`, "utf8")) as {
   cases: Case[];
   refusals: Refusal[];
+  demo: { name: string; path: string; base: string };
 };
 const LONG = { timeout: 120_000 };
 
@@ -225,5 +227,44 @@ test("target_parameters: a parameter the export has no weight for is refused by 
     await assert.rejects(model.addWeightedAdapter(["default"], [1], "w"), UnsupportedError);
   } finally {
     await model.release();
+  }
+});
+
+test("target_parameters in the server: concurrent completions beside another adapter equal PEFT's greedy generate", {
+  timeout: 180_000,
+}, async () => {
+  const folder = `${FIXTURES}/${manifest.demo.path}`;
+  const generations = JSON.parse(await readFile(`${folder}/generations.json`, "utf8")) as {
+    single: { prompt: number[]; tokens: number[] }[];
+  };
+  const demo = await loadDemo();
+  const alone = await fromPretrained(demo.base, DEMO_ADAPTER);
+  try {
+    const python = await Promise.all(
+      generations.single.map(({ prompt }) => alone.generate(prompt, { maxNewTokens: 8 })),
+    );
+    await withService(demo, { pool: { mode: "dynamic", maxBatch: 8 } }, async (service) => {
+      await service.pool.load("tparams", { kind: "local", path: folder });
+      await service.pool.load("python", { kind: "local", path: DEMO_ADAPTER });
+      // Both adapters' requests at once: the tparams rows get a batch of their own (PEFT refuses mixing them).
+      const ask = (model: string, prompt: number[], max: number) =>
+        call(service.url, "POST", "/v1/completions", { body: { model, prompt, max_tokens: max, temperature: 0 } });
+      const replies = await Promise.all([
+        ...generations.single.map(({ prompt, tokens }) => ask("tparams", prompt, tokens.length)),
+        ...generations.single.map(({ prompt }) => ask("python", prompt, 8)),
+      ]);
+      const n = generations.single.length;
+      replies.forEach((reply, i) => {
+        assert.equal(reply.status, 200, JSON.stringify(reply.body));
+        const want = i < n
+          ? demo.tokenizer.decode(generations.single[i].tokens)
+          : demo.tokenizer.decode(python[i - n].tokenIds);
+        assert.equal(reply.body.choices[0].text, want, `request ${i}`);
+      });
+      assert.ok(service.pool.batchStats.maxRows >= 2, "requests shared decode steps");
+    });
+  } finally {
+    await alone.release();
+    await demo.base.release();
   }
 });
