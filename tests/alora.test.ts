@@ -154,7 +154,7 @@ test("aLoRA: training it and weighting it are refused (they would drop the invoc
   }
 });
 
-test("aLoRA beside a plain LoRA: the plain one is unchanged; together in one run they are refused", LONG, async () => {
+test("aLoRA beside a plain LoRA: the plain one is unchanged", LONG, async () => {
   const model = await fromPretrained(await base(), DEMO_ADAPTER, { adapterName: "py" });
   const alone = await fromPretrained(await base(), DEMO_ADAPTER);
   try {
@@ -166,7 +166,6 @@ test("aLoRA beside a plain LoRA: the plain one is unchanged; together in one run
     );
     const out = await model.run(e.feeds, { adapter: "alora" });
     for (const d of rowDiffs(e.shape, e.mask, e.logits, out.logits.data as Float32Array)) assert.ok(d <= 1e-4);
-    await assert.rejects(model.run(e.feeds, { adapter: ["py", "alora"] }), UnsupportedError);
   } finally {
     await model.release();
     await alone.release();
@@ -215,6 +214,54 @@ for (const tiny of manifest.cases.slice(1)) {
         const result = await generate(model, IDS_ONLY, prompt, { maxNewTokens: tokens.length + 1 });
         assert.deepEqual(result.tokenIds.slice(0, tokens.length), tokens, `greedy generate of ${prompt}`);
       }
+    } finally {
+      await model.release();
+      await tinyBase.release();
+    }
+  });
+}
+
+// The tiny Llama's aLoRA and a plain LoRA (q_proj shared) active together, as PEFT runs them.
+const combined = (manifest as unknown as {
+  combined: {
+    alora: string;
+    plain: string;
+    bases: string[];
+    runs: Record<string, [string, string]>;
+    mixed: string[];
+  };
+}).combined;
+for (const basePath of combined.bases) {
+  test(`aLoRA with a plain LoRA in one run and in mixed batches (${basePath}): PEFT's logits`, LONG, async () => {
+    const tinyBase = await loadBaseModel(basePath);
+    const plainDir = `${FIXTURES}/${combined.plain}`;
+    const model = await fromPretrained(tinyBase, `${FIXTURES}/${combined.alora}`, {
+      adapterName: "alora",
+      onWarning: (m) => assert.fail(m),
+    });
+    try {
+      await model.loadAdapter(plainDir, "plain", { onWarning: (m) => assert.fail(m) });
+      const st = parseSafetensors(new Uint8Array(await readFile(`${plainDir}/combined.safetensors`)));
+      const feeds: Feeds = {};
+      for (const name of ["input_ids", "attention_mask", "position_ids"]) {
+        feeds[name] = new Tensor("int64", st.toTypedArray(name) as BigInt64Array, st.get(name).shape);
+      }
+      const mask = st.toTypedArray("attention_mask") as BigInt64Array;
+      const shape = st.get("alora_first").shape;
+      const check = (label: string, want: string, got: Tensor) => {
+        const diffs = rowDiffs(shape, mask, st.toFloat32(want), got.data as Float32Array);
+        console.log(`${label}: per-row max abs diff vs PEFT ${diffs.map((d) => d.toExponential(2))}`);
+        for (const d of diffs) assert.ok(d <= 1e-4, `${label}: max abs diff ${d} vs PEFT`);
+      };
+      // The aLoRA first: its offsets gate its modules, the plain LoRA applies everywhere (q_proj has both).
+      for (const [run, names] of Object.entries(combined.runs)) {
+        check(run, run, (await model.run(feeds, { adapter: names })).logits);
+      }
+      // The plain one first: PEFT computes no offsets and the aLoRA adds nothing.
+      check("plain alone", "plain_first", (await model.run(feeds, { adapter: "plain" })).logits);
+      model.setAdapter(combined.runs.alora_first);
+      check("setAdapter", "alora_first", (await model.run(feeds)).logits);
+      check("mixed batch", "mixed", (await model.run(feeds, { adapterNames: combined.mixed })).logits);
     } finally {
       await model.release();
       await tinyBase.release();

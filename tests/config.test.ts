@@ -369,11 +369,6 @@ test("every listed tuner type has a method and every prompt-learning type is rec
 
 const UNSUPPORTED: [string, unknown, string][] = [
   ["layer_replication", { layer_replication: [[0, 4], [2, 5]] }, "layer_replication"],
-  [
-    "target_parameters",
-    { target_modules: [], target_parameters: ["feed_forward.experts.down_proj"] },
-    "target_parameters",
-  ],
   ["use_qalora", { use_qalora: true }, "use_qalora"],
   ["aLoRA with DoRA", { alora_invocation_tokens: [128, 9], use_dora: true }, "alora_invocation_tokens"],
   ["aLoRA with an empty invocation", { alora_invocation_tokens: [] }, "alora_invocation_tokens"],

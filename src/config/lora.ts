@@ -117,8 +117,7 @@ export type LoraBias = "none" | "all" | "lora_only";
 /**
  * A parsed, validated PEFT LoRA config. Field names are PEFT's, in camelCase;
  * defaults are PEFT's. Features peft-edge does not implement are rejected at
- * parse time, so `layerReplication` is always `null` and `targetParameters`
- * is `null` or empty.
+ * parse time, so `layerReplication` is always `null`.
  *
  * @example
  * ```ts
@@ -178,7 +177,10 @@ export interface LoraConfig {
    * per module name; `null` when unused.
    */
   readonly trainableTokenIndices: readonly number[] | Readonly<Record<string, readonly number[]>> | null;
-  /** `target_parameters`: `null` or `[]` (unsupported otherwise). */
+  /**
+   * `target_parameters`: names (or `.`-suffixes) of `nn.Parameter`s PEFT wraps with LoRA (`ParamWrapper`), or
+   * `null`; which ones the export can take is decided when the adapter is read (`lora/param_targets.ts`).
+   */
   readonly targetParameters: readonly string[] | null;
   /**
    * `alora_invocation_tokens`: activated LoRA (aLoRA) applies the adapter only
@@ -570,7 +572,6 @@ function checkSupported(
   config: LoraConfig,
   src: read.FieldSource,
   extra: UnmodelledFields,
-  targetParameters: string[] | null,
 ): void {
   const refuse = (key: string, message: string): never => {
     throw new UnsupportedError(message, { file: src.file, key });
@@ -586,9 +587,6 @@ function checkSupported(
   if (truthy(extra.megatronConfig)) refuse("megatron_config", "Megatron parallel LoRA layers are not supported");
   if (extra.layerReplication !== null) {
     refuse("layer_replication", "layer replication (LoRA-expanded models) is not supported");
-  }
-  if (targetParameters !== null && targetParameters.length > 0) {
-    refuse("target_parameters", "LoRA on nn.Parameter targets (target_parameters, e.g. MoE experts) is not supported");
   }
   const alora = extra.aloraInvocationTokens as readonly number[] | null;
   if (alora !== null && alora.length === 0) {
@@ -645,7 +643,7 @@ function checkLoraRules(
   const targetParameters = checkShapes(src, extra);
   checkPeftRules(config, src, extra);
   checkRegexes(config, src);
-  checkSupported(config, src, extra, targetParameters);
+  checkSupported(config, src, extra);
   warnIgnored(config, src, extra, warn);
   return targetParameters;
 }

@@ -46,6 +46,8 @@ export interface ActiveAdapter {
   biasDeltas?: ReadonlyMap<string, Float32Array>;
   /** Values for parameter sites (`param_feeds.ts`); their modules' replacements are fed there, not to branches. */
   params?: AdapterParams;
+  /** An activated LoRA: its rank columns are gated by the run's mask on masked branches (`LoraBranch.mask`). */
+  masked?: boolean;
 }
 
 /**
@@ -269,8 +271,10 @@ export function adapterFeeds(
     // Transposed once here, per adapter set: A^T [in, rank] and (s·B)^T [rank, out].
     const a = new Float32Array(inF * rank);
     const b = new Float32Array(rank * outF);
+    const on = new Float32Array(rank);
     let offset = 0;
     for (const { patch, adapter } of parts) {
+      if (adapter.masked) on.fill(1, offset, offset + patch.rank);
       const pa = adapter.tensor(patch.a);
       const pb = adapter.tensor(patch.b);
       const r = patch.rank;
@@ -290,6 +294,10 @@ export function adapterFeeds(
     if (branch.group) grouped.set(branch.module, a);
     else feeds[branch.a] = tensor(a, [inF, rank]);
     feeds[branch.b] = tensor(b, [rank, outF]);
+    if (branch.maskOn && branch.maskOff) {
+      feeds[branch.maskOn] = tensor(on, [1, rank]);
+      feeds[branch.maskOff] = tensor(on.map((v) => 1 - v), [1, rank]);
+    }
     if (branch.scale) {
       const dora = parts.find(({ patch }) => patch.magnitude)?.adapter.doraScales?.get(branch.module);
       feeds[branch.scale] = tensor(dora ?? new Float32Array(outF).fill(1), branch.rowsDim ? [1, outF] : [outF]);
@@ -436,7 +444,7 @@ export class AdapterFeedCache {
     return active.map((a) => {
       let id = this.#ids.get(a.plan);
       if (id === undefined) this.#ids.set(a.plan, id = this.#nextId++);
-      return `${id}*${a.weight ?? 1}`;
+      return `${id}*${a.weight ?? 1}${a.masked ? "m" : ""}`;
     }).join(",");
   }
 
@@ -529,6 +537,13 @@ export function stackRowFeeds(branches: ReadonlyMap<string, LoraBranch>, rows: r
       const a = make(n * inF * rank);
       rows.forEach((r, i) => padInto(a, i, inF, rank, r[branch.a].data as TensorArray, ranks[i]));
       feeds[branch.a] = tensor(a, [n, inF, rank]);
+    }
+    for (const name of [branch.maskOn, branch.maskOff]) {
+      // [rows, 1, rank]; columns past a row's rank stay 0 (its A and B columns there are 0 too).
+      if (!name) continue;
+      const gate = make(n * rank);
+      rows.forEach((r, i) => gate.set(r[name].data as TensorArray, i * rank));
+      feeds[name] = tensor(gate, [n, 1, rank]);
     }
     for (const name of [branch.scale, branch.bias]) {
       if (!name) continue;

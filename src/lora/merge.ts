@@ -63,6 +63,8 @@ export function cpuMerger(kernels: LoraKernels): WeightMerger {
 export interface MergedWeight extends InitializerUse {
   module: string;
   values: Float32Array;
+  /** The values are for every reader of the initializer (a 3-D expert stack, `WeightTarget.experts`). */
+  allReaders?: boolean;
   /** Set when the values are the float weight of this quantized target, to be re-quantized in its format. */
   quantized?: WeightTarget;
 }
@@ -147,6 +149,45 @@ function replaceTokenRows(w: Float32Array, patch: TokensPatch, rows: Float32Arra
 }
 
 /**
+ * PEFT's `ParamWrapper.get_delta_weight` for a 3-D expert stack, added to
+ * `w` (`[experts, out, in]`, or `[experts, in, out]` for "in_out"): expert
+ * `e` gets `s · B_e @ A_e` with `A_e = a[e·r : (e+1)·r]` (`a` read as
+ * `(E, r, in)`) and `B_e[o, k] = b[o, k·E + e]` (`b` read as `(out, r, E)`).
+ */
+async function mergeExperts(
+  w: Float32Array,
+  patch: LoraPatch,
+  a: Float32Array,
+  b: Float32Array,
+  merger: WeightMerger,
+  scale: number,
+): Promise<void> {
+  const { experts, inFeatures: inF, outFeatures: outF, layout } = patch.target;
+  const E = experts!;
+  const r = patch.rank / E;
+  const size = inF * outF;
+  const be = new Float32Array(outF * r);
+  for (let e = 0; e < E; e++) {
+    for (let o = 0; o < outF; o++) for (let k = 0; k < r; k++) be[o * r + k] = b[o * patch.rank + k * E + e];
+    // A copy per expert: mergers may work on their own copy of the weight they are given.
+    const we = w.slice(e * size, (e + 1) * size);
+    await merger.mergeWeight(
+      we,
+      a.subarray(e * r * inF, (e + 1) * r * inF),
+      be,
+      {
+        outFeatures: outF,
+        inFeatures: inF,
+        rank: r,
+      },
+      scale,
+      layout,
+    );
+    w.set(we, e * size);
+  }
+}
+
+/**
  * Computes the merged values of every weight and bias a plan touches.
  * Several patches on one initializer (e.g. LoRA plus a trained bias on
  * different tensors) each get their own entry. A quantized target is read
@@ -195,12 +236,23 @@ export async function mergePatches(
   const read = (u: InitializerUse | WeightTarget) => done.get(key(u))?.slice() ?? base(quantizedOf(u) ?? use(u));
   const emit = (module: string, u: InitializerUse | WeightTarget, values: Float32Array) => {
     const quantized = quantizedOf(u);
-    merged.push({ module, ...use(u), values, ...(quantized ? { quantized } : {}) });
+    const allReaders = "experts" in u && u.experts !== undefined;
+    merged.push({
+      module,
+      ...use(u),
+      values,
+      ...(quantized ? { quantized } : {}),
+      ...(allReaders ? { allReaders } : {}),
+    });
     done.set(key(u), values);
   };
   for (const patch of patches) {
     const { target } = patch;
-    if (patch.kind === "lora") {
+    if (patch.kind === "lora" && target.experts !== undefined) {
+      const w = read(target);
+      await mergeExperts(w, patch, adapter(patch.a), adapter(patch.b), merger, patch.scale * weight);
+      emit(patch.module, target, w);
+    } else if (patch.kind === "lora") {
       const w = read(target);
       const dims = { outFeatures: target.outFeatures, inFeatures: target.inFeatures, rank: patch.rank };
       // A magnitude the adapter lacks is PEFT's init: the base rows' norms (scale 0 leaves W as it is).

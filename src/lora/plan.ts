@@ -170,6 +170,7 @@ function planLora(
   config: LoraConfig,
   shapeOf: ShapeOf,
   missingKeys: string[],
+  patternKey: string = t.module,
 ): LoraPatch | undefined {
   const module = t.module;
   const embedding = t.embeddingA !== undefined || t.embeddingB !== undefined;
@@ -183,7 +184,8 @@ function planLora(
       { key: module },
     );
   }
-  const rank = rankFor(config, module);
+  // A 3-D expert stack's factors hold every expert's: [r·E, in] and [out, r·E].
+  const rank = rankFor(config, patternKey) * (target.experts ?? 1);
   if (a === undefined || b === undefined) {
     // The factor PEFT starts at zero: its product stays zero, and so does the delta (DoRA's too, when
     // the magnitude is also at its init, the base norms).
@@ -230,7 +232,7 @@ function planLora(
     module,
     target,
     rank,
-    scale: scalingFor(config, module),
+    scale: scalingFor(config, patternKey),
     a,
     b,
     bias: t.loraBias,
@@ -321,6 +323,14 @@ export interface PlanOptions {
   sameAsBase?: SameAsBase;
   /** The HF config's `tie_word_embeddings` (PEFT then also replaces trainable-token rows of `lm_head`). */
   tiedEmbeddings?: boolean;
+  /**
+   * Modules holding a parameter the adapter wraps (`target_parameters`, see `param_targets.ts`), their LoRA
+   * rewritten as the module's: injected whatever `target_modules` says, with rank and alpha patterns matched
+   * against the parameter's key (the value).
+   */
+  wrapped?: ReadonlyMap<string, string>;
+  /** Targets the export's weight index lacks (wrapped 3-D expert stacks), by the name the layout gives them. */
+  targets?: ReadonlyMap<string, WeightTarget>;
 }
 
 /**
@@ -363,11 +373,19 @@ function formatTargets(config: LoraConfig): string {
  * The modules known here are those the export shows (with or without a
  * weight) and those the adapter has weights for.
  */
-function checkSelection(config: LoraConfig, weights: WeightIndex, layout: AdapterLayout, exportFile: string) {
+function checkSelection(
+  config: LoraConfig,
+  weights: WeightIndex,
+  layout: AdapterLayout,
+  exportFile: string,
+  wrapsParameters: boolean,
+) {
   if (config.targetModules === null) return;
   const known = [...new Set([...layout.modules.keys(), ...weights.scopes.map((s) => s.module), ...weights.modules])];
   const selects = createTargetMatcher(config);
   const selected = known.filter(selects);
+  // inject_adapter: matched parameters count as targets (target_modules [] is how PEFT says "parameters only").
+  if (selected.length === 0 && wrapsParameters) return;
   if (selected.length === 0) {
     const unexcluded = config.excludeModules
       ? known.filter(createTargetMatcher({ ...config, excludeModules: null }))
@@ -437,16 +455,18 @@ export function planAdapter(
   options: PlanOptions = {},
 ): AdapterPlan {
   const { sameAsBase } = options;
+  const wrapped = options.wrapped ?? new Map<string, string>();
   const exportFile = weights.file ?? "the ONNX model";
   // target_modules null: PEFT would pick targets from its per-architecture table; the keys must then decide.
-  const selects = config.targetModules === null ? () => true : createTargetMatcher(config);
-  checkSelection(config, weights, layout, exportFile);
+  const matcher = config.targetModules === null ? () => true : createTargetMatcher(config);
+  const selects = (module: string) => wrapped.has(module) || matcher(module);
+  checkSelection(config, weights, layout, exportFile, wrapped.size > 0);
   const patches: Array<LoraPatch | ReplacePatch> = [];
   const unmatchedKeys = [...layout.unknownKeys];
   const adapted = new Set<string>();
   const missingKeys: string[] = [];
   const find = (module: string, why: string) => {
-    const target = weights.resolve(module);
+    const target = options.targets?.get(module) ?? weights.resolve(module);
     if (!target) {
       const scope = weights.resolveScope(module);
       const where = scope ? `the export shows ${scope.module} but no weight LoRA can adapt there` : "not found";
@@ -496,7 +516,7 @@ export function planAdapter(
       if (biasKey !== undefined) {
         patches.push(...planReplace({ module: t.module, fullBias: biasKey }, target, shapeOf, config));
       }
-      const lora = planLora(t, target, config, shapeOf, missingKeys);
+      const lora = planLora(t, target, config, shapeOf, missingKeys, wrapped.get(t.module));
       if (lora) patches.push(lora);
       adapted.add(target.module);
       continue;

@@ -6,7 +6,7 @@
  */
 import { expandAllLinear, type LoraConfig, parseLoraConfig } from "../config/mod.ts";
 import { AdapterConfigError, AdapterMismatchError, UnsupportedError } from "../errors.ts";
-import { groupAdapterKeys } from "../lora/adapter_weights.ts";
+import { targetParametersOf, wrapParamTargets } from "../lora/param_targets.ts";
 import { type AdapterPlan, planAdapter } from "../lora/plan.ts";
 import { parseSafetensors, type Safetensors } from "../safetensors/mod.ts";
 import { safetensorsOnlyError } from "../storage/bin_only.ts";
@@ -89,6 +89,15 @@ export function loraConfigOf(adapter: LoadedAdapter, what: string): LoraConfig {
     throw new UnsupportedError(`${what} of an activated LoRA (aLoRA, ${adapter.name}) is not supported`, {
       key: "alora_invocation_tokens",
     });
+  }
+  if (targetParametersOf(config) !== null) {
+    // Its factors are the parameters' (some transposed into the module's form), which the trainer would save wrongly.
+    throw new UnsupportedError(
+      `${what} of a LoRA on parameters (target_parameters, ${adapter.name}) is not supported`,
+      {
+        key: "target_parameters",
+      },
+    );
   }
   if (config.peftType === "LORA") return config as LoraConfig;
   throw new UnsupportedError(`${what} needs a LoRA adapter; ${adapter.name} is ${config.peftType}`, {
@@ -189,7 +198,16 @@ export async function readAdapter(
   // "all-linear" is expanded against this base, as PEFT expands it against the model.
   const linear = weightsOfBase.modules.filter((m) => weightsOfBase.get(m)!.kind === "linear");
   const config = expandAllLinear(await readConfig(source, options, warn), linear);
-  const weights = await readAdapterWeights(source);
+  const file = await readAdapterWeights(source);
+  // Wrapped parameters (target_parameters) become LoRAs of their modules, some factors transposed.
+  const modelType = base?.config.model_type;
+  const { layout, weights, wrapped, targets } = wrapParamTargets(
+    config,
+    file,
+    weightsOfBase,
+    typeof modelType === "string" ? modelType : undefined,
+    base?.onnx?.graph,
+  );
   // A saved full weight equal to the base's is a no-op (needs the base's values; without them it is applied).
   const quantizedBaseWeights = new Map<string, Float32Array>();
   const sameAsBase = base &&
@@ -205,13 +223,12 @@ export async function readAdapter(
     });
   // transformers' PretrainedConfig default is tie_word_embeddings=True, and config.json leaves defaults out.
   const tiedEmbeddings = base !== undefined && (base.config["tie_word_embeddings"] ?? true) === true;
-  const plan = planAdapter(
-    config,
-    groupAdapterKeys(weights.names()),
-    (k) => weights.info(k).shape,
-    weightsOfBase,
-    { sameAsBase, tiedEmbeddings },
-  );
+  const plan = planAdapter(config, layout, (k) => weights.info(k).shape, weightsOfBase, {
+    sameAsBase,
+    tiedEmbeddings,
+    wrapped,
+    targets,
+  });
   if (plan.unmatchedKeys.length > 0) {
     warn(
       `${source.location}: ${plan.unmatchedKeys.length} adapter key(s) match no module of the base and were not applied: ${
@@ -234,6 +251,6 @@ export async function readAdapter(
       }]`,
     );
   }
-  const parameters = weights.names().reduce((n, k) => n + weights.info(k).shape.reduce((a, b) => a * b, 1), 0);
+  const parameters = file.names().reduce((n, k) => n + file.info(k).shape.reduce((a, b) => a * b, 1), 0);
   return { name, location: source.location, config, plan, weights, parameters, warnings, quantizedBaseWeights };
 }

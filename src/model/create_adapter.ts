@@ -59,10 +59,13 @@ export async function createAdapter(
   }
   const linear = base.weights.modules.filter((m) => base.weights.get(m)!.kind === "linear");
   const config = expandAllLinear(parseLoraConfig(raw, { file: "loraConfig", onWarning: () => {} }), linear);
-  if (config.modulesToSave || config.bias !== "none" || config.useDora) {
-    throw new UnsupportedError("createAdapter covers LoRA without modules_to_save, bias or use_dora", {
-      key: "loraConfig",
-    });
+  if (config.modulesToSave || config.bias !== "none" || config.useDora || config.targetParameters?.length) {
+    throw new UnsupportedError(
+      "createAdapter covers LoRA without modules_to_save, bias, use_dora or target_parameters",
+      {
+        key: "loraConfig",
+      },
+    );
   }
   const matches = createTargetMatcher(config);
   const modules = base.weights.modules.filter(matches);

@@ -181,20 +181,20 @@ async function buildGraph(
 }
 
 /**
- * The invocation sequence of one row's adapters: an activated LoRA's, or
- * `null` (plain adapters: the mask is all ones). PEFT masks each aLoRA
- * module by its own adapter's offsets; one mask per row serves an aLoRA alone.
+ * One row's adapters as PEFT runs them with an activated LoRA among them,
+ * and the invocation whose offsets the row's mask takes. PEFT computes the
+ * offsets of its `active_adapter` (here the row's first adapter) and gives
+ * them to every aLoRA module; plain adapters are never masked. When the
+ * first adapter is not an aLoRA, no offsets are computed and every aLoRA
+ * adds nothing (`alora_offsets` None: the base only), so they are left out.
  */
-function rowInvocation(active: readonly WeightedAdapter[]): readonly number[] | null {
-  const alora = active.find(({ adapter }) => isAlora(adapter.config) !== null);
-  if (!alora) return null;
-  if (active.length > 1) {
-    throw new UnsupportedError(
-      `activated LoRA ${alora.adapter.name} runs alone: combined with other adapters in one run it is not supported`,
-      { key: "adapter" },
-    );
-  }
-  return isAlora(alora.adapter.config);
+function aloraRow(
+  active: readonly WeightedAdapter[],
+): { active: readonly WeightedAdapter[]; invocation: readonly number[] | null } {
+  if (!active.some(({ adapter }) => isAlora(adapter.config) !== null)) return { active, invocation: null };
+  const invocation = active.length > 0 ? isAlora(active[0].adapter.config) : null;
+  if (invocation !== null) return { active, invocation };
+  return { active: active.filter(({ adapter }) => isAlora(adapter.config) === null), invocation: null };
 }
 
 /** Adds the activated-LoRA mask of this run (when the graph has one) to the caller's feeds. */
@@ -246,7 +246,8 @@ function engine(
     active.map(({ adapter, weight }) => {
       const prepared = adapters.get(adapter.name)!;
       const { tensor, doraScales, biasDeltas, params } = prepared;
-      return { plan: adapter.plan, tensor, weight, doraScales, biasDeltas, params };
+      const masked = isAlora(adapter.config) !== null;
+      return { plan: adapter.plan, tensor, weight, doraScales, biasDeltas, params, masked };
     });
   const scaleRow = (active: readonly WeightedAdapter[]): ScaleRowAdapter[] => {
     // PEFT's add_adapter: "Cannot combine adapters with different peft types" (every non-LoRA method alike).
@@ -275,11 +276,12 @@ function engine(
     return { session: g.session, feeds: gpu };
   };
   return {
-    runnable(active: readonly WeightedAdapter[]) {
+    runnable(requested: readonly WeightedAdapter[]) {
+      const { active, invocation } = aloraRow(requested);
       if (active.length === 0 || !graph) return { session: base.session, feeds: {} };
       const sets = activeOf(active);
       const scales = scaleRow(active);
-      const prepare = maskPrepare(base, graph, [rowInvocation(active)]);
+      const prepare = maskPrepare(base, graph, [invocation]);
       const run = onGraph(
         graph,
         addTokens(
@@ -290,7 +292,9 @@ function engine(
       );
       return prepare ? { ...run, prepare } : run;
     },
-    rowsRunnable(rows: readonly (readonly WeightedAdapter[])[]) {
+    rowsRunnable(requested: readonly (readonly WeightedAdapter[])[]) {
+      const alora = requested.map(aloraRow);
+      const rows = alora.map((r) => r.active);
       if (!graph || rows.every((r) => r.length === 0)) return { session: base.session, feeds: {} };
       const sets = rows.map(activeOf);
       const scales = rows.map(scaleRow);
@@ -298,12 +302,21 @@ function engine(
         ...stackTokenRows(graph.tokens, sets.map((set) => tokenFeeds(graph.tokens, set))),
         ...scaleFeeds(graph.scaleSites, scales),
       });
-      const prepare = maskPrepare(base, graph, rows.map(rowInvocation));
+      const prepare = maskPrepare(base, graph, alora.map((r) => r.invocation));
       const run = onGraph(graph, addTokens(graph, graph.feeds.rowFeeds(sets), tokens));
       return prepare ? { ...run, prepare } : run;
     },
     async add(adapter: LoadedAdapter) {
       const patches = loraPatches(adapter.plan);
+      const stack = patches.find((p) => p.target.experts !== undefined);
+      if (stack) {
+        // The export gathers one expert at a time from the whole stack: no side branch can follow that.
+        throw new UnsupportedError(
+          `LoRA on the 3-D expert parameter ${stack.module} (target_parameters) runs in mode "merged" only: the ` +
+            "export reads the stack whole, one expert at a time, where no LoRA branch can be added",
+          { key: stack.module },
+        );
+      }
       const { cpu } = await base.kernels();
       const tensor = tensorReader(adapter);
       const graphOf = (t: LoraPatch["target"]) =>
@@ -326,6 +339,10 @@ function engine(
         throw new UnsupportedError('activated LoRA with trained base biases (bias != "none") is not supported', {
           key: "bias",
         });
+      }
+      if (invocation !== null && (adapter.config as LoraConfig).loraBias) {
+        // PEFT masks lora_B's bias with the rest of the delta; the branch's bias delta is added unmasked.
+        throw new UnsupportedError("activated LoRA with lora_bias is not supported", { key: "lora_bias" });
       }
       const masked = new Set([...(graph?.masked ?? []), ...(invocation ? patches.map((p) => p.module) : [])]);
       const scaleRequests = new Map(graph?.scaleRequests);
@@ -376,6 +393,7 @@ function engine(
           doraScales: prepared.doraScales,
           biasDeltas: prepared.biasDeltas,
           params: prepared.params,
+          masked: invocation !== null,
         }];
         next.feeds.feeds(alone);
         tokenFeeds(next.tokens, alone);

@@ -31,6 +31,7 @@ import {
 import type { TrainableAdapter } from "../train/trainable.ts";
 import { resolveTrainerOptions, Trainer, type TrainerOptions } from "../train/trainer.ts";
 import { checkTokensBesideLora } from "../lora/token_rules.ts";
+import { checkSameTargetParameters, targetParametersOf } from "../lora/param_targets.ts";
 import { baseTargetWeight } from "./base_weight.ts";
 import { weightedAdapter, type WeightedAdapterOptions } from "../lora/weighted.ts";
 import { serializeSafetensors } from "../safetensors/write.ts";
@@ -241,6 +242,15 @@ export class PeftModel implements AsyncDisposable {
     }
     const sets = names.map((name) => name === BASE_ADAPTER ? [] : this.#components([name]));
     if (names.every((n) => n === names[0])) return this.#engine.runnable(sets[0]);
+    const wrapper = sets.flat().find(({ adapter }) => targetParametersOf(adapter.config) !== null);
+    if (wrapper) {
+      // ParamWrapper._check_forward_args: PEFT changes the parameter itself, for every row alike.
+      throw new UnsupportedError(
+        `lora.ParamWrapper does not support mixed adapter batches yet (as PEFT says; ${wrapper.adapter.name} ` +
+          "uses target_parameters): run its rows in a batch of their own",
+        { key: "adapterNames" },
+      );
+    }
     if (!this.#engine.rowsRunnable) {
       throw new UnsupportedError(
         'mixed-adapter batches need mode "dynamic" (merged mode runs one adapter per session)',
@@ -293,6 +303,10 @@ export class PeftModel implements AsyncDisposable {
     }
     const loaded = await readAdapterFor(this.base, adapter, adapterName, options, this.mode);
     checkTokensBesideLora(this.#loaded(), loaded);
+    checkSameTargetParameters(
+      targetParametersOf(loaded.config),
+      [...this.#loaded()].map((a) => [a.name, targetParametersOf(a.config)] as const),
+    );
     const previous = this.#engine;
     const engine = await previous.add(loaded);
     // Commit only after everything succeeded.

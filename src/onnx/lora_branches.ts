@@ -90,9 +90,18 @@ export interface LoraBranch {
   group?: LoraGroup;
   /**
    * Input name of the activated-LoRA mask, float32 `[batch, seq, 1]`, shared by
-   * every masked branch: the delta is multiplied by it (`masked` branches only).
+   * every masked branch (`masked` branches only). It gates the rank columns
+   * of `x @ A` that `maskOn` marks: `x @ A ⊙ (mask · on + off)` then `@ B`, so
+   * an aLoRA and a plain adapter summed on one module are masked apart.
    */
   mask?: string;
+  /**
+   * Input names of the column gates of a masked branch, `[rows, 1, rank]`
+   * (`[1, rank]` without `rowsDim`): `on` is 1 for an aLoRA adapter's
+   * columns, `off = 1 - on`.
+   */
+  maskOn?: string;
+  maskOff?: string;
 }
 
 /**
@@ -160,9 +169,10 @@ export interface LoraBranchOptions {
    */
   shareA?: boolean;
   /**
-   * Modules (linear, not DoRA, on `[batch, seq, in]`) whose delta is
-   * multiplied by one shared mask input (activated LoRA); fed all ones, they
-   * compute as unmasked branches.
+   * Modules (linear, not DoRA; inputs `[batch, seq, in]` or flattened
+   * `[batch * seq, in]`, as GPT-2's Conv1D Gemm) whose aLoRA columns are
+   * gated by one shared mask input (see {@linkcode LoraBranch.mask}); with
+   * `on` all 0 they compute as unmasked branches.
    */
   masked?: Iterable<string>;
 }
@@ -343,12 +353,21 @@ function rowReshapes(branch: LoraBranch, x: string, base: string, scope: string,
     makeNode("Shape", [base], [shapeY], `${scope}lora_rows_ShapeY`),
   ];
   const back = (t: string, y: string) => [makeNode("Reshape", [t, shapeY], [y], `${scope}lora_rows_ReshapeBack`)];
+  // A [batch, seq, 1] mask as [rows, n, 1]: the same batch-first order the rows of x were read in.
+  const maskRows = (mask: string, out: string) => {
+    const [tail, target] = [name("mask_tail"), name("mask_shape")];
+    return [
+      int64Constant([-1, 1], [2], tail, `${scope}lora_rows_mask_tail`),
+      makeNode("Concat", [rows, tail], [target], `${scope}lora_rows_mask_Concat`, { axis: 0 }),
+      makeNode("Reshape", [mask, target], [out], `${scope}lora_rows_mask_Reshape`),
+    ];
+  };
   const rowsOf = (t: string, out: string) => [
     int64Constant([-1, branch.outFeatures], [2], restOut, `${scope}lora_rows_rest_out`),
     makeNode("Concat", [rows, restOut], [targetOut], `${scope}lora_rows_ConcatOut`, { axis: 0 }),
     makeNode("Reshape", [t, targetOut], [out], `${scope}lora_rows_ReshapeBase`),
   ];
-  return { x: x3, before, back, rowsOf };
+  return { x: x3, before, back, rowsOf, maskRows };
 }
 
 /** Whether a per-row linear branch on this site goes through `[rows, n, in]` (see {@linkcode rowReshapes}). */
@@ -361,6 +380,59 @@ function needsRowReshape(
 ): boolean {
   return perRow && target.kind !== "embedding" &&
     (nodes[site.producer].opType === "Gemm" || (ranks.get(site.x) ?? 3) !== 3);
+}
+
+/**
+ * An activated-LoRA branch's `x @ A` with its aLoRA columns gated by the
+ * mask: `xa ⊙ (mask · on + off)`. The `[batch, seq, 1]` mask is first put in
+ * the rows' layout (per-row `[rows, n, 1]`, or `[batch * seq, 1]` for a Gemm
+ * or flattened input) and cast to the branch's float type.
+ */
+function maskColumns(
+  branch: LoraBranch,
+  target: WeightTarget,
+  xa: string,
+  opType: string,
+  reshaped: ReturnType<typeof rowReshapes> | undefined,
+  xRank: number | undefined,
+  fresh: (name: string) => string,
+  scope: string,
+): { nodes: NodeProto[]; out: string } {
+  const module = branch.module;
+  if (branch.scale || target.kind === "embedding") {
+    // PEFT's variant tables: no aLoRA for Embedding, none with DoRA.
+    throw new UnsupportedError("activated LoRA (aLoRA) is supported on linear projections without DoRA", {
+      key: module,
+    });
+  }
+  const prefix = `lora.${module}`;
+  const nodes: NodeProto[] = [];
+  let mask = branch.mask!;
+  if (reshaped) {
+    // Per-row branches through [rows, n, in] (Gemm's [batch * seq, in], flattened views).
+    mask = fresh(`${prefix}/mask_rows`);
+    nodes.push(...reshaped.maskRows(branch.mask!, mask));
+  } else if (opType === "Gemm" || xRank === 2) {
+    // A [batch * seq, in] input: the mask's rows in the same order.
+    mask = fresh(`${prefix}/mask_flat`);
+    const flat = fresh(`${prefix}/mask_flat_shape`);
+    nodes.push(
+      int64Constant([-1, 1], [2], flat, `${scope}lora_mask_flat_shape`),
+      makeNode("Reshape", [branch.mask!, flat], [mask], `${scope}lora_mask_Reshape`),
+    );
+  }
+  if (branch.elementType === "float16") {
+    const cast = fresh(`${prefix}/mask_f16`);
+    nodes.push(makeNode("Cast", [mask], [cast], `${scope}lora_mask_Cast`, { to: TensorProto_DataType.FLOAT16 }));
+    mask = cast;
+  }
+  const [on, gate, out] = ["mask_on", "mask_gate", "xA_masked"].map((n) => fresh(`${prefix}/${n}`));
+  nodes.push(
+    makeNode("Mul", [mask, branch.maskOn!], [on], `${scope}lora_mask_on_Mul`),
+    makeNode("Add", [on, branch.maskOff!], [gate], `${scope}lora_mask_Add`),
+    makeNode("Mul", [xa, gate], [out], `${scope}lora_mask_Mul`),
+  );
+  return { nodes, out };
 }
 
 /**
@@ -419,31 +491,17 @@ function insertBranch(
       : branch.rowsDim
       ? rowGather(branch, site.x, xa, scope, fresh)
       : [makeNode("Gather", [branch.a, site.x], [xa], `${scope}lora_A_Gather`, { axis: 0 })]),
-    makeNode("MatMul", [xa, branch.b], [delta], `${scope}lora_B_MatMul`),
   ];
+  const xb = branch.mask
+    ? maskColumns(branch, target, xa, nodes[site.producer].opType, reshaped, ranks.get(site.x), fresh, scope)
+    : undefined;
+  added.push(...(xb?.nodes ?? []), makeNode("MatMul", [xb?.out ?? xa, branch.b], [delta], `${scope}lora_B_MatMul`));
   // The bias delta and DoRA scale are per row: applied where the rows are a dim of their own.
   let d = delta;
   if (branch.bias) {
     const withBias = fresh(`${prefix}/delta_bias`);
     added.push(makeNode("Add", [d, branch.bias], [withBias], `${scope}lora_bias_delta_Add`));
     d = withBias;
-  }
-  if (branch.mask) {
-    if (reshaped || branch.scale || target.kind === "embedding") {
-      throw new UnsupportedError("activated LoRA (aLoRA) is supported on linear projections of [batch, seq, in]", {
-        key: module,
-      });
-    }
-    let mask = branch.mask;
-    if (branch.elementType === "float16") {
-      mask = fresh(`${prefix}/mask_f16`);
-      added.push(
-        makeNode("Cast", [branch.mask], [mask], `${scope}lora_mask_Cast`, { to: TensorProto_DataType.FLOAT16 }),
-      );
-    }
-    const masked = fresh(`${prefix}/delta_masked`);
-    added.push(makeNode("Mul", [d, mask], [masked], `${scope}lora_mask_Mul`));
-    d = masked;
   }
   if (!branch.scale) {
     if (reshaped) {
@@ -652,6 +710,9 @@ export function addLoraBranches(
     const b = inputName(`${prefix}.B`, module);
     const scale = isDora ? inputName(`${prefix}.scale`, module) : undefined;
     const bias = biased.has(module) ? inputName(`${prefix}.bias`, module) : undefined;
+    const gated = maskInput !== undefined && masked.has(module);
+    const maskOn = gated ? inputName(`${prefix}.alora_on`, module) : undefined;
+    const maskOff = gated ? inputName(`${prefix}.alora_off`, module) : undefined;
     const elementType = branchElementType(model, target);
     const F = elementType === "float16" ? TensorProto_DataType.FLOAT16 : TensorProto_DataType.FLOAT;
     // Fed pre-transposed ([in, rank], [rank, out]) so a run does no Transpose of its own.
@@ -660,6 +721,7 @@ export function addLoraBranches(
     const vector = rowsDim ? [rowsDim, 1, target.outFeatures] : [target.outFeatures];
     if (scale) inputs.push(tensorValueInfo(scale, F, vector));
     if (bias) inputs.push(tensorValueInfo(bias, F, vector));
+    for (const gate of [maskOn, maskOff]) if (gate) inputs.push(tensorValueInfo(gate, F, [...lead, 1, rankDim]));
     const branch: LoraBranch = {
       module,
       kind: target.kind,
@@ -673,7 +735,7 @@ export function addLoraBranches(
       ...(rowsDim ? { rowsDim } : {}),
       elementType,
       ...(group ? { group } : {}),
-      ...(maskInput && masked.has(module) ? { mask: maskInput } : {}),
+      ...(gated ? { mask: maskInput, maskOn, maskOff } : {}),
     };
     branches.set(module, branch);
     if (target.inSubgraph) {

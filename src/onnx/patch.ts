@@ -26,6 +26,8 @@ export interface WeightUpdate extends InitializerUse {
   /** Module the update belongs to (names the copy of a shared initializer). */
   module: string;
   values: Float32Array;
+  /** The values are for every reader of the initializer (a whole 3-D expert stack), not only this one. */
+  allReaders?: boolean;
 }
 
 /**
@@ -77,7 +79,12 @@ export function patchModel(
     "tensor" in u ? u : {
       module: u.module,
       initializer: u.initializer,
-      uses: [{ readerIndex: u.readerIndex, inputIndex: u.inputIndex }],
+      uses: u.allReaders
+        ? weights.consumers(u.initializer).map((r) => ({
+          readerIndex: r,
+          inputIndex: graph.node[r].input.indexOf(u.initializer),
+        }))
+        : [{ readerIndex: u.readerIndex, inputIndex: u.inputIndex }],
       tensor: writeFloatTensor(byName.get(u.initializer)!, u.initializer, u.values),
     };
   const tensorUpdates = updates.map(asTensor);

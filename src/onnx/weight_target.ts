@@ -114,6 +114,12 @@ export interface WeightTarget {
    * adapts both at once.
    */
   inSubgraph?: boolean;
+  /**
+   * A 3-D parameter (an MoE expert stack `[experts, out, in]`, or `[experts, in, out]` with layout "in_out")
+   * that every reader of `initializer` reads whole (the export gathers one expert at a time): a LoRA on it
+   * (`target_parameters`) adds a per-expert delta to the whole stack. `inFeatures`/`outFeatures` are one expert's.
+   */
+  experts?: number;
 }
 
 /**

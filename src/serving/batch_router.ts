@@ -7,7 +7,8 @@
  *   rows all have one adapter runs with `adapter`, as that adapter alone).
  * - In merged mode each adapter has its own merged session, so requests on
  *   the same adapter share a batch there; different adapters cannot share
- *   rows.
+ *   rows. Nor can a LoRA on parameters (`target_parameters`) in dynamic mode,
+ *   whose mixed batches PEFT refuses: its requests share a batch of their own.
  * - Prompt-learning adapters (their virtual tokens make rows longer), models
  *   on WebGPU (their cache stays on the GPU, which rebuilding a batch's
  *   cache does not handle yet), decoders without a KV cache or an
@@ -21,6 +22,7 @@ import { type CausalLm, type DecoderLayout, describeDecoder } from "../generate/
 import type { BaseModel } from "../model/base_model.ts";
 import type { PeftModel } from "../model/peft_model.ts";
 import { isPromptLearning } from "../tuners/prompt_learning/config.ts";
+import { targetParametersOf } from "../lora/param_targets.ts";
 import { DecodeScheduler, type SchedulerOptions, type SchedulerStats } from "./decode_scheduler.ts";
 import type { Lease } from "./lease.ts";
 
@@ -88,7 +90,10 @@ export class BatchRouter {
     }
     const model = lm as PeftModel;
     if (model.base.device === "webgpu" || isPromptLearning(model.peftConfig[key])) return undefined;
-    if (model.mode === "merged") return this.#seat(lm, key, key, () => ({ adapter: key }));
+    // A LoRA on parameters cannot share rows with other adapters (PEFT refuses such mixed batches): its own batch.
+    if (model.mode === "merged" || targetParametersOf(model.peftConfig[key]) !== null) {
+      return this.#seat(lm, key, key, () => ({ adapter: key }));
+    }
     return this.#seat(
       lm,
       "*",
