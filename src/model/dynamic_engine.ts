@@ -31,6 +31,7 @@ import { stackTokenRows, tokenFeeds, tokenSites } from "../lora/token_feeds.ts";
 import { addScaleBranches, type ScaleRequest, type ScaleSite, scaleSiteKey } from "../onnx/scale_branches.ts";
 import { adapterScales, scaleFeeds, type ScaleRowAdapter } from "../tuners/ia3/feeds.ts";
 import { isTunerType } from "../tuners/methods.ts";
+import { DenseRows } from "../tuners/dense_rows.ts";
 import { externalBytes } from "../onnx/external_data.ts";
 import { readTargetWeight } from "../onnx/quantized_weights.ts";
 import { uploadToOrtGpu } from "../webgpu/ort_tensors.ts";
@@ -241,13 +242,15 @@ function engine(
   base: BaseModel,
   graph: BranchGraph | undefined,
   adapters: ReadonlyMap<string, Prepared>,
+  dense: DenseRows = new DenseRows(base),
 ): AdapterEngine {
+  // Dense-delta adapters sharing a module in one row are fed as one combined set (`dense_rows.ts`).
   const activeOf = (active: readonly WeightedAdapter[]): ActiveAdapter[] =>
-    active.map(({ adapter, weight }) => {
+    dense.row(active.map(({ adapter, weight }) => {
       const prepared = adapters.get(adapter.name)!;
       const { tensor, doraScales, biasDeltas, params } = prepared;
-      return { plan: adapter.plan, tensor, weight, doraScales, biasDeltas, params };
-    });
+      return { adapter, active: { plan: adapter.plan, tensor, weight, doraScales, biasDeltas, params } };
+    }));
   const scaleRow = (active: readonly WeightedAdapter[]): ScaleRowAdapter[] => {
     // PEFT's add_adapter: "Cannot combine adapters with different peft types" (every non-LoRA method alike).
     const types = new Set(active.map(({ adapter }) => adapter.config.peftType));
@@ -384,14 +387,15 @@ function engine(
         if (next !== graph) await next.session.release();
         throw error;
       }
-      return engine(base, next, new Map([...adapters, [adapter.name, prepared]]));
+      return engine(base, next, new Map([...adapters, [adapter.name, prepared]]), next === graph ? dense : undefined);
     },
     remove(name: string) {
       const rest = new Map(adapters);
       const gone = rest.get(name);
       rest.delete(name);
       if (gone && graph) graph.feeds.forget(gone.adapter.plan);
-      return { engine: engine(base, graph, rest), retired: [] };
+      for (const plan of dense.forget(name)) graph?.feeds.forget(plan);
+      return { engine: engine(base, graph, rest, dense), retired: [] };
     },
     sessions: () => (graph ? [graph.session] : []),
   };
