@@ -14,7 +14,11 @@
  *   of every layer; `position_ids` are offset by `num_virtual_tokens`, as
  *   PEFT offsets them. Logits cover the real tokens only.
  *
- * In both, `attention_mask` gets `num_virtual_tokens` ones in front.
+ * In both, `attention_mask` gets `num_virtual_tokens` ones in front. For
+ * `task_type` `SEQ_CLS` (`PeftModelForSequenceClassification`) prompt and
+ * P-tuning also put token type 0 before the real tokens' `token_type_ids`,
+ * and the logits are the classifier's, as the base gives them (an encoder
+ * pools the first position: the first virtual token).
  * @module
  */
 import { Tensor } from "../deps/ort.ts";
@@ -129,6 +133,13 @@ export function promptFeeds(feeds: Feeds, prompt: PromptValues): Feeds {
       length + added,
       (r, c) => c < added ? 0 : Number(data[r * length + c - added]),
     );
+  }
+  const types = feeds.token_type_ids;
+  if (types && added > 0 && prompt.config.taskType === "SEQ_CLS") {
+    // PeftModelForSequenceClassification puts token type 0 before the real tokens' types.
+    const data = cpuInts(types, "token_type_ids");
+    const [r, c] = types.dims;
+    out.token_type_ids = intMatrix(types, r, c + added, (i, j) => j < added ? 0 : Number(data[i * c + j - added]));
   }
   const hidden = prompt.config.tokenDim;
   out[PROMPT_INPUT] = inject
