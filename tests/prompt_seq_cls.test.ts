@@ -4,14 +4,15 @@
  * (tests/fixtures/make/prompt_learning.py seq_cls): the virtual tokens go first (token type 0), the pooler
  * reads the first of them, and the saved classifier (modules_to_save) replaces the base's. Logits at 1e-4 on
  * both exporters in both modes; switching prompt adapters creates no session; prefix tuning on an export
- * without a KV cache and prompt tuning on a decoder classifier export (which pools by input_ids) are refused.
+ * without a KV cache is refused. On a decoder classifier export (it pools the last non-pad token of input_ids,
+ * PEFT the last position) PEFT's logits for a left-padded batch, and a row ending in the pad id refused.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { parseSafetensors, serializeSafetensors } from "../src/safetensors/mod.ts";
 import { memorySource } from "../src/storage/memory.ts";
-import { fromPretrained, loadBaseModel, UnsupportedError } from "../mod.ts";
+import { fromPretrained, loadBaseModel, Tensor, UnsupportedError } from "../mod.ts";
 import { BASE_ADAPTER } from "../src/model/peft_model.ts";
 import { comparedDiff, type RealBase, realExpected, realPath } from "./support/real_fixtures.ts";
 import { sessionsCreated } from "./support/sessions.ts";
@@ -86,10 +87,25 @@ test("SEQ_CLS prefix tuning on a BERT export without past_key_values is refused 
   );
 });
 
-test("SEQ_CLS prompt tuning on a decoder classifier export (pooled by input_ids) is refused with a typed error", async () => {
+test("SEQ_CLS prompt tuning on a decoder classifier export gives PEFT's logits; a row ending in the pad id is refused", async () => {
+  // The export pools the last token that is not pad_token_id, PEFT (inputs_embeds) the last position.
   await using base = await loadBaseModel(realPath(`${PROMPT}/llama-cls/base`));
+  const adapter = `${PROMPT}/llama-cls/prompt-tuning`;
+  await using model = await fromPretrained(base, realPath(adapter), { onWarning: (m) => assert.fail(m) });
+  const e = await realExpected(adapter, ["input_ids", "attention_mask"]);
+  const out = await model.run(e.feeds);
+  assert.deepEqual(out.logits.dims, e.dims);
+  const diff = comparedDiff(classifier, e, out.logits.data as Float32Array);
+  assert.ok(diff <= 1e-4, `max abs diff ${diff}`);
+  // Row 1 right-padded: its last id is the pad id (0), where PEFT and the export pool different tokens.
+  const ids = e.feeds.input_ids.data as BigInt64Array;
+  const padded = BigInt64Array.from([...ids.slice(0, 6), 28n, 16n, 52n, 21n, 0n, 0n]);
+  const mask = BigInt64Array.from([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0].map(BigInt));
   await assert.rejects(
-    fromPretrained(base, realPath(`${PROMPT}/llama-cls/prompt-tuning`), { onWarning: () => {} }),
-    (err: unknown) => err instanceof UnsupportedError && /pooled token from input_ids/.test(err.message),
+    model.run({
+      input_ids: new Tensor("int64", padded, [2, 6]),
+      attention_mask: new Tensor("int64", mask, [2, 6]),
+    }),
+    (err: unknown) => err instanceof UnsupportedError && /row 1 ends in the pad id 0/.test(err.message),
   );
 });

@@ -200,13 +200,15 @@ export async function readPromptAdapter(
     warn(`${source.location}: ${extra.length} adapter key(s) are not used by ${config.peftType}: ${extra.join(", ")}`);
   }
   if (config.taskType === "SEQ_CLS" && !prefix && poolsByTokenIds(base.onnx.graph!)) {
-    // PEFT feeds such a classifier inputs_embeds, so it pools the last position; the export finds its pooled
-    // position from input_ids (the last non-pad token), which a fed prompt cannot change.
-    throw new UnsupportedError(
-      `${config.peftType} with task_type "SEQ_CLS" on a classifier export that picks its pooled token from ` +
-        "input_ids (a decoder classifier): PEFT pools the last position there, which this export cannot do",
-      { file: base.file, key: "task_type" },
-    );
+    // PEFT feeds such a classifier inputs_embeds, so it pools the last position; the export pools the last token
+    // that is not pad_token_id. They agree on rows that do not end in it (checked per run), given the pad id.
+    if (!Number.isInteger(base.config.pad_token_id)) {
+      throw new UnsupportedError(
+        `${config.peftType} with task_type "SEQ_CLS" on a classifier export that picks its pooled token from ` +
+          "input_ids (a decoder classifier) needs the base's pad_token_id (config.json has none)",
+        { file: "config.json", key: "pad_token_id" },
+      );
+    }
   }
   const plan = { patches: saved.patches, tokens: [], unmatchedKeys: extra, missingModules: [], missingKeys: [] };
   const parameters = shape[0] * shape[1];

@@ -14,7 +14,7 @@ import { Tensor } from "../deps/ort.ts";
 import { UnsupportedError } from "../errors.ts";
 import { adapterParams, paramFeeds, paramSiteRequest } from "../lora/param_feeds.ts";
 import { addParamBranches, type ParamSite } from "../onnx/param_branches.ts";
-import { findTokenEmbedding, PROMPT_INPUT, withPromptInput } from "../onnx/prompt_surgery.ts";
+import { findTokenEmbedding, poolsByTokenIds, PROMPT_INPUT, withPromptInput } from "../onnx/prompt_surgery.ts";
 import { isPromptLearning } from "../tuners/prompt_learning/config.ts";
 import { prefixPast } from "../tuners/prefix_tuning/mod.ts";
 import type { LoadedAdapter } from "./adapter.ts";
@@ -55,13 +55,14 @@ function withEmptyPrompt(feeds: Feeds, hidden: number): Feeds {
   return { ...feeds, [PROMPT_INPUT]: new Tensor("float32", new Float32Array(0), [rows, 0, hidden]) };
 }
 
-function promptValues(adapter: LoadedAdapter): PromptValues {
+function promptValues(base: BaseModel, adapter: LoadedAdapter): PromptValues {
   const config = adapter.config;
   if (!isPromptLearning(config)) throw new Error(`internal: ${adapter.name} is not a prompt-learning adapter`);
   const saved = adapter.weights.toFloat32(PROMPT_EMBEDDINGS);
-  return config.peftType === "PREFIX_TUNING"
-    ? { config, prefix: prefixPast(config, saved) }
-    : { config, embeddings: saved };
+  if (config.peftType === "PREFIX_TUNING") return { config, prefix: prefixPast(config, saved) };
+  // A decoder classifier's export pools the last non-pad token, PEFT (inputs_embeds) the last position.
+  const pooled = config.taskType === "SEQ_CLS" && poolsByTokenIds(base.onnx.graph!);
+  return { config, embeddings: saved, ...(pooled ? { lastTokenNotPad: Number(base.config.pad_token_id) } : {}) };
 }
 
 /** The modules an adapter saves whole (a `SEQ_CLS` classifier). */
@@ -128,7 +129,7 @@ export function withPromptLearning(
     },
     async add(adapter) {
       if (!isPromptLearning(adapter.config)) return withPromptLearning(base, await inner.add(adapter), state);
-      const values = promptValues(adapter);
+      const values = promptValues(base, adapter);
       const fed = new Set([...state.fed, ...savedModules(adapter)]);
       const added: LoadedPrompt = { adapter, values, sites: {} };
       let { session, sites } = state;

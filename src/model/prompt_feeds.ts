@@ -18,7 +18,8 @@
  * `task_type` `SEQ_CLS` (`PeftModelForSequenceClassification`) prompt and
  * P-tuning also put token type 0 before the real tokens' `token_type_ids`,
  * and the logits are the classifier's, as the base gives them (an encoder
- * pools the first position: the first virtual token).
+ * pools the first position: the first virtual token; a decoder classifier
+ * the last, and a row ending in the pad id, which its export would skip, is refused).
  * @module
  */
 import { Tensor } from "../deps/ort.ts";
@@ -34,6 +35,11 @@ export interface PromptValues {
   readonly embeddings?: Float32Array;
   /** Prefix tuning: per layer, key and value `[heads, tokens, head_dim]`. */
   readonly prefix?: readonly (readonly [Float32Array, Float32Array])[];
+  /**
+   * Set (to the pad id) where the export pools the last token of `input_ids` that is not this id (a decoder
+   * classifier) while PEFT pools the last position: a row ending in it is refused.
+   */
+  readonly lastTokenNotPad?: number;
 }
 
 const PAST = "past_key_values.";
@@ -124,6 +130,20 @@ export function promptFeeds(feeds: Feeds, prompt: PromptValues): Feeds {
     return out;
   }
   const added = inject ? virtual : 0;
+  if (prompt.lastTokenNotPad !== undefined && length > 0) {
+    const data = cpuInts(ids, "input_ids");
+    const row = Array.from({ length: rows }, (_, r) => r).find((r) =>
+      Number(data[r * length + length - 1]) === prompt.lastTokenNotPad
+    );
+    if (row !== undefined) {
+      // GenericForSequenceClassification pools position -1 for inputs_embeds; the export, the last non-pad id.
+      throw new UnsupportedError(
+        `row ${row} ends in the pad id ${prompt.lastTokenNotPad}: PEFT's SEQ_CLS prompt pools the last position ` +
+          "(it feeds inputs_embeds), this classifier export the last token that is not padding; left-pad the batch",
+        { key: "input_ids" },
+      );
+    }
+  }
   if (added > 0) {
     const data = cpuInts(ids, "input_ids");
     // Placeholder id 0 at the virtual positions: the prompted graph replaces their embeddings.
