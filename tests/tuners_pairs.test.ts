@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import { fromPretrained, loadBaseModel, UnsupportedError } from "../mod.ts";
 import { comparedDiff, type RealBase, realExpected, realPath } from "./support/real_fixtures.ts";
 import { sessionsCreated } from "./support/sessions.ts";
+import { probeWebGpu } from "../src/webgpu/mod.ts";
 
 const INPUTS = ["input_ids", "attention_mask", "position_ids"];
 const decoder = { compare: "attention_mask" } as RealBase;
@@ -68,6 +69,25 @@ for (const method of METHODS) {
     });
   }
 }
+
+const { adapter: gpu, description } = await probeWebGpu();
+test("WebGPU dynamic: two OFT adapters active at once give PEFT's logits in either order", {
+  skip: gpu ? false : `no WebGPU adapter: ${description}`,
+}, async () => {
+  const pair = "../tuners/llama-oft-pair";
+  await using base = await loadBaseModel(realPath("bases/llama-torchscript"), { device: "webgpu" });
+  await using model = await fromPretrained(base, realPath(`${pair}/a`), { adapterName: "a", ...silent });
+  await model.loadAdapter(realPath(`${pair}/b`), "b", silent);
+  for (const [names, folder] of [[["a", "b"], pair], [["b", "a"], `${pair}/reversed`]] as const) {
+    const e = await realExpected(folder, INPUTS);
+    const diff = comparedDiff(
+      decoder,
+      e,
+      (await model.run(e.feeds, { adapter: [...names] })).logits.data as Float32Array,
+    );
+    assert.ok(diff <= 1e-4, `[${names}]: max abs diff ${diff}`);
+  }
+});
 
 test("two dense methods on one module in one run are refused as PEFT refuses combining peft types", async () => {
   await using base = await loadBaseModel(realPath("bases/llama-torchscript"));
