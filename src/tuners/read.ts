@@ -169,6 +169,12 @@ function replaced(
 /**
  * A module's parameters as a merge starts from them when not the base's (an
  * earlier adapter merged into them): the weight `[out, in]`, and the bias.
+ *
+ * @example
+ * ```ts
+ * import type { ModuleParams } from "./read.ts";
+ * const identity: ModuleParams = { weight: new Float32Array([1, 0, 0, 1]) };
+ * ```
  */
 export interface ModuleParams {
   weight: Float32Array;
