@@ -41,10 +41,13 @@ interface PromptState {
   /** Modules the session feeds whole (saved classifiers), and their sites. */
   readonly fed: ReadonlySet<string>;
   readonly sites: ReadonlyMap<string, ParamSite>;
+  /** The width of the session's prompt input. */
+  readonly hidden?: number;
 }
 
-/** The width of the base's token embeddings (what the prompt input takes). */
-function embeddingWidth(base: BaseModel): number {
+/** The width of the prompt input: the prompt's, else (a prefix adapter) the base's token embeddings'. */
+function promptWidth(base: BaseModel, values: PromptValues): number {
+  if (values.embeddings) return values.config.tokenDim;
   return findTokenEmbedding(base.onnx.graph!, base.file).hidden ?? Number(base.config.hidden_size);
 }
 
@@ -70,9 +73,11 @@ function savedModules(adapter: LoadedAdapter): string[] {
   const { fed } = paramSiteRequest(adapter.plan);
   const biasOnly = adapter.plan.patches.find((p) => p.kind === "replace" && !fed.includes(p.module));
   if (biasOnly) {
-    throw new UnsupportedError(`a saved ${biasOnly.module} without its weight is not supported for prompt learning`, {
-      key: biasOnly.module,
-    });
+    throw new UnsupportedError(
+      `a saved ${biasOnly.module} (modules_to_save) is supported for prompt learning as a linear or embedding ` +
+        "module saved with its weight",
+      { key: biasOnly.module },
+    );
   }
   return fed;
 }
@@ -124,7 +129,7 @@ export function withPromptLearning(
       return {
         session: state.session!,
         feeds: prompt.sites,
-        prepare: (feeds) => withEmptyPrompt(promptFeeds(feeds, prompt.values), embeddingWidth(base)),
+        prepare: (feeds) => withEmptyPrompt(promptFeeds(feeds, prompt.values), state.hidden!),
       };
     },
     async add(adapter) {
@@ -132,11 +137,12 @@ export function withPromptLearning(
       const values = promptValues(base, adapter);
       const fed = new Set([...state.fed, ...savedModules(adapter)]);
       const added: LoadedPrompt = { adapter, values, sites: {} };
-      let { session, sites } = state;
+      let { session, sites, hidden } = state;
       let prompts = new Map([...state.prompts, [adapter.name, added]]);
       if (usesSession(added) && (!session || fed.size > state.fed.size)) {
         // The prompt input and, for saved modules, their parameters as inputs (the base's when an adapter has none).
-        const prompted = withPromptInput(base.onnx, base.file, embeddingWidth(base));
+        hidden = promptWidth(base, values);
+        const prompted = withPromptInput(base.onnx, base.file, hidden);
         const built = fed.size > 0
           ? addParamBranches(prompted, base.weights, { deltas: [], fed }, (name) => base.readWeight(name))
           : { model: prompted, sites: new Map<string, ParamSite>() };
@@ -147,7 +153,7 @@ export function withPromptLearning(
       } else {
         prompts.set(adapter.name, { ...added, sites: siteFeeds(base, adapter, sites) });
       }
-      return withPromptLearning(base, inner, { prompts, session, fed, sites });
+      return withPromptLearning(base, inner, { prompts, session, fed, sites, hidden });
     },
     remove(name) {
       if (!state.prompts.has(name)) {
