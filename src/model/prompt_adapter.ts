@@ -121,8 +121,9 @@ function savedModules(
 }
 
 /**
- * Reads and checks a prompt-learning adapter for a base. Its plan is empty
- * (no weight changes): the prompt is fed at run time.
+ * Reads and checks a prompt-learning adapter for a base. The prompt is fed
+ * at run time; the plan holds only what a `SEQ_CLS` adapter saves whole
+ * (its classifier, as replacements), nothing for `CAUSAL_LM`.
  *
  * @example
  * ```ts
