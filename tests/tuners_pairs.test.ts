@@ -1,7 +1,7 @@
 /**
  * Two adapters of one dense-delta method (LoHa, LoKr, OFT, BOFT, FourierFT)
  * active at once on shared modules, against the real PEFT fixtures of
- * tests/fixtures/tuners/llama-<method>-pair (tests/fixtures/make/dense_pairs.py):
+ * tests/fixtures/tuners/<arch>-<method>-pair (tests/fixtures/make/dense_pairs.py; GPT-2's FourierFT on Conv1D):
  * dynamic mode gives PEFT's forward with set_adapter([a, b]) and with
  * [b, a] (OFT and BOFT depend on the order) without a new session;
  * mergeAndUnload of both gives PEFT's merge_and_unload (for OFT that is the
@@ -18,13 +18,14 @@ import { probeWebGpu } from "../src/webgpu/mod.ts";
 const INPUTS = ["input_ids", "attention_mask", "position_ids"];
 const decoder = { compare: "attention_mask" } as RealBase;
 const silent = { onWarning: () => {} };
-const METHODS = ["loha", "lokr", "oft", "boft", "fourierft"];
+// <arch>-<method>: GPT-2's FourierFT is on Conv1D layers (fan_in_fan_out).
+const CASES = ["llama-loha", "llama-lokr", "llama-oft", "llama-boft", "llama-fourierft", "gpt2-fourierft"];
 
-for (const method of METHODS) {
-  const pair = `../tuners/llama-${method}-pair`;
+for (const [arch, method] of CASES.map((c) => c.split("-"))) {
+  const pair = `../tuners/${arch}-${method}-pair`;
   for (const exporter of ["torchscript", "dynamo"]) {
-    test(`llama-${exporter} dynamic: two ${method} adapters active at once give PEFT's logits in either order`, async () => {
-      await using base = await loadBaseModel(realPath(`bases/llama-${exporter}`));
+    test(`${arch}-${exporter} dynamic: two ${method} adapters active at once give PEFT's logits in either order`, async () => {
+      await using base = await loadBaseModel(realPath(`bases/${arch}-${exporter}`));
       await using model = await fromPretrained(base, realPath(`${pair}/a`), { adapterName: "a", ...silent });
       await model.loadAdapter(realPath(`${pair}/b`), "b", silent);
       const both = await realExpected(pair, INPUTS);
@@ -58,8 +59,8 @@ for (const method of METHODS) {
     });
   }
   for (const mode of ["dynamic", "merged"] as const) {
-    test(`llama-torchscript ${mode}: mergeAndUnload of two ${method} adapters gives PEFT's merge_and_unload`, async () => {
-      await using base = await loadBaseModel(realPath("bases/llama-torchscript"));
+    test(`${arch}-torchscript ${mode}: mergeAndUnload of two ${method} adapters gives PEFT's merge_and_unload`, async () => {
+      await using base = await loadBaseModel(realPath(`bases/${arch}-torchscript`));
       await using model = await fromPretrained(base, realPath(`${pair}/a`), { adapterName: "a", mode, ...silent });
       await model.loadAdapter(realPath(`${pair}/b`), "b", silent);
       const e = await realExpected(`${pair}/merged`, INPUTS);
