@@ -9,7 +9,8 @@
  * per-channel scales (IA³) multiply a module's input or output by a fed
  * vector (`scale_branches.ts`). Low-rank methods (AdaLoRA, VeRA) arrive as
  * LoRA patches and use the LoRA branches; dense-delta methods (LoHa, LoKr,
- * OFT, BOFT, FourierFT) as whole merged weights, fed like `modules_to_save`.
+ * OFT, BOFT, FourierFT) as whole merged weights, fed like `modules_to_save`
+ * (several of one method on one row: combined as PEFT's forward combines them, `dense_rows.ts`).
  * @module
  */
 import type { ModelSession } from "./model_session.ts";
