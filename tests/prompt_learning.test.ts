@@ -268,7 +268,7 @@ test("prompt learning: configs and tensors that do not fit are refused with type
       return true;
     });
   };
-  await refuses({ ...saved, task_type: "SEQ_CLS" }, UnsupportedError, /task_type "CAUSAL_LM"/);
+  await refuses({ ...saved, task_type: "SEQ_2_SEQ_LM" }, UnsupportedError, /task_type "CAUSAL_LM" or "SEQ_CLS"/);
   await refuses({ ...saved, num_virtual_tokens: 5 }, AdapterMismatchError, /prompt_embeddings has shape \[4, 128\]/);
   await refuses({ ...saved, num_virtual_tokens: null }, AdapterConfigError, /num_virtual_tokens/);
   await refuses({ ...saved, num_virtual_tokens: 2.5 }, AdapterConfigError, /positive integer/);

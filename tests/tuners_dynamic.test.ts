@@ -271,11 +271,11 @@ for (const exporter of ["torchscript", "dynamo"]) {
       }
     });
     assert.equal(created, 0);
-    // Two merged weights of one module on one row cannot both be fed: refused (PEFT would add their deltas).
-    await model.loadAdapter(realPath(`${TUNERS}/llama-loha-rank-pattern`), "loha2", silent);
+    // Two methods on one row: refused as PEFT refuses combining peft types (two of one method combine:
+    // tuners_pairs.test.ts).
     await assert.rejects(
-      (async () => await model.run(expect.loha.feeds, { adapter: ["loha", "loha2"] }))(),
-      (e: unknown) => e instanceof UnsupportedError && /several active adapters/.test(e.message),
+      (async () => await model.run(expect.loha.feeds, { adapter: ["loha", "lokr"] }))(),
+      (e: unknown) => e instanceof UnsupportedError && /different peft types/.test(e.message),
     );
     // A module fed whole cannot also take a LoRA branch in one graph: refused, not run without one of them.
     await assert.rejects(

@@ -69,6 +69,11 @@ export interface LoadedAdapter {
    * them: PEFT loads them over the layer and merges into the loaded float weight.
    */
   quantizedBaseWeights?: ReadonlyMap<string, Float32Array>;
+  /**
+   * A non-LoRA method's saved file (`src/tuners`, methods merged module by module): merging it after another
+   * adapter of its method starts from that one's result (`tuners/compose.ts`), not from the base.
+   */
+  saved?: Safetensors;
 }
 
 /**

@@ -60,7 +60,7 @@ export async function readAdapterFor(
   };
   const read = () => readAdapterWeights(source);
   const tunedMode = mode === "dynamic" ? "dynamic" : "merged";
-  const { config, plan, weights, parameters } = await readTunedAdapter(
+  const { config, plan, weights, parameters, saved } = await readTunedAdapter(
     base,
     read,
     values,
@@ -68,7 +68,7 @@ export async function readAdapterFor(
     warn,
     tunedMode,
   );
-  return { name, location: source.location, config, plan, weights, parameters, warnings };
+  return { name, location: source.location, config, plan, weights, parameters, warnings, ...(saved ? { saved } : {}) };
 }
 
 /**

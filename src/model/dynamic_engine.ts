@@ -9,7 +9,8 @@
  * per-channel scales (IA³) multiply a module's input or output by a fed
  * vector (`scale_branches.ts`). Low-rank methods (AdaLoRA, VeRA) arrive as
  * LoRA patches and use the LoRA branches; dense-delta methods (LoHa, LoKr,
- * OFT, BOFT, FourierFT) as whole merged weights, fed like `modules_to_save`.
+ * OFT, BOFT, FourierFT) as whole merged weights, fed like `modules_to_save`
+ * (several of one method on one row: combined as PEFT's forward combines them, `dense_rows.ts`).
  * @module
  */
 import type { ModelSession } from "./model_session.ts";
@@ -31,6 +32,7 @@ import { stackTokenRows, tokenFeeds, tokenSites } from "../lora/token_feeds.ts";
 import { addScaleBranches, type ScaleRequest, type ScaleSite, scaleSiteKey } from "../onnx/scale_branches.ts";
 import { adapterScales, scaleFeeds, type ScaleRowAdapter } from "../tuners/ia3/feeds.ts";
 import { isTunerType } from "../tuners/methods.ts";
+import { DenseRows } from "../tuners/dense_rows.ts";
 import { externalBytes } from "../onnx/external_data.ts";
 import { readTargetWeight } from "../onnx/quantized_weights.ts";
 import { uploadToOrtGpu } from "../webgpu/ort_tensors.ts";
@@ -241,14 +243,16 @@ function engine(
   base: BaseModel,
   graph: BranchGraph | undefined,
   adapters: ReadonlyMap<string, Prepared>,
+  dense: DenseRows = new DenseRows(base),
 ): AdapterEngine {
+  // Dense-delta adapters sharing a module in one row are fed as one combined set (`dense_rows.ts`).
   const activeOf = (active: readonly WeightedAdapter[]): ActiveAdapter[] =>
-    active.map(({ adapter, weight }) => {
+    dense.row(active.map(({ adapter, weight }) => {
       const prepared = adapters.get(adapter.name)!;
       const { tensor, doraScales, biasDeltas, params } = prepared;
       const masked = isAlora(adapter.config) !== null;
-      return { plan: adapter.plan, tensor, weight, doraScales, biasDeltas, params, masked };
-    });
+      return { adapter, active: { plan: adapter.plan, tensor, weight, doraScales, biasDeltas, params, masked } };
+    }));
   const scaleRow = (active: readonly WeightedAdapter[]): ScaleRowAdapter[] => {
     // PEFT's add_adapter: "Cannot combine adapters with different peft types" (every non-LoRA method alike).
     const types = new Set(active.map(({ adapter }) => adapter.config.peftType));
@@ -402,14 +406,15 @@ function engine(
         if (next !== graph) await next.session.release();
         throw error;
       }
-      return engine(base, next, new Map([...adapters, [adapter.name, prepared]]));
+      return engine(base, next, new Map([...adapters, [adapter.name, prepared]]), next === graph ? dense : undefined);
     },
     remove(name: string) {
       const rest = new Map(adapters);
       const gone = rest.get(name);
       rest.delete(name);
       if (gone && graph) graph.feeds.forget(gone.adapter.plan);
-      return { engine: engine(base, graph, rest), retired: [] };
+      for (const plan of dense.forget(name)) graph?.feeds.forget(plan);
+      return { engine: engine(base, graph, rest, dense), retired: [] };
     },
     sessions: () => (graph ? [graph.session] : []),
   };

@@ -22,6 +22,7 @@ import { indexWeights, type InitializerUse, type WeightTarget } from "../onnx/we
 import { isPromptLearning } from "../tuners/prompt_learning/config.ts";
 import { isAlora } from "../lora/alora.ts";
 import { withScalesMerged } from "../tuners/scales_merged.ts";
+import { composedMerge } from "../tuners/compose.ts";
 import type { LoadedAdapter } from "./adapter.ts";
 import { BaseModel } from "./base_model.ts";
 import type { AdapterEngine, WeightedAdapter } from "./engine.ts";
@@ -71,12 +72,19 @@ export async function mergeAdapters(
     );
   }
   const tuned = adapters.find(({ adapter }) => adapter.config.peftType !== "LORA");
-  if (tuned && (adapters.length > 1 || adapters[0].weight !== 1)) {
-    // A non-LoRA adapter's plan holds whole new weights computed from the base: it neither scales nor stacks.
+  const weighted = adapters.find(({ weight }) => weight !== 1);
+  if (tuned && weighted) {
+    // A non-LoRA adapter's plan holds whole new weights computed from the base: it does not scale.
     throw new UnsupportedError(
-      `${tuned.adapter.config.peftType} adapter ${tuned.adapter.name} merges alone and with weight 1 only`,
+      `${tuned.adapter.config.peftType} adapter ${tuned.adapter.name} merges with weight 1 only`,
       { key: tuned.adapter.name },
     );
+  }
+  if (tuned && adapters.length > 1) {
+    // PEFT merges each in turn into what the earlier ones left (one method for all, as PEFT loads them).
+    const combined = composedMerge(base, adapters.map(({ adapter }) => adapter));
+    const name = adapters.map(({ adapter }) => adapter.name).join("+");
+    return mergeAdapters(base, [{ adapter: { ...tuned.adapter, name, ...combined }, weight: 1 }], merger, options);
   }
   const merged = new Map<string, MergedWeight>();
   const requantized = new Map<string, StoredQuantized>();

@@ -6,7 +6,10 @@
  * @module
  */
 import { AdapterMismatchError, UnsupportedError } from "../errors.ts";
-import { findTokenEmbedding } from "../onnx/prompt_surgery.ts";
+import { findTokenEmbedding, poolsByTokenIds } from "../onnx/prompt_surgery.ts";
+import { parseLoraConfig } from "../config/mod.ts";
+import { ModuleNotInExportError, planReplace, type ReplacePatch } from "../lora/plan.ts";
+import type { Safetensors } from "../safetensors/mod.ts";
 import type { FileSource } from "../storage/file_source.ts";
 import { preparedForModel, type PromptLearningConfig } from "../tuners/prompt_learning/config.ts";
 import { PROMPT_METHODS } from "../tuners/prompt_learning/methods.ts";
@@ -87,8 +90,40 @@ function checkPrefixFits(base: BaseModel, config: PromptLearningConfig, file: st
 }
 
 /**
- * Reads and checks a prompt-learning adapter for a base. Its plan is empty
- * (no weight changes): the prompt is fed at run time.
+ * The `modules_to_save` a `SEQ_CLS` adapter saves beside its prompt (PEFT:
+ * `base_model.<module>.weight` / `.bias`, the classifier), planned as
+ * replacements of the base's modules.
+ */
+function savedModules(
+  base: BaseModel,
+  config: PromptLearningConfig,
+  weights: Safetensors,
+): { patches: ReplacePatch[]; keys: Set<string> } {
+  const patches: ReplacePatch[] = [];
+  const keys = new Set<string>();
+  const selection = parseLoraConfig({ peft_type: "LORA" });
+  for (const module of config.modulesToSave) {
+    const key = (param: string) => {
+      const k = `base_model.${module}.${param}`;
+      return weights.names().includes(k) ? k : undefined;
+    };
+    const tensors = { module, fullWeight: key("weight"), fullBias: key("bias") };
+    if (tensors.fullWeight === undefined && tensors.fullBias === undefined) continue; // not in this model (score)
+    const target = base.weights.resolve(module);
+    if (!target) {
+      throw new ModuleNotInExportError(module, base.weights.file ?? base.file, "no weight found for it");
+    }
+    const className = base.weights.resolveScope(module)?.className;
+    patches.push(...planReplace(tensors, target, (k) => weights.info(k).shape, selection, className));
+    for (const k of [tensors.fullWeight, tensors.fullBias]) if (k) keys.add(k);
+  }
+  return { patches, keys };
+}
+
+/**
+ * Reads and checks a prompt-learning adapter for a base. The prompt is fed
+ * at run time; the plan holds only what a `SEQ_CLS` adapter saves whole
+ * (its classifier, as replacements), nothing for `CAUSAL_LM`.
  *
  * @example
  * ```ts
@@ -160,11 +195,23 @@ export async function readPromptAdapter(
       );
     }
   }
-  const extra = weights.names().filter((k) => k !== PROMPT_EMBEDDINGS);
+  const saved = savedModules(base, config, weights);
+  const extra = weights.names().filter((k) => k !== PROMPT_EMBEDDINGS && !saved.keys.has(k));
   if (extra.length > 0) {
     warn(`${source.location}: ${extra.length} adapter key(s) are not used by ${config.peftType}: ${extra.join(", ")}`);
   }
-  const plan = { patches: [], tokens: [], unmatchedKeys: extra, missingModules: [], missingKeys: [] };
+  if (config.taskType === "SEQ_CLS" && !prefix && poolsByTokenIds(base.onnx.graph!)) {
+    // PEFT feeds such a classifier inputs_embeds, so it pools the last position; the export pools the last token
+    // that is not pad_token_id. They agree on rows that do not end in it (checked per run), given the pad id.
+    if (!Number.isInteger(base.config.pad_token_id)) {
+      throw new UnsupportedError(
+        `${config.peftType} with task_type "SEQ_CLS" on a classifier export that picks its pooled token from ` +
+          "input_ids (a decoder classifier) needs the base's pad_token_id (config.json has none)",
+        { file: "config.json", key: "pad_token_id" },
+      );
+    }
+  }
+  const plan = { patches: saved.patches, tokens: [], unmatchedKeys: extra, missingModules: [], missingKeys: [] };
   const parameters = shape[0] * shape[1];
   return { name, location: source.location, config, plan, weights, parameters, warnings };
 }

@@ -14,7 +14,12 @@
  *   of every layer; `position_ids` are offset by `num_virtual_tokens`, as
  *   PEFT offsets them. Logits cover the real tokens only.
  *
- * In both, `attention_mask` gets `num_virtual_tokens` ones in front.
+ * In both, `attention_mask` gets `num_virtual_tokens` ones in front. For
+ * `task_type` `SEQ_CLS` (`PeftModelForSequenceClassification`) prompt and
+ * P-tuning also put token type 0 before the real tokens' `token_type_ids`,
+ * and the logits are the classifier's, as the base gives them (an encoder
+ * pools the first position: the first virtual token; a decoder classifier
+ * the last, and a row ending in the pad id, which its export would skip, is refused).
  * @module
  */
 import { Tensor } from "../deps/ort.ts";
@@ -30,6 +35,11 @@ export interface PromptValues {
   readonly embeddings?: Float32Array;
   /** Prefix tuning: per layer, key and value `[heads, tokens, head_dim]`. */
   readonly prefix?: readonly (readonly [Float32Array, Float32Array])[];
+  /**
+   * Set (to the pad id) where the export pools the last token of `input_ids` that is not this id (a decoder
+   * classifier) while PEFT pools the last position: a row ending in it is refused.
+   */
+  readonly lastTokenNotPad?: number;
 }
 
 const PAST = "past_key_values.";
@@ -120,6 +130,20 @@ export function promptFeeds(feeds: Feeds, prompt: PromptValues): Feeds {
     return out;
   }
   const added = inject ? virtual : 0;
+  if (prompt.lastTokenNotPad !== undefined && length > 0) {
+    const data = cpuInts(ids, "input_ids");
+    const row = Array.from({ length: rows }, (_, r) => r).find((r) =>
+      Number(data[r * length + length - 1]) === prompt.lastTokenNotPad
+    );
+    if (row !== undefined) {
+      // GenericForSequenceClassification pools position -1 for inputs_embeds; the export, the last non-pad id.
+      throw new UnsupportedError(
+        `row ${row} ends in the pad id ${prompt.lastTokenNotPad}: PEFT's SEQ_CLS prompt pools the last position ` +
+          "(it feeds inputs_embeds), this classifier export the last token that is not padding; left-pad the batch",
+        { key: "input_ids" },
+      );
+    }
+  }
   if (added > 0) {
     const data = cpuInts(ids, "input_ids");
     // Placeholder id 0 at the virtual positions: the prompted graph replaces their embeddings.
@@ -129,6 +153,13 @@ export function promptFeeds(feeds: Feeds, prompt: PromptValues): Feeds {
       length + added,
       (r, c) => c < added ? 0 : Number(data[r * length + c - added]),
     );
+  }
+  const types = feeds.token_type_ids;
+  if (types && added > 0 && prompt.config.taskType === "SEQ_CLS") {
+    // PeftModelForSequenceClassification puts token type 0 before the real tokens' types.
+    const data = cpuInts(types, "token_type_ids");
+    const [r, c] = types.dims;
+    out.token_type_ids = intMatrix(types, r, c + added, (i, j) => j < added ? 0 : Number(data[i * c + j - added]));
   }
   const hidden = prompt.config.tokenDim;
   out[PROMPT_INPUT] = inject

@@ -204,3 +204,33 @@ export function withPromptInput(model: ModelProto, file: string, hidden: number)
   });
   return edited(ModelProtoSchema, model, { graph: result });
 }
+
+/**
+ * Whether the graph picks a position by an `ArgMax` over values computed
+ * from `input_ids` (in the graph or its subgraphs): a decoder classifier's
+ * export finds its last non-pad token that way, where an encoder's pools a
+ * fixed position.
+ *
+ * @example
+ * ```ts
+ * import { poolsByTokenIds } from "./prompt_surgery.ts";
+ * import type { ModelProto } from "../deps/onnx_proto.ts";
+ * declare const model: ModelProto;
+ * poolsByTokenIds(model.graph!); // false for BERT's classifier, true for LlamaForSequenceClassification's
+ * ```
+ */
+export function poolsByTokenIds(graph: GraphProto): boolean {
+  const traced = new Set(["input_ids"]);
+  const visit = (g: GraphProto): boolean => {
+    for (const node of g.node) {
+      const subgraphs = node.attribute.filter((a) => a.g).map((a) => a.g!);
+      // A subgraph reads outer values by name; its node's outputs count as traced (a merged decoder's If).
+      if (subgraphs.some(visit)) return true;
+      if (subgraphs.length === 0 && !node.input.some((i) => traced.has(i))) continue;
+      if (node.opType === "ArgMax") return true;
+      for (const o of node.output) traced.add(o);
+    }
+    return false;
+  };
+  return visit(graph);
+}

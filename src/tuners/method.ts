@@ -112,6 +112,12 @@ export interface TunerMethod {
    * runs it as a LoRA branch; `merge` adds it to the weight.
    */
   lowRank?(m: ModuleUpdate, config: TunerConfig): LowRankDelta | undefined;
+  /**
+   * Set where PEFT's forward with several active adapters equals merging them in the reverse order (OFT:
+   * each rotates the input in turn, `x R_a R_b W^T`, while merging a then b gives `x R_b R_a W^T`). Unset:
+   * the forward equals merging them in order (deltas add; BOFT multiplies its rotations the merge's way).
+   */
+  readonly forwardReversed?: true;
   parse(values: Readonly<Record<string, unknown>>, file?: string): TunerConfig;
   /** Checks, for the whole adapter, before any module is merged (e.g. shared tensors present). */
   check?(config: TunerConfig, shared: (name: string) => SavedTensor | undefined): void;

@@ -131,6 +131,11 @@ export interface TunedAdapter {
   weights: Safetensors;
   /** Number of parameters in the saved tensors. */
   parameters: number;
+  /**
+   * The saved file, for methods merged module by module: merging it after another adapter of its method
+   * (`compose.ts`) starts from that one's result, not from the base.
+   */
+  saved?: Safetensors;
 }
 
 /**
@@ -161,13 +166,29 @@ function replaced(
   return patches;
 }
 
-/** One targeted module as the merge reads it (see {@linkcode ModuleUpdate}). */
+/**
+ * A module's parameters as a merge starts from them when not the base's (an
+ * earlier adapter merged into them): the weight `[out, in]`, and the bias.
+ *
+ * @example
+ * ```ts
+ * import type { ModuleParams } from "./read.ts";
+ * const identity: ModuleParams = { weight: new Float32Array([1, 0, 0, 1]) };
+ * ```
+ */
+export interface ModuleParams {
+  weight: Float32Array;
+  bias?: Float32Array;
+}
+
+/** One targeted module as the merge reads it (see {@linkcode ModuleUpdate}), from the base's parameters or `from`. */
 function moduleUpdate(
   base: TunedBase,
   module: string,
   target: WeightTarget,
   tensor: (param: string) => SavedTensor | undefined,
   shared: (name: string) => SavedTensor | undefined,
+  from?: ModuleParams,
 ): ModuleUpdate {
   const { outFeatures: out, inFeatures: inn } = target;
   return {
@@ -177,10 +198,61 @@ function moduleUpdate(
     tensor,
     shared,
     weight: () => {
+      if (from) return from.weight.slice();
       const w = base.readWeight(target.initializer);
       return target.layout === "out_in" ? w : transpose(w, inn, out);
     },
-    bias: () => target.bias ? base.readWeight(target.bias.initializer) : undefined,
+    bias: () => from ? from.bias?.slice() : target.bias ? base.readWeight(target.bias.initializer) : undefined,
+  };
+}
+
+/**
+ * One module's parameters after a method's merge into `from` (the base's
+ * parameters when absent): PyTorch's layouts, a parameter the merge leaves
+ * unchanged as it was; `biasMerged` when the merge changed the bias.
+ *
+ * @example
+ * ```ts
+ * import { mergeModuleParams } from "./read.ts";
+ * // const after = mergeModuleParams(base, TUNER_METHODS.OFT, config, module, target, tensor, shared, before);
+ * ```
+ */
+export function mergeModuleParams(
+  base: TunedBase,
+  method: TunerMethod,
+  config: TunerConfig,
+  module: string,
+  target: WeightTarget,
+  tensor: (param: string) => SavedTensor | undefined,
+  shared: (name: string) => SavedTensor | undefined,
+  from?: ModuleParams,
+): ModuleParams & { biasMerged: boolean } {
+  const update = moduleUpdate(base, module, target, tensor, shared, from);
+  const result = method.merge(update, config);
+  return { weight: result.weight ?? update.weight(), bias: result.bias ?? update.bias(), biasMerged: !!result.bias };
+}
+
+/**
+ * A saved adapter file's tensors by module, as a method names them
+ * (`base_model.model.<module>.<param>`), and its shared tensors.
+ *
+ * @example
+ * ```ts
+ * import { savedTensors } from "./read.ts";
+ * // const { module, shared } = savedTensors(file, TUNER_METHODS.LOHA);
+ * // module("model.layers.0.self_attn.q_proj")("hada_w1_a");
+ * ```
+ */
+export function savedTensors(file: Safetensors, method: TunerMethod): {
+  module: (module: string) => (param: string) => SavedTensor | undefined;
+  shared: (name: string) => SavedTensor | undefined;
+} {
+  const grouped = groupKeys(file.names(), method);
+  const tensor = (key: string | undefined): SavedTensor | undefined =>
+    key === undefined ? undefined : { values: file.toFloat32(key), shape: file.info(key).shape };
+  return {
+    module: (module) => (param) => tensor(grouped.modules.get(module)?.get(param)),
+    shared: (name) => tensor(grouped.shared.get(name)),
   };
 }
 
@@ -361,5 +433,6 @@ export async function readTunedAdapter(
     },
     weights: merged,
     parameters,
+    ...(method.replaces ? {} : { saved: file }),
   };
 }

@@ -139,6 +139,8 @@ export const oft: TunerMethod = {
   params: ["oft_R.weight"],
   conv1DRefusal: "Currently, only `torch.nn.Linear`, `torch.nn.Conv2d`, `torch.nn.Embedding` (optionally quantized) " +
     "are supported.",
+  // OFT Linear.forward rotates x by each active adapter in turn; merge left-multiplies W^T by each rotation.
+  forwardReversed: true,
   parse,
   merge,
 };

@@ -32,8 +32,16 @@ export type PromptLearningType = typeof PROMPT_LEARNING_TYPES[number];
 export interface PromptLearningConfig {
   /** PEFT's `peft_type`. */
   readonly peftType: PromptLearningType;
-  /** `task_type`; only `CAUSAL_LM` runs on an ONNX decoder. */
-  readonly taskType: string;
+  /**
+   * `task_type`: `CAUSAL_LM` (PEFT's `PeftModelForCausalLM`) or `SEQ_CLS`
+   * (`PeftModelForSequenceClassification`: the classifier is saved beside the prompt).
+   */
+  readonly taskType: "CAUSAL_LM" | "SEQ_CLS";
+  /**
+   * `modules_to_save` as PEFT completes it: for `SEQ_CLS` the saved list plus `classifier` and `score`
+   * (PeftModelForSequenceClassification adds them), empty for `CAUSAL_LM`.
+   */
+  readonly modulesToSave: readonly string[];
   /** `num_virtual_tokens`. */
   readonly numVirtualTokens: number;
   /** `token_dim`: the width of a virtual token (prefix tuning: of one layer's key or value, GQA-adjusted). */
@@ -123,10 +131,10 @@ export function parsePromptLearningConfig(
 ): PromptLearningConfig {
   const file = options.file;
   const taskType = values.task_type ?? null;
-  if (taskType !== "CAUSAL_LM") {
-    // PEFT picks the model class by task_type; only PeftModelForCausalLM's prompt handling fits a decoder export.
+  if (taskType !== "CAUSAL_LM" && taskType !== "SEQ_CLS") {
+    // PEFT picks the model class by task_type; these two classes' prompt handling is what peft-edge follows.
     throw new UnsupportedError(
-      `${peftType} adapters load for task_type "CAUSAL_LM" (an ONNX decoder); this one has ${JSON.stringify(taskType)}`,
+      `${peftType} adapters load for task_type "CAUSAL_LM" or "SEQ_CLS"; this one has ${JSON.stringify(taskType)}`,
       { file, key: "task_type" },
     );
   }
@@ -139,13 +147,19 @@ export function parsePromptLearningConfig(
       { file, key: numVirtualTokens === null ? "num_virtual_tokens" : "token_dim" },
     );
   }
-  const modules = values.modules_to_save;
-  if (modules !== undefined && modules !== null && !(Array.isArray(modules) && modules.length === 0)) {
-    throw new UnsupportedError(`${peftType}: modules_to_save is not supported for prompt learning`, {
+  const modules = values.modules_to_save ?? null;
+  const saved = Array.isArray(modules) && modules.every((m) => typeof m === "string") ? modules as string[] : null;
+  if (modules !== null && saved === null) {
+    throw new AdapterConfigError("modules_to_save must be a list of module names", { file, key: "modules_to_save" });
+  }
+  if (taskType === "CAUSAL_LM" && (saved ?? []).length > 0) {
+    throw new UnsupportedError(`${peftType}: modules_to_save is not supported for task_type "CAUSAL_LM"`, {
       file,
       key: "modules_to_save",
     });
   }
+  // PeftModelForSequenceClassification extends modules_to_save by its classifier names (when saving and loading).
+  const modulesToSave = taskType === "SEQ_CLS" ? [...new Set([...(saved ?? []), "classifier", "score"])] : [];
   const known = new Set([...COMMON_FIELDS, ...own]);
   const unknown = Object.keys(values).filter((k) => !known.has(k));
   if (unknown.length > 0) {
@@ -155,7 +169,8 @@ export function parsePromptLearningConfig(
   }
   return {
     peftType,
-    taskType: "CAUSAL_LM",
+    taskType,
+    modulesToSave,
     numVirtualTokens,
     tokenDim,
     numTransformerSubmodules: intField(values, "num_transformer_submodules", file) ?? 1,
