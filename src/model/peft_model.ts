@@ -33,6 +33,8 @@ import { resolveTrainerOptions, Trainer, type TrainerOptions } from "../train/tr
 import { checkTokensBesideLora } from "../lora/token_rules.ts";
 import { checkSameTargetParameters, targetParametersOf } from "../lora/param_targets.ts";
 import { baseTargetWeight } from "./base_weight.ts";
+import { isTunerType, TUNER_METHODS } from "../tuners/methods.ts";
+import { parameterCount } from "../tuners/read.ts";
 import { weightedAdapter, type WeightedAdapterOptions } from "../lora/weighted.ts";
 import { serializeSafetensors } from "../safetensors/write.ts";
 import { memorySource } from "../storage/memory.ts";
@@ -467,14 +469,16 @@ export class PeftModel implements AsyncDisposable {
     const size = (a: LoadedAdapter, key: string) => a.weights.info(key).shape.reduce((x, y) => x * y, 1);
     const adapters = [...this.#loaded()].reduce(
       (n, a) =>
-        // A prompt-learning adapter's parameters are its prompt encoder's embedding (what PEFT counts).
-        n + (isPromptLearning(a.config) ? a.parameters : 0) +
-        (a.plan.scales ?? []).reduce((m, s) => m + size(a, s.key), 0) +
-        a.plan.patches.reduce((m, p) =>
-          m + (p.kind === "replace"
-            ? size(a, p.key)
-            : [p.a, p.b, p.bias, p.magnitudeFromBase ? undefined : p.magnitude].reduce((k, key) =>
-              k + (key ? size(a, key) : 0), p.magnitudeFromBase ? p.target.outFeatures : 0)), 0),
+        // A non-LoRA method's parameters are its layers' (factors, not the weights they make: `parameterCount`).
+        a.saved && isTunerType(a.config.peftType)
+          ? n + parameterCount(a.saved, TUNER_METHODS[a.config.peftType]) // A prompt-learning adapter's parameters are its prompt encoder's embedding (what PEFT counts).
+          : n + (isPromptLearning(a.config) ? a.parameters : 0) +
+            (a.plan.scales ?? []).reduce((m, s) => m + size(a, s.key), 0) +
+            a.plan.patches.reduce((m, p) =>
+              m + (p.kind === "replace"
+                ? size(a, p.key)
+                : [p.a, p.b, p.bias, p.magnitudeFromBase ? undefined : p.magnitude].reduce((k, key) =>
+                  k + (key ? size(a, key) : 0), p.magnitudeFromBase ? p.target.outFeatures : 0)), 0),
       0,
     );
     const trainable = this.#trainable?.adapter.params.tensors.reduce((n, t) => n + t.data.length, 0) ?? 0;

@@ -93,6 +93,10 @@ export interface TunerMethod {
   readonly params: readonly string[];
   /** Tensors saved once under `base_model.<name>`. */
   readonly shared?: readonly string[];
+  /** Set where the shared tensors are buffers in PEFT (VeRA's projections), so not counted as parameters. */
+  readonly sharedAreBuffers?: true;
+  /** Parameters PEFT's layer has per module beside its saved tensors (AdaLoRA's `ranknum`). */
+  readonly unsavedPerModule?: number;
   /** PEFT's message when it refuses transformers' `Conv1D` (GPT-2) for this method; unset where it adapts it. */
   readonly conv1DRefusal?: string;
   /**

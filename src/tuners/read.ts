@@ -257,6 +257,29 @@ export function savedTensors(file: Safetensors, method: TunerMethod): {
 }
 
 /**
+ * The parameters PEFT's layers of this method hold, as
+ * `get_nb_trainable_parameters` counts them: the saved per-module tensors
+ * (factors, not the weight they make), shared tensors unless they are
+ * buffers, and per-module parameters PEFT does not save.
+ *
+ * @example
+ * ```ts
+ * import { parameterCount } from "./read.ts";
+ * // parameterCount(file, TUNER_METHODS.VERA); // the lambdas only: vera_A/vera_B are buffers
+ * ```
+ */
+export function parameterCount(file: Safetensors, method: TunerMethod): number {
+  const grouped = groupKeys(file.names(), method);
+  const size = (key: string) => file.info(key).shape.reduce((n, d) => n * d, 1);
+  const perModule = [...grouped.modules.values()].reduce(
+    (n, params) => n + [...params.values()].reduce((m, key) => m + size(key), method.unsavedPerModule ?? 0),
+    0,
+  );
+  const shared = method.sharedAreBuffers ? 0 : [...grouped.shared.values()].reduce((n, key) => n + size(key), 0);
+  return perModule + shared + grouped.unknown.reduce((n, key) => n + size(key), 0);
+}
+
+/**
  * Merges one module by its method's math into full replacements of its
  * weight (and bias), added to `outputs` under `<module>.weight` / `.bias`.
  *

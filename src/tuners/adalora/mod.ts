@@ -82,6 +82,7 @@ function lowRank(m: ModuleUpdate, config: TunerConfig): LowRankDelta | undefined
  */
 export const adalora: TunerMethod = {
   params: ["lora_A", "lora_B", "lora_E"],
+  unsavedPerModule: 1,
   parse,
   lowRank,
   merge: (m, config) => mergeLowRank(m, lowRank(m, config)),

@@ -71,6 +71,7 @@ function lowRank(m: ModuleUpdate, config: TunerConfig): LowRankDelta {
 export const vera: TunerMethod = {
   params: ["vera_lambda_b", "vera_lambda_d"],
   shared: ["vera_A", "vera_B"],
+  sharedAreBuffers: true,
   parse,
   check,
   lowRank,
