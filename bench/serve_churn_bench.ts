@@ -1,6 +1,7 @@
 /**
  * Serving throughput and latency with and without adapter churn, in one run:
- * `deno run -A bench/serve_bench.ts` (or `bun bench/serve_bench.ts`).
+ * `deno run -A bench/serve_churn_bench.ts` (or `bun bench/serve_churn_bench.ts`).
+ * (`serve_bench.ts` measures how throughput scales with concurrent clients.)
  *
  * Starts the HTTP service in-process on 127.0.0.1 (a port the OS picks) over
  * the bundled demo base, and sends two workloads of the same shape (by default
@@ -139,7 +140,7 @@ async function main(): Promise<void> {
   const maxBatch = bounded("max-batch", values["max-batch"], 8, 64);
   const runtime = "Bun" in globalThis ? "Bun" : "Deno";
   console.log(
-    `serve bench (${runtime}): ${shape.requests} completions per workload and round, ${shape.concurrency} in flight,` +
+    `serve churn bench (${runtime}): ${shape.requests} completions per workload and round, ${shape.concurrency} in flight,` +
       ` max_tokens ${shape.maxTokens}, greedy, batches of ${maxBatch} at most; pool of ${POOL_ADAPTERS} adapters, churn over ${B_SCALES.length};` +
       ` ${rounds} round(s), workloads alternating`,
   );
