@@ -24,7 +24,7 @@
  * ratio, p50/p99 client latency, the mean rows per decode step, and the
  * process's RSS. Bounded: requests, tokens and time are capped and traffic
  * goes to 127.0.0.1 only; the sweep stops when RSS passes `--max-rss-gb`
- * (default 12). Options: `--clients 1,4,8,16`, `--adapters 1,8`,
+ * (default 8; checked during cells too, the process exits past it). Options: `--clients 1,4,8,16`, `--adapters 1,8`,
  * `--max-tokens N` (default 16, max 64), `--requests-per-client N` (default
  * 2, max 20), `--rounds N` (max 10), `--max-batch N` (the pool's `maxBatch`, default 16; 1 serves
  * every request alone), `--models demo,smollm`. The temp adapter roots are
@@ -37,6 +37,7 @@ import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { type BaseModel, createAdapterPool, createApp, loadBaseModel } from "../mod.ts";
 import type { TokenizerLike } from "../src/generate/mod.ts";
+import { unrefTimer } from "../src/runtime/timers.ts";
 import { listen } from "../tests/support/server_listen.ts";
 import { makeVariantRoot } from "./support/adapter_variants.ts";
 import { idTokenizer } from "./support/id_tokenizer.ts";
@@ -220,7 +221,7 @@ async function main(): Promise<void> {
   const [maxTokens] = list("max-tokens", values["max-tokens"], [16], 64);
   const [perClient] = list("requests-per-client", values["requests-per-client"], [2], 20);
   const [maxBatch] = list("max-batch", values["max-batch"], [16], 64);
-  const [maxRss] = list("max-rss-gb", values["max-rss-gb"], [12], 64);
+  const [maxRss] = list("max-rss-gb", values["max-rss-gb"], [8], 64);
   const [rounds] = list("rounds", values.rounds, [2], 10);
   const options = {
     clients: list("clients", values.clients, [1, 4, 8, 16], 64),
@@ -248,9 +249,24 @@ async function main(): Promise<void> {
       `max_tokens ${maxTokens} per cell and round; ${rounds} round(s); batches of ${maxBatch} rows at most`,
   );
   const cells: Cell[] = [];
+  // Checked during cells too: mixed batches' feed copies can grow fast on a big model, and the machine is shared.
+  const watchdog = setInterval(() => {
+    const rss = process.memoryUsage.rss() / 2 ** 30;
+    if (rss <= maxRss) return;
+    console.log(`RSS ${rss.toFixed(1)} GB passed --max-rss-gb ${maxRss} during a cell: stopped; cells done so far:`);
+    printTable(table(cells));
+    process.exit(2);
+  }, 200);
+  unrefTimer(watchdog);
   for (const model of models.filter((m) => wanted.includes(m.name))) {
     cells.push(...await sweep(model, options, maxRss));
   }
+  clearInterval(watchdog);
+  printTable(table(cells));
+}
+
+/** The printed table of these cells, a header first. */
+function table(cells: readonly Cell[]): string[][] {
   const header = ["model", "adapters", "clients", "ok", "tok/s", "x1", "tok/cpu-s", "x1 cpu", "p50 ms", "p99 ms"];
   const rows = [[...header, "rows/step", "rss MB"]];
   for (const c of cells) {
@@ -271,7 +287,7 @@ async function main(): Promise<void> {
       c.rssMb.toFixed(0),
     ]);
   }
-  printTable(rows);
+  return rows;
 }
 
 if (import.meta.main) await main();
