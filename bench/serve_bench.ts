@@ -1,181 +1,293 @@
 /**
- * Serving throughput and latency with and without adapter churn, in one run:
- * `deno run -A bench/serve_bench.ts` (or `bun bench/serve_bench.ts`).
+ * How serving throughput scales with concurrent clients (continuous
+ * batching): `deno run -A bench/serve_bench.ts [--smollm DIR]` (or
+ * `bun bench/serve_bench.ts ...`).
  *
- * Starts the HTTP service in-process on 127.0.0.1 (a port the OS picks) over
- * the bundled demo base, and sends two workloads of the same shape (by default
- * 200 greedy completions of `max_tokens` 8 on short prompts, 8 in flight):
+ * Serves each model over HTTP in-process on 127.0.0.1 (dynamic mode, 8
+ * adapters loaded), then for 1 adapter and for requests spread over all 8,
+ * and for each number of clients (default 1, 4, 8, 16), sends
+ * `clients x --requests-per-client` greedy completions of `--max-tokens`
+ * tokens from that many concurrent clients. Models:
  *
- * - `single`: every request names the same adapter.
- * - `churn`: requests cycle over 4 adapters (the demo adapter with its
- *   `lora_B` scaled by 1, 1.5, 2 and 2.5, written to a temp local root) while
- *   the pool holds at most 2, so adapters are evicted and loaded again during
- *   the run: a completion answered 404 loads its adapter with
- *   `POST /v1/adapters` (admin token) and retries.
+ * - `demo`: the bundled byte-llama demo, with 8 variants of its Python LoRA
+ *   (`lora_B` scaled, `support/adapter_variants.ts`);
+ * - `smollm` (with `--smollm DIR`): a base of SmolLM2-135M's shape and a PEFT
+ *   LoRA r=16 on its seven projections, made by
+ *   `python bench/support/make_smollm_shape.py DIR`, with 8 variants of that
+ *   LoRA; it has no tokenizer, so prompts are bytes and ids decode to one
+ *   character each (`support/id_tokenizer.ts`).
  *
- * The two workloads run in alternating order for a few rounds (default 3),
- * each on a fresh service and pool after a short untimed warm-up on its first
- * adapter, and each workload's rounds are pooled. Printed per workload:
- * requests/s, generated tokens/s, p50 and p99 client latency (retries
- * included), adapter loads (outside the warm-up), 404 and 503 answers; then
- * the churn/single ratios of throughput (also per round) and p99. Bounded:
- * requests and attempts are capped and each workload has a deadline; traffic
- * goes to 127.0.0.1 only. Options: `--requests N` (max 2000),
- * `--concurrency N` (max 64), `--max-tokens N` (max 64), `--rounds N`
- * (max 10), `--max-batch N` (the pool's `maxBatch`, default 8; 1 serves
- * every request alone, as before continuous batching). The temp root is
+ * The cells run `--rounds` times (default 2; forward, then backward), and
+ * each cell's rounds are pooled. Printed per cell: completed requests, aggregate generated tokens/s and its
+ * ratio to one client's, tokens per CPU-second of the process (server and
+ * clients together; steadier than wall time on a shared machine) and its
+ * ratio, p50/p99 client latency, the mean rows per decode step, and the
+ * process's RSS. Bounded: requests, tokens and time are capped and traffic
+ * goes to 127.0.0.1 only; the sweep stops when RSS passes `--max-rss-gb`
+ * (default 8; checked during cells too, the process exits past it). Options: `--clients 1,4,8,16`, `--adapters 1,8`,
+ * `--max-tokens N` (default 16, max 64), `--requests-per-client N` (default
+ * 2, max 20), `--rounds N` (max 10), `--max-batch N` (the pool's `maxBatch`, default 16; 1 serves
+ * every request alone), `--models demo,smollm`. The temp adapter roots are
  * deleted at the end.
  * @module
  */
+import process from "node:process";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { type BaseModel, createAdapterPool, createApp, loadBaseModel } from "../mod.ts";
+import type { TokenizerLike } from "../src/generate/mod.ts";
+import { unrefTimer } from "../src/runtime/timers.ts";
 import { listen } from "../tests/support/server_listen.ts";
 import { makeVariantRoot } from "./support/adapter_variants.ts";
+import { idTokenizer } from "./support/id_tokenizer.ts";
 import { percentile, runWorkload, type WorkloadAdapter, type WorkloadResult } from "./support/serve_workload.ts";
 
 const DEMO_BASE = fileURLToPath(new URL("../examples/demo/byte-llama", import.meta.url));
 const DEMO_ADAPTER = fileURLToPath(new URL("../examples/demo/byte-llama-python-lora", import.meta.url));
 const ADMIN_TOKEN = "serve-bench-admin-token";
-const PROMPTS = ["def ", "import ", "class ", "for i in ", "return ", "if x "];
-const B_SCALES = [1, 1.5, 2, 2.5];
-const POOL_ADAPTERS = 2;
-const DEADLINE_MS = 120_000;
-const MAX_ATTEMPTS = 50;
+const PROMPTS = ["def ", "import ", "class ", "for i in ", "return ", "if x ", "while ", "print("];
+/** `lora_B` factors of the 8 adapter variants. */
+const B_SCALES = [1, 1.25, 1.5, 1.75, 2, 2.25, 2.5, 2.75];
+const DEADLINE_MS = 300_000;
 
-/** A positive integer option, at most `max`. */
-function bounded(name: string, value: string | undefined, fallback: number, max: number): number {
-  const n = value === undefined ? fallback : Number(value);
-  if (!Number.isSafeInteger(n) || n < 1 || n > max) throw new RangeError(`--${name} must be an integer in 1..${max}`);
-  return n;
+/** A comma-separated list of positive integers, each at most `max`. */
+function list(name: string, value: string | undefined, fallback: number[], max: number): number[] {
+  const values = value === undefined ? fallback : value.split(",").map(Number);
+  if (values.length === 0 || values.some((n) => !Number.isSafeInteger(n) || n < 1 || n > max)) {
+    throw new RangeError(`--${name} must list integers in 1..${max}`);
+  }
+  return values;
 }
 
-/** Serves a fresh pool over `base`, warms it up on the first adapter, then runs the measured workload. */
-async function measure(
-  base: BaseModel,
-  root: string,
-  adapters: readonly WorkloadAdapter[],
-  shape: { requests: number; concurrency: number; maxTokens: number },
-  maxBatch: number,
-): Promise<WorkloadResult> {
-  const pool = await createAdapterPool(base, { baseName: "byte-llama", maxAdapters: POOL_ADAPTERS, maxBatch });
-  const app = createApp({ pool, adminToken: ADMIN_TOKEN, localRoots: [root], allowHub: false, maxTokens: 64 });
+/** One model of the sweep. */
+interface BenchModel {
+  readonly name: string;
+  readonly base: string;
+  readonly adapter: string;
+  readonly tokenizer?: TokenizerLike;
+}
+
+/** One measured cell. */
+interface Cell {
+  readonly model: string;
+  readonly adapters: number;
+  readonly clients: number;
+  readonly result: WorkloadResult;
+  readonly cpuSeconds: number;
+  /** Decode steps run. */
+  readonly steps: number;
+  readonly rssMb: number;
+}
+
+/** The rounds of one cell as one: counts, seconds and steps added, latencies pooled, the last RSS. */
+function pooled(rounds: readonly Cell[]): Cell {
+  const sum = (f: (c: Cell) => number) => rounds.reduce((total, c) => total + f(c), 0);
+  const results = rounds.map((c) => c.result);
+  const result: WorkloadResult = {
+    completed: sum((c) => c.result.completed),
+    failed: sum((c) => c.result.failed),
+    firstError: results.find((r) => r.firstError)?.firstError,
+    seconds: sum((c) => c.result.seconds),
+    latenciesMs: results.flatMap((r) => r.latenciesMs).sort((a, b) => a - b),
+    completionTokens: sum((c) => c.result.completionTokens),
+    loads: sum((c) => c.result.loads),
+    notFound: sum((c) => c.result.notFound),
+    busy: sum((c) => c.result.busy),
+  };
+  const last = rounds[rounds.length - 1];
+  return { ...last, result, cpuSeconds: sum((c) => c.cpuSeconds), steps: sum((c) => c.steps) };
+}
+
+/** Mean rows per decode step: every completion's first token comes from its prefill, the others from steps. */
+const rowsPerStep = (c: Cell) => c.steps > 0 ? (c.result.completionTokens - c.result.completed) / c.steps : 0;
+
+const tokPerSecond = (c: Cell) => c.result.completionTokens / c.result.seconds;
+const tokPerCpuSecond = (c: Cell) => c.result.completionTokens / c.cpuSeconds;
+
+/** Serves one model with 8 adapter variants and measures every (adapters, clients) cell on it. */
+async function sweep(
+  model: BenchModel,
+  options: {
+    clients: number[];
+    adapters: number[];
+    maxTokens: number;
+    perClient: number;
+    maxBatch: number;
+    rounds: number;
+  },
+  maxRss: number,
+): Promise<Cell[]> {
+  const base: BaseModel = await loadBaseModel(model.base);
+  const root = await makeVariantRoot(model.adapter, B_SCALES);
+  const pool = await createAdapterPool(base, {
+    baseName: model.name,
+    maxAdapters: B_SCALES.length,
+    maxBatch: options.maxBatch,
+    tokenizer: model.tokenizer,
+    // Branches for what the adapters touch (all 8 touch the same modules, so the graph is built once). Not
+    // every linear module up front: the smollm export's wrapper names its modules `model.model.*`, which
+    // the adapter's `model.*` also resolves to, and one node cannot take a branch under both names.
+    prepareModules: [],
+  });
+  const app = createApp({ pool, adminToken: ADMIN_TOKEN, localRoots: [root.dir], allowHub: false, maxTokens: 64 });
   const server = await listen(app.fetch);
   try {
+    const all: WorkloadAdapter[] = root.ids.map((id) => ({ name: `${model.name}-${id}`, id }));
+    for (const { name, id } of all) await pool.load(name, { kind: "local", path: join(root.dir, id) });
     const common = {
       url: server.url,
       adminToken: ADMIN_TOKEN,
       prompts: PROMPTS,
+      maxTokens: options.maxTokens,
       deadlineMs: DEADLINE_MS,
-      maxAttempts: MAX_ATTEMPTS,
-      ...shape,
+      maxAttempts: 5,
     };
-    const warm = await runWorkload({ ...common, requests: 2 * shape.concurrency, adapters: adapters.slice(0, 1) });
+    // Untimed: every adapter once, and one full batch, so no cell pays first-run costs.
+    const most = Math.max(...options.clients);
+    const warm = await runWorkload({
+      ...common,
+      requests: Math.max(most, all.length),
+      concurrency: most,
+      adapters: all,
+    });
     if (warm.failed > 0) throw new Error(`warm-up failed: ${warm.firstError}`);
-    return await runWorkload({ ...common, adapters });
+    const plan = options.adapters.flatMap((adapters) => options.clients.map((clients) => ({ adapters, clients })));
+    const runs = new Map<string, Cell[]>();
+    for (let round = 0; round < options.rounds; round++) {
+      // Forward, then backward: load from other processes falls on early and late cells alike.
+      for (const { adapters, clients } of round % 2 === 0 ? plan : [...plan].reverse()) {
+        const before = { ...pool.batchStats };
+        const cpu = process.cpuUsage();
+        const result = await runWorkload({
+          ...common,
+          requests: clients * options.perClient,
+          concurrency: clients,
+          adapters: all.slice(0, adapters),
+        });
+        const used = process.cpuUsage(cpu);
+        const steps = pool.batchStats.decodeRuns - before.decodeRuns;
+        const rssMb = process.memoryUsage.rss() / 2 ** 20;
+        const key = `${adapters}/${clients}`;
+        runs.set(key, [...runs.get(key) ?? [], {
+          model: model.name,
+          adapters,
+          clients,
+          result,
+          cpuSeconds: (used.user + used.system) / 1e6,
+          steps,
+          rssMb,
+        }]);
+        const rate = (result.completionTokens / result.seconds).toFixed(1);
+        console.log(`  ${model.name} round ${round + 1}, adapters ${adapters}, clients ${clients}: ${rate} tok/s`);
+        if (result.failed > 0) console.log(`  ${result.failed} request(s) failed, first: ${result.firstError}`);
+        if (rssMb > maxRss * 1024) {
+          console.log(`  RSS ${rssMb.toFixed(0)} MB passed --max-rss-gb ${maxRss}: sweep of ${model.name} stopped`);
+          return [...runs.values()].map(pooled);
+        }
+      }
+    }
+    return [...runs.values()].map(pooled);
   } finally {
     await server.close();
     await pool.close();
+    await root.remove();
+    await base.release();
   }
-}
-
-/** One row of the table. */
-function row(name: string, r: WorkloadResult): string[] {
-  return [
-    name,
-    `${r.completed}/${r.completed + r.failed}`,
-    (r.completed / r.seconds).toFixed(1),
-    (r.completionTokens / r.seconds).toFixed(0),
-    percentile(r.latenciesMs, 0.5).toFixed(1),
-    percentile(r.latenciesMs, 0.99).toFixed(1),
-    String(r.loads),
-    String(r.notFound),
-    String(r.busy),
-  ];
 }
 
 /** Prints rows as a table with aligned columns. */
 function printTable(rows: string[][]): void {
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
   for (const r of rows) {
-    console.log(r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join("  "));
+    console.log(r.map((cell, c) => (c < 1 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join("  "));
   }
 }
-
-/** Sums the rounds of one workload: counts and seconds added, latencies pooled. */
-function pooled(results: readonly WorkloadResult[]): WorkloadResult {
-  const sum = (f: (r: WorkloadResult) => number) => results.reduce((total, r) => total + f(r), 0);
-  return {
-    completed: sum((r) => r.completed),
-    failed: sum((r) => r.failed),
-    firstError: results.find((r) => r.firstError)?.firstError,
-    seconds: sum((r) => r.seconds),
-    latenciesMs: results.flatMap((r) => r.latenciesMs).sort((a, b) => a - b),
-    completionTokens: sum((r) => r.completionTokens),
-    loads: sum((r) => r.loads),
-    notFound: sum((r) => r.notFound),
-    busy: sum((r) => r.busy),
-  };
-}
-
-const rate = (r: WorkloadResult) => r.completed / r.seconds;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      requests: { type: "string" },
-      concurrency: { type: "string" },
+      smollm: { type: "string" },
+      models: { type: "string" },
+      clients: { type: "string" },
+      adapters: { type: "string" },
       "max-tokens": { type: "string" },
-      rounds: { type: "string" },
+      "requests-per-client": { type: "string" },
       "max-batch": { type: "string" },
+      "max-rss-gb": { type: "string" },
+      rounds: { type: "string" },
     },
   });
-  const shape = {
-    requests: bounded("requests", values.requests, 200, 2000),
-    concurrency: bounded("concurrency", values.concurrency, 8, 64),
-    maxTokens: bounded("max-tokens", values["max-tokens"], 8, 64),
+  const [maxTokens] = list("max-tokens", values["max-tokens"], [16], 64);
+  const [perClient] = list("requests-per-client", values["requests-per-client"], [2], 20);
+  const [maxBatch] = list("max-batch", values["max-batch"], [16], 64);
+  const [maxRss] = list("max-rss-gb", values["max-rss-gb"], [8], 64);
+  const [rounds] = list("rounds", values.rounds, [2], 10);
+  const options = {
+    clients: list("clients", values.clients, [1, 4, 8, 16], 64),
+    adapters: list("adapters", values.adapters, [1, 8], B_SCALES.length),
+    maxTokens,
+    perClient,
+    maxBatch,
+    rounds,
   };
-  const rounds = bounded("rounds", values.rounds, 3, 10);
-  const maxBatch = bounded("max-batch", values["max-batch"], 8, 64);
+  const models: BenchModel[] = [{ name: "demo", base: DEMO_BASE, adapter: DEMO_ADAPTER }];
+  if (values.smollm) {
+    models.push({
+      name: "smollm",
+      base: join(values.smollm, "base"),
+      adapter: join(values.smollm, "lora"),
+      tokenizer: idTokenizer(),
+    });
+  }
+  const wanted = values.models?.split(",") ?? models.map((m) => m.name);
+  const unknown = wanted.find((name) => !models.some((m) => m.name === name));
+  if (unknown) throw new Error(`unknown model ${unknown} (smollm needs --smollm DIR)`);
   const runtime = "Bun" in globalThis ? "Bun" : "Deno";
   console.log(
-    `serve bench (${runtime}): ${shape.requests} completions per workload and round, ${shape.concurrency} in flight,` +
-      ` max_tokens ${shape.maxTokens}, greedy, batches of ${maxBatch} at most; pool of ${POOL_ADAPTERS} adapters, churn over ${B_SCALES.length};` +
-      ` ${rounds} round(s), workloads alternating`,
+    `serve bench (${runtime}): dynamic mode, 8 adapters loaded; clients x ${perClient} greedy completions of ` +
+      `max_tokens ${maxTokens} per cell and round; ${rounds} round(s); batches of ${maxBatch} rows at most`,
   );
-  const base = await loadBaseModel(DEMO_BASE);
-  const root = await makeVariantRoot(DEMO_ADAPTER, B_SCALES);
-  try {
-    const workloads = {
-      single: [{ name: "single", id: root.ids[0] }],
-      churn: root.ids.map((id) => ({ name: `churn-${id}`, id })),
-    };
-    const results: Record<keyof typeof workloads, WorkloadResult[]> = { single: [], churn: [] };
-    for (let round = 0; round < rounds; round++) {
-      // single, churn, churn, single, ...: neither workload always runs first.
-      const order = round % 2 === 0 ? (["single", "churn"] as const) : (["churn", "single"] as const);
-      for (const name of order) results[name].push(await measure(base, root.dir, workloads[name], shape, maxBatch));
-    }
-    const single = pooled(results.single);
-    const churn = pooled(results.churn);
-    printTable([
-      ["workload", "ok", "req/s", "tok/s", "p50 ms", "p99 ms", "loads", "404s", "503s"],
-      row("single", single),
-      row("churn", churn),
-    ]);
-    const p99 = percentile(churn.latenciesMs, 0.99) / percentile(single.latenciesMs, 0.99);
-    const perRound = results.churn.map((r, i) => (rate(r) / rate(results.single[i])).toFixed(2));
-    console.log(
-      `churn/single: throughput x${(rate(churn) / rate(single)).toFixed(2)} (rounds: ${perRound.join(", ")}),` +
-        ` p99 latency x${p99.toFixed(2)}`,
-    );
-    for (const [name, r] of [["single", single], ["churn", churn]] as const) {
-      if (r.failed > 0) console.log(`${name}: ${r.failed} request(s) failed, first: ${r.firstError}`);
-    }
-  } finally {
-    await root.remove();
-    await base.release();
+  const cells: Cell[] = [];
+  // Checked during cells too: mixed batches' feed copies can grow fast on a big model, and the machine is shared.
+  const watchdog = setInterval(() => {
+    const rss = process.memoryUsage.rss() / 2 ** 30;
+    if (rss <= maxRss) return;
+    console.log(`RSS ${rss.toFixed(1)} GB passed --max-rss-gb ${maxRss} during a cell: stopped; cells done so far:`);
+    printTable(table(cells));
+    process.exit(2);
+  }, 200);
+  unrefTimer(watchdog);
+  for (const model of models.filter((m) => wanted.includes(m.name))) {
+    cells.push(...await sweep(model, options, maxRss));
   }
+  clearInterval(watchdog);
+  printTable(table(cells));
+}
+
+/** The printed table of these cells, a header first. */
+function table(cells: readonly Cell[]): string[][] {
+  const header = ["model", "adapters", "clients", "ok", "tok/s", "x1", "tok/cpu-s", "x1 cpu", "p50 ms", "p99 ms"];
+  const rows = [[...header, "rows/step", "rss MB"]];
+  for (const c of cells) {
+    const one = cells.find((o) => o.model === c.model && o.adapters === c.adapters && o.clients === 1);
+    const { result: r } = c;
+    rows.push([
+      c.model,
+      String(c.adapters),
+      String(c.clients),
+      `${r.completed}/${r.completed + r.failed}`,
+      tokPerSecond(c).toFixed(1),
+      one ? (tokPerSecond(c) / tokPerSecond(one)).toFixed(2) : "-",
+      tokPerCpuSecond(c).toFixed(1),
+      one ? (tokPerCpuSecond(c) / tokPerCpuSecond(one)).toFixed(2) : "-",
+      percentile(r.latenciesMs, 0.5).toFixed(0),
+      percentile(r.latenciesMs, 0.99).toFixed(0),
+      rowsPerStep(c).toFixed(1),
+      c.rssMb.toFixed(0),
+    ]);
+  }
+  return rows;
 }
 
 if (import.meta.main) await main();

@@ -13,6 +13,7 @@ import { Tensor } from "../src/deps/ort.ts";
 import { describeDecoder, generate } from "../src/generate/mod.ts";
 import { commonPadding, gatherPast } from "../src/serving/batch_past.ts";
 import { DecodeScheduler } from "../src/serving/decode_scheduler.ts";
+import { TurnPacer } from "../src/serving/turn_pacer.ts";
 import { AdapterPool } from "../src/serving/mod.ts";
 import {
   ADMIN,
@@ -42,6 +43,56 @@ test("gatherPast right-aligns rows: pads on the left, drops leading columns, pic
   assert.deepEqual([...trimmed.data as Float32Array], [5, 6, 7, 8]);
   assert.equal(commonPadding([[0, 0, 1], [0, 1, 1]]), 1);
   assert.equal(commonPadding([[1, 1], [0, 1]]), 0);
+});
+
+test("the turn pacer spaces quiet turns by their cost, and turns every step while work comes and goes", async () => {
+  let now = 0;
+  let cost = 2; // ms a turn takes (a timer turn)
+  let turns = 0;
+  let events = 0;
+  const pacer = new TurnPacer({
+    now: () => now,
+    turn: () => {
+      turns++;
+      now += cost;
+      return Promise.resolve();
+    },
+  });
+  const step = async (ms = 5) => {
+    await pacer.pace(() => events);
+    now += ms; // one model run
+  };
+  await step();
+  assert.equal(turns, 1, "the first step turns (arrivals together join one prefill)");
+  assert.equal(pacer.interval, 100, "a quiet 2 ms turn: 2% would be every 100 ms");
+  for (let i = 0; i < 10; i++) await step();
+  assert.equal(turns, 1, "no turn within the interval");
+  for (let i = 0; i < 10; i++) await step();
+  assert.equal(turns, 2, "one turn once 100 ms have passed");
+  events++; // a request arrived, left or ended
+  await step();
+  assert.equal(turns, 3, "activity: a turn at the next step");
+  assert.equal(pacer.interval, 0, "after a busy turn the next step turns too");
+  await step();
+  assert.equal(turns, 4);
+  assert.equal(pacer.interval, 100, "quiet again: backs off");
+  // A turn in which work arrives (the arrival happens during it) is busy too.
+  now += 200;
+  const busy = new TurnPacer({
+    now: () => now,
+    turn: () => {
+      events++;
+      now += 0.01;
+      return Promise.resolve();
+    },
+  });
+  await busy.pace(() => events);
+  assert.equal(busy.interval, 0);
+  // Cheap turns (setImmediate on Bun and Node) come every step or two.
+  cost = 0.01;
+  const cheap = new TurnPacer({ now: () => now, turn: () => ((now += cost), Promise.resolve()) });
+  await cheap.pace(() => events);
+  assert.ok(cheap.interval < 1, `interval ${cheap.interval}`);
 });
 
 const PROMPTS = ["def ", "import numpy as np\n", "class Point:\n    ", "for i in range(10):\n"];
@@ -181,6 +232,32 @@ test(
       const record = service.host.generations.find((g) => g.outcome === "aborted");
       assert.ok(record, "the aborted generation ended as aborted");
       assert.ok(record.pieces < 200);
+    }),
+);
+
+test(
+  "a request sent while a long one streams joins its batch and ends first (the loop gives the event loop turns)",
+  LONG,
+  () =>
+    withService(demo, { pool: { mode: "dynamic" }, app: { localRoots: [root.dir] } }, async (service) => {
+      await loadAdapters(service);
+      const long = await fetch(`${service.url}/v1/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "py", prompt: "def ", max_tokens: 400, temperature: 0, stream: true }),
+      });
+      const reader = long.body!.getReader();
+      await reader.read(); // the long one is running
+      let longDone = false;
+      const drained = (async () => {
+        while (!(await reader.read()).done) { /* pieces */ }
+        longDone = true;
+      })();
+      const short = await complete(service.url, { model: "py2", prompt: "for ", max_tokens: 8 });
+      assert.equal(longDone, false, "the short request waited for the long one to end");
+      assert.ok(short.text.length > 0);
+      assert.equal(service.pool.batchStats.maxRows, 2);
+      await drained;
     }),
 );
 

@@ -34,6 +34,7 @@ import { promptIds } from "../generate/prompt.ts";
 import { acceptToken, chooseNext, createRow, type RowState } from "../generate/row_state.ts";
 import { commonPadding, gatherPast } from "./batch_past.ts";
 import { PieceChannel } from "./piece_channel.ts";
+import { TurnPacer } from "./turn_pacer.ts";
 
 /**
  * Options of {@linkcode DecodeScheduler}.
@@ -76,9 +77,6 @@ export interface SchedulerStats {
   /** The most rows a decode step has run. */
   maxRows: number;
 }
-
-/** How often the decode loop gives the event loop a turn (new requests, disconnects, streamed writes). */
-const YIELD_MS = 25;
 
 /** One request in the scheduler. */
 interface Job {
@@ -131,6 +129,9 @@ export class DecodeScheduler {
   #mask: number[][] = [];
   #past: Record<string, Tensor> = {};
   #loop?: Promise<void>;
+  readonly #pacer = new TurnPacer();
+  /** Bumped when a job is submitted, cancelled or finished: the pacer turns sooner while work comes and goes. */
+  #events = 0;
 
   /**
    * A scheduler for `lm`, whose layout must have a KV cache and an
@@ -205,6 +206,7 @@ export class DecodeScheduler {
       job.detach = () => signal.removeEventListener("abort", onAbort);
     }
     this.#waiting.push(job);
+    this.#events++;
     this.#loop ??= this.#drive();
     return job;
   }
@@ -218,12 +220,14 @@ export class DecodeScheduler {
     job.channel.fail(reason);
     if (job.row.finish !== undefined) return;
     job.cancelled = true;
+    this.#events++;
     this.#waiting = this.#waiting.filter((j) => j !== job);
   }
 
   /** Ends a job's stream with its result; its abort listener stays until the reader is done (`stream`). */
   #finish(job: Job): void {
     const { row, timings } = job;
+    this.#events++;
     job.channel.end({
       text: row.text,
       tokenIds: row.generated,
@@ -235,16 +239,10 @@ export class DecodeScheduler {
   }
 
   async #drive(): Promise<void> {
-    let lastTurn = -Infinity;
     try {
       for (;;) {
-        // onnxruntime-web's wasm runs resolve as microtasks only: without a macrotask turn between runs no
-        // request could arrive (or leave, or get its streamed bytes written) until the whole batch ended. A
-        // timer turn costs about a millisecond or more, so it is taken every YIELD_MS, not every step.
-        if (performance.now() - lastTurn >= YIELD_MS) {
-          await new Promise((resolve) => setTimeout(resolve, 0));
-          lastTurn = performance.now();
-        }
+        // wasm runs never yield to the event loop: the pacer gives it turns (arrivals, leavers, writes).
+        await this.#pacer.pace(() => this.#events);
         if (this.#running.some((job) => job.cancelled)) this.#keep(this.#running.filter((job) => !job.cancelled));
         const arrivals = this.#waiting.splice(0, Math.max(0, this.#options.maxBatch - this.#running.length));
         try {
