@@ -315,3 +315,17 @@ test("the session counter counts the sessions src/ creates (so the 'no new sessi
   });
   assert.equal(created, 2); // the base's session and the branched graph's
 });
+
+test('dynamic, prepareModules "all-linear" on an export naming modules otherwise than the adapter (OPT torchscript: decoder.* vs model.decoder.*): one branch per node, PEFT\'s logits', async () => {
+  const { comparedDiff, realExpected, realManifest, realPath } = await import("./support/real_fixtures.ts");
+  const opt = (await realManifest()).bases.find((b) => b.name === "opt-torchscript")!;
+  await using base = await loadBaseModel(realPath(opt.path));
+  assert.ok(base.weights.modules.includes("decoder.layers.0.self_attn.q_proj")); // the export's own names
+  await using model = await fromPretrained(base, realPath("adapters/opt-lora-all-linear"), {
+    prepareModules: "all-linear",
+    onWarning: () => {},
+  });
+  const e = await realExpected("adapters/opt-lora-all-linear", opt.inputs);
+  const diff = comparedDiff(opt, e, (await model.run(e.feeds)).logits.data as Float32Array);
+  assert.ok(diff < 1e-4, `max abs diff ${diff}`);
+});

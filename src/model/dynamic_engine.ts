@@ -362,6 +362,13 @@ function engine(
         if (used.has(m)) continue;
         for (const set of [modules, dora, bias]) set.delete(m);
       }
+      // A prepared branch named as the export names the module (`model.model.layers.0.q_proj`) gives way to an
+      // adapter naming the same node otherwise (`model.layers.0.q_proj`): one node takes one branch.
+      const nodeOf = (m: string) => (base.weights.get(m) ?? base.weights.resolve(m))?.nodeName;
+      const usedNodes = new Set([...used].map(nodeOf));
+      for (const m of [...modules]) {
+        if (!used.has(m) && usedNodes.has(nodeOf(m))) { for (const set of [modules, dora, bias]) set.delete(m); }
+      }
       const same = (a: ReadonlySet<string>, b: ReadonlySet<string>) =>
         a.size === b.size && [...a].every((m) => b.has(m));
       const covers = graph && same(modules, graph.modules) && same(dora, graph.dora) && same(bias, graph.bias) &&
