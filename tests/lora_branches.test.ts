@@ -254,3 +254,25 @@ test("AdapterFeedCache builds each adapter set once", async () => {
   assert.notEqual(cache.feeds([qv]), a);
   assert.deepEqual(cache.feeds([]), adapterFeeds(branches, []));
 });
+
+test("AdapterFeedCache keeps its sets within a byte budget (continuous batching makes one per batch composition)", async () => {
+  const base = await loadBase("llama-tiny");
+  const qv = await loadAdapter("llama-tiny-lora-qv", base.weights);
+  const mlp = await loadAdapter("llama-tiny-lora-mlp-b", base.weights);
+  const linear = base.weights.modules.filter((m) => base.weights.get(m)!.kind === "linear");
+  const { branches } = addLoraBranches(base.model, base.weights, linear, { perRow: true });
+  const bytes = (f: Record<string, { data: unknown }>) =>
+    Object.values(f).reduce((n, t) => n + (t.data as ArrayBufferView).byteLength, 0);
+  const one = bytes(new AdapterFeedCache(branches).rowFeeds([[qv], [mlp]]));
+  // Room for about one stacked set (plus the per-set entries it is built from): the older set is dropped.
+  const tight = new AdapterFeedCache(branches, 32, new Map(), 0, one * 2);
+  const first = tight.rowFeeds([[qv], [mlp]]);
+  assert.equal(tight.rowFeeds([[qv], [mlp]]), first); // still held
+  tight.rowFeeds([[mlp], [qv], [mlp], [qv]]);
+  assert.notEqual(tight.rowFeeds([[qv], [mlp]]), first); // dropped for the bytes, rebuilt equal
+  assert.deepEqual(tight.rowFeeds([[qv], [mlp]]), first);
+  const roomy = new AdapterFeedCache(branches, 32);
+  const kept = roomy.rowFeeds([[qv], [mlp]]);
+  roomy.rowFeeds([[mlp], [qv], [mlp], [qv]]);
+  assert.equal(roomy.rowFeeds([[qv], [mlp]]), kept);
+});

@@ -377,13 +377,18 @@ export class AdapterFeedCache {
   readonly #limit: number;
   readonly #minRank: number;
   readonly #ids = new WeakMap<AdapterPlan, number>();
-  readonly #entries = new Map<string, BranchFeeds>();
+  readonly #entries = new Map<string, { feeds: BranchFeeds; bytes: number }>();
+  readonly #maxBytes: number;
+  #bytes = 0;
   #nextId = 0;
 
   /**
    * `limit`: how many adapter sets to keep (least recently used dropped first); `sites`: the
    * graph's parameter sites (`addParamBranches`), fed alongside the branches; `minRank`: the
-   * smallest rank fed (1 on WebGPU, whose kernels cannot bind the empty tensors of rank 0).
+   * smallest rank fed (1 on WebGPU, whose kernels cannot bind the empty tensors of rank 0);
+   * `maxBytes`: the most their CPU tensors may hold together (the newest set is always kept).
+   * Continuous batching makes a stacked set per batch composition, each rows x the adapters'
+   * bytes, so the count alone could hold gigabytes.
    *
    * @example
    * ```ts
@@ -396,9 +401,11 @@ export class AdapterFeedCache {
     limit = 32,
     sites: ReadonlyMap<string, ParamSite> = new Map(),
     minRank = 0,
+    maxBytes = 256 * 2 ** 20,
   ) {
     this.#branches = branches;
     this.#limit = limit;
+    this.#maxBytes = maxBytes;
     this.#sites = sites;
     this.#minRank = minRank;
   }
@@ -449,15 +456,29 @@ export class AdapterFeedCache {
   }
 
   #cached(key: string, build: () => BranchFeeds): BranchFeeds {
-    let feeds = this.#entries.get(key);
-    if (feeds) {
+    const hit = this.#entries.get(key);
+    if (hit) {
       this.#entries.delete(key); // re-inserted below: most recently used last
-    } else {
-      feeds = build();
+      this.#entries.set(key, hit);
+      return hit.feeds;
     }
-    this.#entries.set(key, feeds);
-    if (this.#entries.size > this.#limit) this.#entries.delete(this.#entries.keys().next().value!);
+    const feeds = build();
+    // GPU-resident tensors (WebGPU feeds) hold no CPU bytes.
+    const bytes = Object.values(feeds).reduce(
+      (n, t) => n + (t.location === "cpu" ? (t.data as ArrayBufferView).byteLength : 0),
+      0,
+    );
+    this.#entries.set(key, { feeds, bytes });
+    this.#bytes += bytes;
+    while (this.#entries.size > 1 && (this.#entries.size > this.#limit || this.#bytes > this.#maxBytes)) {
+      this.#drop(this.#entries.keys().next().value!);
+    }
     return feeds;
+  }
+
+  #drop(key: string): void {
+    this.#bytes -= this.#entries.get(key)?.bytes ?? 0;
+    this.#entries.delete(key);
   }
 
   /**
@@ -474,7 +495,7 @@ export class AdapterFeedCache {
     if (id === undefined) return;
     for (const key of [...this.#entries.keys()]) {
       const parts = key.replace(/^rows:/, "").split(/[,|]/);
-      if (parts.some((part) => part.startsWith(`${id}*`))) this.#entries.delete(key);
+      if (parts.some((part) => part.startsWith(`${id}*`))) this.#drop(key);
     }
     this.#ids.delete(plan);
   }
