@@ -17,6 +17,8 @@ import { loadNativeOrt, nativeSessionOptions } from "../src/model/native_session
 import { nativeAddonsBlocked } from "../src/runtime/native_addons.ts";
 import { createAdapterPool } from "../src/serving/mod.ts";
 import { createApp } from "../src/server/mod.ts";
+import { fixture } from "./support/fixtures.ts";
+import { reference, relDiff, safetensorsAt, tempDir, tensorRelDiff, trainCase } from "./support/train.ts";
 import {
   adapterAtol,
   baseNamed,
@@ -185,6 +187,30 @@ test("the server on a native base answers concurrent completions (batched) with 
     assert.ok(pool.batchStats.maxRows > 1, "the requests shared decode steps");
   } finally {
     await pool.close();
+    await base.release();
+  }
+});
+
+test("training on native: per-call loss and grad norm, and the trained tensors, match PyTorch + PEFT (1e-4 relative)", async () => {
+  const name = "llama-qv-adamw-accum";
+  const ref = await reference(name);
+  const base = await loadBaseModel(fixture(ref.base), { device: "native" });
+  const model = await fromPretrained(base, trainCase(name, "start"), { isTrainable: true, onWarning: () => {} });
+  try {
+    const trainer = model.trainer(ref.trainer);
+    for (const [i, batch] of ref.batches.entries()) {
+      const r = await trainer.step(batch);
+      const want = ref.calls[i];
+      assert.ok(relDiff(r.loss, want.loss) < 1e-4, `call ${i}: loss ${r.loss} vs ${want.loss}`);
+      if (want.gradNorm !== null) assert.ok(relDiff(r.gradNorm!, want.gradNorm) < 1e-4, `call ${i}: grad norm`);
+    }
+    const out = await tempDir();
+    await model.savePretrained(out);
+    const ours = await safetensorsAt(`${out}/adapter_model.safetensors`);
+    const theirs = await safetensorsAt(trainCase(name, "end", "adapter_model.safetensors"));
+    for (const key of theirs.names()) assert.ok(tensorRelDiff(ours.toFloat32(key), theirs.toFloat32(key)) < 1e-4, key);
+  } finally {
+    await model.release();
     await base.release();
   }
 });
