@@ -11,22 +11,23 @@
  * (cd bench/peer && npm ci --ignore-scripts)             # transformers.js, only for --peer
  * ```
  *
- * Then `deno run -A bench/native_bench.ts DIR [--dtype=fp32|q4] [--rounds=N] [--prompt=P] [--new=T]
- * [--threads=K] [--peer]`.
+ * Then `deno run -A bench/native_bench.ts DIR [--dtype=fp32,q4] [--rounds=N] [--prompt=P] [--new=T]
+ * [--threads=K] [--base-only] [--peer]`.
  *
- * Per variant (`wasm` / `native`, base alone / with the adapter), each round
- * times two greedy `generate` calls on the same P-token prompt: one new token
- * (prefill tokens/s = P / its time) and T + 1 (decode tokens/s = T / the
- * difference). Variants are interleaved in a shuffled order each round, so
- * load from other processes falls on all alike; printed are medians, and
- * the median of the per-round ratios to `wasm base`. `--peer` then runs
- * transformers.js (under Node, which gives it onnxruntime-node) on the same
- * files, settings and prompt, and after it the native variants once more,
- * and prints its ratio to `native` with the adapter (transformers.js cannot
- * apply one: its figures are the base's); it also checks that its greedy
- * tokens are the native base's. On a shared machine compare ratios, not
- * absolute figures.
- * @module
+ * Variants: each device (`wasm`, `native`) and dtype, the base alone and
+ * with the adapter (`--base-only`: the base alone; onnxruntime-web's 4 GB
+ * heap does not hold fp32 and q4 with their adapter sessions at once). Each
+ * round times two greedy `generate` calls of every variant on the same
+ * P-token prompt: one new token (prefill tokens/s = P / its time) and T + 1
+ * (decode tokens/s = T / the difference), the variants in a shuffled order,
+ * so load from other processes falls on all alike. Printed: medians, and the
+ * medians of the per-round ratios to the first dtype's `wasm` base.
+ * `--peer` adds transformers.js (under Node, which gives it onnxruntime-node)
+ * per dtype as one more variant of each round, on the same files, threads
+ * and prompt, in a process of its own per round (its load is not timed),
+ * and ratios to it (transformers.js cannot apply a PEFT adapter: its figures
+ * are the base's); its greedy tokens must be the native base's. On a shared
+ * machine compare ratios, not absolute figures.
  */
 import { execFile } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -37,7 +38,8 @@ const dir = Deno.args[0];
 if (!dir || dir.startsWith("--")) throw new Error("usage: deno run -A bench/native_bench.ts DIR [--dtype=q4] [--peer]");
 const flag = (name: string, fallback: string) =>
   Deno.args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
-const dtype = flag("dtype", "fp32") as "fp32" | "q4";
+const dtypes = flag("dtype", "fp32").split(",") as ("fp32" | "q4")[];
+const baseOnly = Deno.args.includes("--base-only");
 const ROUNDS = Number(flag("rounds", "5"));
 const PROMPT = Number(flag("prompt", "64"));
 const NEW = Number(flag("new", "16"));
@@ -46,15 +48,19 @@ const prompt = Array.from({ length: PROMPT }, (_, i) => 100 + ((i * 37) % 1000))
 
 type Lm = BaseModel | PeftModel;
 const variants: Record<string, Lm> = {};
-for (const device of ["wasm", "native"] as const) {
-  const t = performance.now();
-  const base = await loadBaseModel(`${dir}/base`, { device, dtype, numThreads: THREADS });
-  const lora = await fromPretrained(base, `${dir}/lora`, { adapterName: "lora", onWarning: () => {} });
-  console.log(
-    `${device} ${dtype}: base and dynamic adapter loaded in ${((performance.now() - t) / 1000).toFixed(1)} s`,
-  );
-  variants[`${device} base`] = base;
-  variants[`${device} lora`] = lora;
+for (const dtype of dtypes) {
+  for (const device of ["wasm", "native"] as const) {
+    const t = performance.now();
+    const base = await loadBaseModel(`${dir}/base`, { device, dtype, numThreads: THREADS });
+    variants[`${device} ${dtype} base`] = base;
+    if (!baseOnly) {
+      variants[`${device} ${dtype} lora`] = await fromPretrained(base, `${dir}/lora`, {
+        adapterName: "lora",
+        onWarning: () => {},
+      });
+    }
+    console.log(`${device} ${dtype}: loaded in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+  }
 }
 
 const options = { temperature: 0, eosTokenId: [] as number[] };
@@ -72,40 +78,11 @@ async function round(lm: Lm) {
   return { prefill: PROMPT / (one / 1000), decode: NEW / ((many - one) / 1000), tokens: out.tokenIds };
 }
 
-const prefill: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
-const decode: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
-const tokens: Record<string, number[]> = {};
-for (const lm of Object.values(variants)) await gen(lm, 2); // warm-up
-let seed = 7;
-for (let r = 0; r < ROUNDS; r++) {
-  const order = Object.keys(variants).map((k) => [k, seed = (seed * 48271) % 2147483647] as const);
-  for (const [name] of order.sort((a, b) => a[1] - b[1])) {
-    const m = await round(variants[name]);
-    prefill[name].push(m.prefill);
-    decode[name].push(m.decode);
-    tokens[name] = m.tokens;
-  }
-}
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
-const same = (a: number[], b: number[]) => a.length === b.length && a.every((v, i) => v === b[i]);
-console.log(`${dtype}, ${THREADS} threads, prompt ${PROMPT}, ${NEW} new tokens, ${ROUNDS} rounds:`);
-for (const [label, table] of [["prefill", prefill], ["decode", decode]] as const) {
-  for (const [name, xs] of Object.entries(table)) {
-    const ratios = xs.map((v, i) => v / table["wasm base"][i]);
-    console.log(
-      `  ${label.padEnd(7)} ${name.padEnd(11)} ${median(xs).toFixed(1).padStart(7)} tok/s   x wasm base ` +
-        `${median(ratios).toFixed(2)} (per-round median)`,
-    );
-  }
-}
-if (!same(tokens["wasm base"], tokens["native base"]) || !same(tokens["wasm lora"], tokens["native lora"])) {
-  throw new Error(`native and wasm greedy tokens differ: ${JSON.stringify(tokens)}`);
-}
-console.log("  greedy tokens: native = wasm, base and adapter");
-
-if (Deno.args.includes("--peer")) {
-  const script = fileURLToPath(new URL("./peer/transformers_js.mjs", import.meta.url));
-  const args = [script, `${dir}/base`, dtype, String(PROMPT), String(NEW), String(ROUNDS), String(THREADS)];
+const withPeer = Deno.args.includes("--peer");
+const peerScript = fileURLToPath(new URL("./peer/transformers_js.mjs", import.meta.url));
+/** One round of transformers.js in a process of its own (it loads the model each time, untimed). */
+async function peerRound(dtype: string): Promise<{ prefill: number; decode: number; tokens: number[] }> {
+  const args = [peerScript, `${dir}/base`, dtype, String(PROMPT), String(NEW), "1", String(THREADS)];
   const stdout = await new Promise<string>((resolve, reject) =>
     execFile(
       "node",
@@ -114,25 +91,51 @@ if (Deno.args.includes("--peer")) {
       (e, out, err) => e ? reject(new Error(`${e.message}\n${err}`)) : resolve(out),
     )
   );
-  const peer = stdout.trim().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
-  // The native variants again after the peer: its process ran at another moment of the machine's load.
-  for (let r = 0; r < ROUNDS; r++) {
-    for (const name of ["native base", "native lora"]) {
-      const m = await round(variants[name]);
-      prefill[name].push(m.prefill);
-      decode[name].push(m.decode);
-    }
+  const line = JSON.parse(stdout.trim().split("\n").filter((l) => l.startsWith("{")).at(-1)!);
+  return { prefill: line.prefillTokS, decode: line.decodeTokS, tokens: line.tokens };
+}
+
+const PEER = "transformers.js";
+const names = [...Object.keys(variants), ...(withPeer ? dtypes.map((d) => `${PEER} ${d}`) : [])];
+const prefill: Record<string, number[]> = Object.fromEntries(names.map((k) => [k, []]));
+const decode: Record<string, number[]> = Object.fromEntries(names.map((k) => [k, []]));
+const tokens: Record<string, number[]> = {};
+for (const lm of Object.values(variants)) await gen(lm, 2); // warm-up
+let seed = 7;
+for (let r = 0; r < ROUNDS; r++) {
+  // Every variant, the peer included, once per round in a shuffled order: load from other processes falls on all
+  // alike, and per-round ratios compare measurements of the same moment.
+  const order = names.map((k) => [k, seed = (seed * 48271) % 2147483647] as const);
+  for (const [name] of order.sort((a, b) => a[1] - b[1])) {
+    const m = name.startsWith(PEER) ? await peerRound(name.split(" ")[1]) : await round(variants[name]);
+    prefill[name].push(m.prefill);
+    decode[name].push(m.decode);
+    tokens[name] = m.tokens;
   }
-  const p = { prefill: median(peer.map((x) => x.prefillTokS)), decode: median(peer.map((x) => x.decodeTokS)) };
-  for (const kind of ["prefill", "decode"] as const) {
-    const table = kind === "prefill" ? prefill : decode;
+}
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+const same = (a: number[], b: number[]) => a.length === b.length && a.every((v, i) => v === b[i]);
+console.log(`${THREADS} threads, prompt ${PROMPT}, ${NEW} new tokens, ${ROUNDS} rounds:`);
+const first = `wasm ${dtypes[0]} base`;
+for (const [label, table] of [["prefill", prefill], ["decode", decode]] as const) {
+  for (const [name, xs] of Object.entries(table)) {
+    const ratio = (to: string) => median(xs.map((v, i) => v / table[to][i])).toFixed(2);
+    const peer = `${PEER} ${name.split(" ")[1]}`;
     console.log(
-      `  ${kind.padEnd(7)} transformers.js ${p[kind].toFixed(1)} tok/s; native lora / transformers.js ` +
-        `${(median(table["native lora"]) / p[kind]).toFixed(2)}, native base / transformers.js ` +
-        `${(median(table["native base"]) / p[kind]).toFixed(2)}`,
+      `  ${label.padEnd(7)} ${name.padEnd(20)} ${median(xs).toFixed(1).padStart(7)} tok/s   x ${first} ` +
+        `${ratio(first)}` + (withPeer ? `   x ${peer} ${ratio(peer)}` : "") + " (per-round medians)",
     );
   }
-  const peerTokens = peer.at(-1)?.tokens as number[];
-  console.log(`  greedy tokens: transformers.js ${same(peerTokens, tokens["native base"]) ? "=" : "!="} native base`);
+}
+for (const dtype of dtypes) {
+  for (const kind of baseOnly ? ["base"] : ["base", "lora"]) {
+    const [w, n] = [tokens[`wasm ${dtype} ${kind}`], tokens[`native ${dtype} ${kind}`]];
+    if (!same(w, n)) throw new Error(`${dtype} ${kind}: native and wasm greedy tokens differ: ${w} vs ${n}`);
+  }
+  console.log(`  ${dtype} greedy tokens: native = wasm`);
+  if (withPeer) {
+    const eq = same(tokens[`${PEER} ${dtype}`], tokens[`native ${dtype} base`]);
+    console.log(`  ${dtype} greedy tokens: ${PEER} ${eq ? "=" : "!="} native base`);
+  }
 }
 for (const lm of Object.values(variants)) await lm.release();
