@@ -12,7 +12,7 @@
  * ```
  *
  * Then `deno run -A bench/native_bench.ts DIR [--dtype=fp32,q4] [--rounds=N] [--prompt=P] [--new=T]
- * [--threads=K] [--base-only] [--devices=wasm,native] [--peer]`.
+ * [--threads=K] [--base-only] [--devices=wasm,native] [--no-spin] [--peer]`.
  *
  * Variants: each device (`wasm`, `native`) and dtype, the base alone and
  * with the adapter (`--base-only`: the base alone; onnxruntime-web's 4 GB
@@ -49,6 +49,11 @@ async function main(dir: string): Promise<void> {
   const dtypes = flag("dtype", "fp32").split(",") as ("fp32" | "q4")[];
   const baseOnly = Deno.args.includes("--base-only");
   const devices = flag("devices", "wasm,native").split(",") as ("wasm" | "native")[];
+  // onnxruntime's thread pools spin after each run; in one process the other backend's spinning threads take the
+  // cores from the running one, which skews the comparison (--no-spin turns spinning off on both).
+  const sessionOptions = Deno.args.includes("--no-spin")
+    ? { extra: { session: { intra_op: { allow_spinning: "0" } } } }
+    : undefined;
   const ROUNDS = Number(flag("rounds", "5"));
   const PROMPT = Number(flag("prompt", "64"));
   const NEW = Number(flag("new", "16"));
@@ -60,7 +65,7 @@ async function main(dir: string): Promise<void> {
   for (const dtype of dtypes) {
     for (const device of devices) {
       const t = performance.now();
-      const base = await loadBaseModel(`${dir}/base`, { device, dtype, numThreads: THREADS });
+      const base = await loadBaseModel(`${dir}/base`, { device, dtype, numThreads: THREADS, sessionOptions });
       variants[`${device} ${dtype} base`] = base;
       if (!baseOnly) {
         variants[`${device} ${dtype} lora`] = await fromPretrained(base, `${dir}/lora`, {
