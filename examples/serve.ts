@@ -22,7 +22,9 @@
  * CORS is off without it), `--max-connections N`, `--max-queued N`,
  * `--max-batch N` (rows per shared decode batch; 1 serves requests alone),
  * `--grace-ms N` (how long SIGINT/SIGTERM let generations finish before
- * cancelling them). `PEFT_EDGE_API_KEY` makes the inference routes require
+ * cancelling them), `--device auto|wasm|webgpu|native` (where sessions run;
+ * `native` is onnxruntime-node, the fastest on a server), `--dtype T` (the
+ * base's ONNX variant, e.g. `q4`, the fast one on `native`). `PEFT_EDGE_API_KEY` makes the inference routes require
  * that bearer key. Prints the URL it listens on; logs refused requests'
  * details and any stray error to stderr, and keeps serving.
  * @module
@@ -30,7 +32,7 @@
 import { readFile } from "node:fs/promises";
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { loadBaseModel, PeftEdgeError } from "../mod.ts";
+import { type DeviceOption, loadBaseModel, type ModelDtype, PeftEdgeError } from "../mod.ts";
 import { isValidRepoId } from "../src/hub/repo_id.ts";
 import { createApp, listen } from "../src/server/mod.ts";
 import { type AdapterLocation, createAdapterPool, PoolError } from "../src/serving/mod.ts";
@@ -40,7 +42,7 @@ import { looksLocal } from "../src/hub/resolve.ts";
 const USAGE = `usage: serve.ts --base <path|id> [--adapter NAME=<path|id>]... [--port N] [--host 127.0.0.1]
        [--adapter-root DIR]... [--no-hub] [--max-adapters N] [--max-adapter-bytes N] [--max-tokens N] [--name NAME]
        [--chat-template FILE] [--cors-origin ORIGIN]... [--max-connections N] [--max-queued N] [--max-batch N]
-       [--grace-ms N]
+       [--grace-ms N] [--device auto|wasm|webgpu|native] [--dtype fp32|q4|q8|...]
 environment: PEFT_EDGE_ADMIN_TOKEN enables the adapter-management routes (/v1/adapters);
              PEFT_EDGE_API_KEY makes the inference routes require that bearer key`;
 
@@ -62,6 +64,8 @@ interface Args {
   maxQueued?: number;
   maxBatch?: number;
   graceMs: number;
+  device?: DeviceOption;
+  dtype?: ModelDtype;
 }
 
 /** Exits with the usage text and a reason. */
@@ -104,6 +108,8 @@ function readArgs(argv: string[]): Args {
         "max-queued": { type: "string" },
         "max-batch": { type: "string" },
         "grace-ms": { type: "string" },
+        device: { type: "string" },
+        dtype: { type: "string" },
       },
     }));
   } catch (error) {
@@ -152,6 +158,9 @@ function readArgs(argv: string[]): Args {
     maxQueued: whole("max-queued"),
     maxBatch: whole("max-batch"),
     graceMs: whole("grace-ms") ?? 10_000,
+    // Checked by loadBaseModel, whose errors name the option.
+    device: values.device as DeviceOption | undefined,
+    dtype: values.dtype as ModelDtype | undefined,
   };
 }
 
@@ -181,7 +190,7 @@ async function main(): Promise<void> {
   const args = readArgs(process.argv.slice(2));
   const adminToken = process.env.PEFT_EDGE_ADMIN_TOKEN || undefined;
   const started = performance.now();
-  const base = await loadBaseModel(args.base);
+  const base = await loadBaseModel(args.base, { device: args.device, dtype: args.dtype });
   const baseName = args.name ?? args.base.replace(/\/+$/, "").split("/").pop()!;
   const pool = await createAdapterPool(base, {
     baseName,

@@ -1,7 +1,9 @@
 // Builds dist/ for the npm package: mod.ts and src/ compiled by TypeScript (pinned devDependency) to ES2022
 // JavaScript with .d.ts files, for Node 20+ and bundlers. The pinned `npm:` specifiers of src/deps become bare
 // package names; onnxruntime-web becomes "#onnxruntime-web", which package.json's "imports" maps to its Node build
-// under Node and to its WASM-only browser build (onnxruntime-web/wasm) elsewhere.
+// under Node and to its WASM-only browser build (onnxruntime-web/wasm) elsewhere; onnxruntime-node (an optional peer,
+// a native addon) becomes "#onnxruntime-node": the package under Node (and Bun and Deno, which resolve its "node"
+// condition), elsewhere dist/no_native_addons.js, which refuses to load, so bundlers never pull the addon in.
 // Usage: node scripts/build_dist.mjs   (also `npm run build`, and npm pack's prepack)
 import { execFileSync } from "node:child_process";
 import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -12,9 +14,10 @@ const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
 const stage = join(repo, ".build/stage");
 const dist = join(repo, "dist");
 
-/** `npm:name@version/sub` -> `name/sub`; onnxruntime-web's main entry -> "#onnxruntime-web". */
+/** `npm:name@version/sub` -> `name/sub`; onnxruntime-web's main entry -> "#onnxruntime-web", onnxruntime-node's -> "#onnxruntime-node". */
 function bareSpecifier(spec) {
   if (spec === "npm:onnxruntime-web@1.30.0") return "#onnxruntime-web";
+  if (spec === "npm:onnxruntime-node@1.30.0") return "#onnxruntime-node";
   const m = /^npm:((?:@[^/]+\/)?[^@/]+)@[^/]+(\/.*)?$/.exec(spec);
   if (!m) throw new Error(`unexpected npm specifier ${spec}`);
   return m[1] + (m[2] ?? "");
@@ -68,5 +71,6 @@ for (const file of files(dist).filter((f) => f.endsWith(".d.ts"))) {
   );
   if (fixed !== text) writeFileSync(file, fixed);
 }
+cpSync(join(repo, "examples/browser/no_native_addons.js"), join(dist, "no_native_addons.js"));
 rmSync(join(repo, ".build"), { recursive: true, force: true });
 console.log(`built ${relative(repo, dist)}/ (${files(dist).length} files)`);

@@ -17,7 +17,8 @@ async function depsSpecifiers(): Promise<Set<string>> {
   const specs = new Set<string>();
   for (const name of await readdir(repo + "src/deps")) {
     const text = await readFile(`${repo}src/deps/${name}`, "utf8");
-    for (const m of text.matchAll(/from\s+["'](npm:[^"']+)["']/g)) specs.add(m[1]);
+    // Static imports and the lazy ones (`import("npm:...")`: the WebGPU build, onnxruntime-node).
+    for (const m of text.matchAll(/(?:from\s+|import\()["'](npm:[^"']+)["']/g)) specs.add(m[1]);
   }
   return specs;
 }

@@ -76,7 +76,7 @@ test('"webgpu" without an adapter or without navigator.gpu fails with DeviceUnav
 test("an unknown device value is an UnsupportedError naming the choices", async () => {
   await assert.rejects(chooseDevice("cuda" as DeviceOption), (e: unknown) => {
     assert.ok(e instanceof UnsupportedError);
-    assert.match((e as Error).message, /device: device must be "auto", "webgpu" or "wasm", got "cuda"/);
+    assert.match((e as Error).message, /device: device must be "auto", "webgpu", "wasm" or "native", got "cuda"/);
     return true;
   });
 });

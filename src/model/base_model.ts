@@ -26,7 +26,7 @@ import { createModelKernels, type ModelKernels } from "./kernel_choice.ts";
 
 /**
  * Options of {@linkcode loadBaseModel}. `device` (`"auto"` default,
- * `"webgpu"`, `"wasm"`) picks where sessions run; explicit
+ * `"webgpu"`, `"wasm"`, `"native"`) picks where sessions run; explicit
  * `executionProviders` win over it (see {@linkcode SessionChoice}).
  */
 export interface LoadBaseModelOptions extends ResolveOptions, SessionChoice {

@@ -9,6 +9,10 @@
  * `present.*` outputs are GPU tensors (`location: "gpu-buffer"`) that the
  * generation loop feeds back as `past_key_values.*` without a copy; `logits`
  * stay on the CPU.
+ *
+ * On `"native"` they come from onnxruntime-node (CPU execution provider,
+ * `numThreads` as `intraOpNumThreads`; see `native_session.ts`), which is
+ * imported only then.
  * @module
  */
 import type { ModelProto } from "../deps/onnx_proto.ts";
@@ -26,6 +30,7 @@ import {
   type RuntimeSettings,
 } from "./runtime_options.ts";
 import { isServerRuntime } from "../runtime/threads.ts";
+import { createNativeSession, loadNativeOrt, nativeSessionOptions } from "./native_session.ts";
 
 /** onnxruntime-web's `executionProviders` session option. */
 export type ExecutionProviders = InferenceSession.SessionOptions["executionProviders"];
@@ -36,7 +41,9 @@ export type ExecutionProviders = InferenceSession.SessionOptions["executionProvi
  * Precedence: explicit `executionProviders` (or
  * `sessionOptions.executionProviders`) win and are passed to onnxruntime
  * unchanged; then `device` is not probed but follows them (`"webgpu"` when
- * they name `"webgpu"`, which loads the WebGPU build, else `"wasm"`).
+ * they name `"webgpu"`, which loads the WebGPU build; `"native"` when
+ * `device: "native"` is asked for, which hands them to onnxruntime-node;
+ * else `"wasm"`).
  * Without them, `device` decides (default `"auto"`).
  * The {@linkcode RuntimeOptions} (`wasmPaths`, `numThreads`, ...) go to
  * onnxruntime-web's process-wide `env.wasm` (see `runtime_options.ts`).
@@ -52,7 +59,9 @@ export interface SessionChoice extends RuntimeOptions {
    * `"auto"` (default): WebGPU when `navigator.gpu` gives a hardware
    * (non-fallback) adapter, else WASM. `"webgpu"`: any adapter, software
    * ones included; `DeviceUnavailableError` when there is none. `"wasm"`:
-   * onnxruntime's WASM SIMD build.
+   * onnxruntime's WASM SIMD build. `"native"`: onnxruntime-node's CPU
+   * execution provider (an optional peer dependency; Node, Bun, Deno with
+   * `--allow-ffi`); `DeviceUnavailableError` where it cannot load.
    */
   device?: DeviceOption;
   /** onnxruntime execution providers; when given they win over `device`. */
@@ -65,7 +74,10 @@ export interface SessionChoice extends RuntimeOptions {
 export interface SessionSettings {
   executionProviders?: ExecutionProviders;
   sessionOptions?: InferenceSession.SessionOptions;
-  /** Where sessions run (default `"wasm"`); `"webgpu"` uses onnxruntime-web's WebGPU build. */
+  /**
+   * Where sessions run (default `"wasm"`); `"webgpu"` uses onnxruntime-web's WebGPU build, `"native"`
+   * onnxruntime-node.
+   */
   device?: Device;
   /** onnxruntime-web's WebAssembly settings and the precompiled modules; default: resolved from `{}`. */
   runtime?: RuntimeSettings;
@@ -82,7 +94,8 @@ function namesWebGpu(providers: ExecutionProviders): boolean {
  * per-session node-placement warning (unless `logSeverityLevel` is given).
  *
  * @param outputNames The model's output names (from its graph).
- * @throws {DeviceUnavailableError} for `device: "webgpu"` without an adapter.
+ * @throws {DeviceUnavailableError} for `device: "webgpu"` without an adapter, or `"native"` where
+ * onnxruntime-node cannot be loaded.
  * @example
  * ```ts
  * import { sessionSettings } from "./session.ts";
@@ -95,8 +108,10 @@ export async function sessionSettings(choice: SessionChoice, outputNames: readon
   const explicit = executionProviders ?? sessionOptions?.executionProviders;
   const runtime = await resolveRuntimeOptions(choice);
   const device: Device = explicit
-    ? (namesWebGpu(explicit) ? "webgpu" : "wasm")
+    ? (namesWebGpu(explicit) ? "webgpu" : choice.device === "native" ? "native" : "wasm")
     : await chooseDevice(choice.device ?? "auto");
+  // Loaded here, so a model asking for it fails at load with the reason, not at its first session.
+  if (device === "native") await loadNativeOrt();
   if (device !== "webgpu") return { executionProviders, sessionOptions, device, runtime };
   const kvOnGpu = Object.fromEntries(
     outputNames.filter((name) => name.startsWith("present")).map((name) => [name, "gpu-buffer" as const]),
@@ -134,6 +149,7 @@ export async function createSession(
 ): Promise<ModelSession> {
   const bytes = model instanceof Uint8Array ? model : encodeModel(model);
   const device = settings.device ?? "wasm";
+  if (device === "native") return await nativeSession(bytes, externalData, settings, file);
   const options: InferenceSession.SessionOptions = {
     ...settings.sessionOptions,
     executionProviders: settings.executionProviders ?? settings.sessionOptions?.executionProviders ?? [device],
@@ -160,6 +176,32 @@ export async function createSession(
   } catch (cause) {
     if (cause instanceof UnsupportedError) throw cause;
     throw new OnnxModelError(`onnxruntime could not create a session: ${(cause as Error).message ?? cause}`, {
+      file,
+      cause,
+    });
+  }
+}
+
+async function nativeSession(
+  bytes: Uint8Array,
+  externalData: ReadonlyMap<string, Uint8Array>,
+  settings: SessionSettings,
+  file: string,
+): Promise<ModelSession> {
+  const runtime = await loadNativeOrt();
+  const threads = (settings.runtime ?? await resolveRuntimeOptions({})).numThreads;
+  const options = nativeSessionOptions(
+    {
+      ...settings.sessionOptions,
+      executionProviders: settings.executionProviders ?? settings.sessionOptions?.executionProviders,
+    },
+    threads,
+  );
+  if (externalData.size > 0) options.externalData = [...externalData].map(([path, data]) => ({ path, data }));
+  try {
+    return await createNativeSession(runtime, bytes, options);
+  } catch (cause) {
+    throw new OnnxModelError(`onnxruntime-node could not create a session: ${(cause as Error).message ?? cause}`, {
       file,
       cause,
     });

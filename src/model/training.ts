@@ -56,6 +56,8 @@ export async function trainableAdapter(base: BaseModel, adapter: LoadedAdapter):
     device: base.device,
     executionProviders: base.settings.executionProviders,
     sessionOptions: { ...base.settings.sessionOptions, preferredOutputLocation: undefined },
+    // Native sessions take their thread count per session (onnxruntime-web's is process-wide).
+    runtime: base.settings.runtime,
   };
   return new TrainableAdapter({
     onnx: base.onnx,

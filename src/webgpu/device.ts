@@ -1,7 +1,10 @@
 /**
- * Choosing where sessions and kernels run: WebGPU or WebAssembly. This is the
- * only module that looks at the runtime (`navigator.gpu`); everything else
- * takes the resolved {@linkcode Device} or a `GPUDevice`.
+ * Choosing where sessions and kernels run: WebGPU, WebAssembly, or native
+ * onnxruntime (onnxruntime-node's CPU execution provider, opt-in). This is
+ * the only module that looks at `navigator.gpu`; everything else takes the
+ * resolved {@linkcode Device} or a `GPUDevice`. Whether onnxruntime-node
+ * loads is found out when its first session is set up
+ * (`src/model/native_session.ts`).
  *
  * `"auto"` picks WebGPU only for a hardware adapter: a fallback (software)
  * adapter such as Mesa's lavapipe/llvmpipe runs the model slower than the
@@ -13,7 +16,8 @@
 import { DeviceUnavailableError, UnsupportedError } from "../errors.ts";
 
 /**
- * What a caller may ask for: `"auto"` (default), `"webgpu"` or `"wasm"`.
+ * What a caller may ask for: `"auto"` (default), `"webgpu"`, `"wasm"` or
+ * `"native"` (never chosen by `"auto"`).
  *
  * @example
  * ```ts
@@ -21,7 +25,7 @@ import { DeviceUnavailableError, UnsupportedError } from "../errors.ts";
  * const device: DeviceOption = "auto";
  * ```
  */
-export type DeviceOption = "auto" | "webgpu" | "wasm";
+export type DeviceOption = "auto" | "webgpu" | "wasm" | "native";
 
 /**
  * Where sessions actually run.
@@ -32,7 +36,7 @@ export type DeviceOption = "auto" | "webgpu" | "wasm";
  * const device: Device = "wasm";
  * ```
  */
-export type Device = "webgpu" | "wasm";
+export type Device = "webgpu" | "wasm" | "native";
 
 /**
  * The part of `navigator.gpu` the choice uses; tests pass a fake.
@@ -135,7 +139,8 @@ export async function probeWebGpu(gpu: GpuLike | null = runtimeGpu()): Promise<W
 }
 
 /**
- * Resolves a {@linkcode DeviceOption}: `"wasm"` as is; `"webgpu"` when WebGPU
+ * Resolves a {@linkcode DeviceOption}: `"wasm"` and `"native"` as they are
+ * (`"native"` is checked when its sessions are set up); `"webgpu"` when WebGPU
  * gives any adapter; `"auto"` to `"webgpu"` only for a hardware (non-fallback)
  * adapter, else `"wasm"`.
  *
@@ -149,9 +154,9 @@ export async function probeWebGpu(gpu: GpuLike | null = runtimeGpu()): Promise<W
  * ```
  */
 export async function chooseDevice(option: DeviceOption = "auto", gpu: GpuLike | null = runtimeGpu()): Promise<Device> {
-  if (option === "wasm") return "wasm";
+  if (option === "wasm" || option === "native") return option;
   if (option !== "auto" && option !== "webgpu") {
-    throw new UnsupportedError(`device must be "auto", "webgpu" or "wasm", got ${JSON.stringify(option)}`, {
+    throw new UnsupportedError(`device must be "auto", "webgpu", "wasm" or "native", got ${JSON.stringify(option)}`, {
       key: "device",
     });
   }

@@ -271,7 +271,7 @@ export async function checkAdapter(
 }
 
 /** Logits of `key` in the quantized-merge reference of `base`. */
-async function quantRefLogits(base: RealBase, key: string): Promise<Float32Array> {
+export async function quantRefLogits(base: RealBase, key: string): Promise<Float32Array> {
   const st = parseSafetensors(new Uint8Array(await readFile(realPath(`quant_merge_ref/${base.name}.safetensors`))));
   return st.toFloat32(key);
 }
