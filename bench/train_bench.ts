@@ -27,6 +27,7 @@ const seq = Number(values.seq ?? 128);
 const root = decodeURIComponent(new URL("..", import.meta.url).pathname);
 const base = await loadBaseModel(`${root}examples/demo/byte-llama`, {
   device: "wasm",
+  numThreads: 1,
   sessionOptions: { intraOpNumThreads: 1 },
 });
 const model = await createAdapter(base, {

@@ -36,6 +36,11 @@ export class GradGraph {
   readonly #taken: Set<string>;
   readonly #prefix: string;
   readonly #scalars = new Map<number, string>();
+  /** Outputs of identical nodes made before (common subexpressions: one node per op, inputs and attributes). */
+  readonly #made = new Map<string, string[]>();
+  readonly #constants = new Map<string, string>();
+  /** Expand outputs made here: output -> the tensor expanded. */
+  readonly #expanded = new Map<string, string>();
 
   /** The model's default-domain opset, which decides some ops' forms. */
   readonly opset: number;
@@ -67,9 +72,54 @@ export class GradGraph {
     return this.ops(opType, input, 1, attributes)[0];
   }
 
-  /** Adds a node with `outputs` outputs and returns their names. */
+  /**
+   * Adds a node with `outputs` outputs and returns their names; a node
+   * identical to one made before (every op here is a pure function) is not
+   * made again: its outputs are returned.
+   */
   ops(opType: string, input: string[], outputs: number, attributes: Record<string, GradAttribute> = {}): string[] {
-    return this.named(opType, input, Array.from({ length: outputs }, () => this.fresh(opType)), attributes);
+    const key = JSON.stringify([opType, input, outputs, attributes]);
+    const made = this.#made.get(key);
+    if (made) return made;
+    const out = this.named(opType, input, Array.from({ length: outputs }, () => this.fresh(opType)), attributes);
+    this.#made.set(key, out);
+    if (opType === "Expand") this.#expanded.set(out[0], input[0]);
+    return out;
+  }
+
+  /**
+   * The tensor `x` was expanded from, when `x` is an `Expand` made here, else `x`:
+   * an elementwise op whose other operand already has the full shape broadcasts it.
+   */
+  unexpanded(x: string): string {
+    return this.#expanded.get(x) ?? x;
+  }
+
+  /** `x * value`, computed before the broadcast when `x` is an `Expand` made here (fewer elements). */
+  scaled(x: string, value: number): string {
+    if (value === 1) return x;
+    const src = this.#expanded.get(x);
+    if (src === undefined) return this.op("Mul", [x, this.scalar(value)]);
+    const expand = this.nodes.find((n) => n.output[0] === x)!;
+    return this.op("Expand", [this.op("Mul", [src, this.scalar(value)]), expand.input[1]]);
+  }
+
+  /**
+   * Drops the nodes (and constants) nothing needs: every node whose outputs
+   * no kept node reads and that writes none of `outputs`.
+   */
+  prune(outputs: Iterable<string>): void {
+    const live = new Set(outputs);
+    const kept: NodeProto[] = [];
+    for (let i = this.nodes.length - 1; i >= 0; i--) {
+      const n = this.nodes[i];
+      if (!n.output.some((o) => live.has(o))) continue;
+      kept.push(n);
+      for (const x of n.input) live.add(x);
+    }
+    this.nodes.splice(0, this.nodes.length, ...kept.reverse());
+    const constants = this.initializers.filter((t) => live.has(t.name));
+    this.initializers.splice(0, this.initializers.length, ...constants);
   }
 
   /** Adds a node writing the given output names (taken by the caller). */
@@ -96,7 +146,11 @@ export class GradGraph {
 
   /** An int64 constant. */
   ints(values: readonly number[], dims: readonly number[] = [values.length]): string {
+    const key = `i64:${dims.join("x")}:${values.join(",")}`;
+    const known = this.#constants.get(key);
+    if (known) return known;
     const name = this.fresh("const_i64");
+    this.#constants.set(key, name);
     const bytes = new Uint8Array(new BigInt64Array(values.map(BigInt)).buffer);
     this.initializers.push(rawTensor(name, TensorProto_DataType.INT64, dims, bytes));
     return name;
