@@ -55,10 +55,21 @@ for (const [name, split] of resumeCases) {
   });
 }
 
-for (const name of ["created-qv-causal", "created-mlp-gaussian", "created-all-linear", "created-qv-lorabias"]) {
+for (
+  const name of [
+    "created-qv-causal",
+    "created-mlp-gaussian",
+    "created-all-linear",
+    "created-qv-lorabias",
+    "created-qv-lmhead",
+    "created-mlp-embedsave",
+    "gpt2-created-bias-all",
+    "gpt2-created-loraonly-dora",
+  ]
+) {
   test(`createAdapter ${name}: PEFT's keys, shapes, dtype and config; PEFT's init law`, async () => {
     const config = JSON.parse(await readFile(trainCase(name, "create_config.json"), "utf8"));
-    const base = await loadBaseModel(fixture("llama-tiny"), { device: "wasm" });
+    const base = await loadBaseModel(fixture(name.startsWith("gpt2") ? "gpt2-tiny" : "llama-tiny"), { device: "wasm" });
     const model = await createAdapter(base, config, { seed: 3 });
     const out = await tempDir();
     await model.savePretrained(out);
@@ -70,7 +81,10 @@ for (const name of ["created-qv-causal", "created-mlp-gaussian", "created-all-li
       assert.deepEqual(ours.info(key), { ...ours.info(key), dtype: peft.info(key).dtype, shape: peft.info(key).shape });
       const t = ours.toFloat32(key);
       const p = peft.toFloat32(key);
-      if (key.includes("lora_B")) {
+      if (!key.includes("lora_A") && !key.includes("lora_B")) {
+        // Copies of the base (modules_to_save, bias) and DoRA's magnitude (its weight norms, B being zero): PEFT's values.
+        assert.ok(tensorRelDiff(t, p) < 1e-5, `${key}: relative max diff ${tensorRelDiff(t, p)}`);
+      } else if (key.includes("lora_B")) {
         assert.ok(t.every((v) => v === 0) && p.every((v) => v === 0), `${key} starts at zero`);
       } else {
         // Same law as PEFT's: compare the spread (uniform bound 1/sqrt(in), or normal std 1/r).
