@@ -118,7 +118,10 @@ export class TrainableAdapter {
     const siteParams = parts.siteParameters ?? [];
     const biased = [...patches.filter((p) => p.bias).map((p) => p.module), ...biases.map((b) => b.module)];
     const modules = [...new Set([...patches.map((p) => p.module), ...biased])];
-    const branched = addLoraBranches(parts.onnx, parts.weights, modules, { dora, bias: new Set(biased) });
+    // Projections reading one activation (q/k/v) share one x @ A, and so one A gradient product; not under dropout
+    // (each module drops its own mask) nor with a bias-only branch among them.
+    const shareA = parts.dropout === 0 && modules.every((m) => patches.some((p) => p.module === m));
+    const branched = addLoraBranches(parts.onnx, parts.weights, modules, { dora, bias: new Set(biased), shareA });
     const { branches } = branched;
     const model = branched.model;
     // Norm biases (a delta on the norm's output) and whole modules (their parameters fed) on parameter sites.
