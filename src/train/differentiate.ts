@@ -101,7 +101,7 @@ export function differentiate(
   const total = (name: string): string | undefined => {
     const parts = contributions.get(name);
     if (!parts || parts.length === 0) return undefined;
-    const sum = parts.reduce((acc, p) => g.op("Add", [acc, p]));
+    const sum = parts.length === 1 ? parts[0] : g.sum(parts, shape(name));
     contributions.set(name, [sum]);
     return sum;
   };

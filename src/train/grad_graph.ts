@@ -39,6 +39,10 @@ export class GradGraph {
   /** Outputs of identical nodes made before (common subexpressions: one node per op, inputs and attributes). */
   readonly #made = new Map<string, string[]>();
   readonly #constants = new Map<string, string>();
+  /** Zero pads made here: output -> the tensor padded and ONNX pads (begins then ends). */
+  readonly #pads = new Map<string, { input: string; pads: number[] }>();
+  /** Reshapes made here to static shapes: output -> its input and that input's shape. */
+  readonly #reshapes = new Map<string, { input: string; from: number[] }>();
   /** Expand outputs made here: output -> the tensor expanded. */
   readonly #expanded = new Map<string, string>();
 
@@ -102,6 +106,42 @@ export class GradGraph {
     if (src === undefined) return this.op("Mul", [x, this.scalar(value)]);
     const expand = this.nodes.find((n) => n.output[0] === x)!;
     return this.op("Expand", [this.op("Mul", [src, this.scalar(value)]), expand.input[1]]);
+  }
+
+  /** `x` zero-padded by ONNX `pads` (begins, then ends, per axis). */
+  pad(x: string, pads: readonly number[]): string {
+    const out = this.op("Pad", [x, this.ints(pads)], { mode: { s: "constant" } });
+    this.#pads.set(out, { input: x, pads: [...pads] });
+    return out;
+  }
+
+  /**
+   * The sum of gradient contributions to a tensor of shape `dims`. Pads
+   * made here that tile it along one axis (the halves of a rotate-half's
+   * slices) are joined by one `Concat` instead of summed padded copies.
+   */
+  sum(parts: readonly string[], dims: readonly number[]): string {
+    const rest = [...parts];
+    const byAxis = new Map<number, { input: string; begin: number; end: number; part: string }[]>();
+    for (const part of parts) {
+      const pad = this.#pads.get(part);
+      if (!pad) continue;
+      const r = dims.length;
+      const axes = dims.map((_, a) => a).filter((a) => pad.pads[a] !== 0 || pad.pads[r + a] !== 0);
+      if (axes.length !== 1) continue;
+      const a = axes[0];
+      byAxis.set(a, [...(byAxis.get(a) ?? []), { input: pad.input, begin: pad.pads[a], end: pad.pads[r + a], part }]);
+    }
+    const joined: string[] = [];
+    for (const [axis, pieces] of byAxis) {
+      pieces.sort((p, q) => p.begin - q.begin);
+      let at = 0;
+      for (const p of pieces) at = p.begin === at ? dims[axis] - p.end : -1;
+      if (at !== dims[axis] || pieces.length < 2) continue;
+      joined.push(this.op("Concat", pieces.map((p) => p.input), { axis }));
+      for (const p of pieces) rest.splice(rest.indexOf(p.part), 1);
+    }
+    return [...joined, ...rest].reduce((acc, p) => this.op("Add", [acc, p]));
   }
 
   /**
@@ -179,8 +219,14 @@ export class GradGraph {
 
   /** `x` reshaped to a static shape (no node when it already has it). */
   reshape(x: string, from: readonly number[], to: readonly number[]): string {
-    if (from.length === to.length && from.every((d, i) => d === to[i])) return x;
-    return this.op("Reshape", [x, this.ints(to)]);
+    const same = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
+    if (same(from, to)) return x;
+    // A reshape of a reshape made here reshapes the first one's input (one copy, not two).
+    const earlier = this.#reshapes.get(x);
+    if (earlier) return this.reshape(earlier.input, earlier.from, to);
+    const out = this.op("Reshape", [x, this.ints(to)]);
+    if (!to.includes(-1)) this.#reshapes.set(out, { input: x, from: [...from] });
+    return out;
   }
 
   /**

@@ -124,7 +124,13 @@ const matMul: GradientRule = (c) => {
   }
   if (c.needs[1]) {
     const [k, n] = [sa[sa.length - 1], sy[sy.length - 1]];
-    if (sb.length === 2) {
+    const lead = sy.slice(0, -2).reduce((p, v) => p * v, 1);
+    const rows = lead * sy[sy.length - 2];
+    if (sb.length === 2 && sa.length > 2 && lead * k * n < rows * (k + n)) {
+      // A weight shared by every row with a small side (a LoRA factor): per-batch products summed, which reads the
+      // activations where they are instead of copying both into [rows, K] and [rows, N].
+      out[1] = g.sumTo(g.op("MatMul", [swapLast(g, x(c, 0), sa.length), d]), [...sy.slice(0, -2), k, n], sb);
+    } else if (sb.length === 2) {
       // A weight shared by every row: one [K, rows] @ [rows, N] product instead of a batched one.
       const a2 = g.reshape(x(c, 0), sa, [-1, k]);
       const d2 = g.reshape(d, sy, [-1, n]);
@@ -239,7 +245,7 @@ const slice: GradientRule = (c) => {
     pads[sx.length + a] = dim - end;
   });
   if (pads.every((p) => p === 0)) return [dy0(c)];
-  return [c.g.op("Pad", [dy0(c), c.g.ints(pads)], { mode: { s: "constant" } })];
+  return [c.g.pad(dy0(c), pads)];
 };
 
 const gather: GradientRule = (c) => {
