@@ -2,8 +2,8 @@
  * One adapter being trained: its LoRA tensors (PEFT layout), the training
  * graph built from the base's dynamic-mode graph, and `lora_dropout` on the
  * branch inputs in training runs only (seeded masks, scaled by `1/(1-p)` as
- * `nn.Dropout`; DoRA's form of it in `dora_graph.ts`). Independent of the model layer: the caller passes the graph,
- * the plan and a session factory.
+ * `nn.Dropout`; DoRA's form of it in `dora_graph.ts`). Independent of the
+ * model layer: the caller passes the graph, the plan and a session factory.
  * @module
  */
 import { Tensor } from "../deps/ort.ts";
