@@ -42,6 +42,7 @@ for (
     "gpt2-dora-loraonly-sgd",
     "llama-dora-dropout-sgd",
     "llama-qv-dropout-adamw",
+    "llama-qv-tokens-adamw",
   ]
 ) {
   test(`${name}: per-call loss and grad norm, trained tensors and logits match PyTorch + PEFT`, async () => {

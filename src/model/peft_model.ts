@@ -456,6 +456,8 @@ export class PeftModel implements AsyncDisposable {
         // A prompt-learning adapter's parameters are its prompt encoder's embedding (what PEFT counts).
         n + (isPromptLearning(a.config) ? a.parameters : 0) +
         (a.plan.scales ?? []).reduce((m, s) => m + size(a, s.key), 0) +
+        // Trainable tokens' delta rows (a tied lm_head shares the embedding's).
+        [...new Set(a.plan.tokens.map((t) => t.key))].reduce((m, key) => m + size(a, key), 0) +
         a.plan.patches.reduce((m, p) =>
           m + (p.kind === "replace"
             ? size(a, p.key)

@@ -11,6 +11,7 @@ import { UnsupportedError } from "../errors.ts";
 import type { LoraPatch } from "../lora/plan.ts";
 import type { LoraBranch, LoraGroup } from "../onnx/lora_branches.ts";
 import type { SiteParameters } from "./site_params.ts";
+import type { TokenParameters } from "./token_params.ts";
 import { type TrainedTensor, transposed } from "./trained_tensor.ts";
 
 interface Lora {
@@ -78,6 +79,7 @@ export type DoraNorms = (patch: LoraPatch, a: Float32Array, b: Float32Array) => 
 export class LoraParameters {
   readonly #modules: Module[];
   readonly #sites?: SiteParameters;
+  readonly #tokens?: TokenParameters;
   /** Every trained tensor: A, B (and B's bias, DoRA's magnitude) per module in the adapter's order, then trained biases. */
   readonly tensors: TrainedTensor[];
 
@@ -90,8 +92,10 @@ export class LoraParameters {
     doraNorms?: DoraNorms,
     biases: readonly BiasParameter[] = [],
     sites?: SiteParameters,
+    tokens?: TokenParameters,
   ) {
     this.#sites = sites;
+    this.#tokens = tokens;
     this.#doraNorms = doraNorms;
     const branchOf = (module: string) => {
       const branch = branches.get(module);
@@ -139,6 +143,7 @@ export class LoraParameters {
       ),
       ...this.#modules.flatMap((m) => (m.bias ? [m.bias.tensor] : [])),
       ...(sites?.tensors ?? []),
+      ...(tokens?.tensors ?? []),
     ];
   }
 
@@ -149,7 +154,7 @@ export class LoraParameters {
     );
     const bias = this.#modules.filter((m) => m.bias && !m.lora?.bias).map((m) => m.branch.bias!);
     // A shared product's A (one input for the group) is listed once.
-    return [...new Set([...lora, ...bias, ...(this.#sites?.inputs ?? [])])];
+    return [...new Set([...lora, ...bias, ...(this.#sites?.inputs ?? []), ...(this.#tokens?.inputs ?? [])])];
   }
 
   /** Each member's column offset in its group's joined A^T `[in, sum of ranks]`, and the group's width. */
@@ -216,7 +221,7 @@ export class LoraParameters {
         feeds[branch.bias] = new Tensor("float32", delta, [out]);
       }
     }
-    return { ...feeds, ...this.#sites?.feeds(rows) };
+    return { ...feeds, ...this.#sites?.feeds(rows), ...this.#tokens?.feeds() };
   }
 
   /** Gradients of the branch inputs -> gradients of PEFT's tensors, in {@linkcode LoraParameters.tensors} order. */
@@ -246,6 +251,11 @@ export class LoraParameters {
     const bias = this.#modules.flatMap(({ branch, bias: b }) =>
       b ? [grads.get(branch.bias!)!.map((v) => v * factor)] : []
     );
-    return [...lora, ...bias, ...(this.#sites?.gradients(grads, factor) ?? [])];
+    return [
+      ...lora,
+      ...bias,
+      ...(this.#sites?.gradients(grads, factor) ?? []),
+      ...(this.#tokens?.gradients(grads, factor) ?? []),
+    ];
   }
 }

@@ -16,6 +16,8 @@ import type { AdapterPlan } from "../lora/plan.ts";
 import type { AdapterTensorReader } from "../lora/readers.ts";
 import { addLoraBranches } from "../onnx/lora_branches.ts";
 import { addParamBranches } from "../onnx/param_branches.ts";
+import { addTokenBranches } from "../onnx/token_branches.ts";
+import { tokenSites } from "../lora/token_feeds.ts";
 import { makeNode, tensorValueInfo, usedNames } from "../onnx/graph_parts.ts";
 import { edited } from "../onnx/proto_edit.ts";
 import type { WeightIndex } from "../onnx/weight_index.ts";
@@ -23,6 +25,7 @@ import { type BatchTensors, batchTensors, type TrainBatch } from "./batch.ts";
 import { withDoraDropout } from "./dora_graph.ts";
 import { type BiasParameter, type DoraNorms, LoraParameters } from "./lora_params.ts";
 import { type SiteParameter, SiteParameters } from "./site_params.ts";
+import { TokenParameters } from "./token_params.ts";
 import type { TensorInput } from "../safetensors/mod.ts";
 import { LABEL_WEIGHTS_INPUT, LABELS_INPUT, type SessionFactory, TrainingGraph } from "./training_graph.ts";
 
@@ -131,8 +134,13 @@ export class TrainableAdapter {
       ? addParamBranches(model, parts.weights, { deltas, fed }, parts.readWeight)
       : { model, sites: new Map() };
     const onSites = new SiteParameters(sited.sites, siteParams, parts.tensor, parts.fanInFanOut ?? false);
-    this.params = new LoraParameters(patches, branches, parts.tensor, parts.doraNorms, biases, onSites);
-    let graph = sited.model;
+    // Trainable tokens on their own branch after the embedding.
+    const tokened = parts.plan.tokens.length > 0
+      ? addTokenBranches(sited.model, parts.onnx, tokenSites(parts.plan))
+      : { model: sited.model, branches: new Map() };
+    const tokens = new TokenParameters(parts.plan.tokens, tokened.branches, parts.tensor);
+    this.params = new LoraParameters(patches, branches, parts.tensor, parts.doraNorms, biases, onSites, tokens);
+    let graph = tokened.model;
     if (parts.dropout > 0) {
       const lora = [...branches.values()].filter((b) =>
         b.kind !== "embedding" && patches.some((p) => p.module === b.module)
