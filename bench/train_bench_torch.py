@@ -1,6 +1,6 @@
 """PyTorch + PEFT side of bench/train_bench.ts: the same LoRA training steps on the same demo model, one thread.
 
-Prints one JSON line: {"tokensPerSecond": ..., "steps": ..., "loss": ...}.
+Prints one JSON line: {"tokensPerSecond": ..., "tokensPerCpuSecond": ..., "steps": ..., "loss": ...}.
 Usage (from the repository root): python bench/train_bench_torch.py STEPS BATCH SEQ
 """
 import json
@@ -37,8 +37,10 @@ def step():
 
 for _ in range(2):
     step()
-start = time.perf_counter()
+start, cpu_start = time.perf_counter(), time.process_time()
 for _ in range(steps):
     loss = step()
-seconds = time.perf_counter() - start
-print(json.dumps({"tokensPerSecond": steps * batch * seq / seconds, "steps": steps, "loss": loss}))
+seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+tokens = steps * batch * seq
+print(json.dumps({"tokensPerSecond": tokens / seconds, "tokensPerCpuSecond": tokens / cpu_seconds, "steps": steps,
+                  "loss": loss}))

@@ -39,6 +39,10 @@ for (
     "gpt2-bias-all-adamw",
     "llama-qv-lmhead-adamw",
     "llama-mlp-embedsave-sgd",
+    "gpt2-dora-loraonly-sgd",
+    "llama-dora-dropout-sgd",
+    "llama-qv-dropout-adamw",
+    "llama-qv-tokens-adamw",
   ]
 ) {
   test(`${name}: per-call loss and grad norm, trained tensors and logits match PyTorch + PEFT`, async () => {

@@ -55,10 +55,21 @@ for (const [name, split] of resumeCases) {
   });
 }
 
-for (const name of ["created-qv-causal", "created-mlp-gaussian", "created-all-linear", "created-qv-lorabias"]) {
+for (
+  const name of [
+    "created-qv-causal",
+    "created-mlp-gaussian",
+    "created-all-linear",
+    "created-qv-lorabias",
+    "created-qv-lmhead",
+    "created-mlp-embedsave",
+    "gpt2-created-bias-all",
+    "gpt2-created-loraonly-dora",
+  ]
+) {
   test(`createAdapter ${name}: PEFT's keys, shapes, dtype and config; PEFT's init law`, async () => {
     const config = JSON.parse(await readFile(trainCase(name, "create_config.json"), "utf8"));
-    const base = await loadBaseModel(fixture("llama-tiny"), { device: "wasm" });
+    const base = await loadBaseModel(fixture(name.startsWith("gpt2") ? "gpt2-tiny" : "llama-tiny"), { device: "wasm" });
     const model = await createAdapter(base, config, { seed: 3 });
     const out = await tempDir();
     await model.savePretrained(out);
@@ -70,7 +81,10 @@ for (const name of ["created-qv-causal", "created-mlp-gaussian", "created-all-li
       assert.deepEqual(ours.info(key), { ...ours.info(key), dtype: peft.info(key).dtype, shape: peft.info(key).shape });
       const t = ours.toFloat32(key);
       const p = peft.toFloat32(key);
-      if (key.includes("lora_B")) {
+      if (!key.includes("lora_A") && !key.includes("lora_B")) {
+        // Copies of the base (modules_to_save, bias) and DoRA's magnitude (its weight norms, B being zero): PEFT's values.
+        assert.ok(tensorRelDiff(t, p) < 1e-5, `${key}: relative max diff ${tensorRelDiff(t, p)}`);
+      } else if (key.includes("lora_B")) {
         assert.ok(t.every((v) => v === 0) && p.every((v) => v === 0), `${key} starts at zero`);
       } else {
         // Same law as PEFT's: compare the spread (uniform bound 1/sqrt(in), or normal std 1/r).
@@ -222,6 +236,30 @@ test("errors: a bias PEFT trains that the adapter lacks, and a norm in modules_t
   );
   // Both load for inference.
   const frozen = await fromPretrained(base, source("norm", { ...config, modules_to_save: ["ln_f"] }, norm), quiet);
+  await frozen.release();
+  await base.release();
+});
+
+test("errors: trainable tokens with a repeated id are refused for training with a typed error (they load for inference)", async () => {
+  const folder = trainCase("llama-qv-tokens-adamw", "start");
+  const config = JSON.parse(await readFile(`${folder}/adapter_config.json`, "utf8"));
+  const st = await safetensorsAt(`${folder}/adapter_model.safetensors`);
+  const tensors: Record<string, TensorInput> = Object.fromEntries(
+    st.names().map((n) => [n, { dtype: "F32", shape: [...st.info(n).shape], data: st.toFloat32(n) }]),
+  );
+  // PEFT's index_copy keeps one of a repeated id's rows: which one trains is not defined, so training refuses.
+  const source = memorySource("tokens", {
+    "adapter_config.json": new TextEncoder().encode(
+      JSON.stringify({ ...config, trainable_token_indices: { embed_tokens: [5, 17, 5] } }),
+    ),
+    "adapter_model.safetensors": serializeSafetensors(tensors),
+  });
+  const base = await loadBaseModel(fixture("llama-tiny"), { device: "wasm" });
+  await assert.rejects(
+    fromPretrained(base, source, { isTrainable: true, ...quiet }),
+    (e) => e instanceof UnsupportedError && /repeated token id/.test(e.message),
+  );
+  const frozen = await fromPretrained(base, source, quiet);
   await frozen.release();
   await base.release();
 });

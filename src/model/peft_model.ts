@@ -469,16 +469,19 @@ export class PeftModel implements AsyncDisposable {
     const size = (a: LoadedAdapter, key: string) => a.weights.info(key).shape.reduce((x, y) => x * y, 1);
     const adapters = [...this.#loaded()].reduce(
       (n, a) =>
-        // A non-LoRA method's parameters are its layers' (factors, not the weights they make: `parameterCount`).
-        a.saved && isTunerType(a.config.peftType)
-          ? n + parameterCount(a.saved, TUNER_METHODS[a.config.peftType]) // A prompt-learning adapter's parameters are its prompt encoder's embedding (what PEFT counts).
-          : n + (isPromptLearning(a.config) ? a.parameters : 0) +
+        n + (a.saved && isTunerType(a.config.peftType)
+          // A non-LoRA method's parameters are its layers' (factors, not the weights they make).
+          ? parameterCount(a.saved, TUNER_METHODS[a.config.peftType])
+          // A prompt-learning adapter's parameters are its prompt encoder's embedding (what PEFT counts).
+          : (isPromptLearning(a.config) ? a.parameters : 0) +
             (a.plan.scales ?? []).reduce((m, s) => m + size(a, s.key), 0) +
+            // Trainable tokens' delta rows (a tied lm_head shares the embedding's).
+            [...new Set(a.plan.tokens.map((t) => t.key))].reduce((m, key) => m + size(a, key), 0) +
             a.plan.patches.reduce((m, p) =>
               m + (p.kind === "replace"
                 ? size(a, p.key)
                 : [p.a, p.b, p.bias, p.magnitudeFromBase ? undefined : p.magnitude].reduce((k, key) =>
-                  k + (key ? size(a, key) : 0), p.magnitudeFromBase ? p.target.outFeatures : 0)), 0),
+                  k + (key ? size(a, key) : 0), p.magnitudeFromBase ? p.target.outFeatures : 0)), 0)),
       0,
     );
     const trainable = this.#trainable?.adapter.params.tensors.reduce((n, t) => n + t.data.length, 0) ?? 0;

@@ -41,12 +41,6 @@ export async function trainableAdapter(base: BaseModel, adapter: LoadedAdapter):
       key: "use_cache_branch",
     });
   }
-  if (adapter.plan.tokens.length > 0) {
-    // The training graph has no trainable-tokens branch: training the rest would drop them.
-    throw new UnsupportedError("training trainable tokens (trainable_token_indices) is not supported", {
-      key: adapter.plan.tokens[0].module,
-    });
-  }
   const { cpu } = await base.kernels();
   const weightOf = (target: WeightTarget) =>
     readTargetWeight(base.onnx.graph!, target, base.file, (t) => externalBytes(t, base.externalData, base.file));

@@ -23,7 +23,8 @@
  * which is PEFT's DoRA forward, `result + (m/n - 1) * (result - bias) +
  * (m/n) * lora(x) * s`, rearranged: the bias is not scaled. A `Gemm` (or
  * `MatMulNBits`) carrying its bias inside gets the bias split off into its
- * own `Add` after the scale.
+ * own `Add` after the scale; so does a DoRA branch's bias delta (a trained
+ * bias, which PEFT's DoRA leaves unscaled).
  *
  * With `shareA`, branches that read the same activation (q/k/v on one
  * normed input, gate/up on another) share one product: their A's are fed
@@ -160,7 +161,7 @@ export interface LoraBranchOptions {
    * with 1 there, every row shares one adapter set. Default false: 2-D inputs.
    */
   perRow?: boolean;
-  /** Modules (among those branched, not DoRA) that get a `bias` delta input. */
+  /** Modules (among those branched) that get a `bias` delta input (after the scale on DoRA ones). */
   bias?: Iterable<string>;
   /**
    * Branches reading the same activation share one `x @ A` (see
@@ -498,7 +499,7 @@ function insertBranch(
   added.push(...(xb?.nodes ?? []), makeNode("MatMul", [xb?.out ?? xa, branch.b], [delta], `${scope}lora_B_MatMul`));
   // The bias delta and DoRA scale are per row: applied where the rows are a dim of their own.
   let d = delta;
-  if (branch.bias) {
+  if (branch.bias && !branch.scale) {
     const withBias = fresh(`${prefix}/delta_bias`);
     added.push(makeNode("Add", [d, branch.bias], [withBias], `${scope}lora_bias_delta_Add`));
     d = withBias;
@@ -512,7 +513,7 @@ function insertBranch(
     added.push(makeNode("Add", [base, d], [site.y], `${scope}lora_Add`));
   } else {
     const sum = fresh(`${prefix}/sum`);
-    const scaled = splitBias !== undefined ? fresh(`${prefix}/scaled`) : site.y;
+    const scaled = splitBias !== undefined || branch.bias ? fresh(`${prefix}/scaled`) : site.y;
     const base3 = reshaped ? fresh(`${prefix}/base_rows`) : base;
     if (reshaped) added.push(...reshaped.rowsOf(base, base3));
     const scaledRows = reshaped ? fresh(`${prefix}/scaled_rows`) : scaled;
@@ -521,7 +522,12 @@ function insertBranch(
       makeNode("Mul", [sum, branch.scale], [scaledRows], `${scope}lora_dora_Mul`),
     );
     if (reshaped) added.push(...reshaped.back(scaledRows, scaled));
-    if (splitBias !== undefined) added.push(makeNode("Add", [scaled, splitBias], [site.y], `${scope}lora_bias_Add`));
+    let out = scaled;
+    if (branch.bias) {
+      out = splitBias !== undefined ? fresh(`${prefix}/scaled_bias`) : site.y;
+      added.push(makeNode("Add", [scaled, branch.bias], [out], `${scope}lora_bias_delta_Add`));
+    }
+    if (splitBias !== undefined) added.push(makeNode("Add", [out, splitBias], [site.y], `${scope}lora_bias_Add`));
   }
   edits.after.set(site.producer, added);
   return site.producer;
@@ -629,11 +635,6 @@ export function addLoraBranches(
   const biased = new Set(options.bias ?? []);
   for (const m of biased) {
     if (!wanted.includes(m)) throw new OnnxModelError("bias module is not among the modules to branch", { key: m });
-    if (dora.has(m)) {
-      throw new UnsupportedError("a bias delta on a DoRA module is not supported (PEFT scales it with DoRA)", {
-        key: m,
-      });
-    }
   }
   const masked = new Set(options.masked ?? []);
   for (const m of masked) {

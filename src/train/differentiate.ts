@@ -67,6 +67,8 @@ export function gradientRegion(nodes: readonly NodeProto[], params: readonly str
 export interface Probed {
   shapes: ReadonlyMap<string, number[]>;
   ints: ReadonlyMap<string, number[]>;
+  /** One-element float constants of the graph (initializers, `Constant` nodes), which some rules specialise on. */
+  constants?: ReadonlyMap<string, number>;
 }
 
 /**
@@ -99,7 +101,7 @@ export function differentiate(
   const total = (name: string): string | undefined => {
     const parts = contributions.get(name);
     if (!parts || parts.length === 0) return undefined;
-    const sum = parts.reduce((acc, p) => g.op("Add", [acc, p]));
+    const sum = parts.length === 1 ? parts[0] : g.sum(parts, shape(name));
     contributions.set(name, [sum]);
     return sum;
   };
@@ -126,7 +128,7 @@ export function differentiate(
       );
     }
     const dy = node.output.map(total);
-    const dx = rule({ node, g, shape, ints, dy, needs });
+    const dx = rule({ node, g, shape, ints, dy, needs, constant: (name) => probed.constants?.get(name) });
     node.input.forEach((input, i) => {
       const d = dx[i];
       if (!needs[i] || !d) return;

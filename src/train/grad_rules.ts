@@ -29,6 +29,8 @@ export interface RuleContext {
   shape(name: string): number[];
   /** Probed values of a small integer input (Slice bounds, axes, repeats). */
   ints(name: string): number[];
+  /** The value of a float constant of the forward graph (an initializer or `Constant` of one element), if it is one. */
+  constant?(name: string): number | undefined;
   /** Gradient of each output (undefined: the loss does not depend on it). */
   dy: readonly (string | undefined)[];
   /** Which inputs need a gradient. */
@@ -88,6 +90,16 @@ function binary(
   };
 }
 
+/**
+ * `d` for an elementwise product with input `other`: the tensor it was
+ * expanded from when `other` has the output's full shape (broadcasting
+ * restores it, and the product reads fewer elements).
+ */
+function full(c: RuleContext, d: string, other: number): string {
+  const [so, sy] = [c.shape(x(c, other)), c.shape(y(c))];
+  return so.length === sy.length && so.every((v, i) => v === sy[i]) ? c.g.unexpanded(d) : d;
+}
+
 /** Elementwise unary ops: `dx = dy * f'(x, y)`. */
 function unary(derivative: (c: RuleContext) => string): GradientRule {
   return (c) => [c.g.op("Mul", [dy0(c), derivative(c)])];
@@ -112,7 +124,13 @@ const matMul: GradientRule = (c) => {
   }
   if (c.needs[1]) {
     const [k, n] = [sa[sa.length - 1], sy[sy.length - 1]];
-    if (sb.length === 2) {
+    const lead = sy.slice(0, -2).reduce((p, v) => p * v, 1);
+    const rows = lead * sy[sy.length - 2];
+    if (sb.length === 2 && sa.length > 2 && lead * k * n < rows * (k + n)) {
+      // A weight shared by every row with a small side (a LoRA factor): per-batch products summed, which reads the
+      // activations where they are instead of copying both into [rows, K] and [rows, N].
+      out[1] = g.sumTo(g.op("MatMul", [swapLast(g, x(c, 0), sa.length), d]), [...sy.slice(0, -2), k, n], sb);
+    } else if (sb.length === 2) {
       // A weight shared by every row: one [K, rows] @ [rows, N] product instead of a batched one.
       const a2 = g.reshape(x(c, 0), sa, [-1, k]);
       const d2 = g.reshape(d, sy, [-1, n]);
@@ -164,12 +182,9 @@ function reduction(mean: boolean): GradientRule {
     const set = new Set(axes.map((a) => norm(a, sx.length)));
     const kept = sx.map((d, i) => (set.has(i) ? 1 : d));
     let d = c.g.reshape(dy0(c), c.shape(y(c)), kept);
-    d = c.g.op("Expand", [d, c.g.ints(sx)]);
-    if (mean) {
-      const count = [...set].reduce((n, i) => n * sx[i], 1);
-      d = c.g.op("Mul", [d, c.g.scalar(1 / count)]);
-    }
-    return [d];
+    // A mean's 1/count scales the reduced tensor, before the broadcast.
+    if (mean) d = c.g.scaled(d, 1 / [...set].reduce((n, i) => n * sx[i], 1));
+    return [c.g.op("Expand", [d, c.g.ints(sx)])];
   };
 }
 
@@ -230,7 +245,7 @@ const slice: GradientRule = (c) => {
     pads[sx.length + a] = dim - end;
   });
   if (pads.every((p) => p === 0)) return [dy0(c)];
-  return [c.g.op("Pad", [dy0(c), c.g.ints(pads)], { mode: { s: "constant" } })];
+  return [c.g.pad(dy0(c), pads)];
 };
 
 const gather: GradientRule = (c) => {
@@ -299,9 +314,19 @@ const tile: GradientRule = (c) => {
 const pow: GradientRule = (c) => {
   if (c.needs[1]) throw unsupported(c, "the exponent depends on trained tensors");
   const { g } = c;
+  const [sx, sy] = [c.shape(x(c, 0)), c.shape(y(c))];
+  const value = c.constant?.(x(c, 1));
+  if (value !== undefined && sx.length === sy.length && sx.every((v, i) => v === sy[i])) {
+    // A constant exponent (RMSNorm's x^2): e·x^(e-1) without a generic pow where e is 1 or 2.
+    if (value === 0) return [g.zeros(sx), undefined];
+    const d = g.scaled(dy0(c), value);
+    if (value === 1) return [d, undefined];
+    const xe = value === 2 ? x(c, 0) : g.op("Pow", [x(c, 0), g.scalar(value - 1)]);
+    return [g.op("Mul", [g.unexpanded(d), xe]), undefined];
+  }
   const e = x(c, 1);
   const dx = g.op("Mul", [e, g.op("Pow", [x(c, 0), g.op("Sub", [e, g.scalar(1)])])]);
-  return [g.sumTo(g.op("Mul", [dy0(c), dx]), c.shape(y(c)), c.shape(x(c, 0))), undefined];
+  return [g.sumTo(g.op("Mul", [dy0(c), dx]), sy, sx), undefined];
 };
 
 const layerNorm: GradientRule = (c) => {
@@ -430,11 +455,11 @@ export function endsGradient(node: NodeProto): boolean {
 export const GRADIENT_RULES: ReadonlyMap<string, GradientRule> = new Map<string, GradientRule>([
   ["Add", binary((_, d) => d, (_, d) => d)],
   ["Sub", binary((_, d) => d, (c, d) => c.g.op("Neg", [d]))],
-  ["Mul", binary((c, d) => c.g.op("Mul", [d, x(c, 1)]), (c, d) => c.g.op("Mul", [d, x(c, 0)]))],
+  ["Mul", binary((c, d) => c.g.op("Mul", [full(c, d, 1), x(c, 1)]), (c, d) => c.g.op("Mul", [full(c, d, 0), x(c, 0)]))],
   [
     "Div",
     binary(
-      (c, d) => c.g.op("Div", [d, x(c, 1)]),
+      (c, d) => c.g.op("Div", [full(c, d, 1), x(c, 1)]),
       (c, d) => c.g.op("Neg", [c.g.op("Mul", [d, c.g.op("Div", [y(c), x(c, 1)])])]),
     ),
   ],

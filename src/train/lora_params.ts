@@ -9,8 +9,9 @@
 import { Tensor } from "../deps/ort.ts";
 import { UnsupportedError } from "../errors.ts";
 import type { LoraPatch } from "../lora/plan.ts";
-import type { LoraBranch } from "../onnx/lora_branches.ts";
+import type { LoraBranch, LoraGroup } from "../onnx/lora_branches.ts";
 import type { SiteParameters } from "./site_params.ts";
+import type { TokenParameters } from "./token_params.ts";
 import { type TrainedTensor, transposed } from "./trained_tensor.ts";
 
 interface Lora {
@@ -78,6 +79,7 @@ export type DoraNorms = (patch: LoraPatch, a: Float32Array, b: Float32Array) => 
 export class LoraParameters {
   readonly #modules: Module[];
   readonly #sites?: SiteParameters;
+  readonly #tokens?: TokenParameters;
   /** Every trained tensor: A, B (and B's bias, DoRA's magnitude) per module in the adapter's order, then trained biases. */
   readonly tensors: TrainedTensor[];
 
@@ -90,8 +92,10 @@ export class LoraParameters {
     doraNorms?: DoraNorms,
     biases: readonly BiasParameter[] = [],
     sites?: SiteParameters,
+    tokens?: TokenParameters,
   ) {
     this.#sites = sites;
+    this.#tokens = tokens;
     this.#doraNorms = doraNorms;
     const branchOf = (module: string) => {
       const branch = branches.get(module);
@@ -139,6 +143,7 @@ export class LoraParameters {
       ),
       ...this.#modules.flatMap((m) => (m.bias ? [m.bias.tensor] : [])),
       ...(sites?.tensors ?? []),
+      ...(tokens?.tensors ?? []),
     ];
   }
 
@@ -148,7 +153,21 @@ export class LoraParameters {
       l ? [branch.a, branch.b, ...(l.bias ? [branch.bias!] : []), ...(l.m ? [branch.scale!] : [])] : []
     );
     const bias = this.#modules.filter((m) => m.bias && !m.lora?.bias).map((m) => m.branch.bias!);
-    return [...lora, ...bias, ...(this.#sites?.inputs ?? [])];
+    // A shared product's A (one input for the group) is listed once.
+    return [...new Set([...lora, ...bias, ...(this.#sites?.inputs ?? []), ...(this.#tokens?.inputs ?? [])])];
+  }
+
+  /** Each member's column offset in its group's joined A^T `[in, sum of ranks]`, and the group's width. */
+  #groupColumns(group: LoraGroup): { offsets: Map<string, number>; width: number } {
+    const offsets = new Map<string, number>();
+    let width = 0;
+    for (const m of group.modules) {
+      const l = this.#modules.find((x) => x.branch.module === m)?.lora;
+      if (!l) throw new UnsupportedError("a shared A product's member has no LoRA", { key: m });
+      offsets.set(m, width);
+      width += l.a.shape[0];
+    }
+    return { offsets, width };
   }
 
   /**
@@ -168,7 +187,24 @@ export class LoraParameters {
       } else {
         const { patch, a, b, m } = lora;
         const [r, inDim] = a.shape;
-        feeds[branch.a] = new Tensor("float32", transposed(a.data, r, inDim), [inDim, r]);
+        if (branch.group) {
+          // The group's members side by side along the rank: A^T columns [offset, offset + r).
+          const { offsets, width } = this.#groupColumns(branch.group);
+          if (!feeds[branch.a]) {
+            feeds[branch.a] = new Tensor("float32", new Float32Array(inDim * width), [inDim, width]);
+            const ranks = branch.group.modules.map((x) => this.#modules.find((y) => y.branch.module === x)!.lora!);
+            feeds[branch.group.split] = new Tensor(
+              "int64",
+              BigInt64Array.from(ranks, (l) => BigInt(l.a.shape[0])),
+              [ranks.length],
+            );
+          }
+          const joined = feeds[branch.a].data as Float32Array;
+          const off = offsets.get(branch.module)!;
+          for (let k = 0; k < r; k++) {
+            for (let i = 0; i < inDim; i++) joined[i * width + off + k] = a.data[k * inDim + i];
+          }
+        } else feeds[branch.a] = new Tensor("float32", transposed(a.data, r, inDim), [inDim, r]);
         feeds[branch.b] = new Tensor("float32", transposed(b.data, out, r, patch.scale), [r, out]);
         if (m) {
           // DoRA's scale m / ||W + s B A||, the norm computed from the current A, B and treated as a constant.
@@ -185,7 +221,7 @@ export class LoraParameters {
         feeds[branch.bias] = new Tensor("float32", delta, [out]);
       }
     }
-    return { ...feeds, ...this.#sites?.feeds(rows) };
+    return { ...feeds, ...this.#sites?.feeds(rows), ...this.#tokens?.feeds() };
   }
 
   /** Gradients of the branch inputs -> gradients of PEFT's tensors, in {@linkcode LoraParameters.tensors} order. */
@@ -195,8 +231,17 @@ export class LoraParameters {
       const [r, inDim] = l.a.shape;
       const out = l.b.shape[0];
       const s = l.patch.scale;
+      let dA: Float32Array;
+      if (branch.group) {
+        const { offsets, width } = this.#groupColumns(branch.group);
+        const [joined, off] = [grads.get(branch.a)!, offsets.get(branch.module)!];
+        dA = new Float32Array(r * inDim);
+        for (let k = 0; k < r; k++) {
+          for (let i = 0; i < inDim; i++) dA[k * inDim + i] = joined[i * width + off + k] * factor;
+        }
+      } else dA = transposed(grads.get(branch.a)!, inDim, r, factor);
       const g = [
-        transposed(grads.get(branch.a)!, inDim, r, factor),
+        dA,
         transposed(grads.get(branch.b)!, r, out, s * factor),
       ];
       if (l.bias) g.push(grads.get(branch.bias!)!.map((v) => v * s * factor));
@@ -206,6 +251,11 @@ export class LoraParameters {
     const bias = this.#modules.flatMap(({ branch, bias: b }) =>
       b ? [grads.get(branch.bias!)!.map((v) => v * factor)] : []
     );
-    return [...lora, ...bias, ...(this.#sites?.gradients(grads, factor) ?? [])];
+    return [
+      ...lora,
+      ...bias,
+      ...(this.#sites?.gradients(grads, factor) ?? []),
+      ...(this.#tokens?.gradients(grads, factor) ?? []),
+    ];
   }
 }

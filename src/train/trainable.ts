@@ -2,8 +2,8 @@
  * One adapter being trained: its LoRA tensors (PEFT layout), the training
  * graph built from the base's dynamic-mode graph, and `lora_dropout` on the
  * branch inputs in training runs only (seeded masks, scaled by `1/(1-p)` as
- * `nn.Dropout`). Independent of the model layer: the caller passes the graph,
- * the plan and a session factory.
+ * `nn.Dropout`; DoRA's form of it in `dora_graph.ts`). Independent of the
+ * model layer: the caller passes the graph, the plan and a session factory.
  * @module
  */
 import { Tensor } from "../deps/ort.ts";
@@ -16,12 +16,16 @@ import type { AdapterPlan } from "../lora/plan.ts";
 import type { AdapterTensorReader } from "../lora/readers.ts";
 import { addLoraBranches } from "../onnx/lora_branches.ts";
 import { addParamBranches } from "../onnx/param_branches.ts";
+import { addTokenBranches } from "../onnx/token_branches.ts";
+import { tokenSites } from "../lora/token_feeds.ts";
 import { makeNode, tensorValueInfo, usedNames } from "../onnx/graph_parts.ts";
 import { edited } from "../onnx/proto_edit.ts";
 import type { WeightIndex } from "../onnx/weight_index.ts";
 import { type BatchTensors, batchTensors, type TrainBatch } from "./batch.ts";
+import { withDoraDropout } from "./dora_graph.ts";
 import { type BiasParameter, type DoraNorms, LoraParameters } from "./lora_params.ts";
 import { type SiteParameter, SiteParameters } from "./site_params.ts";
+import { TokenParameters } from "./token_params.ts";
 import type { TensorInput } from "../safetensors/mod.ts";
 import { LABEL_WEIGHTS_INPUT, LABELS_INPUT, type SessionFactory, TrainingGraph } from "./training_graph.ts";
 
@@ -105,34 +109,46 @@ export class TrainableAdapter {
   constructor(parts: TrainableParts) {
     this.#parts = parts;
     const patches = loraPatches(parts.plan);
-    const dora = patches.filter((p) => p.magnitude).map((p) => p.module);
-    if (dora.length > 0 && parts.dropout > 0) {
-      // PEFT's DoRA recomputes the base output on the dropped input in training; not built here.
-      throw new UnsupportedError("training DoRA with lora_dropout > 0 is not supported; set lora_dropout to 0", {
-        key: dora[0],
+    const dora = new Set(patches.filter((p) => p.magnitude).map((p) => p.module));
+    const withLoraBias = patches.find((p) => p.magnitude && p.bias);
+    if (withLoraBias) {
+      // PEFT refuses lora_bias with DoRA (LoraConfig: "not supported for DoRA"): there is no forward to follow.
+      throw new UnsupportedError("lora_bias on a DoRA module is not supported (PEFT refuses it)", {
+        key: withLoraBias.module,
       });
     }
     const biases = parts.biases ?? [];
     const siteParams = parts.siteParameters ?? [];
     const biased = [...patches.filter((p) => p.bias).map((p) => p.module), ...biases.map((b) => b.module)];
     const modules = [...new Set([...patches.map((p) => p.module), ...biased])];
-    const branched = addLoraBranches(parts.onnx, parts.weights, modules, { dora, bias: new Set(biased) });
+    // Projections reading one activation (q/k/v) share one x @ A, and so one A gradient product; not under dropout
+    // (each module drops its own mask) nor with a bias-only branch among them.
+    const shareA = parts.dropout === 0 && modules.every((m) => patches.some((p) => p.module === m));
+    const branched = addLoraBranches(parts.onnx, parts.weights, modules, { dora, bias: new Set(biased), shareA });
     const { branches } = branched;
+    const model = branched.model;
     // Norm biases (a delta on the norm's output) and whole modules (their parameters fed) on parameter sites.
     const fed = siteParams.filter((p) => p.param === "weight").map((p) => p.module);
     const deltas = siteParams.filter((p) => !fed.includes(p.module)).map((p) => p.module);
-    const { model, sites } = siteParams.length > 0
-      ? addParamBranches(branched.model, parts.weights, { deltas, fed }, parts.readWeight)
-      : { model: branched.model, sites: new Map() };
-    const onSites = new SiteParameters(sites, siteParams, parts.tensor, parts.fanInFanOut ?? false);
-    this.params = new LoraParameters(patches, branches, parts.tensor, parts.doraNorms, biases, onSites);
-    let graph = model;
+    const sited = siteParams.length > 0
+      ? addParamBranches(model, parts.weights, { deltas, fed }, parts.readWeight)
+      : { model, sites: new Map() };
+    const onSites = new SiteParameters(sited.sites, siteParams, parts.tensor, parts.fanInFanOut ?? false);
+    // Trainable tokens on their own branch after the embedding.
+    const tokened = parts.plan.tokens.length > 0
+      ? addTokenBranches(sited.model, parts.onnx, tokenSites(parts.plan))
+      : { model: sited.model, branches: new Map() };
+    const tokens = new TokenParameters(parts.plan.tokens, tokened.branches, parts.tensor);
+    this.params = new LoraParameters(patches, branches, parts.tensor, parts.doraNorms, biases, onSites, tokens);
+    let graph = tokened.model;
     if (parts.dropout > 0) {
-      const lora = new Set(patches.map((p) => p.module));
-      graph = this.#withDropout(
-        model,
-        [...branches.values()].filter((b) => b.kind !== "embedding" && lora.has(b.module)),
+      const lora = [...branches.values()].filter((b) =>
+        b.kind !== "embedding" && patches.some((p) => p.module === b.module)
       );
+      graph = this.#withDropout(graph, lora);
+      // PEFT's DoRA also runs the dropped input through the base weight.
+      const doraBranches = lora.filter((b) => dora.has(b.module));
+      if (doraBranches.length > 0) graph = withDoraDropout(graph, doraBranches);
     }
     this.#graph = new TrainingGraph(graph, "logits", this.params.inputs, parts.factory);
   }

@@ -14,9 +14,11 @@ import {
   ModelProtoSchema,
   type NodeProto,
   type TensorProto,
+  TensorProto_DataLocation,
   TensorProto_DataType,
   type ValueInfoProto,
 } from "../deps/onnx_proto.ts";
+import { readFloatTensor } from "../onnx/tensor_data.ts";
 import { OnnxModelError } from "../errors.ts";
 import { tensorValueInfo, usedNames } from "../onnx/graph_parts.ts";
 import { edited } from "../onnx/proto_edit.ts";
@@ -66,6 +68,21 @@ function withLoss(model: ModelProto, logits: string, taken: Set<string>): NodePr
   return [...model.graph!.node, ...g.nodes];
 }
 
+/** The graph's one-element float32 constants by tensor name (initializers and `Constant` nodes). */
+function floatConstants(model: ModelProto): Map<string, number> {
+  const out = new Map<string, number>();
+  const add = (name: string, t: TensorProto | undefined) => {
+    if (!t || t.dataType !== TensorProto_DataType.FLOAT || t.dims.reduce((n, d) => n * Number(d), 1) !== 1) return;
+    if (t.dataLocation === TensorProto_DataLocation.EXTERNAL) return;
+    out.set(name, readFloatTensor(t, name)[0]);
+  };
+  for (const t of model.graph!.initializer) add(t.name, t);
+  for (const n of model.graph!.node) {
+    if (n.opType === "Constant" && n.output[0]) add(n.output[0], n.attribute.find((a) => a.name === "value")?.t);
+  }
+  return out;
+}
+
 /**
  * A causal-LM training graph over a forward graph whose trained tensors are inputs.
  *
@@ -85,6 +102,7 @@ export class TrainingGraph {
   readonly #params: readonly string[];
   readonly #factory: SessionFactory;
   readonly #taken: Set<string>;
+  readonly #constants: Map<string, number>;
   #probe?: Promise<GraphSession>;
   readonly #sessions = new Map<string, Promise<GraphSession>>();
   /** Probe outputs: output name -> [tensor name, kind]. */
@@ -102,6 +120,7 @@ export class TrainingGraph {
     this.#nodes = withLoss(model, logits, this.#taken);
     this.#params = params;
     this.#region = gradientRegion(this.#nodes, params);
+    this.#constants = floatConstants(model);
     this.#factory = factory;
   }
 
@@ -173,7 +192,7 @@ export class TrainingGraph {
     let session = this.#sessions.get(key);
     if (!session) {
       session = (async () => {
-        const probed = await this.#probed(feeds);
+        const probed = { ...await this.#probed(feeds), constants: this.#constants };
         const g = new GradGraph(new Set(this.#taken), "/train/grad", opsetOf(this.#model));
         const grads = differentiate(this.#nodes, this.#region, LOSS_SUM_OUTPUT, this.#params, probed, g);
         const outputs = [this.#lossOutput()];
@@ -181,6 +200,8 @@ export class TrainingGraph {
           g.named("Identity", [grad], [gradOutput(param)]);
           outputs.push(tensorValueInfo(gradOutput(param), TensorProto_DataType.FLOAT, probed.shapes.get(param)!));
         }
+        // The rules' simplifications leave some nodes unread (an Expand whose consumers broadcast instead).
+        g.prune(outputs.map((o) => o.name));
         return await this.#factory(this.#assemble([...this.#nodes, ...g.nodes], g.initializers, outputs));
       })();
       this.#sessions.set(key, session);
