@@ -7,7 +7,7 @@
  * `bench/train_bench_torch.py` (torch + peft), run with `$PYTHON` (default `python3`).
  *
  * ```sh
- * PYTHON=/path/to/venv/bin/python deno run -A bench/train_bench.ts --steps 20 --batch 4 --seq 128
+ * PYTHON=/path/to/venv/bin/python deno run -A bench/train_bench.ts --steps 20 --batch 4 --seq 128 [--devices wasm,native]
  * ```
  * @module
  */
@@ -19,42 +19,57 @@ import { createRng } from "../src/generate/rng.ts";
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
-  options: { steps: { type: "string" }, batch: { type: "string" }, seq: { type: "string" } },
+  options: {
+    steps: { type: "string" },
+    batch: { type: "string" },
+    seq: { type: "string" },
+    devices: { type: "string" },
+  },
 });
 const steps = Number(values.steps ?? 20);
 const batch = Number(values.batch ?? 4);
 const seq = Number(values.seq ?? 128);
+// onnxruntime-web's WASM (the edge and browser path) and onnxruntime-node ("native", Node/Bun/Deno servers).
+const devices = (values.devices ?? "wasm,native").split(",") as ("wasm" | "native")[];
 
 const root = decodeURIComponent(new URL("..", import.meta.url).pathname);
-const base = await loadBaseModel(`${root}examples/demo/byte-llama`, {
-  device: "wasm",
-  numThreads: 1,
-  sessionOptions: { intraOpNumThreads: 1 },
-});
-const model = await createAdapter(base, {
-  r: 8,
-  lora_alpha: 16,
-  target_modules: ["q_proj", "k_proj", "v_proj", "o_proj"],
-});
-const trainer = model.trainer({ optimizer: "adamw", learningRate: 2e-3, maxGradNorm: 1.0 });
-const rng = createRng(0);
-const randomBatch = () => ({
-  inputIds: Array.from({ length: batch }, () => Array.from({ length: seq }, () => 3 + Math.floor(rng.uniform() * 253))),
-});
-for (let i = 0; i < 2; i++) await trainer.step(randomBatch());
-const start = performance.now();
-const cpuStart = process.cpuUsage();
-let loss = 0;
-for (let i = 0; i < steps; i++) loss = (await trainer.step(randomBatch())).loss;
-const tokens = steps * batch * seq;
-const ours = tokens / ((performance.now() - start) / 1000);
-const cpu = process.cpuUsage(cpuStart);
-const oursCpu = tokens / ((cpu.user + cpu.system) / 1e6);
-console.log(
-  `peft-edge (onnxruntime-web wasm, 1 thread, ${trainer.optimizerBackend} optimizer): ${ours.toFixed(0)} tokens/s ` +
-    `(${oursCpu.toFixed(0)} per CPU second), last loss ${loss.toFixed(4)}`,
-);
-await model.release();
+const rates = new Map<string, { wall: number; cpu: number }>();
+for (const device of devices) {
+  const base = await loadBaseModel(`${root}examples/demo/byte-llama`, {
+    device,
+    numThreads: 1,
+    sessionOptions: { intraOpNumThreads: 1 },
+  });
+  const model = await createAdapter(base, {
+    r: 8,
+    lora_alpha: 16,
+    target_modules: ["q_proj", "k_proj", "v_proj", "o_proj"],
+  });
+  const trainer = model.trainer({ optimizer: "adamw", learningRate: 2e-3, maxGradNorm: 1.0 });
+  const rng = createRng(0);
+  const randomBatch = () => ({
+    inputIds: Array.from(
+      { length: batch },
+      () => Array.from({ length: seq }, () => 3 + Math.floor(rng.uniform() * 253)),
+    ),
+  });
+  for (let i = 0; i < 2; i++) await trainer.step(randomBatch());
+  const start = performance.now();
+  const cpuStart = process.cpuUsage();
+  let loss = 0;
+  for (let i = 0; i < steps; i++) loss = (await trainer.step(randomBatch())).loss;
+  const tokens = steps * batch * seq;
+  const wall = tokens / ((performance.now() - start) / 1000);
+  const used = process.cpuUsage(cpuStart);
+  const cpu = tokens / ((used.user + used.system) / 1e6);
+  rates.set(device, { wall, cpu });
+  console.log(
+    `peft-edge (${device}, 1 thread, ${trainer.optimizerBackend} optimizer): ${wall.toFixed(0)} tokens/s ` +
+      `(${cpu.toFixed(0)} per CPU second), last loss ${loss.toFixed(4)}`,
+  );
+  await model.release();
+  await base.release();
+}
 
 const python = process.env.PYTHON ?? "python3";
 const torch = await new Promise<{ tokensPerSecond: number; tokensPerCpuSecond: number; loss: number }>((
@@ -80,9 +95,11 @@ if (torch) {
       `(${torch.tokensPerCpuSecond.toFixed(0)} per CPU second), last loss ${torch.loss.toFixed(4)}`,
   );
   // Wall time is what a user sees; CPU time is steadier on a shared machine (each side's own process).
-  console.log(
-    `ratio peft-edge / PyTorch: ${(ours / torch.tokensPerSecond).toFixed(2)} (wall), ${
-      (oursCpu / torch.tokensPerCpuSecond).toFixed(2)
-    } (CPU time)`,
-  );
+  for (const [device, { wall, cpu }] of rates) {
+    console.log(
+      `ratio peft-edge ${device} / PyTorch: ${(wall / torch.tokensPerSecond).toFixed(2)} (wall), ${
+        (cpu / torch.tokensPerCpuSecond).toFixed(2)
+      } (CPU time)`,
+    );
+  }
 }
