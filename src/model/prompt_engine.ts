@@ -17,7 +17,6 @@ import type { AdapterEngine, WeightedAdapter } from "./engine.ts";
 import type { ModelSession } from "./model_session.ts";
 import { PROMPT_EMBEDDINGS } from "./prompt_adapter.ts";
 import { promptFeeds, type PromptValues } from "./prompt_feeds.ts";
-import { createSession } from "./session.ts";
 
 interface PromptState {
   readonly prompts: ReadonlyMap<string, PromptValues>;
@@ -76,7 +75,7 @@ export function withPromptLearning(
       let session = state.session;
       if (usesSession(prompt) && !session) {
         const onnx = withPromptInput(base.onnx, base.file, prompt.config.tokenDim);
-        session = await createSession(onnx, base.externalData, base.settings, base.file);
+        session = await base.createSessionFromWeights(onnx);
       }
       return withPromptLearning(base, inner, { prompts: new Map([...state.prompts, [adapter.name, prompt]]), session });
     },
