@@ -199,6 +199,33 @@ test(
 );
 
 test(
+  "dynamic: a base request joins the adapters' running batch as a __base__ row, with the text it gives alone",
+  LONG,
+  async () => {
+    const greedy = { maxNewTokens: 32, temperature: 0 };
+    const pool = new AdapterPool(demo.base, { mode: "dynamic", maxBatch: 8 });
+    const run = async (model: string, prompt: string) => {
+      let text = "";
+      for await (const piece of pool.stream(model, prompt, greedy)) text += piece;
+      return text;
+    };
+    try {
+      await pool.load("py", { kind: "local", path: DEMO_ADAPTER });
+      const alone = [await run("py", "def "), await run("base", "The ")];
+      assert.equal(pool.batchStats.maxRows, 1);
+      const decoded = pool.batchStats.decodeRuns;
+      const py = run("py", "def ");
+      await waitFor(() => pool.batchStats.decodeRuns > decoded, 60_000);
+      const base = run("base", "The ");
+      assert.deepEqual(await Promise.all([py, base]), alone);
+      assert.equal(pool.batchStats.maxRows, 2, "the base row decoded in the adapter's batch");
+    } finally {
+      await pool.close();
+    }
+  },
+);
+
+test(
   "what cannot share rows runs alone: a prompt-tuning adapter beside batched LoRA rows, and maxBatch 1",
   LONG,
   async () => {
