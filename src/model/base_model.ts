@@ -287,16 +287,16 @@ export class BaseModel implements AsyncDisposable {
   }
 
   async #run(feeds: Feeds, options?: InferenceSession.RunOptions): Promise<Outputs> {
-    for (;;) {
+    for (let attempt = 0;; attempt++) {
       const route = this.#routes.at(-1);
-      const own = route ? undefined : this.#own;
-      const { session, feeds: extra, prepare } = route ?? { session: await this.#ownSession(), feeds: {} };
+      const own = route ? undefined : this.#ownSession();
+      const { session, feeds: extra, prepare } = route ?? { session: await own!, feeds: {} };
       try {
         return await session.run({ ...(prepare ? prepare(feeds) : feeds), ...await extra }, options);
       } catch (error) {
         // The session was released meanwhile: whatever serves the base now runs it.
         const moved = route ? !this.#routes.includes(route) : this.#own !== own || this.#routes.length > 0;
-        if (error instanceof ReleasedSessionError && moved) continue;
+        if (error instanceof ReleasedSessionError && moved && attempt < 3) continue;
         throw error;
       }
     }
@@ -538,11 +538,17 @@ export async function loadBaseModel(pathOrId: PathOrSource, options: LoadBaseMod
   });
 }
 
-/** A few sampled bytes and the length of each file, to tell a file that changed since it was loaded. */
+/**
+ * The length and a hash of 16 bytes in every 64 KiB (and the last 16) of a file: tells a file replaced since it was
+ * loaded (another export, a new download) without hashing every byte.
+ */
 function fingerprint(bytes: Uint8Array): string {
-  const step = Math.max(1, Math.floor(bytes.length / 64));
   let hash = 2166136261;
-  for (let i = 0; i < bytes.length; i += step) hash = Math.imul(hash ^ bytes[i], 16777619);
+  const mix = (from: number) => {
+    for (let i = from; i < Math.min(from + 16, bytes.length); i++) hash = Math.imul(hash ^ bytes[i], 16777619);
+  };
+  for (let at = 0; at < bytes.length; at += 65536) mix(at);
+  mix(Math.max(0, bytes.length - 16));
   return `${bytes.length}:${hash >>> 0}`;
 }
 
