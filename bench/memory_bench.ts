@@ -10,6 +10,7 @@
  * - `plain`: the file read and `InferenceSession.create` from its bytes
  *   (what onnxruntime-web does without peft-edge);
  * - `base`: `loadBaseModel` and one base run (the base's own session);
+ *   `base-unpacked` the same without onnxruntime's MatMul weight pre-packing;
  * - `dynamic`: `loadBaseModel`, `fromPretrained` (dynamic), one adapter run
  *   and one base run (both through the one branched session);
  * - `base-then-dynamic`: a base run first (own session), then
@@ -20,6 +21,26 @@
  * bytes (goal <= 2), and `loadBaseModel` + `fromPretrained` (dynamic) time /
  * plain session creation (goal <= 1.2; medians over `rounds` processes each,
  * interleaved).
+ *
+ * Measured on a loaded 2-core machine (Deno 2.9, onnxruntime-web 1.30, wasm,
+ * 1 thread; 652 MB ONNX file = 622 MiB, adapter 19 MiB; MiB below):
+ * - plain session from the file's bytes: RSS 1881 = 3.02x once the bytes are
+ *   collected, peak 2489 = 4.0x (onnxruntime parses the whole file in its
+ *   heap); before this change peft-edge kept the bytes too (2.5 GB) and the
+ *   first dynamic adapter added a second full session (+1.6 GB);
+ * - base RSS 1059 = 1.70x (893 = 1.43x without pre-packing, which measured
+ *   ~8% slower decode and ~37% slower prefill here, so it stays on); the
+ *   floor is onnxruntime's one copy plus packed MatMul weights, the runtime
+ *   and the graph;
+ * - first dynamic adapter: RSS 1106 -> 1062 (no growth: the base's session
+ *   is freed first and the branched one reuses its wasm memory), so well
+ *   under 2x its 19 MiB;
+ * - peak during load 1699 = 2.73x: the file's bytes in JavaScript (until the
+ *   session holds them) plus onnxruntime's copy and packed weights; below
+ *   2x needs reading weights into the session piecewise (not possible with
+ *   onnxruntime-web's `externalData`, which takes whole buffers);
+ * - `loadBaseModel` + `fromPretrained` (dynamic) / plain creation: 1.05x
+ *   (medians of 3; the machine was loaded, both ~50 s instead of ~6 s).
  * @module
  */
 import process from "node:process";
@@ -75,14 +96,22 @@ async function measure(name: string): Promise<Record<string, number>> {
   const start = performance.now();
   const before = memory();
   if (name === "plain") {
-    const bytes = readFileSync(`${dir}/base/onnx/model.onnx`);
-    const session = await ort.InferenceSession.create(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length));
+    const create = () => {
+      const bytes = readFileSync(`${dir}/base/onnx/model.onnx`);
+      return ort.InferenceSession.create(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length));
+    };
+    const session = await create();
     const ms = performance.now() - start;
     return { ms, ...await settled(), before: before.rss, inputs: session.inputNames.length };
   }
-  const base = await loadBaseModel(`${dir}/base`, { device: "wasm" });
+  // onnxruntime's MLAS pre-packs MatMul weights at session creation, keeping a packed copy of some beside them.
+  const noPrepacking = { sessionOptions: { extra: { session: { disable_prepacking: "1" } } } };
+  const base = await loadBaseModel(`${dir}/base`, {
+    device: "wasm",
+    ...(name === "base-unpacked" ? noPrepacking : {}),
+  });
   const step = feeds(base.config);
-  if (name === "base") {
+  if (name === "base" || name === "base-unpacked") {
     await base.run(step);
     return { ms: performance.now() - start, ...await settled(), before: before.rss };
   }
@@ -125,12 +154,17 @@ for (let r = 0; r < rounds; r++) {
   }
 }
 last.base = await run("base");
+last.unpacked = await run("base-unpacked");
 last.later = await run("base-then-dynamic");
 const mb = (b: number) => `${(b / MB).toFixed(0)} MB`;
 const x = (a: number, b: number) => `${(a / b).toFixed(2)}x`;
 console.log(`weights ${mb(weightBytes)} (ONNX file), adapter ${mb(adapterBytes)} (safetensors)`);
 console.log(`plain InferenceSession.create: RSS ${mb(last.plain.rss)}, peak ${mb(last.plain.peak)}`);
 console.log(`base RSS ${mb(last.base.rss)} = ${x(last.base.rss, weightBytes)} the weights (goal <= 1.5x)`);
+console.log(
+  `without pre-packing (sessionOptions.extra.session.disable_prepacking): base RSS ${mb(last.unpacked.rss)} = ` +
+    `${x(last.unpacked.rss, weightBytes)}, peak ${mb(last.unpacked.peak)} = ${x(last.unpacked.peak, weightBytes)}`,
+);
 console.log(
   `peak during load ${mb(last.base.peak)} = ${x(last.base.peak, weightBytes)} (goal <= 2x); ` +
     `dynamic from the start: peak ${mb(last.dynamic.peak)} = ${x(last.dynamic.peak, weightBytes)}`,

@@ -37,7 +37,9 @@ test("splitInlineWeights moves the large weights out as views of the file's byte
   );
 });
 
-test("a base whose weights were inline runs as before, saves as one file, and refuses a changed file", async () => {
+test("a base whose weights were inline runs as before, saves as one file, and refuses a changed file", {
+  timeout: 120_000,
+}, async () => {
   const dir = fixture("llama-tiny");
   const [config, onnx] = await Promise.all([readFile(join(dir, "config.json")), readFile(join(dir, FILE))]);
   const files: Record<string, Uint8Array> = { "config.json": config, [FILE]: new Uint8Array(onnx) };
