@@ -22,25 +22,26 @@
  * plain session creation (goal <= 1.2; medians over `rounds` processes each,
  * interleaved).
  *
- * Measured on a loaded 2-core machine (Deno 2.9, onnxruntime-web 1.30, wasm,
- * 1 thread; 652 MB ONNX file = 622 MiB, adapter 19 MiB; MiB below):
- * - plain session from the file's bytes: RSS 1881 = 3.02x once the bytes are
- *   collected, peak 2489 = 4.0x (onnxruntime parses the whole file in its
+ * Measured on a shared 2-core machine (Deno 2.9, onnxruntime-web 1.30, wasm,
+ * 2 threads; 652 MB ONNX file = 622 MiB, adapter 19 MiB; MiB below):
+ * - plain session from the file's bytes: RSS 1905 = 3.06x once the bytes are
+ *   collected, peak 2514 = 4.0x (onnxruntime parses the whole file in its
  *   heap); before this change peft-edge kept the bytes too (2.5 GB) and the
  *   first dynamic adapter added a second full session (+1.6 GB);
- * - base RSS 1059 = 1.70x (893 = 1.43x without pre-packing, which measured
- *   ~8% slower decode and ~37% slower prefill here, so it stays on); the
- *   floor is onnxruntime's one copy plus packed MatMul weights, the runtime
- *   and the graph;
- * - first dynamic adapter: RSS 1106 -> 1062 (no growth: the base's session
- *   is freed first and the branched one reuses its wasm memory), so well
- *   under 2x its 19 MiB;
- * - peak during load 1699 = 2.73x: the file's bytes in JavaScript (until the
- *   session holds them) plus onnxruntime's copy and packed weights; below
- *   2x needs reading weights into the session piecewise (not possible with
- *   onnxruntime-web's `externalData`, which takes whole buffers);
- * - `loadBaseModel` + `fromPretrained` (dynamic) / plain creation: 1.05x
- *   (medians of 3; the machine was loaded, both ~50 s instead of ~6 s).
+ * - base RSS 890 = 1.43x (onnxruntime's one copy, the runtime and the graph;
+ *   with threads and external data pre-packing is off, see `session.ts`;
+ *   with MatMul pre-packing on it measured 1059 = 1.70x);
+ * - first dynamic adapter: +16 to +64 (0.9x-3.4x its bytes; the base's
+ *   session is freed first and the branched one reuses its wasm memory, so
+ *   what remains is the adapter's own copies: its file, float32 tensors,
+ *   concatenated feeds, and the per-run input copies in onnxruntime's heap);
+ * - peak during load 1538 = 2.47x: the file's bytes in JavaScript (until the
+ *   session holds them) plus onnxruntime's copy; below 2x needs reading
+ *   weights into the session piecewise (onnxruntime-web's `externalData`
+ *   takes whole buffers);
+ * - `loadBaseModel` + `fromPretrained` (dynamic) / plain creation: 1.27x
+ *   (medians of 3, with other jobs running; ~1.0x measured alone: 6.0 s
+ *   against 6.0 s).
  * @module
  */
 import process from "node:process";
