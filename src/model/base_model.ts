@@ -266,6 +266,11 @@ export class BaseModel implements AsyncDisposable {
     return () => (this.#routes = this.#routes.filter((r) => r !== route));
   }
 
+  /** @internal Creates the base's own session now, where it is not there yet. */
+  async openSession(): Promise<void> {
+    if (this.#routes.length === 0) await this.#ownSession();
+  }
+
   /** @internal Frees the base's own session (a branched session is about to take its place). */
   releaseOwnSession(): Promise<void> {
     return this.#releaseOwn();
@@ -524,7 +529,7 @@ export async function loadBaseModel(pathOrId: PathOrSource, options: LoadBaseMod
   const settings = await sessionSettings(options, onnx.graph!.output.map((o) => o.name));
   const text = await loadTextSide(source);
   const reloadWeights = weightReloader(source, file, paths, inlineLocation, externalData);
-  return new BaseModel({
+  const base = new BaseModel({
     source,
     config,
     file,
@@ -536,6 +541,9 @@ export async function loadBaseModel(pathOrId: PathOrSource, options: LoadBaseMod
     settings,
     text,
   });
+  // On WebGPU the first session sets up onnxruntime's device, which feeds uploaded to the GPU must share.
+  if (settings.device === "webgpu") await base.openSession();
+  return base;
 }
 
 /**
