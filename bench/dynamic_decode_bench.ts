@@ -83,7 +83,10 @@ async function branched(shareA: boolean, bake = false) {
     `shareA=${shareA}: ${Object.keys(on).length} fed inputs (${(bytes / 1e6).toFixed(1)} MB), ` +
       `${nodes(model) - nodes(base.onnx)} extra nodes`,
   );
-  const session = await createSession(bake ? baked(model, on) : model, base.externalData, base.settings, base.file);
+  // The base's weights are read again once its session holds them.
+  const session = await base.withWeights(() =>
+    createSession(bake ? baked(model, on) : model, base.externalData, base.settings, base.file)
+  );
   return { session, on, off: adapterFeeds(branches, []) };
 }
 const logits = async (p: Promise<Record<string, Tensor>>) => (await p).logits.data as Float32Array;

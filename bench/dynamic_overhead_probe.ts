@@ -44,7 +44,7 @@ async function compare(variants: Record<string, () => Promise<unknown>>, rounds 
 const active = [{ plan: adapter.plan, tensor: (k: string) => adapter.weights.toFloat32(k) }];
 for (const perRow of [false, true]) {
   const { model, branches } = addLoraBranches(base.onnx, base.weights, modules, { perRow });
-  const s = await createSession(model, base.externalData, base.settings, base.file);
+  const s = await base.withWeights(() => createSession(model, base.externalData, base.settings, base.file));
   const on = adapterFeeds(branches, active);
   const off = adapterFeeds(branches, []);
   const bytes = Object.values(on).reduce((n, t) => n + t.size * 4, 0);

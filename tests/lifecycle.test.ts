@@ -309,11 +309,40 @@ test("await using releases a PeftModel and its base", async () => {
 test("the session counter counts the sessions src/ creates (so the 'no new session' checks can fail)", async () => {
   const created = await sessionsCreated(async () => {
     const base = await loadBaseModel(fixture("llama-tiny"));
+    assert.ok(await distance(base, "llama-tiny") < ATOL);
     const model = await fromPretrained(base, fixture("llama-tiny-lora-qv"));
     await model.release();
     await base.release();
   });
-  assert.equal(created, 2); // the base's session and the branched graph's
+  assert.equal(created, 2); // the base's session (its first run made it) and the branched graph's
+});
+
+test("the base and its dynamic adapters share one session; the base's logits stay its own", async () => {
+  const alone = await loadBaseModel(fixture("llama-tiny"));
+  const e = await expected("llama-tiny");
+  const want = (await prefillAndStep(alone, e)).logits;
+  await alone.release();
+  let model!: Awaited<ReturnType<typeof fromPretrained>>;
+  const base = await loadBaseModel(fixture("llama-tiny"));
+  const created = await sessionsCreated(async () => {
+    model = await fromPretrained(base, fixture("llama-tiny-lora-qv"));
+    // Base runs (of the base itself, and of the model without an adapter) go through the branched session.
+    assert.deepEqual((await prefillAndStep(base, e)).logits, want);
+    assert.deepEqual((await prefillAndStep(withAdapter(model, null), e)).logits, want);
+    assert.ok(await distance(model, "llama-tiny-lora-qv") < ATOL);
+  });
+  assert.equal(created, 1, "only the branched graph's session: the base never made one of its own");
+  // Released with the model, the base makes its own session again (its weights read again from the files).
+  await model.release();
+  const again = await sessionsCreated(async () => {
+    assert.deepEqual((await prefillAndStep(base, e)).logits, want);
+  });
+  assert.equal(again, 1);
+  // A base that has its own session gives it up to the first dynamic model.
+  const next = await fromPretrained(base, fixture("llama-tiny-lora-qv"));
+  assert.deepEqual((await prefillAndStep(base, e)).logits, want);
+  await next.release();
+  await base.release();
 });
 
 test('dynamic, prepareModules "all-linear" on an export naming modules otherwise than the adapter (OPT torchscript: decoder.* vs model.decoder.*): one branch per node, PEFT\'s logits', async () => {

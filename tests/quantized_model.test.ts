@@ -104,7 +104,7 @@ for (
     assert.deepEqual(await logitsOf(unloaded, e.feeds), want, "mergeAndUnload runs as merged mode");
     assert.ok(maxAbsDiff(want, await logitsOf(base, e.feeds)) > 0.5, "the adapter acts");
 
-    const { model } = unloaded.toOnnx();
+    const { model } = await unloaded.toOnnx();
     const config = new Uint8Array(await readFile(realPath(`${baseEntry.path}/config.json`)));
     const reloaded = await loadBaseModel(memorySource("merged", { "config.json": config, [c.file]: model }), {
       file: c.file,

@@ -276,6 +276,34 @@ test(
 );
 
 test(
+  "dynamic: a base request joins the adapters' running batch as a __base__ row, with the text it gives alone",
+  LONG,
+  async () => {
+    const pool = new AdapterPool(demo.base, { mode: "dynamic", maxBatch: 8 });
+    // The adapter's request is long, so the base's arrives while it decodes.
+    const run = async (model: string, prompt: string) => {
+      let text = "";
+      const greedy = { maxNewTokens: model === "py" ? 160 : 24, temperature: 0 };
+      for await (const piece of pool.stream(model, prompt, greedy)) text += piece;
+      return text;
+    };
+    try {
+      await pool.load("py", { kind: "local", path: DEMO_ADAPTER });
+      const alone = [await run("py", "def "), await run("base", "The ")];
+      assert.equal(pool.batchStats.maxRows, 1);
+      const decoded = pool.batchStats.decodeRuns;
+      const py = run("py", "def ");
+      await waitFor(() => pool.batchStats.decodeRuns > decoded, 60_000);
+      const base = run("base", "The ");
+      assert.deepEqual(await Promise.all([py, base]), alone);
+      assert.equal(pool.batchStats.maxRows, 2, "the base row decoded in the adapter's batch");
+    } finally {
+      await pool.close();
+    }
+  },
+);
+
+test(
   "what cannot share rows runs alone: a prompt-tuning adapter beside batched LoRA rows, and maxBatch 1",
   LONG,
   async () => {

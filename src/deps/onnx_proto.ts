@@ -14,6 +14,7 @@ export {
   ModelProtoSchema,
   NodeProtoSchema,
   OperatorSetIdProtoSchema,
+  StringStringEntryProtoSchema,
   TensorProto_DataLocation,
   TensorProto_DataType,
   TensorProtoSchema,

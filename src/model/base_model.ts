@@ -5,9 +5,11 @@
  */
 import type { GraphProto, ModelProto } from "../deps/onnx_proto.ts";
 import type { InferenceSession, Tensor } from "../deps/ort.ts";
-import type { ModelSession } from "./model_session.ts";
+import { type ModelSession, ReleasedSessionError } from "./model_session.ts";
 import { OnnxModelError, PeftEdgeError } from "../errors.ts";
-import { externalBytes, externalDataFiles } from "../onnx/external_data.ts";
+import { externalBytes, externalDataFiles, externalLocation } from "../onnx/external_data.ts";
+import { inlineWeights, splitInlineWeights } from "../onnx/weight_split.ts";
+import { WeightStore } from "./weight_store.ts";
 import { decodeGraphNodes, decodeModel, encodeModel } from "../onnx/model_file.ts";
 import { fp32Variant, type ModelDtype, onnxFileForDtype } from "../onnx/model_variant.ts";
 import { restoreQuantizedScopes, unscopedQuantizedNodes } from "../onnx/scope_recovery.ts";
@@ -68,6 +70,16 @@ export interface BaseModelParts {
   /** External data files by their location relative to the ONNX file. */
   externalData: ReadonlyMap<string, Uint8Array>;
   /**
+   * Reads `externalData` again from the model's files; without it the bytes are kept for the model's lifetime.
+   * @ignore internal: set by the loader.
+   */
+  reloadWeights?: () => Promise<ReadonlyMap<string, Uint8Array>>;
+  /**
+   * The external data location that stands for the ONNX file's own bytes (its weights were inline).
+   * @ignore internal: set by the loader.
+   */
+  inlineLocation?: string;
+  /**
    * Patchable weights by PyTorch module name.
    * @ignore internal: read by the adapter, generation and serving stages.
    */
@@ -78,15 +90,41 @@ export interface BaseModelParts {
    */
   settings: SessionSettings;
   /**
-   * The session running the unmodified base.
+   * A session already running the unmodified base; without one it is created on first use.
    * @ignore internal: read by the adapter, generation and serving stages.
    */
-  session: ModelSession;
+  session?: ModelSession;
   /**
    * Tokenizer and generation defaults (from the same folder or repo).
    * @ignore internal: read by the adapter, generation and serving stages.
    */
   text: TextSide;
+}
+
+/**
+ * A session that runs the base for now: a dynamic adapter engine's branched
+ * graph with every branch off (rank 0), so the base and its dynamic adapters
+ * share one copy of the weights.
+ *
+ * @example
+ * ```ts
+ * import type { BaseRoute } from "./base_model.ts";
+ * declare const route: BaseRoute;
+ * console.log(route.session.inputNames);
+ * ```
+ */
+export interface BaseRoute {
+  session: ModelSession;
+  /** Feeds that turn every branch off. */
+  feeds: Feeds | Promise<Feeds>;
+  /** Adds inputs computed from the run's own feeds (an activated LoRA's mask). */
+  prepare?(feeds: Feeds): Feeds;
+}
+
+/** The graph's inputs that are not initializers, in order (what onnxruntime's `inputNames` lists). */
+function graphInputNames(graph: GraphProto): string[] {
+  const initializers = new Set(graph.initializer.map((t) => t.name));
+  return graph.input.map((i) => i.name).filter((name) => !initializers.has(name));
 }
 
 /**
@@ -113,8 +151,6 @@ export class BaseModel implements AsyncDisposable {
    * @ignore internal: read by the adapter, generation and serving stages.
    */
   readonly onnx: ModelProto;
-  /** External data files by their location relative to the ONNX file. */
-  readonly externalData: ReadonlyMap<string, Uint8Array>;
   /**
    * Patchable weights by PyTorch module name.
    * @ignore internal: read by the adapter, generation and serving stages.
@@ -126,7 +162,10 @@ export class BaseModel implements AsyncDisposable {
    */
   readonly settings: SessionSettings;
   /**
-   * The session running the unmodified base.
+   * Runs the unmodified base: on a dynamic engine's branched session with
+   * every branch off while one exists (one copy of the weights for the base
+   * and its dynamic adapters), else on a session of its own, created on first
+   * use and released when a branched session takes over.
    * @ignore internal: read by the adapter, generation and serving stages.
    */
   readonly session: ModelSession;
@@ -135,8 +174,18 @@ export class BaseModel implements AsyncDisposable {
    * @ignore internal: read by the adapter, generation and serving stages.
    */
   readonly text: TextSide;
+  /**
+   * The external data location that stands for the ONNX file's own bytes (its weights were inline).
+   * @ignore internal: read by the adapter stages.
+   */
+  readonly inlineLocation?: string;
   /** The kernels every adapter on this base shares; created on first need. */
   #kernels?: Promise<ModelKernels>;
+  readonly #store: WeightStore;
+  /** The base's own session, while it has one. */
+  #own?: Promise<ModelSession>;
+  /** Branched sessions that can run the base; the latest serves. */
+  #routes: readonly BaseRoute[] = [];
 
   /** @internal Use {@linkcode loadBaseModel}. */
   constructor(parts: BaseModelParts) {
@@ -144,11 +193,118 @@ export class BaseModel implements AsyncDisposable {
     this.config = parts.config;
     this.file = parts.file;
     this.onnx = parts.onnx;
-    this.externalData = parts.externalData;
     this.weights = parts.weights;
     this.settings = parts.settings;
-    this.session = parts.session;
     this.text = parts.text;
+    this.#store = new WeightStore(parts.externalData, parts.reloadWeights);
+    this.inlineLocation = parts.inlineLocation;
+    if (parts.session) {
+      this.#own = Promise.resolve(parts.session);
+      this.#store.handed();
+    }
+    const graph = parts.onnx.graph!;
+    this.session = {
+      inputNames: graphInputNames(graph),
+      outputNames: graph.output.map((o) => o.name),
+      run: (feeds, options) => this.#run(feeds, options),
+      release: () => this.#releaseOwn(),
+    };
+  }
+
+  /**
+   * External data files by their location relative to the ONNX file (a
+   * model whose weights were inline has them under a location of its own).
+   * Once a session holds the weights they are read only inside
+   * {@linkcode BaseModel.withWeights}.
+   * @ignore internal: read by the adapter stages.
+   */
+  get externalData(): ReadonlyMap<string, Uint8Array> {
+    return this.#store.data;
+  }
+
+  /**
+   * @internal Runs `task` with the weight bytes in memory (read again from
+   * the model's files when a session took them), for building sessions and
+   * reading weights; they are dropped again afterwards.
+   *
+   * @example
+   * ```ts
+   * import { loadBaseModel } from "./base_model.ts";
+   * const base = await loadBaseModel("tests/fixtures/llama-tiny");
+   * const w = await base.withWeights(async () => base.readWeight(base.weights.get(base.weights.modules[0])!.initializer));
+   * ```
+   */
+  withWeights<T>(task: () => T | Promise<T>): Promise<T> {
+    return this.#store.hold(task);
+  }
+
+  /** @internal Keeps the weight bytes in memory from now on (a model that reads them at any time: training). */
+  pinWeights(): void {
+    this.#store.pin();
+  }
+
+  /**
+   * @internal Creates a session from this base's weights (inside a hold) and
+   * lets the JavaScript copy go once it holds them.
+   */
+  createSessionFromWeights(model: ModelProto): Promise<ModelSession> {
+    return this.#store.hold(async () => {
+      const session = await createSession(model, this.#store.data, this.settings, this.file);
+      this.#store.handed();
+      return session;
+    });
+  }
+
+  /**
+   * @internal Lets a branched session with every branch off run the base
+   * (and frees the base's own session); returns the function that takes it
+   * back, to call before that session is released.
+   */
+  routeThrough(route: BaseRoute): () => void {
+    this.#routes = [...this.#routes, route];
+    void this.#releaseOwn();
+    return () => (this.#routes = this.#routes.filter((r) => r !== route));
+  }
+
+  /** @internal Creates the base's own session now, where it is not there yet. */
+  async openSession(): Promise<void> {
+    if (this.#routes.length === 0) await this.#ownSession();
+  }
+
+  /** @internal Frees the base's own session (a branched session is about to take its place). */
+  releaseOwnSession(): Promise<void> {
+    return this.#releaseOwn();
+  }
+
+  async #releaseOwn(): Promise<void> {
+    const own = this.#own;
+    this.#own = undefined;
+    await own?.then((s) => s.release(), () => {});
+  }
+
+  #ownSession(): Promise<ModelSession> {
+    if (!this.#own) {
+      const pending = this.createSessionFromWeights(this.onnx);
+      this.#own = pending;
+      pending.catch(() => this.#own === pending && (this.#own = undefined));
+    }
+    return this.#own;
+  }
+
+  async #run(feeds: Feeds, options?: InferenceSession.RunOptions): Promise<Outputs> {
+    for (let attempt = 0;; attempt++) {
+      const route = this.#routes.at(-1);
+      const own = route ? undefined : this.#ownSession();
+      const { session, feeds: extra, prepare } = route ?? { session: await own!, feeds: {} };
+      try {
+        return await session.run({ ...(prepare ? prepare(feeds) : feeds), ...await extra }, options);
+      } catch (error) {
+        // The session was released meanwhile: whatever serves the base now runs it.
+        const moved = route ? !this.#routes.includes(route) : this.#own !== own || this.#routes.length > 0;
+        if (error instanceof ReleasedSessionError && moved && attempt < 3) continue;
+        throw error;
+      }
+    }
   }
 
   /**
@@ -221,11 +377,18 @@ export class BaseModel implements AsyncDisposable {
    * ```ts
    * import { loadBaseModel } from "./base_model.ts";
    * const base = await loadBaseModel("tests/fixtures/llama-tiny");
-   * const { model, externalData } = base.toOnnx();
+   * const { model, externalData } = await base.toOnnx();
    * ```
    */
-  toOnnx(): { model: Uint8Array; externalData: ReadonlyMap<string, Uint8Array> } {
-    return { model: encodeModel(this.onnx), externalData: this.externalData };
+  toOnnx(): Promise<{ model: Uint8Array; externalData: ReadonlyMap<string, Uint8Array> }> {
+    return this.#store.hold(() => {
+      const data = this.#store.data;
+      const location = this.inlineLocation;
+      if (location === undefined) return { model: encodeModel(this.onnx), externalData: data };
+      // Weights that were inline in the file are written inline again.
+      const rest = new Map([...data].filter(([l]) => l !== location));
+      return { model: encodeModel(inlineWeights(this.onnx, location, data, this.file)), externalData: rest };
+    });
   }
 
   /**
@@ -241,18 +404,25 @@ export class BaseModel implements AsyncDisposable {
    */
   async saveOnnx(path: string): Promise<void> {
     const fs = await localFs();
-    const { model, externalData } = this.toOnnx();
+    const { model, externalData } = await this.toOnnx();
     const folder = path.includes("/") ? path.slice(0, path.lastIndexOf("/") + 1) : "";
     if (folder) await fs.mkdirp(folder);
     for (const [location, bytes] of externalData) await fs.writeFile(folder + location, bytes);
     await fs.writeFile(path, model);
   }
 
-  /** A fresh float32 copy of an initializer's values (inline or external). */
+  /**
+   * A fresh float32 copy of an initializer's values (inline or external; an
+   * external one inside {@linkcode BaseModel.withWeights} once a session
+   * holds the weights).
+   */
   readWeight(initializer: string): Float32Array {
     const tensor = this.onnx.graph!.initializer.find((t) => t.name === initializer);
     if (!tensor) throw new OnnxModelError(`no initializer named ${initializer}`, { file: this.file });
-    return readFloatTensor(tensor, this.file, externalBytes(tensor, this.externalData, this.file));
+    const external = externalLocation(tensor, this.file)
+      ? externalBytes(tensor, this.externalData, this.file)
+      : undefined;
+    return readFloatTensor(tensor, this.file, external);
   }
 
   /** Number of float parameters in the graph's initializers (PEFT's "all params" of the base). */
@@ -263,14 +433,14 @@ export class BaseModel implements AsyncDisposable {
   }
 
   /**
-   * Frees the base session and the kernels (GPU device) adapters share.
-   * Models built from this base keep their own sessions; kernels they need
-   * later are created again.
+   * Frees the base's own session and the kernels (GPU device) adapters share.
+   * Models built from this base keep their own sessions; kernels (and a
+   * base session) they need later are created again.
    */
   async release(): Promise<void> {
     const kernels = this.#kernels;
     this.#kernels = undefined;
-    await this.session.release();
+    await this.#releaseOwn();
     await kernels?.then((k) => k.release(), () => {});
   }
 
@@ -337,10 +507,10 @@ export async function loadBaseModel(pathOrId: PathOrSource, options: LoadBaseMod
   const config = await readJsonObject(source, "config.json", OnnxModelError);
   const file = await chooseOnnxFile(source, options.file, options.dtype);
   const bytes = await source.read(file);
-  const onnx = decodeModel(bytes, file);
-  const unscopedHint = await recoverModulePaths(source, file, onnx.graph!);
-  const externalData = new Map<string, Uint8Array>();
-  for (const location of externalDataFiles(onnx, file)) {
+  const decoded = decodeModel(bytes, file);
+  const unscopedHint = await recoverModulePaths(source, file, decoded.graph!);
+  const paths = new Map<string, string>();
+  for (const location of externalDataFiles(decoded, file)) {
     const path = externalDataPath(file, location);
     if (path === undefined) {
       throw new OnnxModelError("external data location is the model file itself or leaves its folder", {
@@ -348,11 +518,71 @@ export async function loadBaseModel(pathOrId: PathOrSource, options: LoadBaseMod
         key: location.slice(0, 200),
       });
     }
-    externalData.set(location, await source.read(path));
+    paths.set(location, path);
   }
+  const externalData = new Map<string, Uint8Array>();
+  for (const [location, path] of paths) externalData.set(location, await source.read(path));
+  // Inline weights become references into the file's bytes: the graph alone is small to rewrite and re-encode.
+  const { model: onnx, location: inlineLocation } = splitInlineWeights(bytes, decoded, file);
+  if (inlineLocation !== undefined) externalData.set(inlineLocation, bytes);
   const weights = indexWeights(onnx.graph!, file, { unscopedHint });
   const settings = await sessionSettings(options, onnx.graph!.output.map((o) => o.name));
   const text = await loadTextSide(source);
-  const session = await createSession(bytes, externalData, settings, file);
-  return new BaseModel({ source, config, file, onnx, externalData, weights, settings, session, text });
+  const reloadWeights = weightReloader(source, file, paths, inlineLocation, externalData);
+  const base = new BaseModel({
+    source,
+    config,
+    file,
+    onnx,
+    externalData,
+    reloadWeights,
+    inlineLocation,
+    weights,
+    settings,
+    text,
+  });
+  // On WebGPU the first session sets up onnxruntime's device, which feeds uploaded to the GPU must share.
+  if (settings.device === "webgpu") await base.openSession();
+  return base;
+}
+
+/**
+ * The length and a hash of 16 bytes in every 64 KiB (and the last 16) of a file: tells a file replaced since it was
+ * loaded (another export, a new download) without hashing every byte.
+ */
+function fingerprint(bytes: Uint8Array): string {
+  let hash = 2166136261;
+  const mix = (from: number) => {
+    for (let i = from; i < Math.min(from + 16, bytes.length); i++) hash = Math.imul(hash ^ bytes[i], 16777619);
+  };
+  for (let at = 0; at < bytes.length; at += 65536) mix(at);
+  mix(Math.max(0, bytes.length - 16));
+  return `${bytes.length}:${hash >>> 0}`;
+}
+
+/**
+ * Reads the weight files again (the ONNX file itself for weights that were inline), refusing files that changed
+ * since the load: the graph's offsets would point at other bytes.
+ */
+function weightReloader(
+  source: FileSource,
+  file: string,
+  paths: ReadonlyMap<string, string>,
+  inlineLocation: string | undefined,
+  loaded: ReadonlyMap<string, Uint8Array>,
+): () => Promise<ReadonlyMap<string, Uint8Array>> {
+  const files = new Map(paths);
+  if (inlineLocation !== undefined) files.set(inlineLocation, file);
+  const prints = new Map([...loaded].map(([location, bytes]) => [location, fingerprint(bytes)]));
+  return async () => {
+    const data = new Map<string, Uint8Array>();
+    for (const [location, path] of files) {
+      const bytes = await source.read(path);
+      if (fingerprint(bytes) !== prints.get(location)) {
+        throw new OnnxModelError("changed since the model was loaded; load the model again", { file: path });
+      }
+      data.set(location, bytes);
+    }
+    return data;
+  };
 }

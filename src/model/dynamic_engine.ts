@@ -43,7 +43,6 @@ import type { BaseModel } from "./base_model.ts";
 import type { AdapterEngine, Runnable, WeightedAdapter } from "./engine.ts";
 import { aloraMask, isAlora } from "../lora/alora.ts";
 import type { LoraConfig } from "../config/mod.ts";
-import { createSession } from "./session.ts";
 
 /** The rewritten graph's session and what it has branches for. */
 interface BranchGraph {
@@ -157,11 +156,21 @@ async function buildGraph(
   const { model, sites: scaleSites } = scaleRequests.size > 0
     ? addScaleBranches(withTokens.model, base.onnx, scaleRequests.values())
     : { model: withTokens.model, sites: new Map<string, ScaleSite>() };
-  const session = await createSession(model, base.externalData, base.settings, base.file);
+  // The base's own session goes first, so this one reuses its memory (onnxruntime's wasm heap never shrinks).
+  await base.releaseOwnSession();
+  const created = await base.createSessionFromWeights(model);
   const onGpu = base.device === "webgpu" ? new WeakMap<Feeds, Promise<Feeds>>() : undefined;
   // WebGPU cannot bind the empty tensors of a rank-0 (off) branch: off branches get rank 1 of zeros there.
   const feeds = new AdapterFeedCache(branched.branches, 32, sites, base.device === "webgpu" ? 1 : 0);
-  return {
+  let withdraw = () => {};
+  // Released by the engine that owns it; the base stops running on it first.
+  const session: ModelSession = {
+    inputNames: created.inputNames,
+    outputNames: created.outputNames,
+    run: (f, o) => created.run(f, o),
+    release: () => (withdraw(), created.release()),
+  };
+  const graph: BranchGraph = {
     session,
     modules,
     dora,
@@ -180,6 +189,27 @@ async function buildGraph(
     masked,
     mask: [...branched.branches.values()].find((b) => b.mask)?.mask,
   };
+  // Every branch off is the base: the base runs here from now on, and its own session (weights copy) is gone.
+  withdraw = base.routeThrough(offRunnable(base, graph));
+  return graph;
+}
+
+/** The graph's runnable with no adapter (every branch at rank 0): the base itself. */
+function offRunnable(base: BaseModel, g: BranchGraph): Runnable {
+  const run = onGraph(
+    g,
+    addTokens(g, g.feeds.feeds([]), () => ({ ...tokenFeeds(g.tokens, []), ...scaleFeeds(g.scaleSites, [[]]) })),
+  );
+  const prepare = maskPrepare(base, g, [null]);
+  return prepare ? { ...run, prepare } : run;
+}
+
+/** The graph's session with `feeds` (uploaded once per cached feed set on WebGPU). */
+function onGraph(g: BranchGraph, feeds: Feeds): Runnable {
+  if (!g.onGpu) return { session: g.session, feeds };
+  let gpu = g.onGpu.get(feeds);
+  if (!gpu) g.onGpu.set(feeds, gpu = uploaded(feeds));
+  return { session: g.session, feeds: gpu };
 }
 
 /**
@@ -272,12 +302,6 @@ function engine(
       );
     }
     return active.map(({ adapter, weight }) => ({ scales: adapters.get(adapter.name)!.scales, weight }));
-  };
-  const onGraph = (g: BranchGraph, feeds: Feeds) => {
-    if (!g.onGpu) return { session: g.session, feeds };
-    let gpu = g.onGpu.get(feeds);
-    if (!gpu) g.onGpu.set(feeds, gpu = uploaded(feeds));
-    return { session: g.session, feeds: gpu };
   };
   return {
     runnable(requested: readonly WeightedAdapter[]) {

@@ -67,18 +67,21 @@ export async function fromPretrained(
       `mode ${JSON.stringify(mode)} is not supported; supported modes: ${MODES.map((m) => `"${m}"`).join(", ")}`,
     );
   }
-  const loaded = await readAdapterFor(base, adapter, options.adapterName ?? "default", options, mode);
-  // The base's kernels, created by its first adapter and shared by the rest.
-  const { merger } = await base.kernels();
-  const empty = withPromptLearning(
-    base,
-    mode === "merged"
-      ? mergedEngine(base)
-      : await dynamicEngine(base, { prepareModules: preparedModules(base, options.prepareModules) }),
-  );
-  const engine = await empty.add(loaded);
-  const trainable = options.isTrainable ? await trainableAdapter(base, loaded) : undefined;
-  return new PeftModel(base, mode, engine, loaded, merger.backend, trainable);
+  // Reading the adapter and building sessions may read base weights: they are in memory for this call only.
+  return await base.withWeights(async () => {
+    const loaded = await readAdapterFor(base, adapter, options.adapterName ?? "default", options, mode);
+    // The base's kernels, created by its first adapter and shared by the rest.
+    const { merger } = await base.kernels();
+    const empty = withPromptLearning(
+      base,
+      mode === "merged"
+        ? mergedEngine(base)
+        : await dynamicEngine(base, { prepareModules: preparedModules(base, options.prepareModules) }),
+    );
+    const engine = await empty.add(loaded);
+    const trainable = options.isTrainable ? await trainableAdapter(base, loaded) : undefined;
+    return new PeftModel(base, mode, engine, loaded, merger.backend, trainable);
+  });
 }
 
 function preparedModules(base: BaseModel, wanted: FromPretrainedOptions["prepareModules"]): readonly string[] {

@@ -166,14 +166,15 @@ export async function mergedBase(
   adapters: readonly WeightedAdapter[],
   options: { safeMerge?: boolean } = {},
 ): Promise<BaseModel> {
-  const onnx = await mergeAdapters(base, adapters, (await base.kernels()).merger, options);
-  const session = await createSession(onnx, base.externalData, base.settings, base.file);
-  return new BaseModel({ ...baseParts(base), onnx, weights: indexWeights(onnx.graph!), session });
-}
-
-function baseParts(base: BaseModel) {
-  const { source, config, file, externalData, settings, text } = base;
-  return { source, config, file, externalData, settings, text };
+  const merger = (await base.kernels()).merger;
+  return await base.withWeights(async () => {
+    const onnx = await mergeAdapters(base, adapters, merger, options);
+    const session = await createSession(onnx, base.externalData, base.settings, base.file);
+    // The merged weights exist only here: the new base keeps its bytes (nothing to read them again from).
+    const { source, config, file, externalData, settings, text, inlineLocation } = base;
+    const parts = { source, config, file, externalData, settings, text, inlineLocation };
+    return new BaseModel({ ...parts, onnx, weights: indexWeights(onnx.graph!), session });
+  });
 }
 
 /**
@@ -206,8 +207,10 @@ export function mergedEngine(base: BaseModel, sessions: ReadonlyMap<string, Mode
       return { session, feeds: {} };
     },
     async add(adapter: LoadedAdapter) {
-      const onnx = await mergeAdapters(base, [{ adapter, weight: 1 }], (await base.kernels()).merger);
-      const session = await createSession(onnx, base.externalData, base.settings, base.file);
+      const merger = (await base.kernels()).merger;
+      const session = await base.withWeights(async () =>
+        base.createSessionFromWeights(await mergeAdapters(base, [{ adapter, weight: 1 }], merger))
+      );
       return mergedEngine(base, new Map([...sessions, [adapter.name, session]]));
     },
     remove(name: string) {

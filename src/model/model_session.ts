@@ -8,6 +8,7 @@
  * @module
  */
 import type { InferenceSession } from "../deps/ort.ts";
+import { UnsupportedError } from "../errors.ts";
 
 /** Feeds: input name to tensor. */
 type RunFeeds = InferenceSession.FeedsType;
@@ -20,6 +21,23 @@ export interface ModelSession {
   run(feeds: RunFeeds, options?: InferenceSession.RunOptions): Promise<InferenceSession.ReturnType>;
   /** Frees the session once every run queued before this call has finished. */
   release(): Promise<void>;
+}
+
+/**
+ * A run reached a session after its release: the caller ran a released
+ * model, or (for a base routed through a session it borrowed) picks the
+ * session that serves it now and runs again.
+ *
+ * @example
+ * ```ts
+ * import { ReleasedSessionError } from "./model_session.ts";
+ * console.log(new ReleasedSessionError() instanceof Error); // true
+ * ```
+ */
+export class ReleasedSessionError extends UnsupportedError {
+  constructor() {
+    super("the model's session was released; load the model again");
+  }
 }
 
 /** Runs one task at a time, in call order. */
@@ -83,12 +101,18 @@ export function queueFor(runtime: object): RunQueue {
  */
 export function serialSession(session: InferenceSession, queue: RunQueue): ModelSession {
   let released: Promise<void> | undefined;
+  // Set when the release itself runs: runs queued before it still run, later ones fail with a typed error.
+  let gone = false;
   return {
     inputNames: session.inputNames,
     outputNames: session.outputNames,
-    run: (feeds, options) => queue.push(() => session.run(feeds, options ?? {})),
+    run: (feeds, options) =>
+      queue.push(() => gone ? Promise.reject(new ReleasedSessionError()) : session.run(feeds, options ?? {})),
     release() {
-      released ??= queue.push(() => session.release());
+      released ??= queue.push(() => {
+        gone = true;
+        return session.release();
+      });
       return released;
     },
   };

@@ -303,14 +303,16 @@ export class PeftModel implements AsyncDisposable {
     if (options.isTrainable) {
       throw new UnsupportedError("isTrainable: true is not supported yet: adapters load for inference only");
     }
-    const loaded = await readAdapterFor(this.base, adapter, adapterName, options, this.mode);
-    checkTokensBesideLora(this.#loaded(), loaded);
-    checkSameTargetParameters(
-      targetParametersOf(loaded.config),
-      [...this.#loaded()].map((a) => [a.name, targetParametersOf(a.config)] as const),
-    );
     const previous = this.#engine;
-    const engine = await previous.add(loaded);
+    const { loaded, engine } = await this.base.withWeights(async () => {
+      const loaded = await readAdapterFor(this.base, adapter, adapterName, options, this.mode);
+      checkTokensBesideLora(this.#loaded(), loaded);
+      checkSameTargetParameters(
+        targetParametersOf(loaded.config),
+        [...this.#loaded()].map((a) => [a.name, targetParametersOf(a.config)] as const),
+      );
+      return { loaded, engine: await previous.add(loaded) };
+    });
     // Commit only after everything succeeded.
     this.#engine = engine;
     this.#registry = new Map([...this.#registry, [adapterName, [{ adapter: loaded, weight: 1 }]]]);
@@ -429,7 +431,9 @@ export class PeftModel implements AsyncDisposable {
           read: (key: string) => adapter.weights.toFloat32(key),
         };
       });
-      const result = weightedAdapter(sources, weights, options, (target) => baseTargetWeight(this.base, target));
+      const result = await this.base.withWeights(() =>
+        weightedAdapter(sources, weights, options, (target) => baseTargetWeight(this.base, target))
+      );
       const files = {
         "adapter_config.json": new TextEncoder().encode(JSON.stringify(result.config)),
         "adapter_model.safetensors": serializeSafetensors(result.tensors, { format: "pt" }),

@@ -24,7 +24,6 @@ import type { AdapterEngine, WeightedAdapter } from "./engine.ts";
 import type { ModelSession } from "./model_session.ts";
 import { PROMPT_EMBEDDINGS } from "./prompt_adapter.ts";
 import { promptFeeds, type PromptValues } from "./prompt_feeds.ts";
-import { createSession } from "./session.ts";
 
 /** A loaded prompt-learning adapter: its prompt, and its feeds of the session's parameter sites. */
 interface LoadedPrompt {
@@ -146,7 +145,7 @@ export function withPromptLearning(
         const built = fed.size > 0
           ? addParamBranches(prompted, base.weights, { deltas: [], fed }, (name) => base.readWeight(name))
           : { model: prompted, sites: new Map<string, ParamSite>() };
-        session = await createSession(built.model, base.externalData, base.settings, base.file);
+        session = await base.createSessionFromWeights(built.model);
         sites = built.sites;
         // Every adapter's site feeds are against the new sites.
         prompts = new Map([...prompts].map(([name, p]) => [name, { ...p, sites: siteFeeds(base, p.adapter, sites) }]));

@@ -129,6 +129,23 @@ export async function sessionSettings(choice: SessionChoice, outputNames: readon
 }
 
 /**
+ * onnxruntime-web 1.30's threaded WebAssembly build hangs (the main thread
+ * spins) on a session's first run, more often than not, when it pre-packs
+ * MatMul weights that came as `externalData`; inline weights and one thread
+ * do not. So with external data and threads, pre-packing is off (measured
+ * on one thread: ~8% slower decode, ~37% slower prefill, 20% less memory),
+ * unless the caller set `disable_prepacking` itself.
+ */
+function withoutPrepackDeadlock(
+  options: InferenceSession.SessionOptions,
+  env: { wasm: { numThreads?: number } },
+): InferenceSession.SessionOptions {
+  const session = (options.extra as { session?: Record<string, string> } | undefined)?.session;
+  if (!options.externalData?.length || (env.wasm.numThreads ?? 1) <= 1 || session?.disable_prepacking) return options;
+  return { ...options, extra: { ...options.extra, session: { ...session, disable_prepacking: "1" } } };
+}
+
+/**
  * Builds a session from a decoded model and its external data files, on
  * `settings.device`.
  *
@@ -168,7 +185,7 @@ export async function createSession(
       // (it spawns them from blob: module URLs), and the GPU does the work anyway.
       const single = device === "webgpu" && isServerRuntime();
       applyRuntimeSettings(runtime.env, single ? { ...wanted, numThreads: 1, threadsRequested: false } : wanted);
-      const created = await runtime.InferenceSession.create(bytes, options);
+      const created = await runtime.InferenceSession.create(bytes, withoutPrepackDeadlock(options, runtime.env));
       markStarted(runtime.env);
       return created;
     });

@@ -42,6 +42,8 @@ export async function trainableAdapter(base: BaseModel, adapter: LoadedAdapter):
     });
   }
   const { cpu } = await base.kernels();
+  // Training reads base weights and builds sessions at any step: their bytes stay in memory.
+  base.pinWeights();
   const weightOf = (target: WeightTarget) =>
     readTargetWeight(base.onnx.graph!, target, base.file, (t) => externalBytes(t, base.externalData, base.file));
   const config = loraConfigOf(adapter, "training");

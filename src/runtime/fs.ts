@@ -79,7 +79,13 @@ export async function localFs(): Promise<LocalFs> {
     });
   }
   return {
-    readFile: async (path) => new Uint8Array(await fs.readFile(path)),
+    readFile: async (path) => {
+      const bytes = await fs.readFile(path);
+      // The Buffer's own memory when it has it alone (a model file: no second copy of its weights), else a copy.
+      return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
+        ? new Uint8Array(bytes.buffer)
+        : new Uint8Array(bytes);
+    },
     stat: (path) => fs.stat(path),
     lstat: (path) => fs.lstat(path),
     mkdirp: async (path) => {

@@ -1,7 +1,10 @@
 /**
  * {@linkcode BatchRouter}: which requests of a pool share a decode batch.
  *
- * - Requests on the base share one batch on the base's session.
+ * - Requests on the base share one batch on the base's session; while a
+ *   dynamic model on that base decodes, they join its batch as `"__base__"`
+ *   rows instead (the base runs on that branched session anyway, every
+ *   branch off: one copy of the weights).
  * - In dynamic mode, requests on any adapters share one batch on the shared
  *   branched session, one adapter per row (`adapterNames`; a batch whose
  *   rows all have one adapter runs with `adapter`, as that adapter alone).
@@ -14,8 +17,8 @@
  *   cache does not handle yet), decoders without a KV cache or an
  *   `attention_mask`, and `maxBatch: 1` run each request alone, as before.
  *
- * Base requests stay off the adapters' session: the base's own session is
- * what the same request runs on alone, so its outputs stay exactly those.
+ * A base request runs alone on the session a base with a dynamic model
+ * runs on, the branched one, so as a row there its outputs stay its own.
  * @module
  */
 import { type CausalLm, type DecoderLayout, describeDecoder } from "../generate/mod.ts";
@@ -86,6 +89,8 @@ export class BatchRouter {
     const key = lease.adapter;
     if (key === null) {
       if ((lm as BaseModel).device === "webgpu") return undefined;
+      const shared = this.#dynamicBatchOn(lm as BaseModel);
+      if (shared) return { scheduler: shared, adapter: BASE_ROW };
       return this.#seat(lm, BASE_ROW, BASE_ROW, () => undefined);
     }
     const model = lm as PeftModel;
@@ -98,8 +103,20 @@ export class BatchRouter {
       lm,
       "*",
       key,
-      (names) => names.every((name) => name === names[0]) ? { adapter: names[0] } : { adapterNames: names },
+      (names) =>
+        names.every((name) => name === names[0])
+          ? { adapter: names[0] === BASE_ROW ? null : names[0] }
+          : { adapterNames: names },
     );
+  }
+
+  /** The running batch of a dynamic model on `base`, if any. */
+  #dynamicBatchOn(base: BaseModel): DecodeScheduler | undefined {
+    for (const [lm, groups] of this.#schedulers) {
+      const model = lm as Partial<PeftModel>;
+      if (model.base === base && model.mode === "dynamic" && groups.has("*")) return groups.get("*");
+    }
+    return undefined;
   }
 
   #seat(

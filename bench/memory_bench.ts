@@ -1,0 +1,183 @@
+/**
+ * Memory and load time of one copy of the weights (issue #14), on a base of
+ * SmolLM2-135M's shape and its r=16 LoRA (make them with
+ * `python bench/support/make_smollm_shape.py DIR`), then
+ * `deno run -A --v8-flags=--expose-gc bench/memory_bench.ts DIR [rounds]`.
+ *
+ * Each figure is measured in a fresh process (this script runs itself with
+ * `--figure=NAME`), with RSS after a garbage collection and the peak RSS
+ * (`VmHWM`, Linux) of that process:
+ * - `plain`: the file read and `InferenceSession.create` from its bytes
+ *   (what onnxruntime-web does without peft-edge);
+ * - `base`: `loadBaseModel` and one base run (the base's own session);
+ *   `base-unpacked` the same without onnxruntime's MatMul weight pre-packing;
+ * - `dynamic`: `loadBaseModel`, `fromPretrained` (dynamic), one adapter run
+ *   and one base run (both through the one branched session);
+ * - `base-then-dynamic`: a base run first (own session), then
+ *   `fromPretrained`: what the first dynamic adapter adds.
+ *
+ * Printed: base RSS / weight bytes (goal <= 1.5), first dynamic adapter's
+ * RSS / its safetensors bytes (goal <= 2), peak RSS during load / weight
+ * bytes (goal <= 2), and `loadBaseModel` + `fromPretrained` (dynamic) time /
+ * plain session creation (goal <= 1.2; medians over `rounds` processes each,
+ * interleaved).
+ *
+ * Measured on a shared 2-core machine (Deno 2.9, onnxruntime-web 1.30, wasm,
+ * 2 threads; 652 MB ONNX file = 622 MiB, adapter 19 MiB; MiB below):
+ * - plain session from the file's bytes: RSS 1905 = 3.06x once the bytes are
+ *   collected, peak 2514 = 4.0x (onnxruntime parses the whole file in its
+ *   heap); before this change peft-edge kept the bytes too (2.5 GB) and the
+ *   first dynamic adapter added a second full session (+1.6 GB);
+ * - base RSS 890 = 1.43x (onnxruntime's one copy, the runtime and the graph;
+ *   with threads and external data pre-packing is off, see `session.ts`;
+ *   with MatMul pre-packing on it measured 1059 = 1.70x);
+ * - first dynamic adapter: +16 to +64 (0.9x-3.4x its bytes; the base's
+ *   session is freed first and the branched one reuses its wasm memory, so
+ *   what remains is the adapter's own copies: its file, float32 tensors,
+ *   concatenated feeds, and the per-run input copies in onnxruntime's heap);
+ * - peak during load 1538 = 2.47x: the file's bytes in JavaScript (until the
+ *   session holds them) plus onnxruntime's copy; below 2x needs reading
+ *   weights into the session piecewise (onnxruntime-web's `externalData`
+ *   takes whole buffers);
+ * - `loadBaseModel` + `fromPretrained` (dynamic) / plain creation: 1.27x
+ *   (medians of 3, with other jobs running; ~1.0x measured alone: 6.0 s
+ *   against 6.0 s).
+ * @module
+ */
+import process from "node:process";
+import { readFileSync, statSync } from "node:fs";
+import { fromPretrained, loadBaseModel, Tensor } from "../mod.ts";
+import { ort } from "../src/deps/ort.ts";
+
+const dir = Deno.args.find((a) => !a.startsWith("--"));
+if (!dir) throw new Error("usage: deno run -A --v8-flags=--expose-gc bench/memory_bench.ts DIR [rounds]");
+const figure = Deno.args.find((a) => a.startsWith("--figure="))?.slice("--figure=".length);
+const MB = 2 ** 20;
+
+/** RSS and peak RSS in bytes (peak from /proc where there is one). */
+function memory(): { rss: number; peak: number } {
+  const rss = process.memoryUsage().rss;
+  try {
+    const status = readFileSync("/proc/self/status", "utf8");
+    const kb = (key: string) => Number(status.match(new RegExp(`${key}:\\s+(\\d+)`))![1]) * 1024;
+    return { rss: kb("VmRSS"), peak: kb("VmHWM") };
+  } catch {
+    return { rss, peak: Number.NaN };
+  }
+}
+
+async function settled(): Promise<{ rss: number; peak: number }> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  for (let i = 0; i < 3; i++) {
+    gc?.();
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return memory();
+}
+
+/** A one-token step with an empty past, as generation's first run feeds it. */
+function feeds(config: Record<string, unknown>): Record<string, Tensor> {
+  const layers = config.num_hidden_layers as number;
+  const heads = config.num_key_value_heads as number;
+  const headDim = (config.hidden_size as number) / (config.num_attention_heads as number);
+  const f: Record<string, Tensor> = {
+    input_ids: new Tensor("int64", new BigInt64Array([42n]), [1, 1]),
+    attention_mask: new Tensor("int64", new BigInt64Array([1n]), [1, 1]),
+    position_ids: new Tensor("int64", new BigInt64Array([0n]), [1, 1]),
+  };
+  for (let i = 0; i < layers; i++) {
+    for (const k of ["key", "value"]) {
+      f[`past_key_values.${i}.${k}`] = new Tensor("float32", new Float32Array(0), [1, heads, 0, headDim]);
+    }
+  }
+  return f;
+}
+
+async function measure(name: string): Promise<Record<string, number>> {
+  const start = performance.now();
+  const before = memory();
+  if (name === "plain") {
+    const create = () => {
+      const bytes = readFileSync(`${dir}/base/onnx/model.onnx`);
+      return ort.InferenceSession.create(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length));
+    };
+    const session = await create();
+    const ms = performance.now() - start;
+    return { ms, ...await settled(), before: before.rss, inputs: session.inputNames.length };
+  }
+  // onnxruntime's MLAS pre-packs MatMul weights at session creation, keeping a packed copy of some beside them.
+  const noPrepacking = { sessionOptions: { extra: { session: { disable_prepacking: "1" } } } };
+  const base = await loadBaseModel(`${dir}/base`, {
+    device: "wasm",
+    ...(name === "base-unpacked" ? noPrepacking : {}),
+  });
+  const step = feeds(base.config);
+  if (name === "base" || name === "base-unpacked") {
+    await base.run(step);
+    return { ms: performance.now() - start, ...await settled(), before: before.rss };
+  }
+  let baseOnly = { rss: 0, peak: 0 };
+  if (name === "base-then-dynamic") {
+    await base.run(step);
+    baseOnly = await settled();
+  }
+  const model = await fromPretrained(base, `${dir}/lora`);
+  const ms = performance.now() - start;
+  const adapted = (await model.run(step)).logits.data as Float32Array;
+  const plain = (await base.run(step)).logits.data as Float32Array;
+  if (adapted.every((v, i) => v === plain[i])) throw new Error("the adapter changed nothing");
+  return { ms, ...await settled(), before: before.rss, baseRss: baseOnly.rss, basePeak: baseOnly.peak };
+}
+
+if (figure) {
+  console.log(JSON.stringify(await measure(figure)));
+  Deno.exit(0);
+}
+
+const rounds = Number(Deno.args.find((a, i) => i > 0 && /^\d+$/.test(a)) ?? 3);
+async function run(name: string): Promise<Record<string, number>> {
+  const args = ["run", "-A", "--v8-flags=--expose-gc", new URL(import.meta.url).pathname, dir!, `--figure=${name}`];
+  const out = await new Deno.Command(Deno.execPath(), { args, stderr: "inherit" }).output();
+  if (!out.success) throw new Error(`figure ${name} failed`);
+  const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
+  return JSON.parse(lines.at(-1)!);
+}
+
+const weightBytes = statSync(`${dir}/base/onnx/model.onnx`).size;
+const adapterBytes = statSync(`${dir}/lora/adapter_model.safetensors`).size;
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const times: Record<string, number[]> = { plain: [], dynamic: [] };
+const last: Record<string, Record<string, number>> = {};
+for (let r = 0; r < rounds; r++) {
+  for (const name of r % 2 ? ["dynamic", "plain"] : ["plain", "dynamic"]) {
+    last[name] = await run(name);
+    times[name].push(last[name].ms);
+  }
+}
+last.base = await run("base");
+last.unpacked = await run("base-unpacked");
+last.later = await run("base-then-dynamic");
+const mb = (b: number) => `${(b / MB).toFixed(0)} MB`;
+const x = (a: number, b: number) => `${(a / b).toFixed(2)}x`;
+console.log(`weights ${mb(weightBytes)} (ONNX file), adapter ${mb(adapterBytes)} (safetensors)`);
+console.log(`plain InferenceSession.create: RSS ${mb(last.plain.rss)}, peak ${mb(last.plain.peak)}`);
+console.log(`base RSS ${mb(last.base.rss)} = ${x(last.base.rss, weightBytes)} the weights (goal <= 1.5x)`);
+console.log(
+  `without pre-packing (sessionOptions.extra.session.disable_prepacking): base RSS ${mb(last.unpacked.rss)} = ` +
+    `${x(last.unpacked.rss, weightBytes)}, peak ${mb(last.unpacked.peak)} = ${x(last.unpacked.peak, weightBytes)}`,
+);
+console.log(
+  `peak during load ${mb(last.base.peak)} = ${x(last.base.peak, weightBytes)} (goal <= 2x); ` +
+    `dynamic from the start: peak ${mb(last.dynamic.peak)} = ${x(last.dynamic.peak, weightBytes)}`,
+);
+const cost = last.later.rss - last.later.baseRss;
+console.log(
+  `first dynamic adapter: RSS ${mb(last.later.baseRss)} -> ${mb(last.later.rss)}, +${mb(cost)} = ` +
+    `${x(cost, adapterBytes)} its bytes (goal <= 2x); peak ${mb(last.later.peak)}; dynamic from the start: ` +
+    `RSS ${mb(last.dynamic.rss)} = ${x(last.dynamic.rss, weightBytes)} the weights`,
+);
+const [plain, dynamic] = [median(times.plain), median(times.dynamic)];
+console.log(
+  `load time (median of ${rounds}): plain ${plain.toFixed(0)} ms, loadBaseModel + fromPretrained (dynamic) ` +
+    `${dynamic.toFixed(0)} ms = ${x(dynamic, plain)} (goal <= 1.2x)`,
+);
