@@ -20,7 +20,13 @@ import type { FileSource } from "../storage/file_source.ts";
 import { externalDataPath } from "../storage/paths.ts";
 import { readJsonObject } from "../storage/json_file.ts";
 import { type PathOrSource, type ResolveOptions, resolveSource } from "../hub/resolve.ts";
-import { createSession, type SessionChoice, type SessionSettings, sessionSettings } from "./session.ts";
+import {
+  commitRuntimeSettings,
+  createSession,
+  type SessionChoice,
+  type SessionSettings,
+  sessionSettings,
+} from "./session.ts";
 import type { Device } from "../webgpu/device.ts";
 import type { GenerateOptions, GenerationResult, Prompt } from "../generate/mod.ts";
 import { generateText, loadTextSide, streamText, type TextSide } from "./text.ts";
@@ -527,6 +533,7 @@ export async function loadBaseModel(pathOrId: PathOrSource, options: LoadBaseMod
   if (inlineLocation !== undefined) externalData.set(inlineLocation, bytes);
   const weights = indexWeights(onnx.graph!, file, { unscopedHint });
   const settings = await sessionSettings(options, onnx.graph!.output.map((o) => o.name));
+  await commitRuntimeSettings(settings);
   const text = await loadTextSide(source);
   const reloadWeights = weightReloader(source, file, paths, inlineLocation, externalData);
   const base = new BaseModel({

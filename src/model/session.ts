@@ -146,6 +146,28 @@ function withoutPrepackDeadlock(
 }
 
 /**
+ * Commits a load's onnxruntime-web settings (`numThreads`, `wasmPaths`, ...) to
+ * the WASM build's process-wide `env` when the load happens, not at its first
+ * session (a base's session is made on first use): a later load asking for
+ * others fails at load with `UnsupportedError`, as when sessions were made at
+ * load. WebGPU and native sessions take their settings when they are made.
+ *
+ * @throws {UnsupportedError} when other settings are already in force.
+ * @example
+ * ```ts
+ * import { commitRuntimeSettings, sessionSettings } from "./session.ts";
+ * await commitRuntimeSettings(await sessionSettings({ device: "wasm" }, ["logits"]));
+ * ```
+ */
+export async function commitRuntimeSettings(settings: SessionSettings): Promise<void> {
+  if ((settings.device ?? "wasm") !== "wasm") return;
+  await queueFor(ort).push(async () => {
+    applyRuntimeSettings(ort.env, settings.runtime ?? await resolveRuntimeOptions({}));
+    markStarted(ort.env);
+  });
+}
+
+/**
  * Builds a session from a decoded model and its external data files, on
  * `settings.device`.
  *
