@@ -54,6 +54,10 @@ console.log(`peft-edge demo: ${base.source.location} + LoRA ${adapterPath}`);
 console.log(`loaded base in ${ms(baseLoad)}; applied the adapter (${adapted.mode} mode) in ${ms(adapterLoad)}`);
 console.log(`greedy, ${maxNewTokens} new tokens per prompt; continuations shown JSON-escaped\n`);
 
+// A session's first run sets up onnxruntime's buffers (and the base's shares the adapter's session): untimed.
+await base.generate(prompts[0], { maxNewTokens: 1 });
+await adapted.generate(prompts[0], { maxNewTokens: 1 });
+
 const totals = {
   base: { prefillTokens: 0, prefillMs: 0, decodeTokens: 0, decodeMs: 0 },
   adapter: { prefillTokens: 0, prefillMs: 0, decodeTokens: 0, decodeMs: 0 },
