@@ -27,7 +27,7 @@
  * (default 8; checked during cells too, the process exits past it). Options: `--clients 1,4,8,16`, `--adapters 1,8`,
  * `--max-tokens N` (default 16, max 64), `--requests-per-client N` (default
  * 2, max 20), `--rounds N` (max 10), `--max-batch N` (the pool's `maxBatch`, default 16; 1 serves
- * every request alone), `--models demo,smollm`. The temp adapter roots are
+ * every request alone), `--models demo,smollm`, `--device wasm|native` (onnxruntime-node). The temp adapter roots are
  * deleted at the end.
  * @module
  */
@@ -115,10 +115,12 @@ async function sweep(
     perClient: number;
     maxBatch: number;
     rounds: number;
+    device: "wasm" | "native";
   },
   maxRss: number,
 ): Promise<Cell[]> {
-  const base: BaseModel = await loadBaseModel(model.base);
+  const { device } = options;
+  const base: BaseModel = await loadBaseModel(model.base, { device });
   const root = await makeVariantRoot(model.adapter, B_SCALES);
   const pool = await createAdapterPool(base, {
     baseName: model.name,
@@ -216,6 +218,7 @@ async function main(): Promise<void> {
       "max-batch": { type: "string" },
       "max-rss-gb": { type: "string" },
       rounds: { type: "string" },
+      device: { type: "string" },
     },
   });
   const [maxTokens] = list("max-tokens", values["max-tokens"], [16], 64);
@@ -230,6 +233,8 @@ async function main(): Promise<void> {
     perClient,
     maxBatch,
     rounds,
+    // wasm (default) or native (onnxruntime-node): `--device native`.
+    device: (values.device ?? "wasm") as "wasm" | "native",
   };
   const models: BenchModel[] = [{ name: "demo", base: DEMO_BASE, adapter: DEMO_ADAPTER }];
   if (values.smollm) {
@@ -246,7 +251,8 @@ async function main(): Promise<void> {
   const runtime = "Bun" in globalThis ? "Bun" : "Deno";
   console.log(
     `serve bench (${runtime}): dynamic mode, 8 adapters loaded; clients x ${perClient} greedy completions of ` +
-      `max_tokens ${maxTokens} per cell and round; ${rounds} round(s); batches of ${maxBatch} rows at most`,
+      `max_tokens ${maxTokens} per cell and round; ${rounds} round(s); batches of ${maxBatch} rows at most; ` +
+      `device ${options.device}`,
   );
   const cells: Cell[] = [];
   // Checked during cells too: mixed batches' feed copies can grow fast on a big model, and the machine is shared.
