@@ -241,23 +241,32 @@ test(
   () =>
     withService(demo, { pool: { mode: "dynamic" }, app: { localRoots: [root.dir] } }, async (service) => {
       await loadAdapters(service);
-      const long = await fetch(`${service.url}/v1/completions`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ model: "py", prompt: "def ", max_tokens: 500, temperature: 0, stream: true }),
-      });
-      const reader = long.body!.getReader();
-      await reader.read(); // the long one is running
-      let longDone = false;
-      const drained = (async () => {
-        while (!(await reader.read()).done) { /* pieces */ }
-        longDone = true;
-      })();
-      const short = await complete(service.url, { model: "py2", prompt: "for ", max_tokens: 8 });
-      assert.equal(longDone, false, "the short request waited for the long one to end");
-      assert.ok(short.text.length > 0);
-      assert.equal(service.pool.batchStats.maxRows, 2);
-      await drained;
+      // On an idle machine the demo decodes 500 tokens in well under a second, so the long one may end before the
+      // short one's request is even parsed: such a round shows nothing and is run again (a loop that never yields
+      // makes every round wait, and fails).
+      for (let round = 1;; round++) {
+        const long = await fetch(`${service.url}/v1/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ model: "py", prompt: "def ", max_tokens: 500, temperature: 0, stream: true }),
+        });
+        assert.equal(long.status, 200);
+        const reader = long.body!.getReader();
+        await reader.read(); // the long one is running
+        let longDone = false;
+        const drained = (async () => {
+          while (!(await reader.read()).done) { /* pieces */ }
+          longDone = true;
+        })();
+        const short = await complete(service.url, { model: "py2", prompt: "for ", max_tokens: 8 });
+        const shortFirst = !longDone;
+        await drained;
+        assert.ok(short.text.length > 0);
+        if (!shortFirst && round < 3) continue;
+        assert.ok(shortFirst, "the short request waited for the long one to end, in 3 rounds");
+        assert.equal(service.pool.batchStats.maxRows, 2);
+        break;
+      }
     }),
 );
 
