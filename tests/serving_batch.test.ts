@@ -214,24 +214,30 @@ test(
       const others = ASKS.slice(0, 4);
       const alone = [];
       for (const ask of others) alone.push(await complete(service.url, ask));
-      const controller = new AbortController();
-      const leaving = await fetch(`${service.url}/v1/completions`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ model: "py2", prompt: "def f(", max_tokens: 480, temperature: 0, stream: true }),
-        signal: controller.signal,
-      });
-      const reader = leaving.body!.getReader();
-      await reader.read();
-      const together = Promise.all(others.map((ask) => complete(service.url, ask)));
-      await waitFor(() => service.pool.batchStats.maxRows >= 2, 60_000);
-      controller.abort();
-      await reader.cancel().catch(() => {});
-      assert.deepEqual(await together, alone);
-      await waitFor(() => service.pool.usage().active === 0);
-      const record = service.host.generations.find((g) => g.outcome === "aborted");
-      assert.ok(record, "the aborted generation ended as aborted");
-      assert.ok(record.pieces < 480);
+      // On an idle machine the leaving request's 480 tokens may all be made before the abort: such a round shows
+      // nothing and is run again.
+      for (let round = 1;; round++) {
+        const controller = new AbortController();
+        const leaving = await fetch(`${service.url}/v1/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ model: "py2", prompt: "def f(", max_tokens: 480, temperature: 0, stream: true }),
+          signal: controller.signal,
+        });
+        const reader = leaving.body!.getReader();
+        await reader.read();
+        const together = Promise.all(others.map((ask) => complete(service.url, ask)));
+        await waitFor(() => service.pool.batchStats.maxRows >= 2, 60_000);
+        controller.abort();
+        await reader.cancel().catch(() => {});
+        assert.deepEqual(await together, alone);
+        await waitFor(() => service.pool.usage().active === 0);
+        const record = service.host.generations.find((g) => g.outcome === "aborted");
+        if (!record && round < 3) continue;
+        assert.ok(record, "the aborted generation ended as aborted");
+        assert.ok(record.pieces < 480);
+        break;
+      }
     }),
 );
 
