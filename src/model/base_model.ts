@@ -19,6 +19,7 @@ import { indexWeights, type WeightIndex } from "../onnx/weight_index.ts";
 import type { FileSource } from "../storage/file_source.ts";
 import { externalDataPath } from "../storage/paths.ts";
 import { readJsonObject } from "../storage/json_file.ts";
+import { freeNow, rangeBytes, wholeBytes } from "../storage/range_bytes.ts";
 import { type PathOrSource, type ResolveOptions, resolveSource } from "../hub/resolve.ts";
 import {
   commitRuntimeSettings,
@@ -390,10 +391,11 @@ export class BaseModel implements AsyncDisposable {
     return this.#store.hold(() => {
       const data = this.#store.data;
       const location = this.inlineLocation;
-      if (location === undefined) return { model: encodeModel(this.onnx), externalData: data };
+      // Files read range by range are read whole here: callers write them out.
+      const files = new Map([...data].filter(([l]) => l !== location).map(([l, bytes]) => [l, wholeBytes(bytes)]));
+      if (location === undefined) return { model: encodeModel(this.onnx), externalData: files };
       // Weights that were inline in the file are written inline again.
-      const rest = new Map([...data].filter(([l]) => l !== location));
-      return { model: encodeModel(inlineWeights(this.onnx, location, data, this.file)), externalData: rest };
+      return { model: encodeModel(inlineWeights(this.onnx, location, data, this.file)), externalData: files };
     });
   }
 
@@ -512,7 +514,10 @@ export async function loadBaseModel(pathOrId: PathOrSource, options: LoadBaseMod
   const source = await resolveSource(pathOrId, options);
   const config = await readJsonObject(source, "config.json", OnnxModelError);
   const file = await chooseOnnxFile(source, options.file, options.dtype);
-  const bytes = await source.read(file);
+  // A local file is read whole once, for its graph; its weights are read again range by range when a session
+  // takes them, so JavaScript does not hold them beside onnxruntime's copy.
+  const ranges = source.openRanges ? await source.openRanges(file) : undefined;
+  const bytes = ranges ? await ranges.readAll() : await source.read(file);
   const decoded = decodeModel(bytes, file);
   const unscopedHint = await recoverModulePaths(source, file, decoded.graph!);
   const paths = new Map<string, string>();
@@ -527,15 +532,20 @@ export async function loadBaseModel(pathOrId: PathOrSource, options: LoadBaseMod
     paths.set(location, path);
   }
   const externalData = new Map<string, Uint8Array>();
-  for (const [location, path] of paths) externalData.set(location, await source.read(path));
+  for (const [location, path] of paths) {
+    externalData.set(location, ranges ? rangeBytes(await source.openRanges!(path), path) : await source.read(path));
+  }
   // Inline weights become references into the file's bytes: the graph alone is small to rewrite and re-encode.
   const { model: onnx, location: inlineLocation } = splitInlineWeights(bytes, decoded, file);
-  if (inlineLocation !== undefined) externalData.set(inlineLocation, bytes);
+  if (inlineLocation !== undefined) externalData.set(inlineLocation, ranges ? rangeBytes(ranges, file) : bytes);
   const weights = indexWeights(onnx.graph!, file, { unscopedHint });
   const settings = await sessionSettings(options, onnx.graph!.output.map((o) => o.name));
   await commitRuntimeSettings(settings);
   const text = await loadTextSide(source);
-  const reloadWeights = weightReloader(source, file, paths, inlineLocation, externalData);
+  // Bytes read from the files when asked cost nothing to keep; others are dropped and read again.
+  const reloadWeights = ranges ? undefined : weightReloader(source, file, paths, inlineLocation, externalData);
+  // Nothing views the file's buffer any more (the split graph is a copy): free it now, not at a later collection.
+  if (ranges) freeNow(bytes);
   const base = new BaseModel({
     source,
     config,

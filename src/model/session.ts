@@ -31,6 +31,7 @@ import {
 } from "./runtime_options.ts";
 import { isServerRuntime } from "../runtime/threads.ts";
 import { createNativeSession, loadNativeOrt, nativeSessionOptions } from "./native_session.ts";
+import { freeNow, rangeBytes, rangeFileOf, wholeBytes } from "../storage/range_bytes.ts";
 
 /** onnxruntime-web's `executionProviders` session option. */
 export type ExecutionProviders = InferenceSession.SessionOptions["executionProviders"];
@@ -193,9 +194,8 @@ export async function createSession(
     ...settings.sessionOptions,
     executionProviders: settings.executionProviders ?? settings.sessionOptions?.executionProviders ?? [device],
   };
-  if (externalData.size > 0) {
-    options.externalData = [...externalData].map(([path, data]) => ({ path, data }));
-  }
+  const mounted = mountable(externalData, device);
+  if (externalData.size > 0) options.externalData = mounted.files;
   try {
     const runtime = device === "webgpu" ? await loadOrtWebGpu() : ort;
     const queue = queueFor(runtime);
@@ -214,11 +214,59 @@ export async function createSession(
     return serialSession(session, queue);
   } catch (cause) {
     if (cause instanceof UnsupportedError) throw cause;
+    // onnxruntime reports a failed read of mounted bytes only as a failed load: the read's own error says why.
+    if (mounted.failure) throw mounted.failure;
     throw new OnnxModelError(`onnxruntime could not create a session: ${(cause as Error).message ?? cause}`, {
       file,
       cause,
     });
+  } finally {
+    freeNow(mounted.scratch.bytes);
   }
+}
+
+interface Mounted {
+  files: { path: string; data: Uint8Array }[];
+  /** The buffer reads on the CPU share; freed once the session is made. */
+  scratch: { bytes: Uint8Array };
+  failure?: unknown;
+}
+
+/**
+ * External data as onnxruntime-web mounts it. Bytes read from their file
+ * range by range ({@linkcode rangeBytes}) stay so: its C++ side (1.30)
+ * copies each initializer's `subarray(offset, offset + length)` into its
+ * heap at once, so on the CPU one buffer serves every read and the file is
+ * never whole in JavaScript (WebGPU gets a buffer per read: uploads may hold
+ * theirs). `failure` is the first error a read threw (onnxruntime only
+ * says that the load failed).
+ */
+function mountable(
+  externalData: ReadonlyMap<string, Uint8Array>,
+  device: Device,
+): Mounted {
+  const mounted: Mounted = { files: [], scratch: { bytes: new Uint8Array(0) } };
+  for (const [path, data] of externalData) {
+    const file = rangeFileOf(data);
+    if (!file) {
+      mounted.files.push({ path, data });
+      continue;
+    }
+    const checked = {
+      size: file.size,
+      readAll: () => file.readAll(),
+      readInto(offset: number, into: Uint8Array) {
+        try {
+          file.readInto(offset, into);
+        } catch (error) {
+          mounted.failure ??= error;
+          throw error;
+        }
+      },
+    };
+    mounted.files.push({ path, data: rangeBytes(checked, path, device === "wasm" ? { reuse: mounted.scratch } : {}) });
+  }
+  return mounted;
 }
 
 async function nativeSession(
@@ -236,7 +284,10 @@ async function nativeSession(
     },
     threads,
   );
-  if (externalData.size > 0) options.externalData = [...externalData].map(([path, data]) => ({ path, data }));
+  // onnxruntime-node takes whole buffers.
+  if (externalData.size > 0) {
+    options.externalData = [...externalData].map(([path, data]) => ({ path, data: wholeBytes(data) }));
+  }
   try {
     return await createNativeSession(runtime, bytes, options);
   } catch (cause) {

@@ -55,6 +55,28 @@ export interface LocalFs {
   readdir(path: string): Promise<string[]>;
   /** The canonical absolute path: every symbolic link and `..` resolved. */
   realpath(path: string): Promise<string>;
+  /**
+   * Fills `into` with the file's bytes from `offset`, synchronously (onnxruntime-web asks for weight bytes
+   * from inside a synchronous call), and says which file that was; fails when the file is shorter.
+   */
+  readIntoSync(path: string, offset: number, into: Uint8Array): FileIdentity;
+  /** Which file is at `path` now. */
+  identity(path: string): Promise<FileIdentity>;
+}
+
+/**
+ * What tells one file from another that later took its path (an export written over it, a new download).
+ *
+ * @example
+ * ```ts
+ * import { localFs } from "./fs.ts";
+ * const { size, mtimeMs, ino } = await (await localFs()).identity("deno.json");
+ * ```
+ */
+export interface FileIdentity {
+  size: number;
+  mtimeMs: number;
+  ino: number;
 }
 
 /**
@@ -70,8 +92,9 @@ export interface LocalFs {
  */
 export async function localFs(): Promise<LocalFs> {
   let fs: typeof import("node:fs/promises");
+  let sync: typeof import("node:fs");
   try {
-    fs = await import("node:fs/promises");
+    [fs, sync] = await Promise.all([import("node:fs/promises"), import("node:fs")]);
   } catch (cause) {
     throw new UnsupportedError("this runtime has no local file system; pass a Hub repo id or an in-memory source", {
       key: "node:fs/promises",
@@ -111,5 +134,23 @@ export async function localFs(): Promise<LocalFs> {
     rm: (path, options) => fs.rm(path, { force: true, recursive: options?.recursive ?? false }),
     readdir: (path) => fs.readdir(path),
     realpath: (path) => fs.realpath(path),
+    readIntoSync: (path, offset, into) => {
+      const fd = sync.openSync(path, "r");
+      try {
+        const stat = sync.fstatSync(fd);
+        for (let done = 0; done < into.length;) {
+          const n = sync.readSync(fd, into, done, into.length - done, offset + done);
+          if (n === 0) throw new RangeError(`${path} ends before byte ${offset + into.length}`);
+          done += n;
+        }
+        return { size: stat.size, mtimeMs: stat.mtimeMs, ino: stat.ino };
+      } finally {
+        sync.closeSync(fd);
+      }
+    },
+    identity: async (path) => {
+      const stat = await fs.stat(path);
+      return { size: stat.size, mtimeMs: stat.mtimeMs, ino: stat.ino };
+    },
   };
 }

@@ -44,4 +44,34 @@ export interface FileSource {
   read(file: string): Promise<Uint8Array>;
   /** Whether the file exists. Never throws for a missing file. */
   exists(file: string): Promise<boolean>;
+  /**
+   * Opens a file for reads of byte ranges, some of them synchronous (only
+   * sources over local files have it): a model's weights are then read from
+   * the file as onnxruntime copies them, never held whole in JavaScript.
+   * Throws like `read`.
+   */
+  openRanges?(file: string): Promise<RangeFile>;
+}
+
+/**
+ * A file opened by {@linkcode FileSource.openRanges}. Reads check that the
+ * file is still the one opened (not replaced or rewritten since) and throw
+ * `FileAccessError` (from `errors.ts`) naming it when it is not.
+ *
+ * @example
+ * ```ts
+ * import type { RangeFile } from "./file_source.ts";
+ * declare const file: RangeFile;
+ * const header = new Uint8Array(8);
+ * file.readInto(0, header);
+ * console.log(file.size);
+ * ```
+ */
+export interface RangeFile {
+  /** The file's length in bytes. */
+  readonly size: number;
+  /** Fills `into` with the file's bytes from `offset`, synchronously. */
+  readInto(offset: number, into: Uint8Array): void;
+  /** The whole file, in a buffer of its own (the caller may detach it). */
+  readAll(): Promise<Uint8Array>;
 }

@@ -3,9 +3,9 @@
  * @module
  */
 import { FileAccessError, FileNotFoundError } from "../errors.ts";
-import { type LocalFs, localFs } from "../runtime/fs.ts";
+import { type FileIdentity, type LocalFs, localFs } from "../runtime/fs.ts";
 import { insideFolder } from "./paths.ts";
-import type { FileSource } from "./file_source.ts";
+import type { FileSource, RangeFile } from "./file_source.ts";
 
 /**
  * Turns a path or `file:` URL into a plain path.
@@ -117,6 +117,38 @@ export function localSource(root: string): FileSource {
       } catch (cause) {
         throw notReadable(file, real, cause);
       }
+    },
+    async openRanges(file): Promise<RangeFile> {
+      const fs = await localFs();
+      const real = await resolve(fs, file);
+      const failed = (cause: unknown): never => {
+        throw notReadable(file, real, cause);
+      };
+      const opened = await fs.identity(real).catch(failed);
+      const same = (now: FileIdentity) => {
+        if (now.size === opened.size && now.mtimeMs === opened.mtimeMs && now.ino === opened.ino) return;
+        throw new FileAccessError("changed since it was opened (rewritten or replaced); not read", {
+          file,
+          detail: `${real}: ${JSON.stringify(opened)} -> ${JSON.stringify(now)}`,
+        });
+      };
+      return {
+        size: opened.size,
+        readInto(offset, into) {
+          let now: FileIdentity;
+          try {
+            now = fs.readIntoSync(real, offset, into);
+          } catch (cause) {
+            return failed(cause);
+          }
+          same(now);
+        },
+        async readAll() {
+          const bytes = await fs.readFile(real).catch(failed);
+          same(await fs.identity(real).catch(failed));
+          return bytes;
+        },
+      };
     },
     async exists(file) {
       const fs = await localFs();
