@@ -95,6 +95,29 @@ test("a valid file parses: header, names, metadata, views", () => {
   assert.equal(b.bytes.byteOffset, st.header.dataOffset + 24);
 });
 
+test("float32View is a view of an aligned F32 tensor and a converted copy otherwise", () => {
+  const values = new Float32Array([1.5, -2, 3.25, 0, 7, -0.5]);
+  const header = { a: { dtype: "F32", shape: [6], data_offsets: [0, 24] } };
+  // A header of 16 bytes puts the data at offset 24: aligned.
+  const head = new TextEncoder().encode(
+    JSON.stringify(header).padEnd(16 * Math.ceil(JSON.stringify(header).length / 16)),
+  );
+  const bytes = rawFileBytes(head, new Uint8Array(values.buffer));
+  const st = parse(bytes);
+  const view = st.float32View("a");
+  assert.deepEqual(view, values);
+  assert.equal(view.buffer, bytes.buffer, "no copy");
+  assert.notEqual(st.toFloat32("a").buffer, bytes.buffer, "toFloat32 still copies");
+  // One more byte of header: the data is no longer 4-aligned, so the values are copied out.
+  const odd = rawFileBytes(new Uint8Array([...head, 0x20]), new Uint8Array(values.buffer));
+  const copied = parse(odd).float32View("a");
+  assert.deepEqual(copied, values);
+  assert.notEqual(copied.buffer, odd.buffer);
+  // Other dtypes convert.
+  const f16 = parse(rawFile({ h: { dtype: "F16", shape: [1], data_offsets: [0, 2] } }, new Uint8Array([0x00, 0x3c])));
+  assert.deepEqual(f16.float32View("h"), new Float32Array([1]));
+});
+
 test("names are in data order, not header order", () => {
   const h = {
     z: { dtype: "U8", shape: [1], data_offsets: [0, 1] },

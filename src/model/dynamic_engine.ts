@@ -259,12 +259,12 @@ function addTokens(g: BranchGraph, lora: Feeds, tokens: () => Feeds): Feeds {
   return feeds;
 }
 
-/** Float32 adapter tensors, converted once per key. */
+/** Float32 adapter tensors, converted once per key (F32 ones are views of the file: no second copy). */
 function tensorReader(adapter: LoadedAdapter): AdapterTensorReader {
   const cache = new Map<string, Float32Array>();
   return (key) => {
     let t = cache.get(key);
-    if (!t) cache.set(key, t = adapter.weights.toFloat32(key));
+    if (!t) cache.set(key, t = adapter.weights.float32View(key));
     return t;
   };
 }

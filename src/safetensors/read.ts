@@ -128,6 +128,29 @@ export class Safetensors {
   }
 
   /**
+   * Values of tensor `name` as float32 without a copy where they are stored
+   * so: an aligned F32 tensor is a view into the file (treat it as
+   * read-only; it keeps the file's buffer alive), any other is converted
+   * as by {@linkcode Safetensors.toFloat32}.
+   *
+   * @example
+   * ```ts
+   * import { Safetensors } from "./read.ts";
+   * import { serializeSafetensors } from "./write.ts";
+   * const bytes = serializeSafetensors({ w: { dtype: "F32", shape: [2], data: new Float32Array([1, 2]) } });
+   * const w = new Safetensors(bytes).float32View("w");
+   * console.log(w, w.buffer === bytes.buffer); // Float32Array [1, 2] true
+   * ```
+   */
+  float32View(name: string): Float32Array {
+    const { dtype, bytes } = this.get(name);
+    if (dtype === "F32" && bytes.byteOffset % 4 === 0) {
+      return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
+    }
+    return bytesToFloat32(dtype, bytes);
+  }
+
+  /**
    * Tensor `name` as the typed array of its dtype (`BigInt64Array` for I64,
    * raw bits in a `Uint16Array` for F16/BF16...; see
    * {@linkcode bytesToTypedArray}). A view into the file when aligned, else
