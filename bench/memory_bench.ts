@@ -17,31 +17,36 @@
  *   `fromPretrained`: what the first dynamic adapter adds.
  *
  * Printed: base RSS / weight bytes (goal <= 1.5), first dynamic adapter's
- * RSS / its safetensors bytes (goal <= 2), peak RSS during load / weight
- * bytes (goal <= 2), and `loadBaseModel` + `fromPretrained` (dynamic) time /
- * plain session creation (goal <= 1.2; medians over `rounds` processes each,
- * interleaved).
+ * RSS / its safetensors bytes (goal <= 2; median over `rounds` processes:
+ * each is a difference of two RSS figures that vary by tens of MiB between
+ * processes; with the JavaScript part, `external`, beside it), peak RSS
+ * during load / weight bytes (goal <= 2), and `loadBaseModel` +
+ * `fromPretrained` (dynamic) time / plain session creation (goal <= 1.2;
+ * medians over `rounds` processes each, interleaved).
  *
  * Measured on a shared 2-core machine (Deno 2.9, onnxruntime-web 1.30, wasm,
- * 2 threads; 652 MB ONNX file = 622 MiB, adapter 19 MiB; MiB below):
- * - plain session from the file's bytes: RSS 1905 = 3.06x once the bytes are
- *   collected, peak 2514 = 4.0x (onnxruntime parses the whole file in its
- *   heap); before this change peft-edge kept the bytes too (2.5 GB) and the
- *   first dynamic adapter added a second full session (+1.6 GB);
- * - base RSS 890 = 1.43x (onnxruntime's one copy, the runtime and the graph;
+ * 2 threads; 652 MB ONNX file = 622 MiB, adapter 19 MiB; MiB below; 3 rounds):
+ * - plain session from the file's bytes: RSS 1879 = 3.02x once the bytes are
+ *   collected, peak 2471 = 3.97x (onnxruntime parses the whole file in its
+ *   heap);
+ * - base RSS 894 = 1.44x (onnxruntime's one copy, the runtime and the graph;
  *   with threads and external data pre-packing is off, see `session.ts`;
  *   with MatMul pre-packing on it measured 1059 = 1.70x);
- * - first dynamic adapter: +16 to +64 (0.9x-3.4x its bytes; the base's
- *   session is freed first and the branched one reuses its wasm memory, so
- *   what remains is the adapter's own copies: its file, float32 tensors,
- *   concatenated feeds, and the per-run input copies in onnxruntime's heap);
- * - peak during load 1538 = 2.47x: the file's bytes in JavaScript (until the
- *   session holds them) plus onnxruntime's copy; below 2x needs reading
- *   weights into the session piecewise (onnxruntime-web's `externalData`
- *   takes whole buffers);
- * - `loadBaseModel` + `fromPretrained` (dynamic) / plain creation: 1.27x
- *   (medians of 3, with other jobs running; ~1.0x measured alone: 6.0 s
- *   against 6.0 s).
+ * - peak during load 1005 = 1.61x (was 1538-1563 = 2.47-2.51x, the file's
+ *   bytes in JavaScript beside onnxruntime's copy). A local file is read
+ *   whole once for its graph (peak ~780 there), that buffer is detached
+ *   (freed at once) after the split, and onnxruntime copies each weight
+ *   from the file range by range when the session is made (one reused
+ *   buffer of the largest weight's size); dynamic from the start: 1.73x;
+ * - first dynamic adapter: +41 = 2.21x its bytes (24, 41, 42 in three
+ *   processes; before: +16 to +64, 0.9x-3.4x), of which JavaScript +38: the
+ *   file's bytes (its F32 tensors are now read as views of them, no float32
+ *   copies: was +58) and the branch feeds (A^T and s B^T, transposed,
+ *   scaled and joined as the graph takes them). The base's session is freed
+ *   first and the branched one reuses its wasm memory; the per-run input
+ *   copies in onnxruntime's heap add a few MiB more;
+ * - `loadBaseModel` + `fromPretrained` (dynamic) / plain creation: 1.19x
+ *   (medians of 3, with other jobs running: 5744 ms against 4819 ms).
  * @module
  */
 import process from "node:process";
@@ -66,13 +71,14 @@ function memory(): { rss: number; peak: number } {
   }
 }
 
-async function settled(): Promise<{ rss: number; peak: number }> {
+/** RSS and peak after a garbage collection, and the bytes JavaScript holds outside its heap (`external`). */
+async function settled(): Promise<{ rss: number; peak: number; external: number }> {
   const gc = (globalThis as { gc?: () => void }).gc;
   for (let i = 0; i < 3; i++) {
     gc?.();
     await new Promise((r) => setTimeout(r, 50));
   }
-  return memory();
+  return { ...memory(), external: process.memoryUsage().external };
 }
 
 /** A one-token step with an empty past, as generation's first run feeds it. */
@@ -116,7 +122,7 @@ async function measure(name: string): Promise<Record<string, number>> {
     await base.run(step);
     return { ms: performance.now() - start, ...await settled(), before: before.rss };
   }
-  let baseOnly = { rss: 0, peak: 0 };
+  let baseOnly = { rss: 0, peak: 0, external: 0 };
   if (name === "base-then-dynamic") {
     await base.run(step);
     baseOnly = await settled();
@@ -126,7 +132,14 @@ async function measure(name: string): Promise<Record<string, number>> {
   const adapted = (await model.run(step)).logits.data as Float32Array;
   const plain = (await base.run(step)).logits.data as Float32Array;
   if (adapted.every((v, i) => v === plain[i])) throw new Error("the adapter changed nothing");
-  return { ms, ...await settled(), before: before.rss, baseRss: baseOnly.rss, basePeak: baseOnly.peak };
+  return {
+    ms,
+    ...await settled(),
+    before: before.rss,
+    baseRss: baseOnly.rss,
+    basePeak: baseOnly.peak,
+    baseExternal: baseOnly.external,
+  };
 }
 
 if (figure) {
@@ -156,7 +169,11 @@ for (let r = 0; r < rounds; r++) {
 }
 last.base = await run("base");
 last.unpacked = await run("base-unpacked");
-last.later = await run("base-then-dynamic");
+// The adapter's cost is a difference of two RSS figures that each vary by tens of MiB from process to process.
+const later: Record<string, number>[] = [];
+for (let r = 0; r < rounds; r++) later.push(await run("base-then-dynamic"));
+const costs = later.map((l) => l.rss - l.baseRss);
+last.later = later[costs.indexOf(median(costs))];
 const mb = (b: number) => `${(b / MB).toFixed(0)} MB`;
 const x = (a: number, b: number) => `${(a / b).toFixed(2)}x`;
 console.log(`weights ${mb(weightBytes)} (ONNX file), adapter ${mb(adapterBytes)} (safetensors)`);
@@ -171,10 +188,12 @@ console.log(
     `dynamic from the start: peak ${mb(last.dynamic.peak)} = ${x(last.dynamic.peak, weightBytes)}`,
 );
 const cost = last.later.rss - last.later.baseRss;
+const js = last.later.external - last.later.baseExternal;
 console.log(
-  `first dynamic adapter: RSS ${mb(last.later.baseRss)} -> ${mb(last.later.rss)}, +${mb(cost)} = ` +
-    `${x(cost, adapterBytes)} its bytes (goal <= 2x); peak ${mb(last.later.peak)}; dynamic from the start: ` +
-    `RSS ${mb(last.dynamic.rss)} = ${x(last.dynamic.rss, weightBytes)} the weights`,
+  `first dynamic adapter (median of ${rounds}; all: ${costs.map((c) => `${(c / MB).toFixed(0)}`).join(", ")} MB): ` +
+    `RSS ${mb(last.later.baseRss)} -> ${mb(last.later.rss)}, +${mb(cost)} = ${x(cost, adapterBytes)} its bytes ` +
+    `(goal <= 2x), of which JavaScript +${mb(js)}; peak ${mb(last.later.peak)} = ${x(last.later.peak, weightBytes)}; ` +
+    `dynamic from the start: RSS ${mb(last.dynamic.rss)} = ${x(last.dynamic.rss, weightBytes)} the weights`,
 );
 const [plain, dynamic] = [median(times.plain), median(times.dynamic)];
 console.log(
