@@ -69,7 +69,7 @@ test("a local base holds no copy of its weights, runs, saves whole, and refuses 
     onnx[onnx.length - 1] ^= 1;
     await writeFile(join(dir, FILE), onnx);
     await adapted.release();
-    const refused = await fromPretrained(base, fixture("llama-tiny-dora-qv")).then(() => undefined, (err) => err);
+    const refused = await fromPretrained(base, fixture("llama-tiny-lora-qv")).then(() => undefined, (err) => err);
     assert.ok(refused instanceof FileAccessError, `refused with ${refused}`);
     assert.equal(refused.file, FILE);
     await Promise.all([base.release(), again.release()]);
