@@ -516,7 +516,7 @@ export async function loadBaseModel(pathOrId: PathOrSource, options: LoadBaseMod
   const file = await chooseOnnxFile(source, options.file, options.dtype);
   // A local file is read whole once, for its graph; its weights are read again range by range when a session
   // takes them, so JavaScript does not hold them beside onnxruntime's copy.
-  const ranges = source.openRanges ? await source.openRanges(file) : undefined;
+  const ranges = await source.openRanges?.(file);
   const bytes = ranges ? await ranges.readAll() : await source.read(file);
   const decoded = decodeModel(bytes, file);
   const unscopedHint = await recoverModulePaths(source, file, decoded.graph!);
@@ -533,7 +533,8 @@ export async function loadBaseModel(pathOrId: PathOrSource, options: LoadBaseMod
   }
   const externalData = new Map<string, Uint8Array>();
   for (const [location, path] of paths) {
-    externalData.set(location, ranges ? rangeBytes(await source.openRanges!(path), path) : await source.read(path));
+    const opened = ranges && await source.openRanges!(path);
+    externalData.set(location, opened ? rangeBytes(opened, path) : await source.read(path));
   }
   // Inline weights become references into the file's bytes: the graph alone is small to rewrite and re-encode.
   const { model: onnx, location: inlineLocation } = splitInlineWeights(bytes, decoded, file);

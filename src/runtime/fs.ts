@@ -57,9 +57,10 @@ export interface LocalFs {
   realpath(path: string): Promise<string>;
   /**
    * Fills `into` with the file's bytes from `offset`, synchronously (onnxruntime-web asks for weight bytes
-   * from inside a synchronous call), and says which file that was; fails when the file is shorter.
+   * from inside a synchronous call), and says which file that was; fails when the file is shorter. Absent
+   * where the runtime has `node:fs/promises` but no synchronous `node:fs`.
    */
-  readIntoSync(path: string, offset: number, into: Uint8Array): FileIdentity;
+  readIntoSync?(path: string, offset: number, into: Uint8Array): FileIdentity;
   /** Which file is at `path` now. */
   identity(path: string): Promise<FileIdentity>;
 }
@@ -92,15 +93,15 @@ export interface FileIdentity {
  */
 export async function localFs(): Promise<LocalFs> {
   let fs: typeof import("node:fs/promises");
-  let sync: typeof import("node:fs");
   try {
-    [fs, sync] = await Promise.all([import("node:fs/promises"), import("node:fs")]);
+    fs = await import("node:fs/promises");
   } catch (cause) {
     throw new UnsupportedError("this runtime has no local file system; pass a Hub repo id or an in-memory source", {
       key: "node:fs/promises",
       cause,
     });
   }
+  const sync = await import("node:fs").catch(() => undefined);
   return {
     readFile: async (path) => {
       const bytes = await fs.readFile(path);
@@ -134,7 +135,7 @@ export async function localFs(): Promise<LocalFs> {
     rm: (path, options) => fs.rm(path, { force: true, recursive: options?.recursive ?? false }),
     readdir: (path) => fs.readdir(path),
     realpath: (path) => fs.realpath(path),
-    readIntoSync: (path, offset, into) => {
+    readIntoSync: sync && ((path, offset, into) => {
       const fd = sync.openSync(path, "r");
       try {
         const stat = sync.fstatSync(fd);
@@ -147,7 +148,7 @@ export async function localFs(): Promise<LocalFs> {
       } finally {
         sync.closeSync(fd);
       }
-    },
+    }),
     identity: async (path) => {
       const stat = await fs.stat(path);
       return { size: stat.size, mtimeMs: stat.mtimeMs, ino: stat.ino };

@@ -48,9 +48,10 @@ export interface FileSource {
    * Opens a file for reads of byte ranges, some of them synchronous (only
    * sources over local files have it): a model's weights are then read from
    * the file as onnxruntime copies them, never held whole in JavaScript.
-   * Throws like `read`.
+   * Resolves to undefined where this runtime cannot read synchronously (the
+   * file is then `read` whole); throws like `read`.
    */
-  openRanges?(file: string): Promise<RangeFile>;
+  openRanges?(file: string): Promise<RangeFile | undefined>;
 }
 
 /**

@@ -118,8 +118,10 @@ export function localSource(root: string): FileSource {
         throw notReadable(file, real, cause);
       }
     },
-    async openRanges(file): Promise<RangeFile> {
+    async openRanges(file): Promise<RangeFile | undefined> {
       const fs = await localFs();
+      const readIntoSync = fs.readIntoSync;
+      if (!readIntoSync) return undefined;
       const real = await resolve(fs, file);
       const failed = (cause: unknown): never => {
         throw notReadable(file, real, cause);
@@ -137,7 +139,7 @@ export function localSource(root: string): FileSource {
         readInto(offset, into) {
           let now: FileIdentity;
           try {
-            now = fs.readIntoSync(real, offset, into);
+            now = readIntoSync(real, offset, into);
           } catch (cause) {
             return failed(cause);
           }

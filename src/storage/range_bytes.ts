@@ -40,7 +40,7 @@ function index(at: number | undefined, size: number, fallback: number): number {
  * import { localSource } from "./local.ts";
  * import { rangeBytes } from "./range_bytes.ts";
  * const file = await localSource("tests/fixtures/llama-tiny").openRanges!("onnx/model.onnx");
- * const bytes = rangeBytes(file, "onnx/model.onnx");
+ * const bytes = rangeBytes(file!, "onnx/model.onnx");
  * console.log(bytes.length, bytes.subarray(0, 4)); // the file's size, its first 4 bytes
  * ```
  */
