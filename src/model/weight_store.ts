@@ -4,7 +4,8 @@
  * JavaScript side. Once a session holds the weights, the JavaScript copy is
  * dropped between uses and read again from the model's files when a new
  * session or a weight read needs it, so a loaded model costs one copy of
- * its weights (onnxruntime's), not two.
+ * its weights (onnxruntime's), not two. Bytes of local files are read range
+ * by range (`storage/range_bytes.ts`): they hold nothing and are kept.
  * @module
  */
 
