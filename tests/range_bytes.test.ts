@@ -6,7 +6,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { cp, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FileAccessError, fromPretrained, loadBaseModel, memorySource } from "../mod.ts";
@@ -50,6 +50,10 @@ test("a local base holds no copy of its weights, runs, saves whole, and refuses 
   const dir = await mkdtemp(join(tmpdir(), "peft-edge-ranges-"));
   try {
     await cp(fixture("llama-tiny"), dir, { recursive: true });
+    // Ranged reads resolve names as reads do: nothing outside the folder.
+    await symlink(join(fixture("llama-tiny"), FILE), join(dir, "outside.onnx"));
+    await assert.rejects(localSource(dir).openRanges!("outside.onnx"), FileAccessError);
+    await assert.rejects(localSource(dir).openRanges!("../x.onnx"), FileAccessError);
     const base = await loadBaseModel(dir);
     const ranged = [...base.externalData.values()];
     assert.ok(ranged.length > 0 && ranged.every((b) => rangeFileOf(b) !== undefined), "weights read from the file");
