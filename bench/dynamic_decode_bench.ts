@@ -18,7 +18,8 @@
  * Every variant also times `feed`: a graph with only the adapter's inputs
  * and one Identity, fed the same tensors: what onnxruntime charges per run
  * for taking them, with no compute (its ratio to base is meaningless; read
- * its ms against base's).
+ * its ms against base's), and `feed0`, the same inputs at rank 0 (empty):
+ * `feed - feed0` is what their bytes cost.
  * `--check` also builds the other form and checks both give the same logits.
  *
  * Steps are interleaved (each round one step of each variant, in a shuffled
@@ -28,19 +29,21 @@
  * per-round ratios, which say how noisy the machine was. Compare variants
  * across processes by their ratios to their own `base`.
  *
- * Measured on the shared 2-core machine (40 rounds, 1 thread, CPU time; wall
- * time ran 1.7-2x CPU time, i.e. other processes held the cores): the
- * adapter's 390 inputs (19.5 MB) take 4.4-5.1 ms per run on wasm (12-13% of
- * a 36-39 ms base step) and 2.1 ms on native (5% of 39 ms), of a total
- * overhead of 5-10 ms (shared/base 0.80-0.88 on wasm, 0.87 on native; per
- * round quartiles spread +-5%). onnxruntime-web copies every CPU input into
- * its heap on each run (`HEAPU8.set` after a `_malloc`, 2.5-5 us per input
- * besides the bytes); it has no API for resident inputs (only WebGPU's
- * `gpu-buffer` and WebNN's `ml-tensor` locations) and refuses to feed a
- * graph input that has an initializer. onnxruntime-node does not copy the
- * bytes but still costs ~2-5 us per input. Fed (not constant) weights also
- * miss MLAS's pre-packing. In a synthetic graph of just the 210 branches' MatMuls,
- * fed A/B cost 8.0-8.9 ms a run against 1.5 ms as initializers.
+ * Measured on the shared 2-core machine (5 processes of 40 rounds, 1 thread,
+ * CPU time; wall time ran 1.4-2.5x CPU time: other processes held the cores):
+ * shared/base 0.78-0.88 on wasm and 0.87-0.95 on native, per-round
+ * quartiles about +-7%, for ~4% more arithmetic. Taking the adapter's 390
+ * inputs (19.5 MB) costs 4.4-5.1 ms a run on wasm (12-13% of a 36-40 ms base
+ * step; `feed0` 1.9 ms of it, ~5 us per input, the bytes ~3 ms) and 2.1-2.2
+ * ms on native (5%; `feed0` the same: onnxruntime-node does not copy, but
+ * takes ~5 us per input). onnxruntime-web copies every CPU input into its
+ * heap on each run (a `_malloc` and `HEAPU8.set` per input); it has no API
+ * for resident inputs (only WebGPU's `gpu-buffer` and WebNN's `ml-tensor`
+ * locations) and refuses to feed a graph input that has an initializer.
+ * Fed (not constant) weights also miss MLAS's pre-packing: in a synthetic
+ * graph of just the 210 branches' MatMuls, fed A/B took 8.0-8.9 ms a run
+ * against 1.5 ms as initializers. Dropping the 60 int64 `split` inputs
+ * (feeding the same tensors without them) saved ~0.1 ms a run.
  * @module
  */
 import process from "node:process";
@@ -143,6 +146,8 @@ const variants: Record<string, () => Promise<unknown>> = {
   ...(which === "shared" ? { rank0: () => graph.session.run({ ...step, ...graph.off }) } : {}),
   // Only the adapter's feeds and the step's ids, through a graph that computes nothing.
   feed: () => graph.feedSession.run({ input_ids: step.input_ids, ...graph.on }),
+  // The same inputs at rank 0 (empty): what taking them costs besides their bytes.
+  feed0: () => graph.feedSession.run({ input_ids: step.input_ids, ...graph.off }),
 };
 // The adapter changes the logits, and (checked untimed) the shared product gives the separate branches' ones.
 const viaGraph = await logits(graph.session.run(which === "baked" ? step : { ...step, ...graph.on }));
