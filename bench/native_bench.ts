@@ -12,10 +12,12 @@
  * ```
  *
  * Then `deno run -A bench/native_bench.ts DIR [--dtype=fp32,q4] [--rounds=N] [--prompt=P] [--new=T]
- * [--threads=K] [--base-only] [--devices=wasm,native] [--no-spin] [--peer]`.
+ * [--threads=K] [--base-only] [--modes=dynamic,merged] [--devices=wasm,native] [--no-spin] [--peer]`.
  *
  * Variants: each device (`wasm`, `native`) and dtype, the base alone and
- * with the adapter (`--base-only`: the base alone; onnxruntime-web's 4 GB
+ * with the adapter in each of `--modes` (default `dynamic`: `lora`; `merged`:
+ * `merged`, the adapter merged into the base's weights, the base's graph)
+ * (`--base-only`: the base alone; onnxruntime-web's 4 GB
  * heap does not hold fp32 and q4 with their adapter sessions at once). Each
  * round times two greedy `generate` calls of every variant on the same
  * P-token prompt: one new token (prefill tokens/s = P / its time) and T + 1
@@ -48,6 +50,7 @@ async function main(dir: string): Promise<void> {
     Deno.args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
   const dtypes = flag("dtype", "fp32").split(",") as ("fp32" | "q4")[];
   const baseOnly = Deno.args.includes("--base-only");
+  const modes = flag("modes", "dynamic").split(",") as ("dynamic" | "merged")[];
   const devices = flag("devices", "wasm,native").split(",") as ("wasm" | "native")[];
   // onnxruntime's thread pools spin after each run; in one process the other backend's spinning threads take the
   // cores from the running one, which skews the comparison (--no-spin turns spinning off on both).
@@ -65,13 +68,13 @@ async function main(dir: string): Promise<void> {
   for (const dtype of dtypes) {
     for (const device of devices) {
       const t = performance.now();
-      const base = await loadBaseModel(`${dir}/base`, { device, dtype, numThreads: THREADS, sessionOptions });
-      variants[`${device} ${dtype} base`] = base;
-      if (!baseOnly) {
-        variants[`${device} ${dtype} lora`] = await fromPretrained(base, `${dir}/lora`, {
-          adapterName: "lora",
-          onWarning: () => {},
-        });
+      const load = () => loadBaseModel(`${dir}/base`, { device, dtype, numThreads: THREADS, sessionOptions });
+      // The base variant is a base of its own: a base that has a dynamic adapter runs the branched graph (rank 0).
+      variants[`${device} ${dtype} base`] = await load();
+      const base = baseOnly ? undefined : await load();
+      for (const mode of base ? modes : []) {
+        const name = `${device} ${dtype} ${mode === "dynamic" ? "lora" : mode}`;
+        variants[name] = await fromPretrained(base!, `${dir}/lora`, { adapterName: "lora", mode, onWarning: () => {} });
       }
       console.log(`${device} ${dtype}: loaded in ${((performance.now() - t) / 1000).toFixed(1)} s`);
     }
@@ -142,7 +145,8 @@ async function main(dir: string): Promise<void> {
     }
   }
   for (const dtype of dtypes) {
-    for (const kind of devices.length === 2 ? baseOnly ? ["base"] : ["base", "lora"] : []) {
+    const kinds = ["base", ...baseOnly ? [] : modes.map((m) => m === "dynamic" ? "lora" : m)];
+    for (const kind of devices.length === 2 ? kinds : []) {
       const [w, n] = [tokens[`wasm ${dtype} ${kind}`], tokens[`native ${dtype} ${kind}`]];
       // Equal for fp32 and q4; q8's dynamic activation quantization may round differently and flip a near tie.
       const at = w.findIndex((v, i) => v !== n[i]);
