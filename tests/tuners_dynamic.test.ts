@@ -121,58 +121,39 @@ async function adapterSet(basePath: string, adapters: Readonly<Record<string, st
   };
 }
 
-for (const exporter of ["torchscript", "dynamo"]) {
-  test(`llama-${exporter} dynamic: IA3, LN tuning and LoRA adapters switch with no new session, and mix per row`, async () => {
-    await using set = await adapterSet(`bases/llama-${exporter}`, {
-      ia3: `${TUNERS}/llama-ia3`,
-      ln: `${TUNERS}/llama-ln-tuning`,
-      lora: "adapters/llama-lora-attn",
+// Three adapters on one graph: `a` (loaded first: the active one), `b` and a LoRA; `a` with LoRA on one row is refused,
+// as PEFT keeps one peft_type per model.
+const SWITCHES = [
+  ["IA3, LN tuning", { a: "ia3", b: "ln", aPath: "llama-ia3", bPath: "llama-ln-tuning" }],
+  ["AdaLoRA, VeRA", { a: "adalora", b: "vera", aPath: "llama-adalora", bPath: "llama-vera" }],
+] as const;
+for (const [what, { a, b, aPath, bPath }] of SWITCHES) {
+  for (const exporter of ["torchscript", "dynamo"]) {
+    test(`llama-${exporter} dynamic: ${what} and LoRA adapters switch with no new session, and mix per row`, async () => {
+      await using set = await adapterSet(`bases/llama-${exporter}`, {
+        [a]: `${TUNERS}/${aPath}`,
+        [b]: `${TUNERS}/${bPath}`,
+        lora: "adapters/llama-lora-attn",
+      });
+      const created = await sessionsCreated(async () => {
+        await set.check(a);
+        for (const name of [b, "lora", a, b]) {
+          set.model.setAdapter(name);
+          await set.check(name);
+        }
+        await set.check(BASE_ADAPTER, { adapter: null });
+        await set.check(a, { adapter: a });
+        for (const rows of [[a, BASE_ADAPTER], ["lora", a], [b, a], ["lora", b], [BASE_ADAPTER, b]]) {
+          await set.checkRows(rows);
+        }
+      });
+      assert.equal(created, 0);
+      await assert.rejects(
+        (async () => await set.model.run(set.expect[a].feeds, { adapter: [a, "lora"] }))(),
+        (e: unknown) => e instanceof UnsupportedError && /different peft types/.test(e.message),
+      );
     });
-    const created = await sessionsCreated(async () => {
-      await set.check("ia3"); // loaded first: the active adapter
-      for (const name of ["ln", "lora", "ia3", "ln"]) {
-        set.model.setAdapter(name);
-        await set.check(name);
-      }
-      await set.check(BASE_ADAPTER, { adapter: null });
-      await set.check("ia3", { adapter: "ia3" });
-      for (const rows of [["ia3", BASE_ADAPTER], ["lora", "ia3"], ["ln", "ia3"], [BASE_ADAPTER, "ln"]]) {
-        await set.checkRows(rows);
-      }
-    });
-    assert.equal(created, 0);
-    // PEFT keeps one peft_type per model: an IA3 and a LoRA adapter never run on one row.
-    await assert.rejects(
-      (async () => await set.model.run(set.expect.ia3.feeds, { adapter: ["ia3", "lora"] }))(),
-      (e: unknown) => e instanceof UnsupportedError && /different peft types/.test(e.message),
-    );
-  });
-}
-
-for (const exporter of ["torchscript", "dynamo"]) {
-  test(`llama-${exporter} dynamic: AdaLoRA, VeRA and LoRA adapters switch with no new session, and mix per row`, async () => {
-    await using set = await adapterSet(`bases/llama-${exporter}`, {
-      adalora: `${TUNERS}/llama-adalora`,
-      vera: `${TUNERS}/llama-vera`,
-      lora: "adapters/llama-lora-attn",
-    });
-    const created = await sessionsCreated(async () => {
-      await set.check("adalora");
-      for (const name of ["vera", "lora", "adalora", "vera"]) {
-        set.model.setAdapter(name);
-        await set.check(name);
-      }
-      await set.check(BASE_ADAPTER, { adapter: null });
-      for (const rows of [["adalora", BASE_ADAPTER], ["lora", "vera"], ["vera", "adalora"], [BASE_ADAPTER, "vera"]]) {
-        await set.checkRows(rows);
-      }
-    });
-    assert.equal(created, 0);
-    await assert.rejects(
-      (async () => await set.model.run(set.expect.vera.feeds, { adapter: ["vera", "lora"] }))(),
-      (e: unknown) => e instanceof UnsupportedError && /different peft types/.test(e.message),
-    );
-  });
+  }
 }
 
 test("gpt2 dynamic (Conv1D, fan_in_fan_out): AdaLoRA and VeRA rows beside LoRA and base rows give PEFT's logits", async () => {
