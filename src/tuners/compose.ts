@@ -134,16 +134,9 @@ export function composedModules(
     for (const [module, target] of targetsOf(adapter.plan)) {
       if (only && !only.has(module)) continue;
       const before = composed.get(module);
-      const { biasMerged, ...params } = (before ? undefined : alone?.(adapter, module)) ?? mergeModuleParams(
-        base,
-        method,
-        config,
-        module,
-        target,
-        saved.module(module),
-        saved.shared,
-        before?.params,
-      );
+      const own = { module, target, tensor: saved.module(module), shared: saved.shared };
+      const { biasMerged, ...params } = (before ? undefined : alone?.(adapter, module)) ??
+        mergeModuleParams(base, method, config, own, before?.params);
       composed.set(module, { target, params, biasChanged: (before?.biasChanged ?? false) || biasMerged });
     }
   }
