@@ -17,7 +17,6 @@
  * @module
  */
 import process from "node:process";
-import { parseArgs } from "node:util";
 import {
   type BaseModel,
   fromPretrained,
@@ -26,6 +25,7 @@ import {
   PeftEdgeError,
   type PeftModel,
 } from "../mod.ts";
+import { commandLine, usageError } from "./cli.ts";
 
 const USAGE = `usage: generate.ts --base <path|id> [--adapter <path|id>] --prompt TEXT
        [--max-new-tokens N] [--temperature T] [--seed S] [--top-k K] [--top-p P]
@@ -41,8 +41,7 @@ interface Args {
 
 /** Exits with the usage text and a reason. */
 function usage(reason: string): never {
-  process.stderr.write(`${reason}\n${USAGE}\n`);
-  process.exit(2);
+  return usageError(USAGE, reason);
 }
 
 /** A numeric flag value, or a usage error naming the flag. */
@@ -52,34 +51,20 @@ function number(flag: string, value: string): number {
   return n;
 }
 
-/** Parses the command line with `node:util`'s parser; bad input exits 2 with the usage text. */
+/** Parses the command line (`cli.ts`); bad input exits 2 with the usage text. */
 function readArgs(argv: string[]): Args {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      options: {
-        help: { type: "boolean", short: "h" },
-        base: { type: "string" },
-        adapter: { type: "string" },
-        prompt: { type: "string" },
-        "max-new-tokens": { type: "string" },
-        temperature: { type: "string" },
-        seed: { type: "string" },
-        "top-k": { type: "string" },
-        "top-p": { type: "string" },
-        "repetition-penalty": { type: "string" },
-        stop: { type: "string", multiple: true },
-      },
-    }));
-  } catch (error) {
-    usage((error as Error).message);
-  }
-  if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
-    process.exit(0);
-  }
+  const values = commandLine(USAGE, {
+    base: { type: "string" },
+    adapter: { type: "string" },
+    prompt: { type: "string" },
+    "max-new-tokens": { type: "string" },
+    temperature: { type: "string" },
+    seed: { type: "string" },
+    "top-k": { type: "string" },
+    "top-p": { type: "string" },
+    "repetition-penalty": { type: "string" },
+    stop: { type: "string", multiple: true },
+  }, argv);
   if (values.base === undefined) usage("--base is required");
   if (values.prompt === undefined) usage("--prompt is required");
   const numeric = (flag: keyof typeof values) => {

@@ -11,29 +11,20 @@
  * @module
  */
 import process from "node:process";
-import { parseArgs } from "node:util";
 import { fromPretrained, loadBaseModel, PeftEdgeError } from "../mod.ts";
+import { commandLine, usageError } from "./cli.ts";
 
 const USAGE = "usage: merge.ts --base <path|id> --adapter <path|id> --out <file.onnx> [--safe-merge]";
 
 function readArgs(): { base: string; adapter: string; out: string; safeMerge: boolean } {
-  try {
-    const { values } = parseArgs({
-      args: process.argv.slice(2),
-      options: {
-        base: { type: "string" },
-        adapter: { type: "string" },
-        out: { type: "string" },
-        "safe-merge": { type: "boolean", default: false },
-      },
-      strict: true,
-    });
-    if (!values.base || !values.adapter || !values.out) throw new Error("--base, --adapter and --out are required");
-    return { base: values.base, adapter: values.adapter, out: values.out, safeMerge: values["safe-merge"] ?? false };
-  } catch (error) {
-    process.stderr.write(`${(error as Error).message}\n${USAGE}\n`);
-    process.exit(2);
-  }
+  const values = commandLine(USAGE, {
+    base: { type: "string" },
+    adapter: { type: "string" },
+    out: { type: "string" },
+    "safe-merge": { type: "boolean", default: false },
+  });
+  if (!values.base || !values.adapter || !values.out) usageError(USAGE, "--base, --adapter and --out are required");
+  return { base: values.base, adapter: values.adapter, out: values.out, safeMerge: values["safe-merge"] ?? false };
 }
 
 const args = readArgs();

@@ -31,13 +31,13 @@
  */
 import { readFile } from "node:fs/promises";
 import process from "node:process";
-import { parseArgs } from "node:util";
 import { type DeviceOption, loadBaseModel, type ModelDtype, PeftEdgeError } from "../mod.ts";
 import { isValidRepoId } from "../src/hub/repo_id.ts";
 import { createApp, listen } from "../src/server/mod.ts";
 import { type AdapterLocation, createAdapterPool, PoolError } from "../src/serving/mod.ts";
 import { isLocalFolder } from "../src/storage/local.ts";
 import { looksLocal } from "../src/hub/resolve.ts";
+import { commandLine, usageError } from "./cli.ts";
 
 const USAGE = `usage: serve.ts --base <path|id> [--adapter NAME=<path|id>]... [--port N] [--host 127.0.0.1]
        [--adapter-root DIR]... [--no-hub] [--max-adapters N] [--max-adapter-bytes N] [--max-tokens N] [--name NAME]
@@ -70,8 +70,7 @@ interface Args {
 
 /** Exits with the usage text and a reason. */
 function usage(reason: string): never {
-  process.stderr.write(`${reason}\n${USAGE}\n`);
-  process.exit(2);
+  return usageError(USAGE, reason);
 }
 
 /** A non-negative integer flag value. */
@@ -83,42 +82,28 @@ function integer(flag: string, value: string): number {
   return n;
 }
 
-/** Parses the command line with `node:util`'s parser; bad input exits 2 with the usage text. */
+/** Parses the command line (`cli.ts`); bad input exits 2 with the usage text. */
 function readArgs(argv: string[]): Args {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      options: {
-        help: { type: "boolean", short: "h" },
-        base: { type: "string" },
-        name: { type: "string" },
-        adapter: { type: "string", multiple: true },
-        "adapter-root": { type: "string", multiple: true },
-        port: { type: "string" },
-        host: { type: "string" },
-        "no-hub": { type: "boolean" },
-        "max-adapters": { type: "string" },
-        "max-adapter-bytes": { type: "string" },
-        "max-tokens": { type: "string" },
-        "chat-template": { type: "string" },
-        "cors-origin": { type: "string", multiple: true },
-        "max-connections": { type: "string" },
-        "max-queued": { type: "string" },
-        "max-batch": { type: "string" },
-        "grace-ms": { type: "string" },
-        device: { type: "string" },
-        dtype: { type: "string" },
-      },
-    }));
-  } catch (error) {
-    usage((error as Error).message);
-  }
-  if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
-    process.exit(0);
-  }
+  const values = commandLine(USAGE, {
+    base: { type: "string" },
+    name: { type: "string" },
+    adapter: { type: "string", multiple: true },
+    "adapter-root": { type: "string", multiple: true },
+    port: { type: "string" },
+    host: { type: "string" },
+    "no-hub": { type: "boolean" },
+    "max-adapters": { type: "string" },
+    "max-adapter-bytes": { type: "string" },
+    "max-tokens": { type: "string" },
+    "chat-template": { type: "string" },
+    "cors-origin": { type: "string", multiple: true },
+    "max-connections": { type: "string" },
+    "max-queued": { type: "string" },
+    "max-batch": { type: "string" },
+    "grace-ms": { type: "string" },
+    device: { type: "string" },
+    dtype: { type: "string" },
+  }, argv);
   if (!values.base) usage("--base is required");
   const whole = (
     flag:

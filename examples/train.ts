@@ -17,8 +17,8 @@
  */
 import process from "node:process";
 import { readFile } from "node:fs/promises";
-import { parseArgs } from "node:util";
 import { createAdapter, fromPretrained, loadBaseModel, PeftEdgeError, type PeftModel } from "../mod.ts";
+import { commandLine, usageError } from "./cli.ts";
 
 const USAGE =
   `usage: train.ts --data FILE [--base <path|id>] [--adapter <path|id>] [--r R] [--alpha A] [--targets q_proj,v_proj]
@@ -26,8 +26,7 @@ const USAGE =
        [--out DIR] [--seed S]`;
 
 function usage(reason: string): never {
-  process.stderr.write(`${reason}\n${USAGE}\n`);
-  process.exit(2);
+  return usageError(USAGE, reason);
 }
 
 function int(flag: string, value: string | undefined, fallback: number): number {
@@ -54,31 +53,23 @@ async function heldOutLoss(model: PeftModel, held: number[][], batch: number): P
 }
 
 async function main() {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: process.argv.slice(2),
-      options: {
-        base: { type: "string" },
-        data: { type: "string" },
-        adapter: { type: "string" },
-        r: { type: "string" },
-        alpha: { type: "string" },
-        targets: { type: "string" },
-        seconds: { type: "string" },
-        steps: { type: "string" },
-        "seq-len": { type: "string" },
-        "batch-size": { type: "string" },
-        lr: { type: "string" },
-        prompt: { type: "string" },
-        "max-new-tokens": { type: "string" },
-        out: { type: "string" },
-        seed: { type: "string" },
-      },
-    }));
-  } catch (error) {
-    usage((error as Error).message);
-  }
+  const values = commandLine(USAGE, {
+    base: { type: "string" },
+    data: { type: "string" },
+    adapter: { type: "string" },
+    r: { type: "string" },
+    alpha: { type: "string" },
+    targets: { type: "string" },
+    seconds: { type: "string" },
+    steps: { type: "string" },
+    "seq-len": { type: "string" },
+    "batch-size": { type: "string" },
+    lr: { type: "string" },
+    prompt: { type: "string" },
+    "max-new-tokens": { type: "string" },
+    out: { type: "string" },
+    seed: { type: "string" },
+  });
   if (!values.data) usage("--data is required");
   const seqLen = int("--seq-len", values["seq-len"], 128);
   const batchSize = int("--batch-size", values["batch-size"], 4);

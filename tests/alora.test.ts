@@ -17,6 +17,7 @@ import type { Feeds } from "../src/model/base_model.ts";
 import { parseSafetensors } from "../src/safetensors/mod.ts";
 import { aloraOffset } from "../src/lora/alora.ts";
 import { call, DEMO_ADAPTER, loadDemo, withService } from "./support/server_setup.ts";
+import { firstRunFeeds } from "./support/decoder_feeds.ts";
 
 const FIXTURES = "tests/fixtures/alora";
 const manifest = JSON.parse(await readFile(`${FIXTURES}/manifest.json`, "utf8")) as {
@@ -48,17 +49,7 @@ async function expected(
   model: { inputNames: readonly string[]; config: Record<string, unknown> },
   from: string = folder,
 ) {
-  const st = parseSafetensors(new Uint8Array(await readFile(`${from}/expected.safetensors`)));
-  const feeds: Feeds = {};
-  for (const name of ["input_ids", "attention_mask", "position_ids"]) {
-    feeds[name] = new Tensor("int64", st.toTypedArray(name) as BigInt64Array, st.get(name).shape);
-  }
-  const rows = feeds.input_ids.dims[0];
-  const kv = Number(model.config.num_key_value_heads);
-  const headDim = Number(model.config.hidden_size) / Number(model.config.num_attention_heads);
-  for (const name of model.inputNames.filter((n) => n.startsWith("past_key_values."))) {
-    feeds[name] = new Tensor("float32", new Float32Array(0), [rows, kv, 0, headDim]);
-  }
+  const { st, feeds } = await firstRunFeeds(`${from}/expected.safetensors`, model);
   const shape = st.get("logits").shape;
   return {
     feeds,

@@ -5,17 +5,12 @@
 // installs Debian's chromium when missing.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
 import { copyFile, mkdtemp, readFile, rm } from "node:fs/promises";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { extname, join, normalize } from "node:path";
-import { fileURLToPath } from "node:url";
+import { bundleForBrowser, chromiumSkip, REPO, runInRepo } from "./support/browser.ts";
 
-const repo = fileURLToPath(new URL("..", import.meta.url));
-const chromium = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const isBun = (globalThis as { Bun?: unknown }).Bun !== undefined;
 const TYPES: Record<string, string> = {
   ".html": "text/html",
   ".js": "text/javascript",
@@ -23,15 +18,6 @@ const TYPES: Record<string, string> = {
   ".wasm": "application/wasm",
   ".json": "application/json",
 };
-
-function run(command: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(command, args, { cwd: repo, timeout: 180_000, maxBuffer: 1 << 24 }, (error, stdout, stderr) => {
-      if (error) reject(new Error(`${command} ${args[0]} failed: ${error.message}\n${stderr}`));
-      else resolve(stdout);
-    });
-  });
-}
 
 /** Serves URL prefixes from folders: `/models/` the demo, `/ort/` onnxruntime-web's dist, `/` the bundle. */
 async function serveMounts(mounts: Array<[prefix: string, folder: string]>) {
@@ -58,30 +44,19 @@ async function serveMounts(mounts: Array<[prefix: string, folder: string]>) {
 }
 
 test("headless Chromium runs the esbuild bundle of the browser demo and reproduces the reference generations", {
-  skip: isBun ? "runs in the Deno suite" : !existsSync(chromium) ? `no Chromium at ${chromium}` : false,
+  skip: chromiumSkip,
   timeout: 240_000,
 }, async () => {
   const out = await mkdtemp(join(tmpdir(), "peft-edge-browser-"));
   const server = await serveMounts([
-    ["/models/", join(repo, "examples/demo")],
-    ["/ort/", join(repo, "node_modules/onnxruntime-web/dist")],
+    ["/models/", join(REPO, "examples/demo")],
+    ["/ort/", join(REPO, "node_modules/onnxruntime-web/dist")],
     ["/", out],
   ]);
   try {
-    await run(join(repo, "node_modules/.bin/esbuild"), [
-      "examples/browser/main.ts",
-      "--bundle",
-      "--splitting",
-      "--format=esm",
-      "--platform=browser",
-      "--minify",
-      "--tsconfig=examples/browser/tsconfig.json",
-      "--external:node:*",
-      `--outdir=${out}`,
-      "--log-level=warning",
-    ]);
-    await copyFile(join(repo, "examples/browser/index.html"), join(out, "index.html"));
-    const reference = JSON.parse(await readFile(join(repo, "examples/demo/reference_generations.json"), "utf8"));
+    await bundleForBrowser("examples/browser/main.ts", out);
+    await copyFile(join(REPO, "examples/browser/index.html"), join(out, "index.html"));
+    const reference = JSON.parse(await readFile(join(REPO, "examples/demo/reference_generations.json"), "utf8"));
     const wanted = (reference.generations as Array<{ prompt: string; variant: string; text: string }>)
       .filter((g) => g.prompt === "The " || g.prompt === "def ");
     const jobs = wanted.map((g) => ({
@@ -89,7 +64,7 @@ test("headless Chromium runs the esbuild bundle of the browser demo and reproduc
       prompt: g.prompt,
       maxNewTokens: 120,
     }));
-    const stdout = await run("node", ["tests/support/browser_demo.mjs", server.url, JSON.stringify(jobs)]);
+    const stdout = await runInRepo("node", ["tests/support/browser_demo.mjs", server.url, JSON.stringify(jobs)]);
     const result = JSON.parse(stdout.trim().split("\n").pop()!);
     // Optional files a URL location probes for are answered 404; Chromium logs each as a console error.
     const notFound = /^Failed to load resource: the server responded with a status of 404/;

@@ -7,31 +7,17 @@
 // the Cache API. Runs once, in the Deno suite; tests/run_all.sh installs Debian's chromium.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
 import { mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { type LoggedRequest, startTestHub } from "./support/hub_server.ts";
 import { serveFolder } from "./support/static_server.ts";
 import { expected, fixture, maxAbsDiff } from "./support/fixtures.ts";
+import { bundleForBrowser, chromiumSkip, REPO, runInRepo } from "./support/browser.ts";
 
-const repo = fileURLToPath(new URL("..", import.meta.url));
-const chromium = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const isBun = (globalThis as { Bun?: unknown }).Bun !== undefined;
 const BASE = "test/llama-tiny";
 const ADAPTER = "test/llama-tiny-lora-qv";
 const FILE = "adapter_model.safetensors";
-
-function run(command: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(command, args, { cwd: repo, timeout: 180_000, maxBuffer: 1 << 24 }, (error, stdout, stderr) => {
-      if (error) reject(new Error(`${command} ${args[0]} failed: ${error.message}\n${stderr}`));
-      else resolve(stdout);
-    });
-  });
-}
 
 interface LoadResult {
   storage: string;
@@ -50,7 +36,7 @@ function during(requests: LoggedRequest[], phase: string): LoggedRequest[] {
 const files = (requests: LoggedRequest[]) => requests.filter((r) => r.path.includes("/resolve/"));
 
 test("in headless Chromium, Hub downloads are kept in the Cache API across loads and reloads, checked when asked", {
-  skip: isBun ? "runs in the Deno suite" : !existsSync(chromium) ? `no Chromium at ${chromium}` : false,
+  skip: chromiumSkip,
   timeout: 240_000,
 }, async () => {
   const hub = await startTestHub({
@@ -65,23 +51,12 @@ test("in headless Chromium, Hub downloads are kept in the Cache API across loads
   const out = await mkdtemp(join(tmpdir(), "peft-edge-browser-hub-"));
   const server = await serveFolder(out);
   try {
-    await run(join(repo, "node_modules/.bin/esbuild"), [
-      "tests/support/browser_hub_page.ts",
-      "--bundle",
-      "--splitting",
-      "--format=esm",
-      "--platform=browser",
-      "--minify",
-      "--tsconfig=examples/browser/tsconfig.json",
-      "--external:node:*",
-      `--outdir=${out}`,
-      "--log-level=warning",
-    ]);
+    await bundleForBrowser("tests/support/browser_hub_page.ts", out);
     await writeFile(
       join(out, "index.html"),
       '<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><script type="module" src="./browser_hub_page.js"></script>',
     );
-    await symlink(join(repo, "node_modules/onnxruntime-web/dist"), join(out, "ort"));
+    await symlink(join(REPO, "node_modules/onnxruntime-web/dist"), join(out, "ort"));
     const e = await expected("llama-tiny-lora-qv");
     const spec = {
       load: { hubUrl: hub.url, base: BASE, adapter: ADAPTER, inputIds: Array.from(e.inputIds, Number) },
@@ -89,7 +64,7 @@ test("in headless Chromium, Hub downloads are kept in the Cache API across loads
       adapterCommit: hub.commitOf(ADAPTER),
       file: FILE,
     };
-    const stdout = await run("node", [
+    const stdout = await runInRepo("node", [
       "tests/support/browser_hub.mjs",
       `${server.url}/index.html`,
       JSON.stringify(spec),

@@ -5,10 +5,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { serveFolder } from "./support/static_server.ts";
+import { freePort } from "./support/free_port.ts";
 
 const repo = fileURLToPath(new URL("..", import.meta.url));
 const deno = join(repo, "node_modules/.bin/deno");
@@ -18,14 +18,6 @@ interface Generation {
   prompt: string;
   variant: "base" | "adapter";
   text: string;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 async function complete(url: string, model: string, prompt: string, maxTokens: number): Promise<string> {

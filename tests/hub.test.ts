@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import { FileNotFoundError, HubError, PeftEdgeError, UnsupportedError } from "../src/errors.ts";
 import { DEFAULT_HUB_URL, hubSettings, hubSource, isValidRepoId, memoryHubCache } from "../src/hub/mod.ts";
 import { resolveSource } from "../src/hub/resolve.ts";
-import { listTree, startTestHub, type TestHub, withEnv, withTempDir } from "./support/hub_server.ts";
+import { listTree, sha256Hex, type TestHub, withEnv, withHubAndCache, withTempDir } from "./support/hub_server.ts";
 
 const FIXTURES = fileURLToPath(new URL("./fixtures/", import.meta.url));
 const QV = `${FIXTURES}llama-tiny-lora-qv`;
@@ -17,39 +17,26 @@ async function fixtureBytes(path: string): Promise<Uint8Array> {
   return new Uint8Array(await readFile(`${FIXTURES}${path}`));
 }
 
-async function sha256(bytes: Uint8Array): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 /** Runs a test with a fresh test Hub, a fresh cache folder and a clean environment. */
 function hubTest(name: string, fn: (hub: TestHub, cacheDir: string) => Promise<void>) {
-  test(name, () =>
-    withEnv({}, () =>
-      withTempDir(async (cacheDir) => {
-        const hub = await startTestHub({
-          repos: {
-            "test/llama-tiny-lora-qv": { folder: QV },
-            "test/fixtures": { folder: FIXTURES.replace(/\/$/, "") },
-            "single-name": { folder: `${FIXTURES}gpt2-tiny-lora-c_attn` },
-            "test/private": { folder: QV, private: true },
-            "test/gated": { folder: QV, gated: true },
-            "test/bin-only": {
-              files: {
-                "adapter_config.json": await fixtureBytes("llama-tiny-lora-qv/adapter_config.json"),
-                "adapter_model.bin": enc.encode("PK\u0003\u0004 not really a pickle"),
-              },
-            },
+  test(name, async () =>
+    withHubAndCache({
+      repos: {
+        "test/llama-tiny-lora-qv": { folder: QV },
+        "test/fixtures": { folder: FIXTURES.replace(/\/$/, "") },
+        "single-name": { folder: `${FIXTURES}gpt2-tiny-lora-c_attn` },
+        "test/private": { folder: QV, private: true },
+        "test/gated": { folder: QV, gated: true },
+        "test/bin-only": {
+          files: {
+            "adapter_config.json": await fixtureBytes("llama-tiny-lora-qv/adapter_config.json"),
+            "adapter_model.bin": enc.encode("PK\u0003\u0004 not really a pickle"),
           },
-          tokens: [TOKEN, APPROVED],
-          approvedTokens: [APPROVED],
-        });
-        try {
-          await fn(hub, cacheDir);
-        } finally {
-          await hub.stop();
-        }
-      })));
+        },
+      },
+      tokens: [TOKEN, APPROVED],
+      approvedTokens: [APPROVED],
+    }, fn));
 }
 
 /** Asserts a rejection is a HubError naming repo, revision and file, and returns it. */
@@ -92,7 +79,7 @@ hubTest("a file read by repo id equals the fixture, cached in Python's layout", 
   const repoDir = `${cacheDir}/models--test--llama-tiny-lora-qv`;
   assert.equal(await readFile(`${repoDir}/refs/main`, "utf8"), commit);
   const weights = await fixtureBytes("llama-tiny-lora-qv/adapter_model.safetensors");
-  const blob = await sha256(weights);
+  const blob = await sha256Hex(weights);
   assert.equal(await readlink(`${repoDir}/snapshots/${commit}/adapter_model.safetensors`), `../../blobs/${blob}`);
   assert.deepEqual(new Uint8Array(await readFile(`${repoDir}/blobs/${blob}`)), weights);
   const tree = await listTree(repoDir);
@@ -342,7 +329,7 @@ hubTest("a Python-layout cache prepared by hand is found and used", async (hub, 
   await mkdir(`${repoDir}/refs`, { recursive: true });
   for (const file of files) {
     const bytes = await fixtureBytes(`llama-tiny-lora-qv/${file}`);
-    const blob = await sha256(bytes);
+    const blob = await sha256Hex(bytes);
     await writeFile(`${repoDir}/blobs/${blob}`, bytes);
     await symlink(`../../blobs/${blob}`, `${repoDir}/snapshots/${commit}/${file}`);
   }

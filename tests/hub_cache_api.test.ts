@@ -7,7 +7,15 @@ import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { fromPretrained, HubError, loadBaseModel, UnsupportedError } from "../mod.ts";
 import { cacheKey, hubCacheStorage, hubSettings, hubSource, type HubSourceOptions } from "../src/hub/mod.ts";
-import { startTestHub, type TestHub, withEnv, withTempDir } from "./support/hub_server.ts";
+import {
+  fullDownloads,
+  sha256Hex,
+  type TestHub,
+  variedBytes,
+  withEnv,
+  withTempDir,
+  withTestHub,
+} from "./support/hub_server.ts";
 import { expected, fixture, maxAbsDiff, prefillAndStep } from "./support/fixtures.ts";
 
 const FIXTURES = fileURLToPath(new URL("./fixtures/", import.meta.url));
@@ -17,27 +25,12 @@ const storage = (globalThis as { caches?: CacheStorage }).caches;
 const skip = storage ? false : "this runtime has no Cache API";
 
 /** 4 MiB of varied bytes: many chunks through the stream into cache.put. */
-const bigFile = (() => {
-  const bytes = new Uint8Array(4 << 20);
-  let x = 777;
-  for (let i = 0; i < bytes.length; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    bytes[i] = x >>> 24;
-  }
-  return bytes;
-})();
-
-async function sha256(bytes: Uint8Array): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-}
+const bigFile = variedBytes(4 << 20, 777);
 
 const fixtureWeights = () => readFile(`${FIXTURES}llama-tiny-lora-qv/${FILE}`).then((b) => new Uint8Array(b));
 
 /** File requests (not the revision API); `bytes=0-0` probes included. */
 const fileRequests = (hub: TestHub) => hub.requests.filter((r) => r.path.includes("/resolve/"));
-const fullDownloads = (hub: TestHub, file: string) =>
-  hub.requests.filter((r) => r.path.endsWith(file) && r.range !== "bytes=0-0");
 
 /** A test with a fresh test Hub and a fresh, uniquely named Cache API cache (deleted afterwards). */
 function cacheApiTest(
@@ -45,22 +38,20 @@ function cacheApiTest(
   fn: (hub: TestHub, options: HubSourceOptions & { cacheName: string }, cache: Cache) => Promise<void>,
 ) {
   test(name, { skip }, () =>
-    withEnv({}, async () => {
-      const hub = await startTestHub({
+    withEnv({}, () =>
+      withTestHub({
         repos: {
           [REPO]: { folder: `${FIXTURES}llama-tiny-lora-qv` },
           "test/big": { files: { "big.safetensors": bigFile } },
         },
-      });
-      const cacheName = `peft-edge-test-${crypto.randomUUID()}`;
-      try {
-        await fn(hub, { hubUrl: hub.url, cacheStorage: "cache-api", cacheName }, await storage!.open(cacheName));
-      } finally {
-        hub.fail = undefined;
-        await hub.stop();
-        await storage!.delete(cacheName);
-      }
-    }));
+      }, async (hub) => {
+        const cacheName = `peft-edge-test-${crypto.randomUUID()}`;
+        try {
+          await fn(hub, { hubUrl: hub.url, cacheStorage: "cache-api", cacheName }, await storage!.open(cacheName));
+        } finally {
+          await storage!.delete(cacheName);
+        }
+      })));
 }
 
 test("the default stays the disk cache where there is a file system; cacheStorage picks the Cache API", async () => {
@@ -95,7 +86,7 @@ cacheApiTest(
     const first = await hubSource(REPO, options);
     assert.deepEqual(await first.read(FILE), weights);
     const commit = hub.commitOf(REPO);
-    const etag = await sha256(weights);
+    const etag = await sha256Hex(weights);
     assert.equal(await (await cache.match(cacheKey(REPO, "refs", "main")))?.text(), commit);
     assert.equal(await (await cache.match(cacheKey(REPO, "snapshots", commit, FILE)))?.text(), etag);
     assert.deepEqual(new Uint8Array(await (await cache.match(cacheKey(REPO, "blobs", etag)))!.arrayBuffer()), weights);
@@ -176,7 +167,7 @@ cacheApiTest(
   "a corrupted entry is fetched again with verifyCache; offline it is a HubError corrupt, never served",
   async (hub, options, cache) => {
     const weights = await fixtureWeights();
-    const key = cacheKey(REPO, "blobs", await sha256(weights));
+    const key = cacheKey(REPO, "blobs", await sha256Hex(weights));
     const corrupt = async () => {
       await (await hubSource(REPO, options)).read(FILE);
       const bad = new Uint8Array(await (await cache.match(key))!.arrayBuffer());
@@ -201,7 +192,7 @@ cacheApiTest("a snapshot whose blob was evicted is fetched again", async (hub, o
   const weights = await fixtureWeights();
   const pinned = { ...options, revision: hub.commitOf(REPO) };
   await (await hubSource(REPO, pinned)).read(FILE);
-  await cache.delete(cacheKey(REPO, "blobs", await sha256(weights)));
+  await cache.delete(cacheKey(REPO, "blobs", await sha256Hex(weights)));
   const src = await hubSource(REPO, pinned);
   assert.equal(await src.cache.hasFile(REPO, hub.commitOf(REPO), FILE), false);
   assert.deepEqual(await src.read(FILE), weights);

@@ -6,7 +6,14 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { fromPretrained, HubError, loadBaseModel } from "../mod.ts";
 import { type HubCache, hubSource, memoryHubCache } from "../src/hub/mod.ts";
-import { listTree, startTestHub, type TestHub, withEnv, withTempDir } from "./support/hub_server.ts";
+import {
+  fullDownloads,
+  listTree,
+  sha256Hex,
+  type TestHub,
+  variedBytes,
+  withHubAndCache,
+} from "./support/hub_server.ts";
 import { expected, fixture, maxAbsDiff, prefillAndStep } from "./support/fixtures.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -15,43 +22,17 @@ const REPO = "test/llama-tiny-lora-qv";
 const FILE = "adapter_model.safetensors";
 const REPO_DIR = "models--test--llama-tiny-lora-qv";
 
+/** 4 MiB of varied bytes: several hundred chunks, long enough for two processes to overlap. */
+const bigFile = variedBytes(4 << 20, 12345);
+
 function cacheTest(name: string, fn: (hub: TestHub, cacheDir: string) => Promise<void>) {
   test(name, () =>
-    withEnv({}, () =>
-      withTempDir(async (cacheDir) => {
-        const hub = await startTestHub({
-          repos: {
-            [REPO]: { folder: `${FIXTURES}llama-tiny-lora-qv` },
-            "test/big": { files: { "big.safetensors": bigFile } },
-          },
-        });
-        try {
-          await fn(hub, cacheDir);
-        } finally {
-          hub.fail = undefined;
-          await hub.stop();
-        }
-      })));
-}
-
-/** 4 MiB of varied bytes: several hundred chunks, long enough for two processes to overlap. */
-const bigFile = (() => {
-  const bytes = new Uint8Array(4 << 20);
-  let x = 12345;
-  for (let i = 0; i < bytes.length; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    bytes[i] = x >>> 24;
-  }
-  return bytes;
-})();
-
-async function sha256(bytes: Uint8Array): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-function fullDownloads(hub: TestHub, file: string) {
-  return hub.requests.filter((r) => r.path.endsWith(file) && r.range !== "bytes=0-0");
+    withHubAndCache({
+      repos: {
+        [REPO]: { folder: `${FIXTURES}llama-tiny-lora-qv` },
+        "test/big": { files: { "big.safetensors": bigFile } },
+      },
+    }, fn));
 }
 
 const fixtureWeights = () => readFile(`${FIXTURES}llama-tiny-lora-qv/${FILE}`).then((b) => new Uint8Array(b));
@@ -60,7 +41,7 @@ cacheTest(
   "a flipped byte in a cached blob is found with verifyCache, removed and fetched again",
   async (hub, cacheDir) => {
     const weights = await fixtureWeights();
-    const etag = await sha256(weights);
+    const etag = await sha256Hex(weights);
     await (await hubSource(REPO, { hubUrl: hub.url, cacheDir })).read(FILE);
     const blob = join(cacheDir, REPO_DIR, "blobs", etag);
     const bad = new Uint8Array(await readFile(blob));
@@ -81,7 +62,7 @@ cacheTest(
 
 cacheTest("a truncated cached blob is fetched again; offline it is a HubError corrupt", async (hub, cacheDir) => {
   const weights = await fixtureWeights();
-  const etag = await sha256(weights);
+  const etag = await sha256Hex(weights);
   await (await hubSource(REPO, { hubUrl: hub.url, cacheDir })).read(FILE);
   const blob = join(cacheDir, REPO_DIR, "blobs", etag);
   await truncate(blob, 1000);
@@ -105,7 +86,7 @@ cacheTest(
     try {
       const options = { hubUrl: hub.url, cacheDir, verifyCache: true };
       await (await fromPretrained(base, REPO, options)).release();
-      const blob = join(cacheDir, REPO_DIR, "blobs", await sha256(weights));
+      const blob = join(cacheDir, REPO_DIR, "blobs", await sha256Hex(weights));
       const bad = new Uint8Array(await readFile(blob));
       bad[bad.length - 5] ^= 0xff;
       await writeFile(blob, bad);
@@ -185,7 +166,7 @@ cacheTest("two processes downloading one file into one cache end with one good b
   const outputs = await Promise.all([run(), run()]);
   assert.deepEqual(outputs, [String(bigFile.length), String(bigFile.length)]);
 
-  const etag = await sha256(bigFile);
+  const etag = await sha256Hex(bigFile);
   const files = await listTree(cacheDir);
   assert.deepEqual(files.filter((f) => f.includes("/blobs/")), ["models--test--big/blobs/" + etag]);
   assert.deepEqual(files.filter((f) => f.endsWith(".incomplete")), []);
@@ -193,5 +174,5 @@ cacheTest("two processes downloading one file into one cache end with one good b
   assert.equal(fullDownloads(hub, "big.safetensors").length, 1);
   // The lock file sits where Python huggingface_hub puts it.
   assert.ok(files.includes(`.locks/models--test--big/${etag}.lock`), files.join("\n"));
-  assert.equal(await sha256(new Uint8Array(await readFile(join(cacheDir, "models--test--big/blobs", etag)))), etag);
+  assert.equal(await sha256Hex(new Uint8Array(await readFile(join(cacheDir, "models--test--big/blobs", etag)))), etag);
 });

@@ -4,7 +4,7 @@ import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { fromPretrained, HubError, loadBaseModel } from "../mod.ts";
 import { hubSource } from "../src/hub/mod.ts";
-import { listTree, startTestHub, type TestHub, withEnv, withTempDir } from "./support/hub_server.ts";
+import { listTree, type TestHub, withHubAndCache } from "./support/hub_server.ts";
 
 const FIXTURES = fileURLToPath(new URL("./fixtures/", import.meta.url));
 const REPO = "test/llama-tiny-lora-qv";
@@ -13,21 +13,12 @@ const TIMEOUT = 300;
 
 function timeoutTest(name: string, fn: (hub: TestHub, cacheDir: string) => Promise<void>) {
   test(name, () =>
-    withEnv({}, () =>
-      withTempDir(async (cacheDir) => {
-        const hub = await startTestHub({
-          repos: {
-            [REPO]: { folder: `${FIXTURES}llama-tiny-lora-qv` },
-            "test/llama-tiny": { folder: `${FIXTURES}llama-tiny` },
-          },
-        });
-        try {
-          await fn(hub, cacheDir);
-        } finally {
-          hub.fail = undefined;
-          await hub.stop();
-        }
-      })));
+    withHubAndCache({
+      repos: {
+        [REPO]: { folder: `${FIXTURES}llama-tiny-lora-qv` },
+        "test/llama-tiny": { folder: `${FIXTURES}llama-tiny` },
+      },
+    }, fn));
 }
 
 /** Runs `promise`, expecting a HubError within `withinMs`; returns it. */

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { type Feeds, fromPretrained, loadBaseModel, Tensor } from "../mod.ts";
+import { fromPretrained, loadBaseModel, type Tensor } from "../mod.ts";
 import { BASE_ADAPTER } from "../src/model/peft_model.ts";
 import {
   adapterAtol,
@@ -11,6 +11,7 @@ import {
   realManifest,
   realPath,
 } from "./support/real_fixtures.ts";
+import { concatRows } from "./support/batch_rows.ts";
 
 /**
  * Real PEFT adapters that dynamic mode runs, per base: different ranks and
@@ -39,25 +40,6 @@ const CASES: ReadonlyArray<[base: string, adapters: string[]]> = [
   ["bert-dynamo", ["bert-lora-bias-all", "bert-lora-attn", "bert-lora-all-linear"]],
   ["opt-dynamo", ["opt-dora-all-linear", "opt-lora-attn"]],
 ];
-
-/** The int64 feeds of several batches stacked along the batch dim. */
-function concatRows(parts: readonly Feeds[]): Feeds {
-  const out: Feeds = {};
-  for (const name of Object.keys(parts[0])) {
-    const tensors = parts.map((p) => p[name]);
-    const dims = [...tensors[0].dims];
-    assert.ok(tensors.every((t) => t.dims.slice(1).join() === dims.slice(1).join()), `${name}: same row shape`);
-    dims[0] = tensors.reduce((n, t) => n + t.dims[0], 0);
-    const data = new BigInt64Array(tensors.reduce((n, t) => n + t.size, 0));
-    let at = 0;
-    for (const t of tensors) {
-      data.set(t.data as BigInt64Array, at);
-      at += t.size;
-    }
-    out[name] = new Tensor("int64", data, dims);
-  }
-  return out;
-}
 
 /** Rows `[from, from + count)` of a `[batch, seq, vocab]` logits tensor. */
 function rowsOf(logits: Tensor, from: number, count: number): Float32Array {

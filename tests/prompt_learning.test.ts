@@ -13,9 +13,8 @@ import { fileURLToPath } from "node:url";
 import { type BaseModel, fromPretrained, loadBaseModel, type PeftModel } from "../mod.ts";
 import { Tensor } from "../src/deps/ort.ts";
 import { AdapterConfigError, AdapterMismatchError, type PeftEdgeError, UnsupportedError } from "../src/errors.ts";
-import type { Feeds } from "../src/model/base_model.ts";
 import { generate, type TokenizerLike } from "../src/generate/mod.ts";
-import { parseSafetensors } from "../src/safetensors/mod.ts";
+import { firstRunFeeds } from "./support/decoder_feeds.ts";
 import {
   AttributeProto_AttributeType,
   AttributeProtoSchema,
@@ -75,19 +74,7 @@ after(async () => {
 
 /** The fixture's batch as the base takes it (an empty past where it has one). */
 async function expected(c: PromptCase, model: { inputNames: readonly string[]; config: Record<string, unknown> }) {
-  const st = parseSafetensors(new Uint8Array(await readFile(`${FIXTURES}/${c.path}/expected.safetensors`)));
-  const feeds: Feeds = {};
-  for (const name of ["input_ids", "attention_mask", "position_ids"]) {
-    if (model.inputNames.includes(name)) {
-      feeds[name] = new Tensor("int64", st.toTypedArray(name) as BigInt64Array, st.get(name).shape);
-    }
-  }
-  const rows = feeds.input_ids.dims[0];
-  const kv = Number(model.config.num_key_value_heads);
-  const headDim = Number(model.config.hidden_size) / Number(model.config.num_attention_heads);
-  for (const name of model.inputNames.filter((n) => n.startsWith("past_key_values."))) {
-    feeds[name] = new Tensor("float32", new Float32Array(0), [rows, kv, 0, headDim]);
-  }
+  const { st, feeds } = await firstRunFeeds(`${FIXTURES}/${c.path}/expected.safetensors`, model);
   return { feeds, mask: st.toTypedArray("attention_mask") as BigInt64Array, logits: st.toFloat32("logits") };
 }
 

@@ -11,7 +11,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
-import { AdapterMismatchError, type Feeds, fromPretrained, loadBaseModel, Tensor, UnsupportedError } from "../mod.ts";
+import { AdapterMismatchError, fromPretrained, loadBaseModel, UnsupportedError } from "../mod.ts";
 import { AdapterFeedCache, loraPatches } from "../src/lora/dynamic_feeds.ts";
 import { adapterParams } from "../src/lora/param_feeds.ts";
 import { readAdapter } from "../src/model/adapter.ts";
@@ -19,6 +19,7 @@ import { BASE_ADAPTER } from "../src/model/peft_model.ts";
 import { addLoraBranches } from "../src/onnx/lora_branches.ts";
 import { addParamBranches } from "../src/onnx/param_branches.ts";
 import { comparedDiff, type RealBase, type RealExpected, realExpected, realPath } from "./support/real_fixtures.ts";
+import { concatRows } from "./support/batch_rows.ts";
 import { sessionsCreated } from "./support/sessions.ts";
 
 interface SavedCase {
@@ -86,24 +87,6 @@ for (const baseName of ["bert-torchscript", "bert-dynamo"]) {
     });
     assert.equal(created, 0);
   });
-}
-
-/** The int64 feeds of several batches stacked along the batch dim. */
-function concatRows(parts: readonly Feeds[]): Feeds {
-  const out: Feeds = {};
-  for (const name of Object.keys(parts[0])) {
-    const tensors = parts.map((p) => p[name]);
-    const dims = [...tensors[0].dims];
-    dims[0] = tensors.reduce((n, t) => n + t.dims[0], 0);
-    const data = new BigInt64Array(tensors.reduce((n, t) => n + t.size, 0));
-    let at = 0;
-    for (const t of tensors) {
-      data.set(t.data as BigInt64Array, at);
-      at += t.size;
-    }
-    out[name] = new Tensor("int64", data, dims);
-  }
-  return out;
 }
 
 // Row sets per base: a replaced embedding and lm_head beside a plain LoRA, norm bias deltas and whole norms.

@@ -12,7 +12,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
-import { type Feeds, fromPretrained, loadBaseModel, Tensor, UnsupportedError } from "../mod.ts";
+import { fromPretrained, loadBaseModel, UnsupportedError } from "../mod.ts";
 import { BASE_ADAPTER } from "../src/model/peft_model.ts";
 import { parseSafetensors } from "../src/safetensors/mod.ts";
 import {
@@ -24,6 +24,7 @@ import {
   realManifest,
   realPath,
 } from "./support/real_fixtures.ts";
+import { batchOf } from "./support/batch_rows.ts";
 import { sessionsCreated } from "./support/sessions.ts";
 
 const INPUTS = ["input_ids", "attention_mask", "position_ids"];
@@ -84,152 +85,84 @@ for (const name of ["llama-ia3", "llama-ln-tuning"]) {
   }
 }
 
-/** Row `row` of a `[batch, ...]` expectation, as a one-row expectation. */
-function rowOf(e: RealExpected, row: number): RealExpected {
-  const feeds: Feeds = {};
-  for (const [name, t] of Object.entries(e.feeds)) {
-    const per = t.size / t.dims[0];
-    feeds[name] = new Tensor("int64", (t.data as BigInt64Array).slice(row * per, (row + 1) * per), [
-      1,
-      ...t.dims.slice(1),
-    ]);
-  }
-  const per = e.logits.length / e.dims[0];
-  const maskPer = e.mask.length / e.dims[0];
+/**
+ * A dynamic model of `adapters` (name: fixture folder, loaded in this order) on the base in `basePath`, with
+ * each one's expected logits and the base's (under BASE_ADAPTER); every fixture runs the same inputs, so rows of
+ * different adapters can share a batch.
+ */
+async function adapterSet(basePath: string, adapters: Readonly<Record<string, string>>) {
+  const base = await loadBaseModel(realPath(basePath));
+  const [[first, path], ...rest] = Object.entries(adapters);
+  const model = await fromPretrained(base, realPath(path), { adapterName: first, ...silent });
+  for (const [name, folder] of rest) await model.loadAdapter(realPath(folder), name, silent);
+  const expect: Record<string, RealExpected> = { [BASE_ADAPTER]: await realExpected(basePath, INPUTS) };
+  for (const [name, folder] of Object.entries(adapters)) expect[name] = await realExpected(folder, INPUTS);
+  for (const e of Object.values(expect)) assert.deepEqual(e.feeds.input_ids.data, expect[first].feeds.input_ids.data);
   return {
-    feeds,
-    mask: e.mask.slice(row * maskPer, (row + 1) * maskPer),
-    logits: e.logits.slice(row * per, (row + 1) * per),
-    dims: [1, ...e.dims.slice(1)],
+    model,
+    expect,
+    /** Runs `name`'s inputs (with `options`) and holds the logits to its expected ones. */
+    async check(name: string, options?: { adapter: string | null }) {
+      const out = await model.run(expect[name].feeds, options);
+      const diff = comparedDiff(decoder, expect[name], out.logits.data as Float32Array);
+      assert.ok(diff <= 1e-4, `${name}: max abs diff ${diff}`);
+    },
+    /** One batch whose row `i` runs adapter `rows[i]`, each row held to that adapter's logits. */
+    async checkRows(rows: readonly string[]) {
+      const e = batchOf(rows.map((r) => expect[r]));
+      const out = await model.run(e.feeds, { adapterNames: rows });
+      const diff = comparedDiff(decoder, e, out.logits.data as Float32Array);
+      assert.ok(diff <= 1e-4, `rows ${rows.join(", ")}: max abs diff ${diff}`);
+    },
+    async [Symbol.asyncDispose]() {
+      await model[Symbol.asyncDispose]();
+      await base[Symbol.asyncDispose]();
+    },
   };
 }
 
-/** A batch whose row `i` is row `i` of `parts[i]`. */
-function batchOf(parts: readonly RealExpected[]): RealExpected {
-  const rows = parts.map(rowOf);
-  const feeds: Feeds = {};
-  for (const name of Object.keys(rows[0].feeds)) {
-    const data = rows.flatMap((r) => [...(r.feeds[name].data as BigInt64Array)]);
-    feeds[name] = new Tensor("int64", BigInt64Array.from(data), [rows.length, ...rows[0].feeds[name].dims.slice(1)]);
+// Three adapters on one graph: `a` (loaded first: the active one), `b` and a LoRA; `a` with LoRA on one row is refused,
+// as PEFT keeps one peft_type per model.
+const SWITCHES = [
+  ["IA3, LN tuning", { a: "ia3", b: "ln", aPath: "llama-ia3", bPath: "llama-ln-tuning" }],
+  ["AdaLoRA, VeRA", { a: "adalora", b: "vera", aPath: "llama-adalora", bPath: "llama-vera" }],
+] as const;
+for (const [what, { a, b, aPath, bPath }] of SWITCHES) {
+  for (const exporter of ["torchscript", "dynamo"]) {
+    test(`llama-${exporter} dynamic: ${what} and LoRA adapters switch with no new session, and mix per row`, async () => {
+      await using set = await adapterSet(`bases/llama-${exporter}`, {
+        [a]: `${TUNERS}/${aPath}`,
+        [b]: `${TUNERS}/${bPath}`,
+        lora: "adapters/llama-lora-attn",
+      });
+      const created = await sessionsCreated(async () => {
+        await set.check(a);
+        for (const name of [b, "lora", a, b]) {
+          set.model.setAdapter(name);
+          await set.check(name);
+        }
+        await set.check(BASE_ADAPTER, { adapter: null });
+        await set.check(a, { adapter: a });
+        for (const rows of [[a, BASE_ADAPTER], ["lora", a], [b, a], ["lora", b], [BASE_ADAPTER, b]]) {
+          await set.checkRows(rows);
+        }
+      });
+      assert.equal(created, 0);
+      await assert.rejects(
+        (async () => await set.model.run(set.expect[a].feeds, { adapter: [a, "lora"] }))(),
+        (e: unknown) => e instanceof UnsupportedError && /different peft types/.test(e.message),
+      );
+    });
   }
-  const cat = (xs: Float32Array[]) => Float32Array.from(xs.flatMap((x) => [...x]));
-  return {
-    feeds,
-    mask: BigInt64Array.from(rows.flatMap((r) => [...r.mask])),
-    logits: cat(rows.map((r) => r.logits)),
-    dims: [rows.length, ...rows[0].dims.slice(1)],
-  };
-}
-
-for (const exporter of ["torchscript", "dynamo"]) {
-  test(`llama-${exporter} dynamic: IA3, LN tuning and LoRA adapters switch with no new session, and mix per row`, async () => {
-    await using base = await loadBaseModel(realPath(`bases/llama-${exporter}`));
-    await using model = await fromPretrained(base, realPath(`${TUNERS}/llama-ia3`), { adapterName: "ia3", ...silent });
-    await model.loadAdapter(realPath(`${TUNERS}/llama-ln-tuning`), "ln", silent);
-    await model.loadAdapter(realPath("adapters/llama-lora-attn"), "lora", silent);
-    const expect = {
-      ia3: await realExpected(`${TUNERS}/llama-ia3`, INPUTS),
-      ln: await realExpected(`${TUNERS}/llama-ln-tuning`, INPUTS),
-      lora: await realExpected("adapters/llama-lora-attn", INPUTS),
-      [BASE_ADAPTER]: await realExpected(`bases/llama-${exporter}`, INPUTS),
-    };
-    // Every fixture runs the same inputs, so rows of different adapters can share a batch.
-    for (const e of Object.values(expect)) assert.deepEqual(e.feeds.input_ids.data, expect.ia3.feeds.input_ids.data);
-    const check = async (what: keyof typeof expect, options?: { adapter: string | null }) => {
-      const out = await model.run(expect[what].feeds, options);
-      const diff = comparedDiff(decoder, expect[what], out.logits.data as Float32Array);
-      assert.ok(diff <= 1e-4, `${what}: max abs diff ${diff}`);
-    };
-    const created = await sessionsCreated(async () => {
-      await check("ia3"); // loaded first: the active adapter
-      for (const name of ["ln", "lora", "ia3", "ln"] as const) {
-        model.setAdapter(name);
-        await check(name);
-      }
-      await check(BASE_ADAPTER, { adapter: null });
-      await check("ia3", { adapter: "ia3" });
-      for (const rows of [["ia3", BASE_ADAPTER], ["lora", "ia3"], ["ln", "ia3"], [BASE_ADAPTER, "ln"]] as const) {
-        const e = batchOf(rows.map((r) => expect[r]));
-        const out = await model.run(e.feeds, { adapterNames: rows });
-        const diff = comparedDiff(decoder, e, out.logits.data as Float32Array);
-        assert.ok(diff <= 1e-4, `rows ${rows.join(", ")}: max abs diff ${diff}`);
-      }
-    });
-    assert.equal(created, 0);
-    // PEFT keeps one peft_type per model: an IA3 and a LoRA adapter never run on one row.
-    await assert.rejects(
-      (async () => await model.run(expect.ia3.feeds, { adapter: ["ia3", "lora"] }))(),
-      (e: unknown) => e instanceof UnsupportedError && /different peft types/.test(e.message),
-    );
-  });
-}
-
-for (const exporter of ["torchscript", "dynamo"]) {
-  test(`llama-${exporter} dynamic: AdaLoRA, VeRA and LoRA adapters switch with no new session, and mix per row`, async () => {
-    await using base = await loadBaseModel(realPath(`bases/llama-${exporter}`));
-    await using model = await fromPretrained(base, realPath(`${TUNERS}/llama-adalora`), {
-      adapterName: "adalora",
-      ...silent,
-    });
-    await model.loadAdapter(realPath(`${TUNERS}/llama-vera`), "vera", silent);
-    await model.loadAdapter(realPath("adapters/llama-lora-attn"), "lora", silent);
-    const expect = {
-      adalora: await realExpected(`${TUNERS}/llama-adalora`, INPUTS),
-      vera: await realExpected(`${TUNERS}/llama-vera`, INPUTS),
-      lora: await realExpected("adapters/llama-lora-attn", INPUTS),
-      [BASE_ADAPTER]: await realExpected(`bases/llama-${exporter}`, INPUTS),
-    };
-    for (const e of Object.values(expect)) {
-      assert.deepEqual(e.feeds.input_ids.data, expect.adalora.feeds.input_ids.data);
-    }
-    const check = async (what: keyof typeof expect, options?: { adapter: string | null }) => {
-      const out = await model.run(expect[what].feeds, options);
-      const diff = comparedDiff(decoder, expect[what], out.logits.data as Float32Array);
-      assert.ok(diff <= 1e-4, `${what}: max abs diff ${diff}`);
-    };
-    const created = await sessionsCreated(async () => {
-      await check("adalora");
-      for (const name of ["vera", "lora", "adalora", "vera"] as const) {
-        model.setAdapter(name);
-        await check(name);
-      }
-      await check(BASE_ADAPTER, { adapter: null });
-      const mixes = [["adalora", BASE_ADAPTER], ["lora", "vera"], ["vera", "adalora"], [BASE_ADAPTER, "vera"]];
-      for (const rows of mixes as (keyof typeof expect)[][]) {
-        const e = batchOf(rows.map((r) => expect[r]));
-        const out = await model.run(e.feeds, { adapterNames: rows });
-        const diff = comparedDiff(decoder, e, out.logits.data as Float32Array);
-        assert.ok(diff <= 1e-4, `rows ${rows.join(", ")}: max abs diff ${diff}`);
-      }
-    });
-    assert.equal(created, 0);
-    await assert.rejects(
-      (async () => await model.run(expect.vera.feeds, { adapter: ["vera", "lora"] }))(),
-      (e: unknown) => e instanceof UnsupportedError && /different peft types/.test(e.message),
-    );
-  });
 }
 
 test("gpt2 dynamic (Conv1D, fan_in_fan_out): AdaLoRA and VeRA rows beside LoRA and base rows give PEFT's logits", async () => {
-  await using base = await loadBaseModel(realPath("bases/gpt2-dynamo"));
-  await using model = await fromPretrained(base, realPath(`${TUNERS}/gpt2-adalora`), {
-    adapterName: "adalora",
-    ...silent,
+  await using set = await adapterSet("bases/gpt2-dynamo", {
+    adalora: `${TUNERS}/gpt2-adalora`,
+    vera: `${TUNERS}/gpt2-vera`,
+    lora: "adapters/gpt2-lora-attn",
   });
-  await model.loadAdapter(realPath(`${TUNERS}/gpt2-vera`), "vera", silent);
-  await model.loadAdapter(realPath("adapters/gpt2-lora-attn"), "lora", silent);
-  const expect = {
-    adalora: await realExpected(`${TUNERS}/gpt2-adalora`, INPUTS),
-    vera: await realExpected(`${TUNERS}/gpt2-vera`, INPUTS),
-    lora: await realExpected("adapters/gpt2-lora-attn", INPUTS),
-    [BASE_ADAPTER]: await realExpected("bases/gpt2-dynamo", INPUTS),
-  };
-  for (const rows of [[BASE_ADAPTER, "adalora"], ["vera", "lora"], ["adalora", "vera"]] as const) {
-    const e = batchOf(rows.map((r) => expect[r]));
-    const out = await model.run(e.feeds, { adapterNames: rows });
-    const diff = comparedDiff(decoder, e, out.logits.data as Float32Array);
-    assert.ok(diff <= 1e-4, `rows ${rows.join(", ")}: max abs diff ${diff}`);
-  }
+  for (const rows of [[BASE_ADAPTER, "adalora"], ["vera", "lora"], ["adalora", "vera"]]) await set.checkRows(rows);
 });
 
 for (const name of ["llama-adalora", "gpt2-vera"]) {
@@ -246,60 +179,38 @@ for (const name of ["llama-adalora", "gpt2-vera"]) {
 
 for (const exporter of ["torchscript", "dynamo"]) {
   test(`llama-${exporter} dynamic: LoHa, LoKr, OFT and FourierFT switch with no new session, and mix per row`, async () => {
-    await using base = await loadBaseModel(realPath(`bases/llama-${exporter}`));
-    const names = ["loha", "lokr", "oft", "fourierft"] as const;
-    await using model = await fromPretrained(base, realPath(`${TUNERS}/llama-loha`), {
-      adapterName: "loha",
-      ...silent,
-    });
-    for (const n of names.slice(1)) await model.loadAdapter(realPath(`${TUNERS}/llama-${n}`), n, silent);
-    const expect: Record<string, RealExpected> = {
-      [BASE_ADAPTER]: await realExpected(`bases/llama-${exporter}`, INPUTS),
-    };
-    for (const n of names) expect[n] = await realExpected(`${TUNERS}/llama-${n}`, INPUTS);
+    const names = ["loha", "lokr", "oft", "fourierft"];
+    await using set = await adapterSet(
+      `bases/llama-${exporter}`,
+      Object.fromEntries(names.map((n) => [n, `${TUNERS}/llama-${n}`])),
+    );
     const created = await sessionsCreated(async () => {
       for (const name of ["lokr", "oft", "fourierft", "loha", BASE_ADAPTER]) {
-        const out = await model.run(expect[name].feeds, { adapter: name === BASE_ADAPTER ? null : name });
-        const diff = comparedDiff(decoder, expect[name], out.logits.data as Float32Array);
-        assert.ok(diff <= 1e-4, `${name}: max abs diff ${diff}`);
+        await set.check(name, { adapter: name === BASE_ADAPTER ? null : name });
       }
-      for (const rows of [["loha", BASE_ADAPTER], ["oft", "lokr"], ["fourierft", "loha"]]) {
-        const e = batchOf(rows.map((r) => expect[r]));
-        const out = await model.run(e.feeds, { adapterNames: rows });
-        const diff = comparedDiff(decoder, e, out.logits.data as Float32Array);
-        assert.ok(diff <= 1e-4, `rows ${rows.join(", ")}: max abs diff ${diff}`);
-      }
+      for (const rows of [["loha", BASE_ADAPTER], ["oft", "lokr"], ["fourierft", "loha"]]) await set.checkRows(rows);
     });
     assert.equal(created, 0);
     // Two methods on one row: refused as PEFT refuses combining peft types (two of one method combine:
     // tuners_pairs.test.ts).
     await assert.rejects(
-      (async () => await model.run(expect.loha.feeds, { adapter: ["loha", "lokr"] }))(),
+      (async () => await set.model.run(set.expect.loha.feeds, { adapter: ["loha", "lokr"] }))(),
       (e: unknown) => e instanceof UnsupportedError && /different peft types/.test(e.message),
     );
     // A module fed whole cannot also take a LoRA branch in one graph: refused, not run without one of them.
     await assert.rejects(
-      model.loadAdapter(realPath("adapters/llama-lora-attn"), "lora", silent),
+      set.model.loadAdapter(realPath("adapters/llama-lora-attn"), "lora", silent),
       (e: unknown) => e instanceof UnsupportedError && /LoHa/.test(e.message) && /mode "merged"/.test(e.message),
     );
   });
 }
 
 test("gpt2 dynamic (Conv1D, fan_in_fan_out): IA3 rows beside base rows in one batch give PEFT's logits", async () => {
-  await using base = await loadBaseModel(realPath("bases/gpt2-dynamo"));
-  await using model = await fromPretrained(base, realPath(`${TUNERS}/gpt2-ia3`), { adapterName: "ia3", ...silent });
-  await model.loadAdapter(realPath(`${TUNERS}/gpt2-ln-tuning`), "ln", silent);
-  const expect = {
-    ia3: await realExpected(`${TUNERS}/gpt2-ia3`, INPUTS),
-    ln: await realExpected(`${TUNERS}/gpt2-ln-tuning`, INPUTS),
-    [BASE_ADAPTER]: await realExpected("bases/gpt2-dynamo", INPUTS),
-  };
-  for (const rows of [[BASE_ADAPTER, "ia3"], ["ia3", "ln"]] as const) {
-    const e = batchOf(rows.map((r) => expect[r]));
-    const out = await model.run(e.feeds, { adapterNames: rows });
-    const diff = comparedDiff(decoder, e, out.logits.data as Float32Array);
-    assert.ok(diff <= 1e-4, `rows ${rows.join(", ")}: max abs diff ${diff}`);
-  }
+  await using set = await adapterSet("bases/gpt2-dynamo", {
+    ia3: `${TUNERS}/gpt2-ia3`,
+    ln: `${TUNERS}/gpt2-ln-tuning`,
+  });
+  for (const rows of [[BASE_ADAPTER, "ia3"], ["ia3", "ln"]]) await set.checkRows(rows);
 });
 
 test("mergeAndUnload of an IA3 adapter loaded in dynamic mode merges its scales: PEFT's logits from the new base", async () => {

@@ -98,6 +98,17 @@ function offsetFrom(block: number, other: number): number {
   return block + ((((other + 2048 - block) % 4096) + 4096) % 4096);
 }
 
+/**
+ * How `W` streams through the window: its rows (output features for
+ * "out_in", input features for "in_out"), their length, and how many rows
+ * one block holds.
+ */
+function rowBlocks(dims: LoraDims, layout: WeightLayout): { rowLen: number; rowCount: number; blockRows: number } {
+  const { outFeatures: out, inFeatures: inf } = dims;
+  const [rowLen, rowCount] = layout === "out_in" ? [inf, out] : [out, inf];
+  return { rowLen, rowCount, blockRows: Math.max(1, Math.min(rowCount, Math.floor(WINDOW_FLOATS / rowLen))) };
+}
+
 /** Largest total allocation one call may ask for (wasm32 memory is at most 4 GiB). */
 const MAX_CALL_BYTES = 2 ** 32 - 2 ** 26;
 
@@ -197,26 +208,14 @@ class WasmSimdKernels implements LoraKernels {
   ): void {
     checkScaleOutputsArgs("scaleOutputs", w, factors, dims, layout);
     const { outFeatures: out, inFeatures: inf } = dims;
-    const [rowLen, rowCount] = layout === "out_in" ? [inf, out] : [out, inf];
-    const blockRows = Math.max(
-      1,
-      Math.min(rowCount, Math.floor(WINDOW_FLOATS / rowLen)),
-    );
+    const { rowLen, blockRows } = rowBlocks(dims, layout);
     const sizes = [factors.byteLength, blockRows * rowLen * 4];
     this.#withBlocks("scaleOutputs", sizes, ([pf, pw]) => {
       this.#f32(pf, factors.length).set(factors);
-      for (let r0 = 0; r0 < rowCount; r0 += blockRows) {
-        const block = w.subarray(
-          r0 * rowLen,
-          Math.min(rowCount, r0 + blockRows) * rowLen,
-        );
-        const rows = block.length / rowLen;
-        this.#f32(pw, block.length).set(block);
-        if (layout === "out_in") {
-          this.#wasm.scale_rows(pw, rows, inf, pf + 4 * r0);
-        } else this.#wasm.scale_cols(pw, rows, out, pf);
-        block.set(this.#f32(pw, block.length));
-      }
+      this.#eachBlock(w, dims, layout, pw, true, (r0, rows) => {
+        if (layout === "out_in") this.#wasm.scale_rows(pw, rows, inf, pf + 4 * r0);
+        else this.#wasm.scale_cols(pw, rows, out, pf);
+      });
     });
   }
 
@@ -237,11 +236,7 @@ class WasmSimdKernels implements LoraKernels {
     squares: boolean,
   ): Float64Array {
     const { outFeatures: out, inFeatures: inf, rank } = dims;
-    const [rowLen, rowCount] = layout === "out_in" ? [inf, out] : [out, inf];
-    const blockRows = Math.max(
-      1,
-      Math.min(rowCount, Math.floor(WINDOW_FLOATS / rowLen)),
-    );
+    const { rowLen, blockRows } = rowBlocks(dims, layout);
     const sizes = [
       a.byteLength,
       b.byteLength,
@@ -256,47 +251,41 @@ class WasmSimdKernels implements LoraKernels {
       this.#f32(pb, b.length).set(b);
       if (layout === "in_out") ex.transpose(pb, out, rank, pbt);
       if (squares) new Float64Array(ex.memory.buffer, pacc, out).fill(0);
-      for (let r0 = 0; r0 < rowCount; r0 += blockRows) {
-        const block = w.subarray(
-          r0 * rowLen,
-          Math.min(rowCount, r0 + blockRows) * rowLen,
-        );
-        const rows = block.length / rowLen;
-        this.#f32(pw, block.length).set(block);
+      this.#eachBlock(w, dims, layout, pw, !squares, (r0, rows) => {
         if (layout === "out_in") {
           const pbr = pb + 4 * r0 * rank;
-          if (squares) {
-            ex.dora_squares_out_in(
-              pw,
-              pa,
-              pbr,
-              rows,
-              inf,
-              rank,
-              scale,
-              pacc + 8 * r0,
-            );
-          } else ex.merge_out_in(pw, pa, pbr, rows, inf, rank, scale);
+          if (squares) ex.dora_squares_out_in(pw, pa, pbr, rows, inf, rank, scale, pacc + 8 * r0);
+          else ex.merge_out_in(pw, pa, pbr, rows, inf, rank, scale);
         } else {
           const pac = pa + 4 * r0;
-          if (squares) {
-            ex.dora_squares_in_out(
-              pw,
-              rows,
-              pac,
-              inf,
-              pbt,
-              out,
-              rank,
-              scale,
-              pacc,
-            );
-          } else ex.merge_in_out(pw, rows, pac, inf, pbt, out, rank, scale);
+          if (squares) ex.dora_squares_in_out(pw, rows, pac, inf, pbt, out, rank, scale, pacc);
+          else ex.merge_in_out(pw, rows, pac, inf, pbt, out, rank, scale);
         }
-        if (!squares) block.set(this.#f32(pw, block.length));
-      }
+      });
       return squares ? new Float64Array(ex.memory.buffer, pacc, out).slice() : new Float64Array(0);
     });
+  }
+
+  /**
+   * Copies `W` into the window at `pw` a block of rows at a time
+   * ({@linkcode rowBlocks}), runs `body` on each (its first row, its row
+   * count) and, when `copyBack`, copies the block back into `W`.
+   */
+  #eachBlock(
+    w: Float32Array,
+    dims: LoraDims,
+    layout: WeightLayout,
+    pw: number,
+    copyBack: boolean,
+    body: (r0: number, rows: number) => void,
+  ): void {
+    const { rowLen, rowCount, blockRows } = rowBlocks(dims, layout);
+    for (let r0 = 0; r0 < rowCount; r0 += blockRows) {
+      const block = w.subarray(r0 * rowLen, Math.min(rowCount, r0 + blockRows) * rowLen);
+      this.#f32(pw, block.length).set(block);
+      body(r0, block.length / rowLen);
+      if (copyBack) block.set(this.#f32(pw, block.length));
+    }
   }
 
   /** A float32 view of wasm memory (made fresh: growth detaches old views). */

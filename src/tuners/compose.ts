@@ -95,7 +95,10 @@ export function composableType(adapters: readonly ComposableAdapter[]): TunerTyp
  * Each module's parameters after merging `adapters` one after the other into
  * the base's (`order` `"merge"`), or what PEFT's forward with them active in
  * this order computes (`"forward"`: the same, reversed for OFT). Only the
- * modules in `only`, when given.
+ * modules in `only`, when given. `alone`, when given, tells a module's
+ * parameters after one adapter merged alone into the base (computed when it
+ * was loaded): the first adapter on a module then starts from them instead of
+ * reading the base's weights, which a session may hold by then.
  *
  * @throws {UnsupportedError} for adapters {@linkcode composableType} refuses.
  * @example
@@ -114,6 +117,7 @@ export function composedModules(
   adapters: readonly ComposableAdapter[],
   order: "merge" | "forward",
   only?: ReadonlySet<string>,
+  alone?: (adapter: ComposableAdapter, module: string) => (ModuleParams & { biasMerged: boolean }) | undefined,
 ): Map<string, ComposedModule> {
   const type = composableType(adapters);
   const method = TUNER_METHODS[type];
@@ -130,16 +134,9 @@ export function composedModules(
     for (const [module, target] of targetsOf(adapter.plan)) {
       if (only && !only.has(module)) continue;
       const before = composed.get(module);
-      const { biasMerged, ...params } = mergeModuleParams(
-        base,
-        method,
-        config,
-        module,
-        target,
-        saved.module(module),
-        saved.shared,
-        before?.params,
-      );
+      const own = { module, target, tensor: saved.module(module), shared: saved.shared };
+      const { biasMerged, ...params } = (before ? undefined : alone?.(adapter, module)) ??
+        mergeModuleParams(base, method, config, own, before?.params);
       composed.set(module, { target, params, biasChanged: (before?.biasChanged ?? false) || biasMerged });
     }
   }

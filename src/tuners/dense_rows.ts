@@ -130,7 +130,17 @@ export class DenseRows {
     for (const e of group) {
       for (const [m, set] of e.active.params!.modules) if (!shared.has(m)) params.modules.set(m, set);
     }
-    const composed = composedModules(this.#base, group.map((e) => e.adapter), "forward", shared);
+    // Each adapter's own feeds hold its module merged alone (made at load): the first on a module starts from
+    // them, so no base weight is read here, at run time, when a session may hold the only copy.
+    const alone = (adapter: ComposableAdapter, m: string) => {
+      const own = group.find((e) => e.adapter === adapter)!.active.params!.modules.get(m);
+      if (!own) return undefined;
+      const patches = adapter.plan.patches.filter((p) => p.module === m && p.kind === "replace");
+      const { outFeatures, inFeatures } = patches[0].target;
+      const biasMerged = patches.some((p) => p.kind === "replace" && p.param === "bias");
+      return { weight: transposed(own.weight, inFeatures, outFeatures), bias: own.bias, biasMerged };
+    };
+    const composed = composedModules(this.#base, group.map((e) => e.adapter), "forward", shared, alone);
     for (const [m, { target, params: p }] of composed) {
       // A dense method changes weights only: the bias fed stays the module's own.
       const { bias } = group.find((e) => e.active.params!.modules.has(m))!.active.params!.modules.get(m)!;

@@ -181,13 +181,28 @@ export interface ModuleParams {
   bias?: Float32Array;
 }
 
+/**
+ * One module an adapter changes, as its method reads it: the module (as
+ * PEFT names it), its target in the export, its saved tensors by PEFT
+ * name and the tensors the method saves once for all modules.
+ *
+ * @example
+ * ```ts
+ * import type { SavedModule } from "./read.ts";
+ * const rows = (m: SavedModule) => m.target.outFeatures;
+ * ```
+ */
+export interface SavedModule {
+  module: string;
+  target: WeightTarget;
+  tensor: (param: string) => SavedTensor | undefined;
+  shared: (name: string) => SavedTensor | undefined;
+}
+
 /** One targeted module as the merge reads it (see {@linkcode ModuleUpdate}), from the base's parameters or `from`. */
 function moduleUpdate(
   base: TunedBase,
-  module: string,
-  target: WeightTarget,
-  tensor: (param: string) => SavedTensor | undefined,
-  shared: (name: string) => SavedTensor | undefined,
+  { module, target, tensor, shared }: SavedModule,
   from?: ModuleParams,
 ): ModuleUpdate {
   const { outFeatures: out, inFeatures: inn } = target;
@@ -214,20 +229,17 @@ function moduleUpdate(
  * @example
  * ```ts
  * import { mergeModuleParams } from "./read.ts";
- * // const after = mergeModuleParams(base, TUNER_METHODS.OFT, config, module, target, tensor, shared, before);
+ * // const after = mergeModuleParams(base, TUNER_METHODS.OFT, config, { module, target, tensor, shared }, before);
  * ```
  */
 export function mergeModuleParams(
   base: TunedBase,
   method: TunerMethod,
   config: TunerConfig,
-  module: string,
-  target: WeightTarget,
-  tensor: (param: string) => SavedTensor | undefined,
-  shared: (name: string) => SavedTensor | undefined,
+  saved: SavedModule,
   from?: ModuleParams,
 ): ModuleParams & { biasMerged: boolean } {
-  const update = moduleUpdate(base, module, target, tensor, shared, from);
+  const update = moduleUpdate(base, saved, from);
   const result = method.merge(update, config);
   return { weight: result.weight ?? update.weight(), bias: result.bias ?? update.bias(), biasMerged: !!result.bias };
 }
@@ -286,21 +298,19 @@ export function parameterCount(file: Safetensors, method: TunerMethod): number {
  * @example
  * ```ts
  * import { mergeModule } from "./read.ts";
- * // mergeModule(base, TUNER_METHODS.IA3, config, "model.layers.0.mlp.down_proj", target, tensor, shared, outputs);
+ * // mergeModule(base, TUNER_METHODS.IA3, config, { module: "model.layers.0.mlp.down_proj", target, tensor, shared }, outputs);
  * ```
  */
 export function mergeModule(
   base: TunedBase,
   method: TunerMethod,
   config: TunerConfig,
-  module: string,
-  target: WeightTarget,
-  tensor: (param: string) => SavedTensor | undefined,
-  shared: (name: string) => SavedTensor | undefined,
+  saved: SavedModule,
   outputs: Map<string, TensorInput>,
 ): ReplacePatch[] {
+  const { module, target } = saved;
   const { outFeatures: out, inFeatures: inn } = target;
-  const result = method.merge(moduleUpdate(base, module, target, tensor, shared), config);
+  const result = method.merge(moduleUpdate(base, saved), config);
   const patches: ReplacePatch[] = [];
   if (result.weight) {
     // merge.ts reads replaced weights in PyTorch's layout: [in, out] under fan_in_fan_out.
@@ -401,18 +411,19 @@ export async function readTunedAdapter(
   const scales: ScalePatch[] = [];
   for (const [module, params, target] of chosen) {
     const own = (p: string) => params.has(p) ? tensor(params.get(p)!) : undefined;
+    const saved: SavedModule = { module, target, tensor: own, shared };
     if (mode === "dynamic" && method.scale) {
       // Fed per run: the saved vector is kept as saved, and merged only if mergeAndUnload asks.
-      const { param, input } = method.scale(moduleUpdate(base, module, target, own, shared), config);
+      const { param, input } = method.scale(moduleUpdate(base, saved), config);
       const key = params.get(param)!;
-      const saved = tensor(key);
-      outputs.set(key, { dtype: "F32", shape: saved.shape, data: saved.values });
+      const vector = tensor(key);
+      outputs.set(key, { dtype: "F32", shape: vector.shape, data: vector.values });
       scales.push({ kind: "scale", module, target, key, input });
       continue;
     }
     if (mode === "dynamic" && method.lowRank) {
       // Run as a LoRA branch of the module: its A' and B' are the adapter's tensors the branch is fed.
-      const delta = method.lowRank(moduleUpdate(base, module, target, own, shared), config);
+      const delta = method.lowRank(moduleUpdate(base, saved), config);
       if (!delta) continue; // a rank pruned to 0: the module stays as the base has it
       const { rank, scale } = delta;
       const a = `${module}.lora_A`;
@@ -422,7 +433,7 @@ export async function readTunedAdapter(
       patches.push({ kind: "lora", module, target, rank, scale, a, b });
       continue;
     }
-    patches.push(...mergeModule(base, method, config, module, target, own, shared, outputs));
+    patches.push(...mergeModule(base, method, config, saved, outputs));
   }
   if (unmatched.length > 0) {
     warn(

@@ -52,7 +52,7 @@ export function withScalesMerged<A extends ScaledAdapter>(base: TunedBase, adapt
       s.key.endsWith(`.${param}`)
         ? { values: adapter.weights.toFloat32(s.key), shape: adapter.weights.info(s.key).shape }
         : undefined;
-    return mergeModule(base, method, config, s.module, s.target, tensor, () => undefined, outputs);
+    return mergeModule(base, method, config, { ...s, tensor, shared: () => undefined }, outputs);
   });
   const { scales: _, ...plan } = adapter.plan;
   const weights = parseSafetensors(serializeSafetensors(outputs), `${adapter.config.peftType} merged weights`);

@@ -1,22 +1,11 @@
 // Drives examples/browser in headless Chromium (playwright-core, Debian's chromium) and prints one JSON line:
 // { generations: [{ which, prompt, text, shown }], requests: [paths], errors: [page errors] }.
 // Usage: node tests/support/browser_demo.mjs URL JOBS_JSON   (run under Node by tests/browser.test.ts)
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 
 const [url, jobsJson] = process.argv.slice(2);
 const jobs = JSON.parse(jobsJson);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const browser = await launchChromium();
 try {
   const page = await browser.newPage();
   const requests = [];

@@ -3,22 +3,11 @@
 // Before each phase it requests `<hub>/__mark/<phase>`, so the test can split the test Hub's request log by phase.
 // Chromium's HTTP cache is switched off: a load that reaches the Hub server not at all was served by the Cache API.
 // Usage: node tests/support/browser_hub.mjs PAGE_URL SPEC_JSON   (run under Node by the test)
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 
 const [url, specJson] = process.argv.slice(2);
 const spec = JSON.parse(specJson);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const browser = await launchChromium();
 try {
   const context = await browser.newContext(); // one profile: its pages share the Cache API
   const page = await context.newPage();

@@ -15,7 +15,9 @@
  * Built on `node:http`, which Deno, Bun and Node all implement.
  *
  * Also here: helpers for Hub tests (environment set for one test and
- * restored, a temp cache folder, a recursive listing of a cache).
+ * restored, a temp cache folder, a Hub started and stopped around a test,
+ * a recursive listing of a cache, downloads counted, large test files and
+ * their hashes).
  * @module
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -486,4 +488,88 @@ export async function listTree(dir: string): Promise<string[]> {
   };
   await walk("");
   return out.sort();
+}
+
+/**
+ * Runs `fn` with a test Hub started from `options`, its failure mode reset
+ * and the Hub stopped afterwards.
+ *
+ * @example
+ * ```ts
+ * import { withTestHub } from "./hub_server.ts";
+ * await withTestHub({ repos: {} }, async (hub) => console.log(hub.url));
+ * ```
+ */
+export async function withTestHub<T>(options: TestHubOptions, fn: (hub: TestHub) => Promise<T>): Promise<T> {
+  const hub = await startTestHub(options);
+  try {
+    return await fn(hub);
+  } finally {
+    hub.fail = undefined;
+    await hub.stop();
+  }
+}
+
+/**
+ * Runs `fn` with the Hub variables cleared ({@linkcode withEnv}), a fresh
+ * cache folder ({@linkcode withTempDir}) and a test Hub ({@linkcode withTestHub}).
+ *
+ * @example
+ * ```ts
+ * import { withHubAndCache } from "./hub_server.ts";
+ * await withHubAndCache({ repos: {} }, async (hub, cacheDir) => console.log(hub.url, cacheDir));
+ * ```
+ */
+export function withHubAndCache(
+  options: TestHubOptions,
+  fn: (hub: TestHub, cacheDir: string) => Promise<void>,
+): Promise<void> {
+  return withEnv({}, () => withTempDir((cacheDir) => withTestHub(options, (hub) => fn(hub, cacheDir))));
+}
+
+/**
+ * Requests that downloaded `file` (not the `bytes=0-0` probes).
+ *
+ * @example
+ * ```ts
+ * import { fullDownloads, type TestHub } from "./hub_server.ts";
+ * const count = (hub: TestHub) => fullDownloads(hub, "adapter_model.safetensors").length;
+ * ```
+ */
+export function fullDownloads(hub: TestHub, file: string): LoggedRequest[] {
+  return hub.requests.filter((r) => r.path.endsWith(file) && r.range !== "bytes=0-0");
+}
+
+/**
+ * `length` pseudo-random bytes from `seed` (a linear congruential
+ * generator): a large file whose chunks all differ.
+ *
+ * @example
+ * ```ts
+ * import { variedBytes } from "./hub_server.ts";
+ * const big = variedBytes(4 << 20, 777); // 4 MiB
+ * ```
+ */
+export function variedBytes(length: number, seed: number): Uint8Array {
+  const bytes = new Uint8Array(length);
+  let x = seed;
+  for (let i = 0; i < bytes.length; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    bytes[i] = x >>> 24;
+  }
+  return bytes;
+}
+
+/**
+ * The SHA-256 of `bytes`, as lowercase hex (what the Hub names LFS blobs by).
+ *
+ * @example
+ * ```ts
+ * import { sha256Hex } from "./hub_server.ts";
+ * console.log(await sha256Hex(new Uint8Array(0))); // e3b0c442...
+ * ```
+ */
+export async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }

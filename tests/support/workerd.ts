@@ -5,9 +5,9 @@
  * @module
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { freePort } from "./free_port.ts";
 
 const repo = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -40,14 +40,6 @@ export interface Workerd {
   child: ChildProcess;
   log(): string;
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /** Starts `workerd serve config.capnp` in `dir` on a free loopback port. */
