@@ -6,7 +6,8 @@
  * @module
  */
 import { HubError } from "../errors.ts";
-import type { FileSource } from "../storage/file_source.ts";
+import type { FileSource, RangeFile } from "../storage/file_source.ts";
+import { freeNow } from "../storage/range_bytes.ts";
 import { safetensorsOnlyError } from "../storage/bin_only.ts";
 import { boundedFetch, type NetworkOptions } from "../storage/http.ts";
 import type { HubCache } from "./cache.ts";
@@ -172,12 +173,14 @@ export async function hubSource(repoId: string, options: HubSourceOptions = {}):
         reason: "not_found",
       });
 
-  /** A cached file, or `undefined`; with `verifyCache`, one that fails its ETag is removed first. */
-  const cachedFile = async (path: string, commit: string): Promise<Uint8Array | undefined> => {
-    const cached = await cache.readFile(repoId, commit, path);
-    if (!cached || !options.verifyCache) return cached;
+  /**
+   * Whether cached `bytes` of `path` pass `verifyCache` (always true without it); one that fails its ETag is removed
+   * (then fetched again; offline, a `corrupt` error).
+   */
+  const passesCheck = async (path: string, commit: string, bytes: Uint8Array): Promise<boolean> => {
+    if (!options.verifyCache) return true;
     const etag = await cache.blobOf(repoId, commit, path);
-    if (etag === undefined || await matchesEtag(etag, cached) !== false) return cached;
+    if (etag === undefined || await matchesEtag(etag, bytes) !== false) return true;
     await cache.discard(repoId, commit, path, etag);
     if (settings.offline) {
       throw new HubError(
@@ -185,7 +188,13 @@ export async function hubSource(repoId: string, options: HubSourceOptions = {}):
         { repo: repoId, revision, file: path, reason: "corrupt", detail: `cache ${cache.location}` },
       );
     }
-    return undefined;
+    return false;
+  };
+
+  /** A cached file, or `undefined`; with `verifyCache`, one that fails its ETag is removed first. */
+  const cachedFile = async (path: string, commit: string): Promise<Uint8Array | undefined> => {
+    const cached = await cache.readFile(repoId, commit, path);
+    return cached && await passesCheck(path, commit, cached) ? cached : undefined;
   };
 
   const fetchFile = async (file: string, path: string): Promise<Uint8Array> => {
@@ -253,6 +262,36 @@ export async function hubSource(repoId: string, options: HubSourceOptions = {}):
       const job = fetchFile(file, path).finally(() => inFlight.delete(path));
       inFlight.set(path, job);
       return job;
+    },
+    async openRanges(file): Promise<RangeFile | undefined> {
+      const path = repoPath(file);
+      const open = cache.openRanges;
+      if (!open) return undefined; // memory and Cache API caches: read whole
+      const { commit } = await commitFor(path);
+      for (let attempt = 0;; attempt++) {
+        // Not cached yet: downloaded (checked against its ETag as it arrives) and linked as `read` does.
+        // (Its bytes are not freed at once: a concurrent `read` of the file may share them.)
+        if (!(await cache.hasFile(repoId, commit, path))) await source.read(file);
+        const opened = await open(repoId, commit, path);
+        if (!opened || !options.verifyCache) return opened;
+        // A whole read checks the bytes it returns, which cannot change afterwards. Its equivalent here: the opened
+        // file is checked once, through reads that refuse a file other than the one opened, so every later range
+        // read (each refusing a changed file too) comes from the bytes that passed. The check holds the file whole
+        // for a moment, as a whole read would, and lets it go before onnxruntime copies anything.
+        const bytes = await opened.readAll();
+        const passed = await passesCheck(path, commit, bytes);
+        freeNow(bytes);
+        if (passed) return opened;
+        if (attempt > 0) {
+          throw new HubError("the blob fetched again fails its check too; not read", {
+            repo: repoId,
+            revision,
+            file: path,
+            reason: "corrupt",
+            detail: `cache ${cache.location}`,
+          });
+        }
+      }
     },
     async exists(file) {
       const path = repoPath(file);
