@@ -11,6 +11,7 @@ import { externalBytes, externalDataFiles, externalLocation } from "../onnx/exte
 import { inlineWeights, splitInlineWeights } from "../onnx/weight_split.ts";
 import { WeightStore } from "./weight_store.ts";
 import { decodeGraphNodes, decodeModel, encodeModel } from "../onnx/model_file.ts";
+import { readGraphNodes } from "../onnx/ranged_graph.ts";
 import { fp32Variant, type ModelDtype, onnxFileForDtype } from "../onnx/model_variant.ts";
 import { restoreQuantizedScopes, unscopedQuantizedNodes } from "../onnx/scope_recovery.ts";
 import { localFs } from "../runtime/fs.ts";
@@ -487,7 +488,9 @@ async function recoverModulePaths(source: FileSource, file: string, graph: Graph
     if (!(await source.exists(fp32))) {
       return `${why}; put the unquantized export ${file} was made from beside it as ${fp32} (only its graph is read)`;
     }
-    unquantized = decodeGraphNodes(await source.read(fp32), fp32);
+    // Read range by range where the source can: an fp32 export with its weights inline is the whole model's size.
+    const ranges = await source.openRanges?.(fp32);
+    unquantized = ranges ? readGraphNodes(ranges, fp32) : decodeGraphNodes(await source.read(fp32), fp32);
   } catch (err) {
     // The base itself loaded: it runs, and only adapters on the unnamed modules are refused, saying this.
     if (err instanceof PeftEdgeError) return `${why}; ${fp32} beside it could not be read (${err.message})`;
