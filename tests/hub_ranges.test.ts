@@ -6,11 +6,14 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFile, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FileAccessError, fromPretrained, HubError, loadBaseModel } from "../mod.ts";
 import { hubSource, memoryHubCache } from "../src/hub/mod.ts";
 import { rangeFileOf } from "../src/storage/range_bytes.ts";
+import { localSource } from "../src/storage/local.ts";
+import { matchesEtag, matchesEtagRanges } from "../src/hub/verify.ts";
 import { startTestHub, type TestHub, withEnv, withTempDir } from "./support/hub_server.ts";
 import { expected, fixture, prefillAndStep } from "./support/fixtures.ts";
 
@@ -137,4 +140,45 @@ rangesTest("caches off the disk read whole; a file the repo lacks is the read's 
   const missing = await disk.openRanges!("onnx/absent.onnx").then(() => undefined, (err) => err);
   assert.ok(missing instanceof HubError && missing.reason === "not_found", String(missing));
   assert.equal(missing.file, "onnx/absent.onnx");
+});
+
+test("matchesEtagRanges checks a file chunk by chunk as matchesEtag checks its bytes", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "peft-edge-etag-"));
+  try {
+    // Over one 8 MiB chunk, not a multiple of it.
+    const bytes = new Uint8Array((9 << 20) + 123);
+    for (let i = 0, x = 7; i < bytes.length; i++) bytes[i] = (x = (x * 1103515245 + 12345) >>> 0) >>> 24;
+    await writeFile(join(dir, "big.bin"), bytes);
+    await writeFile(join(dir, "empty.bin"), new Uint8Array(0));
+    const head = new TextEncoder().encode(`blob ${bytes.length}\0`);
+    const withHead = new Uint8Array(head.length + bytes.length);
+    withHead.set(head);
+    withHead.set(bytes, head.length);
+    const hex = async (algorithm: string, b: Uint8Array) =>
+      Array.from(
+        new Uint8Array(await crypto.subtle.digest(algorithm, b as Uint8Array<ArrayBuffer>)),
+        (x) => x.toString(16).padStart(2, "0"),
+      ).join("");
+    const sha256 = await hex("SHA-256", bytes);
+    const gitId = await hex("SHA-1", withHead);
+    const big = (await localSource(dir).openRanges!("big.bin"))!;
+    assert.equal(await matchesEtagRanges(sha256, big), true);
+    assert.equal(await matchesEtagRanges(gitId, big), true);
+    assert.equal(await matchesEtag(gitId, bytes), true);
+    assert.equal(await matchesEtagRanges("0".repeat(64), big), false);
+    assert.equal(await matchesEtagRanges("0".repeat(40), big), false);
+    assert.equal(await matchesEtagRanges("not-a-hash", big), undefined);
+    const empty = (await localSource(dir).openRanges!("empty.bin"))!;
+    assert.equal(await matchesEtagRanges(await hex("SHA-256", new Uint8Array(0)), empty), true);
+    // A byte changed in the last chunk is found; a file rewritten since it was opened is refused, naming it.
+    bytes[bytes.length - 1] ^= 1;
+    await writeFile(join(dir, "big.bin"), bytes);
+    await assert.rejects(
+      matchesEtagRanges(sha256, big),
+      (err) => err instanceof FileAccessError && err.file === "big.bin",
+    );
+    assert.equal(await matchesEtagRanges(sha256, (await localSource(dir).openRanges!("big.bin"))!), false);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

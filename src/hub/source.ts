@@ -7,7 +7,6 @@
  */
 import { HubError } from "../errors.ts";
 import type { FileSource, RangeFile } from "../storage/file_source.ts";
-import { freeNow } from "../storage/range_bytes.ts";
 import { safetensorsOnlyError } from "../storage/bin_only.ts";
 import { boundedFetch, type NetworkOptions } from "../storage/http.ts";
 import type { HubCache } from "./cache.ts";
@@ -15,7 +14,7 @@ import { openHubCache } from "./open_cache.ts";
 import { blobName, downloadBlob, type FileInfo, fileInfo, type FileProgress, type RequestContext } from "./download.ts";
 import { isValidRepoId, unsafeRepoPath } from "./repo_id.ts";
 import { hubSettings, type HubSettingsInput, readTokenFile } from "./settings.ts";
-import { matchesEtag } from "./verify.ts";
+import { matchesEtag, matchesEtagRanges } from "./verify.ts";
 import { type Resolution, resolveRevision, RevisionFailure } from "./revision.ts";
 
 /**
@@ -174,13 +173,17 @@ export async function hubSource(repoId: string, options: HubSourceOptions = {}):
       });
 
   /**
-   * Whether cached `bytes` of `path` pass `verifyCache` (always true without it); one that fails its ETag is removed
-   * (then fetched again; offline, a `corrupt` error).
+   * Whether a cached file of `path` passes `verifyCache` (always true without it), given how to check its bytes
+   * against an ETag; one that fails is removed (then fetched again; offline, a `corrupt` error).
    */
-  const passesCheck = async (path: string, commit: string, bytes: Uint8Array): Promise<boolean> => {
+  const passesCheck = async (
+    path: string,
+    commit: string,
+    matches: (etag: string) => Promise<boolean | undefined>,
+  ): Promise<boolean> => {
     if (!options.verifyCache) return true;
     const etag = await cache.blobOf(repoId, commit, path);
-    if (etag === undefined || await matchesEtag(etag, bytes) !== false) return true;
+    if (etag === undefined || await matches(etag) !== false) return true;
     await cache.discard(repoId, commit, path, etag);
     if (settings.offline) {
       throw new HubError(
@@ -194,7 +197,7 @@ export async function hubSource(repoId: string, options: HubSourceOptions = {}):
   /** A cached file, or `undefined`; with `verifyCache`, one that fails its ETag is removed first. */
   const cachedFile = async (path: string, commit: string): Promise<Uint8Array | undefined> => {
     const cached = await cache.readFile(repoId, commit, path);
-    return cached && await passesCheck(path, commit, cached) ? cached : undefined;
+    return cached && await passesCheck(path, commit, (etag) => matchesEtag(etag, cached)) ? cached : undefined;
   };
 
   const fetchFile = async (file: string, path: string): Promise<Uint8Array> => {
@@ -276,12 +279,9 @@ export async function hubSource(repoId: string, options: HubSourceOptions = {}):
         if (!opened || !options.verifyCache) return opened;
         // A whole read checks the bytes it returns, which cannot change afterwards. Its equivalent here: the opened
         // file is checked once, through reads that refuse a file other than the one opened, so every later range
-        // read (each refusing a changed file too) comes from the bytes that passed. The check holds the file whole
-        // for a moment, as a whole read would, and lets it go before onnxruntime copies anything.
-        const bytes = await opened.readAll();
-        const passed = await passesCheck(path, commit, bytes);
-        freeNow(bytes);
-        if (passed) return opened;
+        // read (each refusing a changed file too) comes from the bytes that passed. Hashed chunk by chunk: the
+        // check does not hold the file whole either.
+        if (await passesCheck(path, commit, (etag) => matchesEtagRanges(etag, opened))) return opened;
         if (attempt > 0) {
           throw new HubError("the blob fetched again fails its check too; not read", {
             repo: repoId,

@@ -4,6 +4,8 @@
  * file's is its git blob id (SHA-1 of `blob <size>\0<bytes>`, 40 hex digits).
  * @module
  */
+import { incrementalHash } from "../runtime/digest.ts";
+import type { RangeFile } from "../storage/file_source.ts";
 
 async function hex(algorithm: "SHA-1" | "SHA-256", bytes: Uint8Array): Promise<string> {
   const digest = new Uint8Array(await crypto.subtle.digest(algorithm, bytes as Uint8Array<ArrayBuffer>));
@@ -31,4 +33,37 @@ export async function matchesEtag(etag: string, bytes: Uint8Array): Promise<bool
     return await hex("SHA-1", all) === etag;
   }
   return undefined;
+}
+
+/** Bytes hashed per read when a file is checked range by range. */
+const CHUNK = 8 << 20;
+
+/**
+ * {@linkcode matchesEtag} for a file opened for ranged reads: hashed chunk
+ * by chunk through `file.readInto` (each read refusing a file changed since
+ * it was opened), so the bytes checked are the opened file's and the file
+ * is never held whole; where the runtime cannot hash incrementally, the
+ * file is read whole and hashed.
+ *
+ * @example
+ * ```ts
+ * import { localSource } from "../storage/local.ts";
+ * import { matchesEtagRanges } from "./verify.ts";
+ * const file = await localSource("tests/fixtures/llama-tiny").openRanges!("config.json");
+ * console.log(await matchesEtagRanges("0".repeat(64), file!)); // false
+ * ```
+ */
+export async function matchesEtagRanges(etag: string, file: RangeFile): Promise<boolean | undefined> {
+  const algorithm = /^[0-9a-f]{64}$/.test(etag) ? "SHA-256" : /^[0-9a-f]{40}$/.test(etag) ? "SHA-1" : undefined;
+  if (algorithm === undefined) return undefined;
+  const hash = await incrementalHash(algorithm);
+  if (!hash) return await matchesEtag(etag, await file.readAll());
+  if (algorithm === "SHA-1") hash.update(new TextEncoder().encode(`blob ${file.size}\0`));
+  const chunk = new Uint8Array(Math.min(CHUNK, file.size));
+  for (let at = 0; at < file.size; at += chunk.length) {
+    const part = chunk.subarray(0, Math.min(chunk.length, file.size - at));
+    file.readInto(at, part);
+    hash.update(part);
+  }
+  return hash.hex() === etag;
 }
