@@ -10,7 +10,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FileAccessError, fromPretrained, HubError, loadBaseModel } from "../mod.ts";
-import { hubSource, memoryHubCache } from "../src/hub/mod.ts";
+import { diskHubCache, hubSource, memoryHubCache } from "../src/hub/mod.ts";
 import { rangeFileOf } from "../src/storage/range_bytes.ts";
 import { localSource } from "../src/storage/local.ts";
 import { matchesEtag, matchesEtagRanges } from "../src/hub/verify.ts";
@@ -136,6 +136,8 @@ rangesTest(
 rangesTest("caches off the disk read whole; a file the repo lacks is the read's error", async (hub, cacheDir) => {
   const memory = await hubSource("test/llama-tiny", { hubUrl: hub.url, cache: memoryHubCache() });
   assert.equal(await memory.openRanges!(FILE), undefined);
+  // Only a snapshot named by a commit may resolve into the blobs (the Hub's layout); another is read whole.
+  assert.equal(await diskHubCache(cacheDir).openRanges!("test/llama-tiny", "v1.0", FILE), undefined);
   const disk = await hubSource("test/llama-tiny", { hubUrl: hub.url, cacheDir });
   const missing = await disk.openRanges!("onnx/absent.onnx").then(() => undefined, (err) => err);
   assert.ok(missing instanceof HubError && missing.reason === "not_found", String(missing));
