@@ -44,8 +44,9 @@ export interface HubSourceOptions extends HubSettingsInput, NetworkOptions {
   cache?: HubCache;
   /**
    * Check every cached file against its ETag (SHA-256 for LFS files, git
-   * blob id for others) when it is read; a blob that fails is removed and
-   * downloaded again (offline: a `HubError` with reason `corrupt`).
+   * blob id for others) when it is read (or once when opened for ranged
+   * reads); a blob that fails is removed and downloaded again (offline: a
+   * `HubError` with reason `corrupt`).
    * Downloads are always checked.
    */
   verifyCache?: boolean;

@@ -517,7 +517,7 @@ export async function loadBaseModel(pathOrId: PathOrSource, options: LoadBaseMod
   const source = await resolveSource(pathOrId, options);
   const config = await readJsonObject(source, "config.json", OnnxModelError);
   const file = await chooseOnnxFile(source, options.file, options.dtype);
-  // A local file is read whole once, for its graph; its weights are read again range by range when a session
+  // A local (or disk-cached Hub) file is read whole once, for its graph; its weights are read again range by range when a session
   // takes them, so JavaScript does not hold them beside onnxruntime's copy.
   const ranges = await source.openRanges?.(file);
   const bytes = ranges ? await ranges.readAll() : await source.read(file);
