@@ -269,14 +269,13 @@ export async function hubSource(repoId: string, options: HubSourceOptions = {}):
     },
     async openRanges(file): Promise<RangeFile | undefined> {
       const path = repoPath(file);
-      const open = cache.openRanges;
-      if (!open) return undefined; // memory and Cache API caches: read whole
+      if (!cache.openRanges) return undefined; // memory and Cache API caches: read whole
       const { commit } = await commitFor(path);
       for (let attempt = 0;; attempt++) {
         // Not cached yet: downloaded (checked against its ETag as it arrives) and linked as `read` does.
         // (Its bytes are not freed at once: a concurrent `read` of the file may share them.)
         if (!(await cache.hasFile(repoId, commit, path))) await source.read(file);
-        const opened = await open(repoId, commit, path);
+        const opened = await cache.openRanges(repoId, commit, path);
         if (!opened || !options.verifyCache) return opened;
         // A whole read checks the bytes it returns, which cannot change afterwards. Its equivalent here: the opened
         // file is checked once, through reads that refuse a file other than the one opened, so every later range
