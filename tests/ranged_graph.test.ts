@@ -6,7 +6,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
-import { OnnxModelError } from "../mod.ts";
+import { type FileSource, loadBaseModel, OnnxModelError } from "../mod.ts";
+import { localSource } from "../src/storage/local.ts";
 import { create, GraphProtoSchema, TensorProtoSchema, toBinary } from "../src/deps/onnx_proto.ts";
 import type { RangeFile } from "../src/storage/file_source.ts";
 import { decodeGraphNodes, decodeModel, encodeModel } from "../src/onnx/model_file.ts";
@@ -71,4 +72,22 @@ test("readGraphNodes refuses a cut or broken file with an OnnxModelError naming 
   }
   // No graph at all: as decodeGraphNodes says it.
   assert.throws(() => readGraphNodes(counted(new Uint8Array([0x08, 0x07])), "onnx/empty.onnx"), /no graph nodes/);
+});
+
+test("a quantized dynamo base in a folder reads its fp32 sibling's nodes range by range, never the file whole", async () => {
+  const local = localSource(fixture("index/llama-dynamo"));
+  const whole: string[] = [];
+  const ranged: string[] = [];
+  const source: FileSource = {
+    location: local.location,
+    exists: (file) => local.exists(file),
+    read: (file) => (whole.push(file), local.read(file)),
+    openRanges: (file) => (ranged.push(file), local.openRanges!(file)),
+  };
+  const base = await loadBaseModel(source, { dtype: "q4" });
+  assert.equal(base.weights.get("model.layers.1.self_attn.v_proj")?.nodeName, "node_linear_9_Q4");
+  assert.deepEqual(base.weights.unscoped, []);
+  assert.ok(ranged.includes("onnx/model.onnx"), ranged.join());
+  assert.ok(!whole.some((f) => f.startsWith("onnx/")), whole.join());
+  await base.release();
 });
