@@ -14,7 +14,7 @@ import { diskHubCache, hubSource, memoryHubCache } from "../src/hub/mod.ts";
 import { rangeFileOf } from "../src/storage/range_bytes.ts";
 import { localSource } from "../src/storage/local.ts";
 import { matchesEtag, matchesEtagRanges } from "../src/hub/verify.ts";
-import { startTestHub, type TestHub, withEnv, withTempDir } from "./support/hub_server.ts";
+import { listTree, startTestHub, type TestHub, withEnv, withTempDir } from "./support/hub_server.ts";
 import { expected, fixture, prefillAndStep } from "./support/fixtures.ts";
 
 const FILE = "onnx/model.onnx";
@@ -130,6 +130,32 @@ rangesTest(
     const error = await offline.openRanges!(FILE).then(() => undefined, (err) => err);
     assert.ok(error instanceof HubError && error.reason === "corrupt", String(error));
     assert.equal(error.file, FILE);
+  },
+);
+
+rangesTest(
+  "a file opened for ranges before it is cached is downloaded, checked as it arrives and resumed as a read is",
+  async (hub, cacheDir) => {
+    const good = new Uint8Array(await readFile(fixture(`llama-tiny/${FILE}`)));
+    const src = await hubSource("test/llama-tiny", { hubUrl: hub.url, cacheDir });
+    // Bytes that differ from the ETag: refused, nothing cached.
+    hub.fail = "corrupt";
+    const error = await src.openRanges!(FILE).then(() => undefined, (err) => err);
+    assert.ok(error instanceof HubError && error.reason === "truncated", String(error));
+    assert.match(error.message, /differ from the ETag/);
+    assert.deepEqual((await listTree(cacheDir)).filter((f) => f.includes("/blobs/") || f.includes("/snapshots/")), []);
+    // A body cut in half goes on with Range from where it dropped: the check covers both parts.
+    hub.fail = "truncate";
+    const before = hub.requests.length;
+    const file = await src.openRanges!(FILE);
+    hub.fail = undefined;
+    assert.equal(hub.requests.slice(before).filter((r) => r.range?.match(/^bytes=[1-9]\d*-$/)).length, 1);
+    assert.equal(file!.size, good.length);
+    assert.deepEqual(await file!.readAll(), good);
+    assert.deepEqual(
+      new Uint8Array(await readFile(join(cacheDir, "models--test--llama-tiny", "blobs", await sha256(good)))),
+      good,
+    );
   },
 );
 

@@ -11,7 +11,15 @@ import { safetensorsOnlyError } from "../storage/bin_only.ts";
 import { boundedFetch, type NetworkOptions } from "../storage/http.ts";
 import type { HubCache } from "./cache.ts";
 import { openHubCache } from "./open_cache.ts";
-import { blobName, downloadBlob, type FileInfo, fileInfo, type FileProgress, type RequestContext } from "./download.ts";
+import {
+  blobName,
+  downloadBlob,
+  downloadBlobToCache,
+  type FileInfo,
+  fileInfo,
+  type FileProgress,
+  type RequestContext,
+} from "./download.ts";
 import { isValidRepoId, unsafeRepoPath } from "./repo_id.ts";
 import { hubSettings, type HubSettingsInput, readTokenFile } from "./settings.ts";
 import { matchesEtag, matchesEtagRanges } from "./verify.ts";
@@ -201,9 +209,14 @@ export async function hubSource(repoId: string, options: HubSourceOptions = {}):
     return cached && await passesCheck(path, commit, (etag) => matchesEtag(etag, cached)) ? cached : undefined;
   };
 
-  const fetchFile = async (file: string, path: string): Promise<Uint8Array> => {
+  /**
+   * The file's bytes, downloaded into the cache first where needed; with `keep` false, only the download into the
+   * cache (its bytes are never held whole, to be read range by range from there).
+   */
+  const fetchFile = async (file: string, path: string, keep: boolean): Promise<Uint8Array | undefined> => {
     const { commit, networkError } = await commitFor(path);
-    const cached = await cachedFile(path, commit);
+    if (!keep && await cache.hasFile(repoId, commit, path)) return undefined;
+    const cached = keep ? await cachedFile(path, commit) : undefined;
     if (cached) return cached;
     if (await cache.isMissing(repoId, commit, path)) throw await notFound(file, path, commit);
     if (networkError) throw networkError.forFile(path, "the file is not in the cache");
@@ -234,9 +247,15 @@ export async function hubSource(repoId: string, options: HubSourceOptions = {}):
     try {
       if (await cache.hasBlob(repoId, etag)) {
         await cache.link(repoId, commit, path, etag);
-        // Unless it fails its check (verifyCache) or vanished meanwhile.
-        const linked = await cachedFile(path, commit);
+        // Unless it fails its check (verifyCache: done where it is opened without `keep`) or vanished meanwhile.
+        if (!keep && await cache.hasFile(repoId, commit, path)) return undefined;
+        const linked = keep ? await cachedFile(path, commit) : undefined;
         if (linked) return linked;
+      }
+      if (!keep) {
+        await downloadBlobToCache(ctx, cache, path, info, etag, options.onProgress);
+        await cache.link(repoId, commit, path, etag);
+        return undefined;
       }
       const bytes = await downloadBlob(ctx, cache, path, info, etag, options.onProgress);
       await cache.link(repoId, commit, path, etag);
@@ -263,7 +282,7 @@ export async function hubSource(repoId: string, options: HubSourceOptions = {}):
       }
       const running = inFlight.get(path);
       if (running) return running;
-      const job = fetchFile(file, path).finally(() => inFlight.delete(path));
+      const job = fetchFile(file, path, true).then((bytes) => bytes!).finally(() => inFlight.delete(path));
       inFlight.set(path, job);
       return job;
     },
@@ -272,9 +291,9 @@ export async function hubSource(repoId: string, options: HubSourceOptions = {}):
       if (!cache.openRanges) return undefined; // memory and Cache API caches: read whole
       const { commit } = await commitFor(path);
       for (let attempt = 0;; attempt++) {
-        // Not cached yet: downloaded (checked against its ETag as it arrives) and linked as `read` does.
-        // (Its bytes are not freed at once: a concurrent `read` of the file may share them.)
-        if (!(await cache.hasFile(repoId, commit, path))) await source.read(file);
+        // Not cached yet: downloaded (checked against its ETag as it arrives, never held whole) and linked as
+        // `read` does.
+        if (!(await cache.hasFile(repoId, commit, path))) await fetchFile(file, path, false);
         const opened = await cache.openRanges(repoId, commit, path);
         if (!opened || !options.verifyCache) return opened;
         // A whole read checks the bytes it returns, which cannot change afterwards. Its equivalent here: the opened
