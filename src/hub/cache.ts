@@ -8,6 +8,8 @@
  * @module
  */
 
+import type { RangeFile } from "../storage/file_source.ts";
+
 /**
  * Receives a blob being downloaded; nothing is visible until `commit`.
  *
@@ -48,6 +50,12 @@ export interface HubCache {
   writeRef(repo: string, revision: string, commit: string): Promise<void>;
   /** A file of a snapshot, or `undefined` when not cached. */
   readFile(repo: string, commit: string, path: string): Promise<Uint8Array | undefined>;
+  /**
+   * Opens a cached file of a snapshot for ranged reads (`FileSource.openRanges`'s
+   * contract); only caches on a local disk have it. Resolves to undefined where this
+   * runtime cannot read synchronously; a file that is not cached is a `FileNotFoundError`.
+   */
+  openRanges?(repo: string, commit: string, path: string): Promise<RangeFile | undefined>;
   /** Whether a file of a snapshot is cached. */
   hasFile(repo: string, commit: string, path: string): Promise<boolean>;
   /** Whether the file is recorded as absent at this commit. */

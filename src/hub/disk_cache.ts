@@ -14,6 +14,7 @@
  */
 import { lockFile } from "../runtime/file_lock.ts";
 import { type LocalFs, localFs } from "../runtime/fs.ts";
+import { localSource } from "../storage/local.ts";
 import type { BlobWriter, HubCache } from "./cache.ts";
 import { repoFolderName } from "./repo_id.ts";
 
@@ -90,6 +91,13 @@ export function diskHubCache(cacheDir: string): HubCache {
         throw error;
       }
     },
+    // A snapshot folder read as a local folder: its files may resolve into the repo's blobs and nowhere else, and
+    // ranged reads refuse a file changed since it was opened, naming it by its path in the repo. Only a snapshot
+    // named by a commit may resolve into blobs there (the Hub's layout), so others are read whole as before.
+    openRanges: (repo, commit, path) =>
+      /^[0-9a-f]{40}$/.test(commit)
+        ? localSource(`${repoDir(repo)}/snapshots/${commit}`).openRanges!(path)
+        : Promise.resolve(undefined),
     async hasFile(repo, commit, path) {
       return isFile(await localFs(), snapshotPath(repo, commit, path));
     },

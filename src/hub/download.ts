@@ -12,7 +12,7 @@ import { streamBody, TransportError } from "../storage/http.ts";
 import type { BlobWriter, HubCache } from "./cache.ts";
 import { type FailureContext, hubFailure } from "./classify.ts";
 import { observedFetch } from "./observe.ts";
-import { matchesEtag } from "./verify.ts";
+import { etagCheck, matchesEtag } from "./verify.ts";
 
 /**
  * Size, ETag and URL of a file at a commit, as the server reports them.
@@ -163,6 +163,45 @@ export async function downloadBlob(
   etag: string,
   onProgress?: (progress: FileProgress) => void,
 ): Promise<Uint8Array> {
+  return (await transfer(ctx, cache, path, info, etag, onProgress, true))!;
+}
+
+/**
+ * {@linkcode downloadBlob} for a file to be read from the cache afterwards
+ * (range by range): the body is checked against the ETag chunk by chunk as
+ * it is stored, so the file is never held whole (where this runtime cannot
+ * hash incrementally it is, for the check, and then dropped).
+ *
+ * @example
+ * ```ts
+ * import { downloadBlobToCache, fileInfo } from "./download.ts";
+ * import { diskHubCache } from "./disk_cache.ts";
+ * const ctx = { repo: "org/a", revision: "main", endpoint: "https://huggingface.co", fetch };
+ * const info = await fileInfo(ctx, "onnx/model.onnx", "main");
+ * if (info) await downloadBlobToCache(ctx, diskHubCache("/tmp/hf-cache"), "onnx/model.onnx", info, "etag");
+ * ```
+ */
+export async function downloadBlobToCache(
+  ctx: RequestContext,
+  cache: HubCache,
+  path: string,
+  info: FileInfo,
+  etag: string,
+  onProgress?: (progress: FileProgress) => void,
+): Promise<void> {
+  await transfer(ctx, cache, path, info, etag, onProgress, false);
+}
+
+/** The download itself; the bytes are kept (and returned) only with `keep` or where they must be, to check them. */
+async function transfer(
+  ctx: RequestContext,
+  cache: HubCache,
+  path: string,
+  info: FileInfo,
+  etag: string,
+  onProgress: ((progress: FileProgress) => void) | undefined,
+  keep: boolean,
+): Promise<Uint8Array | undefined> {
   const where = failure(ctx, path, {});
   const error = (message: string, reason: "truncated" | "timeout" | "network", cause?: unknown) =>
     new HubError(message, { repo: ctx.repo, revision: ctx.revision, file: path, reason, cause });
@@ -184,8 +223,9 @@ export async function downloadBlob(
   };
   const headers: Record<string, string> = ctx.token ? { Authorization: `Bearer ${ctx.token}` } : {};
   let writer: BlobWriter = await stored(() => cache.writeBlob(ctx.repo, etag));
+  let check = keep ? undefined : await etagCheck(etag, info.size);
   // Filled in place (the size is announced and capped below): the file is in memory once, not as chunks plus a copy.
-  const bytes = new Uint8Array(info.size);
+  const bytes = check ? undefined : new Uint8Array(info.size);
   let loaded = 0;
   try {
     let outcome;
@@ -195,7 +235,8 @@ export async function downloadBlob(
           if (loaded + chunk.length > info.size) {
             throw error(`the server sent more than the announced ${info.size} bytes; nothing was cached`, "truncated");
           }
-          bytes.set(chunk, loaded);
+          bytes?.set(chunk, loaded);
+          check?.update(chunk);
           loaded += chunk.length;
           await stored(() => writer.write(chunk));
           onProgress?.({ file: path, loaded, total: info.size });
@@ -203,6 +244,7 @@ export async function downloadBlob(
         restart: async () => {
           await writer.abort();
           writer = await stored(() => cache.writeBlob(ctx.repo, etag));
+          if (check) check = (await etagCheck(etag, info.size))!;
           loaded = 0;
         },
       }, { retries: ctx.retries });
@@ -225,7 +267,7 @@ export async function downloadBlob(
         "truncated",
       );
     }
-    if (await matchesEtag(etag, bytes) === false) {
+    if ((check ? check.matches() : await matchesEtag(etag, bytes!)) === false) {
       throw error(`the ${loaded} bytes received differ from the ETag ${etag}; nothing was cached`, "truncated");
     }
     await stored(() => writer.commit());

@@ -6,15 +6,23 @@
  * @module
  */
 import { HubError } from "../errors.ts";
-import type { FileSource } from "../storage/file_source.ts";
+import type { FileSource, RangeFile } from "../storage/file_source.ts";
 import { safetensorsOnlyError } from "../storage/bin_only.ts";
 import { boundedFetch, type NetworkOptions } from "../storage/http.ts";
 import type { HubCache } from "./cache.ts";
 import { openHubCache } from "./open_cache.ts";
-import { blobName, downloadBlob, type FileInfo, fileInfo, type FileProgress, type RequestContext } from "./download.ts";
+import {
+  blobName,
+  downloadBlob,
+  downloadBlobToCache,
+  type FileInfo,
+  fileInfo,
+  type FileProgress,
+  type RequestContext,
+} from "./download.ts";
 import { isValidRepoId, unsafeRepoPath } from "./repo_id.ts";
 import { hubSettings, type HubSettingsInput, readTokenFile } from "./settings.ts";
-import { matchesEtag } from "./verify.ts";
+import { matchesEtag, matchesEtagRanges } from "./verify.ts";
 import { type Resolution, resolveRevision, RevisionFailure } from "./revision.ts";
 
 /**
@@ -44,8 +52,9 @@ export interface HubSourceOptions extends HubSettingsInput, NetworkOptions {
   cache?: HubCache;
   /**
    * Check every cached file against its ETag (SHA-256 for LFS files, git
-   * blob id for others) when it is read; a blob that fails is removed and
-   * downloaded again (offline: a `HubError` with reason `corrupt`).
+   * blob id for others) when it is read (or once when opened for ranged
+   * reads); a blob that fails is removed and downloaded again (offline: a
+   * `HubError` with reason `corrupt`).
    * Downloads are always checked.
    */
   verifyCache?: boolean;
@@ -172,12 +181,18 @@ export async function hubSource(repoId: string, options: HubSourceOptions = {}):
         reason: "not_found",
       });
 
-  /** A cached file, or `undefined`; with `verifyCache`, one that fails its ETag is removed first. */
-  const cachedFile = async (path: string, commit: string): Promise<Uint8Array | undefined> => {
-    const cached = await cache.readFile(repoId, commit, path);
-    if (!cached || !options.verifyCache) return cached;
+  /**
+   * Whether a cached file of `path` passes `verifyCache` (always true without it), given how to check its bytes
+   * against an ETag; one that fails is removed (then fetched again; offline, a `corrupt` error).
+   */
+  const passesCheck = async (
+    path: string,
+    commit: string,
+    matches: (etag: string) => Promise<boolean | undefined>,
+  ): Promise<boolean> => {
+    if (!options.verifyCache) return true;
     const etag = await cache.blobOf(repoId, commit, path);
-    if (etag === undefined || await matchesEtag(etag, cached) !== false) return cached;
+    if (etag === undefined || await matches(etag) !== false) return true;
     await cache.discard(repoId, commit, path, etag);
     if (settings.offline) {
       throw new HubError(
@@ -185,12 +200,23 @@ export async function hubSource(repoId: string, options: HubSourceOptions = {}):
         { repo: repoId, revision, file: path, reason: "corrupt", detail: `cache ${cache.location}` },
       );
     }
-    return undefined;
+    return false;
   };
 
-  const fetchFile = async (file: string, path: string): Promise<Uint8Array> => {
+  /** A cached file, or `undefined`; with `verifyCache`, one that fails its ETag is removed first. */
+  const cachedFile = async (path: string, commit: string): Promise<Uint8Array | undefined> => {
+    const cached = await cache.readFile(repoId, commit, path);
+    return cached && await passesCheck(path, commit, (etag) => matchesEtag(etag, cached)) ? cached : undefined;
+  };
+
+  /**
+   * The file's bytes, downloaded into the cache first where needed; with `keep` false, only the download into the
+   * cache (its bytes are never held whole, to be read range by range from there).
+   */
+  const fetchFile = async (file: string, path: string, keep: boolean): Promise<Uint8Array | undefined> => {
     const { commit, networkError } = await commitFor(path);
-    const cached = await cachedFile(path, commit);
+    if (!keep && await cache.hasFile(repoId, commit, path)) return undefined;
+    const cached = keep ? await cachedFile(path, commit) : undefined;
     if (cached) return cached;
     if (await cache.isMissing(repoId, commit, path)) throw await notFound(file, path, commit);
     if (networkError) throw networkError.forFile(path, "the file is not in the cache");
@@ -221,9 +247,15 @@ export async function hubSource(repoId: string, options: HubSourceOptions = {}):
     try {
       if (await cache.hasBlob(repoId, etag)) {
         await cache.link(repoId, commit, path, etag);
-        // Unless it fails its check (verifyCache) or vanished meanwhile.
-        const linked = await cachedFile(path, commit);
+        // Unless it fails its check (verifyCache: done where it is opened without `keep`) or vanished meanwhile.
+        if (!keep && await cache.hasFile(repoId, commit, path)) return undefined;
+        const linked = keep ? await cachedFile(path, commit) : undefined;
         if (linked) return linked;
+      }
+      if (!keep) {
+        await downloadBlobToCache(ctx, cache, path, info, etag, options.onProgress);
+        await cache.link(repoId, commit, path, etag);
+        return undefined;
       }
       const bytes = await downloadBlob(ctx, cache, path, info, etag, options.onProgress);
       await cache.link(repoId, commit, path, etag);
@@ -250,9 +282,35 @@ export async function hubSource(repoId: string, options: HubSourceOptions = {}):
       }
       const running = inFlight.get(path);
       if (running) return running;
-      const job = fetchFile(file, path).finally(() => inFlight.delete(path));
+      const job = fetchFile(file, path, true).then((bytes) => bytes!).finally(() => inFlight.delete(path));
       inFlight.set(path, job);
       return job;
+    },
+    async openRanges(file): Promise<RangeFile | undefined> {
+      const path = repoPath(file);
+      if (!cache.openRanges) return undefined; // memory and Cache API caches: read whole
+      const { commit } = await commitFor(path);
+      for (let attempt = 0;; attempt++) {
+        // Not cached yet: downloaded (checked against its ETag as it arrives, never held whole) and linked as
+        // `read` does.
+        if (!(await cache.hasFile(repoId, commit, path))) await fetchFile(file, path, false);
+        const opened = await cache.openRanges(repoId, commit, path);
+        if (!opened || !options.verifyCache) return opened;
+        // A whole read checks the bytes it returns, which cannot change afterwards. Its equivalent here: the opened
+        // file is checked once, through reads that refuse a file other than the one opened, so every later range
+        // read (each refusing a changed file too) comes from the bytes that passed. Hashed chunk by chunk: the
+        // check does not hold the file whole either.
+        if (await passesCheck(path, commit, (etag) => matchesEtagRanges(etag, opened))) return opened;
+        if (attempt > 0) {
+          throw new HubError("the blob fetched again fails its check too; not read", {
+            repo: repoId,
+            revision,
+            file: path,
+            reason: "corrupt",
+            detail: `cache ${cache.location}`,
+          });
+        }
+      }
     },
     async exists(file) {
       const path = repoPath(file);

@@ -11,6 +11,7 @@ import { externalBytes, externalDataFiles, externalLocation } from "../onnx/exte
 import { inlineWeights, splitInlineWeights } from "../onnx/weight_split.ts";
 import { WeightStore } from "./weight_store.ts";
 import { decodeGraphNodes, decodeModel, encodeModel } from "../onnx/model_file.ts";
+import { readGraphNodes } from "../onnx/ranged_graph.ts";
 import { fp32Variant, type ModelDtype, onnxFileForDtype } from "../onnx/model_variant.ts";
 import { restoreQuantizedScopes, unscopedQuantizedNodes } from "../onnx/scope_recovery.ts";
 import { localFs } from "../runtime/fs.ts";
@@ -487,7 +488,9 @@ async function recoverModulePaths(source: FileSource, file: string, graph: Graph
     if (!(await source.exists(fp32))) {
       return `${why}; put the unquantized export ${file} was made from beside it as ${fp32} (only its graph is read)`;
     }
-    unquantized = decodeGraphNodes(await source.read(fp32), fp32);
+    // Read range by range where the source can: an fp32 export with its weights inline is the whole model's size.
+    const ranges = await source.openRanges?.(fp32);
+    unquantized = ranges ? readGraphNodes(ranges, fp32) : decodeGraphNodes(await source.read(fp32), fp32);
   } catch (err) {
     // The base itself loaded: it runs, and only adapters on the unnamed modules are refused, saying this.
     if (err instanceof PeftEdgeError) return `${why}; ${fp32} beside it could not be read (${err.message})`;
@@ -514,7 +517,7 @@ export async function loadBaseModel(pathOrId: PathOrSource, options: LoadBaseMod
   const source = await resolveSource(pathOrId, options);
   const config = await readJsonObject(source, "config.json", OnnxModelError);
   const file = await chooseOnnxFile(source, options.file, options.dtype);
-  // A local file is read whole once, for its graph; its weights are read again range by range when a session
+  // A local (or disk-cached Hub) file is read whole once, for its graph; its weights are read again range by range when a session
   // takes them, so JavaScript does not hold them beside onnxruntime's copy.
   const ranges = await source.openRanges?.(file);
   const bytes = ranges ? await ranges.readAll() : await source.read(file);

@@ -45,9 +45,10 @@ export interface FileSource {
   /** Whether the file exists. Never throws for a missing file. */
   exists(file: string): Promise<boolean>;
   /**
-   * Opens a file for reads of byte ranges, some of them synchronous (only
-   * sources over local files have it): a model's weights are then read from
-   * the file as onnxruntime copies them, never held whole in JavaScript.
+   * Opens a file for reads of byte ranges, some of them synchronous (sources
+   * over local files and the Hub's disk cache have it): a model's weights
+   * are then read from the file as onnxruntime copies them, never held whole
+   * in JavaScript.
    * Resolves to undefined where this runtime cannot read synchronously (the
    * file is then `read` whole); throws like `read`.
    */

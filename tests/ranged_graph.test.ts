@@ -1,0 +1,93 @@
+/**
+ * readGraphNodes parses a graph's nodes through ranged reads as
+ * decodeGraphNodes does from the whole file, reading little more than the
+ * nodes, and refuses a broken file with the same typed error.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { type FileSource, loadBaseModel, OnnxModelError } from "../mod.ts";
+import { localSource } from "../src/storage/local.ts";
+import { create, GraphProtoSchema, TensorProtoSchema, toBinary } from "../src/deps/onnx_proto.ts";
+import type { RangeFile } from "../src/storage/file_source.ts";
+import { decodeGraphNodes, decodeModel, encodeModel } from "../src/onnx/model_file.ts";
+import { readGraphNodes } from "../src/onnx/ranged_graph.ts";
+import { fixture } from "./support/fixtures.ts";
+
+/** A RangeFile over bytes in memory that counts the bytes read. */
+function counted(bytes: Uint8Array): RangeFile & { read: number } {
+  const file = {
+    size: bytes.length,
+    read: 0,
+    readInto(offset: number, into: Uint8Array) {
+      if (offset + into.length > bytes.length) throw new RangeError("past the end");
+      into.set(bytes.subarray(offset, offset + into.length));
+      file.read += into.length;
+    },
+    readAll: () => Promise.resolve(bytes.slice()),
+  };
+  return file;
+}
+
+for (const name of ["llama-tiny/onnx/model.onnx", "index/llama-dynamo/onnx/model.onnx", "gpt2-tiny/onnx/model.onnx"]) {
+  test(`readGraphNodes of ${name} equals decodeGraphNodes of the whole file`, async () => {
+    const bytes = new Uint8Array(await readFile(fixture(name)));
+    const file = counted(bytes);
+    const ranged = readGraphNodes(file, name);
+    const whole = decodeGraphNodes(bytes, name);
+    assert.deepEqual(toBinary(GraphProtoSchema, ranged), toBinary(GraphProtoSchema, whole));
+    assert.ok(ranged.node.length > 0);
+    assert.equal(ranged.initializer.length, 0);
+  });
+}
+
+test("readGraphNodes skips inline weights unread", async () => {
+  // llama-tiny keeps its weights inline; one more of 8 MiB makes the file mostly raw_data.
+  const model = decodeModel(new Uint8Array(await readFile(fixture("llama-tiny/onnx/model.onnx"))), "model.onnx");
+  const big = create(TensorProtoSchema, {
+    name: "big",
+    dims: [2n << 20n],
+    dataType: 1,
+    rawData: new Uint8Array(8 << 20),
+  });
+  model.graph!.initializer.push(big);
+  const bytes = encodeModel(model);
+  const file = counted(bytes);
+  const graph = readGraphNodes(file, "model.onnx");
+  assert.deepEqual(
+    toBinary(GraphProtoSchema, graph),
+    toBinary(GraphProtoSchema, decodeGraphNodes(bytes, "model.onnx")),
+  );
+  assert.ok(file.read < 1 << 20, `read ${file.read} of ${bytes.length}`);
+});
+
+test("readGraphNodes refuses a cut or broken file with an OnnxModelError naming it", async () => {
+  const bytes = new Uint8Array(await readFile(fixture("llama-tiny/onnx/model.onnx")));
+  for (const broken of [bytes.subarray(0, bytes.length - 100), bytes.subarray(0, 1000), new Uint8Array([0x3a, 0x05])]) {
+    assert.throws(() => readGraphNodes(counted(broken), "onnx/cut.onnx"), (err) => {
+      assert.ok(err instanceof OnnxModelError, String(err));
+      assert.equal(err.file, "onnx/cut.onnx");
+      return true;
+    });
+  }
+  // No graph at all: as decodeGraphNodes says it.
+  assert.throws(() => readGraphNodes(counted(new Uint8Array([0x08, 0x07])), "onnx/empty.onnx"), /no graph nodes/);
+});
+
+test("a quantized dynamo base in a folder reads its fp32 sibling's nodes range by range, never the file whole", async () => {
+  const local = localSource(fixture("index/llama-dynamo"));
+  const whole: string[] = [];
+  const ranged: string[] = [];
+  const source: FileSource = {
+    location: local.location,
+    exists: (file) => local.exists(file),
+    read: (file) => (whole.push(file), local.read(file)),
+    openRanges: (file) => (ranged.push(file), local.openRanges!(file)),
+  };
+  const base = await loadBaseModel(source, { dtype: "q4" });
+  assert.equal(base.weights.get("model.layers.1.self_attn.v_proj")?.nodeName, "node_linear_9_Q4");
+  assert.deepEqual(base.weights.unscoped, []);
+  assert.ok(ranged.includes("onnx/model.onnx"), ranged.join());
+  assert.ok(!whole.some((f) => f.startsWith("onnx/")), whole.join());
+  await base.release();
+});
