@@ -334,6 +334,33 @@ test(
 );
 
 test(
+  "dynamic: a base request that starts first runs on the adapters' batch, so an adapter request joins it",
+  LONG,
+  async () => {
+    const pool = new AdapterPool(demo.base, { mode: "dynamic", maxBatch: 8 });
+    // The base's request is long, so the adapter's arrives while it decodes; both run on the one branched session.
+    const run = async (model: string, prompt: string) => {
+      let text = "";
+      const greedy = { maxNewTokens: model === "base" ? 160 : 24, temperature: 0 };
+      for await (const piece of pool.stream(model, prompt, greedy)) text += piece;
+      return text;
+    };
+    try {
+      await pool.load("py", { kind: "local", path: DEMO_ADAPTER });
+      const alone = [await run("base", "The "), await run("py", "def ")];
+      const decoded = pool.batchStats.decodeRuns;
+      const base = run("base", "The ");
+      await waitFor(() => pool.batchStats.decodeRuns > decoded, 60_000);
+      const py = run("py", "def ");
+      assert.deepEqual(await Promise.all([base, py]), alone);
+      assert.equal(pool.batchStats.maxRows, 2, "the adapter's row decoded in the base's batch, not in a second loop");
+    } finally {
+      await pool.close();
+    }
+  },
+);
+
+test(
   "what cannot share rows runs alone: a prompt-tuning adapter beside batched LoRA rows, and maxBatch 1",
   LONG,
   async () => {
