@@ -24,6 +24,7 @@ import {
 import { redactPaths, toApiError } from "../src/server/to_api_error.ts";
 import { HubError, type HubErrorReason } from "../src/errors.ts";
 import { ResponseEnd } from "../src/server/response_end.ts";
+import { listen } from "../src/server/listen.ts";
 
 const demo = await loadDemo();
 const root = await makeAdapterRoot();
@@ -353,6 +354,52 @@ test("redactPaths blanks absolute paths and file URLs but keeps repo ids, URLs a
     assert.equal(redactPaths(kept), kept);
   }
 });
+
+test(
+  "the listener's requests carry a signal that aborts only when the client leaves before the answer ends",
+  LONG,
+  async () => {
+    const seen: Request[] = [];
+    const gone = Promise.withResolvers<unknown>();
+    const server = await listen(async (request) => {
+      seen.push(request);
+      if (new URL(request.url).pathname === "/slow") {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, 10_000);
+          request.signal.addEventListener("abort", () => {
+            clearTimeout(timer);
+            gone.resolve(request.signal.reason);
+            resolve();
+          }, { once: true });
+        });
+        return new Response("late");
+      }
+      return new Response(`${request.method} ${await request.text()}`);
+    }, { port: 0 });
+    try {
+      // A finished answer leaves the signal alone (Deno's own request.signal aborts then, and warns when read).
+      const reply = await fetch(`${server.url}/echo`, {
+        method: "POST",
+        headers: { "x-peft-edge-connection": "forged" },
+        body: "hello",
+      });
+      assert.equal(await reply.text(), "POST hello");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(seen[0].signal.aborted, false);
+      assert.equal(seen[0].headers.get("x-peft-edge-connection"), null, "the guard's header is not passed on");
+      // A client that leaves mid-request aborts it.
+      const controller = new AbortController();
+      const slow = fetch(`${server.url}/slow`, { signal: controller.signal });
+      await waitFor(() => seen.length === 2);
+      controller.abort();
+      await assert.rejects(slow);
+      const reason = await gone.promise;
+      assert.equal((reason as Error).name, "AbortError");
+    } finally {
+      await server.shutdown({ graceMs: 1 });
+    }
+  },
+);
 
 test("ResponseEnd finds the end of length-framed, chunked, bodiless and interim-headed answers", () => {
   const bytes = (text: string) => new TextEncoder().encode(text);

@@ -8,6 +8,12 @@
  * runtime's server on a loopback port. Each connection carries one request
  * (the head is rewritten to `Connection: close`), so every request meets
  * the head deadline, including the second one a keep-alive client would send.
+ *
+ * The handler's requests carry a signal of the guard's own that aborts when
+ * the client closes its connection before the answer is complete (the
+ * future `Deno.serve` behaviour): so the app never reads the runtime's
+ * `request.signal`, which on Deno also aborts after every successful
+ * response (the legacy behaviour) and warns when it is read.
  * @module
  */
 import { type FetchHandler, serveLoopback } from "../runtime/http_server.ts";
@@ -83,6 +89,9 @@ export interface RunningServer {
 
 const HEAD_END = new Uint8Array([13, 10, 13, 10]);
 
+/** The header by which the guard names a request's connection to the handler (a client's own is dropped). */
+const CONNECTION_ID = "x-peft-edge-connection";
+
 /** Index just past the blank line ending a request head, or -1. */
 function headEnd(bytes: Uint8Array, from: number): number {
   outer: for (let i = Math.max(0, from - 3); i + 4 <= bytes.length; i++) {
@@ -92,12 +101,16 @@ function headEnd(bytes: Uint8Array, from: number): number {
   return -1;
 }
 
-/** The head with its connection headers replaced by `Connection: close` (latin1 keeps every byte). */
-function oneRequestHead(head: Uint8Array): Uint8Array {
+/**
+ * The head with its connection headers replaced by `Connection: close` and the guard's connection id (latin1
+ * keeps every byte).
+ */
+function oneRequestHead(head: Uint8Array, id: string): Uint8Array {
   const text = new TextDecoder("latin1").decode(head);
   const lines = text.slice(0, -4).split("\r\n");
-  const kept = lines.filter((line, i) => i === 0 || !/^(connection|keep-alive)\s*:/i.test(line));
-  const out = `${kept.join("\r\n")}\r\nConnection: close\r\n\r\n`;
+  const dropped = new RegExp(`^(connection|keep-alive|${CONNECTION_ID})\\s*:`, "i");
+  const kept = lines.filter((line, i) => i === 0 || !dropped.test(line));
+  const out = `${kept.join("\r\n")}\r\nConnection: close\r\n${CONNECTION_ID}: ${id}\r\n\r\n`;
   const bytes = new Uint8Array(out.length);
   for (let i = 0; i < out.length; i++) bytes[i] = out.charCodeAt(i);
   return bytes;
@@ -108,6 +121,40 @@ function rawError(status: string, type: string, message: string, extra = ""): st
   const body = JSON.stringify({ error: { message, type, param: null, code: null } });
   return `HTTP/1.1 ${status}\r\ncontent-type: application/json; charset=utf-8\r\n${extra}` +
     `content-length: ${new TextEncoder().encode(body).length}\r\nconnection: close\r\n\r\n${body}`;
+}
+
+/** A client connection of the guard. */
+interface Connection {
+  /** Whether its head has been handed to the runtime's server. */
+  forwarded: boolean;
+  /** Whether the answer has passed complete. */
+  answered: boolean;
+  /** Its id in the forwarded head. */
+  id?: string;
+  upstream?: Socket;
+}
+
+/**
+ * The request with the guard's departure signal instead of the runtime's (and without the id header); a request
+ * naming a connection that has already closed gets an aborted signal, one naming none (not through the guard) is
+ * passed on as it is.
+ */
+function withDeparture(request: Request, departures: ReadonlyMap<string, AbortController>): Request {
+  const id = request.headers.get(CONNECTION_ID);
+  if (id === null) return request;
+  const headers = new Headers(request.headers);
+  headers.delete(CONNECTION_ID);
+  const signal = departures.get(id)?.signal ??
+    AbortSignal.abort(new DOMException("the client closed the connection", "AbortError"));
+  // Built from the URL, not from `request`: copying a request reads its signal, and on Deno reading it warns.
+  const init: RequestInit & { duplex?: "half" } = {
+    method: request.method,
+    headers,
+    body: request.body,
+    signal,
+    duplex: "half", // a streamed body passes through as it arrives
+  };
+  return new Request(request.url, init);
 }
 
 /** Answers and closes: the answer gets a moment to leave before the socket is dropped (peers that keep sending). */
@@ -140,9 +187,11 @@ export async function listen(handler: FetchHandler, options: ListenOptions = {})
   const maxConnections = positive("maxConnections", options.maxConnections, 256);
   const log = options.onLog ?? (() => {});
   const net = await loadNet();
-  const inner = await serveLoopback(handler);
+  /** Per forwarded connection, the signal its request gets: aborted when the client leaves before the answer ends. */
+  const departures = new Map<string, AbortController>();
+  const inner = await serveLoopback((request) => handler(withDeparture(request, departures)));
   /** Open client connections, and whether each one's head has been handed over. */
-  const open = new Map<Socket, { forwarded: boolean; upstream?: Socket }>();
+  const open = new Map<Socket, Connection>();
   const allClosed: Array<() => void> = [];
   const forget = (socket: Socket) => {
     if (!open.delete(socket)) return;
@@ -165,11 +214,16 @@ export async function listen(handler: FetchHandler, options: ListenOptions = {})
       );
       return;
     }
-    const state: { forwarded: boolean; upstream?: Socket } = { forwarded: false };
+    const state: Connection = { forwarded: false, answered: false };
     open.set(client, state);
     client.on("close", () => {
       clearTimeout(timer);
       state.upstream?.destroy();
+      if (state.id !== undefined) {
+        const gone = departures.get(state.id);
+        departures.delete(state.id);
+        if (!state.answered) gone?.abort(new DOMException("the client closed the connection", "AbortError"));
+      }
       forget(client);
     });
     // A peer that hangs up before its head is complete: nothing to answer.
@@ -223,7 +277,9 @@ export async function listen(handler: FetchHandler, options: ListenOptions = {})
       // connection is closed (a keep-alive client would otherwise hold it open, counted, with nothing to do).
       upstream.on("close", () => client.end());
       client.on("finish", () => client.destroy());
-      upstream.write(oneRequestHead(buffered.subarray(0, end)));
+      state.id = crypto.randomUUID();
+      departures.set(state.id, new AbortController());
+      upstream.write(oneRequestHead(buffered.subarray(0, end), state.id));
       if (end < buffered.length) upstream.write(buffered.subarray(end));
       client.pipe(upstream);
       upstream.pipe(client);
@@ -231,6 +287,7 @@ export async function listen(handler: FetchHandler, options: ListenOptions = {})
       const answer = new ResponseEnd(new TextDecoder("latin1").decode(buffered.subarray(0, 8)).split(" ")[0]);
       upstream.on("data", (chunk) => {
         if (answer.feed(chunk)) {
+          state.answered = true;
           upstream.removeAllListeners("data");
           upstream.destroy();
         }

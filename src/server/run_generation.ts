@@ -30,8 +30,9 @@ export interface StartedGeneration {
   /**
    * Stops watching the request's signal. A streamed response calls it when
    * it hands its body over: from then on the body's cancellation tells that
-   * the client went away (Deno aborts `request.signal` once a response is
-   * returned, even while its body is still streaming).
+   * the client went away (`Deno.serve`'s own `request.signal`, where the app
+   * is served without `listen`, aborts once a response is returned, even
+   * while its body is still streaming).
    */
   detach(): void;
   /** Stops watching every signal (the generation has ended). */

@@ -1,10 +1,12 @@
 /**
  * {@linkcode BatchRouter}: which requests of a pool share a decode batch.
  *
- * - Requests on the base share one batch on the base's session; while a
- *   dynamic model on that base decodes, they join its batch as `"__base__"`
- *   rows instead (the base runs on that branched session anyway, every
- *   branch off: one copy of the weights).
+ * - Requests on the base share one batch on the base's session; once the
+ *   pool has a dynamic model on that base they run in its batch as
+ *   `"__base__"` rows instead (the base runs on that branched session
+ *   anyway, every branch off: one copy of the weights), so base and adapter
+ *   requests share one loop whichever came first, rather than two loops
+ *   taking turns on one session.
  * - In dynamic mode, requests on any adapters share one batch on the shared
  *   branched session, one adapter per row (`adapterNames`; a batch whose
  *   rows all have one adapter runs with `adapter`, as that adapter alone).
@@ -76,10 +78,15 @@ export class BatchRouter {
   /** Runs of every scheduler so far, added up. */
   readonly stats: SchedulerStats = { prefillRuns: 0, decodeRuns: 0, maxRows: 0 };
   readonly #schedulers = new Map<CausalLm, Map<string, DecodeScheduler>>();
+  readonly #dynamicModel: () => PeftModel | undefined;
 
-  /** A router whose batches hold at most `maxBatch` rows (1: every request runs alone). */
-  constructor(maxBatch: number) {
+  /**
+   * A router whose batches hold at most `maxBatch` rows (1: every request runs alone); `dynamicModel` gives the
+   * pool's model now, if any, where base requests join its batch.
+   */
+  constructor(maxBatch: number, dynamicModel: () => PeftModel | undefined = () => undefined) {
     this.maxBatch = maxBatch;
+    this.#dynamicModel = dynamicModel;
   }
 
   /** Where a lease's generation runs batched, or undefined to run it alone. */
@@ -91,6 +98,8 @@ export class BatchRouter {
       if ((lm as BaseModel).device === "webgpu") return undefined;
       const shared = this.#dynamicBatchOn(lm as BaseModel);
       if (shared) return { scheduler: shared, adapter: BASE_ROW };
+      const dynamic = this.#dynamicModel();
+      if (dynamic?.mode === "dynamic" && dynamic.base === lm) return this.#mixedSeat(dynamic, BASE_ROW);
       return this.#seat(lm, BASE_ROW, BASE_ROW, () => undefined);
     }
     const model = lm as PeftModel;
@@ -99,10 +108,15 @@ export class BatchRouter {
     if (model.mode === "merged" || targetParametersOf(model.peftConfig[key]) !== null) {
       return this.#seat(lm, key, key, () => ({ adapter: key }));
     }
+    return this.#mixedSeat(model, key);
+  }
+
+  /** A row in the dynamic model's one batch of any adapters (and base rows). */
+  #mixedSeat(model: PeftModel, adapter: string): BatchSeat | undefined {
     return this.#seat(
-      lm,
+      model,
       "*",
-      key,
+      adapter,
       (names) =>
         names.every((name) => name === names[0])
           ? { adapter: names[0] === BASE_ROW ? null : names[0] }

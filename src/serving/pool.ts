@@ -130,7 +130,7 @@ export class AdapterPool {
     this.#options = resolvePoolOptions(base, options);
     this.baseName = this.#options.baseName;
     this.#model = new SharedModel(base, options);
-    this.#batches = new BatchRouter(this.#options.maxBatch);
+    this.#batches = new BatchRouter(this.#options.maxBatch, () => this.#model.current);
   }
 
   /** Model runs of the pool's decode batches so far (prefills and batched steps), added up. */

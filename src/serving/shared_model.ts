@@ -84,6 +84,11 @@ export class SharedModel {
     this.#prepareModules = options.prepareModules ?? "all-linear";
   }
 
+  /** The model holding the adapters now (undefined until the first load and after the last unload). */
+  get current(): PeftModel | undefined {
+    return this.#model;
+  }
+
   /** Loads an adapter's files. A failure leaves the model and every loaded adapter as they were. */
   load(files: FileSource, onWarning: (message: string) => void = () => {}): Promise<ModelAdapter> {
     return this.#changes.push(async () => {
