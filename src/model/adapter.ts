@@ -152,7 +152,17 @@ async function readConfig(source: FileSource, options: AdapterOptions, warn: (m:
   return parseLoraConfig(text, { file: ADAPTER_CONFIG, onWarning: warn, requirePeftType: true });
 }
 
-/** Options of {@linkcode readAdapterWeights}. */
+/**
+ * Options of {@linkcode readAdapterWeights}.
+ *
+ * @example
+ * ```ts
+ * import { type AdapterWeightsOptions, readAdapterWeights } from "./adapter.ts";
+ * import { localSource } from "../storage/local.ts";
+ * const options: AdapterWeightsOptions = { whole: true };
+ * const weights = await readAdapterWeights(localSource("tests/fixtures/llama-tiny-lora-qv"), options);
+ * ```
+ */
 export interface AdapterWeightsOptions {
   /**
    * Holds the file's bytes in memory even where the source reads ranges
