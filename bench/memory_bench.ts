@@ -39,8 +39,8 @@
  *   from the file range by range when the session is made (one reused
  *   buffer of the largest weight's size); dynamic from the start: 1.73x;
  * - first dynamic adapter: +34 = 1.81x its bytes (33, 33, 34, 34, 36 in
- *   five processes; the same bench before this change: +50 = 2.69x, 46 to
- *   56 and one -32), of which JavaScript +19 = 0.96x, the branch feeds only
+ *   five processes; a whole run of this bench: 34, 35, 37 = 1.89x; the same
+ *   bench before this change: +50 = 2.69x, 46 to 56 and one -32), of which JavaScript +19 = 0.96x, the branch feeds only
  *   (A^T and s B^T, transposed, scaled and joined as the graph takes them):
  *   a local adapter's tensors are read from its file by range when
  *   something needs them, so the file's 19 MiB are no longer held beside
