@@ -13,7 +13,7 @@
  *   `base-unpacked` the same without onnxruntime's MatMul weight pre-packing;
  * - `dynamic`: `loadBaseModel`, `fromPretrained` (dynamic), one adapter run
  *   and one base run (both through the one branched session);
- * - `base-then-dynamic`: a base run first (own session), then
+ * - `base-then-dynamic`: two base runs first (own session), then
  *   `fromPretrained`: what the first dynamic adapter adds;
  * - `base-hub` (with `--hub`): `base` loaded by repo id, offline, from a
  *   Hugging Face cache made in a temporary folder (DIR's base files
@@ -41,13 +41,19 @@
  *   (freed at once) after the split, and onnxruntime copies each weight
  *   from the file range by range when the session is made (one reused
  *   buffer of the largest weight's size); dynamic from the start: 1.73x;
- * - first dynamic adapter: +41 = 2.21x its bytes (24, 41, 42 in three
- *   processes; before: +16 to +64, 0.9x-3.4x), of which JavaScript +38: the
- *   file's bytes (its F32 tensors are now read as views of them, no float32
- *   copies: was +58) and the branch feeds (A^T and s B^T, transposed,
- *   scaled and joined as the graph takes them). The base's session is freed
- *   first and the branched one reuses its wasm memory; the per-run input
- *   copies in onnxruntime's heap add a few MiB more;
+ * - first dynamic adapter: +34 = 1.81x its bytes (33, 33, 34, 34, 36 in
+ *   five processes; a whole run of this bench: 34, 35, 37 = 1.89x; the same
+ *   bench before this change: +50 = 2.69x, 46 to 56 and one -32), of which JavaScript +19 = 0.96x, the branch feeds only
+ *   (A^T and s B^T, transposed, scaled and joined as the graph takes them):
+ *   a local adapter's tensors are read from its file by range when
+ *   something needs them, so the file's 19 MiB are no longer held beside
+ *   the feeds (JavaScript was +38). The rest, ~17, is onnxruntime's heap
+ *   growing at the first adapter run (its per-run copy of the 19.5 MB of
+ *   inputs). The base's session is freed first and the branched one reuses
+ *   its wasm memory. The baseline is taken after two base runs: after one,
+ *   the process sometimes still held ~30 MiB that the next run gave back,
+ *   which made the figure swing by -50 to +45 between processes (an earlier
+ *   run's 24, 41, 42 gave +41 = 2.21x);
  * - `loadBaseModel` + `fromPretrained` (dynamic) / plain creation: 1.19x
  *   (medians of 3, with other jobs running: 5744 ms against 4819 ms);
  * - from the Hub cache (`--hub`): peak 1010 = 1.62x, as from the folder
@@ -138,7 +144,8 @@ async function measure(name: string): Promise<Record<string, number>> {
   }
   let baseOnly = { rss: 0, peak: 0, external: 0 };
   if (name === "base-then-dynamic") {
-    await base.run(step);
+    // Two runs: the first leaves ~30 MiB that the second gives back (sometimes), which the baseline must not count.
+    for (let i = 0; i < 2; i++) await base.run(step);
     baseOnly = await settled();
   }
   const model = await fromPretrained(base, `${dir}/lora`);

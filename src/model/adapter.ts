@@ -11,6 +11,7 @@ import { type AdapterPlan, planAdapter } from "../lora/plan.ts";
 import { parseSafetensors, type Safetensors } from "../safetensors/mod.ts";
 import { safetensorsOnlyError } from "../storage/bin_only.ts";
 import type { FileSource } from "../storage/file_source.ts";
+import { rangeBytes } from "../storage/range_bytes.ts";
 import { type PathOrSource, type ResolveOptions, resolveSource } from "../hub/resolve.ts";
 import type { WeightIndex } from "../onnx/weight_index.ts";
 import type { WeightTarget } from "../onnx/weight_target.ts";
@@ -33,7 +34,10 @@ export interface AdapterOptions extends ResolveOptions {
   autocastAdapterDtype?: boolean;
   /** Accepted for PEFT compatibility; adapters are always read once, without extra copies. */
   lowCpuMemUsage?: boolean;
-  /** Training is not supported: `true` raises. Default `false`. */
+  /**
+   * Loads the adapter for training (`fromPretrained` in mode "dynamic"; `loadAdapter` refuses it).
+   * Default `false`.
+   */
   isTrainable?: boolean;
   /** Receives warnings (missing/unexpected keys, unknown config fields). Default `console.warn`. */
   onWarning?: (message: string) => void;
@@ -59,6 +63,11 @@ export interface LoadedAdapter {
   /** LoRA's config, a non-LoRA method's (`src/tuners`), or a prompt-learning one. */
   config: LoraConfig | TunerConfig | PromptLearningConfig;
   plan: AdapterPlan;
+  /**
+   * Its tensors. Those of a local adapter not loaded for training are read
+   * from its file each time they are asked for (`readAdapterWeights`):
+   * readers take what they need once rather than holding them.
+   */
   weights: Safetensors;
   /** Number of parameters in its tensors. */
   parameters: number;
@@ -144,8 +153,31 @@ async function readConfig(source: FileSource, options: AdapterOptions, warn: (m:
 }
 
 /**
+ * Options of {@linkcode readAdapterWeights}.
+ *
+ * @example
+ * ```ts
+ * import { type AdapterWeightsOptions, readAdapterWeights } from "./adapter.ts";
+ * import { localSource } from "../storage/local.ts";
+ * const options: AdapterWeightsOptions = { whole: true };
+ * const weights = await readAdapterWeights(localSource("tests/fixtures/llama-tiny-lora-qv"), options);
+ * ```
+ */
+export interface AdapterWeightsOptions {
+  /**
+   * Holds the file's bytes in memory even where the source reads ranges
+   * (a trainable adapter: training may save over the file it came from).
+   */
+  whole?: boolean;
+}
+
+/**
  * Reads `adapter_model.safetensors` (refusing pickle-only adapters and
- * non-float tensors).
+ * non-float tensors). A source that reads ranges (a local folder) gives
+ * weights read from the file tensor by tensor whenever they are asked for,
+ * so the file's bytes are not held beside what is built from them (the
+ * branch feeds, merged weights); such a read of a file that changed since
+ * throws `FileAccessError` naming it. Other sources are read whole.
  *
  * @example
  * ```ts
@@ -154,12 +186,17 @@ async function readConfig(source: FileSource, options: AdapterOptions, warn: (m:
  * const weights = await readAdapterWeights(await resolveSource("tests/fixtures/llama-tiny-lora-qv"));
  * ```
  */
-export async function readAdapterWeights(source: FileSource): Promise<Safetensors> {
+export async function readAdapterWeights(
+  source: FileSource,
+  options: AdapterWeightsOptions = {},
+): Promise<Safetensors> {
   if (!await source.exists(ADAPTER_WEIGHTS)) {
     const pickleOnly = await safetensorsOnlyError(source, ADAPTER_WEIGHTS);
     if (pickleOnly) throw pickleOnly;
   }
-  const weights = parseSafetensors(await source.read(ADAPTER_WEIGHTS), ADAPTER_WEIGHTS);
+  const ranges = options.whole ? undefined : await source.openRanges?.(ADAPTER_WEIGHTS);
+  const bytes = ranges ? rangeBytes(ranges, ADAPTER_WEIGHTS) : await source.read(ADAPTER_WEIGHTS);
+  const weights = parseSafetensors(bytes, ADAPTER_WEIGHTS);
   for (const name of weights.names()) {
     const { dtype } = weights.info(name);
     if (!FLOAT_DTYPES.has(dtype)) {
@@ -203,7 +240,7 @@ export async function readAdapter(
   // "all-linear" is expanded against this base, as PEFT expands it against the model.
   const linear = weightsOfBase.modules.filter((m) => weightsOfBase.get(m)!.kind === "linear");
   const config = expandAllLinear(await readConfig(source, options, warn), linear);
-  const file = await readAdapterWeights(source);
+  const file = await readAdapterWeights(source, { whole: options.isTrainable });
   // Wrapped parameters (target_parameters) become LoRAs of their modules, some factors transposed.
   const modelType = base?.config.model_type;
   const { layout, weights, wrapped, targets } = wrapParamTargets(

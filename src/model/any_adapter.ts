@@ -58,7 +58,7 @@ export async function readAdapterFor(
     warnings.push(message);
     (options.onWarning ?? console.warn)(message);
   };
-  const read = () => readAdapterWeights(source);
+  const read = () => readAdapterWeights(source, { whole: options.isTrainable });
   const tunedMode = mode === "dynamic" ? "dynamic" : "merged";
   const { config, plan, weights, parameters, saved } = await readTunedAdapter(
     base,

@@ -259,14 +259,12 @@ function addTokens(g: BranchGraph, lora: Feeds, tokens: () => Feeds): Feeds {
   return feeds;
 }
 
-/** Float32 adapter tensors, converted once per key (F32 ones are views of the file: no second copy). */
+/**
+ * Float32 adapter tensors, as the file gives them each time (F32 ones are views of its bytes in memory, or
+ * read by range from a local file): nothing is kept here, the feed sets built from them are the one copy.
+ */
 function tensorReader(adapter: LoadedAdapter): AdapterTensorReader {
-  const cache = new Map<string, Float32Array>();
-  return (key) => {
-    let t = cache.get(key);
-    if (!t) cache.set(key, t = adapter.weights.float32View(key));
-    return t;
-  };
+  return (key) => adapter.weights.float32View(key);
 }
 
 function engine(

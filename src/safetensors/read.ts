@@ -7,7 +7,7 @@
 import { SafetensorsError } from "../errors.ts";
 import { bytesToFloat32, bytesToTypedArray, type SafetensorsTypedArray } from "./convert.ts";
 import type { Dtype } from "./dtype.ts";
-import { parseSafetensorsHeader, type SafetensorsHeader, type TensorInfo } from "./header.ts";
+import { parseSafetensorsHeader, readHeaderLength, type SafetensorsHeader, type TensorInfo } from "./header.ts";
 
 /**
  * One tensor of a file: its dtype, shape and raw little-endian bytes.
@@ -23,7 +23,10 @@ export interface TensorView {
   dtype: Dtype;
   /** Dimensions, row-major (a copy: changing it does not change the file). */
   shape: number[];
-  /** The tensor's bytes: a view into the file's buffer, not a copy. */
+  /**
+   * The tensor's bytes: a view into the file's buffer, not a copy (for a
+   * file read range by range, those bytes read from it just now).
+   */
   bytes: Uint8Array;
 }
 
@@ -42,8 +45,12 @@ function closestNames(name: string, names: string[], count: number): string[] {
 }
 
 /**
- * A validated safetensors file held in memory. Build one with
- * {@linkcode parseSafetensors} (or `new Safetensors(bytes, file)`).
+ * A validated safetensors file. Build one with {@linkcode parseSafetensors}
+ * (or `new Safetensors(bytes, file)`). `bytes` are the whole file, or a
+ * stand-in for them whose `subarray` reads that range from the file
+ * (`rangeBytes`, `storage/range_bytes.ts`): only the header is read then,
+ * and each tensor when it is asked for, so nothing holds the file whole
+ * (a file changed since is refused by those reads, naming it).
  *
  * @example
  * ```ts
@@ -67,7 +74,9 @@ export class Safetensors {
    * @throws {SafetensorsError} when the file is malformed.
    */
   constructor(bytes: Uint8Array, file?: string) {
-    this.header = parseSafetensorsHeader(bytes, bytes.length, file);
+    // The header through subarray only: free views of bytes in memory, two small reads of a ranged file.
+    const headerLength = readHeaderLength(bytes.subarray(0, 8), bytes.length, file);
+    this.header = parseSafetensorsHeader(bytes.subarray(0, 8 + headerLength), bytes.length, file);
     this.file = file;
     this.#bytes = bytes;
   }
@@ -107,7 +116,7 @@ export class Safetensors {
     });
   }
 
-  /** Dtype, shape and bytes (a view, no copy) of tensor `name`. */
+  /** Dtype, shape and bytes (a view, no copy; read from the file where it is read by range) of tensor `name`. */
   get(name: string): TensorView {
     const { dtype, shape, dataOffsets: [begin, end] } = this.info(name);
     const start = this.header.dataOffset;
@@ -130,8 +139,8 @@ export class Safetensors {
   /**
    * Values of tensor `name` as float32 without a copy where they are stored
    * so: an aligned F32 tensor is a view into the file (treat it as
-   * read-only; it keeps the file's buffer alive), any other is converted
-   * as by {@linkcode Safetensors.toFloat32}.
+   * read-only; it keeps the file's buffer alive; read by range, a buffer
+   * of its own), any other is converted as by {@linkcode Safetensors.toFloat32}.
    *
    * @example
    * ```ts

@@ -2,7 +2,9 @@
  * A whole file's bytes that are never held whole: a `Uint8Array` stand-in
  * over a {@linkcode RangeFile} whose `subarray` and `slice` read that range
  * from the file. It serves where bytes are only ever read range by range:
- * external data lookups (`subarray(offset, end)`) and onnxruntime-web's
+ * a local adapter's safetensors file (`Safetensors` reads its header and
+ * each tensor with `subarray`), external data lookups
+ * (`subarray(offset, end)`) and onnxruntime-web's
  * mounted external data, whose C++ side (1.30, `Module.MountedFiles`) checks
  * `byteLength` and copies each initializer's `subarray(offset, offset +
  * length)` into its heap. Any other use (an element, `buffer`, iteration)
