@@ -27,7 +27,7 @@
  * (default 8; checked during cells too, the process exits past it). Options: `--clients 1,4,8,16`, `--adapters 1,8`,
  * `--max-tokens N` (default 16, max 64), `--requests-per-client N` (default
  * 2, max 20), `--rounds N` (max 10), `--max-batch N` (the pool's `maxBatch`, default 16; 1 serves
- * every request alone), `--models demo,smollm`, `--device wasm|native` (onnxruntime-node). The temp adapter roots are
+ * every request alone), `--models demo,smollm`, `--device wasm|native` (onnxruntime-node), `--threads N` (the runtime's default unless given). The temp adapter roots are
  * deleted at the end.
  * @module
  */
@@ -116,11 +116,12 @@ async function sweep(
     maxBatch: number;
     rounds: number;
     device: "wasm" | "native";
+    numThreads?: number;
   },
   maxRss: number,
 ): Promise<Cell[]> {
-  const { device } = options;
-  const base: BaseModel = await loadBaseModel(model.base, { device });
+  const { device, numThreads } = options;
+  const base: BaseModel = await loadBaseModel(model.base, { device, numThreads });
   const root = await makeVariantRoot(model.adapter, B_SCALES);
   const pool = await createAdapterPool(base, {
     baseName: model.name,
@@ -219,6 +220,7 @@ async function main(): Promise<void> {
       "max-rss-gb": { type: "string" },
       rounds: { type: "string" },
       device: { type: "string" },
+      threads: { type: "string" },
     },
   });
   const [maxTokens] = list("max-tokens", values["max-tokens"], [16], 64);
@@ -235,6 +237,8 @@ async function main(): Promise<void> {
     rounds,
     // wasm (default) or native (onnxruntime-node): `--device native`.
     device: (values.device ?? "wasm") as "wasm" | "native",
+    // The runtime's default unless given (Deno: one onnxruntime-web thread; the README's figures used 2).
+    numThreads: values.threads === undefined ? undefined : list("threads", values.threads, [1], 64)[0],
   };
   const models: BenchModel[] = [{ name: "demo", base: DEMO_BASE, adapter: DEMO_ADAPTER }];
   if (values.smollm) {

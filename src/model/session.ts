@@ -29,7 +29,7 @@ import {
   type RuntimeOptions,
   type RuntimeSettings,
 } from "./runtime_options.ts";
-import { isServerRuntime } from "../runtime/threads.ts";
+import { defaultNumThreads, isServerRuntime } from "../runtime/threads.ts";
 import { createNativeSession, loadNativeOrt, nativeSessionOptions } from "./native_session.ts";
 import { freeNow, rangeBytes, rangeFileOf, wholeBytes } from "../storage/range_bytes.ts";
 
@@ -276,7 +276,9 @@ async function nativeSession(
   file: string,
 ): Promise<ModelSession> {
   const runtime = await loadNativeOrt();
-  const threads = (settings.runtime ?? await resolveRuntimeOptions({})).numThreads;
+  // Only onnxruntime-web's threads default to 1 in Deno; native ones take every core unless asked otherwise.
+  const wanted = settings.runtime ?? await resolveRuntimeOptions({});
+  const threads = wanted.threadsRequested ? wanted.numThreads : await defaultNumThreads();
   const options = nativeSessionOptions(
     {
       ...settings.sessionOptions,
