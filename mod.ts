@@ -45,7 +45,7 @@ export type { PromptLearningConfig, PromptLearningType } from "./src/tuners/prom
 export type { ModelDtype } from "./src/onnx/model_variant.ts";
 export { ModuleNotInExportError } from "./src/lora/plan.ts";
 export type { CombinationType, WeightedAdapterOptions } from "./src/lora/weighted.ts";
-export type { FileSource } from "./src/storage/file_source.ts";
+export type { FileSource, RangeFile } from "./src/storage/file_source.ts";
 export { type MemoryFile, memorySource } from "./src/storage/memory.ts";
 export { urlSource, type UrlSourceOptions } from "./src/storage/url.ts";
 export type { NetworkOptions } from "./src/storage/http.ts";
