@@ -10,7 +10,7 @@
  * - `plain`: the file read and `InferenceSession.create` from its bytes
  *   (what onnxruntime-web does without peft-edge);
  * - `base`: `loadBaseModel` and one base run (the base's own session);
- *   `base-unpacked` the same without onnxruntime's MatMul weight pre-packing;
+ *   `base-packed` the same with onnxruntime's MatMul weight pre-packing (off by default);
  * - `dynamic`: `loadBaseModel`, `fromPretrained` (dynamic), one adapter run
  *   and one base run (both through the one branched session);
  * - `base-then-dynamic`: two base runs first (own session), then
@@ -33,8 +33,8 @@
  *   collected, peak 2471 = 3.97x (onnxruntime parses the whole file in its
  *   heap);
  * - base RSS 894 = 1.44x (onnxruntime's one copy, the runtime and the graph;
- *   with threads and external data pre-packing is off, see `session.ts`;
- *   with MatMul pre-packing on it measured 1059 = 1.70x);
+ *   MatMul pre-packing is off for external data, see `session.ts`; with
+ *   it on, 1071 = 1.72x on one thread);
  * - peak during load 1005 = 1.61x (was 1538-1563 = 2.47-2.51x, the file's
  *   bytes in JavaScript beside onnxruntime's copy). A local file is read
  *   whole once for its graph (peak ~780 there), that buffer is detached
@@ -129,16 +129,17 @@ async function measure(name: string): Promise<Record<string, number>> {
     const ms = performance.now() - start;
     return { ms, ...await settled(), before: before.rss, inputs: session.inputNames.length };
   }
-  // onnxruntime's MLAS pre-packs MatMul weights at session creation, keeping a packed copy of some beside them.
-  const noPrepacking = { sessionOptions: { extra: { session: { disable_prepacking: "1" } } } };
+  // onnxruntime's MLAS pre-packs MatMul weights at session creation, keeping a packed copy of some beside them
+  // (peft-edge turns that off for its external-data sessions; "0" turns it back on).
+  const prepacking = { sessionOptions: { extra: { session: { disable_prepacking: "0" } } } };
   const hub = { cacheDir: hubCache, localFilesOnly: true };
   const base = await loadBaseModel(name === "base-hub" ? HUB_REPO : `${dir}/base`, {
     device: "wasm",
-    ...(name === "base-unpacked" ? noPrepacking : {}),
+    ...(name === "base-packed" ? prepacking : {}),
     ...(name === "base-hub" ? hub : {}),
   });
   const step = feeds(base.config);
-  if (name === "base" || name === "base-unpacked" || name === "base-hub") {
+  if (name === "base" || name === "base-packed" || name === "base-hub") {
     await base.run(step);
     return { ms: performance.now() - start, ...await settled(), before: before.rss };
   }
@@ -224,7 +225,7 @@ for (let r = 0; r < rounds; r++) {
   }
 }
 last.base = await run("base");
-last.unpacked = await run("base-unpacked");
+last.packed = await run("base-packed");
 // The adapter's cost is a difference of two RSS figures that each vary by tens of MiB from process to process.
 const later: Record<string, number>[] = [];
 for (let r = 0; r < rounds; r++) later.push(await run("base-then-dynamic"));
@@ -236,8 +237,8 @@ console.log(`weights ${mb(weightBytes)} (ONNX file), adapter ${mb(adapterBytes)}
 console.log(`plain InferenceSession.create: RSS ${mb(last.plain.rss)}, peak ${mb(last.plain.peak)}`);
 console.log(`base RSS ${mb(last.base.rss)} = ${x(last.base.rss, weightBytes)} the weights (goal <= 1.5x)`);
 console.log(
-  `without pre-packing (sessionOptions.extra.session.disable_prepacking): base RSS ${mb(last.unpacked.rss)} = ` +
-    `${x(last.unpacked.rss, weightBytes)}, peak ${mb(last.unpacked.peak)} = ${x(last.unpacked.peak, weightBytes)}`,
+  `with pre-packing (sessionOptions.extra.session.disable_prepacking "0"): base RSS ${mb(last.packed.rss)} = ` +
+    `${x(last.packed.rss, weightBytes)}, peak ${mb(last.packed.peak)} = ${x(last.packed.peak, weightBytes)}`,
 );
 console.log(
   `peak during load ${mb(last.base.peak)} = ${x(last.base.peak, weightBytes)} (goal <= 2x); ` +
