@@ -62,9 +62,8 @@ const GRAPH_NODE = 1;
  * ```
  */
 export function decodeGraphNodes(bytes: Uint8Array, file: string): GraphProto {
-  let graph: GraphProto;
+  const nodes: Uint8Array[] = [];
   try {
-    const nodes: Uint8Array[] = [];
     const model = new BinaryReader(bytes);
     while (model.pos < model.len) {
       const [field, wire] = model.tag();
@@ -82,6 +81,29 @@ export function decodeGraphNodes(bytes: Uint8Array, file: string): GraphProto {
         if (f === GRAPH_NODE && w === WireType.LengthDelimited) nodes.push(graphBytes.subarray(start, reader.pos));
       }
     }
+  } catch (cause) {
+    throw new OnnxModelError(`not a valid ONNX ModelProto (${(cause as Error).message})`, { file, cause });
+  }
+  return graphFromNodeFields(nodes, file);
+}
+
+/**
+ * A graph of these nodes only, each given as its whole `GraphProto.node`
+ * field (tag, length, message), in order: their concatenation is a `GraphProto`.
+ *
+ * @param file The model, for errors.
+ * @throws {OnnxModelError} when a node does not parse, or there is none.
+ * @example
+ * ```ts
+ * import { graphFromNodeFields } from "./model_file.ts";
+ * // `GraphProto.node` is field 1 (tag byte 0x0a), then the message's length: an empty NodeProto here.
+ * const graph = graphFromNodeFields([new Uint8Array([0x0a, 0x00])], "model.onnx");
+ * console.log(graph.node.length); // 1
+ * ```
+ */
+export function graphFromNodeFields(nodes: readonly Uint8Array[], file: string): GraphProto {
+  let graph: GraphProto;
+  try {
     const joined = new Uint8Array(nodes.reduce((n, b) => n + b.length, 0));
     nodes.reduce((offset, b) => (joined.set(b, offset), offset + b.length), 0);
     graph = fromBinary(GraphProtoSchema, joined);

@@ -5,24 +5,30 @@
  * costs a few MiB of reads to learn its structure.
  * @module
  */
-import type { GraphProto } from "../deps/onnx_proto.ts";
+import { BinaryReader, type GraphProto, WireType } from "../deps/onnx_proto.ts";
 import { OnnxModelError, PeftEdgeError } from "../errors.ts";
 import type { RangeFile } from "../storage/file_source.ts";
-import { decodeGraphNodes } from "./model_file.ts";
+import { graphFromNodeFields } from "./model_file.ts";
 
-/** Field numbers and wire types of onnx.proto used here: `ModelProto.graph`, `GraphProto.node`. */
+/** Field numbers of onnx.proto used here: `ModelProto.graph`, `GraphProto.node`. */
 const MODEL_GRAPH = 7;
 const GRAPH_NODE = 1;
-const VARINT = 0;
-const FIXED64 = 1;
-const DELIMITED = 2;
-const FIXED32 = 5;
 
 /**
  * Bytes read ahead at a time: most nodes fit and follow one another; a skipped field (a weight) costs one window
  * for the tag and length after it.
  */
 const WINDOW = 1 << 13;
+/** The most bytes a field's head takes: a tag (5-byte varint) and a length (10). */
+const HEAD = 15;
+
+/** A field's head: its number and wire type; `start`..`end` are a delimited field's bytes (both the position after the value for other wire types). */
+interface FieldHead {
+  field: number;
+  wire: WireType;
+  start: number;
+  end: number;
+}
 
 /** Reads a file's bytes through a window that moves forward as the parse does. */
 class Window {
@@ -42,11 +48,6 @@ class Window {
     this.#at = pos;
   }
 
-  byte(pos: number): number {
-    if (pos < this.#at || pos >= this.#at + this.#bytes.length) this.#fill(pos);
-    return this.#bytes[pos - this.#at];
-  }
-
   /** `length` bytes from `pos`, in a buffer of their own. */
   bytes(pos: number, length: number): Uint8Array {
     if (pos + length > this.#file.size) throw new RangeError(`the file ends before byte ${pos + length}`);
@@ -60,44 +61,25 @@ class Window {
     return out;
   }
 
-  /** A protobuf varint at `pos`: its value (exact below 2^53) and the position after it. */
-  varint(pos: number): [number, number] {
-    let value = 0;
-    for (let i = 0; i < 10; i++) {
-      const b = this.byte(pos + i);
-      value += (b & 0x7f) * 2 ** (7 * i);
-      if (b < 0x80) return [value, pos + i + 1];
-    }
-    throw new RangeError(`a varint at byte ${pos} is longer than 10 bytes`);
+  /**
+   * The head of the field at `pos`, read by protobuf's own wire reader from
+   * the window: a delimited value's length is read, its bytes are not.
+   */
+  head(pos: number): FieldHead {
+    const need = Math.min(HEAD, this.#file.size - pos);
+    if (pos < this.#at || pos + need > this.#at + this.#bytes.length) this.#fill(pos);
+    const reader = new BinaryReader(this.#bytes.subarray(pos - this.#at));
+    const [field, wire] = reader.tag();
+    let length = 0;
+    if (wire === WireType.LengthDelimited) length = reader.uint32();
+    else if (wire === WireType.StartGroup || wire === WireType.EndGroup) {
+      throw new RangeError(`wire type ${wire} at byte ${pos} is not one ONNX files use`);
+    } else reader.skip(wire);
+    const start = pos + reader.pos;
+    const end = start + length;
+    if (end > this.#file.size) throw new RangeError(`a field at byte ${pos} ends after the file`);
+    return { field, wire, start, end };
   }
-
-  /** The position after the value of a field of wire type `wire` starting at `pos`. */
-  skip(wire: number, pos: number): number {
-    switch (wire) {
-      case VARINT:
-        return this.varint(pos)[1];
-      case FIXED64:
-        return pos + 8;
-      case FIXED32:
-        return pos + 4;
-      case DELIMITED: {
-        const [length, at] = this.varint(pos);
-        return at + length;
-      }
-    }
-    throw new RangeError(`wire type ${wire} at byte ${pos} is not one ONNX files use`);
-  }
-}
-
-/** The bytes of a protobuf varint. */
-function encodeVarint(value: number): number[] {
-  const out: number[] = [];
-  while (value >= 0x80) {
-    out.push((value % 0x80) | 0x80);
-    value = Math.floor(value / 0x80);
-  }
-  out.push(value);
-  return out;
 }
 
 /**
@@ -121,35 +103,20 @@ export function readGraphNodes(file: RangeFile, name: string): GraphProto {
   try {
     const window = new Window(file);
     for (let pos = 0; pos < file.size;) {
-      const [tag, at] = window.varint(pos);
-      const [field, wire] = [Math.floor(tag / 8), tag % 8];
-      if (field !== MODEL_GRAPH || wire !== DELIMITED) {
-        pos = window.skip(wire, at);
-        if (pos > file.size) throw new RangeError(`a field at byte ${at} ends after the file`);
-        continue;
-      }
-      const [length, start] = window.varint(at);
-      const end = start + length;
-      if (end > file.size) throw new RangeError(`the graph ends after the file (byte ${end})`);
-      for (let entry = start; entry < end;) {
-        const [tag, at] = window.varint(entry);
-        const next = window.skip(tag % 8, at);
-        if (next > end) throw new RangeError(`a field of the graph at byte ${entry} ends after the graph`);
+      const model = window.head(pos);
+      pos = model.end;
+      if (model.field !== MODEL_GRAPH || model.wire !== WireType.LengthDelimited) continue;
+      for (let entry = model.start; entry < model.end;) {
+        const { field, wire, end } = window.head(entry);
+        if (end > model.end) throw new RangeError(`a field of the graph at byte ${entry} ends after the graph`);
         // Each kept entry is the node's whole field (tag, length, message), as decodeGraphNodes keeps them.
-        if (Math.floor(tag / 8) === GRAPH_NODE && tag % 8 === DELIMITED) nodes.push(window.bytes(entry, next - entry));
-        entry = next;
+        if (field === GRAPH_NODE && wire === WireType.LengthDelimited) nodes.push(window.bytes(entry, end - entry));
+        entry = end;
       }
-      pos = end;
     }
   } catch (cause) {
     if (cause instanceof PeftEdgeError) throw cause; // the file changed since it was opened, or cannot be read
     throw new OnnxModelError(`not a valid ONNX ModelProto (${(cause as Error).message})`, { file: name, cause });
   }
-  // The nodes as a model of one graph holding only them: decodeGraphNodes parses and checks it as it does a file.
-  const length = nodes.reduce((n, b) => n + b.length, 0);
-  const head = [(MODEL_GRAPH << 3) | DELIMITED, ...encodeVarint(length)];
-  const model = new Uint8Array(head.length + length);
-  model.set(head);
-  nodes.reduce((offset, b) => (model.set(b, offset), offset + b.length), head.length);
-  return decodeGraphNodes(model, name);
+  return graphFromNodeFields(nodes, name);
 }
