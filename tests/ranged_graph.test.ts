@@ -1,18 +1,22 @@
 /**
  * readGraphNodes parses a graph's nodes through ranged reads as
  * decodeGraphNodes does from the whole file, reading little more than the
- * nodes, and refuses a broken file with the same typed error.
+ * nodes, and refuses a broken file with the same typed error; readModelWithoutWeights
+ * gives the model splitInlineWeights makes of the whole file without reading
+ * its large inline weights, and loadBaseModel reads a local file so.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
-import { type FileSource, loadBaseModel, OnnxModelError } from "../mod.ts";
+import { type FileSource, fromPretrained, loadBaseModel, OnnxModelError } from "../mod.ts";
 import { localSource } from "../src/storage/local.ts";
 import { create, GraphProtoSchema, TensorProtoSchema, toBinary } from "../src/deps/onnx_proto.ts";
 import type { RangeFile } from "../src/storage/file_source.ts";
 import { decodeGraphNodes, decodeModel, encodeModel } from "../src/onnx/model_file.ts";
 import { readGraphNodes } from "../src/onnx/ranged_graph.ts";
-import { fixture } from "./support/fixtures.ts";
+import { readModelWithoutWeights, splitInlineWeights, splitPlacedWeights } from "../src/onnx/weight_split.ts";
+import { ModelProtoSchema } from "../src/deps/onnx_proto.ts";
+import { expected, fixture, maxAbsDiff, prefillAndStep } from "./support/fixtures.ts";
 
 /** A RangeFile over bytes in memory that counts the bytes read. */
 function counted(bytes: Uint8Array): RangeFile & { read: number } {
@@ -89,5 +93,84 @@ test("a quantized dynamo base in a folder reads its fp32 sibling's nodes range b
   assert.deepEqual(base.weights.unscoped, []);
   assert.ok(ranged.includes("onnx/model.onnx"), ranged.join());
   assert.ok(!whole.some((f) => f.startsWith("onnx/")), whole.join());
+  await base.release();
+});
+
+/** The model with one more inline initializer of 8 MiB: the file is then mostly raw_data. */
+async function withBigWeight(): Promise<Uint8Array> {
+  const model = decodeModel(new Uint8Array(await readFile(fixture("llama-tiny/onnx/model.onnx"))), "model.onnx");
+  model.graph!.initializer.push(
+    create(TensorProtoSchema, {
+      name: "big",
+      dims: [2n << 20n],
+      dataType: 1,
+      rawData: new Uint8Array(8 << 20).fill(7),
+    }),
+  );
+  return encodeModel(model);
+}
+
+for (
+  const name of ["llama-tiny/onnx/model.onnx", "index/llama-dynamo/onnx/model.onnx", "gpt2-tiny/onnx/model.onnx", "big"]
+) {
+  test(`readModelWithoutWeights + splitPlacedWeights of ${name} equal splitInlineWeights of the whole file`, async () => {
+    const bytes = name === "big" ? await withBigWeight() : new Uint8Array(await readFile(fixture(name)));
+    const file = counted(bytes);
+    const { model: decoded, placed } = readModelWithoutWeights(file, "onnx/model.onnx");
+    const split = splitPlacedWeights(decoded, placed, "onnx/model.onnx");
+    const whole = splitInlineWeights(bytes, decodeModel(bytes, "onnx/model.onnx"), "onnx/model.onnx");
+    assert.equal(split.location, whole.location);
+    assert.deepEqual(toBinary(ModelProtoSchema, split.model), toBinary(ModelProtoSchema, whole.model));
+    assert.equal(decoded.graph!.initializer.length, whole.model.graph!.initializer.length);
+    if (split.location !== undefined) {
+      const moved = whole.model.graph!.initializer.reduce((n, t) => n + (t.externalData.length > 0 ? 1 : 0), 0);
+      assert.ok(moved > 0);
+      // Only the kept fields and the skipped fields' heads were read.
+      const weights = decoded.graph!.initializer.reduce((n, t) => n + t.rawData.length, 0);
+      assert.ok(file.read < bytes.length - 4096 * moved + weights, `read ${file.read} of ${bytes.length}`);
+    }
+    if (name === "big") assert.ok(file.read < 1 << 20, `read ${file.read} of ${bytes.length}`);
+  });
+}
+
+test("readModelWithoutWeights refuses a cut or broken file with an OnnxModelError naming it", async () => {
+  const bytes = await withBigWeight();
+  for (const broken of [bytes.subarray(0, bytes.length - 100), bytes.subarray(0, 1000), new Uint8Array([0x3a, 0x05])]) {
+    assert.throws(() => readModelWithoutWeights(counted(broken), "onnx/cut.onnx"), (err) => {
+      assert.ok(err instanceof OnnxModelError, String(err));
+      assert.equal(err.file, "onnx/cut.onnx");
+      return true;
+    });
+  }
+  assert.throws(
+    () => readModelWithoutWeights(counted(new Uint8Array([0x08, 0x07])), "onnx/empty.onnx"),
+    /no graph nodes/,
+  );
+});
+
+test("loadBaseModel reads a local file's structure range by range, never the file whole, and gives PEFT's numbers", async () => {
+  const local = localSource(fixture("llama-tiny"));
+  const whole: string[] = [];
+  let readAll = 0;
+  const source: FileSource = {
+    location: local.location,
+    exists: (file) => local.exists(file),
+    read: (file) => (whole.push(file), local.read(file)),
+    openRanges: async (file) => {
+      const opened = await local.openRanges!(file);
+      return opened &&
+        { ...opened, readInto: (o, into) => opened.readInto(o, into), readAll: () => (readAll++, opened.readAll()) };
+    },
+  };
+  const base = await loadBaseModel(source);
+  assert.ok(!whole.some((f) => f.startsWith("onnx/")), whole.join());
+  assert.equal(readAll, 0);
+  const model = await fromPretrained(base, fixture("llama-tiny-lora-qv"));
+  const e = await expected("llama-tiny-lora-qv");
+  const { logits, nextLogits } = await prefillAndStep(model, e);
+  assert.ok(maxAbsDiff(logits, e.logits) < 1e-4, "prefill");
+  assert.ok(maxAbsDiff(nextLogits, e.nextLogits) < 1e-4, "decode step");
+  assert.equal(readAll, 0);
+  await model.release();
   await base.release();
 });

@@ -6,7 +6,7 @@
  */
 export { create, fromBinary, toBinary } from "npm:@bufbuild/protobuf@2.17.0";
 // The wire reader lets a graph's nodes be decoded without its initializers' bytes.
-export { BinaryReader, WireType } from "npm:@bufbuild/protobuf@2.17.0/wire";
+export { BinaryReader, BinaryWriter, WireType } from "npm:@bufbuild/protobuf@2.17.0/wire";
 export {
   AttributeProto_AttributeType,
   AttributeProtoSchema,

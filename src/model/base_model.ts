@@ -8,7 +8,12 @@ import type { InferenceSession, Tensor } from "../deps/ort.ts";
 import { type ModelSession, ReleasedSessionError } from "./model_session.ts";
 import { OnnxModelError, PeftEdgeError } from "../errors.ts";
 import { externalBytes, externalDataFiles, externalLocation } from "../onnx/external_data.ts";
-import { inlineWeights, splitInlineWeights } from "../onnx/weight_split.ts";
+import {
+  inlineWeights,
+  readModelWithoutWeights,
+  splitInlineWeights,
+  splitPlacedWeights,
+} from "../onnx/weight_split.ts";
 import { WeightStore } from "./weight_store.ts";
 import { decodeGraphNodes, decodeModel, encodeModel } from "../onnx/model_file.ts";
 import { readGraphNodes } from "../onnx/ranged_graph.ts";
@@ -20,7 +25,7 @@ import { indexWeights, type WeightIndex } from "../onnx/weight_index.ts";
 import type { FileSource } from "../storage/file_source.ts";
 import { externalDataPath } from "../storage/paths.ts";
 import { readJsonObject } from "../storage/json_file.ts";
-import { freeNow, rangeBytes, wholeBytes } from "../storage/range_bytes.ts";
+import { rangeBytes, wholeBytes } from "../storage/range_bytes.ts";
 import { type PathOrSource, type ResolveOptions, resolveSource } from "../hub/resolve.ts";
 import {
   commitRuntimeSettings,
@@ -517,11 +522,12 @@ export async function loadBaseModel(pathOrId: PathOrSource, options: LoadBaseMod
   const source = await resolveSource(pathOrId, options);
   const config = await readJsonObject(source, "config.json", OnnxModelError);
   const file = await chooseOnnxFile(source, options.file, options.dtype);
-  // A local (or disk-cached Hub) file is read whole once, for its graph; its weights are read again range by range when a session
-  // takes them, so JavaScript does not hold them beside onnxruntime's copy.
+  // A local (or disk-cached Hub) file is read without its large inline weights; a session reads them range by
+  // range when it takes them, so JavaScript never holds them beside onnxruntime's copy.
   const ranges = await source.openRanges?.(file);
-  const bytes = ranges ? await ranges.readAll() : await source.read(file);
-  const decoded = decodeModel(bytes, file);
+  const bytes = ranges ? undefined : await source.read(file);
+  const read = ranges ? readModelWithoutWeights(ranges, file) : undefined;
+  const decoded = read?.model ?? decodeModel(bytes!, file);
   const unscopedHint = await recoverModulePaths(source, file, decoded.graph!);
   const paths = new Map<string, string>();
   for (const location of externalDataFiles(decoded, file)) {
@@ -540,16 +546,16 @@ export async function loadBaseModel(pathOrId: PathOrSource, options: LoadBaseMod
     externalData.set(location, opened ? rangeBytes(opened, path) : await source.read(path));
   }
   // Inline weights become references into the file's bytes: the graph alone is small to rewrite and re-encode.
-  const { model: onnx, location: inlineLocation } = splitInlineWeights(bytes, decoded, file);
-  if (inlineLocation !== undefined) externalData.set(inlineLocation, ranges ? rangeBytes(ranges, file) : bytes);
+  const { model: onnx, location: inlineLocation } = read
+    ? splitPlacedWeights(decoded, read.placed, file)
+    : splitInlineWeights(bytes!, decoded, file);
+  if (inlineLocation !== undefined) externalData.set(inlineLocation, ranges ? rangeBytes(ranges, file) : bytes!);
   const weights = indexWeights(onnx.graph!, file, { unscopedHint });
   const settings = await sessionSettings(options, onnx.graph!.output.map((o) => o.name));
   await commitRuntimeSettings(settings);
   const text = await loadTextSide(source);
   // Bytes read from the files when asked cost nothing to keep; others are dropped and read again.
   const reloadWeights = ranges ? undefined : weightReloader(source, file, paths, inlineLocation, externalData);
-  // Nothing views the file's buffer any more (the split graph is a copy): free it now, not at a later collection.
-  if (ranges) freeNow(bytes);
   const base = new BaseModel({
     source,
     config,

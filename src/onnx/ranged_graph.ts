@@ -1,18 +1,23 @@
 /**
- * The nodes of an ONNX file's graph read through ranged reads: only the
- * nodes' bytes and the few bytes that say how long each other field is are
- * read, so a file with its weights inline (hundreds of MiB of `raw_data`)
- * costs a few MiB of reads to learn its structure.
+ * An ONNX file's structure read through ranged reads: only the bytes of
+ * what is kept and the few bytes that say how long each skipped field is,
+ * so a file with its weights inline (hundreds of MiB of `raw_data`) costs a
+ * few MiB of reads to learn its structure. Two readings: the graph's nodes
+ * alone (another file's module paths), and the whole model without its
+ * large inline weights (the model being loaded; where each weight lies is
+ * kept, so onnxruntime reads it from the file).
  * @module
  */
-import { BinaryReader, type GraphProto, WireType } from "../deps/onnx_proto.ts";
+import { BinaryReader, BinaryWriter, type GraphProto, WireType } from "../deps/onnx_proto.ts";
 import { OnnxModelError, PeftEdgeError } from "../errors.ts";
 import type { RangeFile } from "../storage/file_source.ts";
 import { graphFromNodeFields } from "./model_file.ts";
 
-/** Field numbers of onnx.proto used here: `ModelProto.graph`, `GraphProto.node`. */
+/** Field numbers of onnx.proto used here: `ModelProto.graph`, `GraphProto.node` and `.initializer`, `TensorProto.raw_data`. */
 const MODEL_GRAPH = 7;
 const GRAPH_NODE = 1;
+const GRAPH_INITIALIZER = 5;
+const TENSOR_RAW_DATA = 9;
 
 /**
  * Bytes read ahead at a time: most nodes fit and follow one another; a skipped field (a weight) costs one window
@@ -119,4 +124,90 @@ export function readGraphNodes(file: RangeFile, name: string): GraphProto {
     throw new OnnxModelError(`not a valid ONNX ModelProto (${(cause as Error).message})`, { file: name, cause });
   }
   return graphFromNodeFields(nodes, name);
+}
+
+/** Where one initializer's left-out `raw_data` lies in the file. */
+export interface LeftOutWeight {
+  /** The initializer's index in the top-level graph's `initializer` list. */
+  index: number;
+  offset: number;
+  length: number;
+}
+
+/** A model's bytes without its large inline weights, and where each left-out weight lies in the file. */
+export interface ModelSkeleton {
+  bytes: Uint8Array;
+  weights: LeftOutWeight[];
+}
+
+/** A length-delimited field: tag, length, then the parts' bytes. */
+function delimited(field: number, parts: readonly Uint8Array[]): Uint8Array {
+  const joined = new Uint8Array(parts.reduce((n, b) => n + b.length, 0));
+  parts.reduce((offset, b) => (joined.set(b, offset), offset + b.length), 0);
+  return new BinaryWriter().tag(field, WireType.LengthDelimited).bytes(joined).finish();
+}
+
+/**
+ * Reads an ONNX file opened for ranged reads as a ModelProto's bytes
+ * without the `raw_data` of its top-level initializers of at least
+ * `minBytes` bytes (every other field kept as it is), and where each of
+ * those lies in the file: decoding the bytes gives the model the whole
+ * file gives, those weights left empty. Read: the kept fields, and the
+ * head (tag and length) of each skipped one.
+ *
+ * @param name The file, for errors.
+ * @throws {OnnxModelError} when the file is not a well-formed protobuf (a field ending past its message or the file).
+ * @example
+ * ```ts
+ * import { localSource } from "../storage/local.ts";
+ * import { readModelSkeleton } from "./ranged_graph.ts";
+ * const file = await localSource("tests/fixtures/llama-tiny").openRanges!("onnx/model.onnx");
+ * const { bytes, weights } = readModelSkeleton(file!, "onnx/model.onnx", 4096);
+ * console.log(bytes.length < file!.size, weights.length > 0); // true true
+ * ```
+ */
+export function readModelSkeleton(file: RangeFile, name: string, minBytes: number): ModelSkeleton {
+  const window = new Window(file);
+  const weights: LeftOutWeight[] = [];
+  let index = 0;
+  /** The fields of the message in `start..end`, each read whole, unless `take` returns its own bytes for it. */
+  const fields = (start: number, end: number, take: (head: FieldHead, at: number) => Uint8Array | undefined) => {
+    const out: Uint8Array[] = [];
+    for (let at = start; at < end;) {
+      const head = window.head(at);
+      if (head.end > end) throw new RangeError(`a field at byte ${at} ends after its message`);
+      out.push(take(head, at) ?? window.bytes(at, head.end - at));
+      at = head.end;
+    }
+    return out;
+  };
+  const tensor = (t: FieldHead): Uint8Array => {
+    let raw: { offset: number; length: number } | undefined;
+    const kept = fields(t.start, t.end, (f) => {
+      if (f.field !== TENSOR_RAW_DATA || f.wire !== WireType.LengthDelimited || f.end - f.start < minBytes) return;
+      raw = { offset: f.start, length: f.end - f.start }; // a repeated bytes field: the last one counts
+      return new Uint8Array(0);
+    });
+    if (raw) weights.push({ index, ...raw });
+    return delimited(GRAPH_INITIALIZER, kept);
+  };
+  try {
+    const parts = fields(0, file.size, (model) => {
+      if (model.field !== MODEL_GRAPH || model.wire !== WireType.LengthDelimited) return;
+      const graph = fields(model.start, model.end, (g) => {
+        if (g.field !== GRAPH_INITIALIZER || g.wire !== WireType.LengthDelimited) return;
+        // Small initializers are read whole; a large one's fields are read but its raw_data.
+        const bytes = g.end - g.start < minBytes ? undefined : tensor(g);
+        index++;
+        return bytes;
+      });
+      return delimited(MODEL_GRAPH, graph);
+    });
+    const bytes = new Uint8Array(parts.reduce((n, b) => n + b.length, 0));
+    parts.reduce((offset, b) => (bytes.set(b, offset), offset + b.length), 0);
+    return { bytes, weights };
+  } catch (cause) {
+    if (cause instanceof PeftEdgeError) throw cause; // the file changed since it was opened, or cannot be read
+    throw new OnnxModelError(`not a valid ONNX ModelProto (${(cause as Error).message})`, { file: name, cause });
+  }
 }
