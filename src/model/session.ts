@@ -134,8 +134,10 @@ export async function sessionSettings(choice: SessionChoice, outputNames: readon
  * handed over as external data too) are made without MatMul pre-packing,
  * unless the caller set `disable_prepacking` itself (`"0"` turns it back
  * on). Pre-packing keeps a second, packed copy of every MatMul weight:
- * measured on the SmolLM2-135M shape, base RSS 1.72x the weights with it,
- * 1.41x without; on one thread a decode step took 48 ms with it, 65 without.
+ * measured on the SmolLM2-135M shape, base RSS 1.76x the weights with it,
+ * 1.41x without. The price is speed: on one thread a decode step takes
+ * 1.45x as long without it, an 8-row step 1.79x (MLAS packs an unpacked
+ * weight on every call).
  * And onnxruntime-web 1.30's threaded build hangs (the main thread spins)
  * on a session's first run, more often than not, when it pre-packs weights
  * that came as `externalData`.
