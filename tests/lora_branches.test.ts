@@ -271,6 +271,11 @@ test("AdapterFeedCache keeps its sets within a byte budget (continuous batching 
   tight.rowFeeds([[mlp], [qv], [mlp], [qv]]);
   assert.notEqual(tight.rowFeeds([[qv], [mlp]]), first); // dropped for the bytes, rebuilt equal
   assert.deepEqual(tight.rowFeeds([[qv], [mlp]]), first);
+  // A stack over the budget on its own keeps the adapter sets it is built from (the next composition reuses them).
+  const sets = new AdapterFeedCache(branches, 32, new Map(), 0, one);
+  const own = sets.feeds([qv]);
+  sets.rowFeeds([[mlp], [qv], [mlp], [qv]]);
+  assert.equal(sets.feeds([qv]), own);
   const roomy = new AdapterFeedCache(branches, 32);
   const kept = roomy.rowFeeds([[qv], [mlp]]);
   roomy.rowFeeds([[mlp], [qv], [mlp], [qv]]);

@@ -374,21 +374,26 @@ export class AdapterFeedCache {
   readonly #branches: ReadonlyMap<string, LoraBranch>;
   readonly #sites: ReadonlyMap<string, ParamSite>;
   readonly #memo = new ParamTensorMemo();
-  readonly #limit: number;
   readonly #minRank: number;
   readonly #ids = new WeakMap<AdapterPlan, number>();
-  readonly #entries = new Map<string, { feeds: BranchFeeds; bytes: number }>();
-  readonly #maxBytes: number;
-  #bytes = 0;
+  /**
+   * Adapter sets and mixed-batch stacks are kept apart, each within its own
+   * limits: a stack is rows x its adapters' bytes, and one of 16 rows could
+   * otherwise push out every set it is stacked from, which each new batch
+   * composition would then rebuild.
+   */
+  readonly #sets: FeedLru;
+  readonly #stacks: FeedLru;
   #nextId = 0;
 
   /**
-   * `limit`: how many adapter sets to keep (least recently used dropped first); `sites`: the
-   * graph's parameter sites (`addParamBranches`), fed alongside the branches; `minRank`: the
-   * smallest rank fed (1 on WebGPU, whose kernels cannot bind the empty tensors of rank 0);
-   * `maxBytes`: the most their CPU tensors may hold together (the newest set is always kept).
-   * Continuous batching makes a stacked set per batch composition, each rows x the adapters'
-   * bytes, so the count alone could hold gigabytes.
+   * `limit`: how many adapter sets to keep (least recently used dropped first), and as many
+   * mixed-batch stacks; `sites`: the graph's parameter sites (`addParamBranches`), fed alongside
+   * the branches; `minRank`: the smallest rank fed (1 on WebGPU, whose kernels cannot bind the
+   * empty tensors of rank 0); `maxBytes`: the most the CPU tensors of the sets may hold together,
+   * and as much for the stacks (the newest of each is always kept). Continuous batching makes a
+   * stack per batch composition, each rows x the adapters' bytes, so the count alone could hold
+   * gigabytes.
    *
    * @example
    * ```ts
@@ -404,10 +409,10 @@ export class AdapterFeedCache {
     maxBytes = 256 * 2 ** 20,
   ) {
     this.#branches = branches;
-    this.#limit = limit;
-    this.#maxBytes = maxBytes;
     this.#sites = sites;
     this.#minRank = minRank;
+    this.#sets = new FeedLru(limit, maxBytes);
+    this.#stacks = new FeedLru(limit, maxBytes);
   }
 
   /**
@@ -420,7 +425,7 @@ export class AdapterFeedCache {
    * ```
    */
   feeds(active: readonly ActiveAdapter[]): BranchFeeds {
-    return this.#cached(
+    return this.#sets.get(
       this.#key(active),
       () => ({
         ...adapterFeeds(this.#branches, active, this.#minRank),
@@ -440,8 +445,8 @@ export class AdapterFeedCache {
    * ```
    */
   rowFeeds(rows: readonly (readonly ActiveAdapter[])[]): BranchFeeds {
-    const key = `rows:${rows.map((r) => this.#key(r)).join("|")}`;
-    return this.#cached(key, () => ({
+    const key = rows.map((r) => this.#key(r)).join("|");
+    return this.#stacks.get(key, () => ({
       ...stackRowFeeds(this.#branches, rows.map((r) => this.feeds(r))),
       ...paramFeeds(this.#sites, rows, this.#memo),
     }));
@@ -455,7 +460,38 @@ export class AdapterFeedCache {
     }).join(",");
   }
 
-  #cached(key: string, build: () => BranchFeeds): BranchFeeds {
+  /**
+   * Drops every cached set that uses this plan (after deleting an adapter).
+   *
+   * @example
+   * ```ts
+   * import { AdapterFeedCache } from "./dynamic_feeds.ts";
+   * new AdapterFeedCache(new Map()).forget({ patches: [], unmatchedKeys: [], missingModules: [], missingKeys: [], tokens: [] });
+   * ```
+   */
+  forget(plan: AdapterPlan): void {
+    const id = this.#ids.get(plan);
+    if (id === undefined) return;
+    const uses = (key: string) => key.split(/[,|]/).some((part) => part.startsWith(`${id}*`));
+    this.#sets.dropWhere(uses);
+    this.#stacks.dropWhere(uses);
+    this.#ids.delete(plan);
+  }
+}
+
+/** Feed sets by key, least recently used dropped first past `limit` entries or `maxBytes` of CPU tensors. */
+class FeedLru {
+  readonly #entries = new Map<string, { feeds: BranchFeeds; bytes: number }>();
+  readonly #limit: number;
+  readonly #maxBytes: number;
+  #bytes = 0;
+
+  constructor(limit: number, maxBytes: number) {
+    this.#limit = limit;
+    this.#maxBytes = maxBytes;
+  }
+
+  get(key: string, build: () => BranchFeeds): BranchFeeds {
     const hit = this.#entries.get(key);
     if (hit) {
       this.#entries.delete(key); // re-inserted below: most recently used last
@@ -476,28 +512,13 @@ export class AdapterFeedCache {
     return feeds;
   }
 
+  dropWhere(test: (key: string) => boolean): void {
+    for (const key of [...this.#entries.keys()]) if (test(key)) this.#drop(key);
+  }
+
   #drop(key: string): void {
     this.#bytes -= this.#entries.get(key)?.bytes ?? 0;
     this.#entries.delete(key);
-  }
-
-  /**
-   * Drops every cached set that uses this plan (after deleting an adapter).
-   *
-   * @example
-   * ```ts
-   * import { AdapterFeedCache } from "./dynamic_feeds.ts";
-   * new AdapterFeedCache(new Map()).forget({ patches: [], unmatchedKeys: [], missingModules: [], missingKeys: [], tokens: [] });
-   * ```
-   */
-  forget(plan: AdapterPlan): void {
-    const id = this.#ids.get(plan);
-    if (id === undefined) return;
-    for (const key of [...this.#entries.keys()]) {
-      const parts = key.replace(/^rows:/, "").split(/[,|]/);
-      if (parts.some((part) => part.startsWith(`${id}*`))) this.#drop(key);
-    }
-    this.#ids.delete(plan);
   }
 }
 
@@ -585,6 +606,11 @@ export function stackRowFeeds(branches: ReadonlyMap<string, LoraBranch>, rows: r
       const src = r[group.a].data as TensorArray;
       const ranks = rowRanks[i];
       const rowWidth = ranks.reduce((s, k) => s + k, 0);
+      // A row at the padded ranks is laid out as the stack is: one copy (per input feature otherwise).
+      if (ranks.every((k, m) => k === padded[m])) {
+        a.set(src, i * inF * width);
+        return;
+      }
       for (let j = 0; j < inF; j++) {
         let from = j * rowWidth;
         let to = (i * inF + j) * width;
