@@ -10,7 +10,14 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { type FileSource, fromPretrained, loadBaseModel, OnnxModelError } from "../mod.ts";
 import { localSource } from "../src/storage/local.ts";
-import { create, GraphProtoSchema, TensorProtoSchema, toBinary } from "../src/deps/onnx_proto.ts";
+import {
+  BinaryWriter,
+  create,
+  GraphProtoSchema,
+  TensorProtoSchema,
+  toBinary,
+  WireType,
+} from "../src/deps/onnx_proto.ts";
 import type { RangeFile } from "../src/storage/file_source.ts";
 import { decodeGraphNodes, decodeModel, encodeModel } from "../src/onnx/model_file.ts";
 import { readGraphNodes } from "../src/onnx/ranged_graph.ts";
@@ -132,6 +139,36 @@ for (
     if (name === "big") assert.ok(file.read < 1 << 20, `read ${file.read} of ${bytes.length}`);
   });
 }
+
+test("a tensor's raw_data given twice is its last value, as protobuf decodes it, in both readings", async () => {
+  const model = encodeModel(
+    decodeModel(new Uint8Array(await readFile(fixture("llama-tiny/onnx/model.onnx"))), "model.onnx"),
+  );
+  for (const [first, last] of [[8 << 10, 8], [8, 8 << 10], [8 << 10, 16 << 10]]) {
+    const raw = (n: number, fill: number) =>
+      toBinary(TensorProtoSchema, create(TensorProtoSchema, { rawData: new Uint8Array(n).fill(fill) }));
+    const named = toBinary(
+      TensorProtoSchema,
+      create(TensorProtoSchema, { name: "twice", dims: [BigInt(last / 4)], dataType: 1 }),
+    );
+    // A second ModelProto.graph field merges into the first: here one initializer whose raw_data comes twice.
+    const extra = new BinaryWriter().tag(7, WireType.LengthDelimited).fork().tag(5, WireType.LengthDelimited)
+      .bytes(new Uint8Array([...named, ...raw(first, 3), ...raw(last, 5)])).join().finish();
+    const bytes = new Uint8Array([...model, ...extra]);
+    const whole = decodeModel(bytes, "onnx/model.onnx");
+    assert.equal(whole.graph!.initializer.at(-1)!.rawData.length, last);
+    const file = counted(bytes);
+    const { model: decoded, placed } = readModelWithoutWeights(file, "onnx/model.onnx");
+    const split = splitPlacedWeights(decoded, placed, "onnx/model.onnx");
+    const expected = splitInlineWeights(bytes, whole, "onnx/model.onnx");
+    assert.deepEqual(toBinary(ModelProtoSchema, split.model), toBinary(ModelProtoSchema, expected.model));
+    const twice = split.model.graph!.initializer.at(-1)!;
+    if (last >= 4096) {
+      const [, offset, length] = twice.externalData.map((e) => Number(e.value));
+      assert.deepEqual(bytes.subarray(offset, offset + length), new Uint8Array(last).fill(5));
+    } else assert.deepEqual(twice.rawData, new Uint8Array(last).fill(5));
+  }
+});
 
 test("readModelWithoutWeights refuses a cut or broken file with an OnnxModelError naming it", async () => {
   const bytes = await withBigWeight();

@@ -6,6 +6,7 @@
  */
 import {
   BinaryReader,
+  BinaryWriter,
   fromBinary,
   type GraphProto,
   GraphProtoSchema,
@@ -104,9 +105,9 @@ export function decodeGraphNodes(bytes: Uint8Array, file: string): GraphProto {
 export function graphFromNodeFields(nodes: readonly Uint8Array[], file: string): GraphProto {
   let graph: GraphProto;
   try {
-    const joined = new Uint8Array(nodes.reduce((n, b) => n + b.length, 0));
-    nodes.reduce((offset, b) => (joined.set(b, offset), offset + b.length), 0);
-    graph = fromBinary(GraphProtoSchema, joined);
+    const joined = new BinaryWriter();
+    for (const node of nodes) joined.raw(node);
+    graph = fromBinary(GraphProtoSchema, joined.finish());
   } catch (cause) {
     throw new OnnxModelError(`not a valid ONNX ModelProto (${(cause as Error).message})`, { file, cause });
   }

@@ -142,9 +142,9 @@ export interface ModelSkeleton {
 
 /** A length-delimited field: tag, length, then the parts' bytes. */
 function delimited(field: number, parts: readonly Uint8Array[]): Uint8Array {
-  const joined = new Uint8Array(parts.reduce((n, b) => n + b.length, 0));
-  parts.reduce((offset, b) => (joined.set(b, offset), offset + b.length), 0);
-  return new BinaryWriter().tag(field, WireType.LengthDelimited).bytes(joined).finish();
+  const writer = new BinaryWriter().tag(field, WireType.LengthDelimited).fork();
+  for (const part of parts) writer.raw(part);
+  return writer.join().finish();
 }
 
 /**
@@ -184,9 +184,10 @@ export function readModelSkeleton(file: RangeFile, name: string, minBytes: numbe
   const tensor = (t: FieldHead): Uint8Array => {
     let raw: { offset: number; length: number } | undefined;
     const kept = fields(t.start, t.end, (f) => {
-      if (f.field !== TENSOR_RAW_DATA || f.wire !== WireType.LengthDelimited || f.end - f.start < minBytes) return;
-      raw = { offset: f.start, length: f.end - f.start }; // a repeated bytes field: the last one counts
-      return new Uint8Array(0);
+      if (f.field !== TENSOR_RAW_DATA || f.wire !== WireType.LengthDelimited) return;
+      // A bytes field given twice is its last value: a later small one (kept inline) wins over a large one.
+      raw = f.end - f.start < minBytes ? undefined : { offset: f.start, length: f.end - f.start };
+      return raw && new Uint8Array(0);
     });
     if (raw) weights.push({ index, ...raw });
     return delimited(GRAPH_INITIALIZER, kept);
@@ -203,9 +204,9 @@ export function readModelSkeleton(file: RangeFile, name: string, minBytes: numbe
       });
       return delimited(MODEL_GRAPH, graph);
     });
-    const bytes = new Uint8Array(parts.reduce((n, b) => n + b.length, 0));
-    parts.reduce((offset, b) => (bytes.set(b, offset), offset + b.length), 0);
-    return { bytes, weights };
+    const writer = new BinaryWriter();
+    for (const part of parts) writer.raw(part);
+    return { bytes: writer.finish(), weights };
   } catch (cause) {
     if (cause instanceof PeftEdgeError) throw cause; // the file changed since it was opened, or cannot be read
     throw new OnnxModelError(`not a valid ONNX ModelProto (${(cause as Error).message})`, { file: name, cause });
