@@ -14,7 +14,7 @@ import { describeDecoder } from "./decoder_layout.ts";
 import type { GenerationResult } from "./generate.ts";
 import { type GenerateOptions, resolveSettings } from "./options.ts";
 import { type Prompt, promptIds } from "./prompt.ts";
-import { acceptToken, chooseNext, createRow, type RowState } from "./row_state.ts";
+import { acceptToken, chooseNext, createRow, rowResult, type RowState } from "./row_state.ts";
 import type { LoopTimings } from "./token_loop.ts";
 import type { TokenizerLike } from "./tokenizer_like.ts";
 
@@ -107,12 +107,5 @@ export async function generateBatch(
       session.dispose();
     }
   }
-  return rows.map((row) => ({
-    text: row.text,
-    tokenIds: row.generated,
-    promptTokenIds: [...row.ids],
-    finishReason: row.finish!,
-    timings,
-    seed: row.settings.seed,
-  }));
+  return rows.map((row) => rowResult(row, timings));
 }

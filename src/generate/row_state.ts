@@ -8,13 +8,14 @@
  */
 import type { Tensor } from "../deps/ort.ts";
 import type { DecoderLayout } from "./decoder_layout.ts";
+import type { GenerationResult } from "./generate.ts";
 import { IncrementalDecoder } from "./incremental_decoder.ts";
 import { lastLogits } from "./logits.ts";
 import type { GenerationSettings } from "./options.ts";
 import { createRng, type Rng } from "./rng.ts";
 import { applyRepetitionPenalty, chooseToken } from "./sampling.ts";
 import { StopStringFilter } from "./stop_strings.ts";
-import type { FinishReason } from "./token_loop.ts";
+import type { FinishReason, LoopTimings } from "./token_loop.ts";
 import type { TokenizerLike } from "./tokenizer_like.ts";
 
 /**
@@ -24,6 +25,7 @@ import type { TokenizerLike } from "./tokenizer_like.ts";
  * ```ts
  * import { createRow, type RowState } from "./row_state.ts";
  * import type { DecoderLayout } from "./decoder_layout.ts";
+import type { GenerationResult } from "./generate.ts";
  * import type { GenerationSettings } from "./options.ts";
  * import type { TokenizerLike } from "./tokenizer_like.ts";
  * declare const layout: DecoderLayout, settings: GenerationSettings, tokenizer: TokenizerLike;
@@ -60,6 +62,7 @@ export interface RowState {
  * ```ts
  * import { createRow } from "./row_state.ts";
  * import type { DecoderLayout } from "./decoder_layout.ts";
+import type { GenerationResult } from "./generate.ts";
  * import type { GenerationSettings } from "./options.ts";
  * import type { TokenizerLike } from "./tokenizer_like.ts";
  * declare const layout: DecoderLayout, settings: GenerationSettings, tokenizer: TokenizerLike;
@@ -138,4 +141,26 @@ export function acceptToken(row: RowState, id: number): string {
   }
   row.text += added;
   return added;
+}
+
+/**
+ * An ended row's result, as `generate` gives it for the same prompt alone.
+ *
+ * @example
+ * ```ts
+ * import { rowResult, type RowState } from "./row_state.ts";
+ * declare const row: RowState;
+ * const result = rowResult(row, { prefillMs: 0, decodeMs: 0, decodeRuns: 0 });
+ * console.log(result.finishReason, result.text);
+ * ```
+ */
+export function rowResult(row: RowState, timings: LoopTimings): GenerationResult {
+  return {
+    text: row.text,
+    tokenIds: row.generated,
+    promptTokenIds: [...row.ids],
+    finishReason: row.finish!,
+    timings,
+    seed: row.settings.seed,
+  };
 }

@@ -31,7 +31,7 @@ import {
 import { batchFeeds } from "../generate/batch_session.ts";
 import { keepStep } from "../generate/kv_step.ts";
 import { promptIds } from "../generate/prompt.ts";
-import { acceptToken, chooseNext, createRow, type RowState } from "../generate/row_state.ts";
+import { acceptToken, chooseNext, createRow, rowResult, type RowState } from "../generate/row_state.ts";
 import { commonPadding, gatherPast } from "./batch_past.ts";
 import { PieceChannel } from "./piece_channel.ts";
 import { TurnPacer } from "./turn_pacer.ts";
@@ -226,16 +226,8 @@ export class DecodeScheduler {
 
   /** Ends a job's stream with its result; its abort listener stays until the reader is done (`stream`). */
   #finish(job: Job): void {
-    const { row, timings } = job;
     this.#events++;
-    job.channel.end({
-      text: row.text,
-      tokenIds: row.generated,
-      promptTokenIds: [...row.ids],
-      finishReason: row.finish!,
-      timings,
-      seed: row.settings.seed,
-    });
+    job.channel.end(rowResult(job.row, job.timings));
   }
 
   async #drive(): Promise<void> {
