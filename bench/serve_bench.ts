@@ -237,7 +237,7 @@ async function main(): Promise<void> {
     rounds,
     // wasm (default) or native (onnxruntime-node): `--device native`.
     device: (values.device ?? "wasm") as "wasm" | "native",
-    // The runtime's default unless given (Deno: one onnxruntime-web thread; the README's figures used 2).
+    // The runtime's default (every core) unless given.
     numThreads: values.threads === undefined ? undefined : list("threads", values.threads, [1], 64)[0],
   };
   const models: BenchModel[] = [{ name: "demo", base: DEMO_BASE, adapter: DEMO_ADAPTER }];

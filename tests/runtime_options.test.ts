@@ -8,7 +8,7 @@ import { ort } from "../src/deps/ort.ts";
 import { loadKernels, mergeLoraReference } from "../src/kernels/mod.ts";
 import { compileEmbeddedKernel } from "../src/kernels/wasm_backend.ts";
 import { applyRuntimeSettings, markStarted, resolveRuntimeOptions } from "../src/model/runtime_options.ts";
-import { defaultNumThreads, defaultWasmThreads } from "../src/runtime/threads.ts";
+import { defaultNumThreads } from "../src/runtime/threads.ts";
 import { expected, fixture, maxAbsDiff, prefillAndStep } from "./support/fixtures.ts";
 
 /** Runs `fn` while `WebAssembly.compile` refuses bytes as workerd does, then restores it. */
@@ -24,16 +24,14 @@ async function withoutWasmCodegen<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-test("numThreads defaults to every core in Bun and Node and to 1 in Deno (onnxruntime-web), and onnxruntime runs with it", async () => {
+test("numThreads defaults to every core in Deno, Bun and Node, and onnxruntime runs with it", async () => {
   const cores = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency;
   assert.equal(
     await defaultNumThreads(),
     cores && cores > 0 ? cores : (await import("node:os")).availableParallelism(),
   );
-  const inDeno = (globalThis as { Deno?: unknown }).Deno !== undefined;
-  assert.equal(await defaultWasmThreads(), inDeno ? 1 : await defaultNumThreads());
   await using base = await loadBaseModel(fixture("llama-tiny"));
-  assert.equal(base.settings.runtime?.numThreads, await defaultWasmThreads());
+  assert.equal(base.settings.runtime?.numThreads, await defaultNumThreads());
   assert.equal(ort.env.wasm.numThreads, base.settings.runtime?.numThreads);
 });
 

@@ -13,7 +13,7 @@
  * @module
  */
 import { UnsupportedError } from "../errors.ts";
-import { defaultWasmThreads } from "../runtime/threads.ts";
+import { defaultNumThreads } from "../runtime/threads.ts";
 
 /** A URL prefix for onnxruntime's files, or the URLs of its `.mjs` and `.wasm` files. */
 export type WasmPaths = string | URL | { mjs?: string | URL; wasm?: string | URL };
@@ -36,10 +36,9 @@ export interface RuntimeOptions {
   wasmPaths?: WasmPaths;
   /**
    * WebAssembly threads (`env.wasm.numThreads`; with `device: "native"`,
-   * onnxruntime-node's intra-op threads). Default: every core in Bun and
-   * Node, 1 in Deno (threaded runs there stall now and then; the native
-   * backend still gets every core); in browsers every core when the page is
-   * cross-origin isolated, else 1; 1 where there is no `SharedArrayBuffer`.
+   * onnxruntime-node's intra-op threads). Default: every core in Deno, Bun
+   * and Node; in browsers every core when the page is cross-origin
+   * isolated, else 1; 1 where there is no `SharedArrayBuffer`.
    */
   numThreads?: number;
   /**
@@ -84,7 +83,7 @@ export async function resolveRuntimeOptions(options: RuntimeOptions): Promise<Ru
   }
   return {
     wasmPaths: options.wasmPaths,
-    numThreads: numThreads ?? await defaultWasmThreads(),
+    numThreads: numThreads ?? await defaultNumThreads(),
     threadsRequested: numThreads !== undefined,
     wasmBinary: options.wasmBinary,
     kernelModule: options.kernelModule,

@@ -29,7 +29,7 @@ import {
   type RuntimeOptions,
   type RuntimeSettings,
 } from "./runtime_options.ts";
-import { defaultNumThreads, isServerRuntime } from "../runtime/threads.ts";
+import { isServerRuntime } from "../runtime/threads.ts";
 import { createNativeSession, loadNativeOrt, nativeSessionOptions } from "./native_session.ts";
 import { freeNow, rangeBytes, rangeFileOf, wholeBytes } from "../storage/range_bytes.ts";
 
@@ -138,9 +138,9 @@ export async function sessionSettings(choice: SessionChoice, outputNames: readon
  * 1.41x without. The price is speed: on one thread a decode step takes
  * 1.45x as long without it, an 8-row step 1.79x (MLAS packs an unpacked
  * weight on every call).
- * And onnxruntime-web 1.30's threaded build hangs (the main thread spins)
- * on a session's first run, more often than not, when it pre-packs weights
- * that came as `externalData`.
+ * (At an earlier release onnxruntime-web 1.30's threaded build also hung
+ * on a first run that pre-packed weights given as `externalData`; four
+ * such loads on two threads ran normally at this one.)
  */
 function withoutPrepacking(
   options: InferenceSession.SessionOptions,
@@ -280,9 +280,7 @@ async function nativeSession(
   file: string,
 ): Promise<ModelSession> {
   const runtime = await loadNativeOrt();
-  // Only onnxruntime-web's threads default to 1 in Deno; native ones take every core unless asked otherwise.
-  const wanted = settings.runtime ?? await resolveRuntimeOptions({});
-  const threads = wanted.threadsRequested ? wanted.numThreads : await defaultNumThreads();
+  const threads = (settings.runtime ?? await resolveRuntimeOptions({})).numThreads;
   const options = nativeSessionOptions(
     {
       ...settings.sessionOptions,

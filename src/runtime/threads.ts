@@ -59,21 +59,3 @@ export async function defaultNumThreads(): Promise<number> {
   if (g.Worker === undefined || g.crossOriginIsolated !== true) return 1;
   return Math.max(1, g.navigator?.hardwareConcurrency ?? 1);
 }
-
-/**
- * The default number of onnxruntime-web (WebAssembly) threads:
- * {@linkcode defaultNumThreads}, except 1 in Deno, where onnxruntime-web
- * 1.30's threaded build now and then stalls a run for 40 s to minutes (the
- * README's runtime settings say what was seen); threads stay one option
- * away there (`numThreads`). onnxruntime-node's threads are not affected.
- *
- * @example
- * ```ts
- * import { defaultWasmThreads } from "./threads.ts";
- * console.log(await defaultWasmThreads()); // 1 in Deno, every core in Bun and Node
- * ```
- */
-export async function defaultWasmThreads(): Promise<number> {
-  if ((globalThis as ThreadGlobals).Deno !== undefined) return 1;
-  return await defaultNumThreads();
-}
