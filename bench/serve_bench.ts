@@ -21,7 +21,8 @@
  * each cell's rounds are pooled. Printed per cell: completed requests, aggregate generated tokens/s and its
  * ratio to one client's, tokens per CPU-second of the process (server and
  * clients together; steadier than wall time on a shared machine) and its
- * ratio, p50/p99 client latency, the mean rows per decode step, and the
+ * ratio, p50/p99 client latency, the mean rows per decode step, the prefill runs (requests that
+ * arrive together are prefilled in one run), and the
  * process's RSS. Bounded: requests, tokens and time are capped and traffic
  * goes to 127.0.0.1 only; the sweep stops when RSS passes `--max-rss-gb`
  * (default 8; checked during cells too, the process exits past it). Options: `--clients 1,4,8,16`, `--adapters 1,8`,
@@ -77,6 +78,8 @@ interface Cell {
   readonly cpuSeconds: number;
   /** Decode steps run. */
   readonly steps: number;
+  /** Prefill runs (each for the requests that arrived together). */
+  readonly prefills: number;
   readonly rssMb: number;
 }
 
@@ -96,7 +99,13 @@ function pooled(rounds: readonly Cell[]): Cell {
     busy: sum((c) => c.result.busy),
   };
   const last = rounds[rounds.length - 1];
-  return { ...last, result, cpuSeconds: sum((c) => c.cpuSeconds), steps: sum((c) => c.steps) };
+  return {
+    ...last,
+    result,
+    cpuSeconds: sum((c) => c.cpuSeconds),
+    steps: sum((c) => c.steps),
+    prefills: sum((c) => c.prefills),
+  };
 }
 
 /** Mean rows per decode step: every completion's first token comes from its prefill, the others from steps. */
@@ -170,6 +179,7 @@ async function sweep(
         });
         const used = process.cpuUsage(cpu);
         const steps = pool.batchStats.decodeRuns - before.decodeRuns;
+        const prefills = pool.batchStats.prefillRuns - before.prefillRuns;
         const rssMb = process.memoryUsage.rss() / 2 ** 20;
         const key = `${adapters}/${clients}`;
         runs.set(key, [...runs.get(key) ?? [], {
@@ -179,6 +189,7 @@ async function sweep(
           result,
           cpuSeconds: (used.user + used.system) / 1e6,
           steps,
+          prefills,
           rssMb,
         }]);
         const rate = (result.completionTokens / result.seconds).toFixed(1);
@@ -278,7 +289,7 @@ async function main(): Promise<void> {
 /** The printed table of these cells, a header first. */
 function table(cells: readonly Cell[]): string[][] {
   const header = ["model", "adapters", "clients", "ok", "tok/s", "x1", "tok/cpu-s", "x1 cpu", "p50 ms", "p99 ms"];
-  const rows = [[...header, "rows/step", "rss MB"]];
+  const rows = [[...header, "rows/step", "prefills", "rss MB"]];
   for (const c of cells) {
     const one = cells.find((o) => o.model === c.model && o.adapters === c.adapters && o.clients === 1);
     const { result: r } = c;
@@ -294,6 +305,7 @@ function table(cells: readonly Cell[]): string[][] {
       percentile(r.latenciesMs, 0.5).toFixed(0),
       percentile(r.latenciesMs, 0.99).toFixed(0),
       rowsPerStep(c).toFixed(1),
+      String(c.prefills),
       c.rssMb.toFixed(0),
     ]);
   }
