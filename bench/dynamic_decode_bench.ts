@@ -4,7 +4,8 @@
  * r=16 on all seven projections: make them with
  * `python bench/support/make_smollm_shape.py DIR`), then
  * `deno run -A bench/dynamic_decode_bench.ts DIR [steps] [--variant=V] [--device=wasm|native] [--threads=N]
- * [--check]` (threads: the runtime's default unless given; 1 gives the least noisy CPU times).
+ * [--check]` (or `bun bench/dynamic_decode_bench.ts ...`; threads: the runtime's default unless given; 1 gives
+ * the least noisy CPU times).
  *
  * One decode step (one new token after a 32-token past) of `base` (the base
  * session) against one branched session as the engine builds it (per-row
@@ -44,6 +45,12 @@
  * graph of just the 210 branches' MatMuls, fed A/B took 8.0-8.9 ms a run
  * against 1.5 ms as initializers. Dropping the 60 int64 `split` inputs
  * (feeding the same tensors without them) saved ~0.1 ms a run.
+ *
+ * Native (onnxruntime-node), 1 thread, 30 rounds, per-round medians, quiet,
+ * a later release on a slower machine: Deno fed 0.885-0.888 (rank 0
+ * 0.93-0.94; the 390 inputs 4.5 ms, the same empty), Bun fed 0.805-0.814
+ * (rank 0 0.91-0.92; the inputs 9-11 ms against 4.2-4.9 empty: Bun's N-API
+ * pays for their bytes too). Neither runtime reaches 0.95x fed.
  * @module
  */
 import process from "node:process";
@@ -56,13 +63,14 @@ import { GraphProtoSchema, type ModelProto, ModelProtoSchema, TensorProto_DataTy
 import { edited } from "../src/onnx/proto_edit.ts";
 import { makeNode, rawTensor, tensorValueInfo } from "../src/onnx/graph_parts.ts";
 
-const dir = Deno.args[0];
-if (!dir) throw new Error("usage: deno run -A bench/dynamic_decode_bench.ts DIR [rounds]");
-const ROUNDS = Number(Deno.args.find((a, i) => i > 0 && !a.startsWith("--")) ?? 40);
+const args = process.argv.slice(2);
+const dir = args[0];
+if (!dir) throw new Error("usage: deno run -A bench/dynamic_decode_bench.ts DIR [rounds] (or bun bench/...)");
+const ROUNDS = Number(args.find((a, i) => i > 0 && !a.startsWith("--")) ?? 40);
 const PAST = 32;
 
-const threads = Deno.args.find((a) => a.startsWith("--threads="))?.slice("--threads=".length);
-const device = (Deno.args.find((a) => a.startsWith("--device="))?.slice("--device=".length) ?? "wasm") as
+const threads = args.find((a) => a.startsWith("--threads="))?.slice("--threads=".length);
+const device = (args.find((a) => a.startsWith("--device="))?.slice("--device=".length) ?? "wasm") as
   | "wasm"
   | "native";
 const base = await loadBaseModel(`${dir}/base`, { device, ...(threads ? { numThreads: Number(threads) } : {}) });
@@ -137,7 +145,7 @@ const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math
 
 // One branched session beside the base per process: a session created after two others of this size ran
 // ~10% slower here whatever it held (where it lands in onnxruntime-web's heap), which would bias the ratios.
-const which = Deno.args.find((a) => a.startsWith("--variant="))?.slice("--variant=".length) ?? "shared";
+const which = args.find((a) => a.startsWith("--variant="))?.slice("--variant=".length) ?? "shared";
 if (!["separate", "shared", "baked"].includes(which)) throw new Error(`unknown --variant=${which}`);
 const graph = await branched(which !== "separate", which === "baked");
 const variants: Record<string, () => Promise<unknown>> = {
@@ -152,7 +160,7 @@ const variants: Record<string, () => Promise<unknown>> = {
 // The adapter changes the logits, and (checked untimed) the shared product gives the separate branches' ones.
 const viaGraph = await logits(graph.session.run(which === "baked" ? step : { ...step, ...graph.on }));
 if (maxDiff(viaGraph, await logits(base.run(step))) < 1e-3) throw new Error("the adapter does not change the logits");
-if (Deno.args.includes("--check")) {
+if (args.includes("--check")) {
   const check = await branched(which === "separate");
   const diff = maxDiff(viaGraph, await logits(check.session.run({ ...step, ...check.on })));
   console.log(`max |shared - separate| ${diff.toExponential(2)}`);
