@@ -25,7 +25,6 @@ import type { TokenizerLike } from "./tokenizer_like.ts";
  * ```ts
  * import { createRow, type RowState } from "./row_state.ts";
  * import type { DecoderLayout } from "./decoder_layout.ts";
-import type { GenerationResult } from "./generate.ts";
  * import type { GenerationSettings } from "./options.ts";
  * import type { TokenizerLike } from "./tokenizer_like.ts";
  * declare const layout: DecoderLayout, settings: GenerationSettings, tokenizer: TokenizerLike;
@@ -62,7 +61,6 @@ export interface RowState {
  * ```ts
  * import { createRow } from "./row_state.ts";
  * import type { DecoderLayout } from "./decoder_layout.ts";
-import type { GenerationResult } from "./generate.ts";
  * import type { GenerationSettings } from "./options.ts";
  * import type { TokenizerLike } from "./tokenizer_like.ts";
  * declare const layout: DecoderLayout, settings: GenerationSettings, tokenizer: TokenizerLike;
