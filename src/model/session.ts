@@ -138,9 +138,6 @@ export async function sessionSettings(choice: SessionChoice, outputNames: readon
  * 1.41x without. The price is speed: on one thread a decode step takes
  * 1.45x as long without it, an 8-row step 1.79x (MLAS packs an unpacked
  * weight on every call).
- * (At an earlier release onnxruntime-web 1.30's threaded build also hung
- * on a first run that pre-packed weights given as `externalData`; four
- * such loads on two threads ran normally at this one.)
  */
 function withoutPrepacking(
   options: InferenceSession.SessionOptions,
